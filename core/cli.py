@@ -1,0 +1,177 @@
+"""`airlock scan` and `airlock convert`: headless, Qt-free, with the exit codes CI relies on.
+
+Exit codes: 0 no file reaches --fail-on, 1 one does, 2 Airlock could not start (bad arguments,
+a path that does not exist, missing policy data). A failure inside one file is a finding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from airlock.core import __version__
+from airlock.core.errors import PolicyMissing
+from airlock.core.findings import Severity
+from airlock.core.limits import DEFAULT_LIMITS
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"airlock: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="airlock", description="Look inside model files without loading them.")
+    parser.add_argument("--version", action="version", version=f"airlock {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    scan = sub.add_parser("scan", help="scan files or folders and report findings")
+    scan.add_argument("paths", nargs="+", metavar="PATH")
+    scan.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    scan.add_argument("--fail-on", default="high", metavar="LEVEL", type=_severity,
+                      help="exit 1 when a file reaches this severity (default: high)")
+    scan.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
+    scan.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                      help="worker processes for many files (default: number of cores)")
+    scan.add_argument("--timeout", type=float, default=DEFAULT_LIMITS.time_budget_s, metavar="SECONDS",
+                      help="time budget per file")
+    scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    _add_convert(sub)
+    return parser
+
+
+def _add_convert(sub: Any) -> None:
+    try:
+        from airlock.core.convert import cli as convert_cli
+    except ImportError:
+        return
+    convert_cli.add_parser(sub)
+
+
+def _severity(text: str) -> Severity:
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _scan_one(display: str, real: str, timeout: float) -> dict[str, Any]:
+    """Scan a file and return its JSON report entry. Runs in a worker process too."""
+    from dataclasses import replace
+
+    from airlock.core.report.json_report import file_dict
+    from airlock.core.scan import scan_file
+
+    limits = replace(DEFAULT_LIMITS, time_budget_s=timeout)
+    result = scan_file(real, display, limits=limits)
+    try:
+        return file_dict(result)
+    finally:
+        result.close()
+
+
+def _worker_init(memory_budget: int) -> None:
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard == resource.RLIM_INFINITY or hard > memory_budget:
+            # RLIMIT_DATA, not RLIMIT_AS: address space limits break large read-only maps.
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_budget, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # not available on this platform: the per-format size checks still apply
+
+
+def _crash_entry(display: str, why: str) -> dict[str, Any]:
+    return {"path": display, "format": "unknown", "severity": "high", "findings": [
+        {"rule": "AIR001", "severity": "high", "message": f"scanning worker failed: {why}",
+         "offset": None, "member": None, "node": None}]}
+
+
+def _scan_all(files: list[tuple[str, str]], jobs: int, timeout: float) -> Iterator[dict[str, Any]]:
+    if jobs <= 1 or len(files) <= 1:
+        for display, real in files:
+            yield _scan_one(display, real, timeout)
+        return
+    import multiprocessing
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
+                             initializer=_worker_init,
+                             initargs=(DEFAULT_LIMITS.memory_budget_bytes,)) as pool:
+        futures = [pool.submit(_scan_one, d, r, timeout) for d, r in files]
+        for (display, _), future in zip(files, futures, strict=True):
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield _crash_entry(display, "the worker process died (crash or memory budget)")
+            except MemoryError:
+                yield _crash_entry(display, "memory budget exceeded")
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from airlock.core.pickle.policy import load_policy
+    from airlock.core.report import json_report, sarif, text
+    from airlock.core.scan import iter_files
+
+    try:
+        load_policy()
+    except PolicyMissing as exc:
+        print(f"airlock: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    missing = [p for p in args.paths if not os.path.lexists(p)]
+    if missing:
+        for p in missing:
+            print(f"airlock: no such file or directory: {p}", file=sys.stderr)
+        return EXIT_USAGE
+    files = [pair for p in args.paths for pair in iter_files(p)]
+    jobs = args.jobs or os.cpu_count() or 1
+    entries = list(_scan_all(files, jobs, args.timeout))
+
+    if args.format == "json":
+        out = json_report.render(entries)
+    elif args.format == "sarif":
+        out = sarif.render(entries)
+    else:
+        colour = args.color == "always" or (args.color == "auto" and args.output is None
+                                            and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+        out = text.render(entries, colour=colour)
+    if args.output:
+        tmp = f"{args.output}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(out)
+        os.replace(tmp, args.output)
+    else:
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    worst = max((Severity.parse(e["severity"]) for e in entries), default=Severity.NONE)
+    return EXIT_FINDINGS if worst >= args.fail_on else EXIT_CLEAN
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "scan":
+        return run_scan(args)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        build_parser().error(f"unknown command {args.command}")
+    return int(handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

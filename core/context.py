@@ -1,0 +1,99 @@
+"""What a parser is given besides the bytes: limits, the clock, cancel, and where findings go."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from airlock.core.errors import Cancelled, LimitExceeded
+from airlock.core.findings import Finding, Rule, Severity
+from airlock.core.limits import DEFAULT_LIMITS, Limits
+from airlock.core.source import Source
+from airlock.core.tree import Node
+
+ProgressFn = Callable[[float, str], None]
+CancelledFn = Callable[[], bool]
+
+
+class ScanContext:
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        progress: ProgressFn | None = None,
+        cancelled: CancelledFn | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.limits = limits
+        self.findings: list[Finding] = []
+        self.path = path  # the file being scanned, for sidecar files (ONNX external data, shards)
+        self.depth = 0  # nesting of containers
+        self.current: Node | None = None  # node that findings without a node attach to
+        self._progress = progress
+        self._cancelled = cancelled
+        self._deadline = time.monotonic() + limits.time_budget_s
+        self._ticks = 0
+
+    # Findings
+
+    def report(
+        self,
+        rule: type[Rule],
+        message: str,
+        *,
+        node: Node | None = None,
+        offset: int | None = None,
+        length: int | None = None,
+        member: str | None = None,
+        severity: Severity | None = None,
+    ) -> Finding:
+        """Record a finding. Offset and member default to the node's."""
+        target = node if node is not None else self.current
+        if target is not None:
+            if offset is None:
+                offset = target.offset
+            if length is None and offset == target.offset:
+                length = target.length
+            if member is None:
+                member = target.member
+        finding = Finding(
+            rule=rule.id,
+            severity=rule.severity if severity is None else severity,
+            message=message,
+            offset=offset,
+            length=length,
+            member=member,
+            node=target,
+        )
+        self.findings.append(finding)
+        if target is not None:
+            target.attach(finding)
+        return finding
+
+    # Time and cancel
+
+    def check(self) -> None:
+        """Call in every loop over file content: raises when over time or cancelled."""
+        if self._cancelled is not None and self._cancelled():
+            raise Cancelled("cancelled")
+        if time.monotonic() > self._deadline:
+            raise LimitExceeded(f"time budget of {self.limits.time_budget_s:g} s exceeded")
+
+    def tick(self, every: int = 4096) -> None:
+        """A cheap `check()` for hot loops: looks at the clock once every `every` calls."""
+        self._ticks += 1
+        if self._ticks % every == 0:
+            self.check()
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self._progress is not None:
+            self._progress(min(max(fraction, 0.0), 1.0), message)
+
+    # Nesting
+
+    def parse_nested(self, source: Source, parent: Node, *, label: str | None = None) -> Node:
+        """Sniff and parse bytes found inside another format (a zip member, trailing bytes...)."""
+        from airlock.core import scan  # scan imports the format registry, which imports us
+
+        return scan.parse_into(source, self, parent, label=label)

@@ -1,0 +1,153 @@
+"""Severities, findings and the rule registry.
+
+Every check Airlock makes is one small `Rule` subclass with a stable id. Subclasses register
+themselves, so the SARIF report can describe every rule and tests can list them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from airlock.core.tree import Node
+
+
+class Severity(enum.IntEnum):
+    NONE = 0
+    INFO = 1
+    LOW = 2
+    MEDIUM = 3
+    HIGH = 4
+    CRITICAL = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            names = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {text!r} (expected one of {names})") from None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Finding:
+    rule: str
+    severity: Severity
+    message: str
+    offset: int | None = None
+    length: int | None = None
+    member: str | None = None
+    node: Node | None = None
+
+    def node_path(self) -> str | None:
+        return self.node.path() if self.node is not None else None
+
+
+class Rule:
+    """One check. `id` is stable forever (reports and CI baselines refer to it)."""
+
+    id: ClassVar[str]
+    severity: ClassVar[Severity]
+    title: ClassVar[str]
+    help: ClassVar[str] = ""
+
+    registry: ClassVar[dict[str, type[Rule]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "id" not in cls.__dict__:
+            return  # an abstract grouping class
+        if cls.id in Rule.registry and Rule.registry[cls.id] is not cls:
+            raise RuntimeError(f"duplicate rule id {cls.id}")
+        Rule.registry[cls.id] = cls
+
+
+def all_rules() -> list[type[Rule]]:
+    _load_rule_modules()
+    return sorted(Rule.registry.values(), key=lambda r: r.id)
+
+
+def _load_rule_modules() -> None:
+    # Rules live next to the format they judge; importing the registry of formats imports them all.
+    from airlock.core import formats
+
+    formats.load_all_modules()
+
+
+# Rules shared by every format.
+
+
+class ParserCrash(Rule):
+    id = "AIR001"
+    severity = Severity.HIGH
+    title = "Parser failure"
+    help = "Airlock's parser failed on this file; a real loader may read it differently."
+
+
+class Malformed(Rule):
+    id = "AIR002"
+    severity = Severity.HIGH
+    title = "Truncated or malformed structure"
+    help = "The file is truncated or malformed; a loader still acts on what comes before the break."
+
+
+class LimitExceeded(Rule):
+    id = "AIR003"
+    severity = Severity.HIGH
+    title = "Resource limit exceeded"
+    help = "The file exceeded a time or size budget; what lies beyond was not inspected."
+
+
+class ExtensionMismatch(Rule):
+    id = "AIR004"
+    severity = Severity.LOW
+    title = "Extension disagrees with content"
+    help = "The file's extension names another format than its content."
+
+
+class NotInspected(Rule):
+    id = "AIR005"
+    severity = Severity.INFO
+    title = "Format not inspected"
+    help = "Airlock does not inspect this format yet; the file is not known to be safe."
+
+
+class Skipped(Rule):
+    id = "AIR006"
+    severity = Severity.INFO
+    title = "Not a regular file"
+    help = "FIFOs, sockets and devices are listed but never opened."
+
+
+class Unreadable(Rule):
+    id = "AIR007"
+    severity = Severity.HIGH
+    title = "File could not be read"
+    help = "The file could not be opened or read; it was not inspected."
+
+
+class TrailingData(Rule):
+    id = "AIR008"
+    severity = Severity.LOW
+    title = "Trailing bytes"
+    help = "Bytes after the end of the format's data; loaders ignore them, but they can hide content."
+
+
+class Polyglot(Rule):
+    id = "AIR009"
+    severity = Severity.LOW
+    title = "File is valid as two formats"
+    help = "Different tools will read this file as different formats."
+
+
+class DataOnly(Rule):
+    id = "AIR010"
+    severity = Severity.INFO
+    title = "Data-only pickle"
+    help = "Every global the pickle names is in Airlock's safe set."

@@ -1,0 +1,47 @@
+"""The format registry. Each module answers "is this mine?" (`sniff`) and "show it" (`parse`).
+
+A format module defines:
+    NAME: str                       short format name, as reported ("pickle", "safetensors"...)
+    EXTENSIONS: tuple[str, ...]     file extensions that usually carry it (for mismatch findings)
+    sniff(head: bytes, size: int) -> int    0 = not mine ... 100 = certain, from content only
+    parse(source: Source, ctx: ScanContext) -> Node
+
+Modules import heavy libraries (numpy, onnx, gguf, jinja2, h5py) inside `parse`, never at import
+time: `airlock scan` on a pickle must not pay for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# Order breaks ties between equal sniff scores.
+MODULE_NAMES = [
+    "airlock.core.formats.pickle",
+    "airlock.core.formats.compressed",
+]
+
+_loaded: list[ModuleType] | None = None
+
+
+def load_all_modules() -> list[ModuleType]:
+    global _loaded
+    if _loaded is None:
+        _loaded = [importlib.import_module(name) for name in MODULE_NAMES]
+    return _loaded
+
+
+def by_name(name: str) -> ModuleType:
+    for module in load_all_modules():
+        if module.NAME == name:
+            return module
+    raise KeyError(name)
+
+
+def known_extensions() -> dict[str, str]:
+    """Extension → format name, for telling when a file's name disagrees with its content."""
+    table: dict[str, str] = {}
+    for module in load_all_modules():
+        for ext in module.EXTENSIONS:
+            table.setdefault(ext, module.NAME)
+    return table

@@ -1,0 +1,114 @@
+"""gzip / bz2 / xz / lzma / zlib / lz4-wrapped files: decompressed with a size cap, then sniffed again.
+
+joblib's compressed dumps are such files; after decompression the joblib module recognises them.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+from typing import Any
+
+from airlock.core.context import ScanContext
+from airlock.core.errors import FormatError, LimitExceeded
+from airlock.core.source import Source
+from airlock.core.tree import FILE, Node
+
+NAME = "compressed"
+EXTENSIONS = (".gz", ".bz2", ".xz", ".lzma", ".z", ".zlib", ".lz4")
+
+_CHUNK = 1 << 20
+
+
+def _kind(head: bytes) -> str | None:
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        return "bz2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if head[:4] == b"\x04\x22\x4d\x18":
+        return "lz4"
+    if head[:3] == b"\x5d\x00\x00":
+        return "lzma"
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+        try:
+            zlib.decompressobj().decompress(head, 64)
+        except zlib.error:
+            return None
+        return "zlib"
+    return None
+
+
+def sniff(head: bytes, size: int) -> int:
+    kind = _kind(head)
+    if kind is None:
+        return 0
+    return 60 if kind in ("zlib", "lzma") else 85
+
+
+def _decompressor(kind: str) -> Any:
+    if kind == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if kind == "zlib":
+        return zlib.decompressobj()
+    if kind == "bz2":
+        return bz2.BZ2Decompressor()
+    if kind == "xz":
+        return lzma.LZMADecompressor(lzma.FORMAT_XZ)
+    if kind == "lzma":
+        return lzma.LZMADecompressor(lzma.FORMAT_ALONE)
+    import lz4.frame  # imported only for lz4 files
+
+    return lz4.frame.LZ4FrameDecompressor()
+
+
+def decompress(source: Source, kind: str, cap: int, ctx: ScanContext) -> bytes:
+    """Stream-decompress with a hard cap on the output, checking the clock between chunks."""
+    dec = _decompressor(kind)
+    out = bytearray()
+    pos = 0
+    try:
+        while pos < source.size and not getattr(dec, "eof", False):
+            ctx.check()
+            chunk = source.read(pos, _CHUNK)
+            pos += len(chunk)
+            # max_length bounds what one call may produce, so a bomb cannot expand past the cap.
+            out += _step(dec, kind, chunk, cap - len(out) + 1)
+            while len(out) <= cap and _pending(dec, kind):
+                more = _step(dec, kind, b"", cap - len(out) + 1)
+                if not more:
+                    break
+                out += more
+            if len(out) > cap:
+                raise LimitExceeded(f"{kind} data expands past {cap:,} bytes (decompression bomb?)", 0)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
+        raise FormatError(f"{kind} stream is corrupt after {len(out):,} bytes: {exc}", pos) from None
+    if not getattr(dec, "eof", True):
+        raise FormatError(f"truncated {kind} stream: ended after {len(out):,} decompressed bytes", pos)
+    return bytes(out)
+
+
+def _step(dec: Any, kind: str, data: bytes, max_length: int) -> bytes:
+    if kind in ("gzip", "zlib"):
+        # zlib keeps input it could not expand yet in unconsumed_tail; feed it back first.
+        return bytes(dec.decompress(dec.unconsumed_tail + data, max(max_length, 1)))
+    return bytes(dec.decompress(data, max_length=max(max_length, 1)))
+
+
+def _pending(dec: Any, kind: str) -> bool:
+    if kind in ("gzip", "zlib"):
+        return bool(dec.unconsumed_tail)
+    return not getattr(dec, "needs_input", True)
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    kind = _kind(source.head(64)) or "unknown"
+    root.attrs["compression"] = kind
+    data = decompress(source, kind, ctx.limits.max_decompressed_bytes, ctx)
+    member = f"{source.member}!{kind}" if source.member else f"<{kind} content>"
+    inner = Source.from_bytes(data, name=member, member=member, path=source.path)
+    ctx.parse_nested(inner, root, label=f"{kind}-decompressed ({len(data):,} bytes)")
+    return root

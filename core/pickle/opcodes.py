@@ -1,0 +1,217 @@
+"""Pickle opcode reader for protocols 0-5. Decodes arguments; never builds Python objects.
+
+Argument decoding follows CPython's `pickle` module (`Lib/pickle.py`), so that a stream reads
+here as it reads in the real unpickler: INT lines use base 0, BINSTRING is py2 text, GLOBAL
+lines are UTF-8. Lengths are checked against the bytes that remain before anything is sliced.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from airlock.core.errors import FormatError
+
+# Argument kinds
+NONE, UINT1, UINT2, UINT4, UINT8, INT4 = "none", "u1", "u2", "u4", "u8", "i4"
+LONG1, LONG4 = "long1", "long4"
+STRING1, STRING4, BYTES1, BYTES4, BYTES8, BYTEARRAY8 = "s1", "s4", "b1", "b4", "b8", "ba8"
+UNICODE1, UNICODE4, UNICODE8 = "u_1", "u_4", "u_8"
+STRINGNL, UNICODENL, INTNL, LONGNL, FLOATNL, FLOAT8 = "snl", "unl", "inl", "lnl", "fnl", "f8"
+GLOBALNL, PERSIDNL, INDEXNL = "gnl", "pnl", "xnl"
+
+# code byte → (name, argument kind)
+OPCODES: dict[int, tuple[str, str]] = {
+    ord("I"): ("INT", INTNL), ord("J"): ("BININT", INT4), ord("K"): ("BININT1", UINT1),
+    ord("M"): ("BININT2", UINT2), ord("L"): ("LONG", LONGNL), 0x8A: ("LONG1", LONG1),
+    0x8B: ("LONG4", LONG4), ord("S"): ("STRING", STRINGNL), ord("T"): ("BINSTRING", STRING4),
+    ord("U"): ("SHORT_BINSTRING", STRING1), ord("B"): ("BINBYTES", BYTES4),
+    ord("C"): ("SHORT_BINBYTES", BYTES1), 0x8E: ("BINBYTES8", BYTES8),
+    0x96: ("BYTEARRAY8", BYTEARRAY8), 0x97: ("NEXT_BUFFER", NONE), 0x98: ("READONLY_BUFFER", NONE),
+    ord("N"): ("NONE", NONE), 0x88: ("NEWTRUE", NONE), 0x89: ("NEWFALSE", NONE),
+    ord("V"): ("UNICODE", UNICODENL), 0x8C: ("SHORT_BINUNICODE", UNICODE1),
+    ord("X"): ("BINUNICODE", UNICODE4), 0x8D: ("BINUNICODE8", UNICODE8),
+    ord("F"): ("FLOAT", FLOATNL), ord("G"): ("BINFLOAT", FLOAT8),
+    ord("]"): ("EMPTY_LIST", NONE), ord("a"): ("APPEND", NONE), ord("e"): ("APPENDS", NONE),
+    ord("l"): ("LIST", NONE), ord(")"): ("EMPTY_TUPLE", NONE), ord("t"): ("TUPLE", NONE),
+    0x85: ("TUPLE1", NONE), 0x86: ("TUPLE2", NONE), 0x87: ("TUPLE3", NONE),
+    ord("}"): ("EMPTY_DICT", NONE), ord("d"): ("DICT", NONE), ord("s"): ("SETITEM", NONE),
+    ord("u"): ("SETITEMS", NONE), 0x8F: ("EMPTY_SET", NONE), 0x90: ("ADDITEMS", NONE),
+    0x91: ("FROZENSET", NONE), ord("0"): ("POP", NONE), ord("2"): ("DUP", NONE),
+    ord("("): ("MARK", NONE), ord("1"): ("POP_MARK", NONE), ord("g"): ("GET", INDEXNL),
+    ord("h"): ("BINGET", UINT1), ord("j"): ("LONG_BINGET", UINT4), ord("p"): ("PUT", INDEXNL),
+    ord("q"): ("BINPUT", UINT1), ord("r"): ("LONG_BINPUT", UINT4), 0x94: ("MEMOIZE", NONE),
+    0x82: ("EXT1", UINT1), 0x83: ("EXT2", UINT2), 0x84: ("EXT4", INT4),
+    ord("c"): ("GLOBAL", GLOBALNL), 0x93: ("STACK_GLOBAL", NONE), ord("R"): ("REDUCE", NONE),
+    ord("b"): ("BUILD", NONE), ord("i"): ("INST", GLOBALNL), ord("o"): ("OBJ", NONE),
+    0x81: ("NEWOBJ", NONE), 0x92: ("NEWOBJ_EX", NONE), 0x80: ("PROTO", UINT1),
+    ord("."): ("STOP", NONE), 0x95: ("FRAME", UINT8), ord("P"): ("PERSID", PERSIDNL),
+    ord("Q"): ("BINPERSID", NONE),
+}
+
+PROTO = 0x80
+STOP = ord(".")
+HIGHEST_PROTOCOL = 5
+
+_FIXED = {UINT1: (1, "<B"), UINT2: (2, "<H"), UINT4: (4, "<I"), UINT8: (8, "<Q"), INT4: (4, "<i"),
+          FLOAT8: (8, ">d")}
+_SIZED = {STRING1: (1, "<B"), BYTES1: (1, "<B"), UNICODE1: (1, "<B"), LONG1: (1, "<B"),
+          STRING4: (4, "<i"), BYTES4: (4, "<I"), UNICODE4: (4, "<I"), LONG4: (4, "<i"),
+          BYTES8: (8, "<Q"), UNICODE8: (8, "<Q"), BYTEARRAY8: (8, "<Q")}
+_MAX_LINE = 1 << 20  # a text argument longer than this is not a real pickle
+
+
+class Op:
+    """One opcode: its name, decoded argument, offset in the source and length in bytes."""
+
+    __slots__ = ("arg", "length", "name", "offset")
+
+    def __init__(self, name: str, arg: Any, offset: int, length: int) -> None:
+        self.name = name
+        self.arg = arg
+        self.offset = offset
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"Op({self.name}, {self.arg!r}, @{self.offset})"
+
+
+class PickleTruncated(FormatError):
+    """The stream ended inside an opcode or before STOP."""
+
+
+def _readline(buf: Any, pos: int, end: int, what: str) -> tuple[bytes, int]:
+    limit = min(end, pos + _MAX_LINE)
+    chunk = bytes(buf[pos:limit])
+    nl = chunk.find(b"\n")
+    if nl < 0:
+        if limit < end:
+            raise FormatError(f"{what} line longer than {_MAX_LINE} bytes", pos)
+        raise PickleTruncated(f"truncated: {what} line has no newline before the end", pos)
+    return chunk[:nl], pos + nl + 1
+
+
+def _decode_string_line(line: bytes, offset: int) -> str:
+    # STRING: a quoted, escaped py2 str. Decoded as latin-1 (the most permissive loader choice).
+    if len(line) >= 2 and line[0] == line[-1] and line[:1] in (b"'", b'"'):
+        try:
+            raw = codecs.escape_decode(line[1:-1])[0]
+        except ValueError as exc:
+            raise FormatError(f"bad escape in STRING argument: {exc}", offset) from None
+        return raw.decode("latin-1")
+    raise FormatError("STRING argument is not quoted", offset)
+
+
+def read_op(buf: Any, pos: int, end: int) -> Op:
+    """Decode the opcode at `pos`. Raises PickleTruncated / FormatError with the offset."""
+    if pos >= end:
+        raise PickleTruncated("truncated: the stream ended before STOP", pos)
+    code = buf[pos]
+    entry = OPCODES.get(code)
+    if entry is None:
+        raise FormatError(f"malformed: unknown opcode 0x{code:02x}", pos)
+    name, kind = entry
+    p = pos + 1
+    arg: Any = None
+    if kind == NONE:
+        pass
+    elif kind in _FIXED:
+        size, fmt = _FIXED[kind]
+        if p + size > end:
+            raise PickleTruncated(f"truncated: {name} needs {size} argument bytes, {end - p} remain", pos)
+        (arg,) = struct.unpack(fmt, buf[p : p + size])
+        p += size
+    elif kind in _SIZED:
+        size, fmt = _SIZED[kind]
+        if p + size > end:
+            raise PickleTruncated(f"truncated: {name} length field needs {size} bytes", pos)
+        (n,) = struct.unpack(fmt, buf[p : p + size])
+        p += size
+        if n < 0:
+            raise FormatError(f"malformed: {name} has negative length {n}", pos)
+        if n > end - p:
+            raise PickleTruncated(
+                f"truncated: {name} expects {n:,} bytes, but only {end - p:,} remain", pos)
+        data = bytes(buf[p : p + n])
+        p += n
+        if kind in (STRING1, STRING4):
+            arg = data.decode("latin-1")
+        elif kind in (UNICODE1, UNICODE4, UNICODE8):
+            try:
+                arg = data.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                raise FormatError(f"malformed: {name} is not valid UTF-8", pos) from None
+        elif kind in (LONG1, LONG4):
+            arg = int.from_bytes(data, "little", signed=True)
+        elif kind == BYTEARRAY8:
+            arg = bytearray(data)
+        else:
+            arg = data
+    else:
+        line, p = _readline(buf, p, end, name)
+        try:
+            if kind == INTNL:
+                arg = False if line == b"00" else True if line == b"01" else int(line, 0)
+            elif kind == LONGNL:
+                arg = int(line[:-1] if line.endswith(b"L") else line, 0)
+            elif kind == FLOATNL:
+                arg = float(line)
+            elif kind == INDEXNL:
+                arg = int(line)
+                if arg < 0:
+                    raise ValueError("negative memo index")
+            elif kind == STRINGNL:
+                arg = _decode_string_line(line, pos)
+            elif kind == UNICODENL:
+                arg = line.decode("raw-unicode-escape")
+            elif kind == PERSIDNL:
+                arg = line.decode("ascii")
+            elif kind == GLOBALNL:
+                second, p = _readline(buf, p, end, name)
+                arg = (line.decode("utf-8"), second.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            if isinstance(exc, FormatError):
+                raise
+            raise FormatError(f"malformed: bad {name} argument {line[:40]!r}", pos) from None
+    return Op(name, arg, pos, p - pos)
+
+
+def iter_ops(buf: Any, start: int = 0, end: int | None = None) -> Iterator[Op]:
+    """Opcodes of one pickle, up to and including STOP. Errors are raised where they occur."""
+    end = len(buf) if end is None else end
+    pos = start
+    while True:
+        op = read_op(buf, pos, end)
+        yield op
+        pos += op.length
+        if op.name == "STOP":
+            return
+
+
+def looks_like_pickle(head: bytes) -> int:
+    """Score 0-100 for "these bytes start a pickle", from the first opcodes alone."""
+    if len(head) >= 2 and head[0] == PROTO and 2 <= head[1] <= HIGHEST_PROTOCOL:
+        return 90
+    if len(head) >= 2 and head[0] == PROTO and head[1] <= 0x0F:
+        return 60  # an unknown protocol: loaders refuse it, the machine reports it as malformed
+    # Protocol 0/1: no header. Accept only if the first few opcodes decode and include one that
+    # builds something, so plain text does not read as a pickle.
+    pos, seen, end = 0, 0, len(head)
+    structural = False
+    try:
+        while pos < end and seen < 64:
+            op = read_op(head, pos, end)
+            seen += 1
+            pos += op.length
+            if op.name in ("GLOBAL", "INST", "REDUCE", "BUILD", "DICT", "LIST", "TUPLE", "MARK",
+                           "EMPTY_DICT", "EMPTY_LIST", "SETITEM", "APPEND", "PERSID", "BINPERSID"):
+                structural = True
+            if op.name == "STOP":
+                return 70 if structural or seen > 1 else 20
+    except PickleTruncated:
+        return 40 if structural and seen >= 2 else 0
+    except FormatError:
+        return 0
+    return 40 if structural and seen >= 3 else 0

@@ -1,0 +1,42 @@
+"""The JSON document of the CLI contract (schema_version 1)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airlock.core import __version__
+from airlock.core.findings import Finding
+from airlock.core.scan import ScanResult
+from airlock.core.text import safe_text
+
+SCHEMA_VERSION = 1
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    return {
+        "rule": f.rule,
+        "severity": f.severity.label,
+        "message": safe_text(f.message, 2000),
+        "offset": f.offset,
+        "member": safe_text(f.member, 500) if f.member is not None else None,
+        "node": safe_text(f.node_path() or "", 1000) if f.node is not None else None,
+    }
+
+
+def file_dict(result: ScanResult) -> dict[str, Any]:
+    return {
+        "path": result.path,
+        "format": result.format,
+        "severity": result.severity.label,
+        "findings": [finding_dict(f) for f in result.findings],
+    }
+
+
+def document(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "airlock_version": __version__, "files": results}
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    # ensure_ascii keeps the document valid UTF-8 whatever the file names hold (lone surrogates).
+    return json.dumps(document(results), indent=2, ensure_ascii=True)

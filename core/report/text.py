@@ -1,0 +1,36 @@
+"""Readable terminal output: one block per file, worst first within it; colour only on a TTY."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airlock.core.findings import Severity
+from airlock.core.text import safe_text
+
+_COLOURS = {"critical": "\033[1;97;41m", "high": "\033[1;31m", "medium": "\033[33m", "low": "\033[36m",
+            "info": "\033[2m", "none": "\033[32m"}
+_RESET = "\033[0m"
+
+
+def render(files: list[dict[str, Any]], *, colour: bool) -> str:
+    def paint(level: str, text: str) -> str:
+        return f"{_COLOURS[level]}{text}{_RESET}" if colour else text
+
+    lines = []
+    counts: dict[str, int] = {}
+    for entry in files:
+        verdict = entry["severity"]
+        counts[verdict] = counts.get(verdict, 0) + 1
+        shown = "clean" if verdict == "none" else verdict.upper()
+        lines.append(f"{paint(verdict, f'[{shown}]')} {safe_text(entry['path'], 500)}  ({entry['format']})")
+        ordered = sorted(entry["findings"], key=lambda f: -Severity.parse(f["severity"]))
+        for f in ordered:
+            where = f"@{f['offset']}" if f["offset"] is not None else ""
+            if f["member"]:
+                where = f"{f['member']}{where}"
+            lines.append(f"    {paint(f['severity'], f['severity'].upper()):<10} {f['rule']} {where}  "
+                         f"{f['message']}")
+    summary = ", ".join(f"{n} {level}" for level, n in sorted(
+        counts.items(), key=lambda kv: -Severity.parse(kv[0])))
+    lines.append(f"{len(files)} file(s) scanned: {summary}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,221 @@
+"""Scan entry points: sniff by content, parse, collect findings. Never raises on bad input."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from airlock.core import formats
+from airlock.core.context import CancelledFn, ProgressFn, ScanContext
+from airlock.core.errors import Cancelled, FormatError, LimitExceeded
+from airlock.core.findings import (
+    ExtensionMismatch,
+    Finding,
+    Malformed,
+    NotInspected,
+    ParserCrash,
+    Severity,
+    Skipped,
+    Unreadable,
+)
+from airlock.core.findings import LimitExceeded as LimitRule
+from airlock.core.limits import DEFAULT_LIMITS, Limits
+from airlock.core.source import Source
+from airlock.core.tree import FILE, Node
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class ScanResult:
+    path: str  # as the user gave it (or joined under a directory argument)
+    format: str
+    root: Node
+    findings: list[Finding] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    size: int | None = None
+    source: Source | None = None  # kept open so lazy nodes can read their bytes; see close()
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+
+    @property
+    def severity(self) -> Severity:
+        return max((f.severity for f in self.findings), default=Severity.NONE)
+
+
+def sniff(head: bytes, size: int) -> tuple[ModuleType | None, list[ModuleType]]:
+    """The best format for these bytes, and every other format that also claims them."""
+    scored = []
+    for module in formats.load_all_modules():
+        score = module.sniff(head, size)
+        if score > 0:
+            scored.append((score, module))
+    if not scored:
+        return None, []
+    scored.sort(key=lambda pair: -pair[0])  # stable: registry order breaks ties
+    best = scored[0][1]
+    return best, [m for s, m in scored[1:] if s >= 50]
+
+
+def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: str | None = None) -> Node:
+    """Sniff and parse `source`; failures become findings on a partial tree. Returns its node."""
+    module, others = sniff(source.head(), source.size)
+    name = module.NAME if module is not None else UNKNOWN
+    if module is None:
+        node = Node(FILE, label or source.name, offset=0, length=source.size, member=source.member,
+                    attrs={"format": UNKNOWN, "size": source.size})
+        if parent is not None:
+            parent.add(node)
+        if source.size:
+            ctx.report(NotInspected, "format not recognised: not inspected", node=node)
+        return node
+
+    outer = ctx.current
+    placeholder = Node(FILE, label or source.name, offset=0, length=source.size, member=source.member,
+                       attrs={"format": name, "size": source.size})
+    if parent is not None:
+        parent.add(placeholder)
+    ctx.current = placeholder
+    ctx.depth += 1
+    try:
+        if ctx.depth > ctx.limits.max_nesting_depth:
+            raise LimitExceeded(f"nesting deeper than {ctx.limits.max_nesting_depth} containers")
+        node = module.parse(source, ctx)
+        if node is not placeholder:
+            _adopt(placeholder, node)
+        for other in others:
+            if other is not module and getattr(other, "POLYGLOT_CHECK", True):
+                placeholder.attrs.setdefault("also_valid_as", []).append(other.NAME)
+    except Cancelled:
+        raise
+    except FormatError as exc:
+        ctx.report(Malformed, f"malformed {name}: {exc.message}", node=placeholder,
+                   offset=exc.offset, member=exc.member or source.member)
+    except LimitExceeded as exc:
+        ctx.report(LimitRule, f"{name}: {exc.message}; the rest was not inspected", node=placeholder,
+                   offset=exc.offset)
+    except (MemoryError, RecursionError) as exc:
+        ctx.report(LimitRule, f"{name}: {type(exc).__name__} while parsing; the rest was not inspected",
+                   node=placeholder)
+    except Exception as exc:  # noqa: BLE001 - a parser bug must be a finding, never a dead scan
+        ctx.report(ParserCrash, f"{name} parser failed: {type(exc).__name__}: {exc}", node=placeholder)
+    finally:
+        ctx.depth -= 1
+        ctx.current = outer
+    return placeholder
+
+
+def _adopt(placeholder: Node, node: Node) -> None:
+    """Move a parser's returned root into the placeholder that findings may already point at."""
+    placeholder.kind = node.kind
+    placeholder.attrs = {**placeholder.attrs, **node.attrs}
+    if node.is_lazy:
+        placeholder.set_lazy_children(node.child_count, node._page_factory)  # type: ignore[arg-type]
+    else:
+        for child in node.children():
+            placeholder.add(child)
+    for finding in node.findings:
+        placeholder.attach(finding)
+
+
+def _check_extension(result_format: str, path: str, ctx: ScanContext, root: Node) -> None:
+    ext = "".join(Path(path).suffixes[-1:]).lower()
+    if not ext:
+        return
+    table = formats.known_extensions()
+    owner = table.get(ext)
+    if owner is None or result_format == UNKNOWN:
+        return
+    module_exts = formats.by_name(result_format).EXTENSIONS
+    if ext not in module_exts:
+        ctx.report(ExtensionMismatch,
+                   f"the name says {ext} ({owner}) but the content is {result_format}", node=root, offset=0)
+
+
+def scan_source(source: Source, display_path: str, ctx: ScanContext) -> ScanResult:
+    start = time.monotonic()
+    root = parse_into(source, ctx, None, label=os.path.basename(display_path) or display_path)
+    fmt = root.attrs.get("format", UNKNOWN)
+    _check_extension(fmt, display_path, ctx, root)
+    return ScanResult(display_path, fmt, root, ctx.findings, time.monotonic() - start, source.size, source)
+
+
+def scan_file(
+    path: str | os.PathLike[str],
+    display_path: str | None = None,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: ProgressFn | None = None,
+    cancelled: CancelledFn | None = None,
+) -> ScanResult:
+    """Scan one file. Problems with the file become findings; only `Cancelled` escapes.
+
+    The result keeps the file mapped for lazy nodes: call `result.close()` when done with it.
+    """
+    display = display_path if display_path is not None else os.fspath(path)
+    ctx = ScanContext(limits, progress=progress, cancelled=cancelled, path=Path(path))
+    start = time.monotonic()
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return _unreadable(display, ctx, exc, start)
+    if not stat.S_ISREG(st.st_mode):
+        root = Node(FILE, os.path.basename(display) or display, attrs={"format": "skipped"})
+        ctx.report(Skipped, f"not a regular file ({_file_type(st.st_mode)}): not opened", node=root)
+        return ScanResult(display, "skipped", root, ctx.findings, 0.0, None)
+    try:
+        source = Source.open(path, name=display)
+    except OSError as exc:
+        return _unreadable(display, ctx, exc, start)
+    try:
+        return scan_source(source, display, ctx)
+    except OSError as exc:  # e.g. the file shrank under the map (SIGBUS is not catchable; EIO is)
+        source.close()
+        return _unreadable(display, ctx, exc, start)
+
+
+def scan_bytes(data: bytes, name: str = "<bytes>", *, limits: Limits = DEFAULT_LIMITS) -> ScanResult:
+    ctx = ScanContext(limits)
+    return scan_source(Source.from_bytes(data, name), name, ctx)
+
+
+def _unreadable(display: str, ctx: ScanContext, exc: OSError, start: float) -> ScanResult:
+    root = Node(FILE, os.path.basename(display) or display, attrs={"format": UNKNOWN})
+    ctx.report(Unreadable, f"cannot read the file: {exc.strerror or exc}", node=root)
+    return ScanResult(display, UNKNOWN, root, ctx.findings, time.monotonic() - start, None)
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "special file"
+
+
+def iter_files(path: str) -> Iterator[tuple[str, str]]:
+    """(display path, real path) for a path argument: the file itself or every file below a folder.
+
+    Symlinks to files are followed (the Hugging Face cache is made of them); symlinked folders
+    are not descended, so a link loop cannot make a scan endless. Sorted for stable reports.
+    """
+    if not os.path.isdir(path):
+        yield path, path
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            yield full, full

@@ -1,0 +1,78 @@
+"""File access: a file on disk (memory-mapped, never read whole) or bytes from a container member.
+
+Parsers see only a `Source`: its size, `read(offset, n)` and a sliceable `buffer`. Offsets are
+relative to the source; `member` names the container member it came from, if any.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+from types import TracebackType
+
+HEAD_BYTES = 4096
+
+
+class Source:
+    def __init__(
+        self,
+        buffer: bytes | mmap.mmap,
+        *,
+        name: str,
+        member: str | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self.name = name
+        self.member = member
+        self.path = path  # the file on disk this source is (or lives in), for sidecar files
+        self.size = len(buffer)
+        self._closer: mmap.mmap | None = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str, member: str | None = None,
+                   path: Path | None = None) -> Source:
+        return cls(data, name=name, member=member, path=path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], name: str | None = None) -> Source:
+        """Map a file read-only. Nothing is read until a parser slices the buffer."""
+        path = Path(path)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return cls(b"", name=name or str(path), path=path)
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        source = cls(mapped, name=name or str(path), path=path)
+        source._closer = mapped
+        return source
+
+    def head(self, n: int = HEAD_BYTES) -> bytes:
+        return bytes(self.buffer[:n])
+
+    def read(self, offset: int, n: int) -> bytes:
+        """Up to n bytes at offset (fewer at the end of the source)."""
+        if offset < 0 or n < 0:
+            raise ValueError("negative offset or length")
+        return bytes(self.buffer[offset : offset + n])
+
+    def close(self) -> None:
+        if self._closer is not None:
+            try:
+                self._closer.close()
+            except BufferError:
+                # A memoryview into the map is still alive (a view holds it); the OS unmaps at exit.
+                pass
+            self._closer = None
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

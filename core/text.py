@@ -1,0 +1,58 @@
+"""Make any string from a file safe to show: control and bidi characters escaped, length capped.
+
+Every label, value preview and message built from file content goes through `safe_text`, so
+no view (terminal, GUI, HTML, SARIF) can be tricked by what a file contains.
+"""
+
+from __future__ import annotations
+
+DEFAULT_MAX = 200
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
+    if ch == "\r":
+        return "\\r"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def escape(text: str) -> str:
+    if text.isascii() and text.isprintable():
+        return text
+    # str.isprintable() is False for control (Cc), format (Cf: bidi overrides, zero-width),
+    # separator, surrogate, private-use and unassigned characters: all of them are escaped.
+    return "".join(ch if ch.isprintable() or ch == " " else _escape_char(ch) for ch in text)
+
+
+def safe_text(value: str | bytes, max_chars: int = DEFAULT_MAX) -> str:
+    """Escape and elide. Bytes are decoded as UTF-8 with invalid bytes shown as \\xNN."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value[: max_chars * 4 + 4])
+        text = raw.decode("utf-8", errors="backslashreplace")
+        total = len(value)
+        cut = total > len(raw)
+    else:
+        total = len(value)
+        text = value[: max_chars + 1]
+        cut = total > len(text)
+    text = escape(text)
+    if len(text) > max_chars or cut:
+        return f"{text[:max_chars]}… ({total:,} {'bytes' if isinstance(value, bytes | bytearray | memoryview) else 'chars'})"
+    return text
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n:,} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

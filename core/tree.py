@@ -1,0 +1,190 @@
+"""The tree every view shows: one `Node` per thing found in a file.
+
+Children can be lazy: a node with 150,000 vocabulary strings or a million opcodes holds a
+`count` and a function that builds one page of children on demand, so opening such a file
+creates only the nodes a person actually expands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from airlock.core.findings import Severity
+
+# Node kinds. Plain strings so that views and reports can show them as they are.
+FILE = "file"
+MEMBER = "member"
+HEADER = "header"
+FIELD = "field"
+METADATA = "metadata"
+TENSOR = "tensor"
+GROUP = "group"
+PICKLE = "pickle"
+OPCODE = "opcode"
+CALL = "call"
+GLOBAL = "global"
+OPERATOR = "operator"
+INITIALIZER = "initializer"
+LAYER = "layer"
+TEMPLATE = "template"
+TEXT = "text"
+ARRAY = "array"
+ELEMENT = "element"
+DATA = "data"
+
+PageFactory = Callable[[int, int], Sequence["Node"]]
+
+PAGE_SIZE = 256
+
+
+class Node:
+    __slots__ = (
+        "_cache",
+        "_children",
+        "_lazy_count",
+        "_page_factory",
+        "attrs",
+        "findings",
+        "index",
+        "kind",
+        "label",
+        "length",
+        "member",
+        "offset",
+        "parent",
+        "severity",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        label: str,
+        *,
+        offset: int | None = None,
+        length: int | None = None,
+        member: str | None = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.label = label
+        self.offset = offset
+        self.length = length
+        self.member = member  # container member that offset/length are relative to, if any
+        self.attrs: dict[str, Any] = attrs if attrs is not None else {}
+        self.parent: Node | None = None
+        self.index = 0  # position in the parent's children
+        self.severity = Severity.NONE  # worst severity at or below this node
+        self.findings: list[Any] = []  # findings attached to this very node
+        self._children: list[Node] = []
+        self._lazy_count = 0
+        self._page_factory: PageFactory | None = None
+        self._cache: dict[int, Node] | None = None
+
+    def __repr__(self) -> str:
+        return f"Node({self.kind!r}, {self.label!r}, offset={self.offset})"
+
+    # Building
+
+    def add(self, child: Node) -> Node:
+        if self._page_factory is not None:
+            raise ValueError("a node has either eager or lazy children, not both")
+        child.parent = self
+        child.index = len(self._children)
+        self._children.append(child)
+        if child.severity > self.severity:
+            self._raise_severity(child.severity)
+        return child
+
+    def child(self, kind: str, label: str, **kwargs: Any) -> Node:
+        return self.add(Node(kind, label, **kwargs))
+
+    def set_lazy_children(self, count: int, page_factory: PageFactory) -> None:
+        """`page_factory(start, stop)` must return the nodes for indices start..stop-1."""
+        if self._children:
+            raise ValueError("a node has either eager or lazy children, not both")
+        self._lazy_count = count
+        self._page_factory = page_factory
+        self._cache = {}
+
+    # Reading
+
+    @property
+    def is_lazy(self) -> bool:
+        return self._page_factory is not None
+
+    @property
+    def child_count(self) -> int:
+        return self._lazy_count if self._page_factory is not None else len(self._children)
+
+    def child_at(self, i: int) -> Node:
+        if self._page_factory is None:
+            return self._children[i]
+        if not 0 <= i < self._lazy_count:
+            raise IndexError(i)
+        assert self._cache is not None
+        node = self._cache.get(i)
+        if node is None:
+            start = i - i % PAGE_SIZE
+            stop = min(start + PAGE_SIZE, self._lazy_count)
+            for j, built in enumerate(self._page_factory(start, stop), start):
+                built.parent = self
+                built.index = j
+                self._cache[j] = built
+            node = self._cache[i]
+        return node
+
+    def children(self, start: int = 0, stop: int | None = None) -> list[Node]:
+        stop = self.child_count if stop is None else min(stop, self.child_count)
+        if self._page_factory is None:
+            return self._children[start:stop]
+        return [self.child_at(i) for i in range(start, stop)]
+
+    def __iter__(self) -> Iterator[Node]:
+        for i in range(self.child_count):
+            yield self.child_at(i)
+
+    def walk(self, *, expand_lazy: bool = False) -> Iterator[Node]:
+        """Depth-first, this node first. Lazy children are only visited when asked."""
+        stack: list[Node] = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            if node.is_lazy and not expand_lazy:
+                continue
+            stack.extend(reversed(node.children()))
+
+    def path(self) -> str:
+        labels = []
+        node: Node | None = self
+        while node is not None:
+            labels.append(node.label)
+            node = node.parent
+        return " / ".join(reversed(labels))
+
+    def index_path(self) -> list[int]:
+        """Indices from the root to this node, for views that address nodes by position."""
+        indices = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            indices.append(node.index)
+            node = node.parent
+        return list(reversed(indices))
+
+    def root(self) -> Node:
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
+    # Findings
+
+    def attach(self, finding: Any) -> None:
+        self.findings.append(finding)
+        self._raise_severity(finding.severity)
+
+    def _raise_severity(self, severity: Severity) -> None:
+        node: Node | None = self
+        while node is not None and node.severity < severity:
+            node.severity = severity
+            node = node.parent
