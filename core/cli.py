@@ -89,7 +89,7 @@ def _worker_init(memory_budget: int) -> None:
     try:
         import resource
 
-        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
         if hard == resource.RLIM_INFINITY or hard > memory_budget:
             # RLIMIT_DATA, not RLIMIT_AS: address space limits break large read-only maps.
             resource.setrlimit(resource.RLIMIT_DATA, (memory_budget, hard))

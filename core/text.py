@@ -32,20 +32,20 @@ def escape(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else _escape_char(ch) for ch in text)
 
 
-def safe_text(value: str | bytes, max_chars: int = DEFAULT_MAX) -> str:
+def safe_text(value: str | bytes | bytearray | memoryview, max_chars: int = DEFAULT_MAX) -> str:
     """Escape and elide. Bytes are decoded as UTF-8 with invalid bytes shown as \\xNN."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value[: max_chars * 4 + 4])
-        text = raw.decode("utf-8", errors="backslashreplace")
-        total = len(value)
-        cut = total > len(raw)
-    else:
-        total = len(value)
+    if isinstance(value, str):
+        unit, total = "chars", len(value)
         text = value[: max_chars + 1]
         cut = total > len(text)
+    else:
+        unit, total = "bytes", len(value)
+        raw = bytes(value[: max_chars * 4 + 4])
+        text = raw.decode("utf-8", errors="backslashreplace")
+        cut = total > len(raw)
     text = escape(text)
     if len(text) > max_chars or cut:
-        return f"{text[:max_chars]}… ({total:,} {'bytes' if isinstance(value, bytes | bytearray | memoryview) else 'chars'})"
+        return f"{text[:max_chars]}… ({total:,} {unit})"
     return text
 
 
