@@ -51,11 +51,17 @@ class ScanResult:
         return max((f.severity for f in self.findings), default=Severity.NONE)
 
 
-def sniff(head: bytes, size: int) -> tuple[ModuleType | None, list[ModuleType]]:
-    """The best format for these bytes, and every other format that also claims them."""
+def sniff(source: Source) -> tuple[ModuleType | None, list[ModuleType]]:
+    """The best format for these bytes, and every other format that also claims them.
+
+    Modules sniff the head; one that needs more (a zip's central directory sits at the end)
+    defines `sniff_source(source) -> int`, which may read small pieces anywhere.
+    """
+    head = source.head()
     scored = []
     for module in formats.load_all_modules():
-        score = module.sniff(head, size)
+        sniff_source = getattr(module, "sniff_source", None)
+        score = sniff_source(source) if sniff_source is not None else module.sniff(head, source.size)
         if score > 0:
             scored.append((score, module))
     if not scored:
@@ -67,7 +73,7 @@ def sniff(head: bytes, size: int) -> tuple[ModuleType | None, list[ModuleType]]:
 
 def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: str | None = None) -> Node:
     """Sniff and parse `source`; failures become findings on a partial tree. Returns its node."""
-    module, others = sniff(source.head(), source.size)
+    module, others = sniff(source)
     name = module.NAME if module is not None else UNKNOWN
     if module is None:
         node = Node(FILE, label or source.name, offset=0, length=source.size, member=source.member,

@@ -4,6 +4,7 @@ A format module defines:
     NAME: str                       short format name, as reported ("pickle", "safetensors"...)
     EXTENSIONS: tuple[str, ...]     file extensions that usually carry it (for mismatch findings)
     sniff(head: bytes, size: int) -> int    0 = not mine ... 100 = certain, from content only
+    sniff_source(source) -> int     optional, replaces sniff when the head is not enough (zip EOCD)
     parse(source: Source, ctx: ScanContext) -> Node
 
 Modules import heavy libraries (numpy, onnx, gguf, jinja2, h5py) inside `parse`, never at import
@@ -33,7 +34,7 @@ def load_all_modules() -> list[ModuleType]:
 
 def by_name(name: str) -> ModuleType:
     for module in load_all_modules():
-        if module.NAME == name:
+        if name == module.NAME:
             return module
     raise KeyError(name)
 
