@@ -1,0 +1,286 @@
+"""Airlock's benchmark: whole-process wall time and peak RSS against peers and physical floors.
+
+Every figure is the median of several runs of a fresh process, measured in this run, and shown as
+a ratio against the baseline measured in the same run: machines here are noisy, absolute seconds
+are not comparable between runs.
+
+    pip install -e '.[test,bench]'
+    python benchmarks/run.py                     # defaults sized for 2 cores / 24 GiB
+    python benchmarks/run.py --scale 0.1 --runs 3   # a quick look
+
+Inputs are generated in a temporary folder (deleted afterwards unless --keep). torch (test extra)
+is used only to write the checkpoints and for the torch conversion baseline. A peer that is not
+installed stops the benchmark with a message (use --no-peers to measure Airlock and floors only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PEERS = {
+    "picklescan": lambda path: ["picklescan", "-p", str(path)],
+    "modelscan": lambda path: ["modelscan", "-p", str(path)],
+    "modelaudit": lambda path: ["modelaudit", "scan", str(path)],
+}
+PEER_ENV = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_COLOR": "1"}  # modelaudit waits on telemetry otherwise
+
+
+@dataclass
+class Measure:
+    seconds: float
+    peak_mb: float
+    runs: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    def cell(self) -> str:
+        if self.error:
+            return f"failed ({self.error})"
+        return f"{self.seconds:.3f} s, {self.peak_mb:.0f} MB"
+
+
+def measure(cmd: list[str], runs: int, env: dict[str, str] | None = None, cwd: Path | None = None,
+            ok_codes: tuple[int, ...] = (0, 1), before=None) -> Measure:
+    """Median wall time and median peak RSS of a fresh process, over `runs` runs."""
+    times, peaks = [], []
+    full_env = {**os.environ, **(env or {})}
+    for _ in range(runs):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=full_env, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.returncode not in ok_codes:
+            return Measure(0, 0, error=f"exit {proc.returncode}: {err.strip().splitlines()[-1:] }")
+        times.append(elapsed)
+        peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
+    return Measure(statistics.median(times), statistics.median(peaks), times)
+
+
+# Inputs ---------------------------------------------------------------------------------------------
+
+def make_torch_zip(path: Path, total_bytes: int, tensors: int, legacy: bool = False) -> None:
+    import torch
+
+    per = max(total_bytes // tensors // 4, 1)
+    state = {f"model.layers.{i}.weight": torch.ones(per, dtype=torch.float32) for i in range(tensors)}
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+
+
+def make_safetensors(path: Path, total_bytes: int, tensors: int) -> None:
+    """Written by hand (header + zero-filled data via truncate) so that a 4 GB file costs no RAM."""
+    per = max(total_bytes // tensors // 4 * 4, 4)
+    header, offset = {}, 0
+    for i in range(tensors):
+        header[f"model.layers.{i}.weight"] = {"dtype": "F32", "shape": [per // 4], "data_offsets": [offset, offset + per]}
+        offset += per
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw)
+        fh.truncate(8 + len(raw) + offset)
+    # A sparse file reads back as zeros; fill it so the disk really holds the bytes.
+    with open(path, "r+b") as fh:
+        fh.seek(8 + len(raw))
+        chunk = b"\x01" * (8 << 20)
+        left = offset
+        while left:
+            n = min(left, len(chunk))
+            fh.write(chunk[:n])
+            left -= n
+
+
+def make_gguf(path: Path, vocab: int, tensors: int) -> None:
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"tok{i}" for i in range(vocab)])
+    writer.add_token_types([1] * vocab)
+    writer.add_chat_template("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    for i in range(tensors):
+        writer.add_tensor(f"blk.{i}.attn_q.weight", np.ones((64, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def make_onnx(path: Path, tensors: int) -> None:
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ones((256, 256), dtype=np.float32), f"w{i}") for i in range(tensors)]
+    nodes = [helper.make_node("Add", ["x", "w0"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [256, 256])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [256, 256])], inits)
+    model = helper.make_model(graph)
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=0)
+
+
+def make_small_pickles(folder: Path, count: int) -> None:
+    import pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        data = {"step": i, "lr": 0.001, "names": [f"layer{j}" for j in range(20)], "shape": (3, 224, 224)}
+        (folder / f"state_{i:04d}.pkl").write_bytes(pickle.dumps(data, protocol=4))
+
+
+# Floors ---------------------------------------------------------------------------------------------
+
+FLOOR_ZIP = """
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in z.namelist():
+        if name.endswith('.pkl'):
+            z.read(name)
+"""
+FLOOR_HEADER = """
+import sys, mmap
+with open(sys.argv[1], 'rb') as fh:
+    m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    n = int.from_bytes(m[:8], 'little')
+    bytes(m[8:8 + min(n, 1 << 28)])
+"""
+FLOOR_LEGACY = """
+import sys
+with open(sys.argv[1], 'rb') as fh:
+    fh.read(1 << 20)
+"""
+TORCH_CONVERT = """
+import sys, torch
+from safetensors.torch import save_file
+state = torch.load(sys.argv[1], weights_only=True)
+save_file({k: v.contiguous() for k, v in state.items()}, sys.argv[2])
+"""
+OPEN_TREE = """
+import sys
+from airlock.core.scan import scan_file
+result = scan_file(sys.argv[1])
+count = sum(1 for _ in result.root.walk())
+print(count)
+"""
+
+
+def airlock_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "airlock.core.cli", *args]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every input size")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    args = parser.parse_args()
+
+    if not args.no_peers:
+        missing = [p for p in PEERS if shutil.which(p) is None]
+        if missing:
+            print(f"benchmark: peers not installed: {', '.join(missing)}. Install them with "
+                  "`pip install -e '.[bench]'`, or pass --no-peers.", file=sys.stderr)
+            return 2
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="airlock-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    gib = 1024**3
+    s = args.scale
+    files = {
+        "torch_zip": (work / "model_2g.pt", lambda p: make_torch_zip(p, int(2 * gib * s), 500)),
+        "torch_legacy": (work / "model_1g_legacy.pt", lambda p: make_torch_zip(p, int(1 * gib * s), 250, legacy=True)),
+        "safetensors": (work / "model_4g.safetensors", lambda p: make_safetensors(p, int(4 * gib * s), 300)),
+        "safetensors_small": (work / "model_0g1.safetensors", lambda p: make_safetensors(p, int(0.1 * gib * s), 300)),
+        "gguf": (work / "vocab_150k.gguf", lambda p: make_gguf(p, int(150_000 * min(s, 1) or 1000), 300)),
+        "onnx": (work / "model.onnx", lambda p: make_onnx(p, 50)),
+    }
+    print(f"generating inputs in {work} …", flush=True)
+    for path, make in files.values():
+        if not path.exists():
+            make(path)
+    small_dir = work / "pickles"
+    if not small_dir.exists():
+        make_small_pickles(small_dir, 1000)
+
+    rows: list[dict[str, object]] = []
+
+    def row(task: str, airlock: Measure, baselines: dict[str, Measure]) -> None:
+        entry = {"task": task, "airlock": vars(airlock), "baselines": {k: vars(v) for k, v in baselines.items()}}
+        rows.append(entry)
+        cells = [f"{task:<44}", f"{airlock.cell():<22}"]
+        for name, base in baselines.items():
+            ratio = f"×{airlock.seconds / base.seconds:.2f}" if base.seconds and not base.error else ""
+            cells.append(f"{name}: {base.cell()} {ratio}")
+        print(" | ".join(cells), flush=True)
+
+    runs = args.runs
+    peers = {} if args.no_peers else PEERS
+
+    # 1. scan each large file
+    for key, floor in (("torch_zip", FLOOR_ZIP), ("torch_legacy", FLOOR_LEGACY), ("safetensors", FLOOR_HEADER),
+                       ("gguf", FLOOR_LEGACY), ("onnx", FLOOR_LEGACY)):
+        path = files[key][0]
+        size = path.stat().st_size
+        mine = measure(airlock_cmd("scan", "--format", "json", str(path)), runs)
+        base = {"floor": measure([sys.executable, "-c", floor, str(path)], runs)}
+        for name, cmd in peers.items():
+            base[name] = measure(cmd(path), runs, env=PEER_ENV, ok_codes=tuple(range(0, 5)))
+        row(f"scan {key} ({size / gib:.2f} GiB)", mine, base)
+
+    # 2. a directory of 1,000 small pickles
+    mine = measure(airlock_cmd("scan", "--format", "json", str(small_dir)), runs)
+    base = {"airlock --jobs 1": measure(airlock_cmd("scan", "--format", "json", "--jobs", "1", str(small_dir)), runs)}
+    for name, cmd in peers.items():
+        base[name] = measure(cmd(small_dir), runs, env=PEER_ENV, ok_codes=tuple(range(0, 5)))
+    row("scan 1,000 small pickles (one folder)", mine, base)
+
+    # 3. open to a full tree in core: must not grow with tensor data size
+    big = measure([sys.executable, "-c", OPEN_TREE, str(files["safetensors"][0])], runs)
+    small = measure([sys.executable, "-c", OPEN_TREE, str(files["safetensors_small"][0])], runs)
+    row("open SafeTensors to full tree, 4 GiB vs 0.1 GiB", big, {"0.1 GiB": small})
+    for key in ("torch_zip", "gguf", "onnx"):
+        row(f"open {key} to full tree", measure([sys.executable, "-c", OPEN_TREE, str(files[key][0])], runs), {})
+
+    # 4. convert the 2 GiB checkpoint
+    src = files["torch_zip"][0]
+    out = work / "out.safetensors"
+
+    def clean() -> None:
+        out.unlink(missing_ok=True)
+
+    mine = measure(airlock_cmd("convert", str(src), "-o", str(out), "--overwrite"), runs, before=clean)
+    fast = measure(airlock_cmd("convert", str(src), "-o", str(out), "--overwrite", "--no-verify"), runs, before=clean)
+    cp = measure(["cp", "--reflink=never", str(src), str(out)], runs, before=clean)
+    torch_path = measure([sys.executable, "-c", TORCH_CONVERT, str(src), str(out)], max(1, runs // 2), before=clean)
+    row("convert 2 GiB torch zip (verified)", mine, {"cp": cp, "torch.load+save_file": torch_path})
+    row("convert 2 GiB torch zip (--no-verify)", fast, {"cp": cp})
+    clean()
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                                     "runs": runs, "scale": s, "rows": rows}, indent=2))
+    print(f"\nwrote {args.json}")
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
