@@ -18,6 +18,8 @@ from types import ModuleType
 
 # Order breaks ties between equal sniff scores.
 MODULE_NAMES = [
+    "airlock.core.formats.numpy_npy",
+    "airlock.core.formats.numpy_npz",
     "airlock.core.formats.pickle",
     "airlock.core.formats.compressed",
 ]
