@@ -22,6 +22,7 @@ MODULE_NAMES = [
     "airlock.core.formats.numpy_npz",
     "airlock.core.formats.pickle",
     "airlock.core.formats.compressed",
+    "airlock.core.formats.safetensors",
     "airlock.core.formats.onnx",
 ]
 

@@ -1,0 +1,425 @@
+"""SafeTensors: an 8-byte header length, a JSON header, then raw tensor bytes.
+
+Only the header is read (through the map), so a 10 GB file opens as fast as a 10 kB one. We
+check what the `safetensors` library checks (and refuses), because a file it refuses is either
+broken or built to be read differently by another tool: the header length against the file and
+a cap, UTF-8 then JSON, duplicate keys, dtype × shape against the byte span, offsets contiguous
+from 0 with no holes, overlaps or unindexed trailing bytes. Bytes that no tensor claims are
+sniffed with the engine (a pickle hidden there is reported with its calls). Bytes *inside* a
+declared tensor are data, whatever they look like.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airlock.core.context import ScanContext
+from airlock.core.errors import FormatError
+from airlock.core.findings import Rule, Severity
+from airlock.core.source import Source
+from airlock.core.text import human_size, safe_text
+from airlock.core.tree import DATA, FILE, GROUP, HEADER, METADATA, PAGE_SIZE, TEMPLATE, TENSOR, Node
+
+NAME = "safetensors"
+EXTENSIONS = (".safetensors",)
+
+# Element sizes in bits: newer safetensors versions know sub-byte float types.
+DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+    "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
+    "I32": 32, "U32": 32, "F32": 32, "C64": 64,
+    "I64": 64, "U64": 64, "F64": 64,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}
+LIBRARY_HEADER_CAP = 100_000_000  # safetensors refuses larger headers (MAX_HEADER_SIZE)
+HIDDEN_SNIFF_CAP = 64 * 1024**2  # unclaimed bytes handed to the engine (a pickle fits in far less)
+MAX_REPORTED = 20  # per kind of layout problem; the rest are counted in the last message
+
+
+class HeaderInvalid(Rule):
+    id = "ST001"
+    severity = Severity.HIGH
+    title = "SafeTensors header invalid"
+    help = ("The header length, encoding or JSON is invalid (beyond the file, over the size cap, not "
+            "UTF-8, not a JSON object): loaders refuse the file or read it differently.")
+
+
+class DuplicateKey(Rule):
+    id = "ST002"
+    severity = Severity.HIGH
+    title = "Duplicate key in SafeTensors header"
+    help = "JSON parsers disagree on duplicate keys (first wins, last wins, error): a parser differential."
+
+
+class TensorEntryInvalid(Rule):
+    id = "ST003"
+    severity = Severity.HIGH
+    title = "Invalid tensor entry"
+    help = "A tensor entry lacks a known dtype, a shape of non-negative integers or a pair of offsets."
+
+
+class SizeMismatch(Rule):
+    id = "ST004"
+    severity = Severity.HIGH
+    title = "dtype × shape differs from the byte span"
+    help = "The declared byte span does not hold exactly dtype × shape bytes."
+
+
+class OutOfBounds(Rule):
+    id = "ST005"
+    severity = Severity.HIGH
+    title = "Tensor data past the end of the file"
+    help = "Tensor offsets point past the end of the file: the file is truncated or the offsets lie."
+
+
+class Overlap(Rule):
+    id = "ST006"
+    severity = Severity.HIGH
+    title = "Overlapping tensors"
+    help = "Two tensors share bytes; safetensors refuses this layout."
+
+
+class Hole(Rule):
+    id = "ST007"
+    severity = Severity.HIGH
+    title = "Unindexed bytes between tensors"
+    help = "Bytes that no tensor claims sit between tensors: a place to hide content; loaders refuse it."
+
+
+class UnindexedTrailing(Rule):
+    id = "ST008"
+    severity = Severity.HIGH
+    title = "Unindexed bytes after the last tensor"
+    help = "Bytes after the last tensor are claimed by nothing: a place to hide content (e.g. a pickle)."
+
+
+class MetadataInvalid(Rule):
+    id = "ST009"
+    severity = Severity.HIGH
+    title = "__metadata__ is not a str → str map"
+    help = "safetensors requires __metadata__ to map strings to strings; loaders refuse anything else."
+
+
+@dataclass
+class Header:
+    """A parsed header: everything the tree and the sharded-index check need."""
+
+    length: int
+    data_start: int
+    data_size: int
+    tensors: list[tuple[str, Any]] = field(default_factory=list)  # in header order
+    metadata: Any = None
+    has_metadata: bool = False
+    duplicates: list[str] = field(default_factory=list)
+
+
+def sniff(head: bytes, size: int) -> int:
+    if len(head) < 10:
+        return 0
+    (n,) = struct.unpack_from("<Q", head)
+    if head[8:9] != b"{" or n < 2:
+        return 0
+    if n <= size - 8:
+        return 96  # above a pickle's 90: a header length whose low byte is 0x80 reads as PROTO
+    # A length that lies is still ours, so the lie is reported.
+    return 70 if (b'"dtype"' in head or b'"__metadata__"' in head) else 0
+
+
+def read_header(source: Source, max_bytes: int) -> Header:
+    """Length, UTF-8 and JSON checks, in that order, before anything is allocated."""
+    if source.size < 8:
+        raise FormatError(f"file of {source.size} bytes is shorter than the 8-byte header length", 0)
+    (n,) = struct.unpack("<Q", source.read(0, 8))
+    if n > source.size - 8:
+        raise FormatError(f"header length {n:,} exceeds the {source.size - 8:,} bytes after it "
+                          "(truncated or hostile length)", 0)
+    if n > max_bytes:
+        raise FormatError(f"header length {n:,} exceeds Airlock's cap of {max_bytes:,} bytes", 0)
+    raw = source.read(8, n)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"header is not UTF-8 (byte {exc.start}: {exc.reason})", 8 + exc.start) from None
+    if not text.startswith("{"):
+        raise FormatError(f"header does not start with '{{' (starts {safe_text(text[:20])!r})", 8)
+    duplicates: list[str] = []
+    last: list[list[tuple[str, Any]]] = [[]]
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                duplicates.append(key)
+            out[key] = value
+        last[0] = items  # inner objects close first: the last call is the top-level object
+        return out
+
+    try:
+        obj = json.loads(text, object_pairs_hook=pairs)
+    except RecursionError:
+        raise FormatError("header JSON nests too deeply", 8) from None
+    except ValueError as exc:  # JSONDecodeError, and ints longer than Python's digit limit
+        pos = getattr(exc, "pos", 0)
+        raise FormatError(f"header is not valid JSON: {safe_text(str(exc), 120)}", 8 + pos) from None
+    if not isinstance(obj, dict):
+        raise FormatError("header is not a JSON object", 8)
+    header = Header(length=n, data_start=8 + n, data_size=source.size - 8 - n, duplicates=duplicates)
+    for key, value in last[0]:  # header order, duplicates included
+        if key == "__metadata__":
+            header.metadata, header.has_metadata = value, True
+        else:
+            header.tensors.append((key, value))
+    return header
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def tensor_problem(entry: Any) -> str | None:
+    """Why an entry is not {"dtype": known, "shape": [ints], "data_offsets": [begin, end]}, if it is not."""
+    if not isinstance(entry, dict):
+        return f"is a JSON {type(entry).__name__}, not an object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_BITS:
+        return f"has an unknown dtype {safe_text(str(dtype), 40)!r}"
+    if not isinstance(shape, list) or not all(_int(d) for d in shape):
+        return f"has a shape that is not a list of non-negative integers: {safe_text(str(shape), 60)}"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_int(o) for o in offsets)):
+        return f"has data_offsets that are not two non-negative integers: {safe_text(str(offsets), 60)}"
+    if offsets[0] > offsets[1]:
+        return f"has data_offsets that end before they begin: {offsets}"
+    return None
+
+
+def expected_bytes(dtype: str, shape: Sequence[int]) -> int | None:
+    """dtype × shape in bytes (Python ints: no overflow), or None when it is not whole bytes."""
+    numel = 1
+    for d in shape:
+        numel *= d
+    bits = numel * DTYPE_BITS[dtype]
+    return bits // 8 if bits % 8 == 0 else None
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    try:
+        header = read_header(source, ctx.limits.max_header_bytes)
+    except FormatError as exc:
+        ctx.report(HeaderInvalid, f"safetensors header invalid: {exc.message}", node=root, offset=exc.offset)
+        return root
+    member = source.member
+    hnode = root.child(HEADER, f"header ({header.length:,} bytes of JSON)", offset=8, length=header.length,
+                       member=member, attrs={"tensors": len(header.tensors), "data_start": header.data_start,
+                                             "size": header.length})
+    if header.length > LIBRARY_HEADER_CAP:
+        ctx.report(HeaderInvalid, f"header of {header.length:,} bytes is over the safetensors library's "
+                   f"{LIBRARY_HEADER_CAP:,}-byte limit: it refuses the file", node=hnode)
+    for key in sorted(set(header.duplicates)):
+        ctx.report(DuplicateKey, f"duplicate key {safe_text(key, 80)!r} in the header: JSON parsers "
+                   "disagree on which value counts", node=hnode)
+    if header.has_metadata:
+        _add_metadata(header.metadata, ctx, root, member, hnode)
+    _add_tensors(header, source, ctx, root)
+    root.attrs.update(tensors=len(header.tensors), header_bytes=header.length)
+    return root
+
+
+def _add_metadata(meta: Any, ctx: ScanContext, root: Node, member: str | None, hnode: Node) -> None:
+    if not isinstance(meta, dict):
+        ctx.report(MetadataInvalid, f"__metadata__ is a JSON {type(meta).__name__}, not an object of "
+                   "strings: safetensors refuses the file", node=hnode)
+        return
+    group = root.child(GROUP, f"metadata ({len(meta):,})", offset=8, member=member)
+    from airlock.core.templates import analyze_template  # jinja2 is imported only for templates
+
+    for key, value in meta.items():
+        ctx.tick(256)
+        is_template = isinstance(value, str) and "chat_template" in key
+        node = group.child(TEMPLATE if is_template else METADATA,
+                           f"{safe_text(key, 80)} = {safe_text(str(value), 120)}", offset=8, member=member,
+                           attrs={"key": safe_text(key), "value": safe_text(str(value), 400)})
+        if not isinstance(value, str):
+            ctx.report(MetadataInvalid, f"__metadata__[{safe_text(key, 80)!r}] is a JSON "
+                       f"{type(value).__name__}, not a string: safetensors refuses the file", node=node)
+        elif is_template:
+            analyze_template(value, ctx, node)
+
+
+def _add_tensors(header: Header, source: Source, ctx: ScanContext, root: Node) -> None:
+    member = source.member
+    valid: list[tuple[str, int, int, Any]] = []  # name, begin, end, entry
+    bad: list[tuple[str, str]] = []
+    for name, entry in header.tensors:
+        problem = tensor_problem(entry)
+        if problem is not None:
+            bad.append((name, problem))
+        else:
+            begin, end = entry["data_offsets"]
+            valid.append((name, begin, end, entry))
+    items = [(name, end - begin, (name, begin, end, entry)) for name, begin, end, entry in valid]
+
+    def leaf(label: str, payload: Any) -> Node:
+        name, begin, end, entry = payload
+        shape = tuple(entry["shape"])
+        return Node(TENSOR, label, offset=header.data_start + begin, length=end - begin, member=member,
+                    attrs={"name": safe_text(name), "dtype": entry["dtype"], "shape": shape,
+                           "size": end - begin, "data_offset": header.data_start + begin})
+
+    group = root.child(GROUP, f"tensors ({len(valid):,})", offset=header.data_start, member=member,
+                       attrs={"size": sum(e - b for _, b, e, _ in valid)})
+    anchors = add_tensor_tree(group, items, leaf)
+    for name, problem in bad:
+        ctx.report(TensorEntryInvalid, f"tensor {safe_text(name, 80)!r} {problem}", node=group, offset=8)
+    for name, begin, end, entry in valid:
+        ctx.tick(1024)
+        want = expected_bytes(entry["dtype"], entry["shape"])
+        if want != end - begin:
+            shown = "not a whole number of bytes" if want is None else f"{want:,} bytes"
+            ctx.report(SizeMismatch, f"tensor {safe_text(name, 80)!r}: {entry['dtype']} × "
+                       f"{tuple(entry['shape'])} is {shown} but its span holds {end - begin:,}",
+                       node=anchors[name], offset=header.data_start + begin)
+    _check_layout(header, source, ctx, root, anchors, valid)
+
+
+def _check_layout(header: Header, source: Source, ctx: ScanContext, root: Node, anchors: dict[str, Node],
+                  valid: list[tuple[str, int, int, Any]]) -> None:
+    """Contiguous from 0, no overlap, no hole, nothing after the last tensor, nothing past the end."""
+    start, size = header.data_start, header.data_size
+    past = [(name, end) for name, _, end, _ in valid if end > size]
+    if past:
+        first = min(past, key=lambda p: p[1])
+        ctx.report(OutOfBounds, f"truncated: the file holds {size:,} bytes of tensor data but {len(past):,} "
+                   f"of {len(valid):,} tensors extend past it (first {safe_text(first[0], 80)!r}, up to "
+                   f"{max(e for _, e in past):,}); missing {human_size(max(e for _, e in past) - size)}",
+                   node=anchors[first[0]], offset=source.size)
+    expected, overlaps, holes = 0, 0, 0
+    for name, begin, end, _ in sorted(valid, key=lambda t: (t[1], t[2])):
+        ctx.tick(1024)
+        if begin < expected:
+            overlaps += 1
+            if overlaps <= MAX_REPORTED:
+                ctx.report(Overlap, f"tensor {safe_text(name, 80)!r} [{begin:,}, {end:,}) overlaps bytes "
+                           f"already claimed up to {expected:,}", node=anchors[name], offset=start + begin)
+        elif begin > expected and expected < size:
+            holes += 1
+            if holes <= MAX_REPORTED:
+                _hidden(source, ctx, root, start + expected, min(begin, size) - expected, Hole,
+                        f"before tensor {safe_text(name, 80)!r}")
+        expected = max(expected, end)
+    if overlaps > MAX_REPORTED or holes > MAX_REPORTED:
+        ctx.report(Overlap if overlaps > MAX_REPORTED else Hole, f"{overlaps:,} overlaps and {holes:,} holes "
+                   f"in all; only the first {MAX_REPORTED} of each are listed", node=root, offset=start)
+    if expected < size:
+        _hidden(source, ctx, root, start + expected, size - expected, UnindexedTrailing, "after the last tensor")
+
+
+def _hidden(source: Source, ctx: ScanContext, root: Node, offset: int, length: int, rule: type[Rule],
+            where: str) -> None:
+    """Bytes no tensor claims: show them, sniff them with the engine and say what they are."""
+    node = root.child(DATA, f"unindexed bytes {where} ({length:,})", offset=offset, length=length,
+                      member=source.member, attrs={"size": length,
+                                                   "preview": safe_text(source.read(offset, 32), 48)})
+    data = source.read(offset, min(length, HIDDEN_SNIFF_CAP))
+    label = f"<unindexed bytes at {offset}>"
+    before = len(ctx.findings)
+    nested = ctx.parse_nested(Source.from_bytes(data, name=label, member=label, path=source.path), node,
+                              label=label)
+    kind = nested.attrs.get("format", "unknown")
+    worst = max(ctx.findings[before:], key=lambda f: f.severity, default=None)
+    what = f"they read as {kind}"
+    if worst is not None and worst.severity >= Severity.MEDIUM:
+        what += f" ({worst.severity.label}: {safe_text(worst.message, 120)})"
+    ctx.report(rule, f"{length:,} unindexed bytes {where} at offset {offset:,}; {what}. safetensors "
+               "refuses such files; other readers may not", node=node, offset=offset)
+
+
+# Tensor names grouped by dotted prefix, shared with the GGUF reader.
+
+
+class _Branch:
+    __slots__ = ("branches", "count", "leaves", "size")
+
+    def __init__(self) -> None:
+        self.branches: dict[str, _Branch] = {}
+        self.leaves: list[tuple[str, str, int, Any]] = []  # label, full name, size, payload
+        self.count = 0
+        self.size = 0
+
+
+def _natural(label: str) -> tuple[int, int, str]:
+    return (0, int(label), "") if label.isdigit() and len(label) < 19 else (1, 0, label)
+
+
+def add_tensor_tree(parent: Node, items: Sequence[tuple[str, int, Any]],
+                    make_leaf: Callable[[str, Any], Node], sep: str = ".") -> dict[str, Node]:
+    """Add `items` (name, size, payload) under `parent` as nested groups split on `sep`.
+
+    Levels with more than a page of entries get lazy children. Returns name → the node a finding
+    about that tensor should attach to: its own node, or the lazy group that will hold it.
+    """
+    trie = _Branch()
+    for name, size, payload in items:
+        parts = name.split(sep)
+        branch = trie
+        for part in parts[:-1]:
+            branch.count += 1
+            branch.size += size
+            branch = branch.branches.setdefault(part, _Branch())
+        branch.count += 1
+        branch.size += size
+        branch.leaves.append((parts[-1], name, size, payload))
+    anchors: dict[str, Node] = {}
+    _materialize(trie, parent, make_leaf, anchors)
+    return anchors
+
+
+def _entries(branch: _Branch) -> list[tuple[str, Any]]:
+    merged: list[tuple[str, Any]] = [(label, leaf) for label, *leaf in branch.leaves]
+    merged += list(branch.branches.items())
+    merged.sort(key=lambda e: _natural(e[0]))
+    return merged
+
+
+def _build(label: str, entry: Any, make_leaf: Callable[[str, Any], Node], anchors: dict[str, Node] | None,
+           member: str | None) -> Node:
+    if isinstance(entry, _Branch):
+        node = Node(GROUP, safe_text(label or "(empty)", 80), member=member,
+                    attrs={"tensors": entry.count, "size": entry.size})
+        _materialize(entry, node, make_leaf, anchors)
+        return node
+    name, _size, payload = entry
+    node = make_leaf(safe_text(label or "(empty)", 80), payload)
+    if anchors is not None:
+        anchors[name] = node
+    return node
+
+
+def _materialize(branch: _Branch, node: Node, make_leaf: Callable[[str, Any], Node],
+                 anchors: dict[str, Node] | None) -> None:
+    entries = _entries(branch)
+    member = node.member
+    if len(entries) <= PAGE_SIZE:
+        for label, entry in entries:
+            node.add(_build(label, entry, make_leaf, anchors, member))
+        return
+    if anchors is not None:
+        _anchor_all(branch, node, anchors)
+
+    def page(start: int, stop: int) -> list[Node]:
+        return [_build(label, entry, make_leaf, None, member) for label, entry in entries[start:stop]]
+
+    node.set_lazy_children(len(entries), page)
+
+
+def _anchor_all(branch: _Branch, node: Node, anchors: dict[str, Node]) -> None:
+    stack = [branch]
+    while stack:
+        b = stack.pop()
+        for _label, name, _size, _payload in b.leaves:
+            anchors[name] = node
+        stack.extend(b.branches.values())
