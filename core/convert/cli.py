@@ -1,0 +1,98 @@
+"""`airlock convert INPUT [-o OUTPUT] …`: the headless converter. Exit 0 done, 1 failed or
+refused (one clear line on stderr), 2 bad arguments."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any
+
+from airlock.core.text import safe_text
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 5GB, 500MB, 2GiB)")
+    value = int(float(match.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the size must be positive")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "convert", help="convert a checkpoint to SafeTensors without executing it",
+        description="Convert a PyTorch checkpoint (zip, legacy, tar, sharded), .npz/.npy or GGUF file to "
+                    "SafeTensors. Tensors are described from the file's structure; nothing is executed.")
+    p.add_argument("input", metavar="INPUT", help="checkpoint file, index.json or folder")
+    p.add_argument("-o", "--output", metavar="OUTPUT",
+                   help="output file or folder (default: next to the input, model.safetensors for "
+                        "pytorch_model*.bin)")
+    p.add_argument("--key", metavar="PATH", help="dotted path of the dict to convert (default: the dict "
+                   "holding the most tensors)")
+    p.add_argument("--dedupe", action="store_true",
+                   help="write tied weights once and record the aliases in __metadata__")
+    p.add_argument("--dequantize", action="store_true", help="dequantize quantized GGUF tensors to F32")
+    p.add_argument("--max-shard-size", type=parse_size, default=5 * 10**9, metavar="SIZE",
+                   help="split into shards of at most this size (default: 5GB)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--allow-critical", action="store_true",
+                   help="convert even if the scan has critical findings (nothing is executed either way)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip reading the output back (faster; uses copy_file_range where possible)")
+    p.set_defaults(handler=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from airlock.core.convert import ConvertError, convert
+    from airlock.core.errors import AirlockError
+
+    try:
+        report = convert(args.input, args.output, key=args.key, dedupe=args.dedupe,
+                         dequantize=args.dequantize, max_shard_size=args.max_shard_size,
+                         overwrite=args.overwrite, allow_critical=args.allow_critical, verify=args.verify)
+    except ConvertError as exc:
+        print(f"airlock convert: {exc}", file=sys.stderr)
+        return 1
+    except (AirlockError, OSError) as exc:
+        print(f"airlock convert: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("airlock convert: interrupted; no output written", file=sys.stderr)
+        return 1
+    print(render(report))
+    return 0
+
+
+def render(report: Any) -> str:
+    lines = [f"converted {safe_text(report.input_path)} ({report.input_format}, scan: {report.severity})"]
+    if report.selected:
+        lines.append(f"  weights from: {safe_text(report.selected)}")
+    for out in report.outputs:
+        lines.append(f"  wrote {safe_text(out)}")
+    if report.index_path:
+        lines.append(f"  index {safe_text(report.index_path)}")
+    rate = report.bytes / report.seconds / 1e6 if report.seconds > 0 else 0.0
+    lines.append(f"  {report.tensors} tensors, {report.bytes:,} bytes in {report.seconds:.2f} s "
+                 f"({rate:.0f} MB/s)")
+    lines.append(f"  verification: {'passed: ' if report.verified else ''}{report.verification}")
+    if report.aliases:
+        lines.append(f"  aliases ({len(report.aliases)}): " + ", ".join(
+            f"{safe_text(a, 60)} -> {safe_text(t, 60)}" for a, t in list(report.aliases.items())[:10]))
+    if report.metadata:
+        lines.append("  metadata: " + ", ".join(safe_text(k, 60) for k in list(report.metadata)[:20]))
+    if report.skipped:
+        lines.append(f"  not converted ({len(report.skipped)}):")
+        for name, why in report.skipped[:50]:
+            lines.append(f"    {safe_text(name, 80)}: {safe_text(why, 160)}")
+        if len(report.skipped) > 50:
+            lines.append(f"    … and {len(report.skipped) - 50} more")
+    for note in report.notes:
+        lines.append(f"  note: {safe_text(note, 300)}")
+    return "\n".join(lines)

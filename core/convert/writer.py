@@ -1,0 +1,169 @@
+"""The streaming SafeTensors writer: header first, then every tensor's bytes, to a temp file.
+
+The caller renames the temp files into place only after they are verified, so a failed or
+cancelled conversion never leaves a partial output behind, and an existing output that some
+other process has memory-mapped is replaced (a new inode), never truncated under it.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from airlock.core.convert.model import ConvertError, OutTensor, WrittenFile, WrittenTensor
+from airlock.core.convert.spec import DTYPE_SIZES, STORED
+from airlock.core.convert.stream import CHUNK, out_chunks
+from airlock.core.errors import Cancelled
+
+COPY_RANGE_STEP = 64 * 1024 * 1024
+_NO_COPY_RANGE = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
+
+
+def build_header(tensors: list[OutTensor], metadata: dict[str, str]) -> tuple[bytes, list[tuple[int, int]]]:
+    """The 8-byte length plus JSON header (space-padded to 8 bytes), and each tensor's data offsets."""
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = metadata
+    spans = []
+    pos = 0
+    for t in tensors:
+        spans.append((pos, pos + t.nbytes))
+        header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [pos, pos + t.nbytes]}
+        pos += t.nbytes
+    text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text, spans
+
+
+@dataclass
+class Progress:
+    """Shared by the writer and the verifier: reports bytes done over all work, checks cancel."""
+
+    total: int
+    report: Callable[[float, str], None] | None = None
+    cancelled: Callable[[], bool] | None = None
+    done: int = 0
+    _last: int = field(default=-1)
+
+    def step(self, n: int, message: str) -> None:
+        self.done += n
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled("conversion cancelled")
+        if self.report is not None and self.total:
+            permille = self.done * 1000 // self.total
+            if permille != self._last:
+                self._last = permille
+                self.report(min(self.done / self.total, 1.0), message)
+
+
+class SourceFiles:
+    """Input files opened once each, unbuffered (reads go straight into our buffer)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, io.FileIO] = {}
+
+    def get(self, path: str) -> io.FileIO:
+        fh = self._open.get(path)
+        if fh is None:
+            fh = self._open[path] = io.FileIO(path, "r")
+        return fh
+
+    def close(self) -> None:
+        for fh in self._open.values():
+            fh.close()
+        self._open.clear()
+
+
+def temp_path_for(final: str) -> str:
+    folder = os.path.dirname(os.path.abspath(final))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".part", dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def write_file(tmp: str, tensors: list[OutTensor], metadata: dict[str, str], *, sources: SourceFiles,
+               buf: memoryview, hashing: bool, progress: Progress) -> WrittenFile:
+    """Write one SafeTensors file to `tmp`. With hashing, each tensor's digest is taken from the
+    bytes exactly as they were read from the source, for the verifier to compare against."""
+    import xxhash
+
+    header, spans = build_header(tensors, metadata)
+    written: list[WrittenTensor] = []
+    with io.FileIO(tmp, "w") as out:
+        _write_all(out, header)
+        base = len(header)
+        for t, (start, end) in zip(tensors, spans, strict=True):
+            src = sources.get(t.path) if t.spec is not None else None
+            digest = None
+            if not hashing and src is not None and _try_copy_range(src, out, t, progress):
+                pass
+            else:
+                h = xxhash.xxh3_128() if hashing else None
+                count = 0
+                for piece in out_chunks(src, t, buf):
+                    _write_all(out, piece)
+                    if h is not None:
+                        h.update(piece)
+                    count += len(piece)
+                    progress.step(len(piece), f"writing {t.name}")
+                if count != t.nbytes:
+                    raise ConvertError(f"tensor {t.name!r}: expected {t.nbytes} bytes, "
+                                       f"the source gave {count}")
+                digest = h.digest() if h is not None else None
+            written.append(WrittenTensor(t.name, t.dtype, t.shape, base + start, base + end, digest))
+        size = out.tell()
+    return WrittenFile(tmp, header, written, size)
+
+
+def _write_all(out: io.FileIO, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = out.write(view)
+        if n is None or n <= 0:
+            raise ConvertError("could not write the output (disk full?)")
+        view = view[n:]
+
+
+def _try_copy_range(src: io.FileIO, out: io.FileIO, t: OutTensor, progress: Progress) -> bool:
+    """Kernel-side copy of a stored contiguous tensor; False when it does not apply here.
+
+    Only used without verification: these bytes never pass through user space, so there is
+    nothing to hash while copying.
+    """
+    spec = t.spec
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is None or spec is None or spec.storage.compression != STORED or not spec.is_contiguous:
+        return False
+    offset = spec.storage.file_offset + spec.storage_offset * DTYPE_SIZES[spec.dtype]
+    remaining = t.nbytes
+    start_out = out.tell()
+    while remaining > 0:
+        try:
+            n = copy_range(src.fileno(), out.fileno(), min(remaining, COPY_RANGE_STEP), offset)
+        except OSError as exc:
+            if exc.errno in _NO_COPY_RANGE and remaining == t.nbytes:
+                out.seek(start_out)
+                return False  # e.g. across file systems on old kernels: use the buffered copy
+            raise
+        if n == 0:
+            raise ConvertError(f"tensor {t.name!r}: the file ended while copying at offset {offset}")
+        offset += n
+        remaining -= n
+        progress.step(n, f"writing {t.name}")
+    return True
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+__all__ = ["CHUNK", "Progress", "SourceFiles", "build_header", "remove_quietly", "temp_path_for",
+           "write_file"]
