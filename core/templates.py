@@ -136,9 +136,7 @@ class _Walker:
                 self.parents[id(child)] = current
                 stack.append(child)
         for n in every:  # names the template binds itself are its own data
-            if isinstance(n, nodes.Name) and n.ctx in ("store", "param"):
-                self.defined.add(n.name)
-            elif isinstance(n, nodes.Macro):
+            if (isinstance(n, nodes.Name) and n.ctx in ("store", "param")) or isinstance(n, nodes.Macro):
                 self.defined.add(n.name)
         for n in reversed(every):  # innermost first, so reasons read in the order they are written
             self._check(n, nodes)

@@ -20,9 +20,11 @@ from types import ModuleType
 MODULE_NAMES = [
     "airlock.core.formats.numpy_npy",
     "airlock.core.formats.numpy_npz",
+    "airlock.core.formats.joblib",
     "airlock.core.formats.pickle",
     "airlock.core.formats.compressed",
     "airlock.core.formats.safetensors",
+    "airlock.core.formats.safetensors_index",
     "airlock.core.formats.onnx",
 ]
 

@@ -146,6 +146,20 @@ def read_header(source: Source, max_bytes: int) -> Header:
         raise FormatError(f"header is not UTF-8 (byte {exc.start}: {exc.reason})", 8 + exc.start) from None
     if not text.startswith("{"):
         raise FormatError(f"header does not start with '{{' (starts {safe_text(text[:20])!r})", 8)
+    obj, duplicates, top = load_json(text, 8)
+    if not isinstance(obj, dict):
+        raise FormatError("header is not a JSON object", 8)
+    header = Header(length=n, data_start=8 + n, data_size=source.size - 8 - n, duplicates=duplicates)
+    for key, value in top:  # header order, duplicates included
+        if key == "__metadata__":
+            header.metadata, header.has_metadata = value, True
+        else:
+            header.tensors.append((key, value))
+    return header
+
+
+def load_json(text: str, base: int) -> tuple[Any, list[str], list[tuple[str, Any]]]:
+    """(value, duplicate keys anywhere, the top-level object's pairs in order). FormatError if not JSON."""
     duplicates: list[str] = []
     last: list[list[tuple[str, Any]]] = [[]]
 
@@ -161,19 +175,11 @@ def read_header(source: Source, max_bytes: int) -> Header:
     try:
         obj = json.loads(text, object_pairs_hook=pairs)
     except RecursionError:
-        raise FormatError("header JSON nests too deeply", 8) from None
+        raise FormatError("JSON nests too deeply", base) from None
     except ValueError as exc:  # JSONDecodeError, and ints longer than Python's digit limit
         pos = getattr(exc, "pos", 0)
-        raise FormatError(f"header is not valid JSON: {safe_text(str(exc), 120)}", 8 + pos) from None
-    if not isinstance(obj, dict):
-        raise FormatError("header is not a JSON object", 8)
-    header = Header(length=n, data_start=8 + n, data_size=source.size - 8 - n, duplicates=duplicates)
-    for key, value in last[0]:  # header order, duplicates included
-        if key == "__metadata__":
-            header.metadata, header.has_metadata = value, True
-        else:
-            header.tensors.append((key, value))
-    return header
+        raise FormatError(f"not valid JSON: {safe_text(str(exc), 120)}", base + pos) from None
+    return obj, duplicates, last[0]
 
 
 def _int(value: Any) -> bool:
@@ -315,7 +321,8 @@ def _check_layout(header: Header, source: Source, ctx: ScanContext, root: Node, 
         ctx.report(Overlap if overlaps > MAX_REPORTED else Hole, f"{overlaps:,} overlaps and {holes:,} holes "
                    f"in all; only the first {MAX_REPORTED} of each are listed", node=root, offset=start)
     if expected < size:
-        _hidden(source, ctx, root, start + expected, size - expected, UnindexedTrailing, "after the last tensor")
+        _hidden(source, ctx, root, start + expected, size - expected, UnindexedTrailing,
+                "after the last tensor")
 
 
 def _hidden(source: Source, ctx: ScanContext, root: Node, offset: int, length: int, rule: type[Rule],
