@@ -98,6 +98,8 @@ def _step(dec: Any, kind: str, data: bytes, max_length: int) -> bytes:
 
 
 def _pending(dec: Any, kind: str) -> bool:
+    if getattr(dec, "eof", False):
+        return False  # bz2/lzma refuse any call after the end of the stream
     if kind in ("gzip", "zlib"):
         return bool(dec.unconsumed_tail)
     return not getattr(dec, "needs_input", True)

@@ -1,0 +1,365 @@
+"""joblib dumps, read the way `joblib.load` reads them (joblib/numpy_pickle.py, numpy_pickle_compat.py).
+
+- Since joblib 0.10 a dump is a pickle in which every numpy array is replaced by a
+  `NumpyArrayWrapper`; right after the wrapper's BUILD, joblib's unpickler reads the array from
+  the file itself: (joblib >= 1.2) one padding-length byte and that many pad bytes, then
+  count × itemsize raw bytes — or, for object arrays, a nested pickle. The pickle machine's
+  `build_hook` skips exactly those bytes or scans the nested pickle.
+- Compressed dumps (zlib/gzip/bz2/xz/lzma/lz4) are unwrapped by the `compressed` format first;
+  the inner stream is sniffed again and lands here.
+- joblib < 0.10 wrote `NDArrayWrapper`s naming companion `.npy` files, which `joblib.load` reads
+  with `numpy.load(allow_pickle=True)`: they are scanned when they sit next to the dump. Before
+  0.9.3, dumps were `ZF` containers: b"ZF", the data length in hex padded to 19 characters, zlib.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+from airlock.core.context import ScanContext
+from airlock.core.errors import FormatError, LimitExceeded
+from airlock.core.findings import DataOnly, Malformed, Rule, Severity
+from airlock.core.formats.pickle import report_trailing
+from airlock.core.pickle import is_data_only, scan_pickle
+from airlock.core.pickle.analyze import add_run
+from airlock.core.pickle.machine import Machine, PickleRun
+from airlock.core.pickle.opcodes import looks_like_pickle
+from airlock.core.pickle.values import Call, Global, PDict, PTuple, preview
+from airlock.core.source import Source
+from airlock.core.text import safe_text
+from airlock.core.tree import FILE, GROUP, MEMBER, TENSOR, Node
+
+NAME = "joblib"
+# joblib's own names for its dumps, compressed ones included: none of them disagrees with the content.
+EXTENSIONS = (".joblib", ".jbl", ".pkl", ".pickle", ".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4")
+
+ZF_PREFIX = b"ZF"
+ZF_LENGTH_CHARS = 19  # len(hex(2**64)): joblib pads the hex length to this width
+SNIFF_WINDOW = 16 * 1024 * 1024  # how far into a pickle the first array wrapper is looked for
+_WRAPPER_MODULES = ("joblib.numpy_pickle", "joblib.numpy_pickle_compat",
+                    "sklearn.externals.joblib.numpy_pickle", "sklearn.externals.joblib.numpy_pickle_compat")
+_WRAPPERS = ("NumpyArrayWrapper", "NDArrayWrapper", "ZNDArrayWrapper")
+_FRAME = 0x95
+
+
+class CompanionOutside(Rule):
+    id = "JBL001"
+    severity = Severity.HIGH
+    title = "Companion file outside the dump's folder"
+    help = ("joblib.load opens an NDArrayWrapper's file with numpy.load(allow_pickle=True); a name with a "
+            "path makes it unpickle a file the reviewer was not shown.")
+
+
+class CompanionMissing(Rule):
+    id = "JBL002"
+    severity = Severity.INFO
+    title = "Companion file not inspected"
+    help = ("This old joblib dump keeps arrays in companion files next to it; the file was not found "
+            "(or the dump was scanned without its folder), so it was not inspected.")
+
+
+class ArrayOutsideFrame(Rule):
+    id = "JBL003"
+    severity = Severity.HIGH
+    title = "Array data read from outside the pickle frame"
+    help = ("joblib reads an array's bytes from the file after the current pickle frame while the "
+            "unpickler keeps reading the frame: the two interleave, which joblib never writes.")
+
+
+class HiddenInArrayBytes(Rule):
+    id = "JBL004"
+    severity = Severity.HIGH
+    title = "Pickle code hidden in joblib array bytes"
+    help = ("joblib.load skips these bytes as array data, but pickle.load or torch.load on the same "
+            "file runs them as pickle opcodes.")
+
+
+# Sniffing
+
+
+def _is_zf(head: bytes) -> bool:
+    if not head.startswith(ZF_PREFIX) or len(head) < 2 + ZF_LENGTH_CHARS:
+        return False
+    try:
+        int(head[2 : 2 + ZF_LENGTH_CHARS], 16)
+    except ValueError:
+        return False
+    return True
+
+
+def sniff(head: bytes, size: int) -> int:
+    return 95 if _is_zf(head) else 0
+
+
+def sniff_source(source: Source) -> int:
+    head = source.head()
+    if _is_zf(head):
+        return 95
+    if looks_like_pickle(head) < 40:
+        return 0
+    window = min(source.size, SNIFF_WINDOW)
+    buf = source.buffer
+    find = getattr(buf, "find", None)
+    if find is None:  # a memoryview (zip member)
+        find = bytes(buf[:window]).find
+    if find(b"joblib.numpy_pickle", 0, window) >= 0 and find(b"ArrayWrapper", 0, window) >= 0:
+        return 95  # above plain pickle (90): this pickle needs joblib's reader
+    return 0
+
+
+# Parsing
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    if _is_zf(source.head(64)):
+        _parse_zf(source, ctx, root)
+        return root
+    hook = _ArrayHook(source, ctx, root)
+    runs = scan_pickle(source, ctx, root, build_hook=hook, label="joblib pickle")
+    root.attrs["pickles"] = len(runs)
+    if not runs:
+        ctx.report(Malformed, "malformed joblib pickle: no opcode could be read", node=root, offset=0)
+        return root
+    nested = hook.finish()
+    last = runs[-1]
+    if last.complete and last.end < source.size:
+        report_trailing(source, ctx, root, last.end)
+    if hook.arrays:
+        _check_hidden(source, ctx, root, runs[0], hook)
+    if is_data_only(runs + nested):
+        ctx.report(DataOnly, "data-only: every global is in Airlock's safe set", node=root, offset=0)
+    return root
+
+
+def _parse_zf(source: Source, ctx: ScanContext, root: Node) -> None:
+    """joblib < 0.9.3: b"ZF" + hex length (+ a space in 0.8.4) + zlib data holding the pickle."""
+    length = int(source.read(2, ZF_LENGTH_CHARS), 16)
+    start = 2 + ZF_LENGTH_CHARS
+    if source.read(start, 1) == b" ":
+        start += 1
+    root.attrs["container"] = "joblib ZF (before 0.9.3)"
+    root.attrs["declared_length"] = length
+    cap = ctx.limits.max_decompressed_bytes
+    if length > cap:
+        raise LimitExceeded(f"ZF container declares {length:,} bytes, over the {cap:,} byte cap", 2)
+    dec = zlib.decompressobj()
+    out = bytearray()
+    pos = start
+    try:
+        while not dec.eof and len(out) <= length:
+            ctx.check()
+            if dec.unconsumed_tail:
+                chunk = dec.unconsumed_tail
+            elif pos < source.size:
+                chunk = source.read(pos, 1 << 20)
+                pos += len(chunk)
+            else:
+                break
+            # max_length bounds the output, so a lying length cannot make this inflate a bomb.
+            out += dec.decompress(chunk, length + 1 - len(out))
+    except zlib.error as exc:
+        raise FormatError(f"ZF container: zlib data corrupt after {len(out):,} bytes ({exc})", pos) from None
+    if len(out) != length:
+        ctx.report(Malformed, f"malformed ZF container: declares {length:,} bytes, the zlib data holds "
+                   f"{len(out):,}{'+' if len(out) > length else ''}; joblib.load fails on it", node=root,
+                   offset=2)
+    inner = Source.from_bytes(bytes(out[:length]), name=f"{source.name}!zlib", member="<ZF content>",
+                              path=source.path)
+    ctx.parse_nested(inner, root, label=f"ZF content ({min(len(out), length):,} bytes)")
+
+
+class _ArrayHook:
+    """The machine's build_hook: what joblib's NumpyUnpickler.load_build does after each BUILD."""
+
+    def __init__(self, source: Source, ctx: ScanContext, root: Node) -> None:
+        self.source = source
+        self.ctx = ctx
+        self.root = root
+        self.arrays: list[dict[str, Any]] = []
+        self.companions: list[tuple[str, str, int]] = []  # (wrapper, filename, offset)
+        self.nested: list[tuple[PickleRun, int]] = []
+        self._run: Any = None
+        self._scanned = 0  # opcodes already looked at for FRAME
+        self._frame_end = 0
+
+    def __call__(self, machine: Machine, call: Call, pos: int) -> int:
+        kind = _wrapper_kind(call)
+        if kind is None:
+            return pos
+        state = call.state
+        if isinstance(state, PTuple) and state.items and isinstance(state.items[0], PDict):
+            state = state.items[0]
+        if not isinstance(state, PDict):
+            raise FormatError(f"malformed joblib {kind}: its state is {preview(state, 60)}, not a dict",
+                              pos - 1)
+        if kind != "NumpyArrayWrapper":
+            filename = state.get("filename")
+            self.companions.append((kind, filename if isinstance(filename, str) else repr(filename), pos - 1))
+            return pos
+        end = len(self.source.buffer)
+        frame_end = self._current_frame_end(machine)
+        if frame_end > pos:
+            # joblib reads the array from the file, i.e. after the frame the unpickler has buffered.
+            self.ctx.report(ArrayOutsideFrame, f"array wrapper BUILD at offset {pos - 1} sits inside a "
+                            f"pickle frame that runs to {frame_end}: joblib reads the array from after the "
+                            "frame while the unpickler continues inside it", node=self.root, offset=pos - 1)
+            return pos
+        return self._array(machine, state, pos, end)
+
+    def _current_frame_end(self, machine: Machine) -> int:
+        if machine.run is not self._run:
+            self._run, self._scanned, self._frame_end = machine.run, 0, 0
+        offsets, buf = machine.run.op_offsets, self.source.buffer
+        for i in range(self._scanned, len(offsets)):
+            at = offsets[i]
+            if buf[at] == _FRAME and at + 9 <= len(buf):
+                self._frame_end = at + 9 + int.from_bytes(buf[at + 1 : at + 9], "little")
+        self._scanned = len(offsets)
+        return self._frame_end
+
+    def _array(self, machine: Machine, state: PDict, pos: int, end: int) -> int:
+        at = pos - 1
+        shape = state.get("shape")
+        if not isinstance(shape, PTuple) or not all(isinstance(d, int) and d >= 0 for d in shape.items):
+            raise FormatError(f"malformed NumpyArrayWrapper: shape {preview(shape, 60)} is not a tuple of "
+                              "non-negative ints", at)
+        count = 1
+        for dim in shape.items:
+            count *= int(dim)
+        itemsize, hasobject, shown = _dtype_facts(state.get("dtype"), at)
+        info: dict[str, Any] = {"offset": pos, "dtype": shown, "shape": tuple(int(d) for d in shape.items),
+                                "order": safe_text(str(state.get("order")), 8), "elements": count}
+        self.arrays.append(info)
+        if hasobject:
+            # joblib unpickles the object array with a fresh Unpickler on the same file.
+            run = Machine(self.source.buffer, limits=self.ctx.limits, tick=self.ctx.check).run_one(pos, end)
+            self.nested.append((run, len(self.arrays)))
+            info.update(size=run.end - pos, object=True)
+            return run.end if run.complete else end
+        if isinstance(state.get("numpy_array_alignment_bytes"), int):  # joblib >= 1.2: padding first
+            if pos >= end:
+                raise FormatError("truncated joblib array: the padding byte is missing", pos)
+            pos += 1 + self.source.buffer[pos]
+        nbytes = count * itemsize
+        info.update(offset=pos, size=nbytes)
+        if pos + nbytes > end:
+            raise FormatError(f"truncated joblib array: shape {info['shape']} × {itemsize} bytes needs "
+                              f"{nbytes:,} bytes at offset {pos}, but only {max(end - pos, 0):,} remain", at)
+        return pos + nbytes
+
+    def finish(self) -> list[PickleRun]:
+        """Add the array, nested-pickle and companion nodes once the machine is done."""
+        if self.arrays:
+            self._array_nodes()
+        for run, index in self.nested:
+            add_run(run, self.source, self.ctx, self.root, f"object array #{index} pickle")
+        for kind, filename, offset in self.companions:
+            _companion(self.source, self.ctx, self.root, kind, filename, offset)
+        return [run for run, _ in self.nested]
+
+    def _array_nodes(self) -> None:
+        arrays, member = self.arrays, self.source.member
+        group = self.root.child(GROUP, f"arrays ({len(arrays):,})", member=member)
+
+        def page(start: int, stop: int) -> list[Node]:
+            return [Node(TENSOR, f"array #{i + 1}" + (" (object: pickled)" if a.get("object") else ""),
+                         offset=a["offset"], length=a.get("size"), member=member,
+                         attrs={k: v for k, v in a.items() if k != "offset"})
+                    for i, a in enumerate(arrays[start:stop], start)]
+
+        group.set_lazy_children(len(arrays), page)
+
+
+def _wrapper_kind(call: Call) -> str | None:
+    """Which joblib wrapper this BUILD finished, if any: joblib checks isinstance on its own classes."""
+    target = call.target
+    if target is None:
+        return None
+    cls: Any = target
+    if target.dotted in ("copyreg._reconstructor", "copyreg.__newobj__"):
+        items = call.args.items if isinstance(call.args, PTuple) else []
+        cls = items[0] if items else None
+    if isinstance(cls, Global) and cls.module in _WRAPPER_MODULES and cls.name in _WRAPPERS:
+        return cls.name
+    return None
+
+
+def _dtype_facts(dtype: Any, at: int) -> tuple[int, bool, str]:
+    """(itemsize, hasobject, text) of a pickled numpy.dtype, as numpy's dtype __setstate__ leaves it."""
+    if not (isinstance(dtype, Call) and dtype.target is not None and dtype.target.name == "dtype"
+            and dtype.target.module.split(".")[0] == "numpy"):
+        raise FormatError(f"malformed NumpyArrayWrapper: dtype {preview(dtype, 60)} is not a numpy.dtype", at)
+    args = dtype.args.items if isinstance(dtype.args, PTuple) else []
+    code = args[0] if args else None
+    if isinstance(code, bytes):
+        code = code.decode("latin-1")
+    if not isinstance(code, str):
+        raise FormatError(f"malformed NumpyArrayWrapper: dtype code {preview(code, 40)} is not a string", at)
+    import numpy  # only joblib files with arrays pay for numpy
+
+    try:
+        base = numpy.dtype(code)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"malformed NumpyArrayWrapper: numpy rejects dtype {safe_text(code, 40)!r} ({exc})",
+                          at) from None
+    state = dtype.state.items if isinstance(dtype.state, PTuple) else []
+    elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
+    flags = state[7] if len(state) > 7 and isinstance(state[7], int) else None
+    itemsize, hasobject = int(base.itemsize), bool(base.hasobject)
+    if base.kind in "VSU" and elsize > 0:
+        itemsize = elsize  # flexible types take their size from the state
+    if base.kind == "V" and flags is not None:
+        hasobject = bool(flags & 1)  # numpy trusts the pickled flags for void (structured) dtypes
+    shown = safe_text(str(base) if base.kind != "V" else code, 60)
+    if hasobject and base.kind == "V":
+        shown += " (object fields)"
+    return itemsize, hasobject, shown
+
+
+def _companion(source: Source, ctx: ScanContext, root: Node, kind: str, filename: str, offset: int) -> None:
+    label = safe_text(filename, 160)
+    node = root.child(MEMBER, f"companion file {label}", offset=offset, member=source.member,
+                      attrs={"wrapper": kind, "filename": label})
+    loads = "numpy.load(allow_pickle=True)" if kind == "NDArrayWrapper" else "read_zfile (raw data)"
+    if os.path.isabs(filename) or "/" in filename or "\\" in filename or filename in ("", ".", ".."):
+        ctx.report(CompanionOutside, f"{kind} names {label}: joblib.load reads it with {loads}, outside the "
+                   "dump's folder", node=node, offset=offset)
+        return
+    folder = source.path.parent if source.path is not None else (ctx.path.parent if ctx.path else None)
+    sibling = Path(folder, filename) if folder is not None else None
+    if sibling is None or not sibling.is_file():
+        ctx.report(CompanionMissing, f"{kind} companion {label} was not found next to the dump; not "
+                   "inspected", node=node, offset=offset)
+        return
+    node.attrs["size"] = sibling.stat().st_size
+    if kind != "NDArrayWrapper":
+        return  # ZNDArrayWrapper data is raw bytes behind zlib, never unpickled
+    try:
+        companion = Source.open(sibling, name=str(sibling))
+    except OSError as exc:
+        ctx.report(CompanionMissing, f"companion {label} cannot be read ({exc.strerror}); not inspected",
+                   node=node, offset=offset)
+        return
+    ctx.parse_nested(companion, node, label=label)
+
+
+def _check_hidden(source: Source, ctx: ScanContext, root: Node, first: PickleRun, hook: _ArrayHook) -> None:
+    """Read the stream as plain pickle.load would, without skipping arrays: hidden code runs there."""
+    plain = Machine(source.buffer, limits=ctx.limits, tick=ctx.check).run_one(first.start, source.size)
+    seen = {e.offset for e in first.events}
+    for run, _ in hook.nested:
+        seen.update(e.offset for e in run.events)
+    for event in plain.events:
+        if event.offset in seen or event.severity < Severity.HIGH or event.rule not in _NAMED_RULES:
+            continue
+        ctx.report(HiddenInArrayBytes, "bytes joblib skips as array data run as pickle code under "
+                   f"pickle.load: {safe_text(event.message, 240)}", node=root, offset=event.offset,
+                   severity=max(Severity(event.severity), Severity.HIGH))
+
+
+# Only rules that need a named global: random array bytes cannot spell one by chance.
+_NAMED_RULES = ("PKL001", "PKL004", "PKL006")
