@@ -1,0 +1,316 @@
+"""The child process of the no-execution proof (tests/test_no_execution.py runs it).
+
+Main mode: `python noexec_child.py CONFIG.json`
+  1. imports Airlock (every airlock.core module) and every format dependency, and looks up the
+     codecs a decode may import lazily;
+  2. warms up: one scan per format of a benign file (tree walked, every report rendered), and
+     `airlock scan` through airlock.core.cli.main with --jobs 1 and --jobs 2;
+  3. installs an audit hook that records *and blocks* (raises) any process spawn, exec, compile,
+     code object creation, socket, file opened for writing, file system change, native library
+     load, real unpickling, or import of a module not already loaded. The only exceptions are
+     Airlock's own processes: the `--jobs` workers (forked from airlock.core.cli; a fork inherits
+     the hook, and the spawn path installs it in the worker initializer) and the isolated parser
+     children of airlock.core.isolate (rerouted through this script's `--isolated-child` mode,
+     which installs the same hook before the child reads anything);
+  4. scans every file it was given, one by one and as folders with `airlock scan --jobs 2`;
+  5. canary: deliberately calls os.system, exec, compile, an import, a file write, a socket and
+     subprocess.Popen, each of which the hook must catch.
+Every record is a JSON line appended to the log file (opened before the hook, written with
+os.write, so the hook itself fires no event). The summary is printed on stdout as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import time
+from typing import Any
+
+SPAWN = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.startfile",
+         "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg"}
+CODE = {"exec", "compile", "code.__new__", "marshal.load", "marshal.loads", "marshal.dumps",
+        "pickle.find_class", "sys.addaudithook", "sys.settrace", "sys.setprofile", "cpython.run_file",
+        "cpython.run_command", "cpython.run_module", "cpython.run_startup", "builtins.input",
+        "function.__new__", "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata"}
+CHANGE = {"os.remove", "os.unlink", "os.rename", "os.replace", "os.rmdir", "os.mkdir", "os.chmod",
+          "os.chown", "os.truncate", "os.symlink", "os.link", "os.utime", "os.putenv", "os.unsetenv",
+          "os.chdir", "os.chflags", "os.lchflags", "os.setxattr", "os.removexattr", "shutil.copyfile",
+          "shutil.copymode", "shutil.copystat", "shutil.copytree", "shutil.move", "shutil.rmtree",
+          "shutil.make_archive", "shutil.unpack_archive", "tempfile.mkstemp", "tempfile.mkdtemp"}
+NETWORK_PREFIXES = ("socket.", "urllib.", "http.client.", "ftplib.", "smtplib.", "poplib.", "imaplib.",
+                    "nntplib.", "telnetlib.", "webbrowser.")
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+
+CODECS = ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be",
+          "latin-1", "ascii", "cp1252", "raw-unicode-escape", "unicode-escape", "idna", "punycode")
+DEPENDENCIES = ("numpy", "onnx", "gguf", "jinja2", "jinja2.sandbox", "jinja2.nodes", "h5py", "lz4.frame",
+                "safetensors", "xxhash", "zipfile", "tarfile", "gzip", "bz2", "lzma", "zlib", "json",
+                "concurrent.futures.process", "multiprocessing.popen_fork", "multiprocessing.queues",
+                "multiprocessing.synchronize", "multiprocessing.connection", "resource")
+
+
+class Guard:
+    """The audit hook. `phase` names what the process is doing; records go to `fd`."""
+
+    def __init__(self, fd: int, phase: str, allow_isolated: list[str] | None = None) -> None:
+        self.fd = fd
+        self.phase = phase
+        self.allow_isolated = allow_isolated  # the command line of Airlock's isolated children
+        self.busy = False
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if self.busy or event == "sys._getframe":
+            return
+        self.busy = True
+        try:
+            why = self.judge(event, args)
+            if why is None:
+                return
+            self.record(event, args, why)
+        finally:
+            self.busy = False
+        raise PermissionError(f"no-execution proof: blocked {event} ({why})")
+
+    def judge(self, event: str, args: tuple[Any, ...]) -> str | None:
+        if event == "import":
+            return None if args[0] in sys.modules else "new import"
+        if event == "open":
+            path, mode, flags = ((*tuple(args), None, None, None))[:3]
+            if isinstance(path, int):
+                return None  # wraps a descriptor already open (the pool's pipes), opens no file
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & WRITE_FLAGS)
+            return "file opened for writing" if writing else None
+        if event in ("os.fork", "subprocess.Popen") and self.own_process(event, args):
+            return None
+        if event == "pickle.find_class" and _called_from(IPC_MODULES):
+            return None  # the worker pool's own messages (file paths in, report dicts out)
+        if event in SPAWN or event.startswith("os.exec") or event.startswith("os.spawn"):
+            return "process spawn"
+        if event in CODE:
+            return "code execution"
+        if event in CHANGE:
+            return "file system change"
+        if event.startswith(NETWORK_PREFIXES):
+            return "network"
+        return None
+
+    def own_process(self, event: str, args: tuple[Any, ...]) -> bool:
+        """Airlock's own workers: a fork from airlock.core.cli, or the isolated parser command."""
+        if event == "subprocess.Popen":
+            return self.allow_isolated is not None and list(args[1] or []) == self.allow_isolated
+        return _called_from({"airlock.core.cli"})
+
+    def record(self, event: str, args: tuple[Any, ...], why: str) -> None:
+        line = json.dumps({"pid": os.getpid(), "phase": self.phase, "event": event, "why": why,
+                           "args": repr(args)[:300]}) + "\n"
+        os.write(self.fd, line.encode("utf-8", "backslashreplace"))
+
+
+def _called_from(modules: set[str]) -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") in modules:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+# multiprocessing pickles the pool's tasks and results; never a scanned file's bytes.
+IPC_MODULES = {"multiprocessing.connection", "multiprocessing.queues", "concurrent.futures.process"}
+GUARD: Guard | None = None
+CANARY_CODE = compile("canary = 1", "<canary>", "exec")
+
+
+def install(log: str, phase: str, allow_isolated: list[str] | None = None) -> Guard:
+    global GUARD
+    if GUARD is not None:  # inherited through fork: the hook is already in this process
+        return GUARD
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    GUARD = Guard(fd, phase, allow_isolated)
+    sys.addaudithook(GUARD)
+    return GUARD
+
+
+def guarded_worker_init(memory_budget: int, log: str, isolated: list[str] | None) -> None:
+    """airlock.core.cli._worker_init with the hook installed first (a forked worker inherits it)."""
+    from airlock.core import cli
+
+    install(log, "scan:worker", isolated).phase = "scan:worker"
+    cli._original_worker_init(memory_budget)  # type: ignore[attr-defined]
+
+
+def import_everything() -> list[str]:
+    import importlib
+    import pkgutil
+
+    import airlock.core
+
+    problems = []
+    for info in pkgutil.walk_packages(airlock.core.__path__, "airlock.core."):
+        try:
+            importlib.import_module(info.name)
+        except Exception as exc:  # noqa: BLE001 - a module that cannot import is reported
+            problems.append(f"{info.name}: {type(exc).__name__}: {exc}")
+    for name in DEPENDENCIES:
+        importlib.import_module(name)
+    import codecs
+
+    for name in CODECS:
+        codecs.lookup(name)
+        with contextlib.suppress(UnicodeError):
+            b"\xff\xfe\x00\x00".decode(name)
+    return problems
+
+
+def scan_one(path: str) -> dict[str, Any]:
+    from airlock.core.report import json_report, sarif, text
+    from airlock.core.scan import scan_file
+
+    result = scan_file(path)
+    try:
+        for i, _node in enumerate(result.root.walk(expand_lazy=True)):
+            if i > 20_000:
+                break
+        entry = json_report.file_dict(result)
+        text.render([entry], colour=False)
+        json_report.render([entry])
+        sarif.render([entry])
+        return {"path": path, "format": result.format, "severity": result.severity.label,
+                "rules": sorted({f.rule for f in result.findings})}
+    finally:
+        result.close()
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    from airlock.core import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(argv)
+    return code, out.getvalue()
+
+
+def patch_isolation(log: str) -> list[str] | None:
+    """Route airlock.core.isolate's children through this script so they install the hook first."""
+    try:
+        from airlock.core import isolate
+    except ImportError:
+        return None
+    command = [sys.executable, "-I", os.path.abspath(__file__), "--isolated-child", log]
+    isolate._command = lambda: list(command)  # type: ignore[attr-defined]
+    return command
+
+
+def patch_workers(log: str, isolated: list[str] | None) -> None:
+    from airlock.core import cli
+
+    cli._original_worker_init = cli._worker_init  # type: ignore[attr-defined]
+    original_scan_all = cli._scan_all
+
+    def scan_all(files: Any, jobs: int, timeout: float) -> Any:
+        # Under spawn the worker starts without the hook: the initializer installs it first.
+        import concurrent.futures
+
+        real = concurrent.futures.ProcessPoolExecutor
+
+        def pool(*a: Any, **kw: Any) -> Any:
+            kw["initializer"] = guarded_worker_init
+            kw["initargs"] = (*kw.get("initargs", ()), log, isolated)
+            return real(*a, **kw)
+
+        cli.ProcessPoolExecutor = pool  # type: ignore[attr-defined]
+        try:
+            yield from original_scan_all(files, jobs, timeout)
+        finally:
+            cli.ProcessPoolExecutor = real  # type: ignore[attr-defined]
+
+    cli._scan_all = scan_all  # type: ignore[assignment]
+
+
+def canary(workdir: str) -> dict[str, str]:
+    """Each deliberate violation must be blocked by the hook (PermissionError from it)."""
+    import socket
+    import subprocess
+
+    attempts = {
+        "os.system": lambda: os.system("echo AIRLOCK_CANARY"),
+        "exec": lambda: exec(CANARY_CODE, {}),  # compiled before the hook: only `exec` fires
+        "exec-source": lambda: exec("canary = 1", {}),
+        "compile": lambda: compile("1", "<canary>", "eval"),
+        "import": lambda: __import__("colorsys" if "colorsys" not in sys.modules else "wave"),
+        "open-write": lambda: open(os.path.join(workdir, "canary.txt"), "w").close(),
+        "socket": lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(),
+        "subprocess": lambda: subprocess.Popen(["true"]).wait(),
+    }
+    outcome = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            outcome[name] = "NOT BLOCKED"
+        except PermissionError as exc:
+            outcome[name] = "blocked" if "no-execution proof" in str(exc) else f"other error: {exc}"
+        except Exception as exc:  # noqa: BLE001 - an import blocked by the hook surfaces as ImportError
+            blocked = "no-execution proof" in repr(exc) or "no-execution proof" in repr(exc.__context__)
+            outcome[name] = "blocked" if blocked else f"other error: {type(exc).__name__}: {exc}"
+    return outcome
+
+
+def main(config_path: str) -> int:
+    with open(config_path, encoding="utf-8") as fh:
+        config = json.load(fh)
+    log = config["log"]
+    t0 = time.monotonic()
+    problems = import_everything()
+    isolated = patch_isolation(log)
+    patch_workers(log, isolated)
+    for path in config["warmup"]:
+        scan_one(path)
+    for argv in (["--format", "json", "--jobs", "1"], ["--format", "sarif", "--jobs", "2"],
+                 ["--format", "text", "--jobs", "2", "--color", "always"]):
+        run_cli(["scan", *argv, config["warmup_dir"]])
+    warm_s = time.monotonic() - t0
+    guard = install(log, "scan", isolated)
+
+    t1 = time.monotonic()
+    results = [scan_one(path) for path in config["files"]]
+    cli_codes = {}
+    for folder in config["folders"]:
+        for fmt in ("json", "sarif"):
+            code, out = run_cli(["scan", "--format", fmt, "--jobs", "2", folder])
+            cli_codes[f"{fmt} {os.path.basename(folder)}"] = code
+            if fmt == "json":
+                cli_codes[f"files in {os.path.basename(folder)}"] = len(json.loads(out)["files"])
+    scan_s = time.monotonic() - t1
+
+    guard.phase = "canary"
+    caught = canary(config["workdir"])
+    summary = {"results": results, "cli": cli_codes, "canary": caught, "import_problems": problems,
+               "warmup_s": round(warm_s, 2), "scan_s": round(scan_s, 2)}
+    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def isolated_child(log: str) -> None:
+    """Airlock's isolated parser child: the task libraries imported, then the hook, then the task."""
+    import importlib
+
+    from airlock.core import isolate
+
+    for target in isolate.TASKS.values():
+        importlib.import_module(target.partition(":")[0])
+    import_everything()  # a fresh interpreter cannot warm up by scanning: it imports what a scan may
+    install(log, "scan:isolated-child")
+    isolate.child_main()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--isolated-child":
+        isolated_child(sys.argv[2])
+    else:
+        sys.exit(main(sys.argv[1]))

@@ -1,0 +1,212 @@
+"""Shared pieces of the property tests: the capped scanning subprocess, seeds, mutations, counts."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import io
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+import corpus  # noqa: E402 - needs the path above
+
+MEMORY_CAP = 1536 * 1024**2  # RLIMIT_DATA of the scanning subprocess
+TIME_BUDGET_S = 5.0  # Airlock's own per-file budget inside the worker
+TIME_CAP_S = 10.0  # what the test tolerates per input (budget plus reporting)
+
+# Counts for the terminal summary (tests/robustness/conftest.py prints them, even under -q).
+STATS: collections.Counter[str] = collections.Counter()
+NOTES: list[str] = []
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+class ScanWorker:
+    """One long-lived `scan_worker.py` under RLIMIT_DATA; restarted if an input kills it."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.formats: list[str] = []
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        worker = Path(__file__).with_name("scan_worker.py")
+        proc = subprocess.Popen([sys.executable, str(worker), str(MEMORY_CAP), str(TIME_BUDGET_S)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        hello = json.loads(proc.stdout.readline() or b"{}")
+        if not hello.get("ready"):
+            raise WorkerDied("the scanning worker did not start")
+        self.formats = hello["formats"]
+        self.proc = proc
+        return proc
+
+    def scan(self, data: bytes, name: str = "fuzzed.bin", force: str = "") -> dict[str, Any]:
+        proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        header = json.dumps({"name": name, "force": force}).encode()
+        try:
+            proc.stdin.write(struct.pack("<I", len(header)) + header + struct.pack("<Q", len(data)) + data)
+            proc.stdin.flush()
+        except BrokenPipeError:
+            self.close()
+            raise WorkerDied("the scanning worker died before reading the input") from None
+        ready, _, _ = select.select([proc.stdout], [], [], TIME_CAP_S * 3)
+        line = proc.stdout.readline() if ready else b""
+        if not line:
+            self.close()
+            raise WorkerDied(f"no answer within {TIME_CAP_S * 3:g} s, or the worker died "
+                             f"(memory cap {MEMORY_CAP:,} bytes)")
+        STATS["inputs scanned"] += 1
+        reply: dict[str, Any] = json.loads(line)
+        STATS["peak worker RSS (MiB)"] = max(STATS["peak worker RSS (MiB)"], reply["maxrss_kb"] // 1024)
+        return reply
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except BrokenPipeError:
+                        pass
+            self.proc = None
+
+
+def check_reply(reply: dict[str, Any], data: bytes) -> None:
+    """The properties every input must satisfy, whatever its bytes."""
+    recipe = f"{len(data)} bytes, head {data[:64]!r}"
+    assert "error" not in reply, f"{reply['error']} on {recipe}\n{reply.get('traceback', '')}"
+    assert reply["elapsed_s"] < TIME_CAP_S, f"took {reply['elapsed_s']:.1f} s on {recipe}"
+    crashes = [f for f in reply["findings"] if f[0] == "AIR001"]
+    assert not crashes, f"parser crash on {recipe}: {crashes}"
+    for rule, severity, message in reply["findings"]:
+        if rule in ("AIR002", "AIR003"):
+            assert severity == "high", f"{rule} must be high, got {severity}: {message}"
+
+
+# Seeds: every corpus file, with the structural boundaries of its tree.
+
+@functools.cache
+def seeds() -> tuple[tuple[str, bytes, str, tuple[int, ...]], ...]:
+    """(name, data, format Airlock sees, boundaries) for every corpus file."""
+    from airlock.core.scan import scan_bytes
+
+    out = []
+    for fixture in corpus.all_fixtures():
+        if len(fixture.data) > 256 * 1024:
+            continue  # big seeds make each mutation slow; their small siblings cover the same code
+        result = scan_bytes(fixture.data, fixture.name.rsplit("/", 1)[-1])
+        try:
+            out.append((fixture.name, fixture.data, result.format, boundaries(result.root, fixture.data)))
+        finally:
+            result.close()
+    return tuple(out)
+
+
+def boundaries(root: Any, data: bytes) -> tuple[int, ...]:
+    """Offsets where a structure starts or ends: tree nodes of the outer file, zip records."""
+    points = {0, len(data)}
+    for i, node in enumerate(root.walk(expand_lazy=True)):
+        if i > 20_000:
+            break
+        if node.member is None and node.offset is not None:
+            points.add(node.offset)
+            if node.length:
+                points.add(node.offset + node.length)
+    for sig in (b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"\x93NUMPY", b"GGUF"):
+        pos = data.find(sig)
+        while pos != -1 and len(points) < 5000:
+            points.update((pos, pos + 4))
+            pos = data.find(sig, pos + 1)
+    return tuple(sorted(p for p in points if 0 <= p <= len(data)))
+
+
+def seeds_by_format() -> dict[str, list[tuple[str, bytes, str, tuple[int, ...]]]]:
+    table: dict[str, list[tuple[str, bytes, str, tuple[int, ...]]]] = collections.defaultdict(list)
+    for seed in seeds():
+        table[seed[2]].append(seed)
+    return table
+
+
+# Mutations. Each takes the bytes and plain parameters drawn by hypothesis.
+
+INFLATED = (0, 1, 0x7F, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 1 << 32, 1 << 62, (1 << 63) - 1, (1 << 64) - 1)
+WIDTHS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def flip(data: bytes, pos: int, mask: int) -> bytes:
+    if not data:
+        return data
+    pos %= len(data)
+    return data[:pos] + bytes([data[pos] ^ (mask or 1)]) + data[pos + 1:]
+
+
+def truncate(data: bytes, cut: int) -> bytes:
+    return data[:cut]
+
+
+def inflate(data: bytes, pos: int, width: int, value: int, big_endian: bool) -> bytes:
+    """Overwrite an integer field with a huge (or zero) count, length or offset."""
+    value &= (1 << (8 * width)) - 1
+    raw = struct.pack((">" if big_endian else "<") + WIDTHS[width], value)
+    pos = min(pos, max(len(data) - width, 0))
+    return data[:pos] + raw + data[pos + width:]
+
+
+def splice(data: bytes, pos: int, other: bytes, start: int, length: int, replace: bool) -> bytes:
+    """Insert (or overwrite with) a slice of another seed."""
+    piece = other[start:start + length]
+    return data[:pos] + piece + data[pos + (len(piece) if replace else 0):]
+
+
+def zip_member_swap(data: bytes, index: int, other: bytes, duplicate: bool) -> bytes:
+    """Rebuild a zip with one member's content replaced by another file (or the member doubled)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = [(i.filename, zf.read(i)) for i in zf.infolist()]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return data
+    if not members:
+        return data
+    index %= len(members)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, _quiet_duplicates():
+        for i, (name, content) in enumerate(members):
+            zf.writestr(name, other if i == index else content)
+            if duplicate and i == index:
+                zf.writestr(name, content)
+    return buf.getvalue()
+
+
+class _quiet_duplicates:
+    """zipfile warns on duplicate names; pytest turns warnings into errors."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+
+
+def scale() -> int:
+    """AIRLOCK_FUZZ_SCALE multiplies every example budget (CI keeps 1)."""
+    return max(1, int(os.environ.get("AIRLOCK_FUZZ_SCALE", "1")))

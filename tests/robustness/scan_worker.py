@@ -1,0 +1,115 @@
+"""A scanning subprocess with a memory cap, fed inputs over a pipe by the property tests.
+
+Run as `python scan_worker.py RLIMIT_DATA_BYTES TIME_BUDGET_S`. Protocol on stdin: repeated
+frames of `<I header length><JSON header><Q data length><data>`; the header is
+`{"name": display name, "force": format name or ""}`. For each frame one JSON line comes back on
+stdout. The memory cap is RLIMIT_DATA (heap and anonymous maps), not RLIMIT_AS, which would
+also count read-only file maps and the address space libraries reserve.
+
+Without "force" the input goes through `scan_bytes` (sniff, parse, findings) and the worker then
+walks the tree with every lazy page expanded (up to a cap) and renders the text, JSON and SARIF
+reports: page factories and report writers see fuzzed data too. With "force" the named format's
+`parse` runs on the bytes whatever its sniff says, and only the documented errors (FormatError,
+LimitExceeded, MemoryError, RecursionError) may leave it.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import struct
+import sys
+import time
+import traceback
+from dataclasses import replace
+from typing import Any
+
+MAX_NODES_WALKED = 5000
+
+
+def _walk(root: Any) -> int:
+    walked = 0
+    for node in root.walk(expand_lazy=True):
+        walked += 1
+        if not isinstance(node.label, str):
+            raise TypeError(f"label of {node!r} is {type(node.label).__name__}, not str")
+        if walked >= MAX_NODES_WALKED:
+            break
+    return walked
+
+
+def _scan(data: bytes, name: str, limits: Any) -> dict[str, Any]:
+    from airlock.core.report import json_report, sarif, text
+    from airlock.core.scan import scan_bytes
+
+    result = scan_bytes(data, name, limits=limits)
+    try:
+        walked = _walk(result.root)
+        entry = json_report.file_dict(result)
+        text.render([entry], colour=False)
+        json.loads(json_report.render([entry]))
+        json.loads(sarif.render([entry]))
+        return {"format": result.format, "severity": result.severity.label, "nodes": walked,
+                "findings": [[f.rule, f.severity.label, f.message[:300]] for f in result.findings]}
+    finally:
+        result.close()
+
+
+def _forced(data: bytes, name: str, fmt: str, limits: Any) -> dict[str, Any]:
+    from airlock.core import formats
+    from airlock.core.context import ScanContext
+    from airlock.core.errors import FormatError, LimitExceeded
+    from airlock.core.source import Source
+    from airlock.core.tree import FILE, Node
+
+    module = formats.by_name(fmt)
+    ctx = ScanContext(limits)
+    root = Node(FILE, name, offset=0, length=len(data), attrs={"format": fmt})
+    ctx.current = root
+    ctx.depth = 1
+    outcome = "parsed"
+    try:
+        module.parse(Source.from_bytes(data, name), ctx)
+    except (FormatError, LimitExceeded, MemoryError, RecursionError) as exc:
+        outcome = type(exc).__name__
+    return {"format": fmt, "outcome": outcome, "nodes": _walk(root),
+            "findings": [[f.rule, f.severity.label, f.message[:300]] for f in ctx.findings]}
+
+
+def main() -> int:
+    cap, budget = int(sys.argv[1]), float(sys.argv[2])
+    from airlock.core import formats
+    from airlock.core.limits import DEFAULT_LIMITS
+
+    formats.load_all_modules()
+    limits = replace(DEFAULT_LIMITS, time_budget_s=budget, max_decompressed_bytes=64 * 1024**2)
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+    stdin, stdout = sys.stdin.buffer, sys.stdout
+    print(json.dumps({"ready": True, "formats": [m.NAME for m in formats.load_all_modules()]}), flush=True)
+    while True:
+        head = stdin.read(4)
+        if len(head) < 4:
+            return 0
+        header = json.loads(stdin.read(struct.unpack("<I", head)[0]))
+        data = stdin.read(struct.unpack("<Q", stdin.read(8))[0])
+        reply: dict[str, Any] = {"name": header["name"]}
+        start = time.monotonic()
+        try:
+            if header.get("force"):
+                reply.update(_forced(data, header["name"], header["force"], limits))
+            else:
+                reply.update(_scan(data, header["name"], limits))
+        except MemoryError:
+            reply["error"] = "MemoryError escaped"
+        except BaseException as exc:  # noqa: BLE001 - every escape is what the tests look for
+            reply["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+            reply["traceback"] = traceback.format_exc()[-4000:]
+        reply["elapsed_s"] = time.monotonic() - start
+        reply["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        stdout.write(json.dumps(reply) + "\n")
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

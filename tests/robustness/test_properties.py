@@ -1,0 +1,138 @@
+"""Property tests: whatever the bytes, every parser returns a tree and findings, in bounded time
+and memory, and never raises anything but its documented errors.
+
+Inputs are seeded from every corpus file (tests/corpus.py, which also collects tests/fixtures/*)
+and mutated the ways real bypasses and parser crashes were found: byte flips, truncation at
+every structural boundary, counts/lengths/offsets inflated to 2^32, 2^62, 2^64-1, slices of other
+files spliced in, zip members swapped or doubled. Every format registered in
+`airlock.core.formats` is covered as soon as it lands: its seeds are the corpus files it claims.
+
+Scans run in a subprocess under RLIMIT_DATA (robust_harness.MEMORY_CAP). The budget is set for
+CI; `AIRLOCK_FUZZ_SCALE=20 python -m pytest tests/robustness` runs twenty times as many random
+(not derandomized) examples.
+"""
+
+from __future__ import annotations
+
+import pytest
+import robust_harness as rh
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airlock.core import formats
+from airlock.core.source import Source
+
+SCALE = rh.scale()
+
+
+def _settings(examples: int) -> settings:
+    return settings(max_examples=examples * SCALE, deadline=None, derandomize=SCALE == 1, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+FORMATS = [m.NAME for m in formats.load_all_modules()]
+SEEDED = sorted(f for f in rh.seeds_by_format() if f in FORMATS)
+UNSEEDED = sorted(set(FORMATS) - set(SEEDED))
+if UNSEEDED:
+    rh.NOTES.append(f"formats without a corpus seed (fuzzed only through forced parse): {', '.join(UNSEEDED)}")
+
+
+@st.composite
+def mutated(draw: st.DrawFn, pool: list[tuple[str, bytes, str, tuple[int, ...]]]) -> tuple[str, bytes]:
+    """A seed from `pool` with one to three mutations applied."""
+    everything = rh.seeds()
+    name, data, _fmt, points = draw(st.sampled_from(pool))
+    steps = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(("flip", "truncate", "inflate", "splice", "zip", "flip_run")))
+        at = draw(st.sampled_from(points)) if points and draw(st.booleans()) else draw(st.integers(0, len(data)))
+        if kind == "flip":
+            data = rh.flip(data, at, draw(st.integers(1, 255)))
+        elif kind == "flip_run":
+            for k in range(draw(st.integers(1, 16))):
+                data = rh.flip(data, at + k, draw(st.integers(1, 255)))
+        elif kind == "truncate":
+            data = rh.truncate(data, at)
+        elif kind == "inflate":
+            data = rh.inflate(data, at, draw(st.sampled_from((1, 2, 4, 8))),
+                              draw(st.sampled_from((*rh.INFLATED, len(data), len(data) + 1))), draw(st.booleans()))
+        elif kind == "splice":
+            other = draw(st.sampled_from(everything))[1]
+            data = rh.splice(data, at, other, draw(st.integers(0, len(other))), draw(st.integers(1, 4096)),
+                             draw(st.booleans()))
+        else:
+            other = draw(st.sampled_from(everything))[1]
+            data = rh.zip_member_swap(data, draw(st.integers(0, 50)), other, draw(st.booleans()))
+        steps.append(kind)
+    return f"{name} + {'/'.join(steps)}", data
+
+
+def test_every_seed_scans(worker: rh.ScanWorker) -> None:
+    for name, data, _fmt, _points in rh.seeds():
+        rh.check_reply(worker.scan(data, name.rsplit("/", 1)[-1]), data)
+        rh.STATS["seed files"] += 1
+    assert rh.STATS["seed files"] >= 50
+
+
+@pytest.mark.parametrize("fmt", SEEDED)
+def test_truncation_at_every_boundary(worker: rh.ScanWorker, fmt: str) -> None:
+    """Cut each seed at each structural boundary: never a crash; a cut pickle stream is `high`."""
+    for name, data, _fmt, points in rh.seeds_by_format()[fmt]:
+        cuts = [p for p in points if p < len(data)]
+        step = max(1, len(cuts) // (40 * SCALE))
+        for cut in cuts[::step]:
+            piece = data[:cut]
+            reply = worker.scan(piece, name.rsplit("/", 1)[-1])
+            rh.check_reply(reply, piece)
+            rh.STATS["truncations"] += 1
+            if reply["format"] == fmt and reply["severity"] not in ("high", "critical"):
+                rh.STATS[f"truncations read as a complete {fmt}"] += 1
+
+
+@pytest.mark.parametrize("fmt", SEEDED)
+def test_mutated_seeds_of_each_format(worker: rh.ScanWorker, fmt: str) -> None:
+    pool = rh.seeds_by_format()[fmt]
+
+    @_settings(60)
+    @given(mutated(pool))
+    def run(case: tuple[str, bytes]) -> None:
+        _name, data = case
+        rh.check_reply(worker.scan(data, "fuzzed.bin"), data)
+        rh.STATS[f"mutations ({fmt} seeds)"] += 1
+
+    run()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_forced_parse_of_each_format(worker: rh.ScanWorker, fmt: str) -> None:
+    """parse() itself on any mutated file, whatever sniff would say: only documented errors."""
+    pool = rh.seeds_by_format().get(fmt) or list(rh.seeds())
+
+    @_settings(40)
+    @given(st.one_of(mutated(pool), mutated(list(rh.seeds()))))
+    def run(case: tuple[str, bytes]) -> None:
+        name, data = case
+        reply = worker.scan(data, "fuzzed.bin", force=fmt)
+        assert "error" not in reply, f"{fmt}.parse raised {reply['error']} on {name}\n{reply.get('traceback')}"
+        assert reply["elapsed_s"] < rh.TIME_CAP_S, f"{fmt}.parse took {reply['elapsed_s']:.1f} s on {name}"
+        rh.STATS[f"forced parses ({fmt})"] += 1
+
+    run()
+
+
+@_settings(150)
+@given(st.one_of(st.binary(max_size=2048), mutated(list(rh.seeds()))))
+def test_scan_of_anything(worker: rh.ScanWorker, case: bytes | tuple[str, bytes]) -> None:
+    data = case if isinstance(case, bytes) else case[1]
+    rh.check_reply(worker.scan(data, "anything"), data)
+    rh.STATS["whole-scan inputs"] += 1
+
+
+@settings(max_examples=300 * SCALE, deadline=None, derandomize=SCALE == 1, database=None)
+@given(st.binary(max_size=8192))
+def test_sniffers_never_raise(head: bytes) -> None:
+    for module in formats.load_all_modules():
+        sniff_source = getattr(module, "sniff_source", None)
+        score = sniff_source(Source.from_bytes(head, "x")) if sniff_source else module.sniff(head, len(head))
+        assert isinstance(score, int) and 0 <= score <= 100, f"{module.NAME}.sniff returned {score!r}"
+    rh.STATS["sniffer inputs"] += 1
