@@ -1,0 +1,150 @@
+""".npz, .npy and GGUF inputs: converted from their headers, compared with numpy / gguf."""
+
+import struct
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file
+
+from airlock.core.convert import ConvertError, convert
+
+
+def test_npz_stored_and_deflated_with_fortran_order(tmp_path):
+    arrays = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.arange(5, dtype=np.int64) - 2,
+              "f": np.asfortranarray(np.arange(24, dtype=np.float64).reshape(2, 3, 4)),
+              "flags": np.array([True, False, True]), "h": np.linspace(0, 1, 7).astype(np.float16),
+              "u": np.arange(9, dtype=np.uint16), "c": (np.arange(4) + 1j).astype(np.complex64)}
+    for saver in (np.savez, np.savez_compressed):
+        src = tmp_path / f"{saver.__name__}.npz"
+        saver(src, **arrays)
+        report = convert(src)
+        out = load_file(report.outputs[0])
+        assert sorted(out) == sorted(arrays)
+        for k, v in arrays.items():
+            assert out[k].dtype == v.dtype and out[k].shape == v.shape
+            np.testing.assert_array_equal(out[k], v)
+        assert report.verified and report.tensors == len(arrays)
+
+
+def test_npz_object_and_big_endian_members_are_skipped(tmp_path):
+    src = tmp_path / "mixed.npz"
+    np.savez(src, ok=np.ones(3, np.float32), obj=np.array([{"a": 1}], dtype=object),
+             be=np.arange(3, dtype=">i4"))
+    report = convert(src, allow_critical=True)
+    assert list(load_file(report.outputs[0])) == ["ok"]
+    skipped = dict(report.skipped)
+    assert "object array" in skipped["obj.npy"]
+    assert "big-endian" in skipped["be.npy"]
+
+
+def test_single_npy(tmp_path):
+    src = tmp_path / "weights.npy"
+    arr = np.arange(20, dtype=np.int32).reshape(4, 5).T  # saved in Fortran order
+    np.save(src, arr)
+    out = load_file(convert(src).outputs[0])
+    np.testing.assert_array_equal(out["weights"], arr)
+
+
+def test_npz_member_truncated_is_skipped(tmp_path):
+    import zipfile
+
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000,), }"
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 40
+    src = tmp_path / "short.npz"
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr("short.npy", npy)
+        z.writestr("fine.npy", _npy(np.ones(2, np.float32)))
+    report = convert(src)
+    assert "needs 4" in dict(report.skipped)["short.npy"]
+    assert report.tensors == 1
+
+
+def _npy(arr):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _gguf(path, quantized=True):
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint32("llama.block_count", 2)
+    writer.add_string("general.name", "tiny")
+    writer.add_array("tokenizer.ggml.tokens", ["a", "b", "c"])
+    data = {
+        "f32": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "f16": np.linspace(-1, 1, 8, dtype=np.float16).reshape(2, 4),
+        "i32": np.arange(6, dtype=np.int32),
+    }
+    for name, arr in data.items():
+        writer.add_tensor(name, arr)
+    rng = np.random.default_rng(0)
+    q_src = rng.standard_normal((4, 64)).astype(np.float32)
+    if quantized:
+        q = gguf.quants.quantize(q_src, gguf.GGMLQuantizationType.Q8_0)
+        writer.add_tensor("q8", q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return data, q_src
+
+
+def test_gguf_plain_tensors_copied_with_dims_reversed(tmp_path):
+    src = tmp_path / "tiny.gguf"
+    data, _ = _gguf(src)
+    report = convert(src)
+    out = load_file(report.outputs[0])
+    assert sorted(out) == sorted(data)
+    for k, v in data.items():
+        assert out[k].shape == v.shape
+        np.testing.assert_array_equal(out[k], v)
+    skipped = dict(report.skipped)
+    assert "quantized Q8_0" in skipped["q8"] and "--dequantize" in skipped["q8"]
+    assert "array of 3" in skipped["tokenizer.ggml.tokens"]
+    assert report.metadata["general.name"] == "tiny" and report.metadata["llama.block_count"] == "2"
+
+
+def test_gguf_dequantize_on_request(tmp_path):
+    import gguf
+
+    src = tmp_path / "tiny.gguf"
+    _, q_src = _gguf(src)
+    report = convert(src, dequantize=True)
+    out = load_file(report.outputs[0])
+    expected = gguf.quants.dequantize(gguf.quants.quantize(q_src, gguf.GGMLQuantizationType.Q8_0),
+                                      gguf.GGMLQuantizationType.Q8_0)
+    assert out["q8"].dtype == np.float32 and out["q8"].shape == (4, 64)
+    np.testing.assert_array_equal(out["q8"], expected)
+    np.testing.assert_allclose(out["q8"], q_src, atol=0.05)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda b: b[:8] + struct.pack("<Q", 2**62) + b[16:], "more than the file holds"),
+    (lambda b: b[:24] + struct.pack("<Q", 2**63) + b[32:], "9223372036854775808 bytes wanted at offset 32"),
+    (lambda b: b[:200], "cannot fit in the file|wanted at offset"),
+    (lambda b: b[:-16], "runs past the end of the file"),
+])
+def test_hostile_gguf_headers_give_clear_errors(tmp_path, mutate, message):
+    src = tmp_path / "tiny.gguf"
+    _gguf(src, quantized=False)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(mutate(bytearray(src.read_bytes())))
+    with pytest.raises(ConvertError, match=message):
+        convert(bad, tmp_path / "out.safetensors", allow_critical=True)
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_already_safetensors_is_refused(tmp_path):
+    src = tmp_path / "a.npz"
+    np.savez(src, x=np.ones(2, np.float32))
+    out = convert(src).outputs[0]
+    with pytest.raises(ConvertError, match="already a SafeTensors"):
+        convert(out, tmp_path / "again.safetensors")
+    with safe_open(out, "numpy") as f:
+        assert f.metadata() == {"format": "pt"}
