@@ -26,6 +26,7 @@ MODULE_NAMES = [
     "airlock.core.formats.safetensors",
     "airlock.core.formats.safetensors_index",
     "airlock.core.formats.onnx",
+    "airlock.core.formats.keras",
 ]
 
 _loaded: list[ModuleType] | None = None

@@ -1,0 +1,271 @@
+"""Keras models: `.h5` (HDF5, read by h5py in an isolated child) and `.keras` (a zip).
+
+HDF5 goes through libhdf5, a C library with a history of crashes on hostile files, so h5py runs
+only in core/isolate.py's child: it lists groups, datasets (dtype, shape, file offset) and
+attributes as plain data, and this process never imports h5py. `.keras` zips are read with
+`zipfile`, as Keras itself reads them; `model.weights.h5` inside is parsed as nested HDF5.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from typing import Any
+
+from airlock.core.context import ScanContext
+from airlock.core.errors import FormatError
+from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
+from airlock.core.formats.keras_config import ConfigWalker
+from airlock.core.isolate import MALFORMED, TIMEOUT, ChildFormatError, IsolationFailure, run_isolated
+from airlock.core.source import Source
+from airlock.core.text import safe_text
+from airlock.core.tree import FIELD, FILE, GROUP, MEMBER, METADATA, TENSOR, Node
+
+NAME = "keras"
+EXTENSIONS = (".h5", ".hdf5", ".keras")
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+CONFIG_ATTRS = ("model_config", "training_config")
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+MAX_OBJECTS = 200_000
+
+
+class ExternalHdf5Data(Rule):
+    id = "KRS005"
+    severity = Severity.HIGH
+    title = "HDF5 object reads another file"
+    help = "An external link, external storage or virtual dataset makes HDF5 read bytes from another "\
+        "file when the weights load; those bytes were never inspected."
+
+
+# Sniffing
+
+
+def _hdf5_offset(source: Source) -> int | None:
+    # A user block moves the superblock to 512, 1024, 2048... bytes.
+    offset = 0
+    while offset < min(source.size, 1 << 20):
+        if source.read(offset, 8) == HDF5_MAGIC:
+            return offset
+        offset = 512 if offset == 0 else offset * 2
+    return None
+
+
+def _zip_names(source: Source) -> list[str] | None:
+    if source.read(0, 4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+        return None
+    try:
+        with zipfile.ZipFile(_View(source)) as zf:
+            return zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+
+
+def sniff_source(source: Source) -> int:
+    offset = _hdf5_offset(source)
+    if offset is not None:
+        return 90 if offset == 0 else 70
+    names = _zip_names(source)
+    if names and "config.json" in names and ({"metadata.json", "model.weights.h5"} & set(names)):
+        return 70  # above a generic zip (30); a torch zip has */data.pkl instead
+    return 0
+
+
+def sniff(head: bytes, size: int) -> int:
+    return 90 if head[:8] == HDF5_MAGIC else 0
+
+
+# Parsing
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    if _hdf5_offset(source) is not None:
+        root.attrs["container"] = "hdf5"
+        _parse_hdf5(source, ctx, root)
+    else:
+        root.attrs["container"] = "zip"
+        _parse_zip(source, ctx, root)
+    return root
+
+
+def _parse_hdf5(source: Source, ctx: ScanContext, root: Node) -> None:
+    try:
+        desc = run_isolated("hdf5", source, ctx, {"max_objects": MAX_OBJECTS,
+                                                  "max_attr_bytes": MAX_CONFIG_BYTES})
+    except IsolationFailure as failure:
+        if failure.kind == MALFORMED:
+            raise FormatError(f"HDF5 does not open ({failure.message})", 0) from None
+        rule: type[Rule] = LimitExceeded if failure.kind == TIMEOUT else ParserCrash
+        ctx.report(rule, f"hdf5: {failure.message}", node=root, offset=0)
+        return
+    attrs = desc.get("attrs", {})
+    for key in ("keras_version", "backend"):
+        if isinstance(attrs.get(key), str):
+            root.attrs[key] = safe_text(attrs[key], 80)
+    _add_attrs(root, attrs, skip=CONFIG_ATTRS)
+    for key in CONFIG_ATTRS:
+        text = attrs.get(key)
+        if text is None:
+            continue
+        node = root.child(GROUP, key.replace("_", " "), attrs={"size": len(str(text))})
+        _judge_config_text(str(text), f"{key} attribute", ctx, node)
+    _add_objects(desc.get("objects", []), source, ctx, root)
+    if desc.get("truncated"):
+        ctx.report(LimitExceeded, f"hdf5: more than {MAX_OBJECTS:,} objects; the rest was not listed",
+                   node=root)
+
+
+def _judge_config_text(text: str, where: str, ctx: ScanContext, node: Node) -> None:
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        ctx.report(Malformed, f"malformed keras config: the {where} is not JSON ({exc}); Keras refuses "
+                   "to load it", node=node)
+        return
+    except RecursionError:
+        ctx.report(LimitExceeded, f"keras: the {where} is nested too deeply to read", node=node)
+        return
+    ConfigWalker(ctx, where).walk(config, node)
+
+
+def _add_attrs(parent: Node, attrs: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
+    for key, value in attrs.items():
+        if key in skip:
+            continue
+        parent.child(METADATA, f"{safe_text(key, 80)} = {safe_text(str(value), 120)}",
+                     attrs={"key": safe_text(key), "value": safe_text(str(value), 400)})
+
+
+def _add_objects(objects: list[dict[str, Any]], source: Source, ctx: ScanContext, root: Node) -> None:
+    tree = root.child(GROUP, f"hdf5 objects ({len(objects)})")
+    groups: dict[str, Node] = {"/": tree}
+    for obj in objects:
+        ctx.tick(512)
+        path = str(obj.get("path", ""))
+        parent_path, _, name = path.rpartition("/")
+        parent = groups.get(parent_path or "/", tree)
+        kind = obj.get("kind")
+        label = safe_text(name, 120)
+        if kind == "group":
+            node = parent.child(GROUP, label, member=source.member)
+            groups[path] = node
+            _add_attrs(node, obj.get("attrs", {}))
+        elif kind == "dataset":
+            shape = tuple(int(d) for d in obj.get("shape") or ())
+            attrs: dict[str, Any] = {"dtype": safe_text(str(obj.get("dtype")), 60), "shape": shape,
+                                     "size": obj.get("storage")}
+            node = parent.child(TENSOR, label, offset=obj.get("offset"), length=obj.get("storage"),
+                                member=source.member, attrs=attrs)
+            for ext in obj.get("external", []):
+                ctx.report(ExternalHdf5Data, f"hdf5 dataset {safe_text(path, 160)!r} stores its data in "
+                           f"the external file {safe_text(str(ext), 200)!r}", node=node)
+            if obj.get("virtual"):
+                ctx.report(ExternalHdf5Data, f"hdf5 dataset {safe_text(path, 160)!r} is virtual: it maps "
+                           "data from other files", node=node)
+        elif kind == "external_link":
+            node = parent.child(FILE, f"{label} → {safe_text(str(obj.get('file')), 120)}")
+            ctx.report(ExternalHdf5Data, f"hdf5 external link {safe_text(path, 160)!r} points into the "
+                       f"file {safe_text(str(obj.get('file')), 200)!r}", node=node)
+        elif kind == "soft_link":
+            parent.child(FIELD, f"{label} → {safe_text(str(obj.get('target')), 120)}")
+        else:
+            parent.child(GROUP, f"{label} ({safe_text(str(obj.get('error', kind)), 120)})")
+
+
+
+# .keras zips
+
+
+class _View(io.RawIOBase):
+    """A read-only file over a Source's buffer, for zipfile (no copy of the mapped file)."""
+
+    def __init__(self, source: Source) -> None:
+        self._buffer = source.buffer
+        self._size = source.size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
+        data = bytes(self._buffer[self._pos : end]) if end > self._pos else b""
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
+    try:
+        zf = zipfile.ZipFile(_View(source))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise FormatError(f"the .keras zip does not open: {exc}", 0) from None
+    cap = ctx.limits.max_decompressed_bytes
+    with zf:
+        infos = zf.infolist()
+        root.attrs["members"] = len(infos)
+        for info in infos:
+            ctx.check()
+            name = safe_text(info.filename, 200)
+            node = root.child(MEMBER, name, offset=info.header_offset, length=info.compress_size,
+                              member=info.filename, attrs={"size": info.file_size})
+            if info.is_dir():
+                continue
+            if info.file_size > cap:
+                ctx.report(LimitExceeded, f"member {name} declares {info.file_size:,} bytes, over the "
+                           f"{cap:,}-byte budget: not inspected", node=node)
+                continue
+            try:
+                with zf.open(info) as fh:
+                    data = fh.read(cap + 1)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+                ctx.report(Malformed, f"malformed .keras member {name}: {exc}; Keras' zipfile fails too",
+                           node=node)
+                continue
+            _member(info.filename, data, source, ctx, node)
+
+
+def _member(filename: str, data: bytes, source: Source, ctx: ScanContext, node: Node) -> None:
+    if filename == "config.json":
+        _judge_config_text(data.decode("utf-8", "replace"), "config.json", ctx, node)
+    elif filename == "metadata.json":
+        try:
+            meta = json.loads(data)
+        except (ValueError, RecursionError):
+            ctx.report(Malformed, "malformed metadata.json: not JSON", node=node)
+            return
+        if isinstance(meta, dict):
+            _add_attrs(node, meta)
+    else:
+        member = f"{source.member}!{filename}" if source.member else filename
+        ctx.parse_nested(Source.from_bytes(data, name=filename, member=member, path=source.path), node,
+                         label=safe_text(filename.rsplit("/", 1)[-1], 120))
+
+
+# The child side: runs in core/isolate.py's child process, the only place h5py is imported.
+
+
+def describe_hdf5(data: bytes | None, path: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    from airlock.core.formats import keras_hdf5
+
+    try:
+        return keras_hdf5.describe(data, path, options)
+    except OSError as exc:
+        raise ChildFormatError(f"HDF5: {exc}") from None
