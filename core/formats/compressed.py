@@ -16,7 +16,8 @@ from airlock.core.source import Source
 from airlock.core.tree import FILE, Node
 
 NAME = "compressed"
-EXTENSIONS = (".gz", ".bz2", ".xz", ".lzma", ".z", ".zlib", ".lz4")
+# joblib keeps .joblib / .pkl on its compressed dumps, so those names do not disagree with the content.
+EXTENSIONS = (".gz", ".bz2", ".xz", ".lzma", ".z", ".zlib", ".lz4", ".joblib", ".jbl", ".pkl")
 
 _CHUNK = 1 << 20
 

@@ -128,7 +128,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     last = runs[-1]
     if last.complete and last.end < source.size:
         report_trailing(source, ctx, root, last.end)
-    if hook.arrays:
+    if hook.raw_ranges:
         _check_hidden(source, ctx, root, runs[0], hook)
     if is_data_only(runs + nested):
         ctx.report(DataOnly, "data-only: every global is in Airlock's safe set", node=root, offset=0)
@@ -182,6 +182,7 @@ class _ArrayHook:
         self.arrays: list[dict[str, Any]] = []
         self.companions: list[tuple[str, str, int]] = []  # (wrapper, filename, offset)
         self.nested: list[tuple[PickleRun, int]] = []
+        self.raw_ranges: list[tuple[int, int]] = []  # padding + data of non-object arrays
         self._run: Any = None
         self._scanned = 0  # opcodes already looked at for FRAME
         self._frame_end = 0
@@ -240,12 +241,14 @@ class _ArrayHook:
             self.nested.append((run, len(self.arrays)))
             info.update(size=run.end - pos, object=True)
             return run.end if run.complete else end
+        self.raw_ranges.append((pos, pos))  # completed below, once the size is known
         if isinstance(state.get("numpy_array_alignment_bytes"), int):  # joblib >= 1.2: padding first
             if pos >= end:
                 raise FormatError("truncated joblib array: the padding byte is missing", pos)
             pos += 1 + self.source.buffer[pos]
         nbytes = count * itemsize
         info.update(offset=pos, size=nbytes)
+        self.raw_ranges[-1] = (self.raw_ranges[-1][0], pos + nbytes)
         if pos + nbytes > end:
             raise FormatError(f"truncated joblib array: shape {info['shape']} × {itemsize} bytes needs "
                               f"{nbytes:,} bytes at offset {pos}, but only {max(end - pos, 0):,} remain", at)
@@ -350,12 +353,11 @@ def _companion(source: Source, ctx: ScanContext, root: Node, kind: str, filename
 def _check_hidden(source: Source, ctx: ScanContext, root: Node, first: PickleRun, hook: _ArrayHook) -> None:
     """Read the stream as plain pickle.load would, without skipping arrays: hidden code runs there."""
     plain = Machine(source.buffer, limits=ctx.limits, tick=ctx.check).run_one(first.start, source.size)
-    seen = {e.offset for e in first.events}
-    for run, _ in hook.nested:
-        seen.update(e.offset for e in run.events)
     for event in plain.events:
-        if event.offset in seen or event.severity < Severity.HIGH or event.rule not in _NAMED_RULES:
+        if event.severity < Severity.HIGH or event.rule not in _NAMED_RULES:
             continue
+        if not any(start <= event.offset < end for start, end in hook.raw_ranges):
+            continue  # outside raw array bytes, joblib's own reading already judged it
         ctx.report(HiddenInArrayBytes, "bytes joblib skips as array data run as pickle code under "
                    f"pickle.load: {safe_text(event.message, 240)}", node=root, offset=event.offset,
                    severity=max(Severity(event.severity), Severity.HIGH))
