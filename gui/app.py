@@ -1,0 +1,110 @@
+"""Start the desktop inspector: `airlock [FILE...]`, `airlock demo`, `airlock --screenshot OUT.png ...`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from PySide6.QtCore import QCoreApplication, QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+from airlock.core import __version__
+from airlock.gui import theme
+from airlock.gui.main_window import MainWindow
+from airlock.gui.workers import pool
+
+SCREENSHOT_TIMEOUT_S = 120.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="airlock", description="Look inside model files without loading them. "
+        "`airlock scan|convert ...` run headless; see `airlock scan --help`.")
+    parser.add_argument("paths", nargs="*", metavar="FILE",
+                        help="files or folders to open ('demo' first writes and opens samples)")
+    parser.add_argument("--screenshot", metavar="OUT.png",
+                        help="open the files, wait for the analysis, save the window as PNG and exit")
+    parser.add_argument("--theme", choices=(theme.SYSTEM, theme.LIGHT, theme.DARK), help="colour theme")
+    return parser
+
+
+class Screenshot(QObject):
+    """Waits until every scan and detail view is done, shows the worst finding, saves the window."""
+
+    def __init__(self, window: MainWindow, out: str, *, timeout_s: float = SCREENSHOT_TIMEOUT_S) -> None:
+        super().__init__(window)
+        self.window, self.out = window, out
+        self.deadline = time.monotonic() + timeout_s
+        self.saved: bool | None = None
+        self._stage = "scans"
+        self._timer = QTimer(self)
+        self._timer.setInterval(50)
+        self._timer.timeout.connect(self._poll)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def _poll(self) -> None:
+        late = time.monotonic() > self.deadline
+        if pool().busy and not late:
+            return
+        if self._stage == "scans":
+            self._show_worst()
+            self._stage = "details"  # selecting a finding starts the decompiler / statistics workers
+            return
+        self._timer.stop()
+        self.saved = self.save()
+        QCoreApplication.exit(0 if self.saved and not late else 1)
+
+    def _show_worst(self) -> None:
+        views = self.window.views()
+        if views:
+            worst = max(views, key=lambda v: int(v.severity))
+            self.window.tabs.setCurrentWidget(worst)
+            worst.select_worst_finding()
+
+    def save(self) -> bool:
+        QApplication.processEvents()
+        folder = os.path.dirname(os.path.abspath(self.out))
+        os.makedirs(folder, exist_ok=True)
+        return self.window.grab().save(self.out, "PNG")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    demo = bool(argv) and argv[0] == "demo"
+    args = build_parser().parse_args(argv[1:] if demo else argv)
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication([sys.argv[0] if sys.argv else "airlock"])
+    app.setOrganizationName("Airlock")
+    app.setApplicationName("Airlock")
+    app.setApplicationVersion(__version__)
+    app.setWindowIcon(theme.app_icon())
+    theme.apply(args.theme)
+
+    paths = list(args.paths)
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        print(f"airlock: no such file or folder: {missing[0]}", file=sys.stderr)
+        return 2
+    if demo:
+        from airlock.gui.demo import write_demo_files
+
+        paths = write_demo_files() + paths
+        print(f"airlock demo: sample files written to {os.path.dirname(paths[0])}", file=sys.stderr)
+
+    window = MainWindow()
+    window.show()
+    window.open_paths(paths)
+    if args.screenshot:
+        shot = Screenshot(window, args.screenshot)
+        shot.start()
+        code = app.exec()
+        if shot.saved:
+            print(f"airlock: screenshot saved to {args.screenshot}", file=sys.stderr)
+        window.close()
+        return int(code)
+    return int(app.exec())

@@ -1,0 +1,173 @@
+"""The details of the selected node: its attributes above, and views of its bytes below."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QWidget,
+)
+
+from airlock.core.findings import Finding
+from airlock.core.text import human_size, safe_text
+from airlock.core.tree import TEMPLATE, TENSOR, Node
+from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
+from airlock.gui.details.hex import HexView
+from airlock.gui.details.locate import Location, finding_location, node_location
+from airlock.gui.details.template import TemplateView
+from airlock.gui.details.tensor_stats import TensorStatsView
+
+TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR = range(4)
+
+
+def attribute_rows(node: Node) -> list[tuple[str, str]]:
+    rows = [("path", safe_text(node.path(), 400)), ("kind", node.kind)]
+    if node.offset is not None:
+        rows.append(("offset", f"{node.offset:,} (0x{node.offset:x})"))
+    if node.length is not None:
+        rows.append(("length", f"{node.length:,} bytes ({human_size(node.length)})"))
+    if node.member is not None:
+        rows.append(("member", safe_text(node.member, 300) + "  (offsets are relative to this member)"))
+    rows.append(("risk", node.severity.label if node.severity else "none"))
+    if node.child_count:
+        rows.append(("children", f"{node.child_count:,}" + (" (loaded on demand)" if node.is_lazy else "")))
+    for key, value in node.attrs.items():
+        if key in ("text", "marks"):
+            shown = f"{len(value):,} characters, see the Template tab" if isinstance(value, str) else ""
+        elif key == "shape" and isinstance(value, tuple | list):
+            shown = " × ".join(str(v) for v in value) or "scalar"
+        else:
+            shown = safe_text(_plain(value), 400)
+        rows.append((safe_text(str(key), 60), shown))
+    for finding in node.findings:
+        rows.append((f"finding {finding.rule}",
+                     f"{finding.severity.label.upper()}: {safe_text(finding.message, 400)}"))
+    return rows
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value[:50]) + (" …" if len(value) > 50 else "")
+    return str(value)
+
+
+class AttributesTable(QTableWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, 2, parent)
+        self.setHorizontalHeaderLabels(["Attribute", "Value"])
+        self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setWordWrap(False)
+        self.setAccessibleName("Attributes")
+
+    def show_rows(self, rows: list[tuple[str, str]]) -> None:
+        self.setRowCount(len(rows))
+        for i, (key, value) in enumerate(rows):
+            # QTableWidgetItem text is plain: nothing here is interpreted as markup.
+            self.setItem(i, 0, QTableWidgetItem(key))
+            item = QTableWidgetItem(value)
+            item.setToolTip("")
+            self.setItem(i, 1, item)
+
+
+class DetailsPane(QSplitter):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(Qt.Orientation.Vertical, parent)
+        self.attributes = AttributesTable()
+        self.tabs = QTabWidget()
+        self.hex = HexView()
+        self.decompiled = DecompiledView()
+        self.template = TemplateView()
+        self.tensor = TensorStatsView()
+        self.tabs.addTab(self.hex, "Hex")
+        self.tabs.addTab(self.decompiled, "Decompiled pickle")
+        self.tabs.addTab(self.template, "Template")
+        self.tabs.addTab(self.tensor, "Tensor statistics")
+        self.addWidget(self.attributes)
+        self.addWidget(self.tabs)
+        self.setStretchFactor(0, 2)
+        self.setStretchFactor(1, 3)
+        self._source: Any = None
+        self._pickle_shown: Node | None = None
+        self.node: Node | None = None
+        self.set_source(None)
+
+    def set_source(self, source: Any) -> None:
+        """The ScanResult's open Source (or None): every byte view slices it, never reads it whole."""
+        self._source = source
+        if source is None:
+            self.hex.clear("The file is not open.")
+        else:
+            self.hex.set_source(source.read, source.size)
+        self._pickle_shown = None
+        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR):
+            self.tabs.setTabVisible(tab, False)
+
+    def read(self, offset: int, n: int) -> bytes:
+        return b"" if self._source is None else bytes(self._source.read(offset, n))
+
+    def show_node(self, node: Node | None, finding: Finding | None = None) -> None:
+        self.node = node
+        if node is None:
+            self.attributes.show_rows([])
+            return
+        self.attributes.show_rows(attribute_rows(node))
+        loc = finding_location(finding, node) if finding is not None else node_location(node)
+        self._show_hex(loc, node)
+        special = self._show_special(node)
+        if finding is not None and special is not None:
+            self.tabs.setCurrentIndex(special)
+        elif finding is not None or not self.tabs.isTabVisible(self.tabs.currentIndex()):
+            self.tabs.setCurrentIndex(TAB_HEX)
+
+    def _show_hex(self, loc: Location, node: Node) -> None:
+        if self._source is None:
+            return
+        length = loc.length if loc.length is not None else node.length
+        self.hex.show_at(loc.offset, length, loc.note)
+
+    def _show_special(self, node: Node) -> int | None:
+        """Show the view that fits this node; returns its tab, or None."""
+        anc = pickle_ancestor(node)
+        self.tabs.setTabVisible(TAB_DECOMPILED, anc is not None)
+        self.tabs.setTabVisible(TAB_TEMPLATE, node.kind == TEMPLATE)
+        self.tabs.setTabVisible(TAB_TENSOR, node.kind == TENSOR)
+        if node.kind == TEMPLATE:
+            self.template.show_node(node)
+            return TAB_TEMPLATE
+        if node.kind == TENSOR:
+            if self._source is None:
+                self.tensor.show_message("Statistics not available: the file is not open.")
+            else:
+                self.tensor.show_tensor(node, self.read, self._source.size)
+            return TAB_TENSOR
+        if anc is not None:
+            if anc is not self._pickle_shown:
+                self._pickle_shown = anc
+                self._decompile(anc)
+            return TAB_DECOMPILED
+        return None
+
+    def _decompile(self, anc: Node) -> None:
+        loc = node_location(anc)
+        if loc.offset is None or anc.length is None:
+            self.decompiled.show_pickle(None, loc.note or "the pickle's bytes are not located in the file")
+            return
+        if anc.length > MAX_PICKLE_BYTES:
+            self.decompiled.show_pickle(None, f"the pickle is {anc.length:,} bytes; the decompiled view "
+                                        f"is limited to {MAX_PICKLE_BYTES:,}. The tree and findings cover "
+                                        "all of it")
+            return
+        self.decompiled.show_pickle(self.read(loc.offset, anc.length), names=risky_names(anc))

@@ -1,0 +1,182 @@
+"""Every finding of one file (severity, rule, message, offset) and the verdict banner above them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QTableView, QWidget
+
+from airlock.core.findings import Finding, Rule, Severity
+from airlock.core.text import safe_text
+from airlock.gui import theme
+from airlock.gui.tree_model import plain_tooltip
+
+COL_SEVERITY, COL_RULE, COL_MESSAGE, COL_OFFSET, COL_WHERE = range(5)
+HEADERS = ("Severity", "Rule", "Message", "Offset", "Where")
+FINDING_ROLE = Qt.ItemDataRole.UserRole + 1
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+_NO_INDEX = QModelIndex()  # default argument of the Qt model API
+
+
+def sorted_findings(findings: list[Finding]) -> list[Finding]:
+    """Worst first; ties keep file order, so the first critical call in the file leads."""
+    return sorted(findings, key=lambda f: -int(f.severity))
+
+
+def rule_title(rule_id: str) -> str:
+    rule = Rule.registry.get(rule_id)
+    return rule.title if rule is not None else ""
+
+
+def verdict_text(findings: list[Finding], fmt: str) -> str:
+    """One line a reviewer reads first: the worst severity and the worst finding in words."""
+    ordered = sorted_findings(findings)
+    if not ordered or ordered[0].severity == Severity.NONE:
+        return f"NO FINDINGS — nothing in this {fmt} file was judged risky"
+    worst = ordered[0]
+    word = theme.VERDICT_WORD[worst.severity]
+    more = len([f for f in ordered if f.severity >= Severity.MEDIUM]) - 1
+    tail = f"  (+{more} more)" if more > 0 else ""
+    if worst.severity == Severity.CRITICAL:
+        lead = "loading this file runs code: "
+    elif worst.severity == Severity.HIGH:
+        lead = "cannot be proven safe: "
+    else:
+        lead = ""
+    return f"{word} — {lead}{safe_text(worst.message, 220)}{tail}"
+
+
+class VerdictBanner(QFrame):
+    """A coloured strip with icon and text: the verdict is readable by colour, shape and words."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("verdict")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        self.icon = QLabel()
+        self.label = QLabel()
+        self.label.setTextFormat(Qt.TextFormat.PlainText)  # file content is never rich text
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = QFont(self.label.font())
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        font.setBold(True)
+        self.label.setFont(font)
+        layout.addWidget(self.icon)
+        layout.addWidget(self.label, 1)
+        self.set_pending("Analysing…")
+
+    def set_pending(self, text: str) -> None:
+        self._paint(Severity.INFO, text)
+
+    def set_verdict(self, findings: list[Finding], fmt: str) -> None:
+        worst = max((f.severity for f in findings), default=Severity.NONE)
+        self._paint(worst, verdict_text(findings, fmt))
+
+    def _paint(self, severity: Severity, text: str) -> None:
+        self.severity = severity
+        self.icon.setPixmap(theme.severity_pixmap(severity, 28))
+        self.label.setText(text)
+        self.setStyleSheet(f"QFrame#verdict {{ background: {theme.BADGE[severity]}; border-radius: 6px; }}"
+                           "QFrame#verdict QLabel { color: white; }")
+
+
+class FindingsModel(QAbstractTableModel):
+    def __init__(self, findings: list[Finding], parent: Any = None) -> None:
+        super().__init__(parent)
+        self.findings = sorted_findings(findings)
+
+    def rowCount(self, parent: AnyIndex = _NO_INDEX) -> int:
+        return 0 if parent.isValid() else len(self.findings)
+
+    def columnCount(self, parent: AnyIndex = _NO_INDEX) -> int:
+        return 0 if parent.isValid() else len(HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole \
+                and 0 <= section < len(HEADERS):
+            return HEADERS[section]
+        return None
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.findings):
+            return None
+        f = self.findings[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == COL_SEVERITY:
+                return f.severity.label.upper()
+            if col == COL_RULE:
+                return f.rule
+            if col == COL_MESSAGE:
+                return safe_text(f.message, 400)
+            if col == COL_OFFSET:
+                return "" if f.offset is None else f"{f.offset:,}"
+            if col == COL_WHERE:
+                return safe_text(f.member, 120) if f.member else safe_text(f.node_path() or "", 200)
+        if role == FINDING_ROLE:
+            return f
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_SEVERITY:
+            return theme.severity_icon(f.severity)
+        if role == Qt.ItemDataRole.ForegroundRole and col == COL_SEVERITY:
+            return theme.text_color(f.severity)
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return theme.tint(f.severity)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            title = rule_title(f.rule)
+            where = f"\nin member {safe_text(f.member, 200)}" if f.member else ""
+            return plain_tooltip(f"{f.rule} {title}\n{safe_text(f.message, 1000)}{where}")
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_OFFSET:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class FindingsPanel(QTableView):
+    """The findings table. Emits `activated_finding` when the selection moves to a finding."""
+
+    activated_finding = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setAlternatingRowColors(True)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.verticalHeader().setVisible(False)
+        self.setAccessibleName("Findings")
+        self.set_findings([])
+
+    def set_findings(self, findings: list[Finding]) -> None:
+        model = FindingsModel(findings, self)
+        old = self.model()
+        self.setModel(model)
+        if old is not None:
+            old.deleteLater()
+        self.selectionModel().currentRowChanged.connect(self._row_changed)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(COL_SEVERITY, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_RULE, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_MESSAGE, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COL_OFFSET, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_WHERE, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(COL_WHERE, 260)
+
+    @property
+    def findings(self) -> list[Finding]:
+        model = self.model()
+        return model.findings if isinstance(model, FindingsModel) else []
+
+    def select_row(self, row: int) -> None:
+        model = self.model()
+        if 0 <= row < model.rowCount():
+            self.setCurrentIndex(model.index(row, COL_MESSAGE))
+
+    def _row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self.activated_finding.emit(current.data(FINDING_ROLE))

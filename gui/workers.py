@@ -1,0 +1,122 @@
+"""Background work on QThreadPool: scanning, statistics, decompiling and conversion.
+
+Shaped like superqt's WorkerBase: a QRunnable whose signals live on a separate QObject
+(started / progress / returned / errored / finished). A worker only calls core functions; it
+never touches widgets. Results cross to the GUI thread through queued signal connections.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+
+class WorkerSignals(QObject):
+    started = Signal()
+    progress = Signal(float, str)  # fraction 0..1, message
+    returned = Signal(object)
+    errored = Signal(str)  # one line for the user; the traceback goes to the log
+    finished = Signal()
+
+
+class WorkerBase(QRunnable):
+    """Runs `work(progress, cancelled)` off the GUI thread and reports through `signals`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signals = WorkerSignals()
+        self._cancel = threading.Event()
+        self.setAutoDelete(False)  # the Python object owns it; Qt must not delete it under us
+
+    # Subclasses implement this; it runs in a pool thread.
+    def work(self, progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> Any:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def run(self) -> None:
+        signals = self.signals
+        signals.started.emit()
+        try:
+            result = self.work(lambda f, m="": signals.progress.emit(float(f), str(m)), self._cancel.is_set)
+        except Exception as exc:  # noqa: BLE001 - a worker failure is shown to the user, never a crash
+            traceback.print_exc()
+            signals.errored.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            signals.returned.emit(result)
+        finally:
+            signals.finished.emit()
+
+
+class FunctionWorker(WorkerBase):
+    """Calls `fn(*args, progress=..., cancelled=..., **kwargs)`, or without them when `plain`."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, plain: bool = False, **kwargs: Any) -> None:
+        super().__init__()
+        self._fn, self._args, self._kwargs, self._plain = fn, args, kwargs, plain
+
+    def work(self, progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> Any:
+        if self._plain:
+            return self._fn(*self._args, **self._kwargs)
+        return self._fn(*self._args, progress=progress, cancelled=cancelled, **self._kwargs)
+
+
+class ScanWorker(WorkerBase):
+    """Scans one file with airlock.core.scan.scan_file; returns the ScanResult (or None if cancelled)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def work(self, progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> Any:
+        from airlock.core.errors import Cancelled
+        from airlock.core.scan import scan_file
+
+        try:
+            return scan_file(self.path, progress=progress, cancelled=cancelled)
+        except Cancelled:
+            return None
+
+
+class Pool:
+    """The application's pool, plus the set of live workers so that they are not collected early."""
+
+    def __init__(self, pool: QThreadPool | None = None) -> None:
+        self.pool = pool or QThreadPool.globalInstance()
+        self._live: set[WorkerBase] = set()
+
+    def start(self, worker: WorkerBase) -> WorkerBase:
+        self._live.add(worker)
+        worker.signals.finished.connect(lambda w=worker: self._live.discard(w))
+        self.pool.start(worker)
+        return worker
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._live)
+
+    def cancel_all(self) -> None:
+        for worker in list(self._live):
+            worker.cancel()
+
+    def wait(self, msecs: int = 30_000) -> bool:
+        return self.pool.waitForDone(msecs)
+
+
+_POOL: Pool | None = None
+
+
+def pool() -> Pool:
+    global _POOL
+    if _POOL is None:
+        _POOL = Pool()
+    return _POOL
