@@ -27,6 +27,10 @@ MODULE_NAMES = [
     "airlock.core.formats.safetensors_index",
     "airlock.core.formats.onnx",
     "airlock.core.formats.keras",
+    "airlock.core.formats.torchscript",
+    "airlock.core.formats.torch_zip",
+    "airlock.core.formats.torch_legacy",
+    "airlock.core.formats.zip",
 ]
 
 _loaded: list[ModuleType] | None = None

@@ -9,7 +9,7 @@ from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.pickle import rules
 from airlock.core.pickle.machine import DANGEROUS_CALL, DANGEROUS_GLOBAL, BuildHook, Machine, PickleRun
 from airlock.core.pickle.opcodes import read_op
-from airlock.core.pickle.policy import SAFE, load_policy
+from airlock.core.pickle.policy import SAFE, Policy, load_policy
 from airlock.core.pickle.values import Call, preview
 from airlock.core.source import Source
 from airlock.core.text import safe_text
@@ -33,17 +33,23 @@ def scan_pickle(
     end: int | None = None,
     build_hook: BuildHook | None = None,
     label: str = "pickle",
+    policy: Policy | None = None,
 ) -> list[PickleRun]:
-    """Read every pickle in source[start:end] into nodes under `parent`. Returns the runs."""
-    machine = Machine(source.buffer, limits=ctx.limits, build_hook=build_hook, tick=ctx.check)
+    """Read every pickle in source[start:end] into nodes under `parent`. Returns the runs.
+
+    `policy` replaces the default one for a container whose loader resolves some names itself
+    (TorchScript's `__torch__` classes come from the archive's own code, not from Python).
+    """
+    machine = Machine(source.buffer, limits=ctx.limits, policy=policy, build_hook=build_hook, tick=ctx.check)
     runs = machine.run_stream(start, source.size if end is None else end)
     for i, run in enumerate(runs):
         name = label if len(runs) == 1 else f"{label} #{i + 1}"
-        add_run(run, source, ctx, parent, name)
+        add_run(run, source, ctx, parent, name, policy)
     return runs
 
 
-def add_run(run: PickleRun, source: Source, ctx: ScanContext, parent: Node, label: str) -> Node:
+def add_run(run: PickleRun, source: Source, ctx: ScanContext, parent: Node, label: str,
+            policy: Policy | None = None) -> Node:
     member = source.member
     node = parent.child(
         PICKLE, f"{label} (protocol {run.protocol})", offset=run.start, length=run.end - run.start,
@@ -52,7 +58,7 @@ def add_run(run: PickleRun, source: Source, ctx: ScanContext, parent: Node, labe
                "complete": run.complete, "result": safe_text(preview(run.result, 200), 400)},
     )
     call_nodes = _add_calls(run, node, member)
-    glob_nodes = _add_globals(run, node, member)
+    glob_nodes = _add_globals(run, node, member, policy)
     _add_opcodes(run, source, node)
 
     called_dangerous = {id(e.call.func) for e in run.events if e.rule == DANGEROUS_CALL and e.call}
@@ -97,8 +103,9 @@ def _call_attrs(call: Call) -> dict[str, Any]:
     }
 
 
-def _add_globals(run: PickleRun, node: Node, member: str | None) -> dict[str, Node]:
-    policy = load_policy()
+def _add_globals(run: PickleRun, node: Node, member: str | None, policy: Policy | None = None
+                 ) -> dict[str, Node]:
+    policy = policy or load_policy()
     seen: dict[str, Node] = {}
     group = node.child(GROUP, "globals", offset=run.start, member=member)
     for glob in run.globals:

@@ -1,0 +1,297 @@
+"""Tensors of a PyTorch checkpoint, described from its pickle without loading it; the converter's API.
+
+torch.save writes every tensor as a call to one of torch's rebuild helpers:
+`_rebuild_tensor_v2(PersistentRef(('storage', StorageType, key, location, numel)), storage_offset,
+size, stride, requires_grad, hooks)`, `_rebuild_tensor_v3(...)` with an explicit dtype for the
+newer dtypes (fp8, uint16/32/64) over an UntypedStorage, wrapped in `_rebuild_parameter` for
+`nn.Parameter` and in `torch._tensor._rebuild_from_type_v2` for tensors with Python attributes.
+The symbolic machine records exactly those calls; here they become `TensorSpec`s. Each container
+(zip, legacy, tar) says where a storage's bytes are through a `lookup` function.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from airlock.core.convert.spec import StorageRef, TensorSpec
+from airlock.core.errors import FormatError
+from airlock.core.findings import Finding, Severity
+from airlock.core.limits import DEFAULT_LIMITS, Limits
+from airlock.core.pickle.values import Call, Global, PDict, PersistentRef, PList, PTuple
+
+# Storage class → (dtype code, bytes per element, torch dtype name). Codes without a SafeTensors
+# equivalent (C128, C32, the fnuz fp8 variants, quantized) are still described for the tree.
+STORAGE_DTYPES: dict[str, tuple[str, int, str]] = {
+    "FloatStorage": ("F32", 4, "float32"), "DoubleStorage": ("F64", 8, "float64"),
+    "HalfStorage": ("F16", 2, "float16"), "BFloat16Storage": ("BF16", 2, "bfloat16"),
+    "LongStorage": ("I64", 8, "int64"), "IntStorage": ("I32", 4, "int32"),
+    "ShortStorage": ("I16", 2, "int16"), "CharStorage": ("I8", 1, "int8"),
+    "ByteStorage": ("U8", 1, "uint8"), "BoolStorage": ("BOOL", 1, "bool"),
+    "ComplexFloatStorage": ("C64", 8, "complex64"), "ComplexDoubleStorage": ("C128", 16, "complex128"),
+    "QInt8Storage": ("QI8", 1, "qint8"), "QUInt8Storage": ("QU8", 1, "quint8"),
+    "QInt32Storage": ("QI32", 4, "qint32"), "QUInt4x2Storage": ("QU4X2", 1, "quint4x2"),
+    "QUInt2x4Storage": ("QU2X4", 1, "quint2x4"), "UntypedStorage": ("U8", 1, "uint8"),
+}
+
+# torch dtype name (as `torch.<name>` globals in _rebuild_tensor_v3) → (code, bytes per element).
+DTYPES: dict[str, tuple[str, int]] = {
+    "float32": ("F32", 4), "float64": ("F64", 8), "float16": ("F16", 2), "bfloat16": ("BF16", 2),
+    "int64": ("I64", 8), "int32": ("I32", 4), "int16": ("I16", 2), "int8": ("I8", 1),
+    "uint8": ("U8", 1), "uint16": ("U16", 2), "uint32": ("U32", 4), "uint64": ("U64", 8),
+    "bool": ("BOOL", 1), "complex64": ("C64", 8), "complex128": ("C128", 16), "complex32": ("C32", 4),
+    "float8_e4m3fn": ("F8_E4M3", 1), "float8_e5m2": ("F8_E5M2", 1), "float8_e8m0fnu": ("F8_E8M0", 1),
+    "float8_e4m3fnuz": ("F8_E4M3FNUZ", 1), "float8_e5m2fnuz": ("F8_E5M2FNUZ", 1),
+    "float4_e2m1fn_x2": ("F4X2", 1),
+}
+for _name, (_code, _size, _torch) in STORAGE_DTYPES.items():
+    DTYPES.setdefault(_torch, (_code, _size))
+
+TENSOR_REBUILDERS = ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
+                     "torch._utils._rebuild_tensor")
+PARAMETER_REBUILDERS = ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+                        "torch.nn.parameter.Parameter")
+_MODULE_STATE_KEYS = ("_parameters", "_buffers", "_modules")
+
+# lookup(key, dtype_code, itemsize, numel, location) → the storage's StorageRef, or why there is none.
+Lookup = Callable[[str, str, int, int, str], "StorageRef | str"]
+
+
+@dataclass
+class TensorInfo:
+    """One tensor found in the pickle, for the tree and for the converter."""
+
+    path: str
+    call: Any                        # the rebuild Call, or the PersistentRef of a legacy tar tensor
+    spec: TensorSpec | None = None
+    problem: str | None = None       # why it could not be described (the loader may fail too)
+    malformed: bool = False          # the problem is one torch.load would fail on
+    torch_dtype: str = ""
+    location: str = ""
+    parameter: bool = False
+    requires_grad: bool = False
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):  # py2 checkpoints read with encoding="bytes"
+        return value.decode("latin-1")
+    return None
+
+
+def _int_tuple(value: Any) -> tuple[int, ...] | None:
+    if isinstance(value, Call) and value.target is not None and value.target.dotted == "torch.Size":
+        value = value.args.items[0] if isinstance(value.args, PTuple) and value.args.items else None
+    if isinstance(value, PTuple | PList) and all(type(v) is int for v in value.items):
+        return tuple(value.items)
+    return None
+
+
+def describe(call: Call, lookup: Lookup, path: str = "") -> TensorInfo | None:
+    """A TensorInfo if `call` rebuilds a tensor (or a parameter around one), else None."""
+    target = call.target.dotted if call.target is not None else ""
+    args = call.args.items if isinstance(call.args, PTuple) else []
+    if target in PARAMETER_REBUILDERS:
+        inner = args[0] if args else None
+        info = describe(inner, lookup, path) if isinstance(inner, Call) else None
+        if info is not None:
+            info.call, info.parameter = call, True
+            info.requires_grad = bool(args[1]) if len(args) > 1 and isinstance(args[1], bool) else True
+        return info
+    if target == "torch._tensor._rebuild_from_type_v2" and len(args) >= 3:
+        inner = Call(args[0], args[2], "reduce", call.offset)
+        inner.target = args[0] if isinstance(args[0], Global) else None
+        info = describe(inner, lookup, path)
+        if info is not None:
+            info.call = call
+        return info
+    if target not in TENSOR_REBUILDERS:
+        return None
+    info = TensorInfo(path, call)
+    if len(args) < 4 or not isinstance(args[0], PersistentRef):
+        info.problem, info.malformed = f"{target} without a storage, offset, size and stride", True
+        return info
+    pid = args[0].pid.items if isinstance(args[0].pid, PTuple) else []
+    if len(pid) < 5 or _text(pid[0]) != "storage" or not isinstance(pid[1], Global):
+        info.problem, info.malformed = "persistent id is not a ('storage', type, key, location, numel)", True
+        return info
+    storage_class, key, location, numel = pid[1].name.rsplit(".", 1)[-1], _text(pid[2]), _text(pid[3]), pid[4]
+    view = pid[5] if len(pid) > 5 else None
+    info.location = location or ""
+    if storage_class not in STORAGE_DTYPES or key is None or type(numel) is not int or numel < 0:
+        info.problem, info.malformed = f"unknown storage {pid[1].dotted} or bad key/size", True
+        return info
+    code, itemsize, info.torch_dtype = STORAGE_DTYPES[storage_class]
+    storage_code, storage_itemsize = code, itemsize
+    if target.endswith("_v3"):
+        dtype = args[6] if len(args) > 6 else None
+        name = dtype.name if isinstance(dtype, Global) and dtype.module == "torch" else None
+        if name not in DTYPES:
+            info.problem = f"unknown dtype {dtype!r}"
+            return info
+        info.torch_dtype = name
+        code, itemsize = DTYPES[name]
+    offset, size, stride = args[1], _int_tuple(args[2]), _int_tuple(args[3])
+    info.requires_grad = len(args) > 4 and args[4] is True
+    if type(offset) is not int or size is None or stride is None or len(size) != len(stride):
+        info.problem, info.malformed = "storage offset, size or stride is not a list of integers", True
+        return info
+    if offset < 0 or any(d < 0 for d in size) or any(s < 0 for s in stride):
+        info.problem, info.malformed = f"negative offset, size or stride ({offset}, {size}, {stride})", True
+        return info
+    ref = lookup(key, storage_code, storage_itemsize, numel, info.location)
+    if isinstance(ref, str):
+        info.problem, info.malformed = ref, True
+        return info
+    if isinstance(view, PTuple) and len(view.items) == 3 and type(view.items[1]) is int:
+        offset += view.items[1] * storage_itemsize // itemsize  # legacy view into a root storage
+    spec = TensorSpec(code, size, stride, offset, ref)
+    if spec.numel:
+        last = offset + sum((d - 1) * s for d, s in zip(size, stride, strict=True))
+        if (last + 1) * itemsize > ref.nbytes:
+            info.problem, info.malformed = (f"tensor reaches byte {(last + 1) * itemsize:,} of a storage of "
+                                            f"{ref.nbytes:,} bytes"), True
+            return info
+    info.spec = spec
+    return info
+
+
+def _key_text(key: Any) -> str:
+    text = _text(key)
+    if text is not None:
+        return text
+    return repr(key) if isinstance(key, int | float | bool | type(None)) else f"<{type(key).__name__}>"
+
+
+PersistentTensor = Callable[[PersistentRef, str], "TensorInfo | None"]
+
+
+def walk(value: Any, lookup: Lookup, *, replace: bool = False,
+         persistent: PersistentTensor | None = None) -> Iterator[TensorInfo]:
+    """Every tensor under `value`, with its key path. With `replace`, containers get TensorSpecs
+    in place of the tensor calls (dicts stay symbolic: PDict, or Call with map_items).
+    `persistent` describes tensors that are persistent ids themselves (legacy tar checkpoints)."""
+    seen_containers: set[int] = set()
+    described: dict[int, TensorInfo | None] = {}
+
+    def visit(node: Any, path: str, depth: int) -> Iterator[tuple[TensorInfo, Any]]:
+        if depth > 200:
+            return
+        if isinstance(node, PersistentRef) and persistent is not None:
+            if id(node) not in described:
+                described[id(node)] = persistent(node, path)
+            found = described[id(node)]
+            if found is not None:
+                yield (found if found.path == path else _copy(found, path)), found.spec
+            return
+        if not isinstance(node, Call | PDict | PList | PTuple):
+            return
+        if isinstance(node, Call):
+            if id(node) not in described:
+                described[id(node)] = describe(node, lookup, path)
+            info = described[id(node)]
+            if info is not None:
+                yield (info if info.path == path else _copy(info, path)), info.spec
+                return
+        if id(node) in seen_containers:
+            return
+        seen_containers.add(id(node))
+        for holder, index, key, child in _children(node):
+            child_path = path if key is None else (f"{path}.{key}" if path else key)
+            for info, spec in visit(child, child_path, depth + 1):
+                if replace and spec is not None and child is info.call:
+                    _set(holder, index, spec)
+                yield info, spec
+
+    for info, _ in visit(value, "", 0):
+        yield info
+
+
+def _copy(info: TensorInfo, path: str) -> TensorInfo:
+    return TensorInfo(path, info.call, info.spec, info.problem, info.malformed, info.torch_dtype,
+                      info.location, info.parameter, info.requires_grad)
+
+
+def _children(node: Any) -> Iterator[tuple[list[Any], int, str | None, Any]]:
+    """(list holding the child, index, path key, child) for every child of a symbolic value."""
+    if isinstance(node, PDict):
+        for i, (k, v) in enumerate(node.items):
+            yield node.items, i, _key_text(k), v
+    elif isinstance(node, PList | PTuple):
+        for i, v in enumerate(node.items):
+            yield node.items, i, str(i), v
+    elif isinstance(node, Call):
+        for i, (k, v) in enumerate(node.map_items):
+            yield node.map_items, i, _key_text(k), v
+        for i, v in enumerate(node.list_items):
+            yield node.list_items, i, str(i), v
+        state = node.state
+        if isinstance(state, PDict):
+            # An nn.Module's state: name its tensors like a state_dict ("layer.weight").
+            for i, (k, v) in enumerate(state.items):
+                key = _key_text(k)
+                yield state.items, i, (None if key in _MODULE_STATE_KEYS else key), v
+        elif state is not None:
+            yield [state], 0, None, state
+
+
+def _set(holder: list[Any], index: int, spec: TensorSpec) -> None:
+    item = holder[index]
+    holder[index] = (item[0], spec) if isinstance(item, tuple) else spec
+
+
+# The converter's API.
+
+
+@dataclass
+class Checkpoint:
+    format: str          # "torch_zip" | "torch_legacy" | "torch_tar"
+    root: Any            # the main pickle's symbolic value, every tensor replaced by a TensorSpec
+    findings: list[Finding]
+    severity: Severity   # worst finding of a full scan of the file
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
+    """Scan a torch checkpoint and describe its tensors. FormatError for anything else."""
+    from airlock.core.formats import torch_legacy, torch_zip
+    from airlock.core.scan import scan_file
+    from airlock.core.source import Source
+
+    result = scan_file(path, limits=limits)
+    try:
+        findings, severity = list(result.findings), result.severity
+        fmt = result.format
+        if fmt not in (torch_zip.NAME, torch_legacy.NAME):
+            raise FormatError(f"{os.fspath(path)} is not a PyTorch checkpoint (content is {fmt})", 0)
+    finally:
+        result.close()
+    with Source.open(path) as source:
+        if fmt == torch_zip.NAME:
+            root = torch_zip.load_structure(source, limits)
+            kind = "torch_zip"
+        else:
+            root, kind = torch_legacy.load_structure(source, limits)
+    return Checkpoint(kind, root, findings, severity)
+
+
+def persistent_refs(value: Any, limit: int = 10_000_000) -> Iterator[PersistentRef]:
+    """Every persistent id reachable from `value`, wherever it sits (call arguments included)."""
+    stack, seen = [value], set()
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, PersistentRef):
+            yield node
+        elif isinstance(node, PDict):
+            stack.extend(v for kv in node.items for v in kv)
+        elif isinstance(node, PList | PTuple):
+            stack.extend(node.items)
+        elif isinstance(node, Call):
+            stack.extend((node.func, node.args, node.kwargs, node.state))
+            stack.extend(v for kv in node.map_items for v in kv)
+            stack.extend(node.list_items)

@@ -1,0 +1,212 @@
+"""Zip archives that are not a known model container: every member listed, sniffed and parsed.
+
+Also the helpers every zip-based format shares (torch zip, TorchScript): the local/central checks
+of `airlock.core.zipread` turned into findings, the bytes in front of the archive (a pickle there
+is a polyglot that `pickle.load` and torch's legacy path run), and one member's scan: pickles —
+whatever the member is called — go through the symbolic machine, anything else is sniffed.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from airlock.core.context import ScanContext
+from airlock.core.errors import FormatError, LimitExceeded
+from airlock.core.findings import Malformed, NotInspected, Polyglot, TrailingData
+from airlock.core.pickle import PickleRun, scan_pickle
+from airlock.core.pickle.opcodes import HIGHEST_PROTOCOL, PROTO, iter_ops, looks_like_pickle
+from airlock.core.pickle.policy import Policy
+from airlock.core.source import Source
+from airlock.core.text import safe_text
+from airlock.core.tree import DATA, FILE, MEMBER, Node
+from airlock.core.zipread import (
+    DEFLATED,
+    LOCAL,
+    Issue,
+    PicklePrefix,
+    ZipArchive,
+    ZipMember,
+    crc_issue,
+    open_archive,
+    peek_names,
+    read_member,
+)
+
+NAME = "zip"
+EXTENSIONS = (".zip",)
+POLYGLOT_CHECK = True
+
+MAX_MEMBER_NODES = 10_000  # members shown one by one; a generic zip with more is summarised
+_SNIFF_BYTES = 4096
+_SNIFF_WHOLE = 64 * 1024**2  # members up to this size are sniffed whole, bigger ones by their head
+
+
+def sniff_source(source: Source) -> int:
+    if peek_names(source, 1) is None:
+        return 0
+    head = source.head(512)
+    # A pickle in front of a zip: this module (or torch_zip) must read it, not the pickle module,
+    # so that the archive behind it is seen too.
+    if head[:4] != LOCAL and looks_like_pickle(head) > 0:
+        return 92
+    return 30
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    archive = open_checked(source, ctx, root)
+    nodes: dict[int, Node] = {}
+    for m in archive.members[:MAX_MEMBER_NODES]:
+        ctx.check()
+        nodes[m.index] = node = member_node(root, m, source)
+        scan_member(source, ctx, node, archive, m)
+    hidden = len(archive.members) - MAX_MEMBER_NODES
+    if hidden > 0:
+        ctx.report(NotInspected, f"{hidden:,} more members were not inspected", node=root,
+                   offset=archive.central_offset)
+    report_issues(archive, ctx, root, nodes, source)
+    return root
+
+
+# Shared by the zip-based formats.
+
+
+def open_checked(source: Source, ctx: ScanContext, root: Node) -> ZipArchive:
+    archive = open_archive(source, max_members=ctx.limits.max_zip_members)
+    root.attrs["members"] = len(archive.members)
+    if archive.zip64:
+        root.attrs["zip64"] = True
+    if archive.start > 0:
+        report_prefix(source, ctx, root, archive)
+    if archive.end < source.size:
+        size = source.size - archive.end
+        node = root.child(DATA, f"bytes after the archive ({size:,})", offset=archive.end, length=size,
+                          member=source.member)
+        ctx.report(TrailingData, f"{size:,} bytes after the zip's end record", node=node, offset=archive.end)
+    return archive
+
+
+def report_prefix(source: Source, ctx: ScanContext, root: Node, archive: ZipArchive) -> list[PickleRun]:
+    """Bytes before the first local header. A pickle there is what pickle.load and torch.load run."""
+    start = archive.start
+    node = root.child(DATA, f"bytes before the archive ({start:,})", offset=0, length=start,
+                      member=source.member, attrs={"preview": safe_text(source.read(0, 32), 48)})
+    if looks_like_pickle(source.read(0, min(start, 512))) <= 0:
+        ctx.report(TrailingData, f"{start:,} bytes in front of the zip archive; zip tools skip them",
+                   node=node, offset=0)
+        return []
+    runs = scan_pickle(source, ctx, node, start=0, end=start, label="prefix pickle")
+    ctx.report(Polyglot, "the file is a pickle followed by a zip archive: pickle.load and torch.load "
+               "read the pickle, zip tools read the archive", node=node, offset=0)
+    calls = [c for run in runs for c in run.calls]
+    if calls:
+        ctx.report(PicklePrefix, f"the pickle in front of the archive makes {len(calls):,} call(s) when "
+                   "pickle.load or torch.load reads the file", node=node, offset=calls[0].offset)
+    return runs
+
+
+def member_node(parent: Node, m: ZipMember, source: Source) -> Node:
+    attrs = {"size": m.size, "compressed": m.compressed_size, "method": "deflate" if m.method == DEFLATED
+             else "stored" if m.method == 0 else str(m.method), "crc": f"{m.crc:08x}"}
+    return parent.child(MEMBER, safe_text(m.name), offset=m.header_offset,
+                        length=(m.data_offset or m.header_offset) + m.compressed_size - m.header_offset,
+                        member=source.member, attrs=attrs)
+
+
+def report_issues(archive: ZipArchive, ctx: ScanContext, root: Node, nodes: dict[int, Node],
+                  source: Source) -> None:
+    for issue in archive.issues:
+        report_issue(issue, ctx, nodes.get(issue.member.index) if issue.member else None, root, source)
+
+
+def report_issue(issue: Issue, ctx: ScanContext, node: Node | None, root: Node, source: Source) -> None:
+    ctx.report(issue.rule, safe_text(issue.message, 400), node=node or root, offset=issue.offset,
+               member=source.member, severity=issue.severity)
+
+
+def member_head(source: Source, m: ZipMember, n: int = _SNIFF_BYTES) -> bytes:
+    """The first n bytes of a member, decompressing only what that takes."""
+    if m.data_offset is None:
+        return b""
+    raw = source.read(m.data_offset, min(m.compressed_size, n if m.method != DEFLATED else 1 << 16))
+    if m.method != DEFLATED:
+        return raw
+    try:
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, n)
+    except zlib.error:
+        return b""
+
+
+def is_whole_pickle(data: bytes) -> bool:
+    """A protocol 0/1 pickle that parses opcode by opcode up to a STOP at the end (a `.json`
+    or `.txt` member can be one; pickle.load would run it)."""
+    if looks_like_pickle(data[:_SNIFF_BYTES]) < 20:
+        return False
+    try:
+        for op in iter_ops(data):
+            if op.name == "STOP":
+                return not data[op.offset + 1 :].strip()
+    except FormatError:
+        return False
+    return False
+
+
+def starts_pickle(head: bytes) -> bool:
+    return len(head) >= 2 and head[0] == PROTO and 2 <= head[1] <= HIGHEST_PROTOCOL
+
+
+def member_source(source: Source, m: ZipMember, data: bytes) -> Source:
+    name = f"{source.member}!{m.name}" if source.member else m.name
+    return Source.from_bytes(data, name=name, member=name, path=source.path)
+
+
+def scan_member(source: Source, ctx: ScanContext, node: Node, archive: ZipArchive, m: ZipMember,
+                *, force_pickle: bool = False, policy: Policy | None = None) -> list[PickleRun] | None:
+    """Scan one member: a pickle (by content, whatever its name) or anything the sniffers claim.
+    Returns the pickle runs when it was a pickle. Failures become findings on the member's node."""
+    if m.is_dir or m.size == 0 or m.data_offset is None:
+        return None
+    try:
+        head = member_head(source, m)
+        pickle_like = force_pickle or starts_pickle(head) or looks_like_pickle(head) >= 20
+        if pickle_like and m.size <= ctx.limits.max_pickle_member_bytes:
+            data = read_member(source, m, ctx.limits.max_pickle_member_bytes)
+            if force_pickle or starts_pickle(head) or is_whole_pickle(data):
+                return scan_pickle_member(source, ctx, node, archive, m, data, policy)
+        from airlock.core.scan import sniff
+
+        if head[:4] == LOCAL or m.size <= _SNIFF_WHOLE:
+            data = read_member(source, m, ctx.limits.max_decompressed_bytes)
+            sub = member_source(source, m, data)
+            if head[:4] == LOCAL or sniff(sub)[0] is not None:
+                ctx.parse_nested(sub, node, label=safe_text(m.name.rsplit("/", 1)[-1]))
+        elif sniff(Source.from_bytes(head, name=m.name))[0] is not None:
+            data = read_member(source, m, ctx.limits.max_decompressed_bytes)
+            ctx.parse_nested(member_source(source, m, data), node, label=safe_text(m.name.rsplit("/", 1)[-1]))
+    except FormatError as exc:
+        ctx.report(Malformed, f"member {safe_text(m.name)}: {exc.message}", node=node,
+                   offset=exc.offset if exc.offset is not None else m.header_offset, member=source.member)
+    except LimitExceeded as exc:
+        from airlock.core.findings import LimitExceeded as LimitRule
+
+        ctx.report(LimitRule, f"member {safe_text(m.name)}: {exc.message}; not inspected", node=node,
+                   offset=m.header_offset, member=source.member)
+    return None
+
+
+def scan_pickle_member(source: Source, ctx: ScanContext, node: Node, archive: ZipArchive, m: ZipMember,
+                       data: bytes, policy: Policy | None = None) -> list[PickleRun]:
+    issue = crc_issue(archive, m, data)
+    if issue is not None:
+        report_issue(issue, ctx, node, node, source)
+    sub = member_source(source, m, data)
+    runs = scan_pickle(sub, ctx, node, label="pickle", policy=policy)
+    node.attrs["pickle"] = True
+    if not runs:
+        ctx.report(Malformed, f"malformed pickle in member {safe_text(m.name)}: no opcode could be read",
+                   node=node, offset=0, member=sub.member)
+    elif runs[-1].complete and runs[-1].end < len(data):
+        from airlock.core.formats.pickle import report_trailing
+
+        report_trailing(sub, ctx, node, runs[-1].end)
+    return runs
