@@ -1,0 +1,185 @@
+"""Round trips on real torch.save outputs: the SafeTensors output loaded with
+`safetensors.torch.load_file` equals `torch.load(weights_only=True)` of the input, key by key."""
+
+import json
+import os
+
+import pytest
+import torch
+from fixtures import convert_files as cf
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from airlock.core.convert import ConvertError, RefusedCritical, convert
+
+
+def assert_same(out: dict, expected: dict):
+    assert list(sorted(out)) == list(sorted(expected))
+    for key, want in expected.items():
+        got = out[key]
+        assert got.dtype == want.dtype, key
+        assert got.shape == want.shape, key
+        # Compare raw bits: NaN-safe and exact for every dtype, fp8 included.
+        assert torch.equal(got.contiguous().reshape(-1).view(torch.uint8), want.contiguous().reshape(-1).view(torch.uint8)), key
+
+
+def flatten(d: dict, prefix="") -> dict:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, torch.Tensor):
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_every_dtype_round_trips(tmp_path, legacy):
+    tensors = cf.all_dtype_tensors()
+    src = cf.save(tensors, tmp_path / "all.pt", legacy=legacy)
+    report = convert(src)
+    assert report.verified and report.severity in ("none", "info", "low")
+    out = load_file(report.outputs[0])
+    if legacy:
+        # torch.load cannot read fp8 or uint16/32/64 back from the legacy format (UntypedStorage
+        # has no dtype there), so those are compared with the tensors that were saved.
+        unreadable = {"f8_e4m3", "f8_e5m2", "u16", "u32", "u64"}
+        assert_same({k: out[k] for k in unreadable}, {k: tensors[k] for k in unreadable})
+        src = cf.save({k: v for k, v in tensors.items() if k not in unreadable}, tmp_path / "rest.pt",
+                      legacy=True)
+        out = load_file(convert(src).outputs[0])
+    assert_same(out, torch.load(src, weights_only=True))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_views_tied_weights_and_non_contiguous(tmp_path, legacy):
+    state = cf.views_and_strides()
+    src = cf.save(state, tmp_path / "views.pt", legacy=legacy)
+    report = convert(src)
+    expected = torch.load(src, weights_only=True)
+    assert not expected["t.transposed"].is_contiguous()  # the input really is strided
+    assert_same(load_file(report.outputs[0]), expected)
+    assert report.aliases == {}
+
+
+def test_dedupe_writes_tied_weights_once(tmp_path):
+    src = cf.save(cf.views_and_strides(), tmp_path / "views.pt")
+    report = convert(src, dedupe=True)
+    assert report.aliases == {"lm_head.weight": "emb.weight"}
+    out = load_file(report.outputs[0])
+    assert "lm_head.weight" not in out
+    with safe_open(report.outputs[0], "pt") as f:
+        assert json.loads(f.metadata()["airlock.aliases"]) == {"lm_head.weight": "emb.weight"}
+    expected = torch.load(src, weights_only=True)
+    out["lm_head.weight"] = out["emb.weight"]
+    assert_same(out, expected)
+
+
+def test_module_state_dict_with_parameters_and_buffers(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+    src = tmp_path / "pytorch_model.bin"
+    torch.save(model.state_dict(), src)
+    report = convert(src)
+    assert os.path.basename(report.outputs[0]) == "model.safetensors"
+    assert_same(load_file(report.outputs[0]), torch.load(src, weights_only=True))
+
+
+def test_lightning_checkpoint_picks_the_state_dict(tmp_path):
+    state = {f"model.layer{i}.weight": torch.randn(3, 3) for i in range(4)}
+    src = cf.save(cf.lightning(state), tmp_path / "last.ckpt")
+    report = convert(src)
+    assert report.selected == "state_dict"
+    loaded = torch.load(src, weights_only=True)
+    assert_same(load_file(report.outputs[0]), loaded["state_dict"])
+    skipped = dict(report.skipped)
+    assert "optimizer_states" in skipped and "epoch" in skipped
+    # --key picks the optimizer state of parameter 0 instead.
+    other = convert(src, tmp_path / "opt.safetensors", key="optimizer_states.0.state.0")
+    assert_same(load_file(other.outputs[0]), loaded["optimizer_states"][0]["state"][0])
+
+
+def test_nested_dicts_are_joined_and_scalars_kept(tmp_path):
+    ckpt = {"model": {"encoder": {"w": torch.ones(2), "b": torch.zeros(2)}, "head": torch.eye(2),
+                      "decoder": {"w": torch.full((2,), 3.0)}, "dim": 2, "act": "gelu", "scale": 0.5},
+            "optimizer": {"lr": 0.1}}
+    src = cf.save(ckpt, tmp_path / "nested.pth")
+    report = convert(src, key="model")
+    loaded = torch.load(src, weights_only=True)
+    assert_same(load_file(report.outputs[0]), flatten(loaded["model"]))
+    with safe_open(report.outputs[0], "pt") as f:
+        meta = f.metadata()
+    assert meta == {"dim": "2", "act": "gelu", "scale": "0.5", "format": "pt"}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_storages_saved_on_cuda(tmp_path, legacy):
+    state = {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.arange(3, dtype=torch.int64)}
+    src = cf.save(state, tmp_path / "cpu.pt", legacy=legacy)
+    expected = torch.load(src, weights_only=True)
+    if legacy:
+        cuda = tmp_path / "cuda.pt"
+        cuda.write_bytes(src.read_bytes())
+        cf.relocate_legacy(cuda, "cuda:0")
+    else:
+        cuda = cf.rebuild_zip(src, tmp_path / "cuda.pt", location="cuda:0")
+    assert b"cuda:0" in cuda.read_bytes()
+    report = convert(cuda)
+    assert_same(load_file(report.outputs[0]), expected)
+
+
+def test_deflated_zip_members(tmp_path):
+    src = cf.save(cf.views_and_strides(), tmp_path / "plain.pt")
+    expected = torch.load(src, weights_only=True)
+    deflated = cf.rebuild_zip(src, tmp_path / "deflated.pt", deflate=True)
+    report = convert(deflated)
+    assert_same(load_file(report.outputs[0]), expected)
+
+
+def test_sharded_checkpoint_gives_shards_and_index(tmp_path):
+    shards = [{f"layer{i}.weight": torch.randn(32, 32) for i in range(j * 3, j * 3 + 3)} for j in range(2)]
+    index = cf.sharded(tmp_path, shards)
+    report = convert(tmp_path, max_shard_size=3 * 32 * 32 * 4)
+    assert [os.path.basename(p) for p in report.outputs] == ["model-00001-of-00002.safetensors",
+                                                             "model-00002-of-00002.safetensors"]
+    assert report.index_path == str(tmp_path / "model.safetensors.index.json")
+    weight_map = json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"]
+    merged = {}
+    for path in report.outputs:
+        part = load_file(path)
+        assert all(weight_map[k] == os.path.basename(path) for k in part)
+        merged.update(part)
+    expected = {}
+    for name in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+        expected.update(torch.load(tmp_path / name, weights_only=True))
+    assert_same(merged, expected)
+
+
+def test_legacy_tar_against_a_hand_built_expected_dict(tmp_path):
+    src, expected = cf.legacy_tar(tmp_path / "old.tar")
+    report = convert(src)
+    out = load_file(report.outputs[0])
+    assert sorted(out) == sorted(expected)
+    dtypes = {"F32": torch.float32, "I64": torch.int64}
+    for key, (dtype, shape, values) in expected.items():
+        assert out[key].dtype == dtypes[dtype] and tuple(out[key].shape) == shape
+        assert out[key].flatten().tolist() == values
+
+
+def test_critical_input_is_refused_unless_allowed(tmp_path):
+    clean = cf.save({"w": torch.ones(3), "b": torch.zeros(2)}, tmp_path / "clean.pt")
+    evil = cf.evil_zip(clean, tmp_path / "evil.pt")
+    with pytest.raises(RefusedCritical, match=r"refused: .*(posix|os)\.system"):
+        convert(evil)
+    assert not (tmp_path / "evil.safetensors").exists()
+    report = convert(evil, allow_critical=True)
+    assert report.severity == "critical"
+    assert sorted(load_file(report.outputs[0])) == ["b", "w"]
+    assert "__evil__" in dict(report.skipped)
+    assert not os.path.exists("/tmp/airlock-convert-pwned")
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(ConvertError, match=r"junk\.bin"):
+        convert(junk)
