@@ -172,8 +172,8 @@ def _open_shards(by_shard: dict[str, list[str]], folder: Path, ctx: ScanContext,
 def _compare(by_shard: dict[str, list[str]], held: dict[str, set[str] | None], ctx: ScanContext,
              shards: Node) -> None:
     where: dict[str, list[str]] = {}  # tensor → shards that really hold it
-    for shard, names in held.items():
-        for name in names or ():
+    for shard, holding in held.items():
+        for name in holding or ():
             where.setdefault(name, []).append(shard)
     indexed = {name for names in by_shard.values() for name in names}
     nodes = {child.label: child for child in shards}
@@ -181,7 +181,7 @@ def _compare(by_shard: dict[str, list[str]], held: dict[str, set[str] | None], c
         if held.get(shard) is None:
             continue
         node = nodes.get(safe_text(shard, 120), shards)
-        holds = held[shard] or set()
+        holds: set[str] = held[shard] or set()
         missing = [n for n in names if n not in holds and n not in where]
         moved = [n for n in names if n not in holds and n in where]
         extra = sorted(n for n in holds if n not in indexed)
