@@ -33,6 +33,7 @@ MODULE_NAMES = [
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.zip",
+    "airlock.core.formats.not_inspected",
 ]
 
 _loaded: list[ModuleType] | None = None

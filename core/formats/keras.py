@@ -56,7 +56,7 @@ def _zip_names(source: Source) -> list[str] | None:
     if source.read(0, 4) not in (b"PK\x03\x04", b"PK\x05\x06"):
         return None
     try:
-        with zipfile.ZipFile(_View(source)) as zf:
+        with zipfile.ZipFile(BufferFile(source)) as zf:
             return zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return None
@@ -178,7 +178,7 @@ def _add_objects(objects: list[dict[str, Any]], source: Source, ctx: ScanContext
 # .keras zips
 
 
-class _View(io.RawIOBase):
+class BufferFile(io.RawIOBase):
     """A read-only file over a Source's buffer, for zipfile (no copy of the mapped file)."""
 
     def __init__(self, source: Source) -> None:
@@ -214,7 +214,7 @@ class _View(io.RawIOBase):
 
 def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
     try:
-        zf = zipfile.ZipFile(_View(source))
+        zf = zipfile.ZipFile(BufferFile(source))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise FormatError(f"the .keras zip does not open: {exc}", 0) from None
     cap = ctx.limits.max_decompressed_bytes

@@ -99,7 +99,8 @@ class ConfigWalker:
         module = raw_module if isinstance(raw_module, str) else None
         registered = raw_registered if isinstance(raw_registered, str) else None
         inner = obj.get("config")
-        name = inner.get("name") if isinstance(inner, dict) and isinstance(inner.get("name"), str) else ""
+        raw_name = inner.get("name") if isinstance(inner, dict) else None
+        name = raw_name if isinstance(raw_name, str) else ""
         label = f"{safe_text(cls, 80)} {safe_text(name, 80)}".strip()
         attrs: dict[str, Any] = {"class_name": safe_text(cls)}
         if module is not None:

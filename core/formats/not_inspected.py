@@ -1,0 +1,215 @@
+"""Model formats Airlock recognises but does not inspect yet: named, never reported as clean.
+
+Each is detected by content where the format allows it (TFLite's `TFL3` identifier, the field
+layout of TF SavedModel and Core ML protobufs, OpenVINO's `<net>` XML, the members of
+torch.export `.pt2` zips and NeMo `.nemo` tars, a TensorFlow checkpoint index's footer magic)
+and reported with an `info` "not inspected" finding. Containers are still opened: `.pt2` members
+go through the generic zip reader and `.nemo` members are sniffed and scanned, so a pickle
+inside (NeMo's `model_weights.ckpt` is a torch checkpoint) is judged like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from typing import Any
+
+from airlock.core.context import ScanContext
+from airlock.core.findings import LimitExceeded, Malformed, NotInspected
+from airlock.core.formats.keras import BufferFile
+from airlock.core.formats.onnx import read_varint
+from airlock.core.source import Source
+from airlock.core.text import safe_text
+from airlock.core.tree import FILE, MEMBER, Node
+
+NAME = "not-inspected"
+EXTENSIONS = (".pt2", ".nemo", ".tflite", ".lite", ".mlmodel", ".pb", ".index")
+
+TFLITE = "TensorFlow Lite flatbuffer"
+SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"
+COREML = "Core ML model"
+OPENVINO = "OpenVINO IR (network XML)"
+PT2 = "torch.export archive (.pt2)"
+NEMO = "NeMo archive (.nemo)"
+TF_INDEX = "TensorFlow checkpoint index"
+
+_TF_TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
+_TAR_HEADERS = 16
+
+
+def detect(source: Source) -> tuple[str | None, int]:
+    """(what the content is, sniff score)."""
+    head = source.head(1024)
+    name = os.path.basename(source.member or source.name).lower()
+    if len(head) >= 8 and head[4:8] == b"TFL3":
+        return TFLITE, 90
+    if head.lstrip()[:5] == b"<?xml" and b"<net " in head and b"version=" in head:
+        return OPENVINO, 80
+    if source.read(0, 4) == b"PK\x03\x04" and _is_pt2(source):
+        return PT2, 60
+    if head[257:262] == b"ustar" and _is_nemo(source):
+        return NEMO, 60
+    kind = _protobuf_kind(head, source.size)
+    if kind is not None:
+        if kind == SAVED_MODEL:
+            return kind, 70 if name == "saved_model.pb" else 45
+        return kind, 70 if name.endswith(".mlmodel") else 45
+    if source.size >= 48 and source.read(source.size - 8, 8) == _TF_TABLE_MAGIC:
+        return TF_INDEX, 60 if name.endswith(".index") else 40
+    return None, 0
+
+
+def sniff_source(source: Source) -> int:
+    return detect(source)[1]
+
+
+def sniff(head: bytes, size: int) -> int:
+    # Only for callers without a Source; scan uses sniff_source, which can see the whole file.
+    return detect(Source.from_bytes(head, "<head>"))[1]
+
+
+def _protobuf_kind(head: bytes, size: int) -> str | None:
+    """SavedModel: field 1 (schema version, a small varint) then MetaGraphDefs at field 2 and
+    nothing else. Core ML: specificationVersion at 1, a description message at 2, the model at
+    a field number of 200 or more. ONNX (ir_version at 1) has text at field 2, so never both."""
+    first = read_varint(head, 0, len(head))
+    if first is None or first[0] != 0x08:
+        return None
+    version = read_varint(head, first[1], len(head))
+    if version is None or not 1 <= version[0] <= 16:
+        return None
+    pos, numbers = version[1], [1]
+    while pos < len(head):
+        tag = read_varint(head, pos, len(head))
+        if tag is None or tag[0] & 7 != 2:
+            break
+        length = read_varint(head, tag[1], len(head))
+        if length is None or length[1] + length[0] > size:
+            return None
+        numbers.append(tag[0] >> 3)
+        if numbers == [1, 2] and head[length[1] : length[1] + 1] not in (b"\x0a", b"\x12"):
+            return None  # field 2 holds a message starting with its first field; text is ONNX
+        pos = length[1] + length[0]
+    if len(numbers) < 2 or numbers[1] != 2:
+        return None
+    if any(n >= 200 for n in numbers):
+        return COREML
+    return SAVED_MODEL if set(numbers) == {1, 2} else None
+
+
+def _is_pt2(source: Source) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(BufferFile(source)) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
+    return any(n == "archive_format" or n.endswith("/archive_format") for n in names)
+
+
+def _tar_names(source: Source, limit: int) -> list[str]:
+    names: list[str] = []
+    offset = 0
+    while len(names) < limit and offset + 512 <= source.size:
+        block = source.read(offset, 512)
+        if block[257:262] != b"ustar":
+            break
+        names.append(block[:100].split(b"\0", 1)[0].decode("utf-8", "replace"))
+        try:
+            size = int(block[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            break
+        offset += 512 + (size + 511) // 512 * 512
+    return names
+
+
+def _is_nemo(source: Source) -> bool:
+    return any(os.path.basename(n) == "model_config.yaml" for n in _tar_names(source, _TAR_HEADERS))
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    kind, _score = detect(source)
+    what = kind or "unrecognised model format"
+    root.attrs["detected"] = what
+    if kind == PT2:
+        _zip_members(source, ctx, root)
+    elif kind == NEMO:
+        _tar_members(source, ctx, root)
+    extra = " (its members were scanned; the format's own structure was not)" if kind in (PT2, NEMO) else ""
+    ctx.report(NotInspected, f"{what}: not inspected{extra}; Airlock does not read this format yet, so "
+               "the file is not known to be safe", node=root, offset=0)
+    return root
+
+
+def _zip_members(source: Source, ctx: ScanContext, root: Node) -> None:
+    from airlock.core.formats import zip as generic_zip
+
+    generic_zip.parse(source, ctx)
+
+
+def _tar_members(source: Source, ctx: ScanContext, root: Node) -> None:
+    from airlock.core.zipread import EscapingName
+
+    cap = ctx.limits.max_decompressed_bytes
+    try:
+        archive = tarfile.open(fileobj=BufferFile(source), mode="r:")  # noqa: SIM115 - closed below
+    except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+        ctx.report(Malformed, f"malformed tar: {exc}", node=root, offset=0)
+        return
+    with archive:
+        members = iter(archive)
+        count = 0
+        while True:
+            ctx.check()
+            try:
+                info = next(members)
+            except StopIteration:
+                break
+            except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+                ctx.report(Malformed, f"malformed tar after {count} member(s): {exc}", node=root)
+                break
+            count += 1
+            if count > ctx.limits.max_zip_members:
+                ctx.report(LimitExceeded, f"more than {ctx.limits.max_zip_members:,} tar members", node=root)
+                break
+            _tar_member(source, ctx, root, info, cap, EscapingName)
+
+
+def _tar_member(source: Source, ctx: ScanContext, root: Node, info: tarfile.TarInfo, cap: int,
+                escaping: Any) -> None:
+    node = root.child(MEMBER, safe_text(info.name, 200), offset=info.offset, length=info.size,
+                      member=info.name, attrs={"size": info.size, "type": _tar_type(info)})
+    # NeMo restores a .nemo with tarfile.extractall: names and links that leave the folder write
+    # (or point) outside it on Pythons without extraction filters.
+    if _escapes(info.name) or ((info.issym() or info.islnk()) and _escapes(info.linkname)):
+        ctx.report(escaping, f"tar member {safe_text(info.name, 160)!r}"
+                   f"{' linking to ' + repr(safe_text(info.linkname, 160)) if info.linkname else ''} "
+                   "escapes the extraction folder", node=node)
+    if not info.isfile():
+        return
+    if info.size > cap:
+        ctx.report(LimitExceeded, f"member {safe_text(info.name, 120)} has {info.size:,} bytes, over "
+                   f"the {cap:,}-byte budget: not inspected", node=node)
+        return
+    data = source.read(info.offset_data, info.size)
+    if len(data) < info.size:
+        ctx.report(Malformed, f"truncated tar: member {safe_text(info.name, 120)} declares {info.size:,} "
+                   f"bytes but only {len(data):,} remain", node=node, offset=info.offset_data)
+    member = f"{source.member}!{info.name}" if source.member else info.name
+    ctx.parse_nested(Source.from_bytes(data, name=info.name, member=member, path=source.path), node,
+                     label=safe_text(os.path.basename(info.name) or info.name, 120))
+
+
+def _escapes(name: str) -> bool:
+    norm = name.replace("\\", "/")
+    return norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in norm.split("/")
+
+
+def _tar_type(info: Any) -> str:
+    if info.isdir():
+        return "directory"
+    if info.issym() or info.islnk():
+        return f"link to {safe_text(info.linkname, 120)}"
+    return "file" if info.isfile() else "special"
