@@ -42,13 +42,18 @@ def _key_text(key: Any) -> str | None:
 
 
 def find_weights(root: Any) -> tuple[Any, str]:
-    """The dict with the most direct tensor values (breadth first: the shallowest wins ties)."""
-    best: tuple[int, Any, str] = (0, None, "")
-    queue: deque[tuple[Any, str]] = deque([(root, "")])
+    """The dict with the most direct tensor values (breadth first: the shallowest wins ties).
+
+    Dicts reached only through string keys come first: per-parameter optimizer state sits under
+    integer parameter ids (`state.0.exp_avg`), and a one-layer model's two weights must still
+    win over its optimizer's three tensors per parameter.
+    """
+    best: tuple[bool, int, Any, str] = (False, 0, None, "")
+    queue: deque[tuple[Any, str, bool]] = deque([(root, "", True)])
     seen: set[int] = set()
     visited = 0
     while queue:
-        value, path = queue.popleft()
+        value, path, named = queue.popleft()
         if id(value) in seen:
             continue  # the memo lets a pickle reference one value from many places
         seen.add(id(value))
@@ -57,8 +62,8 @@ def find_weights(root: Any) -> tuple[Any, str]:
             continue
         if as_mapping(value) is not None:
             count = sum(1 for _, v in pairs if isinstance(v, TensorSpec))
-            if count > best[0]:
-                best = (count, value, path)
+            if count and (named, count) > best[:2]:
+                best = (named, count, value, path)
         for key, child in pairs:
             visited += 1
             if visited > MAX_WALK:
@@ -66,12 +71,13 @@ def find_weights(root: Any) -> tuple[Any, str]:
                                    "with --key")
             text = _key_text(key)
             if text is not None and _children(child) is not None:
-                queue.append((child, f"{path}.{text}" if path else text))
-    if best[1] is None:
+                queue.append((child, f"{path}.{text}" if path else text,
+                              named and isinstance(key, str) and as_mapping(value) is not None))
+    if best[2] is None:
         if isinstance(root, TensorSpec):
             return root, ""
         raise ConvertError("no tensors found in the checkpoint")
-    return best[1], best[2]
+    return best[2], best[3]
 
 
 def resolve_key(root: Any, key: str) -> Any:

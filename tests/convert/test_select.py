@@ -91,3 +91,13 @@ def test_self_referencing_dicts_terminate():
     plan = plan_of(loop)
     assert [t.name for t in plan.tensors] == ["w"]
     assert dict(plan.skipped)["self"] == "a dict containing itself"
+
+
+def test_a_one_layer_model_wins_over_its_adam_state():
+    weights = PDict([("weight", spec()), ("bias", spec())])
+    adam = PDict([("step", spec()), ("exp_avg", spec()), ("exp_avg_sq", spec())])
+    root = PDict([("optimizer_states", PList([PDict([("state", PDict([(0, adam), (1, adam)]))])])),
+                  ("state_dict", weights)])
+    assert find_weights(root) == (weights, "state_dict")
+    # A bare optimizer state dict still converts (its biggest per-parameter dict).
+    assert find_weights(PDict([("state", PDict([(0, adam)]))])) == (adam, "state.0")
