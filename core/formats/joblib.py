@@ -118,12 +118,19 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     if _is_zf(source.head(64)):
         _parse_zf(source, ctx, root)
         return root
-    hook = _ArrayHook(source, ctx, root)
+    _scan_stream(source, ctx, root, modern=True)
+    return root
+
+
+def _scan_stream(source: Source, ctx: ScanContext, root: Node, *, modern: bool) -> None:
+    """The pickle as joblib's NumpyUnpickler reads it, or (modern=False) as the ZF-era
+    ZipNumpyUnpickler does, which knows NDArrayWrapper but not NumpyArrayWrapper."""
+    hook = _ArrayHook(source, ctx, root, modern=modern)
     runs = scan_pickle(source, ctx, root, build_hook=hook, label="joblib pickle")
     root.attrs["pickles"] = len(runs)
     if not runs:
         ctx.report(Malformed, "malformed joblib pickle: no opcode could be read", node=root, offset=0)
-        return root
+        return
     nested = hook.finish()
     last = runs[-1]
     if last.complete and last.end < source.size:
@@ -132,7 +139,6 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         _check_hidden(source, ctx, root, runs[0], hook)
     if is_data_only(runs + nested):
         ctx.report(DataOnly, "data-only: every global is in Airlock's safe set", node=root, offset=0)
-    return root
 
 
 def _parse_zf(source: Source, ctx: ScanContext, root: Node) -> None:
@@ -167,15 +173,23 @@ def _parse_zf(source: Source, ctx: ScanContext, root: Node) -> None:
         ctx.report(Malformed, f"malformed ZF container: declares {length:,} bytes, the zlib data holds "
                    f"{len(out):,}{'+' if len(out) > length else ''}; joblib.load fails on it", node=root,
                    offset=2)
-    inner = Source.from_bytes(bytes(out[:length]), name=f"{source.name}!zlib", member="<ZF content>",
-                              path=source.path)
-    ctx.parse_nested(inner, root, label=f"ZF content ({min(len(out), length):,} bytes)")
+    data = bytes(out[:length])
+    inner = Source.from_bytes(data, name=f"{source.name}!zlib", member="<ZF content>", path=source.path)
+    if not looks_like_pickle(data[:512]):
+        # ZNDArrayWrapper companion files are ZF containers of raw array bytes, never unpickled.
+        ctx.parse_nested(inner, root, label=f"ZF content ({len(data):,} bytes)")
+        return
+    # joblib.load hands a ZF dump's content to ZipNumpyUnpickler.
+    node = root.child(FILE, f"ZF content ({len(data):,} bytes)", offset=0, length=len(data),
+                      member=inner.member, attrs={"format": "joblib", "size": len(data)})
+    _scan_stream(inner, ctx, node, modern=False)
 
 
 class _ArrayHook:
     """The machine's build_hook: what joblib's NumpyUnpickler.load_build does after each BUILD."""
 
-    def __init__(self, source: Source, ctx: ScanContext, root: Node) -> None:
+    def __init__(self, source: Source, ctx: ScanContext, root: Node, *, modern: bool) -> None:
+        self.modern = modern
         self.source = source
         self.ctx = ctx
         self.root = root
@@ -189,7 +203,7 @@ class _ArrayHook:
 
     def __call__(self, machine: Machine, call: Call, pos: int) -> int:
         kind = _wrapper_kind(call)
-        if kind is None:
+        if kind is None or (kind == "NumpyArrayWrapper" and not self.modern):
             return pos
         state = call.state
         if isinstance(state, PTuple) and state.items and isinstance(state.items[0], PDict):
