@@ -74,6 +74,7 @@ class ConvertFlow(QObject):
         self.dialog: QProgressDialog | None = None
         self.worker: FunctionWorker | None = None
         self.summary: QMessageBox | None = None
+        self.fraction = 0.0  # last progress the converter reported
 
     def start(self) -> bool:
         result: ScanResult | None = self.view.result
@@ -107,10 +108,13 @@ class ConvertFlow(QObject):
         return True
 
     def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
         if self.dialog is not None:
-            self.dialog.cancel()  # emits canceled → worker.cancel
+            self.dialog.cancel()
 
     def _progress(self, fraction: float, message: str) -> None:
+        self.fraction = fraction
         if self.dialog is not None and not self.dialog.wasCanceled():
             self.dialog.setValue(int(fraction * 1000))
             if message:

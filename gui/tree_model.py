@@ -257,12 +257,19 @@ class NodeFilter(QSortFilterProxyModel):
         return self._risky_only
 
     def set_text(self, text: str) -> None:
-        self._text = text.strip().casefold()
-        self.invalidateFilter()
+        self._refilter(lambda: setattr(self, "_text", text.strip().casefold()))
 
     def set_risky_only(self, on: bool) -> None:
-        self._risky_only = on
-        self.invalidateFilter()
+        self._refilter(lambda: setattr(self, "_risky_only", on))
+
+    def _refilter(self, change: Any) -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9; invalidateFilter() is deprecated there
+            self.beginFilterChange()
+            change()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            change()
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, row: int, parent: AnyIndex) -> bool:
         model = self.sourceModel()

@@ -27,8 +27,17 @@ def decompile(data: bytes) -> str:
 
     from fickling.fickle import Pickled  # LGPL: imported dynamically, only when this view is used
 
-    pickled = Pickled.load(data, fail_on_decode_error=False)
+    note = ""
+    try:
+        pickled = Pickled.load(data)
+    except Exception as exc:  # noqa: BLE001 - fickling raises several types on bad bytes
+        # Keep what decodes before the error, as the loader would run that part.
+        note = f"# fickling stopped at a decoding error: {safe_text(str(exc), 200)}\n"
+        pickled = Pickled.load(data, fail_on_decode_error=False)
     text = ast.unparse(pickled.ast)
+    if not text.strip():
+        raise ValueError(note.strip("# \n") or "fickling produced no output for these bytes")
+    text = note + text
     if len(text) > MAX_OUTPUT_CHARS:
         text = text[:MAX_OUTPUT_CHARS] + f"\n# … output cut at {MAX_OUTPUT_CHARS:,} characters"
     return text

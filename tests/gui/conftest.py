@@ -1,0 +1,32 @@
+"""GUI tests run headless (offscreen) and never touch the user's settings."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+from PySide6.QtCore import QSettings
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory, qapp):
+    """QSettings go to a temporary folder, so recent files and the theme start empty."""
+    folder = tmp_path_factory.mktemp("settings")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    qapp.setOrganizationName("AirlockTests")
+    qapp.setApplicationName("AirlockTests")
+    QSettings().clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def idle_pool():
+    """Leave no worker running into the next test."""
+    yield
+    from airlock.gui.workers import pool
+
+    pool().cancel_all()
+    pool().wait(10_000)

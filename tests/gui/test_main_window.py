@@ -1,0 +1,208 @@
+"""The main window: drop files, jump from findings to nodes and bytes, stay responsive, export."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDropEvent, QImage
+from PySide6.QtWidgets import QApplication, QLabel
+
+from airlock.core.findings import Severity
+from airlock.gui import theme
+from airlock.gui.app import Screenshot
+from airlock.gui.demo import hostile_pickle_bytes, safetensors_bytes
+from airlock.gui.details.pane import TAB_DECOMPILED
+from airlock.gui.export import html_report, report_text
+from airlock.gui.main_window import MainWindow
+from airlock.gui.tree_model import NODE_ROLE
+
+
+@pytest.fixture
+def window(qtbot):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+def open_and_wait(qtbot, win, paths):
+    with qtbot.waitSignal(win.all_scans_finished, timeout=60_000):
+        views = win.open_paths([str(p) for p in paths])
+    return views
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    path = tmp_path / "hostile.pkl"
+    path.write_bytes(hostile_pickle_bytes())
+    return path
+
+
+def test_default_size_is_at_least_1280x800(window):
+    assert window.width() >= 1280 and window.height() >= 800
+
+
+def test_drop_a_file_opens_a_tab_with_its_verdict(qtbot, window, hostile, tmp_path):
+    clean = tmp_path / "model.safetensors"
+    clean.write_bytes(safetensors_bytes())
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(hostile)), QUrl.fromLocalFile(str(clean))])
+    event = QDropEvent(QPointF(100, 100), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.all_scans_finished, timeout=60_000):
+        window.dropEvent(event)
+    assert event.isAccepted()
+    assert window.tabs.count() == 2
+    assert window.tabs.tabText(0) == "hostile.pkl — CRITICAL"
+    assert window.tabs.tabText(1).startswith("model.safetensors — ")
+    view = window.views()[0]
+    assert view.banner.severity == Severity.CRITICAL
+    assert view.banner.label.textFormat() == Qt.TextFormat.PlainText
+    assert view.banner.label.text().startswith("CRITICAL — loading this file runs code: calls os.system(")
+    assert str(hostile) in window.recent()
+
+
+def test_dropping_a_folder_opens_every_file_in_it(qtbot, window, tmp_path):
+    folder = tmp_path / "repo"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.pkl").write_bytes(pickle.dumps({"a": 1}))
+    (folder / "sub" / "b.pkl").write_bytes(hostile_pickle_bytes())
+    open_and_wait(qtbot, window, [folder])
+    assert sorted(v.name for v in window.views()) == ["a.pkl", "b.pkl"]
+
+
+def test_selecting_a_finding_selects_its_node_and_bytes(qtbot, window, hostile):
+    (view,) = open_and_wait(qtbot, window, [hostile])
+    finding = view.findings.findings[0]
+    assert finding.severity == Severity.CRITICAL
+    view.tree.collapseAll()
+    view.findings.select_row(0)
+    current = view.tree.currentIndex()
+    assert current.data(NODE_ROLE) is finding.node
+    assert view.tree.isExpanded(current.parent())  # revealed
+    assert view.details.hex.marked == (finding.offset, 1)
+    assert view.details.tabs.currentIndex() == TAB_DECOMPILED
+    qtbot.waitUntil(lambda: "system(" in view.details.decompiled.text.toPlainText(), timeout=10_000)
+
+
+def test_finding_on_a_node_hidden_by_the_filter_clears_the_filter(qtbot, window, hostile):
+    (view,) = open_and_wait(qtbot, window, [hostile])
+    window.search.setText("no such text anywhere")
+    assert view.proxy.rowCount(view.proxy.index(0, 0)) == 0
+    view.findings.select_row(0)
+    assert view.tree.currentIndex().data(NODE_ROLE) is view.findings.findings[0].node
+
+
+def test_find_next_reaches_into_lazy_opcode_lists(qtbot, window, hostile):
+    (view,) = open_and_wait(qtbot, window, [hostile])
+    window.search.setText("STACK_GLOBAL")  # protocol 2 has none: nothing found
+    window.find_next()
+    assert window.statusBar().currentMessage() == "No further match."
+    window.search.setText("REDUCE")
+    window.find_next()
+    assert view.current_node().kind == "call"  # its attrs say opcode REDUCE
+    window.find_next()
+    node = view.current_node()
+    assert node.kind == "opcode" and node.label == "REDUCE"
+    assert node.parent.is_lazy  # the opcode list was never expanded by hand
+
+
+def test_show_only_risky_hides_the_rest(qtbot, window, hostile):
+    (view,) = open_and_wait(qtbot, window, [hostile])
+    window.risky_action.setChecked(True)
+    assert window.risky_only.isChecked()
+    root = view.proxy.index(0, 0)
+    pickle_index = view.proxy.index(0, 0, root)
+    assert view.proxy.rowCount(pickle_index) == 1  # only "calls"
+
+
+def test_event_loop_stays_responsive_during_a_large_scan(qtbot, window, tmp_path):
+    path = tmp_path / "big.pkl"
+    path.write_bytes(pickle.dumps([{"w": float(i), "k": i} for i in range(150_000)], protocol=4))
+    gaps, last = [], [time.monotonic()]
+
+    def tick():
+        now = time.monotonic()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    started = time.monotonic()
+    open_and_wait(qtbot, window, [path])
+    scan_time = time.monotonic() - started
+    timer.stop()
+    assert scan_time > 0.5, "the scan must take long enough to measure responsiveness"
+    assert len(gaps) > 20
+    assert max(gaps) < 0.25, f"the event loop stalled for {max(gaps):.3f} s during a {scan_time:.1f} s scan"
+
+
+def test_recent_files_are_persisted_and_missing_ones_pruned(qtbot, window, hostile, tmp_path):
+    gone = tmp_path / "gone.pkl"
+    gone.write_bytes(b"N.")
+    open_and_wait(qtbot, window, [gone, hostile])
+    gone.unlink()
+    assert str(gone) in window.recent()
+    window._fill_recent()
+    assert window.recent() == [str(hostile)]
+    assert [a.text() for a in window.recent_menu.actions()] == [str(hostile)]
+
+
+def test_reports_escape_hostile_names(qtbot, window, tmp_path):
+    name = "evil<script>alert(1)<\u202e>.pkl"
+    path = tmp_path / name
+    path.write_bytes(hostile_pickle_bytes())
+    (view,) = open_and_wait(qtbot, window, [path])
+    page = html_report(view.result)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "\u202e" not in page
+    assert "CRITICAL" in page and "PKL" in page
+    doc = json.loads(report_text(view.result, "json"))
+    assert doc["files"][0]["severity"] == "critical"
+    sarif = json.loads(report_text(view.result, "sarif"))
+    assert sarif["runs"][0]["results"]
+
+
+def test_theme_switch_and_about(qtbot, window):
+    window.set_theme(theme.DARK)
+    assert theme.is_dark()
+    window.set_theme(theme.LIGHT)
+    assert not theme.is_dark()
+    from airlock.gui.about import AboutDialog, about_text, licence_text
+
+    assert "pickle" in about_text()
+    assert "LGPL-3.0" in licence_text() and "Apache License 2.0" in licence_text()
+    dialog = AboutDialog(window)
+    qtbot.addWidget(dialog)
+    assert all(label.textFormat() == Qt.TextFormat.PlainText for label in dialog.findChildren(QLabel)
+               if label.text().startswith("Airlock"))
+
+
+def test_screenshot_object_selects_the_worst_finding_and_saves(qtbot, window, hostile, tmp_path):
+    open_and_wait(qtbot, window, [hostile])
+    out = tmp_path / "shot.png"
+    shot = Screenshot(window, str(out), timeout_s=30)
+    shot._show_worst()
+    view = window.current_view()
+    assert view.tree.currentIndex().data(NODE_ROLE) is view.findings.findings[0].node
+    assert shot.save()
+    image = QImage(str(out))
+    assert image.width() >= 1280 and image.height() >= 800
+
+
+def test_screenshot_command_line(tmp_path, hostile):
+    out = tmp_path / "cli.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    proc = subprocess.run([sys.executable, "-m", "airlock.gui.launcher", "--screenshot", str(out), str(hostile)],
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr
+    image = QImage(str(out))
+    assert image.width() >= 1280 and image.height() >= 800
+    assert QApplication.instance() is not None
