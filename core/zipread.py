@@ -385,3 +385,26 @@ class PicklePrefix(Rule):
     title = "Pickle in front of a zip archive runs calls"
     help = "torch.load reads a file that does not start with a zip header as a legacy pickle, and "\
         "pickle.load reads the prefix too: the calls in the prefix run, while zip tools see a clean archive."
+
+
+def salvage(source: Source, limit: int = 100_000) -> ZipArchive:
+    """Members found by walking local headers from the start, for an archive whose central
+    directory is gone (a truncated download). Streaming unzippers read files this way."""
+    members: list[ZipMember] = []
+    pos = 0
+    while pos + _LOCAL_FMT.size <= source.size and len(members) < limit:
+        head = source.read(pos, _LOCAL_FMT.size)
+        if head[:4] != LOCAL:
+            break
+        fields = _LOCAL_FMT.unpack(head)
+        flags, method, _, _, crc, csize, usize, n_len, e_len = fields[3:12]
+        raw = source.read(pos + _LOCAL_FMT.size, n_len)
+        extra = source.read(pos + _LOCAL_FMT.size + n_len, e_len)
+        usize, csize, _ = _zip64_extra(extra, usize, csize, 0)
+        data_offset = pos + _LOCAL_FMT.size + n_len + e_len
+        if flags & FLAG_DESCRIPTOR and csize == 0:
+            break  # the size is only in a data descriptor after the data: cannot step over it
+        members.append(ZipMember(len(members), raw, _decode_name(raw, flags), flags, method, crc, csize,
+                                 usize, pos, pos, data_offset, raw))
+        pos = data_offset + csize
+    return ZipArchive(members, 0, source.size, 0, source.size, source.size)

@@ -48,6 +48,8 @@ DTYPES: dict[str, tuple[str, int]] = {
 }
 for _name, (_code, _size, _torch) in STORAGE_DTYPES.items():
     DTYPES.setdefault(_torch, (_code, _size))
+# Bytes per element of every code above (spec.DTYPE_SIZES knows only the SafeTensors ones).
+ITEMSIZES = {code: size for code, size in DTYPES.values()}
 
 TENSOR_REBUILDERS = ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
                      "torch._utils._rebuild_tensor")

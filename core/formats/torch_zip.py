@@ -16,7 +16,7 @@ from airlock.core.convert.spec import StorageRef
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Severity
 from airlock.core.formats import zip as zipf
-from airlock.core.formats.torch_checkpoint import Lookup, PersistentTensor, TensorInfo, walk
+from airlock.core.formats.torch_checkpoint import ITEMSIZES, Lookup, PersistentTensor, TensorInfo, walk
 from airlock.core.formats.torch_rules import WeightsOnly, weights_only_refusal
 from airlock.core.limits import Limits
 from airlock.core.pickle import PickleRun
@@ -182,7 +182,7 @@ def add_tensors(source: Source, ctx: ScanContext, root: Node, run: PickleRun,
     if len(problems) > MAX_PROBLEMS:
         ctx.report(Malformed, f"{len(problems) - MAX_PROBLEMS:,} more tensors could not be described",
                    node=group, offset=run.start, member=pickle_member)
-    total = sum(i.spec.nbytes for i in infos if i.spec is not None)
+    total = sum(i.spec.numel * ITEMSIZES[i.spec.dtype] for i in infos if i.spec is not None)
     root.attrs["tensor_bytes"] = total
 
     def page(start: int, stop: int) -> list[Node]:
@@ -198,10 +198,10 @@ def tensor_node(info: TensorInfo, source: Source) -> Node:
         spec = info.spec
         ref = spec.storage
         attrs.update(shape=spec.shape, strides=spec.strides, storage=safe_text(ref.key, 60),
-                     storage_offset=spec.storage_offset, size=spec.numel * _itemsize(spec.dtype, ref),
+                     storage_offset=spec.storage_offset, size=spec.numel * ITEMSIZES[spec.dtype],
                      st_dtype=spec.dtype, contiguous=spec.is_contiguous)
         if ref.compression == 0:
-            offset = ref.file_offset + spec.storage_offset * _itemsize(spec.dtype, ref)
+            offset = ref.file_offset + spec.storage_offset * ITEMSIZES[spec.dtype]
             length = attrs["size"] if spec.is_contiguous else None
     if info.parameter:
         attrs["parameter"] = True
@@ -211,15 +211,6 @@ def tensor_node(info: TensorInfo, source: Source) -> Node:
         attrs["problem"] = safe_text(info.problem, 200)
     return Node(TENSOR, safe_text(info.path or "<root>", 200), offset=offset, length=length,  # type: ignore[arg-type]
                 member=source.member, attrs=attrs)
-
-
-def _itemsize(code: str, ref: StorageRef) -> int:
-    from airlock.core.formats.torch_checkpoint import DTYPES
-
-    for c, size in DTYPES.values():
-        if c == code:
-            return size
-    return ref.itemsize
 
 
 # For the converter (torch_checkpoint.read_checkpoint).

@@ -30,6 +30,7 @@ from airlock.core.zipread import (
     open_archive,
     peek_names,
     read_member,
+    salvage,
 )
 
 NAME = "zip"
@@ -42,9 +43,10 @@ _SNIFF_WHOLE = 64 * 1024**2  # members up to this size are sniffed whole, bigger
 
 
 def sniff_source(source: Source) -> int:
-    if peek_names(source, 1) is None:
-        return 0
     head = source.head(512)
+    if peek_names(source, 1) is None:
+        # No end record: a truncated archive, still one by its first local header.
+        return 40 if head[:4] == LOCAL else 0
     # A pickle in front of a zip: this module (or torch_zip) must read it, not the pickle module,
     # so that the archive behind it is seen too.
     if head[:4] != LOCAL and looks_like_pickle(head) > 0:
@@ -54,7 +56,15 @@ def sniff_source(source: Source) -> int:
 
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
-    archive = open_checked(source, ctx, root)
+    try:
+        archive = open_checked(source, ctx, root)
+    except FormatError as exc:
+        if source.head(4) != LOCAL:
+            raise
+        ctx.report(Malformed, f"malformed zip: {exc.message}; members were recovered from their local "
+                   "headers (torch and zipfile refuse the file)", node=root, offset=exc.offset)
+        archive = salvage(source, ctx.limits.max_zip_members)
+        root.attrs["salvaged"] = True
     nodes: dict[int, Node] = {}
     for m in archive.members[:MAX_MEMBER_NODES]:
         ctx.check()
