@@ -340,9 +340,7 @@ class _Parser:
         root.attrs["alignment"] = alignment
         infos, end = self.read_infos(kvs_end)
         header.length = end
-        data_start = -(-end // alignment) * alignment
-        root.attrs["data_offset"] = data_start
-        self.check_tensors(infos, data_start, alignment, complete=len(infos) == self.n_tensors)
+        self.check_tensors(infos, end, alignment, complete=len(infos) == self.n_tensors)
 
     def truncated(self, short: _Short, missing: str) -> None:
         self.ctx.report(Truncated, f"truncated: {safe_text(short.what, 200)} needs {short.need:,} bytes at "
@@ -372,8 +370,8 @@ class _Parser:
             end = pos
         except _Short as short:
             i = len(self.kvs)
-            self.truncated(short, f"KV pairs {i + 1:,} to {n:,} of {n:,}, all {self.n_tensors:,} tensor "
-                           "infos and the tensor data")
+            self.truncated(short, f"KV pairs {i + 1:,} to {n:,} of {n:,}, the {self.n_tensors:,} tensor "
+                           "info(s) and the tensor data")
         except FormatError as exc:
             self.ctx.report(MalformedHeader, f"malformed: {exc.message}; {n - len(self.kvs):,} KV pairs, "
                             "the tensor infos and the tensor data were not read", node=self.root,
@@ -507,8 +505,10 @@ class _Parser:
                             "were not read", node=self.root, offset=exc.offset)
         return infos, pos
 
-    def check_tensors(self, infos: list[_Tensor], data_start: int, alignment: int, *, complete: bool) -> None:
+    def check_tensors(self, infos: list[_Tensor], header_end: int, alignment: int, *, complete: bool) -> None:
         ctx, size, quant = self.ctx, self.r.size, self.c.quant
+        data_start = -(-header_end // alignment) * alignment
+        self.root.attrs["data_offset"] = data_start
         problems: list[tuple[type[Rule], _Tensor, str]] = []
         seen: set[str] = set()
         for t in infos:
@@ -539,7 +539,7 @@ class _Parser:
                                  f"multiple of the {quant[t.ttype][0]} block size {block}"))
                 continue
             t.nbytes = numel // block * per_block
-        layout, end = self.layout(infos, alignment)
+        layout, end, padded = self.layout(infos, alignment)
         past = [t for t in infos if t.nbytes is not None and data_start + t.data + t.nbytes > size]
         anchors = self.add_tensor_nodes(infos, data_start, {id(t) for t in past})
         for rule, t, message in problems:
@@ -558,19 +558,21 @@ class _Parser:
                        f"{len(past):,} of {len(infos):,} tensors are missing or cut (first "
                        f"{safe_text(first.name, 80)!r}), {human_size(needed - size)} missing",
                        node=anchors.get(first.name, self.root), offset=size)
-        if complete and end is not None and size > data_start + end:
-            self.trailing(data_start + end)
+        if complete and end is not None:
+            self.trailing(header_end if not infos else data_start + end, data_start + padded)
 
-    def layout(self, infos: list[_Tensor], alignment: int) -> tuple[list[tuple[_Tensor, int]], int | None]:
-        """Tensors not where llama.cpp's loader expects them, and the padded end of the data."""
+    def layout(self, infos: list[_Tensor],
+               alignment: int) -> tuple[list[tuple[_Tensor, int]], int | None, int]:
+        """Tensors not where llama.cpp's loader expects them, and the end of the data (bare, padded)."""
         expected, wrong = 0, list[tuple[_Tensor, int]]()
         for t in infos:
             if t.nbytes is None:
-                return wrong, None  # the size of everything after an unknown type is unknown
+                return wrong, None, 0  # the size of everything after an unknown type is unknown
             if t.data != expected:
                 wrong.append((t, expected))
             expected += -(-t.nbytes // alignment) * alignment
-        return wrong, max([expected, *(t.data + (t.nbytes or 0) for t in infos)])
+        ends = [t.data + (t.nbytes or 0) for t in infos]
+        return wrong, max(ends, default=0), max([expected, *ends])
 
     def add_tensor_nodes(self, infos: list[_Tensor], data_start: int, past: set[int]) -> dict[str, Node]:
         from airlock.core.formats.safetensors import add_tensor_tree
@@ -591,9 +593,14 @@ class _Parser:
 
         return add_tensor_tree(group, [(t.name, t.nbytes or 0, t) for t in infos], leaf)
 
-    def trailing(self, start: int) -> None:
+    def trailing(self, start: int, padded_end: int) -> None:
+        """Bytes after the last tensor that are more than zero padding: shown and sniffed."""
         source, ctx = self.source, self.ctx
         length = source.size - start
+        if length <= 0:
+            return
+        if source.size <= padded_end and not source.read(start, length).strip(b"\0"):
+            return  # alignment padding
         node = self.root.child(DATA, f"bytes after the tensor data ({length:,})", offset=start, length=length,
                                member=self.member, attrs={"size": length,
                                                           "preview": safe_text(source.read(start, 32), 48)})

@@ -1,0 +1,243 @@
+"""GGUF: every THREATS class flagged, GGUFWriter output clean and read exactly as GGUFReader reads it."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fixtures.gguf_files import G, hostile_files, small, system_pickle, vocabulary, writer_files
+
+from airlock.core.findings import Severity
+from airlock.core.formats import gguf as gguf_format
+from airlock.core.scan import scan_bytes, scan_file
+from airlock.core.text import safe_text
+from airlock.core.tree import ARRAY, TEMPLATE, TENSOR
+
+HOSTILE = hostile_files()
+WRITTEN = writer_files()
+N_TOKENS = 151_936
+
+
+def scan(data, name="model.gguf"):
+    result = scan_bytes(data, name)
+    return result
+
+
+def rules(result):
+    return {f.rule for f in result.findings}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_file_is_flagged_by_its_rule(name):
+    data, rule, severity = HOSTILE[name]
+    result = scan(data)
+    assert rule in rules(result), [(f.rule, f.message) for f in result.findings]
+    assert result.severity >= severity
+    assert "AIR001" not in rules(result)
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN) + ["handmade", "v1", "v2_big_endian"])
+def test_benign_files_are_clean(name):
+    data = {"handmade": small(), "v1": small(G(version=1)), "v2_big_endian": small(G(version=2, endian=">"))}.get(
+        name) or WRITTEN[name]
+    result = scan(data)
+    assert result.format == "gguf"
+    assert result.findings == [], [f.message for f in result.findings]
+
+
+def _by_kind(root, kind, expand=False):
+    return [n for n in root.walk(expand_lazy=expand) if n.kind == kind]
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN))
+def test_tree_agrees_with_gguf_reader(tmp_path, name):
+    import gguf
+
+    path = tmp_path / name
+    path.write_bytes(WRITTEN[name])
+    reader = gguf.GGUFReader(str(path))
+    result = scan_file(path)
+    metadata = next(c for c in result.root if c.label.startswith("metadata"))
+    ours = {n.attrs["key"]: n for n in metadata}
+    theirs = {k: f for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    assert list(ours) == list(theirs)
+    for key, field in theirs.items():
+        node = ours[key]
+        assert node.offset == field.offset
+        assert node.attrs["type"] == field.types[0].name.lower()
+        if node.kind == ARRAY:
+            values = [safe_text(v) if isinstance(v, str) else v for v in field.contents()]
+            got = []  # gguf-py flattens arrays of arrays; so does this comparison
+            for c in node:
+                got += [g.attrs["value"] for g in c] if c.kind == ARRAY else [c.attrs["value"]]
+            assert got == (pytest.approx(values) if isinstance(values[0], float) else values)
+        elif node.kind == TEMPLATE:
+            assert node.attrs["text"] == field.contents()
+        else:
+            assert node.attrs["value"] == pytest.approx(field.contents())
+    tensors = {n.attrs["name"]: n for n in _by_kind(result.root, TENSOR)}
+    assert list(tensors) == [t.name for t in reader.tensors] or set(tensors) == {t.name for t in reader.tensors}
+    for t in reader.tensors:
+        node = tensors[t.name]
+        assert node.attrs["dtype"] == t.tensor_type.name
+        assert node.attrs["shape"] == tuple(int(d) for d in t.shape)
+        assert node.attrs["size"] == t.n_bytes
+        assert node.offset == node.attrs["data_offset"] == t.data_offset
+        assert node.attrs["info_offset"] == t.field.offset
+    result.close()
+
+
+def test_tensors_are_grouped_and_templates_are_template_nodes():
+    result = scan(WRITTEN["tiny.gguf"])
+    q = next(n for n in _by_kind(result.root, TENSOR) if n.attrs["name"] == "blk.0.attn_q.weight")
+    assert q.path().split(" / ")[-3:] == ["blk", "0", "attn_q", "weight"][-3:]
+    templates = _by_kind(result.root, TEMPLATE)
+    assert [t.attrs["key"] for t in templates] == ["tokenizer.chat_template", "tokenizer.chat_template.rag"]
+    assert all("text" in t.attrs for t in templates)
+
+
+def test_escaping_template_names_its_line():
+    result = scan(HOSTILE["chat_template_escape"][0])
+    (finding,) = [f for f in result.findings if f.rule == "TPL001"]
+    assert finding.severity == Severity.CRITICAL
+    assert "line 1" in finding.message and "cycler.__init__.__globals__" in finding.message
+    assert finding.node.kind == TEMPLATE and finding.node.attrs["findings_lines"] == [1]
+
+
+def test_trailing_pickle_is_sniffed_and_named():
+    data = HOSTILE["trailing_pickle"][0]
+    result = scan(data)
+    trailing = next(f for f in result.findings if f.rule == "AIR008")
+    assert "pickle" in trailing.message and "system" in trailing.message
+    assert trailing.offset == len(data) - len(system_pickle())
+    assert any(f.severity == Severity.CRITICAL for f in result.findings)
+
+
+def test_every_cut_of_a_real_file_is_one_truncated_finding():
+    data = WRITTEN["tiny.gguf"]
+    full = scan(data)
+    n_tensors = len(_by_kind(full.root, TENSOR))
+    data_start = full.root.attrs["data_offset"]
+    last_end = max(n.offset + n.length for n in _by_kind(full.root, TENSOR))
+    for cut in range(8, last_end, 3):
+        result = scan(data[:cut])
+        high = [f for f in result.findings if f.severity >= Severity.HIGH]
+        assert len(high) == 1, (cut, [f.message for f in result.findings])
+        assert "truncated" in high[0].message
+        assert "AIR001" not in rules(result)
+        if cut >= data_start:  # the whole header is there: so is every tensor info
+            assert len(_by_kind(result.root, TENSOR)) == n_tensors
+            assert "missing or cut" in high[0].message
+
+
+def test_truncated_download_names_what_is_missing():
+    data = vocabulary(5000)
+    result = scan(data[: len(data) // 2])
+    (finding,) = [f for f in result.findings if f.severity >= Severity.HIGH]
+    assert finding.rule == "GG001"
+    assert finding.message.startswith("truncated: KV #4 'tokenizer.ggml.token_type'")
+    assert "missing: KV pairs 4 to 5 of 5, the 1 tensor info(s) and the tensor data" in finding.message
+    assert any(n.attrs.get("key") == "tokenizer.ggml.tokens" for n in result.root.walk())
+
+
+@pytest.fixture(scope="module")
+def vocab_file(tmp_path_factory):
+    from test_templates import QWEN_TOOLS
+
+    path = tmp_path_factory.mktemp("gguf") / "qwen-vocab.gguf"
+    path.write_bytes(vocabulary(N_TOKENS, QWEN_TOOLS))
+    return path
+
+
+def test_large_vocabulary_opens_lazily(vocab_file):
+    start = time.perf_counter()
+    result = scan_file(vocab_file)
+    elapsed = time.perf_counter() - start
+    assert result.findings == []
+    assert sum(1 for _ in result.root.walk()) < 1000
+    tokens = next(n for n in result.root.walk() if n.attrs.get("key") == "tokenizer.ggml.tokens")
+    assert tokens.is_lazy and tokens.child_count == N_TOKENS
+    assert tokens.child_at(N_TOKENS - 1).attrs["value"] == f"Ġtok{N_TOKENS - 1}"
+    assert tokens.child_at(70_000).label == "[70,000] Ġtok70000"
+    types = next(n for n in result.root.walk() if n.attrs.get("key") == "tokenizer.ggml.token_type")
+    assert [c.attrs["value"] for c in types.children(0, 3)] == [1, 1, 1]
+    assert elapsed < 5  # generous: the whole-process number is measured in the next test
+    result.close()
+
+
+def test_whole_process_scan_of_a_large_vocabulary(vocab_file):
+    code = ("import sys, time; t = time.perf_counter(); from airlock.core.cli import main; "
+            "rc = main(['scan', '--format', 'json', sys.argv[1]]); "
+            "print(time.perf_counter() - t, 'numpy' in sys.modules, 'gguf' in sys.modules, file=sys.stderr); "
+            "sys.exit(rc)")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, str(vocab_file)], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["files"][0]["format"] == "gguf" and report["files"][0]["findings"] == []
+    _, numpy_loaded, gguf_loaded = proc.stderr.split()
+    # Only gguf's constants module is needed, not the package (which pulls numpy, ~0.3 s).
+    assert (numpy_loaded, gguf_loaded) == ("False", "False")
+    print(f"whole-process scan of a {N_TOKENS:,}-token GGUF: {wall:.2f} s")
+
+
+def test_gguf_and_jinja2_are_not_imported_for_other_formats():
+    code = ("import sys; from airlock.core.scan import scan_bytes; import pickle; "
+            "scan_bytes(pickle.dumps([1, 2]), 'x.pkl'); "
+            "print([m for m in ('gguf', 'jinja2', 'numpy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_nested_arrays_are_lazy_too():
+    result = scan(WRITTEN["tiny.gguf"])
+    nested = next(n for n in result.root.walk() if n.attrs.get("key") == "llama.nested")
+    assert nested.child_count == 2
+    assert [[g.attrs["value"] for g in c] for c in nested] == [[1, 2], [3]]
+
+
+def test_big_endian_is_read_as_big_endian():
+    result = scan(WRITTEN["big_endian.gguf"])
+    assert result.root.attrs["byte_order"] == "big-endian"
+    ctx_len = next(n for n in result.root.walk() if n.attrs.get("key") == "llama.context_length")
+    assert ctx_len.attrs["value"] == 4096
+
+
+def test_lazy_pages_read_after_the_time_budget(vocab_file):
+    from airlock.core.limits import Limits
+
+    result = scan_file(vocab_file, limits=Limits(time_budget_s=5))
+    nested_ok = next(n for n in result.root.walk() if n.attrs.get("key") == "tokenizer.ggml.merges")
+    time.sleep(0)  # expansion later must not consult the scan's clock
+    assert nested_ok.child_at(1000).attrs["value"] == "Ġ t1000"
+    result.close()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_files_never_crash_the_parser(data):
+    seed = WRITTEN["tiny.gguf"]
+    blob = bytearray(seed)
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(4, len(blob) - 1))
+        blob[i] = data.draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, data.draw(st.integers(0, 255))]))
+    result = scan(bytes(blob))
+    assert "AIR001" not in rules(result), [f.message for f in result.findings]
+    for node in result.root.walk():
+        if node.is_lazy:
+            node.children(0, 3)  # pages of a mutated file build too
+
+
+def test_sniff():
+    assert gguf_format.sniff(WRITTEN["tiny.gguf"][:64], 64) == 100
+    assert gguf_format.sniff(b"GGUF\x07\x00\x00\x00", 8) == 80
+    assert gguf_format.sniff(b"GGML" + bytes(8), 12) == 0
+    assert os.path.splitext("x.gguf")[1] in gguf_format.EXTENSIONS
