@@ -18,7 +18,7 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
-from airlock.core.findings import Rule, Severity, TrailingData
+from airlock.core.findings import LimitExceeded, Rule, Severity, TrailingData
 from airlock.core.source import Source
 from airlock.core.text import human_size, safe_text
 from airlock.core.tree import (
@@ -46,6 +46,10 @@ INT64_MAX = 2**63 - 1
 DEFAULT_ALIGNMENT = 32
 PREVIEW_BYTES = 1024  # of a string value, for its label
 HIDDEN_SNIFF_CAP = 64 * 1024**2
+# Real files have tens of KV pairs and at most tens of thousands of tensors; a hostile count with a
+# file full of tiny records would otherwise cost a record per entry (memory, not just time).
+MAX_KV_PAIRS = 100_000
+MAX_TENSORS = 1_000_000
 
 
 class Truncated(Rule):
@@ -200,7 +204,7 @@ class _Reader:
         return bytes(self.buf[start:start + min(length, limit)]).decode("utf-8", errors="backslashreplace")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Array:
     etype: int
     count: int
@@ -209,7 +213,7 @@ class _Array:
     marks: list[int] | None  # offset of every PAGE_SIZE-th element, for variable-size elements
 
 
-@dataclass
+@dataclass(slots=True)
 class _KV:
     index: int
     key: str
@@ -219,7 +223,7 @@ class _KV:
     value: Any  # scalar, (start, length) of a string, or _Array
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tensor:
     name: str
     offset: int  # of its info record
@@ -347,6 +351,10 @@ class _Parser:
                         f"offset {short.offset:,} but only {short.have:,} remain; missing: {missing}"
                         f"{self.counts_note}", node=self.root, offset=short.offset)
 
+    def over_limit(self, count: int, limit: int, what: str, pos: int) -> None:
+        self.ctx.report(LimitExceeded, f"the header declares {count:,} {what}; Airlock read the first "
+                        f"{limit:,} and did not inspect the rest of the file", node=self.root, offset=pos)
+
     counts_note = ""
     n_tensors = 0
     n_kv = 0
@@ -358,7 +366,7 @@ class _Parser:
         group = self.root.child(GROUP, f"metadata ({n:,})", offset=pos, member=self.member)
         end: int | None = None
         try:
-            for i in range(n):
+            for i in range(min(n, MAX_KV_PAIRS)):
                 self.ctx.tick(64)
                 start = pos
                 koff, klen, pos = r.string(pos, f"KV #{i + 1} key")
@@ -367,7 +375,10 @@ class _Parser:
                 vtype = r.u32(pos, f"{what} value type")
                 value, pos = self.skip_value(vtype, pos + 4, what)
                 self.kvs.append(_KV(i, key, start, pos, vtype, value))
-            end = pos
+            if n <= MAX_KV_PAIRS:
+                end = pos
+            else:
+                self.over_limit(n, MAX_KV_PAIRS, "KV pairs", pos)  # end stays None: stop here
         except _Short as short:
             i = len(self.kvs)
             self.truncated(short, f"KV pairs {i + 1:,} to {n:,} of {n:,}, the {self.n_tensors:,} tensor "
@@ -480,7 +491,7 @@ class _Parser:
         r, n, w = self.r, self.n_tensors, self.r.cnt.size
         infos: list[_Tensor] = []
         try:
-            for j in range(n):
+            for j in range(min(n, MAX_TENSORS)):
                 self.ctx.tick(256)
                 start = pos
                 noff, nlen, pos = r.string(pos, f"tensor info #{j + 1} name")
@@ -498,6 +509,8 @@ class _Parser:
                 (data,) = struct.unpack_from(r.endian + "Q", r.buf, pos + 4)
                 pos += 12
                 infos.append(_Tensor(name, start, tuple(int(d) for d in dims), ttype, int(data), nlen))
+            if n > MAX_TENSORS:
+                self.over_limit(n, MAX_TENSORS, "tensors", pos)
         except _Short as short:
             self.truncated(short, f"tensor infos {len(infos) + 1:,} to {n:,} of {n:,} and the tensor data")
         except FormatError as exc:

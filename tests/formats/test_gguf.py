@@ -43,7 +43,7 @@ def test_hostile_file_is_flagged_by_its_rule(name):
     assert "AIR001" not in rules(result)
 
 
-@pytest.mark.parametrize("name", sorted(WRITTEN) + ["handmade", "v1", "v2_big_endian"])
+@pytest.mark.parametrize("name", [*sorted(WRITTEN), "handmade", "v1", "v2_big_endian"])
 def test_benign_files_are_clean(name):
     data = {"handmade": small(), "v1": small(G(version=1)), "v2_big_endian": small(G(version=2, endian=">"))}.get(
         name) or WRITTEN[name]
@@ -241,3 +241,26 @@ def test_sniff():
     assert gguf_format.sniff(b"GGUF\x07\x00\x00\x00", 8) == 80
     assert gguf_format.sniff(b"GGML" + bytes(8), 12) == 0
     assert os.path.splitext("x.gguf")[1] in gguf_format.EXTENSIONS
+
+
+def test_hundreds_of_keys_are_lazy_and_still_checked():
+    g = G()
+    kvs = [g.kv_u32(f"key.{i}", i) for i in range(300)]
+    kvs += [g.kv_u32("key.7", 7), g.kv_str("tokenizer.chat_template", "{{ joiner.__init__.__globals__ }}")]
+    result = scan(g.file(kvs, []))
+    metadata = next(c for c in result.root if c.label.startswith("metadata"))
+    assert metadata.is_lazy and metadata.child_count == 302
+    assert sum(1 for _ in result.root.walk()) < 20
+    assert metadata.child_at(299).attrs["value"] == 299
+    found = {f.rule: f for f in result.findings}
+    assert set(found) == {"GG003", "TPL001"}
+    assert found["GG003"].node is metadata and found["GG003"].offset > 0
+    assert found["TPL001"].node.kind == TEMPLATE
+
+
+def test_counts_over_the_limit_stop_reading(monkeypatch):
+    monkeypatch.setattr(gguf_format, "MAX_KV_PAIRS", 10)
+    g = G()
+    result = scan(g.file([g.kv_u32(f"k{i}", i) for i in range(20)], []))
+    assert [f.rule for f in result.findings] == ["AIR003"]
+    assert "20 KV pairs" in result.findings[0].message
