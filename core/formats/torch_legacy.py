@@ -21,7 +21,7 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.convert.spec import StorageRef, TensorSpec
 from airlock.core.errors import FormatError
-from airlock.core.findings import Malformed
+from airlock.core.findings import Malformed, Severity
 from airlock.core.formats.torch_checkpoint import STORAGE_DTYPES, TensorInfo, persistent_refs, walk
 from airlock.core.formats.torch_rules import LegacyTrailing, weights_only_refusal
 from airlock.core.limits import Limits
@@ -40,6 +40,25 @@ MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 _PICKLES = ("magic number", "protocol version", "sys_info", "main pickle", "storage keys")
 TAR_MEMBERS = ("sys_info", "storages", "tensors", "pickle")
+
+
+class LegacyMachine(Machine):
+    """The machine with torch's legacy `persistent_load`: an id ('module', cls, file, source) —
+    how the legacy format pickles nn.Module classes — loads as the class itself."""
+
+    def op_BINPERSID(self, op: Any) -> None:
+        super().op_BINPERSID(op)
+        self._module_class()
+
+    def op_PERSID(self, op: Any) -> None:
+        super().op_PERSID(op)
+        self._module_class()
+
+    def _module_class(self) -> None:
+        ref = self.stack[-1]
+        pid = ref.pid.items if isinstance(ref, PersistentRef) and isinstance(ref.pid, PTuple) else []
+        if len(pid) >= 2 and _text(pid[0]) == "module":
+            self.stack[-1] = pid[1]
 
 
 def _first_value(head: bytes) -> Any:
@@ -90,6 +109,12 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     layout = StorageLayout(source, main.result, keys.result, keys.end)
     for message, offset in layout.problems:
         ctx.report(Malformed, f"malformed legacy checkpoint: {message}", node=root, offset=offset)
+    untyped = untyped_storage(main.result)
+    if untyped is not None:
+        # torch.save writes these (fp8, uint16/32/64) but its legacy loader asks the storage type
+        # for a dtype it lacks: torch.load fails. A broken file, not an attack.
+        ctx.report(Malformed, "torch's legacy loader cannot load untyped storages (the fp8 and uint16/32/64 "
+                   "dtypes): torch.load fails on this file", node=root, offset=untyped, severity=Severity.LOW)
     from airlock.core.formats.torch_zip import add_tensors
 
     add_tensors(source, ctx, root, main, layout.lookup, source.member)
@@ -111,8 +136,17 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     return root
 
 
+def untyped_storage(main: Any) -> int | None:
+    """Offset of the first persistent id naming an UntypedStorage, which the legacy loader refuses."""
+    for ref in persistent_refs(main):
+        pid = ref.pid.items if isinstance(ref.pid, PTuple) else []
+        if len(pid) >= 2 and isinstance(pid[1], Global) and pid[1].name == "UntypedStorage":
+            return ref.offset
+    return None
+
+
 def _read_pickles(source: Source, ctx: ScanContext, root: Node) -> list[PickleRun]:
-    machine = Machine(source.buffer, limits=ctx.limits, tick=ctx.check)
+    machine = LegacyMachine(source.buffer, limits=ctx.limits, tick=ctx.check)
     runs: list[PickleRun] = []
     pos = 0
     for label in _PICKLES:
@@ -204,7 +238,7 @@ def load_structure(source: Source, limits: Limits) -> tuple[Any, str]:
     head = source.head(512)
     if _tar_name(head) in TAR_MEMBERS and _tar_checksum_ok(head):
         return load_tar_structure(source, limits), "torch_tar"
-    machine = Machine(source.buffer, limits=limits)
+    machine = LegacyMachine(source.buffer, limits=limits)
     runs, pos = [], 0
     for label in _PICKLES:
         run = machine.run_one(pos, source.size)
@@ -215,6 +249,8 @@ def load_structure(source: Source, limits: Limits) -> tuple[Any, str]:
     if runs[0].result != MAGIC_NUMBER:
         raise FormatError("not a legacy torch checkpoint: bad magic number", 0)
     layout = StorageLayout(source, runs[3].result, runs[4].result, runs[4].end)
+    if untyped_storage(runs[3].result) is not None:
+        raise FormatError("untyped storages in a legacy checkpoint: torch.load cannot read it either", 0)
     if layout.problems:
         raise FormatError(layout.problems[0][0], layout.problems[0][1])
     return _replace(runs[3].result, layout.lookup), "torch_legacy"
