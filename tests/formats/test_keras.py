@@ -1,0 +1,210 @@
+"""Keras .h5 and .keras: config walk (Lambda, gadgets, modules, custom objects), HDF5 tree, links."""
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fixtures import keras_files as K
+
+from airlock.core.findings import Severity
+from airlock.core.formats import keras as keras_format
+from airlock.core.formats.keras_config import readable_names
+from airlock.core.scan import scan_bytes, scan_file
+
+
+def _rules(result):
+    return sorted({f.rule for f in result.findings})
+
+
+def _nodes(result, kind):
+    return [n for n in result.root.walk() if n.kind == kind]
+
+
+@pytest.mark.parametrize("entry", K.corpus(), ids=lambda e: e[0])
+def test_corpus_entry(entry):
+    name, data, want = entry
+    result = scan_bytes(data, name)
+    assert result.format == "keras"
+    if want >= Severity.HIGH:
+        assert result.severity >= want, result.findings
+    else:
+        assert result.severity == want, [f.message for f in result.findings]
+
+
+EXPECTED = {
+    "lambda_keras3": "KRS001", "lambda_in_time_distributed": "KRS001", "lambda_in_bidirectional_backward": "KRS001",
+    "lambda_in_submodel": "KRS001", "lambda_in_functional": "KRS001", "lambda_as_activation": "KRS001",
+    "os_system_function": "KRS002", "builtins_exec_layer": "KRS002", "subprocess_popen_layer": "KRS002",
+    "keras_get_file": "KRS002", "keras_src_get_file": "KRS002", "enable_unsafe_deserialization": "KRS002",
+    "dunder_walk": "KRS002", "unknown_module_function": "KRS003", "unknown_module_layer": "KRS003",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_hostile_config_gets_its_rule(name):
+    result = scan_bytes(K.keras_zip(K.hostile_configs()[name]), f"{name}.keras")
+    assert _rules(result) == [EXPECTED[name]]
+    want = Severity.HIGH if EXPECTED[name] == "KRS003" else Severity.CRITICAL
+    assert result.severity == want
+
+
+def test_lambda_shows_code_size_and_names_without_unmarshalling():
+    result = scan_bytes(K.keras_zip(K.sequential([K.lambda_keras3("evil")])), "m.keras")
+    (finding,) = result.findings
+    code = K.lambda_code()
+    assert f"{len(code):,} bytes of marshalled Python bytecode" in finding.message
+    assert "system" in finding.message and "MARKER" in finding.message and "'evil'" in finding.message
+    assert finding.node.kind == "layer" and finding.node.attrs["code_bytes"] == len(code)
+    assert "config.layers[1]" in finding.message
+
+
+def test_readable_names_come_from_marshal_string_records():
+    names = readable_names(K.lambda_code())
+    assert {"os", "system", "MARKER", "<lambda>"} <= set(names)
+
+
+def test_keras2_lambda_in_h5_model_config_is_critical():
+    data = K.h5_file(K.keras2_model([K.keras2_dense(), K.lambda_keras2()]))
+    result = scan_bytes(data, "m.h5")
+    assert _rules(result) == ["KRS001"] and result.severity == Severity.CRITICAL
+    assert result.findings[0].message.startswith("model_config attribute at config.layers[2]")
+
+
+def test_keras2_named_function_lambda_is_critical():
+    layer = K.lambda_keras2()
+    layer["config"].update(function="system", function_type="function", module="os")
+    result = scan_bytes(K.h5_file(K.keras2_model([layer])), "m.h5")
+    assert result.severity == Severity.CRITICAL and "os.system" in result.findings[0].message
+
+
+def test_training_config_is_walked_too():
+    training = {"loss": {"module": "os", "class_name": "function", "config": "system", "registered_name": None}}
+    result = scan_bytes(K.h5_file(K.keras2_model([K.keras2_dense()]), training_config=training), "m.h5")
+    assert _rules(result) == ["KRS002"]
+    assert result.findings[0].message.startswith("training_config attribute")
+
+
+def test_tf_op_lambda_is_judged_by_the_function_it_calls():
+    benign = {"class_name": "TFOpLambda", "config": {"name": "tf.math.add", "function": "math.add"}}
+    hostile = {"class_name": "TFOpLambda", "config": {"name": "w", "function": "io.write_file"}}
+    assert scan_bytes(K.h5_file(K.keras2_model([benign])), "m.h5").findings == []
+    result = scan_bytes(K.h5_file(K.keras2_model([hostile])), "m.h5")
+    assert _rules(result) == ["KRS002"] and "tf.io.write_file" in result.findings[0].message
+
+
+def test_custom_objects_are_medium():
+    keras2 = {"class_name": "Custom>Attention", "config": {"name": "att"}}
+    result = scan_bytes(K.h5_file(K.keras2_model([keras2])), "m.h5")
+    assert _rules(result) == ["KRS004"] and result.severity == Severity.MEDIUM
+    registered = K.k3("my_package.layers", "MyLayer", {"name": "mine"}, "my_package>MyLayer")
+    result = scan_bytes(K.keras_zip(K.sequential([registered])), "m.keras")
+    assert _rules(result) == ["KRS004"]
+    # A registered name does not excuse a denylisted module.
+    disguised = K.k3("os", "system", {"name": "x"}, "my_package>Thing")
+    assert _rules(scan_bytes(K.keras_zip(K.sequential([disguised])), "m.keras")) == ["KRS002"]
+
+
+def test_keras_own_objects_stay_clean():
+    result = scan_bytes(K.keras_zip(K.sequential([K.dense(), K.dense("d2", activation=K.k3(
+        "keras.activations", "function", "relu", "relu"))])), "m.keras")
+    assert result.findings == []
+    classes = {n.attrs["class_name"] for n in _nodes(result, "layer")}
+    assert {"Sequential", "Dense", "GlorotUniform", "L2", "MaxNorm", "DTypePolicy", "Adam"} <= classes
+
+
+def test_h5_tree_has_weights_as_tensors_at_their_file_offsets():
+    data = K.h5_file(K.keras2_model([K.keras2_dense()]))
+    result = scan_bytes(data, "m.h5")
+    tensors = {n.label: n for n in _nodes(result, "tensor")}
+    assert set(tensors) == {"kernel:0", "bias:0"}
+    kernel = tensors["kernel:0"]
+    assert kernel.attrs["dtype"] == "float32" and kernel.attrs["shape"] == (4, 2) and kernel.attrs["size"] == 32
+    with h5py.File(io.BytesIO(data), "r") as f:
+        ds = f["model_weights/dense/dense/kernel:0"]
+        assert kernel.offset == ds.id.get_offset()
+        assert data[kernel.offset:kernel.offset + 32] == ds[()].tobytes()
+    assert result.root.attrs["keras_version"] == "2.15.0"
+
+
+def test_keras_zip_weights_are_parsed_as_nested_hdf5():
+    result = scan_bytes(K.keras_zip(K.sequential([K.dense()])), "m.keras")
+    labels = {n.label for n in _nodes(result, "tensor")}
+    assert labels == {"0", "1"}
+    meta = {n.attrs.get("key"): n.attrs.get("value") for n in _nodes(result, "metadata")}
+    assert meta["keras_version"] == "3.5.0"
+
+
+def test_external_links_and_storage_in_hdf5_are_high(tmp_path):
+    def add(f):
+        f["escape"] = h5py.ExternalLink("/etc/passwd", "/data")
+        f.create_dataset("ext", shape=(4,), dtype="u1", external=[("/etc/hostname", 0, 4)])
+    path = tmp_path / "m.h5"
+    path.write_bytes(K.h5_file(K.keras2_model([K.keras2_dense()]), extra=add))
+    result = scan_file(path)
+    messages = [f.message for f in result.findings if f.rule == "KRS005"]
+    assert len(messages) == 2 and result.severity == Severity.HIGH
+    assert any("/etc/passwd" in m for m in messages) and any("/etc/hostname" in m for m in messages)
+    result.close()
+
+
+def test_hdf5_behind_a_user_block_is_found():
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", userblock_size=512) as f:
+        f.attrs["model_config"] = json.dumps(K.keras2_model([K.lambda_keras2()]))
+        f.create_dataset("w", data=np.zeros(3, dtype=np.float32))
+    result = scan_bytes(buf.getvalue(), "m.h5")
+    assert result.format == "keras" and _rules(result) == ["KRS001"]
+
+
+def test_truncated_h5_is_malformed_not_a_traceback():
+    data = K.h5_file(K.keras2_model([K.keras2_dense()]))
+    for cut in (100, len(data) // 2, len(data) - 10):
+        result = scan_bytes(data[:cut], "m.h5")
+        assert result.severity >= Severity.HIGH
+        assert {f.rule for f in result.findings} <= {"AIR002", "AIR001"}, result.findings
+
+
+def test_config_in_a_keras_zip_that_is_not_json_is_malformed():
+    result = scan_bytes(K.keras_zip(b"{broken"), "m.keras")
+    assert _rules(result) == ["AIR002"] and "config.json is not JSON" in result.findings[0].message
+
+
+def test_bad_crc_member_is_malformed():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:  # stored: the payload is visible in the file
+        zf.writestr("metadata.json", "{}")
+        zf.writestr("config.json", json.dumps(K.sequential([K.dense()])))
+    raw = bytearray(out.getvalue())
+    pos = raw.find(b'"class_name"')
+    raw[pos + 1] ^= 0x20  # the bytes change, the recorded CRC does not
+    result = scan_bytes(bytes(raw), "m.keras")
+    assert _rules(result) == ["AIR002"] and "Bad CRC-32" in result.findings[0].message
+
+
+def test_sniff():
+    h5 = K.h5_file(None)
+    assert keras_format.sniff(h5[:4096], len(h5)) == 90
+    assert keras_format.sniff(b"PK\x03\x04", 4) == 0
+    plain_zip = io.BytesIO()
+    with zipfile.ZipFile(plain_zip, "w") as zf:
+        zf.writestr("config.json", "{}")
+    assert scan_bytes(plain_zip.getvalue(), "x.zip").format != "keras"  # config.json alone is not Keras
+    assert scan_bytes(K.keras_zip(K.sequential([])), "x.bin").format == "keras"
+
+
+def test_scanning_keras_never_imports_h5py_in_the_scanning_process(tmp_path):
+    path = tmp_path / "m.h5"
+    path.write_bytes(K.h5_file(K.keras2_model([K.keras2_dense()])))
+    code = ("import sys\nfrom airlock.core.scan import scan_file\n"
+            f"r = scan_file({str(path)!r})\nassert r.format == 'keras', r.format\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('h5py', 'numpy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
