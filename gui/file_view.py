@@ -13,10 +13,11 @@ from airlock.core.text import human_size, safe_text
 from airlock.core.tree import Node
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
-from airlock.gui.tree_model import COL_NAME, HEADERS, NODE_ROLE, NodeFilter, NodeTreeModel, node_matches
+from airlock.gui.tree_model import HEADERS, NODE_ROLE, NodeFilter, NodeTreeModel, node_matches
 from airlock.gui.workers import ScanWorker, pool
 
 FIND_LIMIT = 500_000  # nodes visited by one "find next" (lazy lists included)
+COLUMN_WIDTHS = (250, 66, 92, 80, 70, 70, 70)  # Name … Risk: all visible in the default window
 
 
 class FileView(QWidget):
@@ -49,13 +50,15 @@ class FileView(QWidget):
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.tree)
         top.addWidget(self.details)
-        top.setStretchFactor(0, 5)
-        top.setStretchFactor(1, 4)
+        top.setStretchFactor(0, 3)
+        top.setStretchFactor(1, 2)
+        top.setSizes([700, 560])
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
         main.addWidget(self.findings)
         main.setStretchFactor(0, 3)
         main.setStretchFactor(1, 1)
+        main.setSizes([520, 120])
         self.splitter = main
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -119,14 +122,13 @@ class FileView(QWidget):
         self.model = NodeTreeModel(result.root, self)
         self.proxy.setSourceModel(self.model)
         header = self.tree.header()
-        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(COL_NAME, 380)
-        for col in range(1, len(HEADERS)):
+        for col in range(len(HEADERS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(col, 95)
+            header.resizeSection(col, COLUMN_WIDTHS[col])
         self.tree.selectionModel().currentChanged.connect(self._node_changed)
         root_index = self.proxy.index(0, 0)
         self.tree.expand(root_index)
+        self._expand_small(root_index)
         self._expand_risky(root_index, depth=0)
         self.details.set_source(result.source)
         self.findings.set_findings(result.findings)
@@ -135,6 +137,15 @@ class FileView(QWidget):
         self.info.setText(f"{safe_text(result.path, 300)}   ·   format {result.format}   ·   {size}   ·   "
                           f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s")
         self.details.show_node(result.root)
+
+    def _expand_small(self, root_index: QModelIndex) -> None:
+        """Open the first level when it is short, so a small model shows its tensors at once."""
+        rows = self.proxy.rowCount(root_index)
+        for row in range(min(rows, 8)):
+            child = self.proxy.index(row, 0, root_index)
+            node = child.data(NODE_ROLE)
+            if node is not None and 0 < node.child_count <= 12 and not node.is_lazy:
+                self.tree.expand(child)
 
     def _expand_risky(self, index: QModelIndex, depth: int) -> None:
         """Open the path to what matters: risky branches, a few levels deep."""

@@ -24,7 +24,7 @@ from airlock.core.findings import Severity
 from airlock.core.text import safe_text
 from airlock.gui import export, theme
 from airlock.gui.file_view import FileView
-from airlock.gui.workers import pool
+from airlock.gui.workers import pool, release_frozen
 
 MIN_WIDTH, MIN_HEIGHT = 1280, 800
 MAX_RECENT = 12
@@ -234,6 +234,7 @@ class MainWindow(QMainWindow):
         self.tabs.removeTab(index)
         view.close_result()
         view.deleteLater()
+        release_frozen()
         if not self.tabs.count():
             self.stack.setCurrentWidget(self.welcome)
         self._update_actions()

@@ -62,7 +62,7 @@ def size_text(node: Node) -> str:
 def offset_text(node: Node) -> str:
     if node.offset is None:
         return ""
-    return f"{node.offset:,}" + (" (in member)" if node.member else "")
+    return f"{node.offset:,}" + ("*" if node.member else "")  # *: relative to a container member
 
 
 def cell_text(node: Node, column: int) -> str:
@@ -86,7 +86,7 @@ def cell_text(node: Node, column: int) -> str:
 def node_tooltip(node: Node) -> str:
     lines = [safe_text(node.path(), 400)]
     if node.member:
-        lines.append(f"offsets are relative to container member {safe_text(node.member, 200)}")
+        lines.append(f"* offsets are relative to container member {safe_text(node.member, 200)}")
     for finding in node.findings[:8]:
         lines.append(f"{finding.severity.label.upper()} {finding.rule}: {safe_text(finding.message, 300)}")
     return plain_tooltip("\n".join(lines))

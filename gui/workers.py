@@ -7,6 +7,7 @@ never touches widgets. Results cross to the GUI thread through queued signal con
 
 from __future__ import annotations
 
+import gc
 import threading
 import traceback
 from collections.abc import Callable
@@ -70,6 +71,43 @@ class FunctionWorker(WorkerBase):
         return self._fn(*self._args, progress=progress, cancelled=cancelled, **self._kwargs)
 
 
+class _GcPause:
+    """No cyclic garbage collection while scans run, and the new trees frozen afterwards.
+
+    A scan builds millions of long-lived objects; each full collection then walks all of them
+    with the GIL held (0.1-0.3 s on a 150k-entry pickle), which freezes the window as surely as
+    scanning in the GUI thread would. Refcounting still frees acyclic garbage meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._paused = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._active == 0 and gc.isenabled():
+                gc.disable()
+                self._paused = True
+            self._active += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0 and self._paused:
+                gc.freeze()  # the trees live as long as their tabs: later collections skip them
+                gc.enable()
+                self._paused = False
+
+
+GC_PAUSE = _GcPause()
+
+
+def release_frozen() -> None:
+    """After a tab closes: let the collector see frozen objects again, so its tree can be freed."""
+    gc.unfreeze()
+
+
 class ScanWorker(WorkerBase):
     """Scans one file with airlock.core.scan.scan_file; returns the ScanResult (or None if cancelled)."""
 
@@ -81,10 +119,11 @@ class ScanWorker(WorkerBase):
         from airlock.core.errors import Cancelled
         from airlock.core.scan import scan_file
 
-        try:
-            return scan_file(self.path, progress=progress, cancelled=cancelled)
-        except Cancelled:
-            return None
+        with GC_PAUSE:
+            try:
+                return scan_file(self.path, progress=progress, cancelled=cancelled)
+            except Cancelled:
+                return None
 
 
 class Pool:

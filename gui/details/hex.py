@@ -22,6 +22,7 @@ from airlock.gui import theme
 
 ROW = 16
 PAGE = 4096  # bytes per page: 256 rows, cheap to render
+MAX_MARK = 1024  # a long node is marked by its first bytes: a wall of colour shows nothing
 _ADDR = 10  # "0000abcd  " prefix width
 _HEX_START = _ADDR
 _ASCII_START = _ADDR + ROW * 3 - 1 + 2  # after 16 "xx" separated by spaces, then two spaces
@@ -95,7 +96,7 @@ class HexView(QWidget):
             self._mark = None
             self._render(0 if offset is None or self._reader is None else self.page_start)
             return
-        self._mark = (offset, max(1, min(length or 1, PAGE)))
+        self._mark = (offset, max(1, min(length or 1, MAX_MARK))) if length != 0 else None
         start = offset - offset % PAGE
         # Keep some bytes before the mark visible when it sits at the top of a page.
         if offset - start < 64 and start >= PAGE:
@@ -137,7 +138,7 @@ class HexView(QWidget):
         if self._mark is not None:
             mark_start, mark_len = self._mark
             color = QColor(theme.BADGE[Severity.HIGH])
-            color.setAlpha(110)
+            color.setAlpha(90)
             fmt = QTextCharFormat()
             fmt.setBackground(color)
             doc = self.text.document()

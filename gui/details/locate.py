@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
 
-_STORED = (None, 0, "stored", "none", "STORED")
+_STORED = (None, 0, "stored", "none", "STORED")  # compression / method values meaning "as is"
 
 
 @dataclass(frozen=True)
@@ -29,27 +29,37 @@ def _member_base(node: Node, member: str) -> tuple[int | None, str]:
     while walk is not None and walk.member == member:
         walk = walk.parent
     # `walk` is the first ancestor in the container's coordinates: the member's entry, or an
-    # ancestor of it. The entry itself (or the member's file node just below it) says where.
-    candidates = [n for n in (walk, _child_in_member(walk, member)) if n is not None]
+    # ancestor of it whose children include the entry (or the member's own file node).
+    candidates = [n for n in (walk, *_entries_for(walk, member)) if n is not None]
     for cand in candidates:
-        data_offset = cand.attrs.get("data_offset")
-        if not isinstance(data_offset, int):
+        start = _data_start(cand)
+        if start is None:
             continue
-        compression = cand.attrs.get("compression")
+        compression = cand.attrs.get("compression", cand.attrs.get("method"))
         if compression not in _STORED:
             return None, f"member {safe_text(member, 120)} is compressed ({safe_text(str(compression), 20)})"
-        base = resolve(cand, data_offset, from_member=cand.member)
+        base = resolve(cand, start, from_member=cand.member)
         return base.offset, base.note
     return None, f"the location of member {safe_text(member, 120)} in the file is not recorded"
 
 
-def _child_in_member(container_node: Node | None, member: str) -> Node | None:
-    if container_node is None or container_node.is_lazy:
-        return None
-    for child in container_node.children(0, 2000):
-        if child.member == member:
-            return child
+def _data_start(entry: Node) -> int | None:
+    """Where an entry's stored bytes begin: recorded, or implied by its span and compressed size."""
+    data_offset = entry.attrs.get("data_offset")
+    if isinstance(data_offset, int):
+        return data_offset
+    compressed = entry.attrs.get("compressed")
+    if isinstance(compressed, int) and isinstance(entry.offset, int) and isinstance(entry.length, int) \
+            and 0 <= compressed <= entry.length:
+        return entry.offset + entry.length - compressed  # a zip entry: local header, then the data
     return None
+
+
+def _entries_for(container_node: Node | None, member: str) -> list[Node]:
+    if container_node is None or container_node.is_lazy:
+        return []
+    return [child for child in container_node.children(0, 5000)
+            if child.member == member or (child.label == member and child.member != member)]
 
 
 def resolve(node: Node, offset: int | None, *, from_member: str | None) -> Location:

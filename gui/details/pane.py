@@ -136,6 +136,8 @@ class DetailsPane(QSplitter):
         if self._source is None:
             return
         length = loc.length if loc.length is not None else node.length
+        if node.parent is None and loc.offset == 0:
+            length = 0  # the whole file: marking every byte would hide nothing and show nothing
         self.hex.show_at(loc.offset, length, loc.note)
 
     def _show_special(self, node: Node) -> int | None:

@@ -87,7 +87,7 @@ def _gguf_quant(code: str) -> tuple[int, int] | None:
 def tensor_ref(node: Node) -> TensorRef | str:
     """Where this tensor's bytes are, or why statistics cannot be computed."""
     attrs = node.attrs
-    dtype_text = attrs.get("dtype")
+    dtype_text = attrs.get("st_dtype") or attrs.get("dtype")  # torch nodes carry both spellings
     shape = attrs.get("shape")
     if not isinstance(dtype_text, str) or not isinstance(shape, tuple | list):
         return "this node has no dtype and shape"
@@ -106,6 +106,9 @@ def tensor_ref(node: Node) -> TensorRef | str:
         member = None
     else:
         member = node.member
+    if not isinstance(offset, int) and isinstance(node.offset, int) and attrs.get("contiguous") is not False \
+            and isinstance(node.length, int) and node.length == attrs.get("size") and node.length > 0:
+        offset = node.offset  # the node's byte span is exactly the tensor's data (torch zip, npy)
     if not isinstance(offset, int):
         return "the format reader did not record where this tensor's bytes are (data_offset)"
     if member is not None:

@@ -170,3 +170,31 @@ def test_severity_threshold_for_names_to_mark():
     pickle_node = result.root.child_at(0)
     assert result.root.kind == FILE and pickle_node.severity == Severity.CRITICAL
     assert risky_names(pickle_node) == ["system"]
+
+
+def test_torch_zip_tensor_stats_and_the_pickle_inside_a_member(qtbot, tmp_path):
+    path = tmp_path / "ckpt.pt"
+    base = torch.randn(30, 20, generator=torch.Generator().manual_seed(1))
+    torch.save({"w": base, "w_tail": base[10:], "h": base.half()}, path)
+    result = scan_file(path)
+    try:
+        nodes = tensor_nodes(result)
+        for name, expected in (("w", base), ("w_tail", base[10:]), ("h", base.half())):
+            ref = tensor_ref(nodes[name])
+            assert not isinstance(ref, str), (name, ref)
+            stats = compute_stats(result.source.read, result.source.size, ref)
+            assert stats["elements"] == expected.numel()
+            assert stats["min"] == pytest.approx(expected.min().item())
+            assert stats["mean"] == pytest.approx(expected.double().mean().item())
+        pane = DetailsPane()
+        qtbot.addWidget(pane)
+        pane.set_source(result.source)
+        pickle_node = next(n for n in result.root.walk() if n.kind == "pickle")
+        assert pickle_node.member and pickle_node.member.endswith("data.pkl")
+        pane.show_node(pickle_node)
+        assert "in member" in pane.hex.note.text()  # the member offset was mapped to the file
+        assert pane.read(pane.hex.marked[0], 2) == b"\x80\x02"  # PROTO 2: the pickle's first bytes
+        qtbot.waitUntil(lambda: "_rebuild_tensor_v2" in pane.decompiled.text.toPlainText(), timeout=10_000)
+        pane.set_source(None)
+    finally:
+        result.close()
