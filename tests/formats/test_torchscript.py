@@ -1,0 +1,128 @@
+"""TorchScript archives written by torch.jit.save: code as text nodes, pickles scanned, custom ops rated."""
+
+from __future__ import annotations
+
+import io
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fixtures.torch_files import EVIL_P2, Member, build_zip, rules, scan, tensors, zip_members
+
+from airlock.core.errors import FormatError
+from airlock.core.findings import Severity
+from airlock.core.formats.torch_checkpoint import read_checkpoint
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+        self.register_buffer("scale", torch.ones(2, dtype=torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x)) * self.scale.float()
+
+
+def _jit_bytes(module: torch.nn.Module) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates scripting; archives it writes still exist and must read clean.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(module), buf)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def scripted() -> bytes:
+    return _jit_bytes(Net())
+
+
+def test_benign_scripted_module_is_clean(scripted):
+    result = scan(scripted)
+    assert result.format == "torchscript"
+    assert result.severity == Severity.NONE, [f.message for f in result.findings]
+    assert "TZ001" not in rules(result)  # torch.load(weights_only=True) refuses TorchScript
+    assert {"fc.weight", "fc.bias", "scale"} <= set(tensors(result))
+    globs = {n.label: n.attrs["policy"] for n in result.root.walk() if n.kind == "global"}
+    net = next(name for name in globs if name.startswith("__torch__.") and name.endswith(".Net"))
+    assert globs[net] == "safe"
+
+
+def test_code_members_are_text_nodes(scripted):
+    result = scan(scripted)
+    texts = {n.label: n for n in result.root.walk() if n.kind == "text"}
+    main = next(n for label, n in texts.items() if label.endswith("test_torchscript.py"))
+    assert "def forward" in main.attrs["text"]
+    assert main.attrs["lines"] > 3
+    pickles = {n.parent.label for n in result.root.walk() if n.kind == "pickle"}
+    assert any(p.endswith("constants.pkl") for p in pickles)
+    assert any(p.endswith("data.pkl") for p in pickles)
+
+
+def test_custom_operator_namespace_is_medium():
+    torch.library.define("airlock_test::twice", "(Tensor x) -> Tensor")
+
+    @torch.library.impl("airlock_test::twice", "cpu")
+    def _twice(x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+    class UsesOp(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.ops.airlock_test.twice(x)
+
+    result = scan(_jit_bytes(UsesOp()))
+    assert result.severity == Severity.MEDIUM
+    finding = next(f for f in result.findings if f.rule == "TS001")
+    assert "airlock_test" in finding.message
+    assert "/code/__torch__/" in finding.member
+
+
+def test_standard_namespaces_are_not_custom(scripted):
+    members = zip_members(scripted)
+    code = next(m for m in members if m.name.endswith("test_torchscript.py"))
+    code.data += b"\n# ops.aten.add ops.prim.NumToTensor ops.quantized.linear\n"
+    assert "TS001" not in rules(scan(build_zip(members)))
+
+
+def test_dangerous_pickles_in_torchscript_are_still_critical(scripted):
+    members = zip_members(scripted)
+    const = next(m for m in members if m.name.endswith("constants.pkl"))
+    const.data = EVIL_P2
+    assert scan(build_zip(members)).severity == Severity.CRITICAL
+
+
+def test_code_crc_is_checked(scripted):
+    members = zip_members(scripted)
+    code = next(m for m in members if m.name.endswith("test_torchscript.py"))
+    code.crc = 0xCAFEF00D
+    assert "ZIP004" in rules(scan(build_zip(members)))
+
+
+def test_torch_classes_outside_torchscript_are_not_trusted(scripted):
+    # Without constants.pkl torch.load unpickles data.pkl with Python's unpickler, so `__torch__`
+    # names are ordinary unknown classes there.
+    members = [m for m in zip_members(scripted) if not m.name.endswith("constants.pkl")]
+    result = scan(build_zip(members))
+    assert result.format == "torch_zip"
+    assert result.severity == Severity.MEDIUM
+
+
+def test_read_checkpoint_refuses_torchscript(scripted, tmp_path):
+    path = tmp_path / "scripted.pt"
+    path.write_bytes(scripted)
+    with pytest.raises(FormatError, match="torchscript"):
+        read_checkpoint(path)
+
+
+def test_member_list_is_complete(scripted):
+    result = scan(scripted)
+    names = {n.label for n in result.root.walk(expand_lazy=True) if n.kind in ("member", "text")}
+    expected = {m.name for m in zip_members(scripted)}
+    assert expected <= names
+    assert all(isinstance(m, Member) for m in zip_members(scripted))
