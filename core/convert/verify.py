@@ -14,6 +14,7 @@ import io
 import os
 
 from airlock.core.convert.model import VerificationFailed, WrittenFile
+from airlock.core.convert.stream import CHUNK
 from airlock.core.convert.writer import Progress
 
 
@@ -21,7 +22,7 @@ def verify_file(written: WrittenFile, path: str | None = None, *, buf: memoryvie
                 progress: Progress | None = None) -> str:
     """Raise VerificationFailed naming the first difference; return a one-line summary."""
     path = path or written.path
-    _check_bytes(written, path, buf or memoryview(bytearray(8 * 1024 * 1024)), progress)
+    _check_bytes(written, path, buf or memoryview(bytearray(CHUNK)), progress)
     _check_with_library(written, path)
     return f"{len(written.tensors)} tensors re-read and matched the source; safetensors agrees"
 
