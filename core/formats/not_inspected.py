@@ -1,9 +1,9 @@
 """Model formats Airlock recognises but does not inspect yet: named, never reported as clean.
 
-Each is detected by content where the format allows it (TFLite's `TFL3` identifier, the field
-layout of TF SavedModel and Core ML protobufs, OpenVINO's `<net>` XML, the members of
-torch.export `.pt2` zips and NeMo `.nemo` tars, a TensorFlow checkpoint index's footer magic)
-and reported with an `info` "not inspected" finding. Containers are still opened: `.pt2` members
+Each is detected by content where the format allows it (the `TFL3` and `ORTM` flatbuffer
+identifiers of TFLite and onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
+OpenVINO's `<net>` XML, the members of torch.export `.pt2` zips and NeMo `.nemo` tars, a
+TensorFlow checkpoint index's footer magic) and reported with an `info` "not inspected" finding. Containers are still opened: `.pt2` members
 go through the generic zip reader and `.nemo` members are sniffed and scanned, so a pickle
 inside (NeMo's `model_weights.ckpt` is a torch checkpoint) is judged like any other.
 """
@@ -23,9 +23,10 @@ from airlock.core.text import safe_text
 from airlock.core.tree import FILE, MEMBER, Node
 
 NAME = "not-inspected"
-EXTENSIONS = (".pt2", ".nemo", ".tflite", ".lite", ".mlmodel", ".pb", ".index")
+EXTENSIONS = (".pt2", ".nemo", ".tflite", ".lite", ".mlmodel", ".pb", ".index", ".ort")
 
 TFLITE = "TensorFlow Lite flatbuffer"
+ORT = "onnxruntime ORT flatbuffer"
 SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"
 COREML = "Core ML model"
 OPENVINO = "OpenVINO IR (network XML)"
@@ -43,6 +44,8 @@ def detect(source: Source) -> tuple[str | None, int]:
     name = os.path.basename(source.member or source.name).lower()
     if len(head) >= 8 and head[4:8] == b"TFL3":
         return TFLITE, 90
+    if len(head) >= 8 and head[4:8] == b"ORTM":
+        return ORT, 90
     if head.lstrip()[:5] == b"<?xml" and b"<net " in head and b"version=" in head:
         return OPENVINO, 80
     if source.read(0, 4) == b"PK\x03\x04" and _is_pt2(source):

@@ -27,7 +27,7 @@ from airlock.core.text import safe_text
 from airlock.core.tree import FIELD, FILE, GROUP, INITIALIZER, METADATA, OPERATOR, Node
 
 NAME = "onnx"
-EXTENSIONS = (".onnx", ".ort")
+EXTENSIONS = (".onnx",)  # .ort is onnxruntime's flatbuffer format: see not_inspected
 
 # ModelProto field number -> protobuf wire type (0 varint, 2 length-delimited).
 _MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}

@@ -91,6 +91,7 @@ CASES = {
     "saved_model.pb": (saved_model, ni.SAVED_MODEL),
     "model.mlmodel": (coreml, ni.COREML),
     "model.tflite": (tflite, ni.TFLITE),
+    "model.ort": (lambda: struct.pack("<I", 20) + b"ORTM" + b"\x00" * 64, ni.ORT),
     "model.xml": (openvino, ni.OPENVINO),
     "model.pt2": (pt2, ni.PT2),
     "model.nemo": (nemo, ni.NEMO),
