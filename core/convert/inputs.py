@@ -50,6 +50,10 @@ def detect(path: str) -> str:
         raise ConvertError("the input is already a SafeTensors file")
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and _is_npz(path):
         return "npz"
+    from airlock.core.formats import onnx
+
+    if onnx.sniff(head, os.path.getsize(path)) >= 60:
+        return "onnx"
     return "torch"
 
 
@@ -81,6 +85,10 @@ def load_plan(path: str, *, key: str | None = None, dequantize: bool = False,
         from airlock.core.convert.gguf_input import plan_gguf
 
         plan_gguf(path, plan, dequantize=dequantize)
+    elif kind == "onnx":
+        from airlock.core.convert.onnx_input import plan_onnx
+
+        plan_onnx(path, plan)
     elif kind == "npz":
         from airlock.core.convert.npz import plan_npz
 

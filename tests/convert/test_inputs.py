@@ -148,3 +148,43 @@ def test_already_safetensors_is_refused(tmp_path):
         convert(out, tmp_path / "again.safetensors")
     with safe_open(out, "numpy") as f:
         assert f.metadata() == {"format": "pt"}
+
+
+def _onnx_model(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    b = np.arange(4, dtype=np.int64)
+    h = np.linspace(0, 1, 6).astype(np.float16).reshape(2, 3)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b"), numpy_helper.from_array(h, "h"),
+             helper.make_tensor("typed", TensorProto.FLOAT, [2], [1.0, 2.0]),
+             helper.make_tensor("names", TensorProto.STRING, [1], [b"x"])]
+    node = helper.make_node("MatMul", ["x", "w"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializer=inits)
+    onnx.save(helper.make_model(graph), path)
+    return {"w": w, "b": b, "h": h}
+
+
+def test_onnx_raw_data_initializers(tmp_path):
+    src = tmp_path / "model.onnx"
+    expected = _onnx_model(src)
+    report = convert(src)
+    out = load_file(report.outputs[0])
+    assert sorted(out) == sorted(expected)
+    for k, v in expected.items():
+        assert out[k].dtype == v.dtype and out[k].shape == v.shape
+        np.testing.assert_array_equal(out[k], v)
+    skipped = dict(report.skipped)
+    assert "typed protobuf fields" in skipped["typed"]
+    assert "data type 8" in skipped["names"]
+
+
+def test_truncated_onnx_is_a_clear_error(tmp_path):
+    src = tmp_path / "model.onnx"
+    _onnx_model(src)
+    bad = tmp_path / "cut.onnx"
+    bad.write_bytes(src.read_bytes()[:-40])
+    with pytest.raises(ConvertError, match="ONNX"):
+        convert(bad, allow_critical=True)
