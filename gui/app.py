@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("Airlock")
     app.setApplicationVersion(__version__)
     app.setWindowIcon(theme.app_icon())
-    theme.apply(args.theme)
+    theme.apply(args.theme, remember=False)  # --theme is for this run; View ▸ Theme is remembered
 
     paths = list(args.paths)
     missing = [p for p in paths if not os.path.exists(p)]

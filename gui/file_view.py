@@ -17,7 +17,7 @@ from airlock.gui.tree_model import HEADERS, NODE_ROLE, NodeFilter, NodeTreeModel
 from airlock.gui.workers import ScanWorker, pool
 
 FIND_LIMIT = 500_000  # nodes visited by one "find next" (lazy lists included)
-COLUMN_WIDTHS = (250, 66, 92, 80, 70, 70, 70)  # Name … Risk: all visible in the default window
+COLUMN_WIDTHS = (240, 64, 92, 78, 70, 66, 66)  # Name … Risk: all visible in the default window
 
 
 class FileView(QWidget):
@@ -52,7 +52,7 @@ class FileView(QWidget):
         top.addWidget(self.details)
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
-        top.setSizes([700, 560])
+        top.setSizes([680, 580])
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
         main.addWidget(self.findings)

@@ -185,14 +185,14 @@ def saved_choice() -> str:
     return value if value in (SYSTEM, LIGHT, DARK) else SYSTEM
 
 
-def apply(choice: str | None = None) -> str:
-    """Apply a theme ("system", "light", "dark"); remembers the choice. Returns it."""
+def apply(choice: str | None = None, *, remember: bool = True) -> str:
+    """Apply a theme ("system", "light", "dark"); remembers the choice if asked. Returns it."""
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         return SYSTEM
     if choice is None:
         choice = saved_choice()
-    else:
+    elif remember:
         QSettings().setValue("view/theme", choice)
     dark = system_prefers_dark() if choice == SYSTEM else choice == DARK
     app.setStyle("Fusion")  # the same look on every platform, and palettes are honoured
@@ -204,4 +204,7 @@ def monospace_font() -> QFont:
     font = QFont("monospace")
     font.setStyleHint(QFont.StyleHint.TypeWriter)
     font.setFixedPitch(True)
+    app = QGuiApplication.instance()
+    if isinstance(app, QGuiApplication):
+        font.setPointSizeF(app.font().pointSizeF())  # QFont("monospace") alone defaults to 12 pt
     return font

@@ -127,8 +127,8 @@ class DetailsPane(QSplitter):
         loc = finding_location(finding, node) if finding is not None else node_location(node)
         self._show_hex(loc, node)
         special = self._show_special(node)
-        if finding is not None and special is not None:
-            self.tabs.setCurrentIndex(special)
+        if special is not None and (finding is not None or node.kind in (TENSOR, TEMPLATE)):
+            self.tabs.setCurrentIndex(special)  # the view made for this node says more than its bytes
         elif finding is not None or not self.tabs.isTabVisible(self.tabs.currentIndex()):
             self.tabs.setCurrentIndex(TAB_HEX)
 
