@@ -31,7 +31,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from airlock.core.findings import Severity
 
@@ -339,12 +339,17 @@ def _from_fixture_modules(kind: str) -> list[Fixture]:
         except Exception as exc:  # noqa: BLE001 - shown in the summary, never hidden
             _errors.append(f"fixtures.{path.stem}: {type(exc).__name__}: {exc}")
             continue
-        entries: Iterable[tuple[str, bytes, Severity]] = []
-        if hasattr(module, kind):
-            entries = getattr(module, kind)()
-        elif hasattr(module, "corpus"):
-            entries = module.corpus()
-        for name, data, severity in entries:
+        # corpus() first: some modules also have hostile()/benign() helpers of another shape.
+        maker = getattr(module, "corpus", None) or getattr(module, kind, None)
+        if maker is None:
+            continue
+        entries: Iterable[Any] = maker()
+        for entry in entries:
+            if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[1], bytes | bytearray)):
+                _errors.append(f"fixtures.{path.stem}.{maker.__name__}: entry {str(entry)[:80]} is not "
+                               "(name, bytes, severity)")
+                break
+            name, data, severity = entry
             is_hostile = Severity(severity) >= Severity.HIGH
             if is_hostile == (kind == "hostile"):
                 out.append(Fixture(f"{path.stem}/{name}", bytes(data), Severity(severity)))
