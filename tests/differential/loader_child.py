@@ -52,7 +52,7 @@ STATE = {"armed": False, "busy": False}
 
 def judge(event: str, args: tuple[Any, ...]) -> str | None:
     if event == "open":
-        path, mode, flags = (tuple(args) + (None, None, None))[:3]
+        path, mode, flags = (*args, None, None, None)[:3]
         if isinstance(path, int):
             return None
         if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & WRITE_FLAGS):
