@@ -56,13 +56,15 @@ def risky_names(pickle_node: Node) -> list[str]:
     """Names of the risky callables under this pickle node, to mark them in the decompiled text."""
     names: set[str] = set()
     stack = [pickle_node]
-    while stack:
+    budget = 20_000  # only risky branches are walked (severity rises to parents), lazy ones too
+    while stack and budget > 0:
         node = stack.pop()
+        budget -= 1
         if node.kind in (CALL, GLOBAL) and node.severity >= Severity.HIGH:
             dotted = str(node.attrs.get("callable") or node.label).split("(")[0]
             names.update(part for part in dotted.split(".")[-1:] if part.isidentifier())
-        if not node.is_lazy and node.severity >= Severity.HIGH:
-            stack.extend(node.children())
+        if node.severity >= Severity.HIGH and node.kind != CALL:
+            stack.extend(node.children(0, budget))
     return sorted(names)
 
 
