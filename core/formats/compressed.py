@@ -12,8 +12,10 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
+from airlock.core.findings import TrailingData
 from airlock.core.source import Source
-from airlock.core.tree import FILE, Node
+from airlock.core.text import safe_text
+from airlock.core.tree import DATA, FILE, Node
 
 NAME = "compressed"
 # joblib keeps .joblib / .pkl on its compressed dumps, so those names do not disagree with the content.
@@ -65,11 +67,43 @@ def _decompressor(kind: str) -> Any:
     return lz4.frame.LZ4FrameDecompressor()
 
 
+# Formats whose readers (gzip.open, bz2.open, lzma.open, lz4.frame) go on to the next member.
+_MULTI_MEMBER = frozenset({"gzip", "bz2", "xz", "lz4"})
+
+
 def decompress(source: Source, kind: str, cap: int, ctx: ScanContext) -> bytes:
-    """Stream-decompress with a hard cap on the output, checking the clock between chunks."""
-    dec = _decompressor(kind)
+    """Stream-decompress with a hard cap on the output, checking the clock between chunks.
+
+    Concatenated members are all read, as `gzip.open(...).read()` reads them: a pickle split
+    across members, or a second pickle in a second member, is what the loader sees.
+    """
+    data, _ = decompress_members(source, kind, cap, ctx)
+    return data
+
+
+def decompress_members(source: Source, kind: str, cap: int, ctx: ScanContext) -> tuple[bytes, int]:
+    """(decompressed bytes of every member, offset where the compressed members end)."""
     out = bytearray()
     pos = 0
+    while True:
+        pos = _decompress_one(source, kind, pos, cap, out, ctx)
+        if kind not in _MULTI_MEMBER:
+            return bytes(out), pos
+        nxt = pos
+        if kind == "gzip":  # gzip readers skip zero padding between and after members
+            while nxt < source.size and source.buffer[nxt] == 0:
+                nxt += 1
+        if nxt >= source.size:
+            return bytes(out), source.size
+        if _kind(source.read(nxt, 64)) != kind:
+            return bytes(out), pos
+        pos = nxt
+
+
+def _decompress_one(source: Source, kind: str, start: int, cap: int, out: bytearray, ctx: ScanContext) -> int:
+    """Decompress one member starting at `start` into `out`; returns where its compressed bytes end."""
+    dec = _decompressor(kind)
+    pos = start
     try:
         while pos < source.size and not getattr(dec, "eof", False):
             ctx.check()
@@ -83,12 +117,13 @@ def decompress(source: Source, kind: str, cap: int, ctx: ScanContext) -> bytes:
                     break
                 out += more
             if len(out) > cap:
-                raise LimitExceeded(f"{kind} data expands past {cap:,} bytes (decompression bomb?)", 0)
+                raise LimitExceeded(f"{kind} data expands past {cap:,} bytes (decompression bomb?)", start)
     except (OSError, EOFError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
         raise FormatError(f"{kind} stream is corrupt after {len(out):,} bytes: {exc}", pos) from None
     if not getattr(dec, "eof", True):
         raise FormatError(f"truncated {kind} stream: ended after {len(out):,} decompressed bytes", pos)
-    return bytes(out)
+    unused = getattr(dec, "unused_data", None) or b""
+    return pos - len(unused)
 
 
 def _step(dec: Any, kind: str, data: bytes, max_length: int) -> bytes:
@@ -110,8 +145,17 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     kind = _kind(source.head(64)) or "unknown"
     root.attrs["compression"] = kind
-    data = decompress(source, kind, ctx.limits.max_decompressed_bytes, ctx)
+    data, end = decompress_members(source, kind, ctx.limits.max_decompressed_bytes, ctx)
     member = f"{source.member}!{kind}" if source.member else f"<{kind} content>"
     inner = Source.from_bytes(data, name=member, member=member, path=source.path)
     ctx.parse_nested(inner, root, label=f"{kind}-decompressed ({len(data):,} bytes)")
+    if end < source.size:
+        size = source.size - end
+        node = root.child(DATA, f"trailing bytes ({size:,})", offset=end, length=size, member=source.member,
+                          attrs={"preview": safe_text(source.read(end, 32), 48)})
+        ctx.report(TrailingData, f"{size:,} bytes after the end of the {kind} data; readers ignore or "
+                   "reject them, but they can hide content", node=node, offset=end)
+        where = f"{source.member or ''}<bytes after the {kind} data at {end}>"
+        ctx.parse_nested(Source.from_bytes(source.read(end, size), name=where, member=where,
+                                           path=source.path), node, label="trailing content")
     return root

@@ -5,7 +5,7 @@ from __future__ import annotations
 from airlock.core.context import ScanContext
 from airlock.core.findings import DataOnly, Malformed, TrailingData
 from airlock.core.pickle import is_data_only, scan_pickle
-from airlock.core.pickle.opcodes import looks_like_pickle
+from airlock.core.pickle.opcodes import PROTO, looks_like_pickle, probe
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, FILE, Node
@@ -14,8 +14,20 @@ NAME = "pickle"
 EXTENSIONS = (".pkl", ".pickle", ".p")
 
 
+_PROBE_WINDOW = 64 * 1024**2
+
+
 def sniff(head: bytes, size: int) -> int:
     return looks_like_pickle(head)
+
+
+def sniff_source(source: Source) -> int:
+    """A stream without a PROTO header is run on the machine over the file itself, not only its
+    head: a pickle may open with a string longer than the head or thousands of plain opcodes."""
+    head = source.head()
+    if head[:1] == bytes([PROTO]) or len(head) >= source.size:
+        return looks_like_pickle(head)
+    return probe(source.buffer, 0, min(source.size, _PROBE_WINDOW), source.size)
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:

@@ -18,11 +18,8 @@ from airlock.core.tree import CALL, GLOBAL, GROUP, OPCODE, PICKLE, Node
 _RULES: dict[str, type[Rule]] = {
     cls.id: cls for cls in (rules.DangerousGlobal, rules.ComputedCallable, rules.ExtensionCode,
                             rules.UnknownFunction, rules.ThirdPartyClass, rules.DangerousCall,
-                            rules.PlantedSetstate, rules.BuildOnGlobal)
+                            rules.PlantedSetstate, rules.BuildOnGlobal, rules.MutatesGlobal)
 }
-
-SAFE_CALL_NODES = 10_000  # safe calls shown per pickle; risky calls are always shown
-
 
 def scan_pickle(
     source: Source,
@@ -79,18 +76,28 @@ def add_run(run: PickleRun, source: Source, ctx: ScanContext, parent: Node, labe
 
 
 def _add_calls(run: PickleRun, node: Node, member: str | None) -> dict[int, Node]:
-    group = node.child(GROUP, f"calls ({len(run.calls):,})", offset=run.start, member=member)
+    """Calls as lazy children: a checkpoint makes one call per tensor, and building a labelled
+    node for each would cost more than running the machine. Calls that carry a finding get their
+    node now (findings point at it) and the page factory hands back that same node later."""
+    calls = run.calls
+    group = node.child(GROUP, f"calls ({len(calls):,})", offset=run.start, member=member)
     nodes: dict[int, Node] = {}
-    hidden = 0
-    for call in run.calls:
-        if call.severity == Severity.NONE and len(nodes) >= SAFE_CALL_NODES:
-            hidden += 1
-            continue
-        nodes[id(call)] = call.node = group.child(CALL, safe_text(preview(call, 100), 240),
-                                                  offset=call.offset, length=1, member=member,
-                                                  attrs=_call_attrs(call))
-    if hidden:
-        group.child(GROUP, f"… {hidden:,} more calls to safe globals", member=member)
+    by_index: dict[int, Node] = {}
+
+    def build(call: Call) -> Node:
+        return Node(CALL, safe_text(preview(call, 100), 240), offset=call.offset, length=1, member=member,
+                    attrs=_call_attrs(call))
+
+    for i, call in enumerate(calls):
+        if call.severity > Severity.NONE:
+            built = build(call)
+            built.parent, built.index = group, i  # placed now so findings raise the severity above it
+            nodes[id(call)] = by_index[i] = call.node = built
+
+    def page(start: int, stop: int) -> list[Node]:
+        return [by_index.get(i) or build(calls[i]) for i in range(start, stop)]
+
+    group.set_lazy_children(len(calls), page)
     return nodes
 
 
@@ -98,7 +105,8 @@ def _call_attrs(call: Call) -> dict[str, Any]:
     return {
         "callable": call.target.dotted if call.target else safe_text(preview(call.func, 80)),
         "opcode": {"reduce": "REDUCE", "newobj": "NEWOBJ", "newobj_ex": "NEWOBJ_EX", "inst": "INST",
-                   "obj": "OBJ", "setstate": "BUILD"}[call.kind],
+                   "obj": "OBJ", "setstate": "BUILD", "append": "APPEND", "additems": "ADDITEMS",
+                   }.get(call.kind, call.kind.upper()),
         "arguments": safe_text(preview(call.args, 200), 400),
     }
 

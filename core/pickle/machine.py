@@ -10,6 +10,7 @@ called or evaluated. The machine judges each call with the policy and hands back
 from __future__ import annotations
 
 import _compat_pickle
+import gc
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,16 @@ from typing import Any
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import Severity
 from airlock.core.limits import DEFAULT_LIMITS, Limits
-from airlock.core.pickle.opcodes import HIGHEST_PROTOCOL, PickleTruncated, read_op
-from airlock.core.pickle.policy import DENIED, SAFE, Policy, load_policy
+from airlock.core.pickle.opcodes import (
+    HIGHEST_PROTOCOL,
+    NOARG,
+    OPCODE_TABLE,
+    OPCODES,
+    Op,
+    PickleTruncated,
+    read_op,
+)
+from airlock.core.pickle.policy import DENIED, SAFE, Policy, Verdict, load_policy
 from airlock.core.pickle.values import (
     CONSTANT_TYPES,
     Buffer,
@@ -44,6 +53,7 @@ THIRD_PARTY_CLASS = "PKL005"
 DANGEROUS_CALL = "PKL006"
 PLANTED_SETSTATE = "PKL007"
 BUILD_ON_GLOBAL = "PKL008"
+MUTATES_GLOBAL = "PKL009"
 
 # Library helpers whose only job is to rebuild an instance while unpickling (pandas, Cython).
 _REBUILDER_PREFIXES = ("__pyx_unpickle_", "_unpickle", "_reconstruct", "_rebuild", "_new_", "__newobj")
@@ -106,19 +116,60 @@ def _is_class_name(name: str) -> bool:
     return last[:1].isupper()
 
 
-def _contains_risk(value: Any, depth: int = 0) -> bool:
-    """Whether arguments hold anything worse than data (a risky call or unknown value)."""
-    if depth > 20 or isinstance(value, CONSTANT_TYPES):
-        return False
-    if isinstance(value, Call):
-        return value.severity >= Severity.HIGH
-    if isinstance(value, Unknown | Ext):
-        return True
-    if isinstance(value, PTuple | PList | PSet):
-        return any(_contains_risk(v, depth + 1) for v in value.items)
-    if isinstance(value, PDict):
-        return any(_contains_risk(k, depth + 1) or _contains_risk(v, depth + 1) for k, v in value.items)
+def _contains_risk(value: Any) -> bool:
+    """Whether arguments hold anything worse than data (a risky call or an unknown value).
+
+    Iterative with a visited set: the memo lets a pickle build containers that hold themselves
+    many times over, which a plain recursion would walk exponentially.
+    """
+    todo = [value]
+    seen: set[int] = set()
+    budget = 10_000
+    while todo and budget > 0:
+        budget -= 1
+        item = todo.pop()
+        if isinstance(item, CONSTANT_TYPES) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Call):
+            if item.severity >= Severity.HIGH:
+                return True
+        elif isinstance(item, Unknown | Ext):
+            return True
+        elif isinstance(item, PTuple | PList | PSet):
+            todo.extend(item.items)
+        elif isinstance(item, PDict):
+            for k, v in item.items:
+                todo.append(k)
+                todo.append(v)
     return False
+
+
+_PLANTABLE = frozenset({"__setstate__", "extend", "append", "add"})
+COMPUTED_KEY = "<computed>"
+_NAMESPACES = frozenset({"argparse.Namespace", "types.SimpleNamespace"})
+_DICT_BUILDERS = frozenset({"builtins.dict", "collections.OrderedDict"})
+_ATTRGETTERS = frozenset({"operator.attrgetter", "_operator.attrgetter"})
+_METHODCALLERS = frozenset({"operator.methodcaller", "_operator.methodcaller"})
+_GETITEMS = frozenset({"operator.getitem", "_operator.getitem"})
+_NUMPY_RECONSTRUCT = frozenset({"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct"})
+_TEXT_CODECS = frozenset({"utf-8", "utf8", "ascii", "latin-1", "latin1", "iso-8859-1"})
+
+
+def _pairs(value: Any) -> list[tuple[Any, Any]]:
+    """Key/value pairs of a dict-like symbolic value (a dict literal or a dict being built)."""
+    if isinstance(value, PDict):
+        return value.items
+    if isinstance(value, Call) and value.target is not None and value.target.dotted in _DICT_BUILDERS:
+        pairs = list(value.map_items)
+        items = value.args.items if isinstance(value.args, PTuple) else []
+        if items and isinstance(items[0], PDict):
+            pairs += items[0].items
+        elif items and isinstance(items[0], PList | PTuple):
+            pairs += [(p.items[0], p.items[1]) for p in items[0].items
+                      if isinstance(p, PTuple | PList) and len(p.items) == 2]
+        return pairs
+    return []
 
 
 class Machine:
@@ -136,61 +187,97 @@ class Machine:
         self.policy = policy or load_policy()
         self.build_hook = build_hook
         self.tick = tick
-        self.extensions: dict[int, tuple[str, str]] = {}  # registered by copyreg.add_extension
+        # The copyreg extension registry as this pickle leaves it: codes registered through
+        # copyreg.add_extension or a SETITEM into copyreg._inverted_registry, and objects put
+        # straight into copyreg._extension_cache (which the loader consults first).
+        self.extensions: dict[int, tuple[str, str]] = {}
+        self.extension_objects: dict[int, Any] = {}
+        self.skipped_runs = 0  # quiet pickles past max_pickles_per_stream, read but not kept
+        self.end = len(buf)
+        self._verdicts: dict[tuple[str, str, tuple[str, str] | None], Verdict] = {}
+        self._dispatch: dict[str, Callable[[Any], int | None]] = {
+            name: getattr(self, "op_" + name) for name, _ in OPCODES.values() if name != "STOP"}
 
     # Streams
 
     def run_stream(self, start: int = 0, end: int | None = None) -> list[PickleRun]:
-        """Every pickle in buf[start:end]. A later pickle is read when the bytes after STOP are one."""
+        """Every pickle in buf[start:end]: after a STOP, whatever follows is read as the next pickle
+        (a loader calling `load` again reads it, whatever it looks like) until bytes that do not
+        run as one. Past `max_pickles_per_stream`, only pickles that import or call something are
+        kept (plus the last), so a thousand `N.` cannot hide the one that matters."""
         end = len(self.buf) if end is None else end
         runs: list[PickleRun] = []
         pos = start
-        while pos < end and len(runs) < self.limits.max_pickles_per_stream:
-            if runs and not self._starts_pickle(pos, end):
-                break
+        last_skipped: PickleRun | None = None
+        while pos < end:
             run = self.run_one(pos, end)
-            if runs and not run.complete and not run.calls and not run.globals:
+            quiet = not (run.calls or run.globals or run.events)
+            if runs and not run.complete and quiet:
                 break  # trailing bytes that are not a pickle: the caller reports them
-            runs.append(run)
+            if len(runs) < self.limits.max_pickles_per_stream or not quiet or not run.complete:
+                runs.append(run)
+                last_skipped = None
+            else:
+                self.skipped_runs += 1
+                last_skipped = run
             if not run.complete:
                 break
             pos = run.end
+        if last_skipped is not None:
+            runs.append(last_skipped)
+            self.skipped_runs -= 1
         return runs
 
-    def _starts_pickle(self, pos: int, end: int) -> bool:
-        from airlock.core.pickle.opcodes import looks_like_pickle
-
-        return looks_like_pickle(bytes(self.buf[pos : min(end, pos + 512)])) >= 40
-
     def run_one(self, start: int, end: int) -> PickleRun:
+        # The machine allocates millions of small acyclic records; the cyclic collector would
+        # rescan all of them again and again (it doubled the time of a checkpoint's data.pkl).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run_one(start, end)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run_one(self, start: int, end: int) -> PickleRun:
         run = PickleRun(start=start)
         self.run = run
+        self.end = end
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
         max_ops = self.limits.max_opcodes
+        max_stack = self.limits.max_stack_depth
+        dispatch = self._dispatch
+        table = OPCODE_TABLE
+        tick = self.tick
         pos = start
         buf = self.buf
         offsets = run.op_offsets
+        count = 0
         try:
             while True:
-                if len(offsets) >= max_ops:
+                if count >= max_ops:
                     raise LimitExceeded(f"more than {max_ops:,} opcodes in one pickle", pos)
-                op = read_op(buf, pos, end)
+                entry = table[buf[pos]] if pos < end else None
+                if entry is not None and entry[2] == NOARG:
+                    op = Op(entry[0], None, pos, 1)  # half of all opcodes: skip the decoder
+                else:
+                    op = read_op(buf, pos, end)
                 offsets.append(pos)
                 pos += op.length
-                if self.tick is not None and len(offsets) % 8192 == 0:
-                    self.tick()
+                count += 1
+                if tick is not None and not count & 8191:
+                    tick()
                 if op.name == "STOP":
                     run.result = self._pop(op.offset)
                     run.complete = True
                     break
-                handler = getattr(self, "op_" + op.name)
-                new_pos = handler(op)
+                new_pos = dispatch[op.name](op)
                 if new_pos is not None:  # a build hook skipped inline data
                     pos = new_pos
-                if len(self.stack) > self.limits.max_stack_depth:
-                    raise LimitExceeded(f"stack deeper than {self.limits.max_stack_depth:,}", op.offset)
+                if len(self.stack) > max_stack:
+                    raise LimitExceeded(f"stack deeper than {max_stack:,}", op.offset)
         except FormatError as exc:
             run.error = exc
         except LimitExceeded as exc:
@@ -238,13 +325,13 @@ class Machine:
     op_FLOAT = op_BINFLOAT = _const
 
     def op_NONE(self, op: Any) -> None:
-        self._push(None)
+        self.stack.append(None)
 
     def op_NEWTRUE(self, op: Any) -> None:
-        self._push(True)
+        self.stack.append(True)
 
     def op_NEWFALSE(self, op: Any) -> None:
-        self._push(False)
+        self.stack.append(False)
 
     def op_NEXT_BUFFER(self, op: Any) -> None:
         self._push(Buffer(op.offset))
@@ -258,7 +345,8 @@ class Machine:
         self.run.protocol = op.arg
 
     def op_FRAME(self, op: Any) -> None:
-        remaining = len(self.buf) - (op.offset + op.length)
+        # The C unpickler only checks that the frame's bytes exist; opcodes may cross frames.
+        remaining = self.end - (op.offset + op.length)
         if op.arg > remaining:
             raise PickleTruncated(
                 f"truncated: FRAME announces {op.arg:,} bytes, but only {remaining:,} remain", op.offset)
@@ -266,16 +354,16 @@ class Machine:
     # Containers
 
     def op_EMPTY_LIST(self, op: Any) -> None:
-        self._push(PList())
+        self.stack.append(PList())
 
     def op_EMPTY_TUPLE(self, op: Any) -> None:
-        self._push(PTuple([]))
+        self.stack.append(PTuple([]))
 
     def op_EMPTY_DICT(self, op: Any) -> None:
-        self._push(PDict())
+        self.stack.append(PDict())
 
     def op_EMPTY_SET(self, op: Any) -> None:
-        self._push(PSet())
+        self.stack.append(PSet())
 
     def op_TUPLE1(self, op: Any) -> None:
         self._push(PTuple([self._pop(op.offset)]))
@@ -306,38 +394,75 @@ class Machine:
 
     def op_APPEND(self, op: Any) -> None:
         value = self._pop(op.offset)
-        self._append_to(self._top(op.offset), [value])
+        self._append_to(self._top(op.offset), [value], op.offset)
 
     def op_APPENDS(self, op: Any) -> None:
         items = self._pop_mark(op.offset)
-        self._append_to(self._top(op.offset), items)
+        self._append_to(self._top(op.offset), items, op.offset)
 
-    def _append_to(self, target: Any, items: list[Any]) -> None:
+    def _append_to(self, target: Any, items: list[Any], offset: int) -> None:
         if isinstance(target, PList):
             target.items.extend(items)
         elif isinstance(target, Call):
-            target.list_items.extend(items)
+            # Not a list: the loader calls target.extend(items), or target.append(item) for each.
+            planted = target.planted or {}
+            method = planted.get("extend", planted.get(COMPUTED_KEY))
+            if method is not None:
+                self._planted_call(method, PTuple([PList(items)]), "extend", "append", offset)
+            elif "append" in planted:
+                for item in items:
+                    self._planted_call(planted["append"], PTuple([item]), "append", "append", offset)
+            else:
+                target.list_items.extend(items)
+        elif isinstance(target, Global):
+            self._mutates_global(target, "APPEND calls its extend/append", offset)
 
     def op_SETITEM(self, op: Any) -> None:
         value = self._pop(op.offset)
         key = self._pop(op.offset)
-        self._set_items(self._top(op.offset), [(key, value)])
+        self._set_items(self._top(op.offset), [(key, value)], op.offset)
 
     def op_SETITEMS(self, op: Any) -> None:
         items = self._pop_mark(op.offset)
-        self._set_items(self._top(op.offset), list(zip(items[::2], items[1::2], strict=False)))
+        self._set_items(self._top(op.offset), list(zip(items[::2], items[1::2], strict=False)), op.offset)
 
-    def _set_items(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
+    def _set_items(self, target: Any, pairs: list[tuple[Any, Any]], offset: int) -> None:
         if isinstance(target, PDict):
             target.items.extend(pairs)
         elif isinstance(target, Call):
             target.map_items.extend(pairs)
+        elif isinstance(target, Global):
+            self._mutates_global(target, "SETITEM stores into it", offset)
+            self._register_extensions(target.dotted, pairs)
+
+    def _register_extensions(self, registry: str, pairs: list[tuple[Any, Any]]) -> None:
+        """The loader's EXT lookup reads copyreg._extension_cache, then copyreg._inverted_registry."""
+        for key, value in pairs:
+            if not isinstance(key, int):
+                continue
+            if registry == "copyreg._extension_cache":
+                self.extension_objects[key] = value
+            elif registry == "copyreg._inverted_registry" and isinstance(value, PTuple | PList) \
+                    and len(value.items) == 2 and all(isinstance(v, str) for v in value.items):
+                self.extensions[key] = (value.items[0], value.items[1])
+
+    def _mutates_global(self, target: Global, how: str, offset: int) -> None:
+        self._event(MUTATES_GLOBAL, Severity.HIGH,
+                    f"{how}: the pickle changes {target.dotted} for the whole loading process", offset,
+                    glob=target)
 
     def op_ADDITEMS(self, op: Any) -> None:
         items = self._pop_mark(op.offset)
         target = self._top(op.offset)
         if isinstance(target, PSet):
             target.items.extend(items)
+        elif isinstance(target, Call):
+            planted = target.planted or {}
+            method = planted.get("add", planted.get(COMPUTED_KEY))
+            for item in items if method is not None else []:
+                self._planted_call(method, PTuple([item]), "add", "additems", op.offset)
+        elif isinstance(target, Global):
+            self._mutates_global(target, "ADDITEMS calls its add", op.offset)
 
     # Stack and memo
 
@@ -358,21 +483,23 @@ class Machine:
         self.stack = []
 
     def _get(self, op: Any) -> None:
-        if op.arg not in self.memo:
+        try:
+            self.stack.append(self.memo[op.arg])
+        except KeyError:
             raise FormatError(f"malformed: memo key {op.arg} was never stored (the loader fails here)",
-                              op.offset)
-        self._push(self.memo[op.arg])
+                              op.offset) from None
 
     op_GET = op_BINGET = op_LONG_BINGET = _get
 
     def _put(self, op: Any) -> None:
-        if len(self.memo) >= self.limits.max_memo_entries:
+        if len(self.memo) >= self.limits.max_memo_entries and op.arg not in self.memo:
             raise LimitExceeded(f"more than {self.limits.max_memo_entries:,} memo entries", op.offset)
         self.memo[op.arg] = self._top(op.offset)
 
     op_PUT = op_BINPUT = op_LONG_BINPUT = _put
 
     def op_MEMOIZE(self, op: Any) -> None:
+        # Both unpicklers store at "number of filled memo slots", not at the highest index + 1.
         if len(self.memo) >= self.limits.max_memo_entries:
             raise LimitExceeded(f"more than {self.limits.max_memo_entries:,} memo entries", op.offset)
         self.memo[len(self.memo)] = self._top(op.offset)
@@ -387,18 +514,27 @@ class Machine:
 
     # Globals
 
+    def _verdict(self, glob: Global) -> Verdict:
+        """The policy's verdict on a global, judged under both its mapped and its written name."""
+        key = (glob.module, glob.name, glob.original)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self.policy.classify(glob.module, glob.name)
+            if glob.original is not None and verdict.kind != DENIED:
+                original = self.policy.classify(*glob.original)
+                if original.kind == DENIED:
+                    verdict = original
+            self._verdicts[key] = verdict
+        return verdict
+
     def _global(self, module: str, name: str, offset: int) -> Global:
         mapped = compat_name(module, name)
         glob = Global(mapped[0], mapped[1], offset, (module, name) if mapped != (module, name) else None)
         self.run.globals.append(glob)
-        verdicts = [self.policy.classify(glob.module, glob.name)]
-        if glob.original is not None:
-            verdicts.append(self.policy.classify(*glob.original))
-        denied = [v for v in verdicts if v.kind == DENIED]
-        if denied:
-            worst = max(denied, key=lambda v: v.severity)
+        verdict = self._verdict(glob)
+        if verdict.kind == DENIED:
             shown = glob.dotted + (f" (written {'.'.join(glob.original)})" if glob.original else "")
-            self._event(DANGEROUS_GLOBAL, worst.severity, f"references {shown}: {worst.reason}",
+            self._event(DANGEROUS_GLOBAL, verdict.severity, f"references {shown}: {verdict.reason}",
                         offset, glob=glob)
         return glob
 
@@ -409,7 +545,7 @@ class Machine:
     def op_STACK_GLOBAL(self, op: Any) -> None:
         name = self._pop(op.offset)
         module = self._pop(op.offset)
-        if isinstance(module, str) and isinstance(name, str):
+        if type(module) is str and type(name) is str:
             self._push(self._global(module, name, op.offset))
             return
         shown = f"{preview(module, 60)}.{preview(name, 60)}"
@@ -419,6 +555,10 @@ class Machine:
         self._push(Unknown(f"global {shown}", op.offset))
 
     def _ext(self, op: Any) -> None:
+        cached = self.extension_objects.get(op.arg)
+        if cached is not None:
+            self._push(cached)
+            return
         registered = self.extensions.get(op.arg)
         if registered is not None:
             self._push(self._global(registered[0], registered[1], op.offset))
@@ -450,8 +590,8 @@ class Machine:
 
     def op_INST(self, op: Any) -> None:
         module, name = op.arg
-        items = self._pop_mark(op.offset)
         cls = self._global(module, name, op.offset)
+        items = self._pop_mark(op.offset)
         self._push(self._call(cls, PTuple(items), "inst", op.offset))
 
     def op_OBJ(self, op: Any) -> None:
@@ -464,19 +604,14 @@ class Machine:
         state = self._pop(op.offset)
         inst = self._top(op.offset)
         if isinstance(inst, Call):
-            if inst.planted_setstate is not None:
+            planted = inst.planted or {}
+            setstate = planted.get("__setstate__", planted.get(COMPUTED_KEY))
+            if setstate is not None:
                 # The real unpickler looks up inst.__setstate__ and finds the planted callable.
-                call = self._call(inst.planted_setstate, PTuple([state]), "setstate", op.offset)
-                self._event(PLANTED_SETSTATE, max(Severity.HIGH, Severity(call.severity)),
-                            f"BUILD calls a __setstate__ planted in the object's dict: {preview(call)}",
-                            op.offset, call=call)
+                self._planted_call(setstate, PTuple([state]), "__setstate__", "setstate", op.offset)
                 return None
-            planted = self._planted_setstate(state)
-            if planted is not None:
-                inst.planted_setstate = planted
-                self._event(PLANTED_SETSTATE, Severity.HIGH,
-                            f"BUILD puts a __setstate__ ({preview(planted, 60)}) into an object's dict; "
-                            "the next BUILD on it calls it", op.offset, call=inst)
+            self._plant(inst, _pairs(state) + [p for s in (state.items if isinstance(state, PTuple) else [])
+                                               for p in _pairs(s)], op.offset, "BUILD")
             inst.state = state
             if self.build_hook is not None:
                 return self.build_hook(self, inst, op.offset + 1)
@@ -485,16 +620,33 @@ class Machine:
                         f"BUILD rewrites attributes of {inst.dotted} with {preview(state, 80)}", op.offset)
         return None
 
-    @staticmethod
-    def _planted_setstate(state: Any) -> Any:
-        dicts = [state] if isinstance(state, PDict) else []
-        if isinstance(state, PTuple):
-            dicts = [s for s in state.items if isinstance(s, PDict)]
-        for d in dicts:
-            for key, value in d.items:
-                if key == "__setstate__":
-                    return value
-        return None
+    def _plant(self, inst: Call, pairs: list[tuple[Any, Any]], offset: int, how: str) -> None:
+        """Record instance attributes that the loader itself would look up and call later."""
+        for key, value in pairs:
+            if isinstance(value, CONSTANT_TYPES):
+                continue  # not callable: the loader would fail, not run anything
+            if type(key) is str:
+                if key not in _PLANTABLE:
+                    continue
+            elif isinstance(key, CONSTANT_TYPES):
+                continue
+            else:
+                key = COMPUTED_KEY
+            if inst.planted is None:
+                inst.planted = {}
+            inst.planted[key] = value
+            if key == "__setstate__":
+                inst.planted_setstate = value
+                self._event(PLANTED_SETSTATE, Severity.HIGH,
+                            f"{how} puts a __setstate__ ({preview(value, 60)}) into an object's dict; "
+                            "the next BUILD on it calls it", offset, call=inst)
+
+    def _planted_call(self, func: Any, args: PTuple, attr: str, kind: str, offset: int) -> None:
+        call = self._make_call(func, args, kind, offset)
+        opcode = {"setstate": "BUILD", "append": "APPEND", "additems": "ADDITEMS"}[kind]
+        self._event(PLANTED_SETSTATE, max(Severity.HIGH, Severity(call.severity)),
+                    f"{opcode} calls {attr}, planted in the object's dict: {preview(call, 100)}", offset,
+                    call=call)
 
     def _resolve(self, func: Any, depth: int = 0) -> Global | None:
         """The global a call really reaches, or None when it only exists at load time."""
@@ -502,60 +654,104 @@ class Machine:
             return None
         if isinstance(func, Global):
             return func
-        if isinstance(func, Call) and func.target is not None:
-            if func.target.dotted == "functools.partial":
-                inner = None
-                if isinstance(func.args, PTuple) and func.args.items:
-                    inner = func.args.items[0]
-                elif isinstance(func.state, PTuple) and func.state.items:
-                    inner = func.state.items[0]
-                return self._resolve(inner, depth + 1) if inner is not None else None
+        if isinstance(func, Call) and func.target is not None and func.target.dotted == "functools.partial":
+            # partial.__setstate__ (a BUILD with a 4-tuple) replaces the function it was built with.
+            inner = None
+            if isinstance(func.state, PTuple) and len(func.state.items) == 4:
+                inner = func.state.items[0]
+            elif isinstance(func.args, PTuple) and func.args.items:
+                inner = func.args.items[0]
+            return self._resolve(inner, depth + 1) if inner is not None else None
         return None
 
     def _call(self, func: Any, args: Any, kind: str, offset: int, kwargs: Any = None) -> Any:
+        """Record and judge a call; returns what it pushes on the stack."""
+        if isinstance(func, Call) and func.target is not None and func.target.dotted in (
+                _ATTRGETTERS | _METHODCALLERS) and isinstance(args, PTuple) and len(args.items) == 1:
+            applied = self._apply_operator(func, args.items[0], kind, offset)
+            if applied is not None:
+                return applied
+        return self._result_of(self._make_call(func, args, kind, offset, kwargs))
+
+    def _make_call(self, func: Any, args: Any, kind: str, offset: int, kwargs: Any = None) -> Call:
         call = Call(func, args, kind, offset, kwargs)
         call.target = self._resolve(func)
         self.run.calls.append(call)
         self._judge(call)
-        return self._result_of(call)
+        if call.target is not None and call.target.dotted in _NAMESPACES:
+            self._plant_namespace(call, func, args)
+        return call
+
+    def _plant_namespace(self, call: Call, func: Any, args: Any) -> None:
+        """Namespace(**kw) (through a partial's keywords) and SimpleNamespace(mapping) set attributes."""
+        pairs: list[tuple[Any, Any]] = []
+        if isinstance(func, Call) and isinstance(func.state, PTuple) and len(func.state.items) == 4:
+            pairs += _pairs(func.state.items[2])
+        if isinstance(args, PTuple) and args.items:
+            pairs += _pairs(args.items[0])
+        self._plant(call, pairs, call.offset, f"{call.target.dotted if call.target else 'a call'}(...)")
+
+    def _apply_operator(self, getter: Call, obj: Any, kind: str, offset: int) -> Any:
+        """attrgetter(name)(obj) is the walk obj.name; methodcaller(name, *a)(obj) calls obj.name(*a)."""
+        items = getter.args.items if isinstance(getter.args, PTuple) else []
+        if not items or type(items[0]) is not str:
+            return None
+        record = Call(getter, PTuple([obj]), kind, offset)
+        self.run.calls.append(record)
+        walked = self._walk(obj, items[0], offset)
+        if getter.target is not None and getter.target.dotted in _METHODCALLERS:
+            return self._result_of(self._make_call(walked, PTuple(items[1:]), "reduce", offset))
+        return walked
+
+    def _walk(self, owner: Any, attr: str, offset: int) -> Any:
+        """owner.attr: for a global, the dotted name it reaches (judged as a name); else unknown."""
+        if isinstance(owner, Global):
+            return self._global(owner.module, f"{owner.name}.{attr}", offset)
+        return Unknown(f"{preview(owner, 40)}.{attr}", offset)
 
     def _judge(self, call: Call) -> None:
-        shown = preview(call, 100)
         target = call.target
         if target is None:
             what = "the result of a call" if isinstance(call.func, Call) else preview(call.func, 60)
             self._event(COMPUTED_CALLABLE, Severity.HIGH,
-                        f"calls {what}, a callable only known at load time: {shown}", call.offset, call=call)
+                        f"calls {what}, a callable only known at load time: {preview(call, 100)}",
+                        call.offset, call=call)
             return
-        verdict = self.policy.classify(target.module, target.name)
-        if target.original is not None and verdict.kind != DENIED:
-            original = self.policy.classify(*target.original)
-            if original.kind == DENIED:
-                verdict = original
+        verdict = self._verdict(target)
         if verdict.kind == DENIED:
-            self._event(DANGEROUS_CALL, verdict.severity, f"calls {shown}: {verdict.reason}",
+            self._event(DANGEROUS_CALL, verdict.severity, f"calls {preview(call, 100)}: {verdict.reason}",
                         call.offset, call=call)
             return
         if verdict.kind == SAFE:
             self._judge_safe(call, target.dotted)
             return
-        self._judge_unknown(call, target, shown)
+        self._judge_unknown(call, target)
 
-    def _judge_unknown(self, call: Call, target: Global, shown: str) -> None:
+    def _judge_unknown(self, call: Call, target: Global) -> None:
         last = target.name.rsplit(".", 1)[-1]
-        rebuilds = call.kind in ("newobj", "newobj_ex") or last.startswith(_REBUILDER_PREFIXES)
-        class_like = _is_class_name(target.name) and not _contains_risk(call.args)
-        if rebuilds or (class_like and call.kind in ("reduce", "inst", "obj")):
-            self._event(THIRD_PARTY_CLASS, Severity.MEDIUM,
-                        f"rebuilds {target.dotted}: loading needs that package's code", call.offset, call=call)
+        class_like = _is_class_name(target.name)
+        if target.module == "builtins" and not class_like:
+            # Harmless builtins are allowlisted; any other builtin function (type, map, iter...) is
+            # a tool for building callables at load time, whatever opcode reaches it.
+            rebuilds = False
+        else:
+            rebuilds = call.kind in ("newobj", "newobj_ex") or last.startswith(_REBUILDER_PREFIXES)
+        constant_args = not _contains_risk(call.args)
+        if rebuilds or (class_like and call.kind in ("reduce", "inst", "obj") and constant_args):
+            self._rebuilds(call, target)
         else:
             self._event(UNKNOWN_FUNCTION, Severity.HIGH,
-                        f"calls {shown}: an unknown function, which cannot be proven safe", call.offset,
-                        call=call)
+                        f"calls {preview(call, 100)}: an unknown function, which cannot be proven safe",
+                        call.offset, call=call)
 
     def _judge_safe(self, call: Call, dotted: str) -> None:
         items = call.args.items if isinstance(call.args, PTuple) else []
         if dotted in ("copyreg._reconstructor", "copyreg.__newobj__") and items:
+            self._judge_class_arg(call, items[0], dotted)
+            if dotted == "copyreg._reconstructor" and len(items) >= 2:
+                # _reconstructor(cls, base, state) runs base.__new__ and base.__init__ as well.
+                self._judge_class_arg(call, items[1], dotted)
+        elif dotted in _NUMPY_RECONSTRUCT and items:
             self._judge_class_arg(call, items[0], dotted)
         elif dotted == "torch._tensor._rebuild_from_type_v2" and len(items) >= 3:
             # _rebuild_from_type_v2(func, new_type, args, state) calls func(*args).
@@ -565,11 +761,11 @@ class Machine:
             if inner.severity > call.severity:
                 call.severity = inner.severity
             self._judge_class_arg(call, items[1], dotted)
-        elif dotted == "copyreg.add_extension":
-            pass  # denied with high severity in the policy; kept for completeness
-        elif dotted == "collections.defaultdict" and items and not isinstance(items[0], Global | type(None)):
+        elif dotted == "collections.defaultdict" and items and isinstance(items[0], Call) \
+                and items[0].target is None:
             self._event(COMPUTED_CALLABLE, Severity.HIGH,
-                        f"defaultdict with a computed factory {preview(items[0], 60)}", call.offset, call=call)
+                        f"defaultdict with a computed factory {preview(items[0], 60)}", call.offset,
+                        call=call)
 
     def _judge_class_arg(self, call: Call, cls: Any, via: str) -> None:
         target = self._resolve(cls)
@@ -578,26 +774,47 @@ class Machine:
                         f"{via} rebuilds a class only known at load time: {preview(cls, 60)}", call.offset,
                         call=call)
             return
-        verdict = self.policy.classify(target.module, target.name)
+        verdict = self._verdict(target)
         if verdict.kind == DENIED:
             self._event(DANGEROUS_CALL, verdict.severity,
                         f"{via} rebuilds {target.dotted}: {verdict.reason}", call.offset, call=call)
         elif verdict.kind != SAFE:
-            self._event(THIRD_PARTY_CLASS, Severity.MEDIUM,
-                        f"rebuilds {target.dotted}: loading needs that package's code", call.offset, call=call)
+            self._rebuilds(call, target)
+
+    def _rebuilds(self, call: Call, target: Global) -> None:
+        self._event(THIRD_PARTY_CLASS, Severity.MEDIUM,
+                    f"rebuilds {target.dotted}: loading needs that package's code", call.offset, call=call)
 
     def _result_of(self, call: Call) -> Any:
         """What the call pushes. Mostly the call record itself; some calls are followed through."""
-        target = call.target.dotted if call.target is not None else ""
+        if call.target is None:
+            return call
+        target = call.target.dotted
         items = call.args.items if isinstance(call.args, PTuple) else []
-        if target == "builtins.getattr" and len(items) >= 2 and isinstance(items[1], str):
-            owner = items[0]
-            if isinstance(owner, Global):
-                # getattr(module_attr, "x") is the attribute walk module_attr.x: judge it as a name.
-                return self._global(owner.module, f"{owner.name}.{items[1]}", call.offset)
-            return Unknown(f"getattr({preview(owner, 40)}, {items[1]!r})", call.offset)
+        if (target == "builtins.getattr" or target in _GETITEMS) and len(items) >= 2 \
+                and type(items[1]) is str:
+            # getattr(module_attr, "x") is the attribute walk module_attr.x: judge it as a name.
+            # getitem on a module-level mapping (a __dict__) reaches the same objects.
+            return self._walk(items[0], items[1], call.offset)
+        if target == "builtins.str" and items and call.kind == "reduce":
+            folded = _fold_str(items)
+            if folded is not None:
+                return folded
         if target == "copyreg.add_extension" and len(items) >= 3:
             module, name, code = items[:3]
             if isinstance(module, str) and isinstance(name, str) and isinstance(code, int):
                 self.extensions[code] = (module, name)
         return call
+
+
+def _fold_str(items: list[Any]) -> str | None:
+    """builtins.str over constants gives a constant (a name may be spelled that way)."""
+    if len(items) == 1 and type(items[0]) is str:
+        return items[0]
+    if 2 <= len(items) <= 3 and isinstance(items[0], bytes | bytearray) and type(items[1]) is str \
+            and items[1].lower() in _TEXT_CODECS:
+        try:
+            return bytes(items[0]).decode(items[1])
+        except UnicodeDecodeError:
+            return None
+    return None

@@ -104,30 +104,41 @@ def _decode_string_line(line: bytes, offset: int) -> str:
     raise FormatError("STRING argument is not quoted", offset)
 
 
+# code byte → (name, kind, category, fixed size or length-field size, struct) for read_op's hot path.
+NOARG, _FIXEDARG, _SIZEDARG, _LINEARG = 0, 1, 2, 3
+OPCODE_TABLE: list[tuple[str, str, int, int, struct.Struct | None] | None] = [None] * 256
+for _code, (_name, _kind) in OPCODES.items():
+    if _kind == NONE:
+        OPCODE_TABLE[_code] = (_name, _kind, NOARG, 0, None)
+    elif _kind in _FIXED:
+        OPCODE_TABLE[_code] = (_name, _kind, _FIXEDARG, _FIXED[_kind][0], struct.Struct(_FIXED[_kind][1]))
+    elif _kind in _SIZED:
+        OPCODE_TABLE[_code] = (_name, _kind, _SIZEDARG, _SIZED[_kind][0], struct.Struct(_SIZED[_kind][1]))
+    else:
+        OPCODE_TABLE[_code] = (_name, _kind, _LINEARG, 0, None)
+
+
 def read_op(buf: Any, pos: int, end: int) -> Op:
     """Decode the opcode at `pos`. Raises PickleTruncated / FormatError with the offset."""
     if pos >= end:
         raise PickleTruncated("truncated: the stream ended before STOP", pos)
-    code = buf[pos]
-    entry = OPCODES.get(code)
+    entry = OPCODE_TABLE[buf[pos]]
     if entry is None:
-        raise FormatError(f"malformed: unknown opcode 0x{code:02x}", pos)
-    name, kind = entry
+        raise FormatError(f"malformed: unknown opcode 0x{buf[pos]:02x}", pos)
+    name, kind, category, size, fmt = entry
+    if category == NOARG:
+        return Op(name, None, pos, 1)
     p = pos + 1
     arg: Any = None
-    if kind == NONE:
-        pass
-    elif kind in _FIXED:
-        size, fmt = _FIXED[kind]
+    if category == _FIXEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} needs {size} argument bytes, {end - p} remain", pos)
-        (arg,) = struct.unpack(fmt, buf[p : p + size])
-        p += size
-    elif kind in _SIZED:
-        size, fmt = _SIZED[kind]
+        (arg,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
+        return Op(name, arg, pos, 1 + size)
+    if category == _SIZEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} length field needs {size} bytes", pos)
-        (n,) = struct.unpack(fmt, buf[p : p + size])
+        (n,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
         p += size
         if n < 0:
             raise FormatError(f"malformed: {name} has negative length {n}", pos)
@@ -149,33 +160,50 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
             arg = bytearray(data)
         else:
             arg = data
-    else:
-        line, p = _readline(buf, p, end, name)
-        try:
-            if kind == INTNL:
-                arg = False if line == b"00" else True if line == b"01" else int(line, 0)
-            elif kind == LONGNL:
-                arg = int(line[:-1] if line.endswith(b"L") else line, 0)
-            elif kind == FLOATNL:
-                arg = float(line)
-            elif kind == INDEXNL:
-                arg = int(line)
-                if arg < 0:
-                    raise ValueError("negative memo index")
-            elif kind == STRINGNL:
-                arg = _decode_string_line(line, pos)
-            elif kind == UNICODENL:
-                arg = line.decode("raw-unicode-escape")
-            elif kind == PERSIDNL:
-                arg = line.decode("ascii")
-            elif kind == GLOBALNL:
-                second, p = _readline(buf, p, end, name)
-                arg = (line.decode("utf-8"), second.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            if isinstance(exc, FormatError):
-                raise
-            raise FormatError(f"malformed: bad {name} argument {line[:40]!r}", pos) from None
+        return Op(name, arg, pos, p - pos)
+    line, p = _readline(buf, p, end, name)
+    try:
+        if kind == INTNL:
+            arg = _parse_int_line(line)
+        elif kind == LONGNL:
+            arg = int(line[:-1] if line.endswith(b"L") else line, 0)
+        elif kind == FLOATNL:
+            arg = float(line)
+        elif kind == INDEXNL:
+            arg = int(line)
+            if arg < 0:
+                raise ValueError("negative memo index")
+        elif kind == STRINGNL:
+            arg = _decode_string_line(line, pos)
+        elif kind == UNICODENL:
+            arg = line.decode("raw-unicode-escape")
+        elif kind == PERSIDNL:
+            arg = line.decode("ascii")
+        elif kind == GLOBALNL:
+            second, p = _readline(buf, p, end, name)
+            arg = (line.decode("utf-8"), second.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"malformed: bad {name} argument {line[:40]!r}", pos) from None
     return Op(name, arg, pos, p - pos)
+
+
+def _parse_int_line(line: bytes) -> int | bool:
+    """INT as CPython's C unpickler reads it: strtol(base 0), so "010" is 8 and a NUL ends the number."""
+    if line == b"00":
+        return False
+    if line == b"01":
+        return True
+    text = line.split(b"\0", 1)[0].strip()
+    sign = 1
+    if text[:1] in (b"+", b"-"):
+        sign = -1 if text[:1] == b"-" else 1
+        text = text[1:]
+    if len(text) > 1 and text[:1] == b"0" and text[1:2] not in (b"x", b"X", b"o", b"O", b"b", b"B") \
+            and text.isdigit():
+        return sign * int(text, 8)  # C's strtol reads a leading 0 as octal; Python's int() refuses it
+    return sign * int(text, 0)
 
 
 def iter_ops(buf: Any, start: int = 0, end: int | None = None) -> Iterator[Op]:
@@ -196,22 +224,45 @@ def looks_like_pickle(head: bytes) -> int:
         return 90
     if len(head) >= 2 and head[0] == PROTO and head[1] <= 0x0F:
         return 60  # an unknown protocol: loaders refuse it, the machine reports it as malformed
-    # Protocol 0/1: no header. Accept only if the first few opcodes decode and include one that
-    # builds something, so plain text does not read as a pickle.
-    pos, seen, end = 0, 0, len(head)
-    structural = False
-    try:
-        while pos < end and seen < 64:
-            op = read_op(head, pos, end)
-            seen += 1
-            pos += op.length
-            if op.name in ("GLOBAL", "INST", "REDUCE", "BUILD", "DICT", "LIST", "TUPLE", "MARK",
-                           "EMPTY_DICT", "EMPTY_LIST", "SETITEM", "APPEND", "PERSID", "BINPERSID"):
-                structural = True
-            if op.name == "STOP":
-                return 70 if structural or seen > 1 else 20
-    except PickleTruncated:
-        return 40 if structural and seen >= 2 else 0
-    except FormatError:
+    return probe(head, 0, len(head), len(head))
+
+
+# Opcodes after which a broken stream still did something a reviewer must see.
+_ACTING = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "REDUCE", "BUILD", "OBJ", "NEWOBJ", "NEWOBJ_EX",
+                     "EXT1", "EXT2", "EXT4"})
+_STRUCTURAL = frozenset({"GLOBAL", "INST", "REDUCE", "BUILD", "DICT", "LIST", "TUPLE", "MARK",
+                         "EMPTY_DICT", "EMPTY_LIST", "SETITEM", "APPEND", "PERSID", "BINPERSID",
+                         "STACK_GLOBAL", "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "SETITEMS",
+                         "APPENDS"})
+PROBE_OPCODES = 4096
+
+
+def probe(buf: Any, start: int, end: int, size: int) -> int:
+    """Score a protocol 0/1 stream (no PROTO header) by running it on the symbolic machine.
+
+    Opcodes alone say little (much text decodes as a few opcodes); the machine's stack and memo
+    rules are the real loader's, so a stream that runs without a loader error is a pickle to
+    `pickle.load`, and one that breaks after importing or calling something still acted. `end` may
+    stop short of `size` (a window): running out of bytes there is not truncation.
+    """
+    from airlock.core.limits import Limits
+    from airlock.core.pickle.machine import Machine
+
+    if start >= end:
         return 0
-    return 40 if structural and seen >= 3 else 0
+    machine = Machine(buf, limits=Limits(max_opcodes=PROBE_OPCODES, max_pickles_per_stream=1))
+    run = machine.run_one(start, end)
+    seen = len(run.op_offsets)
+    if run.complete:
+        return 70 if seen > 1 else 20
+    error = run.error
+    window_cut = isinstance(error, PickleTruncated) and end < size
+    if seen >= PROBE_OPCODES or (window_cut and seen >= 2):
+        return 40  # every opcode so far ran like the loader's: a pickle, possibly a long one
+    names = {buf[o] for o in run.op_offsets}
+    acted = any(OPCODES[c][0] in _ACTING for c in names)
+    if acted and seen >= 2:
+        return 45  # broken, but only after it imported or called something: the loader ran that
+    if isinstance(error, PickleTruncated) and seen >= 2 and any(OPCODES[c][0] in _STRUCTURAL for c in names):
+        return 40
+    return 0

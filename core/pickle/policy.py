@@ -28,6 +28,18 @@ DANGEROUS_DUNDERS = frozenset({
 })
 
 
+# A walk that ends at one of these reaches a command or code runner, whatever it walked through.
+DANGEROUS_LEAVES = frozenset({
+    "system", "popen", "popen2", "popen3", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv",
+    "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp", "execl", "execle", "execlp",
+    "execlpe", "execv", "execve", "execvp", "execvpe", "fork", "forkpty", "getoutput",
+    "getstatusoutput", "check_output", "check_call", "Popen", "eval", "exec", "execfile", "compile",
+    "import_module", "urlopen", "urlretrieve", "rmtree", "unlink", "remove", "removedirs", "rmdir",
+    "write_text", "write_bytes", "run_path", "run_module", "interact", "breakpoint", "resolve_name",
+    "locate", "create_subprocess_shell", "create_subprocess_exec", "startfile", "kill", "killpg",
+})
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     kind: str  # SAFE | DENIED | UNKNOWN
@@ -60,8 +72,15 @@ class Policy:
             for i in range(1, len(parts) - 1):
                 tail = ".".join(parts[i:])
                 hit = self._deny_match(tail)
+                if hit is None and parts[i].startswith("_"):
+                    # Modules keep private aliases of what they import (tempfile._os, ..._subprocess).
+                    tail = ".".join([parts[i].lstrip("_"), *parts[i + 1 :]])
+                    hit = self._deny_match(tail)
                 if hit is not None:
                     return Verdict(DENIED, f"attribute walk reaches {tail}: {hit.reason}", hit.severity)
+            if name_parts[-1] in DANGEROUS_LEAVES:
+                return Verdict(DENIED, f"attribute walk ends at {name_parts[-1]}, a function that runs "
+                               "commands or code or deletes files", Severity.CRITICAL)
         return Verdict(UNKNOWN)
 
     def _deny_match(self, full: str) -> Verdict | None:

@@ -62,3 +62,11 @@ class BuildOnGlobal(Rule):
     severity = Severity.HIGH
     title = "BUILD rewrites a global"
     help = "BUILD on a module, class or function sets attributes on it for the whole process."
+
+
+class MutatesGlobal(Rule):
+    id = machine.MUTATES_GLOBAL
+    severity = Severity.HIGH
+    title = "Pickle changes a module-level object"
+    help = "SETITEM, APPEND or ADDITEMS on an imported global (a registry, a module's dict) changes "\
+        "it for the whole process; copyreg's extension registry is one such target."

@@ -38,19 +38,23 @@ class Call:
     """
 
     __slots__ = ("args", "func", "kind", "kwargs", "list_items", "map_items", "node", "offset",
-                 "planted_setstate", "severity", "state", "target")
+                 "planted", "planted_setstate", "severity", "state", "target")
 
     def __init__(self, func: Any, args: Any, kind: str, offset: int, kwargs: Any = None) -> None:
         self.func = func
         self.args = args
         self.kwargs = kwargs
-        self.kind = kind  # reduce | inst | obj | newobj | newobj_ex | setstate
+        self.kind = kind  # reduce | inst | obj | newobj | newobj_ex | setstate | append | additems
         self.offset = offset
         self.target: Global | None = None
         self.state: Any = None
         self.list_items: list[Any] = []
         self.map_items: list[tuple[Any, Any]] = []
         self.planted_setstate: Any = None  # a `__setstate__` put in the instance dict by BUILD
+        # Attributes the loader itself looks up on the instance (__setstate__, extend, append, add)
+        # that BUILD or the constructor put into its dict; "<computed>" when the key is only known
+        # at load time.
+        self.planted: dict[str, Any] | None = None
         self.node: Any = None  # the tree node recording this call
         self.severity = 0
 
