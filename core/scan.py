@@ -26,6 +26,7 @@ from airlock.core.findings import (
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.source import Source
+from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
 
 UNKNOWN = "unknown"
@@ -148,7 +149,7 @@ def _check_extension(result_format: str, path: str, ctx: ScanContext, root: Node
 
 def scan_source(source: Source, display_path: str, ctx: ScanContext) -> ScanResult:
     start = time.monotonic()
-    root = parse_into(source, ctx, None, label=os.path.basename(display_path) or display_path)
+    root = parse_into(source, ctx, None, label=_label(display_path))
     fmt = root.attrs.get("format", UNKNOWN)
     _check_extension(fmt, display_path, ctx, root)
     return ScanResult(display_path, fmt, root, ctx.findings, time.monotonic() - start, source.size, source)
@@ -174,7 +175,7 @@ def scan_file(
     except OSError as exc:
         return _unreadable(display, ctx, exc, start)
     if not stat.S_ISREG(st.st_mode):
-        root = Node(FILE, os.path.basename(display) or display, attrs={"format": "skipped"})
+        root = Node(FILE, _label(display), attrs={"format": "skipped"})
         ctx.report(Skipped, f"not a regular file ({_file_type(st.st_mode)}): not opened", node=root)
         return ScanResult(display, "skipped", root, ctx.findings, 0.0, None)
     try:
@@ -193,8 +194,13 @@ def scan_bytes(data: bytes, name: str = "<bytes>", *, limits: Limits = DEFAULT_L
     return scan_source(Source.from_bytes(data, name), name, ctx)
 
 
+def _label(path: str) -> str:
+    # A file name is text from outside like any other: escaped before a view shows it.
+    return safe_text(os.path.basename(path) or path, 500)
+
+
 def _unreadable(display: str, ctx: ScanContext, exc: OSError, start: float) -> ScanResult:
-    root = Node(FILE, os.path.basename(display) or display, attrs={"format": UNKNOWN})
+    root = Node(FILE, _label(display), attrs={"format": UNKNOWN})
     ctx.report(Unreadable, f"cannot read the file: {exc.strerror or exc}", node=root)
     return ScanResult(display, UNKNOWN, root, ctx.findings, time.monotonic() - start, None)
 
