@@ -10,7 +10,9 @@ last one wins in numpy while other tools may read the first: that is a finding.
 from __future__ import annotations
 
 import io
+import lzma
 import zipfile
+import zlib
 from typing import Any
 
 from airlock.core.context import ScanContext
@@ -147,7 +149,7 @@ def _member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Sourc
                                     "cap", info.header_offset)
             data = fh.read(cap + 1)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError,
-            KeyError) as exc:
+            KeyError, zlib.error, lzma.LZMAError) as exc:
         # CRC errors, encryption, unsupported methods: numpy.load fails on this member too.
         ctx.report(Malformed, f"malformed .npz member {name}: {safe_text(str(exc), 160)}", node=root,
                    offset=info.header_offset)

@@ -253,3 +253,13 @@ def test_scanning_a_pickle_imports_no_numpy():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_regression_corrupt_deflate_stream_is_malformed_not_a_crash():
+    # Found by tests/robustness: zipfile raises zlib.error (not BadZipFile) on a damaged deflate stream.
+    data = bytearray(nf.npz({"o.npy": nf.npy(np.arange(40.0))}, zipfile.ZIP_DEFLATED))
+    start = data.find(b"o.npy") + len(b"o.npy")
+    data[start:start + 4] = b"\xff\xff\xff\xff"
+    result = scan(bytes(data), "x.npz")
+    assert "AIR001" not in rules(result)
+    assert any(f.rule == "AIR002" and "o.npy" in f.message for f in result.findings), result.findings
