@@ -228,13 +228,14 @@ def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
                               member=info.filename, attrs={"size": info.file_size})
             if info.is_dir():
                 continue
-            if info.file_size > cap:
+            budget = MAX_CONFIG_BYTES if info.filename in ("config.json", "metadata.json") else cap
+            if info.file_size > budget:
                 ctx.report(LimitExceeded, f"member {name} declares {info.file_size:,} bytes, over the "
-                           f"{cap:,}-byte budget: not inspected", node=node)
+                           f"{budget:,}-byte budget: not inspected", node=node)
                 continue
             try:
                 with zf.open(info) as fh:
-                    data = fh.read(cap + 1)
+                    data = fh.read(budget + 1)
             except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
                 ctx.report(Malformed, f"malformed .keras member {name}: {exc}; Keras' zipfile fails too",
                            node=node)

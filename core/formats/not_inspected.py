@@ -3,9 +3,10 @@
 Each is detected by content where the format allows it (the `TFL3` and `ORTM` flatbuffer
 identifiers of TFLite and onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
 OpenVINO's `<net>` XML, the members of torch.export `.pt2` zips and NeMo `.nemo` tars, a
-TensorFlow checkpoint index's footer magic) and reported with an `info` "not inspected" finding. Containers are still opened: `.pt2` members
-go through the generic zip reader and `.nemo` members are sniffed and scanned, so a pickle
-inside (NeMo's `model_weights.ckpt` is a torch checkpoint) is judged like any other.
+TensorFlow checkpoint index's footer magic) and reported with an `info` "not inspected"
+finding. Containers are still opened: `.pt2` members go through the generic zip reader and
+`.nemo` members are sniffed and scanned, so a pickle inside (NeMo's `model_weights.ckpt` is a
+torch checkpoint) is judged like any other.
 """
 
 from __future__ import annotations
