@@ -227,13 +227,11 @@ def looks_like_pickle(head: bytes) -> int:
     return probe(head, 0, len(head), len(head))
 
 
-# Opcodes after which a broken stream still did something a reviewer must see.
-_ACTING = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "REDUCE", "BUILD", "OBJ", "NEWOBJ", "NEWOBJ_EX",
-                     "EXT1", "EXT2", "EXT4"})
-_STRUCTURAL = frozenset({"GLOBAL", "INST", "REDUCE", "BUILD", "DICT", "LIST", "TUPLE", "MARK",
-                         "EMPTY_DICT", "EMPTY_LIST", "SETITEM", "APPEND", "PERSID", "BINPERSID",
-                         "STACK_GLOBAL", "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "SETITEMS",
-                         "APPENDS"})
+# Opcodes that build something. GLOBAL is left out: text whose lines start with "c" reads as a
+# run of GLOBALs, and importing without calling does nothing a reviewer must see.
+_STRUCTURAL = frozenset({"INST", "REDUCE", "BUILD", "DICT", "LIST", "TUPLE", "MARK", "EMPTY_DICT",
+                         "EMPTY_LIST", "SETITEM", "APPEND", "PERSID", "BINPERSID", "STACK_GLOBAL",
+                         "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "SETITEMS", "APPENDS"})
 PROBE_OPCODES = 4096
 
 
@@ -259,10 +257,9 @@ def probe(buf: Any, start: int, end: int, size: int) -> int:
     window_cut = isinstance(error, PickleTruncated) and end < size
     if seen >= PROBE_OPCODES or (window_cut and seen >= 2):
         return 40  # every opcode so far ran like the loader's: a pickle, possibly a long one
-    names = {buf[o] for o in run.op_offsets}
-    acted = any(OPCODES[c][0] in _ACTING for c in names)
-    if acted and seen >= 2:
-        return 45  # broken, but only after it imported or called something: the loader ran that
-    if isinstance(error, PickleTruncated) and seen >= 2 and any(OPCODES[c][0] in _STRUCTURAL for c in names):
+    if (run.calls or run.events) and seen >= 2:
+        return 45  # broken, but only after a call or a dangerous name: the loader ran up to there
+    codes = {buf[o] for o in run.op_offsets}
+    if isinstance(error, PickleTruncated) and seen >= 2 and any(OPCODES[c][0] in _STRUCTURAL for c in codes):
         return 40
     return 0
