@@ -12,7 +12,7 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
-from airlock.core.findings import TrailingData
+from airlock.core.findings import Malformed, TrailingData
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, FILE, Node
@@ -77,26 +77,36 @@ def decompress(source: Source, kind: str, cap: int, ctx: ScanContext) -> bytes:
     Concatenated members are all read, as `gzip.open(...).read()` reads them: a pickle split
     across members, or a second pickle in a second member, is what the loader sees.
     """
-    data, _ = decompress_members(source, kind, cap, ctx)
+    data, _, error = decompress_members(source, kind, cap, ctx)
+    if error is not None:
+        raise error
     return data
 
 
-def decompress_members(source: Source, kind: str, cap: int, ctx: ScanContext) -> tuple[bytes, int]:
-    """(decompressed bytes of every member, offset where the compressed members end)."""
+def decompress_members(source: Source, kind: str, cap: int, ctx: ScanContext
+                       ) -> tuple[bytes, int, FormatError | None]:
+    """(bytes of every member, offset where the members end, the corruption that stopped it).
+
+    A corrupt or truncated stream still yields what came before the break: a loader reading
+    through `gzip.open` unpickles those bytes, and runs their calls, before it sees the error.
+    """
     out = bytearray()
     pos = 0
     while True:
-        pos = _decompress_one(source, kind, pos, cap, out, ctx)
+        try:
+            pos = _decompress_one(source, kind, pos, cap, out, ctx)
+        except FormatError as exc:
+            return bytes(out), source.size, exc
         if kind not in _MULTI_MEMBER:
-            return bytes(out), pos
+            return bytes(out), pos, None
         nxt = pos
         if kind == "gzip":  # gzip readers skip zero padding between and after members
             while nxt < source.size and source.buffer[nxt] == 0:
                 nxt += 1
         if nxt >= source.size:
-            return bytes(out), source.size
+            return bytes(out), source.size, None
         if _kind(source.read(nxt, 64)) != kind:
-            return bytes(out), pos
+            return bytes(out), pos, None
         pos = nxt
 
 
@@ -145,10 +155,14 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     kind = _kind(source.head(64)) or "unknown"
     root.attrs["compression"] = kind
-    data, end = decompress_members(source, kind, ctx.limits.max_decompressed_bytes, ctx)
+    data, end, error = decompress_members(source, kind, ctx.limits.max_decompressed_bytes, ctx)
+    if error is not None:
+        ctx.report(Malformed, f"malformed {kind}: {error.message}; what came before is read below",
+                   node=root, offset=error.offset, member=source.member)
     member = f"{source.member}!{kind}" if source.member else f"<{kind} content>"
     inner = Source.from_bytes(data, name=member, member=member, path=source.path)
-    ctx.parse_nested(inner, root, label=f"{kind}-decompressed ({len(data):,} bytes)")
+    if data or error is None:
+        ctx.parse_nested(inner, root, label=f"{kind}-decompressed ({len(data):,} bytes)")
     if end < source.size:
         size = source.size - end
         node = root.child(DATA, f"trailing bytes ({size:,})", offset=end, length=size, member=source.member,
