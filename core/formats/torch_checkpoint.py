@@ -281,7 +281,8 @@ def read_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LI
 
 def persistent_refs(value: Any, limit: int = 10_000_000) -> Iterator[PersistentRef]:
     """Every persistent id reachable from `value`, wherever it sits (call arguments included)."""
-    stack, seen = [value], set()
+    stack: list[Any] = [value]
+    seen: set[int] = set()
     while stack and len(seen) < limit:
         node = stack.pop()
         if id(node) in seen:

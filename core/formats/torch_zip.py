@@ -123,7 +123,7 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
 
         scan_code(source, ctx, archive, code_members)
     if not torchscript and archive.start == 0 and main_runs and layout.main is not None:
-        data = zipf.read_member(source, layout.main, ctx.limits.max_pickle_member_bytes)
+        data = read_member(source, layout.main, ctx.limits.max_pickle_member_bytes)
         refusal = weights_only_refusal(data, 0, len(data))
         claim_weights_only(ctx, root, refusal)
     return layout

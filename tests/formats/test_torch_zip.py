@@ -300,3 +300,24 @@ def test_mutated_archives_never_crash_the_parser(edits):
 
 
 _SEED = torch_save({"w": torch.ones(2, 2), "b": torch.zeros(2, dtype=torch.bfloat16)})
+
+
+def test_zip64_end_records_are_read():
+    members = zip_members(torch_save({"w": torch.arange(3.0)}))
+    data = build_zip(members, zip64=True)
+    assert zipfile.ZipFile(io.BytesIO(data)).read(_main(members).name) == _main(members).data
+    assert torch.equal(torch_load(data, weights_only=True)["w"], torch.arange(3.0))
+    result = scan(data)
+    assert result.root.attrs["zip64"] is True
+    assert result.severity == Severity.INFO
+    assert "w" in tensors(result)
+    assert scan(build_zip([*members, Member("archive/x.json", EVIL_P0)], zip64=True)).severity == Severity.CRITICAL
+
+
+def test_members_past_the_shown_ones_are_reported():
+    from airlock.core.formats import zip as zipf
+
+    members = [Member("evil.pkl", EVIL_P2)] + [Member(f"f{i}", b"") for i in range(zipf.MAX_MEMBER_NODES + 5)]
+    result = scan_bytes(build_zip(members), "many.zip")
+    assert result.severity == Severity.CRITICAL
+    assert "AIR005" in rules(result)
