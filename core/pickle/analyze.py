@@ -18,7 +18,8 @@ from airlock.core.tree import CALL, GLOBAL, GROUP, OPCODE, PICKLE, Node
 _RULES: dict[str, type[Rule]] = {
     cls.id: cls for cls in (rules.DangerousGlobal, rules.ComputedCallable, rules.ExtensionCode,
                             rules.UnknownFunction, rules.ThirdPartyClass, rules.DangerousCall,
-                            rules.PlantedSetstate, rules.BuildOnGlobal, rules.MutatesGlobal)
+                            rules.PlantedSetstate, rules.BuildOnGlobal, rules.MutatesGlobal,
+                            rules.FrameStraddle)
 }
 
 def scan_pickle(

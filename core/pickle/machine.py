@@ -9,6 +9,7 @@ called or evaluated. The machine judges each call with the policy and hands back
 
 from __future__ import annotations
 
+import bisect
 import gc
 from array import array
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from airlock.core.pickle.judge import (  # re-exported: other modules import the
     DANGEROUS_CALL,
     DANGEROUS_GLOBAL,
     EXTENSION_CODE,
+    FRAME_STRADDLE,
     MUTATES_GLOBAL,
     PLANTED_SETSTATE,
     THIRD_PARTY_CLASS,
@@ -41,7 +43,9 @@ from airlock.core.pickle.opcodes import (
     OPCODES,
     Op,
     PickleTruncated,
+    op_spans,
     read_op,
+    unpeeked,
 )
 from airlock.core.pickle.policy import Policy, Verdict, load_policy
 from airlock.core.pickle.values import (
@@ -59,8 +63,8 @@ from airlock.core.pickle.values import (
 )
 
 __all__ = ["BUILD_ON_GLOBAL", "COMPUTED_CALLABLE", "DANGEROUS_CALL", "DANGEROUS_GLOBAL", "EXTENSION_CODE",
-           "MUTATES_GLOBAL", "PLANTED_SETSTATE", "THIRD_PARTY_CLASS", "UNKNOWN_FUNCTION", "BuildHook",
-           "Event", "Machine", "PickleRun", "compat_name"]
+           "FRAME_STRADDLE", "MUTATES_GLOBAL", "PLANTED_SETSTATE", "THIRD_PARTY_CLASS", "UNKNOWN_FUNCTION",
+           "BuildHook", "Event", "Machine", "PickleRun", "compat_name"]
 
 
 @dataclass
@@ -115,6 +119,9 @@ class Machine(CallJudge):
         self.extensions: dict[int, tuple[str, str]] = {}
         self.extension_objects: dict[int, Any] = {}
         self.skipped_runs = 0  # quiet pickles past max_pickles_per_stream, read but not kept
+        self.follow_frames = True  # check FRAME lengths, and re-read streams whose opcodes cross them
+        self.straddle: int | None = None  # offset of the first opcode that crosses a frame's end
+        self._buffer_end = 0
         self.end = len(buf)
         self._verdicts: dict[tuple[str, str, tuple[str, str] | None], Verdict] = {}
         self._dispatch: dict[str, Callable[[Any], int | None]] = {
@@ -156,15 +163,49 @@ class Machine(CallJudge):
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return self._run_one(start, end)
+            run = self._run_one(start, end)
+            if self.straddle is not None and self.follow_frames:
+                self._read_unpeeked(run, start, end)
+            return run
         finally:
             if collecting:
                 gc.enable()
+
+    def _read_unpeeked(self, run: PickleRun, start: int, end: int) -> None:
+        """Run the stream again as a file without peek() feeds it (torch.load's zip members), and
+        add what that reading reaches: it can name other globals than the contiguous one."""
+        assert self.straddle is not None
+        spans = unpeeked(self.buf, start, end, self.limits.max_opcodes)
+        data = b"".join(bytes(self.buf[a:b]) for a, b in spans)
+        alt = Machine(data, limits=self.limits, policy=self.policy)
+        alt.follow_frames = False  # the joined stream no longer matches its FRAME lengths
+        alt.extensions, alt.extension_objects = dict(self.extensions), dict(self.extension_objects)
+        alt_run = alt._run_one(0, len(data))
+        starts = [0]
+        for a, b in spans:
+            starts.append(starts[-1] + b - a)
+
+        def original(offset: int) -> int:
+            i = max(bisect.bisect_right(starts, offset) - 1, 0)
+            return spans[i][0] + offset - starts[i] if i < len(spans) else end
+
+        self.run = run
+        self._event(FRAME_STRADDLE, Severity.HIGH,
+                    f"malformed: an opcode at offset {self.straddle} crosses the end of a FRAME; torch.load "
+                    "(a zip member read without peek) skips the rest of the frame and reads other bytes "
+                    "there, which pickle.loads never sees", self.straddle)
+        for event in alt_run.events:
+            run.events.append(Event(event.rule, event.severity,
+                                    f"as torch.load reads it (FRAME skipped): {event.message}",
+                                    original(event.offset), event.call, event.glob))
+        run.globals.extend(alt_run.globals)
 
     def _run_one(self, start: int, end: int) -> PickleRun:
         run = PickleRun(start=start)
         self.run = run
         self.end = end
+        self.straddle = None
+        self._buffer_end = 0  # where the C unpickler's buffer ends after a FRAME (0: no buffer)
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
@@ -189,6 +230,8 @@ class Machine(CallJudge):
                 offsets.append(pos)
                 pos += op.length
                 count += 1
+                if self._buffer_end and pos >= self._buffer_end:
+                    self._leave_buffer(op)
                 if tick is not None and not count & 8191:
                     tick()
                 if op.name == "STOP":
@@ -198,6 +241,7 @@ class Machine(CallJudge):
                 new_pos = dispatch[op.name](op)
                 if new_pos is not None:  # a build hook skipped inline data
                     pos = new_pos
+                    self._buffer_end = 0
                 if len(self.stack) > max_stack:
                     raise LimitExceeded(f"stack deeper than {max_stack:,}", op.offset)
         except FormatError as exc:
@@ -260,8 +304,25 @@ class Machine(CallJudge):
             raise FormatError(f"malformed: unsupported pickle protocol {op.arg}", op.offset)
         self.run.protocol = op.arg
 
+    def _leave_buffer(self, op: Op) -> None:
+        """An opcode reached the end of the frame buffer: a read that starts before that end and
+        finishes after it is where a reader without peek() goes elsewhere."""
+        limit = self._buffer_end
+        self._buffer_end = 0
+        if self.straddle is None and self.follow_frames and any(a < limit < b for a, b in op_spans(op)):
+            self.straddle = op.offset
+
     def op_FRAME(self, op: Any) -> None:
         # The C unpickler only checks that the frame's bytes exist; opcodes may cross frames.
+        content = op.offset + op.length
+        if self._buffer_end and content + op.arg > self._buffer_end:
+            if self.straddle is None and self.follow_frames and content < self._buffer_end:
+                self.straddle = op.offset  # the new frame is read from after the buffer, not from here
+            self._buffer_end = 0
+        if not self._buffer_end:
+            self._buffer_end = content + op.arg
+        if not self.follow_frames:
+            return
         remaining = self.end - (op.offset + op.length)
         if op.arg > remaining:
             raise PickleTruncated(

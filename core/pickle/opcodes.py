@@ -263,3 +263,105 @@ def probe(buf: Any, start: int, end: int, size: int) -> int:
     if isinstance(error, PickleTruncated) and seen >= 2 and any(OPCODES[c][0] in _STRUCTURAL for c in codes):
         return 40
     return 0
+
+
+# CPython's C unpickler reads a file through a buffer. After FRAME the buffer is the frame; when a
+# read does not fit in what is left of it and the file has no peek() (io.BytesIO: how torch.load
+# reads a zip member; or any frame of 128 KiB or more), the rest of the buffer is dropped and the
+# read is served from the file, after the frame. Pickle writers never let an opcode cross a frame,
+# so a stream where one does reads one way to pickle.loads and another way to torch.load.
+
+
+def op_spans(op: Op) -> list[tuple[int, int]]:
+    """The separate reads the C unpickler makes for an opcode's argument, as (start, end) offsets."""
+    entry = OPCODE_TABLE[ord("c") if op.name in ("GLOBAL", "INST") else _CODE_OF[op.name]]
+    assert entry is not None
+    _, kind, category, size, _ = entry
+    p = op.offset + 1
+    end = op.offset + op.length
+    if category == NOARG:
+        return []
+    if category == _FIXEDARG:
+        spans = [(p, p + size)]
+        if op.name == "FRAME":
+            spans.append((p + size, p + size + op.arg))
+        return spans
+    if category == _SIZEDARG:
+        return [(p, p + size), (p + size, end)]
+    if kind == GLOBALNL:
+        first = p + len(op.arg[0].encode("utf-8")) + 1
+        return [(p, first), (first, end)]
+    return [(p, end)]
+
+
+_CODE_OF = {name: code for code, (name, _) in OPCODES.items()}
+
+
+def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, int]]:
+    """The byte ranges the C unpickler consumes from a file without peek(), in order, up to STOP
+    or the first error: joined, they are the stream that loader really runs."""
+    spans: list[tuple[int, int]] = []
+    cur, limit = start, 0
+
+    def read(n: int) -> int:
+        nonlocal cur, limit
+        if limit and cur < limit < cur + n:
+            cur, limit = limit, 0  # the rest of the buffer is dropped
+        elif limit and cur >= limit:
+            limit = 0
+        if cur + n > end:
+            raise PickleTruncated("truncated", cur)
+        spans.append((cur, cur + n))
+        cur += n
+        return cur - n
+
+    def readline() -> int:
+        nonlocal cur, limit
+        if limit and cur < limit:
+            nl = _find(buf, cur, limit)
+            if nl < 0:
+                cur, limit = limit, 0
+        nl = _find(buf, cur, min(end, cur + _MAX_LINE))
+        if nl < 0:
+            raise PickleTruncated("truncated", cur)
+        spans.append((cur, nl + 1))
+        cur, at = nl + 1, cur
+        return at
+
+    try:
+        for _ in range(max_ops):
+            entry = OPCODE_TABLE[buf[read(1)]]
+            if entry is None:
+                break
+            name, kind, category, size, fmt = entry
+            if name == "STOP":
+                break
+            if category == _FIXEDARG:
+                at = read(size)
+                if name == "FRAME":
+                    (length,) = fmt.unpack_from(buf, at)  # type: ignore[union-attr]
+                    if limit and cur + length <= limit:
+                        continue  # the frame is already in the buffer
+                    if limit and cur < limit:
+                        cur = limit
+                    if cur + length > end:
+                        break
+                    limit = cur + length
+            elif category == _SIZEDARG:
+                (n,) = fmt.unpack_from(bytes(buf[read(size) : cur]), 0)  # type: ignore[union-attr]
+                if n < 0:
+                    break
+                read(n)
+            elif category == _LINEARG:
+                readline()
+                if kind == GLOBALNL:
+                    readline()
+    except PickleTruncated:
+        pass
+    return spans
+
+
+def _find(buf: Any, start: int, stop: int) -> int:
+    if isinstance(buf, bytes | bytearray) or hasattr(buf, "find"):
+        return int(buf.find(b"\n", start, stop))
+    return bytes(buf[start:stop]).find(b"\n") + start if b"\n" in bytes(buf[start:stop]) else -1

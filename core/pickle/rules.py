@@ -70,3 +70,12 @@ class MutatesGlobal(Rule):
     title = "Pickle changes a module-level object"
     help = "SETITEM, APPEND or ADDITEMS on an imported global (a registry, a module's dict) changes "\
         "it for the whole process; copyreg's extension registry is one such target."
+
+
+class FrameStraddle(Rule):
+    id = machine.FRAME_STRADDLE
+    severity = Severity.HIGH
+    title = "Opcode crosses a FRAME boundary"
+    help = "Pickle writers never let an opcode cross the end of a frame. CPython's C unpickler reading "\
+        "a file without peek() (torch.load reads zip members from io.BytesIO) skips the rest of the "\
+        "frame and reads the argument from after it, so the stream names other globals for that loader."

@@ -80,7 +80,7 @@ def _stub(dotted: str, trace: Trace) -> Any:
 
 
 class _Recorder(pickle.Unpickler):
-    def __init__(self, stream: io.BytesIO, trace: Trace, proto: int) -> None:
+    def __init__(self, stream: Any, trace: Trace, proto: int) -> None:
         super().__init__(stream)
         self.trace = trace
         self.proto = proto
@@ -103,28 +103,35 @@ class _Recorder(pickle.Unpickler):
 
 
 def unwrap(data: bytes) -> bytes:
-    """What `gzip.open` & co. hand to the unpickler."""
-    if data[:2] == b"\x1f\x8b":
-        return gzip.decompress(data)
-    if data[:3] == b"BZh":
-        return bz2.decompress(data)
-    if data[:6] == b"\xfd7zXZ\x00":
-        return lzma.decompress(data)
-    if data[:3] == b"\x5d\x00\x00":
-        return lzma.decompress(data, format=lzma.FORMAT_ALONE)
+    """What `gzip.open` & co. hand to the unpickler (the whole stream, or as much as decodes)."""
+    for magic, opener in ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open),
+                          (b"\x5d\x00\x00", lambda f: lzma.open(f, format=lzma.FORMAT_ALONE))):
+        if data.startswith(magic):
+            out = bytearray()
+            try:
+                with opener(io.BytesIO(data)) as fh:
+                    while chunk := fh.read(65536):
+                        out += chunk
+            except (EOFError, OSError, lzma.LZMAError):
+                pass
+            return bytes(out)
     if data[:1] == b"\x78":
         try:
-            return zlib.decompress(data)
+            return zlib.decompressobj().decompress(data)
         except zlib.error:
             return data
     return data
 
 
-def trace(data: bytes, max_loads: int = 2000) -> Trace:
-    """Load every pickle of the stream, as a loader calling load() repeatedly would."""
+def trace(data: bytes, max_loads: int = 2000, *, peek: bool = False) -> Trace:
+    """Load every pickle of the stream, as a loader calling load() repeatedly would.
+
+    The stream is an io.BytesIO, which has no peek(): what torch.load hands the unpickler for a
+    zip member. With `peek`, a BufferedReader over it: what `pickle.load(open(path, "rb"))` sees.
+    """
     data = unwrap(data)
     result = Trace()
-    stream = io.BytesIO(data)
+    stream: Any = io.BufferedReader(io.BytesIO(data)) if peek else io.BytesIO(data)
     saved = (dict(copyreg._extension_registry), dict(copyreg._inverted_registry),  # type: ignore[attr-defined]
              dict(copyreg._extension_cache))  # type: ignore[attr-defined]
     try:

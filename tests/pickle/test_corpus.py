@@ -65,6 +65,17 @@ def test_nullifai_truncated_stream_runs_the_call_before_failing() -> None:
     assert {f.rule for f in result.findings} >= {"PKL006", "AIR002"}
 
 
+@pytest.mark.parametrize("name", ["frame_straddle/global_line", "frame_straddle/bytes_length"])
+def test_frame_straddles_read_differently_with_and_without_peek(name: str) -> None:
+    """The same bytes: harmless through a peekable file, a payload through io.BytesIO (torch.load)."""
+    case = next(c for c in HOSTILE if c.name == name)
+    assert case.text not in trace(case.data, peek=True).called  # e.g. argparse.subprocess.Popen
+    assert case.text in trace(case.data).called
+    findings = _scan(case.data, "data.pkl").findings
+    assert any(f.rule == "PKL010" for f in findings)
+    assert any(f.rule == "PKL006" and "as torch.load reads it" in f.message for f in findings)
+
+
 def test_stacked_payload_is_run_by_a_loader_calling_load_again() -> None:
     case = next(c for c in HOSTILE if c.name == "stacked/fifth")
     seen = trace(case.data)
