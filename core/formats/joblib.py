@@ -135,9 +135,8 @@ def _scan_stream(source: Source, ctx: ScanContext, root: Node, *, modern: bool) 
     last = runs[-1]
     if last.complete and last.end < source.size:
         report_trailing(source, ctx, root, last.end)
-    if hook.raw_ranges:
-        _check_hidden(source, ctx, root, runs[0], hook)
-    if is_data_only(runs + nested):
+    hidden = _check_hidden(source, ctx, root, runs, hook) if hook.raw_ranges else 0
+    if not hidden and is_data_only(runs + nested):
         ctx.report(DataOnly, "data-only: every global is in Airlock's safe set", node=root, offset=0)
 
 
@@ -364,17 +363,22 @@ def _companion(source: Source, ctx: ScanContext, root: Node, kind: str, filename
     ctx.parse_nested(companion, node, label=label)
 
 
-def _check_hidden(source: Source, ctx: ScanContext, root: Node, first: PickleRun, hook: _ArrayHook) -> None:
-    """Read the stream as plain pickle.load would, without skipping arrays: hidden code runs there."""
-    plain = Machine(source.buffer, limits=ctx.limits, tick=ctx.check).run_one(first.start, source.size)
-    for event in plain.events:
-        if event.severity < Severity.HIGH or event.rule not in _NAMED_RULES:
-            continue
-        if not any(start <= event.offset < end for start, end in hook.raw_ranges):
-            continue  # outside raw array bytes, joblib's own reading already judged it
-        ctx.report(HiddenInArrayBytes, "bytes joblib skips as array data run as pickle code under "
-                   f"pickle.load: {safe_text(event.message, 240)}", node=root, offset=event.offset,
-                   severity=max(Severity(event.severity), Severity.HIGH))
+def _check_hidden(source: Source, ctx: ScanContext, root: Node, runs: list[PickleRun],
+                  hook: _ArrayHook) -> int:
+    """Read each stacked pickle as plain pickle.load would, skipping no array: hidden code runs there."""
+    reported: set[int] = set()
+    for run in runs:
+        plain = Machine(source.buffer, limits=ctx.limits, tick=ctx.check).run_one(run.start, source.size)
+        for event in plain.events:
+            if event.severity < Severity.HIGH or event.rule not in _NAMED_RULES or event.offset in reported:
+                continue
+            if not any(start <= event.offset < end for start, end in hook.raw_ranges):
+                continue  # outside raw array bytes, joblib's own reading already judged it
+            reported.add(event.offset)
+            ctx.report(HiddenInArrayBytes, "bytes joblib skips as array data run as pickle code under "
+                       f"pickle.load: {safe_text(event.message, 240)}", node=root, offset=event.offset,
+                       severity=max(Severity(event.severity), Severity.HIGH))
+    return len(reported)
 
 
 # Only rules that need a named global: random array bytes cannot spell one by chance.

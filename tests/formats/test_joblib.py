@@ -150,6 +150,16 @@ def test_hidden_payload_is_where_a_plain_unpickler_reads_it():
     assert np.array_equal(joblib.load(io.BytesIO(data))[1], 1)  # joblib itself skips it as data
 
 
+def test_regression_hidden_payload_in_a_stacked_pickle():
+    # Found by tests/differential: a benign pickle first, the joblib stream second; a loader that
+    # keeps calling pickle.load reaches the payload in the second stream's array bytes.
+    data = pickle.dumps({"a": 1}, protocol=4) + jf.hidden_in_array_bytes()
+    result = scan(data)
+    assert result.severity == Severity.CRITICAL
+    assert "JBL004" in rules(result)
+    assert "AIR010" not in rules(result)  # never "data-only" next to hidden code
+
+
 def test_frame_interleaving_is_real_for_joblib():
     data = jf.frame_interleaved()
     result = scan(data)
