@@ -25,7 +25,7 @@ def _escape_char(ch: str) -> str:
 
 
 def escape(text: str) -> str:
-    if text.isascii() and text.isprintable():
+    if text.isprintable():  # also true for printable non-ASCII ("…", "é"): nothing to escape
         return text
     # str.isprintable() is False for control (Cc), format (Cf: bidi overrides, zero-width),
     # separator, surrogate, private-use and unassigned characters: all of them are escaped.

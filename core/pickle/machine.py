@@ -98,6 +98,9 @@ MARK = _Mark()
 BuildHook = Callable[["Machine", Call, int], int]
 
 
+_HANDLERS: dict[type, dict[str, Callable[[Any, Any], int | None]]] = {}
+
+
 class Machine(CallJudge):
     def __init__(
         self,
@@ -124,8 +127,11 @@ class Machine(CallJudge):
         self._buffer_end = 0
         self.end = len(buf)
         self._verdicts: dict[tuple[str, str, tuple[str, str] | None], Verdict] = {}
-        self._dispatch: dict[str, Callable[[Any], int | None]] = {
-            name: getattr(self, "op_" + name) for name, _ in OPCODES.values() if name != "STOP"}
+        handlers = _HANDLERS.get(type(self))
+        if handlers is None:  # once per class: building it per machine cost more than a small pickle
+            handlers = _HANDLERS[type(self)] = {
+                name: getattr(type(self), "op_" + name) for name, _ in OPCODES.values() if name != "STOP"}
+        self._dispatch = handlers
 
     # Streams
 
@@ -238,7 +244,7 @@ class Machine(CallJudge):
                     run.result = self._pop(op.offset)
                     run.complete = True
                     break
-                new_pos = dispatch[op.name](op)
+                new_pos = dispatch[op.name](self, op)
                 if new_pos is not None:  # a build hook skipped inline data
                     pos = new_pos
                     self._buffer_end = 0

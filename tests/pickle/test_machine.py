@@ -176,6 +176,19 @@ def test_self_referencing_arguments_do_not_explode() -> None:
     result.close()
 
 
+@pytest.mark.parametrize("proto", [4, 5])
+def test_real_framed_pickles_never_straddle(proto: int) -> None:
+    """pickle's own framer ends frames at opcode boundaries and writes big bytes outside them."""
+    import numpy as np
+
+    obj = {"a": b"x" * 200_000, "l": list(range(100_000)), "s": ["é" * 70_000, "t" * 100],
+           "arr": np.ones((300, 300)), "nested": [{"k": i} for i in range(20_000)]}
+    raw = pickle.dumps(obj, protocol=proto)
+    machine = Machine(raw)
+    (run,) = machine.run_stream()
+    assert machine.straddle is None and not run.events and run.complete
+
+
 def test_cyclic_collector_is_back_on_after_a_run() -> None:
     assert gc.isenabled()
     raw = call("os", "system", MARKER)
