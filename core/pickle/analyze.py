@@ -19,7 +19,7 @@ _RULES: dict[str, type[Rule]] = {
     cls.id: cls for cls in (rules.DangerousGlobal, rules.ComputedCallable, rules.ExtensionCode,
                             rules.UnknownFunction, rules.ThirdPartyClass, rules.DangerousCall,
                             rules.PlantedSetstate, rules.BuildOnGlobal, rules.MutatesGlobal,
-                            rules.FrameStraddle)
+                            rules.FrameStraddle, rules.SharedMemo)
 }
 
 def scan_pickle(

@@ -40,6 +40,7 @@ PLANTED_SETSTATE = "PKL007"
 BUILD_ON_GLOBAL = "PKL008"
 MUTATES_GLOBAL = "PKL009"
 FRAME_STRADDLE = "PKL010"
+SHARED_MEMO = "PKL011"
 
 # Library helpers whose only job is to rebuild an instance while unpickling (pandas, Cython).
 _REBUILDER_PREFIXES = ("__pyx_unpickle_", "_unpickle", "_reconstruct", "_rebuild", "_new_", "__newobj")

@@ -29,6 +29,7 @@ from airlock.core.pickle.judge import (  # re-exported: other modules import the
     FRAME_STRADDLE,
     MUTATES_GLOBAL,
     PLANTED_SETSTATE,
+    SHARED_MEMO,
     THIRD_PARTY_CLASS,
     UNKNOWN_FUNCTION,
     CallJudge,
@@ -62,9 +63,24 @@ from airlock.core.pickle.values import (
     preview,
 )
 
-__all__ = ["BUILD_ON_GLOBAL", "COMPUTED_CALLABLE", "DANGEROUS_CALL", "DANGEROUS_GLOBAL", "EXTENSION_CODE",
-           "FRAME_STRADDLE", "MUTATES_GLOBAL", "PLANTED_SETSTATE", "THIRD_PARTY_CLASS", "UNKNOWN_FUNCTION",
-           "BuildHook", "Event", "Machine", "PickleRun", "compat_name"]
+__all__ = [
+    "BUILD_ON_GLOBAL",
+    "COMPUTED_CALLABLE",
+    "DANGEROUS_CALL",
+    "DANGEROUS_GLOBAL",
+    "EXTENSION_CODE",
+    "FRAME_STRADDLE",
+    "MUTATES_GLOBAL",
+    "PLANTED_SETSTATE",
+    "SHARED_MEMO",
+    "THIRD_PARTY_CLASS",
+    "UNKNOWN_FUNCTION",
+    "BuildHook",
+    "Event",
+    "Machine",
+    "PickleRun",
+    "compat_name",
+]
 
 
 @dataclass
@@ -126,6 +142,7 @@ class Machine(CallJudge):
         self.straddle: int | None = None  # offset of the first opcode that crosses a frame's end
         self._buffer_end = 0
         self.end = len(buf)
+        self.memo = {}
         self._verdicts: dict[tuple[str, str, tuple[str, str] | None], Verdict] = {}
         handlers = _HANDLERS.get(type(self))
         if handlers is None:  # once per class: building it per machine cost more than a small pickle
@@ -145,7 +162,10 @@ class Machine(CallJudge):
         pos = start
         last_skipped: PickleRun | None = None
         while pos < end:
+            previous_memo = self.memo if runs else None
             run = self.run_one(pos, end)
+            if previous_memo and run.error is not None and "never stored" in run.error.message:
+                run = self._with_shared_memo(run, pos, end, previous_memo)
             quiet = not (run.calls or run.globals or run.events)
             if runs and not run.complete and quiet:
                 break  # trailing bytes that are not a pickle: the caller reports them
@@ -163,13 +183,25 @@ class Machine(CallJudge):
             self.skipped_runs -= 1
         return runs
 
-    def run_one(self, start: int, end: int) -> PickleRun:
+    def _with_shared_memo(self, run: PickleRun, pos: int, end: int, memo: dict[int, Any]) -> PickleRun:
+        """A pickle that reads memo entries it never stored fails in a fresh Unpickler, but one
+        Unpickler calling load() twice keeps its memo: read it that way and say so."""
+        shared = self.run_one(pos, end, memo=memo)
+        if shared.error is not None and "never stored" in shared.error.message:
+            return run
+        self.run = shared
+        self._event(SHARED_MEMO, Severity.HIGH,
+                    "this pickle uses memo entries stored by the pickle before it: only a loader that "
+                    "calls load() twice on one Unpickler runs it, and then as read here", pos)
+        return shared
+
+    def run_one(self, start: int, end: int, *, memo: dict[int, Any] | None = None) -> PickleRun:
         # The machine allocates millions of small acyclic records; the cyclic collector would
         # rescan all of them again and again (it doubled the time of a checkpoint's data.pkl).
         collecting = gc.isenabled()
         gc.disable()
         try:
-            run = self._run_one(start, end)
+            run = self._run_one(start, end, memo)
             if self.straddle is not None and self.follow_frames:
                 self._read_unpeeked(run, start, end)
             return run
@@ -206,7 +238,7 @@ class Machine(CallJudge):
                                     original(event.offset), event.call, event.glob))
         run.globals.extend(alt_run.globals)
 
-    def _run_one(self, start: int, end: int) -> PickleRun:
+    def _run_one(self, start: int, end: int, memo: dict[int, Any] | None = None) -> PickleRun:
         run = PickleRun(start=start)
         self.run = run
         self.end = end
@@ -214,7 +246,7 @@ class Machine(CallJudge):
         self._buffer_end = 0  # where the C unpickler's buffer ends after a FRAME (0: no buffer)
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
-        self.memo: dict[int, Any] = {}
+        self.memo: dict[int, Any] = dict(memo) if memo else {}
         max_ops = self.limits.max_opcodes
         max_stack = self.limits.max_stack_depth
         dispatch = self._dispatch
@@ -388,14 +420,16 @@ class Machine(CallJudge):
             target.items.extend(items)
         elif isinstance(target, Call):
             # Not a list: the loader calls target.extend(items), or target.append(item) for each.
+            # The C unpickler prefers extend; pickle's pure-Python one (dill's base) calls append
+            # for a single APPEND: both are followed.
             planted = target.planted or {}
             method = planted.get("extend", planted.get(COMPUTED_KEY))
             if method is not None:
                 self._planted_call(method, PTuple([PList(items)]), "extend", "append", offset)
-            elif "append" in planted:
+            if "append" in planted:
                 for item in items:
                     self._planted_call(planted["append"], PTuple([item]), "append", "append", offset)
-            else:
+            if method is None and "append" not in planted:
                 target.list_items.extend(items)
         elif isinstance(target, Global):
             self._mutates_global(target, "APPEND calls its extend/append", offset)

@@ -79,3 +79,11 @@ class FrameStraddle(Rule):
     help = "Pickle writers never let an opcode cross the end of a frame. CPython's C unpickler reading "\
         "a file without peek() (torch.load reads zip members from io.BytesIO) skips the rest of the "\
         "frame and reads the argument from after it, so the stream names other globals for that loader."
+
+
+class SharedMemo(Rule):
+    id = machine.SHARED_MEMO
+    severity = Severity.HIGH
+    title = "Pickle relies on the memo of the pickle before it"
+    help = "A fresh Unpickler fails on it, but a loader that calls load() twice on one Unpickler keeps "\
+        "the memo and runs it: a stacked payload built from names the first pickle stored."

@@ -105,7 +105,7 @@ class _Recorder(pickle.Unpickler):
 def unwrap(data: bytes) -> bytes:
     """What `gzip.open` & co. hand to the unpickler (the whole stream, or as much as decodes)."""
     for magic, opener in ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open),
-                          (b"\x5d\x00\x00", lambda f: lzma.open(f, format=lzma.FORMAT_ALONE))):
+                          (b"\x5d\x00\x00", functools.partial(lzma.open, format=lzma.FORMAT_ALONE))):
         if data.startswith(magic):
             out = bytearray()
             try:

@@ -76,6 +76,20 @@ def test_frame_straddles_read_differently_with_and_without_peek(name: str) -> No
     assert any(f.rule == "PKL006" and "as torch.load reads it" in f.message for f in findings)
 
 
+def test_shared_memo_payload_runs_when_one_unpickler_loads_twice() -> None:
+    import io
+
+    from cpython_trace import Trace, _Recorder
+
+    case = next(c for c in HOSTILE if c.name == "stacked/shared_memo")
+    assert pf.UNKNOWN_DOTTED not in trace(case.data).called  # fresh Unpickler per load: fails
+    seen = Trace()
+    unpickler = _Recorder(io.BytesIO(case.data), seen, 2)
+    unpickler.load()
+    unpickler.load()
+    assert seen.called == [pf.UNKNOWN_DOTTED]
+
+
 def test_stacked_payload_is_run_by_a_loader_calling_load_again() -> None:
     case = next(c for c in HOSTILE if c.name == "stacked/fifth")
     seen = trace(case.data)
