@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import zipfile
+import zlib
 from typing import Any
 
 from airlock.core.context import ScanContext
@@ -26,6 +28,9 @@ NAME = "keras"
 EXTENSIONS = (".h5", ".hdf5", ".keras")
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+# What zipfile raises on hostile archives (NotImplementedError: an unsupported version or method).
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, KeyError,
+              RuntimeError, zlib.error, lzma.LZMAError)
 CONFIG_ATTRS = ("model_config", "training_config")
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 MAX_OBJECTS = 200_000
@@ -58,7 +63,7 @@ def _zip_names(source: Source) -> list[str] | None:
     try:
         with zipfile.ZipFile(BufferFile(source)) as zf:
             return zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except ZIP_ERRORS:
         return None
 
 
@@ -215,7 +220,7 @@ class BufferFile(io.RawIOBase):
 def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
     try:
         zf = zipfile.ZipFile(BufferFile(source))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise FormatError(f"the .keras zip does not open: {exc}", 0) from None
     cap = ctx.limits.max_decompressed_bytes
     with zf:
@@ -236,7 +241,7 @@ def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
             try:
                 with zf.open(info) as fh:
                     data = fh.read(budget + 1)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            except ZIP_ERRORS as exc:
                 ctx.report(Malformed, f"malformed .keras member {name}: {exc}; Keras' zipfile fails too",
                            node=node)
                 continue
@@ -268,5 +273,5 @@ def describe_hdf5(data: bytes | None, path: str | None, options: dict[str, Any])
 
     try:
         return keras_hdf5.describe(data, path, options)
-    except OSError as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # h5py's ways of refusing a file
         raise ChildFormatError(f"HDF5: {exc}") from None

@@ -17,7 +17,7 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded, Malformed, NotInspected
-from airlock.core.formats.keras import BufferFile
+from airlock.core.formats.keras import ZIP_ERRORS, BufferFile
 from airlock.core.formats.onnx import read_varint
 from airlock.core.source import Source
 from airlock.core.text import safe_text
@@ -107,7 +107,7 @@ def _is_pt2(source: Source) -> bool:
     try:
         with zipfile.ZipFile(BufferFile(source)) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except ZIP_ERRORS:
         return False
     return any(n == "archive_format" or n.endswith("/archive_format") for n in names)
 
@@ -159,7 +159,7 @@ def _tar_members(source: Source, ctx: ScanContext, root: Node) -> None:
     cap = ctx.limits.max_decompressed_bytes
     try:
         archive = tarfile.open(fileobj=BufferFile(source), mode="r:")  # noqa: SIM115 - closed below
-    except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+    except (tarfile.TarError, OSError, ValueError, EOFError, OverflowError) as exc:
         ctx.report(Malformed, f"malformed tar: {exc}", node=root, offset=0)
         return
     with archive:
@@ -171,7 +171,7 @@ def _tar_members(source: Source, ctx: ScanContext, root: Node) -> None:
                 info = next(members)
             except StopIteration:
                 break
-            except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+            except (tarfile.TarError, OSError, ValueError, EOFError, OverflowError) as exc:
                 ctx.report(Malformed, f"malformed tar after {count} member(s): {exc}", node=root)
                 break
             count += 1
