@@ -66,6 +66,10 @@ def run_convert(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("airlock convert: interrupted; no output written", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug must still be one line and exit 1, no partial output
+        print(f"airlock convert: internal error: {type(exc).__name__}: {safe_text(str(exc), 300)}",
+              file=sys.stderr)
+        return 1
     print(render(report))
     return 0
 

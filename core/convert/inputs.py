@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
+import zlib
 from typing import Any
 
 from airlock.core.convert.model import ConvertError, Plan
@@ -61,7 +63,7 @@ def _is_npz(path: str) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
         return False
     pickles = any(n.endswith(".pkl") for n in names)
     return not pickles and any(n.endswith(".npy") for n in names)
@@ -69,6 +71,14 @@ def _is_npz(path: str) -> bool:
 
 def load_plan(path: str, *, key: str | None = None, dequantize: bool = False,
               limits: Limits = DEFAULT_LIMITS) -> Plan:
+    try:
+        return _load_plan(path, key=key, dequantize=dequantize, limits=limits)
+    except (OSError, ValueError, EOFError, NotImplementedError, struct.error, zlib.error) as exc:
+        # Hostile bytes reaching a library (zipfile, json) must still give one clear line.
+        raise ConvertError(f"cannot read {os.path.basename(path)}: {type(exc).__name__}: {exc}") from None
+
+
+def _load_plan(path: str, *, key: str | None, dequantize: bool, limits: Limits) -> Plan:
     path = resolve_input(path)
     kind = detect(path)
     if kind == "sharded":

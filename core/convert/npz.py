@@ -108,9 +108,10 @@ def plan_npy(path: str, plan: Plan, name: str) -> None:
 def plan_npz(path: str, plan: Plan) -> None:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
         raise ConvertError(f"cannot read the zip directory: {exc}") from None
     with archive, open(path, "rb") as fh:
+        size = fh.seek(0, io.SEEK_END)
         names = [i.filename for i in archive.infolist()]
         if len(names) != len(set(names)):
             raise ConvertError("the .npz has duplicate member names (readers disagree on which one counts)")
@@ -118,12 +119,14 @@ def plan_npz(path: str, plan: Plan) -> None:
             member = safe_text(info.filename)
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             try:
-                plan.tensors.append(_member_tensor(fh, info, key, path))
+                plan.tensors.append(_member_tensor(fh, info, key, path, size))
             except ConvertError as exc:
                 plan.skipped.append((member, str(exc)))
 
 
-def _member_tensor(fh: Any, info: zipfile.ZipInfo, key: str, path: str) -> OutTensor:
+def _member_tensor(fh: Any, info: zipfile.ZipInfo, key: str, path: str, size: int) -> OutTensor:
+    if not 0 <= info.header_offset <= size - 30:
+        raise ConvertError(f"local header offset {info.header_offset} is outside the file")
     if info.flag_bits & 1:
         raise ConvertError("encrypted member")
     if info.compress_type not in (STORED, DEFLATED):
