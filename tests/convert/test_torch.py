@@ -182,3 +182,18 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(ConvertError, match=r"junk\.bin"):
         convert(junk)
+
+
+def test_index_naming_a_shard_outside_its_folder_is_refused(tmp_path):
+    (tmp_path / "inner").mkdir()
+    cf.save({"w": torch.ones(2)}, tmp_path / "outside.bin")
+    index = tmp_path / "inner" / "pytorch_model.bin.index.json"
+    index.write_text(json.dumps({"weight_map": {"w": "../outside.bin"}}))
+    with pytest.raises(ConvertError, match="outside its folder"):
+        convert(index)
+    index.write_text(json.dumps({"weight_map": {"w": "missing.bin"}}))
+    with pytest.raises(ConvertError, match="missing"):
+        convert(index)
+    index.write_text("{not json")
+    with pytest.raises(ConvertError, match="not valid JSON"):
+        convert(index)
