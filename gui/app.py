@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="open the files, wait for the analysis, save the window as PNG and exit")
     parser.add_argument("--theme", choices=(theme.SYSTEM, theme.LIGHT, theme.DARK), help="colour theme")
+    parser.add_argument("--new-window", action="store_true",
+                        help="open a separate window instead of adding the files to a running Airlock")
     return parser
 
 
@@ -72,6 +74,15 @@ class Screenshot(QObject):
         return self.window.grab().save(self.out, "PNG")
 
 
+def open_forwarded(window: MainWindow, paths: list[str]) -> None:
+    """Files sent by a second `airlock FILE...`: open those that exist and bring the window up."""
+    window.open_paths([p for p in paths if os.path.exists(p)])
+    if window.isMinimized():
+        window.showNormal()
+    window.raise_()
+    window.activateWindow()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     demo = bool(argv) and argv[0] == "demo"
@@ -82,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("Airlock")
     app.setApplicationName("Airlock")
     app.setApplicationVersion(__version__)
+    app.setDesktopFileName("airlock")  # matches packaging/linux/airlock.desktop (Wayland app id)
     app.setWindowIcon(theme.app_icon())
     theme.apply(args.theme, remember=False)  # --theme is for this run; View ▸ Theme is remembered
 
@@ -96,9 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_demo_files() + paths
         print(f"airlock demo: sample files written to {os.path.dirname(paths[0])}", file=sys.stderr)
 
+    server = None
+    if not (args.screenshot or demo or args.new_window):
+        from airlock.gui import single_instance
+
+        server = single_instance.claim(paths)
+        if server is None:
+            print("airlock: handed to the Airlock window already running", file=sys.stderr)
+            return 0
+
     window = MainWindow()
     window.show()
     window.open_paths(paths)
+    if server is not None:
+        server.setParent(window)
+        server.paths_received.connect(lambda received: open_forwarded(window, received))
     if args.screenshot:
         shot = Screenshot(window, args.screenshot)
         shot.start()
