@@ -62,8 +62,11 @@ def decode(body: bytes) -> list[str]:
 def send_paths(paths: Sequence[str], name: str | None = None, *,
                connect_ms: int = _CONNECT_MS, reply_ms: int = _REPLY_MS) -> bool:
     """Hand paths to a running window. True once it acknowledged them; False if none answered."""
+    name = name or default_name()
+    if not _ours(name):
+        return False
     socket = QLocalSocket()
-    socket.connectToServer(name or default_name())
+    socket.connectToServer(name)
     if not socket.waitForConnected(connect_ms):
         return False
     try:
@@ -76,6 +79,16 @@ def send_paths(paths: Sequence[str], name: str | None = None, *,
         return reply.startswith(ACK)
     finally:
         socket.abort()
+
+
+def _ours(path: str) -> bool:
+    """False for a socket another user put at our name (in a shared /tmp): it would receive our paths."""
+    if not hasattr(os, "getuid"):
+        return True
+    try:
+        return os.lstat(path).st_uid == os.getuid()
+    except OSError:
+        return True  # nothing there yet: connecting just fails
 
 
 class InstanceServer(QObject):

@@ -9,8 +9,10 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python}"
-BUILD="$HERE/build"
-DIST="$HERE/dist"
+# Output folders (tests build into a scratch folder): the spec reads AIRLOCK_BUILD_DIR too.
+BUILD="${AIRLOCK_BUILD_DIR:-$HERE/build}"
+DIST="${AIRLOCK_DIST_DIR:-$HERE/dist}"
+export AIRLOCK_BUILD_DIR="$BUILD"
 
 if ! "$PYTHON" -c "import PyInstaller" 2>/dev/null; then
     echo "build.sh: PyInstaller is missing: pip install -e '.[packaging]'" >&2

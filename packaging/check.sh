@@ -59,6 +59,9 @@ done
 for f in airlock.desktop airlock-mime.xml install.sh airlock.svg hicolor/256x256/apps/airlock.png; do
     if [[ -s "$APP/share/$f" ]]; then ok "share/$f"; else bad "missing share/$f"; fi
 done
+for d in matplotlib/mpl-data PySide6/Qt/plugins/platforms; do
+    if [[ -d "$APP/_internal/$d" ]]; then ok "_internal/$d"; else bad "missing _internal/$d"; fi
+done
 if ls -d "$APP"/_internal/torch "$APP"/_internal/tests 2>/dev/null | grep -q .; then bad "torch or tests were bundled"; else ok "no torch, no tests"; fi
 echo "  size  $(du -sh "$APP" | cut -f1)"
 

@@ -180,3 +180,18 @@ def test_screenshot_and_new_window_runs_never_hand_over(qtbot, name, files, tmp_
         assert received == []
     finally:
         server.close()
+
+
+def test_a_socket_owned_by_another_user_is_not_trusted(qtbot, name, monkeypatch):
+    # In a shared /tmp another user could listen at our socket's name to collect the paths we open.
+    server = InstanceServer(name)
+    assert server.listen()
+    received = []
+    server.paths_received.connect(received.append)
+    try:
+        monkeypatch.setattr(os, "getuid", lambda: os.stat(name).st_uid + 1)
+        assert send_paths(["/secret/model.pt"], name) is False
+        qtbot.wait(200)
+        assert received == []
+    finally:
+        server.close()
