@@ -90,7 +90,8 @@ def _housekeeping() -> bool:
     """torch.load of a legacy tar extracts its members into a temporary folder: the loader's own
     writes, not a payload's (the payload would run under the unpickler, not under tarfile)."""
     return _called_from("torch.serialization", "_legacy_load") and (
-        _called_from("tarfile", None) or _called_from("tempfile", None))
+        _called_from("tarfile", None) or _called_from("tempfile", None)
+        or _called_from("torch.serialization", "mkdtemp"))  # removes its own temporary folder
 
 
 def _called_from(module: str, function: str | None) -> bool:
