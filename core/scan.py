@@ -52,17 +52,23 @@ class ScanResult:
         return max((f.severity for f in self.findings), default=Severity.NONE)
 
 
-def sniff(source: Source) -> tuple[ModuleType | None, list[ModuleType]]:
+def sniff(source: Source, failures: list[str] | None = None) -> tuple[ModuleType | None, list[ModuleType]]:
     """The best format for these bytes, and every other format that also claims them.
 
     Modules sniff the head; one that needs more (a zip's central directory sits at the end)
-    defines `sniff_source(source) -> int`, which may read small pieces anywhere.
+    defines `sniff_source(source) -> int`, which may read small pieces anywhere. A sniffer that
+    fails counts as "not mine"; its error goes to `failures` when given.
     """
     head = source.head()
     scored = []
     for module in formats.load_all_modules():
         sniff_source = getattr(module, "sniff_source", None)
-        score = sniff_source(source) if sniff_source is not None else module.sniff(head, source.size)
+        try:
+            score = sniff_source(source) if sniff_source is not None else module.sniff(head, source.size)
+        except Exception as exc:  # noqa: BLE001 - a sniffer bug must not take the whole scan down
+            if failures is not None:
+                failures.append(f"{module.NAME} sniffer failed: {type(exc).__name__}: {exc}")
+            continue
         if score > 0:
             scored.append((score, module))
     if not scored:
@@ -74,13 +80,15 @@ def sniff(source: Source) -> tuple[ModuleType | None, list[ModuleType]]:
 
 def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: str | None = None) -> Node:
     """Sniff and parse `source`; failures become findings on a partial tree. Returns its node."""
-    module, others = sniff(source)
+    failures: list[str] = []
+    module, others = sniff(source, failures)
     name = module.NAME if module is not None else UNKNOWN
     if module is None:
         node = Node(FILE, label or source.name, offset=0, length=source.size, member=source.member,
                     attrs={"format": UNKNOWN, "size": source.size})
         if parent is not None:
             parent.add(node)
+        _report_sniff_failures(failures, ctx, node)
         if source.size:
             ctx.report(NotInspected, "format not recognised: not inspected", node=node)
         return node
@@ -92,6 +100,7 @@ def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: 
         parent.add(placeholder)
     ctx.current = placeholder
     ctx.depth += 1
+    _report_sniff_failures(failures, ctx, placeholder)
     try:
         if ctx.depth > ctx.limits.max_nesting_depth:
             raise LimitExceeded(f"nesting deeper than {ctx.limits.max_nesting_depth} containers")
@@ -118,6 +127,11 @@ def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: 
         ctx.depth -= 1
         ctx.current = outer
     return placeholder
+
+
+def _report_sniff_failures(failures: list[str], ctx: ScanContext, node: Node) -> None:
+    for failure in failures:
+        ctx.report(ParserCrash, safe_text(failure, 300), node=node, offset=0)
 
 
 def _adopt(placeholder: Node, node: Node) -> None:

@@ -75,7 +75,7 @@ def hook(event: str, args: tuple[Any, ...]) -> None:
             GLOBALS.append(f"{args[0]}.{args[1]}")
             return
         detail = judge(event, args)
-        if detail is None or (event == "compile" and _called_from("ast", "literal_eval")) or _housekeeping():
+        if detail is None or (event == "compile" and _called_from("ast", "literal_eval")) or _housekeeping(event):
             return  # numpy parses the .npy header with ast.literal_eval: the loader's own compile
         if event in ("exec", "compile", "marshal.loads") and _called_from(IMPORT_MACHINERY, None):
             IMPORTS.append(repr(args)[:80])
@@ -86,12 +86,24 @@ def hook(event: str, args: tuple[Any, ...]) -> None:
     raise PermissionError(f"differential harness blocked {event}")
 
 
-def _housekeeping() -> bool:
-    """torch.load of a legacy tar extracts its members into a temporary folder: the loader's own
-    writes, not a payload's (the payload would run under the unpickler, not under tarfile)."""
-    return _called_from("torch.serialization", "_legacy_load") and (
-        _called_from("tarfile", None) or _called_from("tempfile", None)
-        or _called_from("torch.serialization", "mkdtemp"))  # removes its own temporary folder
+def _housekeeping(event: str) -> bool:
+    """The loaders' own side effects, not a payload's:
+    - torch.load of a legacy tar extracts its members into a temporary folder and removes it: the
+      torch.serialization frame is then on a tarfile/tempfile/shutil line, whereas a payload runs
+      from inside `unpickler.load()` (the C unpickler has no frame of its own);
+    - Python 3.11 compiles source lines to place the carets when a traceback is formatted."""
+    if event == "compile" and _called_from("traceback", None):
+        return True
+    frame = sys._getframe(2)
+    while frame is not None and not (frame.f_globals.get("__name__") == "torch.serialization"
+                                     and frame.f_code.co_name in ("_legacy_load", "legacy_load")):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return False
+    import linecache
+
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    return "load(" not in line
 
 
 def _called_from(module: str, function: str | None) -> bool:
@@ -208,6 +220,9 @@ def main() -> int:
             importlib.import_module(name)
         except ImportError:
             pass
+    import tempfile
+
+    tempfile.gettempdir()  # its first call probes folders by writing test files
     sys.addaudithook(hook)  # armed only inside the per-file forks
     print(json.dumps({"ready": True}), flush=True)
     for raw in sys.stdin:

@@ -11,7 +11,7 @@ import robust_harness
 
 @pytest.fixture(scope="session")
 def worker() -> Iterator[robust_harness.ScanWorker]:
-    w = robust_harness.ScanWorker()
+    w = robust_harness.shared_worker()
     try:
         yield w
     finally:
