@@ -20,6 +20,7 @@ from fixtures.torch_files import (
     EVIL_P2,
     Member,
     build_zip,
+    own_crashes,
     rename_archive,
     rules,
     scan,
@@ -283,7 +284,7 @@ def test_generic_zip_members_are_parsed():
 def test_truncated_archives_give_findings(cut):
     data = torch_save({"w": torch.ones(8)})
     result = scan_bytes(data[:cut], "model.pt")
-    assert "AIR001" not in rules(result)
+    assert not own_crashes(result)
     if cut < 0:
         assert result.severity >= Severity.HIGH
 
@@ -295,7 +296,7 @@ def test_mutated_archives_never_crash_the_parser(edits):
     for pos, value in edits:
         data[pos % len(data)] = value
     result = scan_bytes(bytes(data), "model.pt")
-    assert "AIR001" not in rules(result), [f.message for f in result.findings]
+    assert not own_crashes(result), [f.message for f in result.findings]
     result.close()
 
 
