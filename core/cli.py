@@ -10,8 +10,6 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from airlock.core import __version__
@@ -29,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_convert: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog="airlock", description="Look inside model files without loading them.")
     parser.add_argument("--version", action="version", version=f"airlock {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--timeout", type=float, default=DEFAULT_LIMITS.time_budget_s, metavar="SECONDS",
                       help="time budget per file")
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    _add_convert(sub)
+    if with_convert:
+        _add_convert(sub)
+    else:
+        # Listed for --help; `main` builds the real sub-parser only when it is used, so that a scan
+        # does not pay for importing the converter.
+        sub.add_parser("convert", help="convert a checkpoint to SafeTensors (airlock convert -h)")
     return parser
 
 
@@ -109,6 +112,8 @@ def _scan_all(files: list[tuple[str, str]], jobs: int, timeout: float) -> Iterat
             yield _scan_one(display, real, timeout)
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
@@ -164,7 +169,8 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(with_convert=bool(argv) and argv[0] == "convert").parse_args(argv)
     if args.command == "scan":
         return run_scan(args)
     handler = getattr(args, "handler", None)
