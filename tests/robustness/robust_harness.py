@@ -15,6 +15,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from hypothesis import strategies as st
+
 TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
@@ -229,3 +231,33 @@ class _quiet_duplicates:
 def scale() -> int:
     """AIRLOCK_FUZZ_SCALE multiplies every example budget (CI keeps 1)."""
     return max(1, int(os.environ.get("AIRLOCK_FUZZ_SCALE", "1")))
+
+
+@st.composite
+def mutated(draw: st.DrawFn, pool: list[Seed]) -> tuple[str, bytes]:
+    """A seed from `pool` with one to three mutations applied."""
+    everything = seeds()
+    name, data, _fmt, points, _t = draw(st.sampled_from(pool))
+    steps = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(("flip", "truncate", "inflate", "splice", "zip", "flip_run")))
+        at = draw(st.sampled_from(points)) if points and draw(st.booleans()) else draw(st.integers(0, len(data)))
+        if kind == "flip":
+            data = flip(data, at, draw(st.integers(1, 255)))
+        elif kind == "flip_run":
+            for k in range(draw(st.integers(1, 16))):
+                data = flip(data, at + k, draw(st.integers(1, 255)))
+        elif kind == "truncate":
+            data = truncate(data, at)
+        elif kind == "inflate":
+            data = inflate(data, at, draw(st.sampled_from((1, 2, 4, 8))),
+                              draw(st.sampled_from((*INFLATED, len(data), len(data) + 1))), draw(st.booleans()))
+        elif kind == "splice":
+            other = draw(st.sampled_from(everything)).data
+            data = splice(data, at, other, draw(st.integers(0, len(other))), draw(st.integers(1, 4096)),
+                             draw(st.booleans()))
+        else:
+            other = draw(st.sampled_from(everything)).data
+            data = zip_member_swap(data, draw(st.integers(0, 50)), other, draw(st.booleans()))
+        steps.append(kind)
+    return f"{name} + {'/'.join(steps)}", data

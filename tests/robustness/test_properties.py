@@ -42,36 +42,6 @@ def _pool(fmt: str) -> list[rh.Seed]:
     return pool
 
 
-@st.composite
-def mutated(draw: st.DrawFn, pool: list[rh.Seed]) -> tuple[str, bytes]:
-    """A seed from `pool` with one to three mutations applied."""
-    everything = rh.seeds()
-    name, data, _fmt, points, _t = draw(st.sampled_from(pool))
-    steps = []
-    for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(("flip", "truncate", "inflate", "splice", "zip", "flip_run")))
-        at = draw(st.sampled_from(points)) if points and draw(st.booleans()) else draw(st.integers(0, len(data)))
-        if kind == "flip":
-            data = rh.flip(data, at, draw(st.integers(1, 255)))
-        elif kind == "flip_run":
-            for k in range(draw(st.integers(1, 16))):
-                data = rh.flip(data, at + k, draw(st.integers(1, 255)))
-        elif kind == "truncate":
-            data = rh.truncate(data, at)
-        elif kind == "inflate":
-            data = rh.inflate(data, at, draw(st.sampled_from((1, 2, 4, 8))),
-                              draw(st.sampled_from((*rh.INFLATED, len(data), len(data) + 1))), draw(st.booleans()))
-        elif kind == "splice":
-            other = draw(st.sampled_from(everything)).data
-            data = rh.splice(data, at, other, draw(st.integers(0, len(other))), draw(st.integers(1, 4096)),
-                             draw(st.booleans()))
-        else:
-            other = draw(st.sampled_from(everything)).data
-            data = rh.zip_member_swap(data, draw(st.integers(0, 50)), other, draw(st.booleans()))
-        steps.append(kind)
-    return f"{name} + {'/'.join(steps)}", data
-
-
 def test_every_seed_scans(worker: rh.ScanWorker) -> None:
     """Every corpus file under the memory cap: no crash, findings as documented, text escaped."""
     for seed in rh.seeds():
@@ -100,7 +70,7 @@ def test_mutated_seeds_of_each_format(worker: rh.ScanWorker, fmt: str) -> None:
     pool = _pool(fmt)
 
     @_settings(rh.budget(60, pool, 3.0))
-    @given(mutated(pool))
+    @given(rh.mutated(pool))
     def run(case: tuple[str, bytes]) -> None:
         name, data = case
         rh.check_reply(worker.scan(data, "fuzzed.bin"), data, name)
@@ -115,7 +85,7 @@ def test_forced_parse_of_each_format(worker: rh.ScanWorker, fmt: str) -> None:
     pool = _pool(fmt)
 
     @_settings(rh.budget(30, pool, 2.0))
-    @given(st.one_of(mutated(pool), st.deferred(lambda: mutated(list(rh.seeds())))))
+    @given(st.one_of(rh.mutated(pool), st.deferred(lambda: rh.mutated(list(rh.seeds())))))
     def run(case: tuple[str, bytes]) -> None:
         name, data = case
         reply = worker.scan(data, "fuzzed.bin", force=fmt)
@@ -128,7 +98,7 @@ def test_forced_parse_of_each_format(worker: rh.ScanWorker, fmt: str) -> None:
 
 
 @_settings(150)
-@given(st.one_of(st.binary(max_size=2048), st.deferred(lambda: mutated(list(rh.seeds())))))
+@given(st.one_of(st.binary(max_size=2048), st.deferred(lambda: rh.mutated(list(rh.seeds())))))
 def test_scan_of_anything(worker: rh.ScanWorker, case: bytes | tuple[str, bytes]) -> None:
     data = case if isinstance(case, bytes) else case[1]
     rh.check_reply(worker.scan(data, "anything"), data)
