@@ -55,7 +55,7 @@ def test_truncation_at_every_boundary(worker: rh.ScanWorker, fmt: str) -> None:
     """Cut the seeds at their structural boundaries (as many as the time budget allows)."""
     pool = _pool(fmt)
     cuts = [(seed, p) for seed in pool for p in seed.points if p < len(seed.data)]
-    step = max(1, len(cuts) // rh.budget(150, pool, 3.0))
+    step = max(1, len(cuts) // rh.budget(100, pool, 3.0))
     for seed, cut in cuts[::step]:
         piece = seed.data[:cut]
         reply = worker.scan(piece, seed.name.rsplit("/", 1)[-1])
