@@ -64,6 +64,13 @@ for d in matplotlib/mpl-data PySide6/Qt/plugins/platforms; do
 done
 if ls -d "$APP"/_internal/torch "$APP"/_internal/tests 2>/dev/null | grep -q .; then bad "torch or tests were bundled"; else ok "no torch, no tests"; fi
 echo "  size  $(du -sh "$APP" | cut -f1)"
+# Libraries the X11 plugin needs that were not on the build machine (so not bundled): the desktop
+# that runs the app must have them (Wayland sessions do not use this plugin).
+if command -v ldd > /dev/null; then
+    missing="$(LD_LIBRARY_PATH="$APP/_internal" ldd "$APP/_internal/PySide6/Qt/plugins/platforms/libqxcb.so" 2>/dev/null \
+               | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ' || true)"
+    if [[ -n "$missing" ]]; then echo "  note  the X11 (xcb) plugin needs from the system: $missing"; fi
+fi
 
 step "samples (written by this Python, scanned by the frozen app)"
 "$PYTHON" - "$WORK/samples" <<'EOF'
