@@ -448,6 +448,8 @@ class _Parser:
     def elements(self, arr: _Array, start: int, stop: int) -> list[Node]:
         """Nodes for elements start..stop-1, read from the map when a view asks for them."""
         c, r, member = self.c, self.r, self.member
+        if start >= stop:
+            return []  # an empty array has no page marks to start from
         fmt = c.scalar_fmt.get(arr.etype)
         if fmt is not None:
             size = struct.calcsize(fmt)

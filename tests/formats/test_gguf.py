@@ -264,3 +264,11 @@ def test_counts_over_the_limit_stop_reading(monkeypatch):
     result = scan(g.file([g.kv_u32(f"k{i}", i) for i in range(20)], []))
     assert [f.rule for f in result.findings] == ["AIR003"]
     assert "20 KV pairs" in result.findings[0].message
+
+
+def test_empty_string_array_regression():
+    """Found by hypothesis: a byte flip that made an array of strings empty crashed its preview."""
+    blob = bytearray(WRITTEN["tiny.gguf"])
+    blob[527] = 0
+    result = scan(bytes(blob))
+    assert "AIR001" not in rules(result), [f.message for f in result.findings]
