@@ -83,8 +83,8 @@ def sniff_source(source: Source) -> int:
     try:
         with open_zip(source) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError):
-        return 0
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError):
+        return 0  # zipfile refuses it (e.g. an unsupported zip version): numpy.load would too
     npy = sum(1 for name in names if name.endswith(".npy"))
     if not npy:
         return 0
@@ -95,7 +95,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     try:
         archive = open_zip(source)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError) as exc:
         ctx.report(Malformed, f"malformed .npz: zipfile cannot open it ({safe_text(str(exc), 120)})",
                    node=root, offset=0)
         return root

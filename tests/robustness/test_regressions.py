@@ -25,21 +25,19 @@ def npz_with_central_version(version: int) -> bytes:
 
 def test_npz_sniffer_zip_version_crash_does_not_kill_the_scan() -> None:
     """Found by test_mutated_seeds_of_each_format[npz]: numpy_npz.sniff_source let zipfile's
-    NotImplementedError("zip file version 11.5") escape, and scan_bytes raised. core/scan.py now
-    turns a failing sniffer into a `high` parser-failure finding and goes on."""
+    NotImplementedError("zip file version 11.5") escape, and scan_bytes raised. The npz sniffer
+    now declines what zipfile (numpy.load's reader) refuses; the file is still read as a zip."""
     result = scan_bytes(npz_with_central_version(115), "crafted.npz")
     try:
-        crash = [f for f in result.findings if f.rule == "AIR001"]
-        assert crash and "sniffer failed" in crash[0].message, [f.message for f in result.findings]
-        assert result.severity.label == "high"
+        assert not [f for f in result.findings if f.rule == "AIR001"], [f.message for f in result.findings]
+        assert result.format == "zip"
+        assert any(n.label.endswith(".npy") for n in result.root.walk())
     finally:
         result.close()
 
 
-@pytest.mark.xfail(strict=True, reason="reported: core/formats/numpy_npz.py sniff_source/open_zip should "
-                   "catch NotImplementedError from zipfile (an unsupported zip version is 'not mine' or malformed)")
 def test_npz_sniffer_handles_unsupported_zip_version() -> None:
     from airlock.core.formats import numpy_npz
     from airlock.core.source import Source
 
-    numpy_npz.sniff_source(Source.from_bytes(npz_with_central_version(115), "crafted.npz"))
+    assert numpy_npz.sniff_source(Source.from_bytes(npz_with_central_version(115), "crafted.npz")) == 0
