@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
-
 from airlock.core.scan import scan_bytes
 
 
