@@ -29,6 +29,7 @@ class Source:
         self.path = path  # the file on disk this source is (or lives in), for sidecar files
         self.size = len(buffer)
         self._closer: mmap.mmap | None = None
+        self._head: bytes | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str, member: str | None = None,
@@ -49,6 +50,11 @@ class Source:
         return source
 
     def head(self, n: int = HEAD_BYTES) -> bytes:
+        # Every format's sniffer asks for the head: slice the map once per source.
+        if n <= HEAD_BYTES:
+            if self._head is None:
+                self._head = bytes(self.buffer[:HEAD_BYTES])
+            return self._head[:n]
         return bytes(self.buffer[:n])
 
     def read(self, offset: int, n: int) -> bytes:

@@ -13,6 +13,7 @@ time: `airlock scan` on a pickle must not pay for them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 
@@ -53,6 +54,7 @@ def by_name(name: str) -> ModuleType:
     raise KeyError(name)
 
 
+@functools.cache
 def known_extensions() -> dict[str, str]:
     """Extension → format name, for telling when a file's name disagrees with its content."""
     table: dict[str, str] = {}

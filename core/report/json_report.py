@@ -39,4 +39,6 @@ def document(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render(results: list[dict[str, Any]]) -> str:
     # ensure_ascii keeps the document valid UTF-8 whatever the file names hold (lone surrogates).
-    return json.dumps(document(results), indent=2, ensure_ascii=True)
+    # No indent: json's C encoder only runs without one, and the report is read by programs
+    # (pipe it through `python -m json.tool` to read it).
+    return json.dumps(document(results), ensure_ascii=True) + "\n"
