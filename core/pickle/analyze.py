@@ -104,7 +104,7 @@ def _add_calls(run: PickleRun, node: Node, member: str | None) -> dict[int, Node
 
 def _call_attrs(call: Call) -> dict[str, Any]:
     return {
-        "callable": call.target.dotted if call.target else safe_text(preview(call.func, 80)),
+        "callable": safe_text(call.target.dotted if call.target else preview(call.func, 80)),
         "opcode": {"reduce": "REDUCE", "newobj": "NEWOBJ", "newobj_ex": "NEWOBJ_EX", "inst": "INST",
                    "obj": "OBJ", "setstate": "BUILD", "append": "APPEND", "additems": "ADDITEMS",
                    }.get(call.kind, call.kind.upper()),
@@ -125,7 +125,7 @@ def _add_globals(run: PickleRun, node: Node, member: str | None, policy: Policy 
         seen[glob.dotted] = group.child(
             GLOBAL, safe_text(glob.dotted), offset=glob.offset, member=member,
             attrs={"references": 1, "policy": verdict.kind, "reason": verdict.reason,
-                   **({"written": ".".join(glob.original)} if glob.original else {})})
+                   **({"written": safe_text(".".join(glob.original))} if glob.original else {})})
     group.label = f"globals ({len(seen):,})"
     return seen
 

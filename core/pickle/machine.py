@@ -142,7 +142,7 @@ class Machine(CallJudge):
         self.straddle: int | None = None  # offset of the first opcode that crosses a frame's end
         self._buffer_end = 0
         self.end = len(buf)
-        self.memo = {}
+        self.memo: dict[int, Any] = {}
         self._verdicts: dict[tuple[str, str, tuple[str, str] | None], Verdict] = {}
         handlers = _HANDLERS.get(type(self))
         if handlers is None:  # once per class: building it per machine cost more than a small pickle
@@ -246,7 +246,7 @@ class Machine(CallJudge):
         self._buffer_end = 0  # where the C unpickler's buffer ends after a FRAME (0: no buffer)
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
-        self.memo: dict[int, Any] = dict(memo) if memo else {}
+        self.memo = dict(memo) if memo else {}
         max_ops = self.limits.max_opcodes
         max_stack = self.limits.max_stack_depth
         dispatch = self._dispatch
