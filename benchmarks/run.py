@@ -50,22 +50,31 @@ class Measure:
 
 def measure(cmd: list[str], runs: int, env: dict[str, str] | None = None, cwd: Path | None = None,
             ok_codes: tuple[int, ...] = (0, 1), before=None) -> Measure:
-    """Median wall time and median peak RSS of a fresh process, over `runs` runs."""
+    """Median wall time and median peak RSS of a fresh process, over `runs` runs.
+
+    Peak RSS comes from GNU time, which forks the command from its own small process: a child
+    forked straight from this script would count this script's pages (torch, numpy) as its own.
+    """
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    if not os.path.exists(gnu_time):
+        raise SystemExit("benchmark: GNU time is needed for peak RSS (apt-get install time)")
     times, peaks = [], []
     full_env = {**os.environ, **(env or {})}
-    for _ in range(runs):
-        if before is not None:
-            before()
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=full_env, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.returncode not in ok_codes:
-            return Measure(0, 0, error=f"exit {proc.returncode}: {err.strip().splitlines()[-1:] }")
-        times.append(elapsed)
-        peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        for _ in range(runs):
+            if before is not None:
+                before()
+            start = time.perf_counter()
+            proc = subprocess.run([gnu_time, "-q", "-f", "%M", "-o", report.name, *cmd], env=full_env, cwd=cwd,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            elapsed = time.perf_counter() - start
+            if proc.returncode not in ok_codes:
+                last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+                return Measure(0, 0, error=f"exit {proc.returncode}: {last}")
+            report.seek(0)
+            lines = [line for line in report.read().split() if line.isdigit()]
+            times.append(elapsed)
+            peaks.append(int(lines[-1]) / 1024 if lines else float("nan"))  # KiB
     return Measure(statistics.median(times), statistics.median(peaks), times)
 
 
