@@ -16,11 +16,13 @@ import importlib
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess  # imported when a parser is isolated: `airlock scan` on a pickle never is
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import AirlockError
@@ -76,6 +78,8 @@ def run_isolated(task: str, source: Source, ctx: ScanContext, options: dict[str,
     if not by_path:
         payload += bytes(source.buffer[: source.size])
     budget = ctx.limits.time_budget_s if timeout_s is None else timeout_s
+    import subprocess
+
     proc = subprocess.Popen(
         _command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=_child_env(),
@@ -96,6 +100,7 @@ def run_isolated(task: str, source: Source, ctx: ScanContext, options: dict[str,
 
 def _communicate(proc: subprocess.Popen[bytes], payload: bytes, budget: float,
                  ctx: ScanContext) -> tuple[bytes, bytes]:
+    import subprocess
     import time
 
     deadline = time.monotonic() + budget
@@ -117,6 +122,8 @@ def _communicate(proc: subprocess.Popen[bytes], payload: bytes, budget: float,
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
+    import subprocess
+
     proc.kill()
     try:
         proc.communicate(timeout=5)
