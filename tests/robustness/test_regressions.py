@@ -5,6 +5,9 @@ turns into a failure the day the bug is fixed, so the marker gets removed then."
 from __future__ import annotations
 
 import io
+import pickle
+
+import pytest
 
 from airlock.core.scan import scan_bytes
 
@@ -39,3 +42,21 @@ def test_npz_sniffer_handles_unsupported_zip_version() -> None:
     from airlock.core.source import Source
 
     assert numpy_npz.sniff_source(Source.from_bytes(npz_with_central_version(115), "crafted.npz")) == 0
+
+
+def test_a_failing_sniffer_is_a_finding_not_a_dead_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth for the npz crash above: core/scan.py turns any sniffer's exception into a
+    `high` parser-failure finding and goes on with the other formats."""
+    import types
+
+    from airlock.core import formats
+
+    broken = types.SimpleNamespace(NAME="broken", EXTENSIONS=(), sniff=lambda head, size: 1 // 0)
+    monkeypatch.setattr(formats, "_loaded", [broken, *formats.load_all_modules()])
+    result = scan_bytes(pickle.dumps({"a": 1}, protocol=2), "x.pkl")
+    try:
+        assert result.format == "pickle"
+        crash = [f for f in result.findings if f.rule == "AIR001"]
+        assert crash and crash[0].message.startswith("broken sniffer failed: ZeroDivisionError"), crash
+    finally:
+        result.close()
