@@ -25,7 +25,7 @@ def unsafe(s: str) -> list[str]:
 
 # Reported gaps, tolerated where `known_gaps=True` (the fuzzing worker) so that one known bug does
 # not mask every other finding; test_hostile_text.py keeps an xfail(strict) test for each.
-KNOWN_GAPS = {("call", "callable"), ("global", "written")}  # core/pickle/analyze.py: dotted names unescaped
+KNOWN_GAPS: set[tuple[str, str]] = set()  # (node kind, attr); none open: pickle's callable/written fixed
 # Fields that must stay exact for machines: the JSON `path` is the argument as given (JSON escapes it).
 EXACT_KEYS = frozenset({"path"})
 
