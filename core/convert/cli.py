@@ -45,7 +45,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--allow-critical", action="store_true",
                    help="convert even if the scan has critical findings (nothing is executed either way)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="skip reading the output back (faster; uses copy_file_range where possible)")
+                   help="skip reading the output back (faster)")
     p.set_defaults(handler=run_convert)
 
 

@@ -143,21 +143,13 @@ def test_sharding_writes_shards_and_an_index(npz, tmp_path, verify):
     assert report.verified is (True if verify else None)
 
 
-def test_no_verify_uses_copy_file_range_and_matches(npz, tmp_path, monkeypatch):
-    if not hasattr(os, "copy_file_range"):
-        pytest.skip("os.copy_file_range is Linux-only")
+def test_no_verify_output_matches(npz, tmp_path):
     src, arrays = npz
-    calls = []
-    real = os.copy_file_range
-    monkeypatch.setattr(os, "copy_file_range", lambda *a: calls.append(a) or real(*a))
-    out = convert(src, tmp_path / "out.safetensors", verify=False).outputs[0]
-    assert len(calls) == len(arrays)
-    loaded = load_file(out)
+    report = convert(src, tmp_path / "out.safetensors", verify=False)
+    assert report.verified is None
+    loaded = load_file(report.outputs[0])
     for k, v in arrays.items():
         np.testing.assert_array_equal(loaded[k], v)
-    calls.clear()
-    convert(src, tmp_path / "verified.safetensors")
-    assert calls == []  # verification needs the bytes in user space
 
 
 def test_default_output_names(tmp_path):
