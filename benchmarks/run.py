@@ -172,6 +172,11 @@ import sys
 with open(sys.argv[1], 'rb') as fh:
     fh.read(1 << 20)
 """
+GGUF_READER = """
+import sys
+from gguf import GGUFReader
+GGUFReader(sys.argv[1])
+"""
 TORCH_CONVERT = """
 import sys, torch
 from safetensors.torch import save_file
@@ -251,6 +256,8 @@ def main() -> int:
         base = {"floor": measure([sys.executable, "-c", floor, str(path)], runs)}
         for name, cmd in peers.items():
             base[name] = measure(cmd(path), runs, env=PEER_ENV, ok_codes=tuple(range(0, 5)))
+        if key == "gguf":  # gguf-py's eager reader takes seconds: one run is enough to compare
+            base["gguf-py GGUFReader"] = measure([sys.executable, "-c", GGUF_READER, str(path)], 1)
         row(f"scan {key} ({size / gib:.2f} GiB)", mine, base)
 
     # 2. a directory of 1,000 small pickles
