@@ -141,7 +141,7 @@ def guarded_worker_init(memory_budget: int, log: str, isolated: list[str] | None
     from airlock.core import cli
 
     install(log, "scan:worker", isolated).phase = "scan:worker"
-    cli._original_worker_init(memory_budget)  # type: ignore[attr-defined]
+    cli._worker_init(memory_budget)
 
 
 def import_everything() -> list[str]:
@@ -207,29 +207,19 @@ def patch_isolation(log: str) -> list[str] | None:
 
 
 def patch_workers(log: str, isolated: list[str] | None) -> None:
-    from airlock.core import cli
+    """Under spawn a worker starts without the hook: give every pool airlock.core.cli creates an
+    initializer that installs it first (a forked worker inherits it anyway)."""
+    import concurrent.futures
 
-    cli._original_worker_init = cli._worker_init  # type: ignore[attr-defined]
-    original_scan_all = cli._scan_all
+    real = concurrent.futures.ProcessPoolExecutor
 
-    def scan_all(files: Any, jobs: int, timeout: float) -> Any:
-        # Under spawn the worker starts without the hook: the initializer installs it first.
-        import concurrent.futures
+    def pool(*a: Any, **kw: Any) -> Any:
+        kw["initializer"] = guarded_worker_init
+        kw["initargs"] = (*kw.get("initargs", ()), log, isolated)
+        return real(*a, **kw)
 
-        real = concurrent.futures.ProcessPoolExecutor
-
-        def pool(*a: Any, **kw: Any) -> Any:
-            kw["initializer"] = guarded_worker_init
-            kw["initargs"] = (*kw.get("initargs", ()), log, isolated)
-            return real(*a, **kw)
-
-        cli.ProcessPoolExecutor = pool  # type: ignore[attr-defined]
-        try:
-            yield from original_scan_all(files, jobs, timeout)
-        finally:
-            cli.ProcessPoolExecutor = real  # type: ignore[attr-defined]
-
-    cli._scan_all = scan_all  # type: ignore[assignment]
+    # airlock.core.cli imports ProcessPoolExecutor from concurrent.futures when it needs a pool.
+    concurrent.futures.ProcessPoolExecutor = pool  # type: ignore[misc]
 
 
 def canary(workdir: str) -> dict[str, str]:

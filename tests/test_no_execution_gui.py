@@ -1,0 +1,112 @@
+"""The no-execution proof for the desktop app's open path (issue 9).
+
+A fresh interpreter imports Airlock, the GUI and every format dependency, opens one benign file
+per format plus a hostile pickle in the main window (warm-up: tree, findings, the decompiled view
+of the worst finding), then installs tests/noexec_child.py's blocking audit hook and opens the
+hostile corpus in the same window. Nothing may spawn, exec, compile, open a file for writing or
+import a new module; the canary shows the hook is live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corpus
+
+from airlock.core.scan import scan_bytes
+
+TESTS = Path(__file__).resolve().parent
+
+CHILD = r"""
+import json, os, sys, time
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+sys.path.insert(0, sys.argv[2])
+import noexec_child as nx
+
+config = json.load(open(sys.argv[1]))
+problems = nx.import_everything()
+isolated = nx.patch_isolation(config["log"])
+from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QThreadPool
+from PySide6.QtWidgets import QApplication
+
+app = QApplication([])
+QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, config["workdir"])
+QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, config["workdir"])
+from airlock.gui.main_window import MainWindow
+
+window = MainWindow()
+window.show()
+
+
+def open_all(paths):
+    loop = QEventLoop()
+    window.all_scans_finished.connect(loop.quit)
+    views = window.open_paths(paths)
+    loop.exec()
+    window.all_scans_finished.disconnect(loop.quit)
+    # Let the detail workers the selection started (decompiled view) finish too.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if QThreadPool.globalInstance().waitForDone(50):
+            app.processEvents()
+            break
+    return views
+
+
+open_all(config["warmup"])
+guard = nx.install(config["log"], "gui", isolated)
+views = open_all(config["files"])
+guard.phase = "canary"
+caught = nx.canary(config["workdir"])
+print(json.dumps({"opened": len(views), "tabs": window.tabs.count(), "canary": caught,
+                  "import_problems": problems}))
+sys.stdout.flush()
+os._exit(0)  # skip interpreter teardown: Qt's exit path is not what this proves
+"""
+
+
+def test_opening_hostile_files_in_the_window_runs_nothing(tmp_path):
+    warm, scan, work = tmp_path / "warmup", tmp_path / "scan", tmp_path / "work"
+    for folder in (warm, scan, work):
+        folder.mkdir()
+    by_format = {}
+    for fixture in corpus.benign():
+        result = scan_bytes(fixture.data, fixture.name.rsplit("/", 1)[-1])
+        by_format.setdefault(result.format, fixture.data)
+        result.close()
+    warmup = []
+    for i, (fmt, data) in enumerate(sorted(by_format.items())):
+        path = warm / f"{i}_{fmt}"
+        path.write_bytes(data)
+        warmup.append(str(path))
+    hostile = corpus.hostile()
+    warm_hostile = warm / "hostile.pkl"
+    warm_hostile.write_bytes(next(f.data for f in hostile if f.name.endswith(".pkl")))
+    warmup.append(str(warm_hostile))
+    files = []
+    for i, fixture in enumerate(hostile[:60]):  # the window opens a tab per file: keep it bounded
+        path = scan / f"{i:03d}_{fixture.name.rsplit('/', 1)[-1]}"
+        path.write_bytes(fixture.data)
+        files.append(str(path))
+    log = tmp_path / "audit.jsonl"
+    config = {"log": str(log), "warmup": warmup, "files": files, "workdir": str(work)}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    env = {**os.environ, "HOME": str(work), "TMPDIR": str(work), "XDG_CONFIG_HOME": str(work),
+           "XDG_CACHE_HOME": str(work), "MPLCONFIGDIR": str(work)}
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "config.json"), str(TESTS)],
+                          capture_output=True, cwd=work, env=env, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-4000:]
+    summary = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    violations = [r for r in records if r["phase"] == "gui"]
+    assert not summary["import_problems"], summary["import_problems"]
+    assert summary["opened"] == len(files)
+    assert not violations, "\n".join(json.dumps(v) for v in violations[:20])
+    assert set(summary["canary"].values()) == {"blocked"}, summary["canary"]
