@@ -6,10 +6,12 @@ relative to the source; `member` names the container member it came from, if any
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 HEAD_BYTES = 4096
 
@@ -82,3 +84,35 @@ class Source:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class SourceFile(io.RawIOBase):
+    """A read-only, seekable file over a Source's buffer: zipfile and tarfile read the mapped file
+    through it without a copy."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self._buf = source.buffer
+        self._size = source.size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, target: Any) -> int:
+        data = self._buf[self._pos : min(self._pos + len(target), self._size)]
+        n = len(data)
+        target[:n] = data
+        self._pos += n
+        return n

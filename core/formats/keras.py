@@ -8,7 +8,6 @@ attributes as plain data, and this process never imports h5py. `.keras` zips are
 
 from __future__ import annotations
 
-import io
 import json
 import lzma
 import zipfile
@@ -20,7 +19,7 @@ from airlock.core.errors import FormatError
 from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
 from airlock.core.formats.keras_config import ConfigWalker
 from airlock.core.isolate import MALFORMED, TIMEOUT, ChildFormatError, IsolationFailure, run_isolated
-from airlock.core.source import Source
+from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import FIELD, FILE, GROUP, MEMBER, METADATA, TENSOR, Node
 
@@ -61,7 +60,7 @@ def _zip_names(source: Source) -> list[str] | None:
     if source.read(0, 4) not in (b"PK\x03\x04", b"PK\x05\x06"):
         return None
     try:
-        with zipfile.ZipFile(BufferFile(source)) as zf:
+        with zipfile.ZipFile(SourceFile(source)) as zf:
             return zf.namelist()
     except ZIP_ERRORS:
         return None
@@ -183,43 +182,9 @@ def _add_objects(objects: list[dict[str, Any]], source: Source, ctx: ScanContext
 # .keras zips
 
 
-class BufferFile(io.RawIOBase):
-    """A read-only file over a Source's buffer, for zipfile (no copy of the mapped file)."""
-
-    def __init__(self, source: Source) -> None:
-        self._buffer = source.buffer
-        self._size = source.size
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def read(self, n: int | None = -1) -> bytes:
-        end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
-        data = bytes(self._buffer[self._pos : end]) if end > self._pos else b""
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
 def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
     try:
-        zf = zipfile.ZipFile(BufferFile(source))
+        zf = zipfile.ZipFile(SourceFile(source))
     except ZIP_ERRORS as exc:
         raise FormatError(f"the .keras zip does not open: {exc}", 0) from None
     cap = ctx.limits.max_decompressed_bytes

@@ -17,9 +17,9 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded, Malformed, NotInspected
-from airlock.core.formats.keras import ZIP_ERRORS, BufferFile
+from airlock.core.formats.keras import ZIP_ERRORS
 from airlock.core.formats.onnx import read_varint
-from airlock.core.source import Source
+from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, MEMBER, Node
 
@@ -105,7 +105,7 @@ def _is_pt2(source: Source) -> bool:
     import zipfile
 
     try:
-        with zipfile.ZipFile(BufferFile(source)) as zf:
+        with zipfile.ZipFile(SourceFile(source)) as zf:
             names = zf.namelist()
     except ZIP_ERRORS:
         return False
@@ -158,7 +158,7 @@ def _tar_members(source: Source, ctx: ScanContext, root: Node) -> None:
 
     cap = ctx.limits.max_decompressed_bytes
     try:
-        archive = tarfile.open(fileobj=BufferFile(source), mode="r:")  # noqa: SIM115 - closed below
+        archive = tarfile.open(fileobj=SourceFile(source), mode="r:")  # noqa: SIM115 - closed below
     except (tarfile.TarError, OSError, ValueError, EOFError, OverflowError) as exc:
         ctx.report(Malformed, f"malformed tar: {exc}", node=root, offset=0)
         return

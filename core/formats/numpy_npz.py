@@ -18,7 +18,7 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.errors import LimitExceeded
 from airlock.core.findings import Malformed, Rule, Severity
-from airlock.core.source import Source
+from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
 
@@ -38,38 +38,8 @@ class DuplicateMember(Rule):
             "and the loader can see different arrays.")
 
 
-class _BufferFile(io.RawIOBase):
-    """A read-only file over a Source's buffer, so zipfile can read an mmap without copying it."""
-
-    def __init__(self, buffer: Any) -> None:
-        super().__init__()
-        self._buf = buffer
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._buf)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, target: Any) -> int:
-        data = self._buf[self._pos : self._pos + len(target)]
-        n = len(data)
-        target[:n] = data
-        self._pos += n
-        return n
-
-
 def open_zip(source: Source) -> zipfile.ZipFile:
-    return zipfile.ZipFile(io.BufferedReader(_BufferFile(source.buffer)))
+    return zipfile.ZipFile(io.BufferedReader(SourceFile(source)))
 
 
 def sniff(head: bytes, size: int) -> int:
