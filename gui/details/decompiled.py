@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from airlock.core.findings import Severity
 from airlock.core.text import safe_text
 from airlock.core.tree import CALL, GLOBAL, PICKLE, Node
-from airlock.gui.details.text_view import MarkedText
+from airlock.gui.details.text_view import StatusTextView
 from airlock.gui.workers import FunctionWorker, pool
 
 MAX_PICKLE_BYTES = 8 * 1024**2  # fickling builds Python objects per opcode: keep it to a few MB
@@ -75,18 +74,9 @@ def marks_for(text: str, names: list[str]) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in pattern.finditer(text)][:500]
 
 
-class DecompiledView(QWidget):
+class DecompiledView(StatusTextView):
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.status = QLabel()
-        self.status.setTextFormat(Qt.TextFormat.PlainText)
-        self.status.setWordWrap(True)
-        self.text = MarkedText()
-        self.text.setAccessibleName("Decompiled pickle")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.status)
-        layout.addWidget(self.text, 1)
+        super().__init__("Decompiled pickle", parent)
         self._token = 0
         self._names: list[str] = []
         self.worker: FunctionWorker | None = None

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from airlock.core.findings import Severity
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
-from airlock.gui.details.text_view import MarkedText
+from airlock.gui.details.text_view import StatusTextView
 
 ESCAPE_TOKENS = re.compile(
     r"__(?:class|subclasses|globals|init|builtins|mro|base|bases|import|dict|getattribute|code|func)__"
@@ -42,18 +41,9 @@ def template_marks(node: Node, text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in ESCAPE_TOKENS.finditer(text)][:500]
 
 
-class TemplateView(QWidget):
+class TemplateView(StatusTextView):
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.status = QLabel()
-        self.status.setTextFormat(Qt.TextFormat.PlainText)
-        self.status.setWordWrap(True)
-        self.text = MarkedText()
-        self.text.setAccessibleName("Template text")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.status)
-        layout.addWidget(self.text, 1)
+        super().__init__("Template text", parent)
 
     def show_node(self, node: Node) -> None:
         text = template_text(node)

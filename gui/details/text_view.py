@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import QPlainTextEdit, QTextEdit, QWidget
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTextEdit, QVBoxLayout, QWidget
 
 from airlock.core.findings import Severity
 from airlock.core.text import escape
@@ -74,3 +75,19 @@ class MarkedText(QPlainTextEdit):
             cursor.setPosition(self.marks[0][0])
             self.setTextCursor(cursor)
             self.centerCursor()
+
+
+class StatusTextView(QWidget):
+    """A plain-text status line above a MarkedText: the decompiled and template views."""
+
+    def __init__(self, accessible_name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.status = QLabel()
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
+        self.status.setWordWrap(True)
+        self.text = MarkedText()
+        self.text.setAccessibleName(accessible_name)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.status)
+        layout.addWidget(self.text, 1)
