@@ -60,11 +60,11 @@ def sniff(source: Source, failures: list[str] | None = None) -> tuple[ModuleType
     fails counts as "not mine"; its error goes to `failures` when given.
     """
     head = source.head()
+    size = source.size
     scored = []
-    for module in formats.load_all_modules():
-        sniff_source = getattr(module, "sniff_source", None)
+    for module, sniff_source in formats.sniffers():
         try:
-            score = sniff_source(source) if sniff_source is not None else module.sniff(head, source.size)
+            score = sniff_source(source) if sniff_source is not None else module.sniff(head, size)
         except Exception as exc:  # noqa: BLE001 - a sniffer bug must not take the whole scan down
             if failures is not None:
                 failures.append(f"{module.NAME} sniffer failed: {type(exc).__name__}: {exc}")
@@ -148,8 +148,8 @@ def _adopt(placeholder: Node, node: Node) -> None:
 
 
 def _check_extension(result_format: str, path: str, ctx: ScanContext, root: Node) -> None:
-    ext = "".join(Path(path).suffixes[-1:]).lower()
-    if not ext:
+    ext = os.path.splitext(path)[1].lower()
+    if ext in ("", "."):
         return
     table = formats.known_extensions()
     owner = table.get(ext)
@@ -182,7 +182,8 @@ def scan_file(
     The result keeps the file mapped for lazy nodes: call `result.close()` when done with it.
     """
     display = display_path if display_path is not None else os.fspath(path)
-    ctx = ScanContext(limits, progress=progress, cancelled=cancelled, path=Path(path))
+    path = Path(path)
+    ctx = ScanContext(limits, progress=progress, cancelled=cancelled, path=path)
     start = time.monotonic()
     try:
         st = os.stat(path)

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 HEAD_BYTES = 4096
+SMALL_FILE_BYTES = 64 * 1024  # read, not mapped
 
 
 class Source:
@@ -40,12 +41,15 @@ class Source:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], name: str | None = None) -> Source:
-        """Map a file read-only. Nothing is read until a parser slices the buffer."""
+        """Map a file read-only; nothing is read until a parser slices the buffer. A small file
+        is read instead: mapping it costs more system calls than reading it."""
         path = Path(path)
-        with open(path, "rb") as fh:
+        with open(path, "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                return cls(b"", name=name or str(path), path=path)
+            if size <= SMALL_FILE_BYTES:
+                data = fh.read(size + 1)  # +1: a file that grew since fstat is still read whole
+                if len(data) <= SMALL_FILE_BYTES:
+                    return cls(data, name=name or str(path), path=path)
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         source = cls(mapped, name=name or str(path), path=path)
         source._closer = mapped

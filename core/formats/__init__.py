@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 from types import ModuleType
+from typing import Any
 
 # Order breaks ties between equal sniff scores.
 MODULE_NAMES = [
@@ -45,6 +46,12 @@ def load_all_modules() -> list[ModuleType]:
     if _loaded is None:
         _loaded = [importlib.import_module(name) for name in MODULE_NAMES]
     return _loaded
+
+
+@functools.cache
+def sniffers() -> list[tuple[ModuleType, Any]]:
+    """(module, its sniff_source or None) in registry order: looked up once, not per file."""
+    return [(module, getattr(module, "sniff_source", None)) for module in load_all_modules()]
 
 
 def by_name(name: str) -> ModuleType:

@@ -69,8 +69,18 @@ def _first_value(head: bytes) -> Any:
     return run.result if run.complete else None
 
 
+# The machine never evaluates a call, so the first pickle can only yield the magic number from a
+# literal: LONG1/LONG4 hold its little-endian bytes (maybe zero-padded), INT/LONG spell it in text.
+_MAGIC_BYTES = MAGIC_NUMBER.to_bytes(10, "little")
+
+
+def _may_hold_magic(head: bytes) -> bool:
+    return _MAGIC_BYTES in head or b"I" in head or b"L" in head
+
+
 def sniff(head: bytes, size: int) -> int:
-    if looks_like_pickle(head) > 0 and _first_value(head[:256]) == MAGIC_NUMBER:
+    first = head[:256]
+    if _may_hold_magic(first) and looks_like_pickle(head) > 0 and _first_value(first) == MAGIC_NUMBER:
         return 96
     if len(head) >= 512 and _tar_name(head) in TAR_MEMBERS and _tar_checksum_ok(head):
         return 90

@@ -114,7 +114,9 @@ MARK = _Mark()
 BuildHook = Callable[["Machine", Call, int], int]
 
 
-_HANDLERS: dict[type, dict[str, Callable[[Any, Any], int | None]]] = {}
+# Per machine class: opcode byte → (name, takes no argument, handler; None for STOP).
+_Entry = tuple[str, bool, Callable[[Any, Any], int | None] | None]
+_HANDLERS: dict[type, list[_Entry | None]] = {}
 
 
 class Machine(CallJudge):
@@ -146,8 +148,10 @@ class Machine(CallJudge):
         self._verdicts: dict[tuple[str, str, tuple[str, str] | None], Verdict] = {}
         handlers = _HANDLERS.get(type(self))
         if handlers is None:  # once per class: building it per machine cost more than a small pickle
-            handlers = _HANDLERS[type(self)] = {
-                name: getattr(type(self), "op_" + name) for name, _ in OPCODES.values() if name != "STOP"}
+            handlers = _HANDLERS[type(self)] = [None] * 256
+            for code, (name, _) in OPCODES.items():
+                handler = getattr(type(self), "op_" + name) if name != "STOP" else None
+                handlers[code] = (name, OPCODE_TABLE[code][2] == NOARG, handler)  # type: ignore[index]
         self._dispatch = handlers
 
     # Streams
@@ -250,7 +254,6 @@ class Machine(CallJudge):
         max_ops = self.limits.max_opcodes
         max_stack = self.limits.max_stack_depth
         dispatch = self._dispatch
-        table = OPCODE_TABLE
         tick = self.tick
         pos = start
         buf = self.buf
@@ -260,8 +263,11 @@ class Machine(CallJudge):
             while True:
                 if count >= max_ops:
                     raise LimitExceeded(f"more than {max_ops:,} opcodes in one pickle", pos)
-                entry = table[buf[pos]] if pos < end else None
-                if entry is not None and entry[2] == NOARG:
+                entry = dispatch[buf[pos]] if pos < end else None
+                if entry is None:
+                    read_op(buf, pos, end)  # raises: truncated, or an unknown opcode
+                    raise FormatError(f"malformed: unreadable opcode at offset {pos}", pos)
+                if entry[1]:
                     op = Op(entry[0], None, pos, 1)  # half of all opcodes: skip the decoder
                 else:
                     op = read_op(buf, pos, end)
@@ -272,11 +278,12 @@ class Machine(CallJudge):
                     self._leave_buffer(op)
                 if tick is not None and not count & 8191:
                     tick()
-                if op.name == "STOP":
+                handler = entry[2]
+                if handler is None:  # STOP
                     run.result = self._pop(op.offset)
                     run.complete = True
                     break
-                new_pos = dispatch[op.name](self, op)
+                new_pos = handler(self, op)
                 if new_pos is not None:  # a build hook skipped inline data
                     pos = new_pos
                     self._buffer_end = 0
@@ -501,9 +508,11 @@ class Machine(CallJudge):
 
     def op_MEMOIZE(self, op: Any) -> None:
         # Both unpicklers store at "number of filled memo slots", not at the highest index + 1.
-        if len(self.memo) >= self.limits.max_memo_entries:
+        memo = self.memo
+        filled = len(memo)
+        if filled >= self.limits.max_memo_entries:
             raise LimitExceeded(f"more than {self.limits.max_memo_entries:,} memo entries", op.offset)
-        self.memo[len(self.memo)] = self._top(op.offset)
+        memo[filled] = self.stack[-1] if self.stack else self._top(op.offset)
 
     def op_PERSID(self, op: Any) -> None:
         self.run.persistent_ids += 1

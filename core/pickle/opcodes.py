@@ -147,16 +147,16 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
                 f"truncated: {name} expects {n:,} bytes, but only {end - p:,} remain", pos)
         data = bytes(buf[p : p + n])
         p += n
-        if kind in (STRING1, STRING4):
-            arg = data.decode("latin-1")
-        elif kind in (UNICODE1, UNICODE4, UNICODE8):
+        if kind is UNICODE1 or kind is UNICODE4 or kind is UNICODE8:  # the kinds are interned constants
             try:
                 arg = data.decode("utf-8", "surrogatepass")
             except UnicodeDecodeError:
                 raise FormatError(f"malformed: {name} is not valid UTF-8", pos) from None
-        elif kind in (LONG1, LONG4):
+        elif kind is STRING1 or kind is STRING4:
+            arg = data.decode("latin-1")
+        elif kind is LONG1 or kind is LONG4:
             arg = int.from_bytes(data, "little", signed=True)
-        elif kind == BYTEARRAY8:
+        elif kind is BYTEARRAY8:
             arg = bytearray(data)
         else:
             arg = data
