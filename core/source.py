@@ -33,6 +33,7 @@ class Source:
         self.size = len(buffer)
         self._closer: mmap.mmap | None = None
         self._head: bytes | None = None
+        self.cache: dict[str, Any] = {}  # facts several sniffers need (a zip listing), read once
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str, member: str | None = None,

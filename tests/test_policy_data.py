@@ -7,7 +7,13 @@ from airlock.core.cli import main
 from airlock.core.pickle import policy
 
 
-def test_policy_is_loaded_through_importlib_resources():
+def test_policy_is_read_as_importlib_resources_reads_it():
+    root = resources.files("airlock.resources") / "policy"
+    for name in ("allowlist.json", "denylist.json", "torch_weights_only.json"):
+        assert policy.read_policy_text(name) == (root / name).read_text("utf-8")
+
+
+def test_policy_entries_have_reasons():
     root = resources.files("airlock.resources") / "policy"
     for name in ("allowlist.json", "denylist.json"):
         data = json.loads((root / name).read_text("utf-8"))

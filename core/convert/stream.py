@@ -21,7 +21,9 @@ from airlock.core.convert.spec import DEFLATED, DTYPE_SIZES, STORED, TensorSpec
 if TYPE_CHECKING:
     from airlock.core.convert.model import OutTensor
 
-CHUNK = 256 * 1024  # measured: 256 KiB copies steadily; 1-4 MiB buffers made page-cache writes 2-8x slower and erratic
+# Measured here: a 256 KiB buffer copies 2 GiB as fast as cp, steadily; 1-4 MiB buffers made the
+# page-cache writes 2-8x slower and erratic.
+CHUNK = 256 * 1024
 GATHER_BLOCK = 16 * 1024 * 1024  # bytes of output gathered at once for strided tensors
 
 

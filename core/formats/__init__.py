@@ -48,10 +48,16 @@ def load_all_modules() -> list[ModuleType]:
     return _loaded
 
 
-@functools.cache
+_sniffers: tuple[list[ModuleType], list[tuple[ModuleType, Any]]] | None = None
+
+
 def sniffers() -> list[tuple[ModuleType, Any]]:
     """(module, its sniff_source or None) in registry order: looked up once, not per file."""
-    return [(module, getattr(module, "sniff_source", None)) for module in load_all_modules()]
+    global _sniffers
+    modules = load_all_modules()
+    if _sniffers is None or _sniffers[0] is not modules:
+        _sniffers = (modules, [(module, getattr(module, "sniff_source", None)) for module in modules])
+    return _sniffers[1]
 
 
 def by_name(name: str) -> ModuleType:

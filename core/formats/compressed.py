@@ -5,8 +5,6 @@ joblib's compressed dumps are such files; after decompression the joblib module 
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import zlib
 from typing import Any
 
@@ -56,12 +54,15 @@ def _decompressor(kind: str) -> Any:
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if kind == "zlib":
         return zlib.decompressobj()
+    # bz2 and lzma are imported for their own files only: every scan's start-up would pay for them.
     if kind == "bz2":
+        import bz2
+
         return bz2.BZ2Decompressor()
-    if kind == "xz":
-        return lzma.LZMADecompressor(lzma.FORMAT_XZ)
-    if kind == "lzma":
-        return lzma.LZMADecompressor(lzma.FORMAT_ALONE)
+    if kind in ("xz", "lzma"):
+        import lzma
+
+        return lzma.LZMADecompressor(lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE)
     import lz4.frame  # imported only for lz4 files
 
     return lz4.frame.LZ4FrameDecompressor()
@@ -128,12 +129,20 @@ def _decompress_one(source: Source, kind: str, start: int, cap: int, out: bytear
                 out += more
             if len(out) > cap:
                 raise LimitExceeded(f"{kind} data expands past {cap:,} bytes (decompression bomb?)", start)
-    except (OSError, EOFError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
+    except (OSError, EOFError, zlib.error, RuntimeError, _lzma_error(kind)) as exc:
         raise FormatError(f"{kind} stream is corrupt after {len(out):,} bytes: {exc}", pos) from None
     if not getattr(dec, "eof", True):
         raise FormatError(f"truncated {kind} stream: ended after {len(out):,} decompressed bytes", pos)
     unused = getattr(dec, "unused_data", None) or b""
     return pos - len(unused)
+
+
+def _lzma_error(kind: str) -> type[Exception]:
+    if kind not in ("xz", "lzma"):
+        return OSError  # already caught: no need to import lzma for it
+    import lzma
+
+    return lzma.LZMAError
 
 
 def _step(dec: Any, kind: str, data: bytes, max_length: int) -> bytes:

@@ -9,15 +9,13 @@ attributes as plain data, and this process never imports h5py. `.keras` zips are
 from __future__ import annotations
 
 import json
-import lzma
-import zipfile
-import zlib
 from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
 from airlock.core.formats.keras_config import ConfigWalker
+from airlock.core.formats.zip import zipfile_errors, zipfile_names
 from airlock.core.isolate import MALFORMED, TIMEOUT, ChildFormatError, IsolationFailure, run_isolated
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
@@ -27,9 +25,6 @@ NAME = "keras"
 EXTENSIONS = (".h5", ".hdf5", ".keras")
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-# What zipfile raises on hostile archives (NotImplementedError: an unsupported version or method).
-ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, KeyError,
-              RuntimeError, zlib.error, lzma.LZMAError)
 CONFIG_ATTRS = ("model_config", "training_config")
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 MAX_OBJECTS = 200_000
@@ -59,11 +54,7 @@ def _hdf5_offset(source: Source) -> int | None:
 def _zip_names(source: Source) -> list[str] | None:
     if source.read(0, 4) not in (b"PK\x03\x04", b"PK\x05\x06"):
         return None
-    try:
-        with zipfile.ZipFile(SourceFile(source)) as zf:
-            return zf.namelist()
-    except ZIP_ERRORS:
-        return None
+    return zipfile_names(source)
 
 
 def sniff_source(source: Source) -> int:
@@ -183,9 +174,12 @@ def _add_objects(objects: list[dict[str, Any]], source: Source, ctx: ScanContext
 
 
 def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
+    import zipfile
+
+    zip_errors = zipfile_errors()
     try:
         zf = zipfile.ZipFile(SourceFile(source))
-    except ZIP_ERRORS as exc:
+    except zip_errors as exc:
         raise FormatError(f"the .keras zip does not open: {exc}", 0) from None
     cap = ctx.limits.max_decompressed_bytes
     with zf:
@@ -206,7 +200,7 @@ def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
             try:
                 with zf.open(info) as fh:
                     data = fh.read(budget + 1)
-            except ZIP_ERRORS as exc:
+            except zip_errors as exc:
                 ctx.report(Malformed, f"malformed .keras member {name}: {exc}; Keras' zipfile fails too",
                            node=node)
                 continue

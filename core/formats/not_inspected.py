@@ -12,16 +12,18 @@ torch checkpoint) is judged like any other.
 from __future__ import annotations
 
 import os
-import tarfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded, Malformed, NotInspected
-from airlock.core.formats.keras import ZIP_ERRORS
 from airlock.core.formats.onnx import read_varint
+from airlock.core.formats.zip import zipfile_names
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, MEMBER, Node
+
+if TYPE_CHECKING:
+    import tarfile
 
 NAME = "not-inspected"
 EXTENSIONS = (".pt2", ".nemo", ".tflite", ".lite", ".mlmodel", ".pb", ".index", ".ort")
@@ -102,12 +104,8 @@ def _protobuf_kind(head: bytes, size: int) -> str | None:
 
 
 def _is_pt2(source: Source) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(SourceFile(source)) as zf:
-            names = zf.namelist()
-    except ZIP_ERRORS:
+    names = zipfile_names(source)
+    if names is None:
         return False
     return any(n == "archive_format" or n.endswith("/archive_format") for n in names)
 
@@ -154,6 +152,8 @@ def _zip_members(source: Source, ctx: ScanContext, root: Node) -> None:
 
 
 def _tar_members(source: Source, ctx: ScanContext, root: Node) -> None:
+    import tarfile
+
     from airlock.core.zipread import EscapingName
 
     cap = ctx.limits.max_decompressed_bytes

@@ -10,17 +10,18 @@ last one wins in numpy while other tools may read the first: that is a finding.
 from __future__ import annotations
 
 import io
-import lzma
-import zipfile
-import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import LimitExceeded
 from airlock.core.findings import Malformed, Rule, Severity
+from airlock.core.formats.zip import zipfile_errors, zipfile_names
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
+
+if TYPE_CHECKING:
+    import zipfile
 
 NAME = "npz"
 EXTENSIONS = (".npz",)
@@ -39,6 +40,8 @@ class DuplicateMember(Rule):
 
 
 def open_zip(source: Source) -> zipfile.ZipFile:
+    import zipfile
+
     return zipfile.ZipFile(io.BufferedReader(SourceFile(source)))
 
 
@@ -50,10 +53,8 @@ def sniff_source(source: Source) -> int:
     """A zip (as numpy.load recognises one) whose members are .npy arrays."""
     if not source.head(4).startswith(_ZIP_PREFIXES):
         return 0
-    try:
-        with open_zip(source) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError):
+    names = zipfile_names(source)
+    if names is None:
         return 0  # zipfile refuses it (e.g. an unsupported zip version): numpy.load would too
     npy = sum(1 for name in names if name.endswith(".npy"))
     if not npy:
@@ -65,7 +66,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     try:
         archive = open_zip(source)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, NotImplementedError) as exc:
+    except zipfile_errors() as exc:
         ctx.report(Malformed, f"malformed .npz: zipfile cannot open it ({safe_text(str(exc), 120)})",
                    node=root, offset=0)
         return root
@@ -99,8 +100,8 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     return root
 
 
-_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated", zipfile.ZIP_BZIP2: "bzip2",
-                zipfile.ZIP_LZMA: "lzma"}
+_STORED = 0
+_COMPRESSION = {_STORED: "stored", 8: "deflated", 12: "bzip2", 14: "lzma"}  # zipfile.ZIP_* values
 
 
 def _member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Source, ctx: ScanContext,
@@ -110,7 +111,7 @@ def _member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Sourc
     cap = ctx.limits.max_decompressed_bytes
     try:
         with archive.open(info) as fh:  # checks the local header (name, flags) as numpy.load's open does
-            if info.compress_type == zipfile.ZIP_STORED:
+            if info.compress_type == _STORED:
                 start = _data_start(source, info)
                 if start is not None and start + info.compress_size <= source.size:
                     return memoryview(source.buffer)[start : start + info.compress_size]
@@ -118,8 +119,7 @@ def _member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Sourc
                 raise LimitExceeded(f"member {name} declares {info.file_size:,} bytes, over the {cap:,} byte "
                                     "cap", info.header_offset)
             data = fh.read(cap + 1)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError,
-            KeyError, zlib.error, lzma.LZMAError) as exc:
+    except zipfile_errors() as exc:
         # CRC errors, encryption, unsupported methods: numpy.load fails on this member too.
         ctx.report(Malformed, f"malformed .npz member {name}: {safe_text(str(exc), 160)}", node=root,
                    offset=info.header_offset)

@@ -12,11 +12,9 @@ name those tensors.
 
 from __future__ import annotations
 
-import io
 import struct
-import tarfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
 from airlock.core.convert.spec import StorageRef, TensorSpec
@@ -29,9 +27,12 @@ from airlock.core.pickle.analyze import add_run, scan_pickle
 from airlock.core.pickle.machine import Machine, PickleRun
 from airlock.core.pickle.opcodes import looks_like_pickle
 from airlock.core.pickle.values import Global, PersistentRef, PList, PTuple
-from airlock.core.source import Source
+from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, FILE, GROUP, MEMBER, Node
+
+if TYPE_CHECKING:
+    import tarfile
 
 NAME = "torch_legacy"
 EXTENSIONS = (".pt", ".pth", ".bin", ".ckpt", ".pt.tar", ".tar", ".t7", ".model")
@@ -280,35 +281,11 @@ def _replace(value: Any, lookup: Callable[[str, str, int, int, str], StorageRef 
 # Legacy tar.
 
 
-class _SourceFile(io.RawIOBase):
-    """A read-only file over a Source, for tarfile's header parser (nothing is extracted)."""
-
-    def __init__(self, source: Source) -> None:
-        self.source, self.pos = source, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.source.size + offset
-        return self.pos
-
-    def readinto(self, buf: Any) -> int:
-        data = self.source.read(self.pos, len(buf))
-        buf[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-
 def _tar_members(source: Source) -> dict[str, tarfile.TarInfo]:
+    import tarfile  # here, not at the top: it costs every scan's start-up ~5 ms
+
     try:
-        with tarfile.open(fileobj=_SourceFile(source), mode="r:") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=SourceFile(source), mode="r:") as tar:
             members = tar.getmembers()
     except (tarfile.TarError, EOFError, ValueError) as exc:
         raise FormatError(f"malformed legacy tar: {exc}", 0) from None

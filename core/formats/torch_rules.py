@@ -13,12 +13,12 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from airlock.core.errors import FormatError, PolicyMissing
 from airlock.core.findings import Rule, Severity
 from airlock.core.pickle.opcodes import read_op
+from airlock.core.pickle.policy import read_policy_text
 
 
 class WeightsOnly(Rule):
@@ -57,8 +57,7 @@ class _WeightsOnlyPolicy:
 @functools.cache
 def weights_only_policy() -> _WeightsOnlyPolicy:
     try:
-        text = resources.files("airlock.resources").joinpath("policy", "torch_weights_only.json").read_text(
-            "utf-8")
+        text = read_policy_text("torch_weights_only.json")
     except (FileNotFoundError, ModuleNotFoundError, OSError) as exc:
         raise PolicyMissing(f"policy data torch_weights_only.json is missing ({exc})") from None
     data = json.loads(text)

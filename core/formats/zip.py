@@ -9,6 +9,7 @@ whatever the member is called — go through the symbolic machine, anything else
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
@@ -16,7 +17,7 @@ from airlock.core.findings import Malformed, NotInspected, Polyglot, TrailingDat
 from airlock.core.pickle import PickleRun, scan_pickle
 from airlock.core.pickle.opcodes import HIGHEST_PROTOCOL, PROTO, iter_ops, looks_like_pickle
 from airlock.core.pickle.policy import Policy
-from airlock.core.source import Source
+from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, FILE, MEMBER, Node
 from airlock.core.zipread import (
@@ -40,6 +41,34 @@ POLYGLOT_CHECK = True
 MAX_MEMBER_NODES = 10_000  # members shown one by one; a generic zip with more is summarised
 _SNIFF_BYTES = 4096
 _SNIFF_WHOLE = 64 * 1024**2  # members up to this size are sniffed whole, bigger ones by their head
+
+
+def zipfile_errors() -> tuple[type[BaseException], ...]:
+    """What Python's zipfile raises on hostile archives (NotImplementedError: an unsupported version
+    or method). zipfile, lzma and bz2 are imported on first use: ~10 ms of every scan's start-up."""
+    import lzma
+    import zipfile
+
+    return (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, KeyError, RuntimeError,
+            zlib.error, lzma.LZMAError)
+
+
+def zipfile_names(source: Source) -> list[str] | None:
+    """Member names as Python's zipfile lists them (numpy.load and Keras open zips with it), or None
+    when zipfile refuses the file. Read once per source, however many sniffers ask."""
+    cached: Any = source.cache.get("zipfile_names", source)
+    if cached is not source:
+        return cached  # type: ignore[no-any-return]
+    import zipfile
+
+    names: list[str] | None
+    try:
+        with zipfile.ZipFile(SourceFile(source)) as archive:
+            names = archive.namelist()
+    except zipfile_errors():
+        names = None
+    source.cache["zipfile_names"] = names
+    return names
 
 
 def sniff_source(source: Source) -> int:

@@ -267,10 +267,8 @@ class Machine(CallJudge):
                 if entry is None:
                     read_op(buf, pos, end)  # raises: truncated, or an unknown opcode
                     raise FormatError(f"malformed: unreadable opcode at offset {pos}", pos)
-                if entry[1]:
-                    op = Op(entry[0], None, pos, 1)  # half of all opcodes: skip the decoder
-                else:
-                    op = read_op(buf, pos, end)
+                # Half of all opcodes take no argument: those skip the decoder.
+                op = Op(entry[0], None, pos, 1) if entry[1] else read_op(buf, pos, end)
                 offsets.append(pos)
                 pos += op.length
                 count += 1

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
-from importlib import resources
 
 from airlock.core.errors import PolicyMissing
 from airlock.core.findings import Severity
@@ -98,9 +98,25 @@ class Policy:
         return dotted in self.allow
 
 
+def read_policy_text(name: str) -> str:
+    """resources/policy/<name>, read through the package's own loader, as importlib.resources does
+    for a regular package (wheel, editable install, frozen app), without importing it: its zipfile,
+    tempfile and pathlib imports were ~12 ms of every scan's start-up, measured."""
+    import airlock.resources as package
+
+    get_data = getattr(package.__spec__.loader if package.__spec__ else None, "get_data", None)
+    folder = os.path.dirname(package.__file__ or "")
+    if get_data is None or not folder:  # an unusual loader: the general (slower) way
+        from importlib import resources
+
+        return resources.files("airlock.resources").joinpath("policy", name).read_text("utf-8")
+    data: bytes = get_data(os.path.join(folder, "policy", name))
+    return data.decode("utf-8")
+
+
 def _read_json(name: str) -> dict[str, object]:
     try:
-        text = resources.files("airlock.resources").joinpath("policy", name).read_text("utf-8")
+        text = read_policy_text(name)
     except (FileNotFoundError, ModuleNotFoundError, OSError) as exc:
         raise PolicyMissing(
             f"policy data {name} is missing from airlock.resources ({exc}); refusing to scan "
