@@ -4,7 +4,7 @@ Every figure is the median of several runs of a fresh process, measured in this 
 a ratio against the baseline measured in the same run: machines here are noisy, absolute seconds
 are not comparable between runs.
 
-    pip install -e '.[test,bench]'
+    pip install '.[test,bench]'    # a regular install: an editable one adds an import hook (~10 ms)
     python benchmarks/run.py                     # defaults sized for 2 cores / 24 GiB
     python benchmarks/run.py --scale 0.1 --runs 3   # a quick look
 
@@ -193,6 +193,10 @@ print(count)
 
 
 def airlock_cmd(*args: str) -> list[str]:
+    """The `airlock` command a user runs (the console script beside this interpreter)."""
+    script = Path(sys.executable).with_name("airlock")
+    if script.exists():
+        return [str(script), *args]
     return [sys.executable, "-m", "airlock.core.cli", *args]
 
 
@@ -210,7 +214,7 @@ def main() -> int:
         missing = [p for p in PEERS if shutil.which(p) is None]
         if missing:
             print(f"benchmark: peers not installed: {', '.join(missing)}. Install them with "
-                  "`pip install -e '.[bench]'`, or pass --no-peers.", file=sys.stderr)
+                  "`pip install '.[test,bench]'`, or pass --no-peers.", file=sys.stderr)
             return 2
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="airlock-bench-"))

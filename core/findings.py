@@ -7,7 +7,6 @@ themselves, so the SARIF report can describe every rule and tests can list them.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -35,15 +34,24 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r} (expected one of {names})") from None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Finding:
-    rule: str
-    severity: Severity
-    message: str
-    offset: int | None = None
-    length: int | None = None
-    member: str | None = None
-    node: Node | None = None
+    # Equality is identity: two findings with the same text are still two findings.
+    __slots__ = ("length", "member", "message", "node", "offset", "rule", "severity")
+
+    def __init__(self, rule: str, severity: Severity, message: str, offset: int | None = None,
+                 length: int | None = None, member: str | None = None, node: Node | None = None) -> None:
+        self.rule = rule
+        self.severity = severity
+        self.message = message
+        self.offset = offset
+        self.length = length
+        self.member = member
+        self.node = node
+
+    def __repr__(self) -> str:
+        return (f"Finding(rule={self.rule!r}, severity={self.severity!r}, message={self.message!r}, "
+                f"offset={self.offset!r}, length={self.length!r}, member={self.member!r}, "
+                f"node={self.node!r})")
 
     def node_path(self) -> str | None:
         return self.node.path() if self.node is not None else None

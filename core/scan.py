@@ -6,7 +6,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -32,15 +31,18 @@ from airlock.core.tree import FILE, Node
 UNKNOWN = "unknown"
 
 
-@dataclass
 class ScanResult:
-    path: str  # as the user gave it (or joined under a directory argument)
-    format: str
-    root: Node
-    findings: list[Finding] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    size: int | None = None
-    source: Source | None = None  # kept open so lazy nodes can read their bytes; see close()
+    __slots__ = ("elapsed_s", "findings", "format", "path", "root", "size", "source")
+
+    def __init__(self, path: str, format: str, root: Node, findings: list[Finding] | None = None,
+                 elapsed_s: float = 0.0, size: int | None = None, source: Source | None = None) -> None:
+        self.path = path  # as the user gave it (or joined under a directory argument)
+        self.format = format
+        self.root = root
+        self.findings: list[Finding] = [] if findings is None else findings
+        self.elapsed_s = elapsed_s
+        self.size = size
+        self.source = source  # kept open so lazy nodes can read their bytes; see close()
 
     def close(self) -> None:
         if self.source is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import struct
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from airlock.core.errors import FormatError, LimitExceeded
@@ -80,46 +79,59 @@ class NoCrc(Rule):
     help = "Every member has CRC 0: torch's no-CRC save mode. Python's zipfile refuses such members."
 
 
-@dataclass
 class ZipMember:
-    index: int
-    raw_name: bytes
-    name: str
-    flags: int
-    method: int
-    crc: int
-    compressed_size: int
-    size: int
-    header_offset: int      # absolute offset of the local header in the source
-    central_offset: int     # absolute offset of the central directory entry
-    data_offset: int | None = None  # absolute offset of the (compressed) data, from the local header
-    local_name: bytes | None = None
+    __slots__ = ("central_offset", "compressed_size", "crc", "data_offset", "flags", "header_offset", "index",
+                 "local_name", "method", "name", "raw_name", "size")
+
+    def __init__(self, index: int, raw_name: bytes, name: str, flags: int, method: int, crc: int,
+                 compressed_size: int, size: int, header_offset: int, central_offset: int,
+                 data_offset: int | None = None, local_name: bytes | None = None) -> None:
+        self.index = index
+        self.raw_name = raw_name
+        self.name = name
+        self.flags = flags
+        self.method = method
+        self.crc = crc
+        self.compressed_size = compressed_size
+        self.size = size
+        self.header_offset = header_offset  # absolute offset of the local header in the source
+        self.central_offset = central_offset  # absolute offset of the central directory entry
+        self.data_offset = data_offset  # absolute offset of the (compressed) data, from the local header
+        self.local_name = local_name
 
     @property
     def is_dir(self) -> bool:
         return self.name.endswith("/")
 
 
-@dataclass
 class Issue:
-    rule: type[Rule]
-    message: str
-    offset: int | None
-    member: ZipMember | None = None
-    severity: Severity | None = None
+    __slots__ = ("member", "message", "offset", "rule", "severity")
+
+    def __init__(self, rule: type[Rule], message: str, offset: int | None, member: ZipMember | None = None,
+                 severity: Severity | None = None) -> None:
+        self.rule = rule
+        self.message = message
+        self.offset = offset
+        self.member = member
+        self.severity = severity
 
 
-@dataclass
 class ZipArchive:
-    members: list[ZipMember]
-    start: int              # first byte of the archive proper: bytes before it are a prefix
-    central_offset: int
-    central_size: int
-    eocd_offset: int
-    end: int                # just past the end-of-central-directory record and its comment
-    zip64: bool = False
-    comment: bytes = b""
-    issues: list[Issue] = field(default_factory=list)
+    __slots__ = ("central_offset", "central_size", "comment", "end", "eocd_offset", "issues", "members",
+                 "start", "zip64")
+
+    def __init__(self, members: list[ZipMember], start: int, central_offset: int, central_size: int,
+                 eocd_offset: int, end: int, zip64: bool = False, comment: bytes = b"",
+                 issues: list[Issue] | None = None) -> None:
+        self.members = members
+        self.start = start  # first byte of the archive proper: bytes before it are a prefix
+        self.central_offset = central_offset
+        self.central_size = central_size
+        self.eocd_offset = eocd_offset
+        self.end = end  # just past the end-of-central-directory record and its comment
+        self.zip64 = zip64
+        self.comment = comment
+        self.issues: list[Issue] = [] if issues is None else issues
 
     def by_name(self) -> dict[str, ZipMember]:
         """Name → member; with duplicates, the first central entry (miniz's binary search is not

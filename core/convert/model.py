@@ -7,7 +7,6 @@ header); the writer streams it into SafeTensors files; verification checks the w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from airlock.core.convert.spec import DTYPE_SIZES, TensorSpec
 from airlock.core.errors import AirlockError
@@ -30,14 +29,17 @@ class VerificationFailed(ConvertError):
 Producer = Callable[[], Iterator[bytes]]
 
 
-@dataclass(slots=True)
 class OutTensor:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    spec: TensorSpec | None = None   # bytes copied from a file region
-    producer: Producer | None = None  # or computed
-    path: str = ""                   # file holding spec's storage
+    __slots__ = ("dtype", "name", "path", "producer", "shape", "spec")
+
+    def __init__(self, name: str, dtype: str, shape: tuple[int, ...], spec: TensorSpec | None = None,
+                 producer: Producer | None = None, path: str = "") -> None:
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.spec = spec  # bytes copied from a file region
+        self.producer = producer  # or computed
+        self.path = path  # file holding spec's storage
 
     @property
     def nbytes(self) -> int:
@@ -47,54 +49,73 @@ class OutTensor:
         return n
 
 
-@dataclass
 class Plan:
     """Everything to write, and what was left out and why."""
 
-    input_format: str
-    tensors: list[OutTensor] = field(default_factory=list)
-    metadata: dict[str, str] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (entry, reason)
-    aliases: dict[str, str] = field(default_factory=dict)        # alias -> written tensor
-    selected: str = ""      # path of the dict the tensors came from ("" = the top level)
-    severity: str = "none"  # worst finding of the input scan
-    critical: list[str] = field(default_factory=list)  # messages of critical findings
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("aliases", "critical", "input_format", "metadata", "notes", "selected", "severity",
+                 "skipped", "tensors")
+
+    def __init__(self, input_format: str, tensors: list[OutTensor] | None = None,
+                 metadata: dict[str, str] | None = None, skipped: list[tuple[str, str]] | None = None,
+                 aliases: dict[str, str] | None = None, selected: str = "", severity: str = "none",
+                 critical: list[str] | None = None, notes: list[str] | None = None) -> None:
+        self.input_format = input_format
+        self.tensors: list[OutTensor] = [] if tensors is None else tensors
+        self.metadata: dict[str, str] = {} if metadata is None else metadata
+        self.skipped: list[tuple[str, str]] = [] if skipped is None else skipped  # (entry, reason)
+        self.aliases: dict[str, str] = {} if aliases is None else aliases  # alias -> written tensor
+        self.selected = selected  # path of the dict the tensors came from ("" = the top level)
+        self.severity = severity  # worst finding of the input scan
+        self.critical: list[str] = [] if critical is None else critical  # messages of critical findings
+        self.notes: list[str] = [] if notes is None else notes
 
 
-@dataclass(frozen=True, slots=True)
 class WrittenTensor:
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    start: int   # absolute offset in the output file
-    end: int
-    digest: bytes | None  # xxh3-128 of the bytes as read from the source (None without verify)
+    __slots__ = ("digest", "dtype", "end", "name", "shape", "start")
+
+    def __init__(self, name: str, dtype: str, shape: tuple[int, ...], start: int, end: int,
+                 digest: bytes | None) -> None:
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.start = start  # absolute offset in the output file
+        self.end = end
+        self.digest = digest  # xxh3-128 of the bytes as read from the source (None without verify)
 
 
-@dataclass
 class WrittenFile:
-    path: str
-    header: bytes  # the 8-byte length and the JSON header, exactly as written
-    tensors: list[WrittenTensor]
-    size: int
+    __slots__ = ("header", "path", "size", "tensors")
+
+    def __init__(self, path: str, header: bytes, tensors: list[WrittenTensor], size: int) -> None:
+        self.path = path
+        self.header = header  # the 8-byte length and the JSON header, exactly as written
+        self.tensors = tensors
+        self.size = size
 
 
-@dataclass
 class ConvertReport:
-    input_path: str
-    input_format: str
-    outputs: list[str]           # SafeTensors files written (shards in order)
-    index_path: str | None       # model.safetensors.index.json when sharded
-    tensors: int
-    bytes: int                   # tensor bytes written
-    seconds: float
-    verified: bool | None        # None when verification was off
-    verification: str            # what verification checked or why it failed
-    selected: str
-    skipped: list[tuple[str, str]]
-    metadata: dict[str, str]
-    aliases: dict[str, str]
-    severity: str
-    notes: list[str] = field(default_factory=list)
-    files: list[WrittenFile] = field(default_factory=list)
+    __slots__ = ("aliases", "bytes", "files", "index_path", "input_format", "input_path", "metadata",
+                 "notes", "outputs", "seconds", "selected", "severity", "skipped", "tensors", "verification",
+                 "verified")
+
+    def __init__(self, input_path: str, input_format: str, outputs: list[str], index_path: str | None,
+                 tensors: int, bytes: int, seconds: float, verified: bool | None, verification: str,
+                 selected: str, skipped: list[tuple[str, str]], metadata: dict[str, str],
+                 aliases: dict[str, str], severity: str, notes: list[str] | None = None,
+                 files: list[WrittenFile] | None = None) -> None:
+        self.input_path = input_path
+        self.input_format = input_format
+        self.outputs = outputs  # SafeTensors files written (shards in order)
+        self.index_path = index_path  # model.safetensors.index.json when sharded
+        self.tensors = tensors
+        self.bytes = bytes  # tensor bytes written
+        self.seconds = seconds
+        self.verified = verified  # None when verification was off
+        self.verification = verification  # what verification checked or why it failed
+        self.selected = selected
+        self.skipped = skipped
+        self.metadata = metadata
+        self.aliases = aliases
+        self.severity = severity
+        self.notes: list[str] = [] if notes is None else notes
+        self.files: list[WrittenFile] = [] if files is None else files

@@ -7,7 +7,6 @@ converter streams the described bytes into a SafeTensors file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 # SafeTensors dtype codes and their sizes in bytes.
@@ -24,33 +23,52 @@ STORED = 0
 DEFLATED = 8
 
 
-@dataclass(frozen=True, slots=True)
 class StorageRef:
     """Where one storage's bytes live in the file on disk."""
 
-    key: str                 # storage key in the checkpoint ("0", "1", "140234…")
-    dtype: str               # SafeTensors dtype code of its elements
-    nbytes: int              # bytes of the storage (uncompressed)
-    file_offset: int         # offset in the file of the first byte (of compressed data if deflated)
-    location: str = "cpu"    # device it was saved from; the bytes are the same
-    member: str | None = None  # zip member holding it, if any
-    compression: int = STORED  # STORED, or DEFLATED (zip member compressed with raw deflate)
-    compressed_size: int | None = None
+    __slots__ = ("compressed_size", "compression", "dtype", "file_offset", "key", "location", "member",
+                 "nbytes")
+
+    def __init__(self, key: str, dtype: str, nbytes: int, file_offset: int, location: str = "cpu",
+                 member: str | None = None, compression: int = STORED,
+                 compressed_size: int | None = None) -> None:
+        self.key = key  # storage key in the checkpoint ("0", "1", "140234…")
+        self.dtype = dtype  # SafeTensors dtype code of its elements
+        self.nbytes = nbytes  # bytes of the storage (uncompressed)
+        self.file_offset = file_offset  # of the first byte in the file (of compressed data if deflated)
+        self.location = location  # device it was saved from; the bytes are the same
+        self.member = member  # zip member holding it, if any
+        self.compression = compression  # STORED, or DEFLATED (zip member compressed with raw deflate)
+        self.compressed_size = compressed_size
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self.key, self.dtype, self.nbytes, self.file_offset, self.location, self.member,
+                self.compression, self.compressed_size)
+
+    # By value: two views of one storage get equal refs from separate lookups.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StorageRef) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
 
     @property
     def itemsize(self) -> int:
         return DTYPE_SIZES[self.dtype]
 
 
-@dataclass(frozen=True, slots=True)
 class TensorSpec:
     """One tensor: a strided view of a storage."""
 
-    dtype: str
-    shape: tuple[int, ...]
-    strides: tuple[int, ...]  # in elements, like torch
-    storage_offset: int       # in elements
-    storage: StorageRef
+    __slots__ = ("dtype", "shape", "storage", "storage_offset", "strides")
+
+    def __init__(self, dtype: str, shape: tuple[int, ...], strides: tuple[int, ...], storage_offset: int,
+                 storage: StorageRef) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.strides = strides  # in elements, like torch
+        self.storage_offset = storage_offset  # in elements
+        self.storage = storage
 
     @property
     def numel(self) -> int:

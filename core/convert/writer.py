@@ -12,7 +12,6 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from airlock.core.convert.model import ConvertError, OutTensor, WrittenFile, WrittenTensor
 from airlock.core.convert.stream import CHUNK, out_chunks
@@ -35,15 +34,18 @@ def build_header(tensors: list[OutTensor], metadata: dict[str, str]) -> tuple[by
     return len(text).to_bytes(8, "little") + text, spans
 
 
-@dataclass
 class Progress:
     """Shared by the writer and the verifier: reports bytes done over all work, checks cancel."""
 
-    total: int
-    report: Callable[[float, str], None] | None = None
-    cancelled: Callable[[], bool] | None = None
-    done: int = 0
-    _last: int = field(default=-1)
+    __slots__ = ("_last", "cancelled", "done", "report", "total")
+
+    def __init__(self, total: int, report: Callable[[float, str], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None, done: int = 0) -> None:
+        self.total = total
+        self.report = report
+        self.cancelled = cancelled
+        self.done = done
+        self._last = -1  # permille last reported
 
     def step(self, n: int, message: str) -> None:
         self.done += n

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 from airlock.core.context import ScanContext
@@ -104,14 +103,17 @@ class BadLayout(Rule):
             "reordering are refused and let two readers see different data.")
 
 
-@dataclass(frozen=True)
 class _Consts:
-    value_names: dict[int, str]
-    scalar_fmt: dict[int, str]
-    string: int
-    array: int
-    uint32: int
-    quant: dict[int, tuple[str, int, int]]  # type → (name, block size, bytes per block)
+    __slots__ = ("array", "quant", "scalar_fmt", "string", "uint32", "value_names")
+
+    def __init__(self, value_names: dict[int, str], scalar_fmt: dict[int, str], string: int, array: int,
+                 uint32: int, quant: dict[int, tuple[str, int, int]]) -> None:
+        self.value_names = value_names
+        self.scalar_fmt = scalar_fmt
+        self.string = string
+        self.array = array
+        self.uint32 = uint32
+        self.quant = quant  # type → (name, block size, bytes per block)
 
 
 def _gguf_constants() -> Any:
@@ -204,34 +206,41 @@ class _Reader:
         return bytes(self.buf[start:start + min(length, limit)]).decode("utf-8", errors="backslashreplace")
 
 
-@dataclass(slots=True)
 class _Array:
-    etype: int
-    count: int
-    start: int  # first element
-    end: int
-    marks: list[int] | None  # offset of every PAGE_SIZE-th element, for variable-size elements
+    __slots__ = ("count", "end", "etype", "marks", "start")
+
+    def __init__(self, etype: int, count: int, start: int, end: int, marks: list[int] | None) -> None:
+        self.etype = etype
+        self.count = count
+        self.start = start  # first element
+        self.end = end
+        self.marks = marks  # offset of every PAGE_SIZE-th element, for variable-size elements
 
 
-@dataclass(slots=True)
 class _KV:
-    index: int
-    key: str
-    offset: int
-    end: int
-    vtype: int
-    value: Any  # scalar, (start, length) of a string, or _Array
+    __slots__ = ("end", "index", "key", "offset", "value", "vtype")
+
+    def __init__(self, index: int, key: str, offset: int, end: int, vtype: int, value: Any) -> None:
+        self.index = index
+        self.key = key
+        self.offset = offset
+        self.end = end
+        self.vtype = vtype
+        self.value = value  # scalar, (start, length) of a string, or _Array
 
 
-@dataclass(slots=True)
 class _Tensor:
-    name: str
-    offset: int  # of its info record
-    dims: tuple[int, ...]
-    ttype: int
-    data: int  # offset relative to the data section
-    name_len: int
-    nbytes: int | None = None
+    __slots__ = ("data", "dims", "name", "name_len", "nbytes", "offset", "ttype")
+
+    def __init__(self, name: str, offset: int, dims: tuple[int, ...], ttype: int, data: int, name_len: int,
+                 nbytes: int | None = None) -> None:
+        self.name = name
+        self.offset = offset  # of its info record
+        self.dims = dims
+        self.ttype = ttype
+        self.data = data  # offset relative to the data section
+        self.name_len = name_len
+        self.nbytes = nbytes
 
 
 class _Parser:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +67,13 @@ def tensor_size(tensor: dict[str, Any]) -> int | None:
     return (count * bits + 7) // 8
 
 
-@dataclass
 class _Seen:
-    count: int = 0
-    target: Node | None = None
-    names: list[str] = field(default_factory=list)
+    __slots__ = ("count", "names", "target")
+
+    def __init__(self, count: int = 0, target: Node | None = None, names: list[str] | None = None) -> None:
+        self.count = count
+        self.target = target
+        self.names: list[str] = [] if names is None else names
 
 
 class Checker:

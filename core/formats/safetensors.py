@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from airlock.core.context import ScanContext
@@ -104,17 +103,21 @@ class MetadataInvalid(Rule):
     help = "safetensors requires __metadata__ to map strings to strings; loaders refuse anything else."
 
 
-@dataclass
 class Header:
     """A parsed header: everything the tree and the sharded-index check need."""
 
-    length: int
-    data_start: int
-    data_size: int
-    tensors: list[tuple[str, Any]] = field(default_factory=list)  # in header order
-    metadata: Any = None
-    has_metadata: bool = False
-    duplicates: list[str] = field(default_factory=list)
+    __slots__ = ("data_size", "data_start", "duplicates", "has_metadata", "length", "metadata", "tensors")
+
+    def __init__(self, length: int, data_start: int, data_size: int,
+                 tensors: list[tuple[str, Any]] | None = None, metadata: Any = None,
+                 has_metadata: bool = False, duplicates: list[str] | None = None) -> None:
+        self.length = length
+        self.data_start = data_start
+        self.data_size = data_size
+        self.tensors: list[tuple[str, Any]] = [] if tensors is None else tensors  # in header order
+        self.metadata = metadata
+        self.has_metadata = has_metadata
+        self.duplicates: list[str] = [] if duplicates is None else duplicates
 
 
 def sniff(head: bytes, size: int) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from airlock.core.convert.spec import StorageRef, TensorSpec
@@ -61,19 +60,24 @@ _MODULE_STATE_KEYS = ("_parameters", "_buffers", "_modules")
 Lookup = Callable[[str, str, int, int, str], "StorageRef | str"]
 
 
-@dataclass
 class TensorInfo:
     """One tensor found in the pickle, for the tree and for the converter."""
 
-    path: str
-    call: Any                        # the rebuild Call, or the PersistentRef of a legacy tar tensor
-    spec: TensorSpec | None = None
-    problem: str | None = None       # why it could not be described (the loader may fail too)
-    malformed: bool = False          # the problem is one torch.load would fail on
-    torch_dtype: str = ""
-    location: str = ""
-    parameter: bool = False
-    requires_grad: bool = False
+    __slots__ = ("call", "location", "malformed", "parameter", "path", "problem", "requires_grad", "spec",
+                 "torch_dtype")
+
+    def __init__(self, path: str, call: Any, spec: TensorSpec | None = None, problem: str | None = None,
+                 malformed: bool = False, torch_dtype: str = "", location: str = "", parameter: bool = False,
+                 requires_grad: bool = False) -> None:
+        self.path = path
+        self.call = call  # the rebuild Call, or the PersistentRef of a legacy tar tensor
+        self.spec = spec
+        self.problem = problem  # why it could not be described (the loader may fail too)
+        self.malformed = malformed  # the problem is one torch.load would fail on
+        self.torch_dtype = torch_dtype
+        self.location = location
+        self.parameter = parameter
+        self.requires_grad = requires_grad
 
 
 def _text(value: Any) -> str | None:
@@ -248,12 +252,14 @@ def _set(holder: list[Any], index: int, spec: TensorSpec) -> None:
 # The converter's API.
 
 
-@dataclass
 class Checkpoint:
-    format: str          # "torch_zip" | "torch_legacy" | "torch_tar"
-    root: Any            # the main pickle's symbolic value, every tensor replaced by a TensorSpec
-    findings: list[Finding]
-    severity: Severity   # worst finding of a full scan of the file
+    __slots__ = ("findings", "format", "root", "severity")
+
+    def __init__(self, format: str, root: Any, findings: list[Finding], severity: Severity) -> None:
+        self.format = format  # "torch_zip" | "torch_legacy" | "torch_tar"
+        self.root = root  # the main pickle's symbolic value, every tensor replaced by a TensorSpec
+        self.findings = findings
+        self.severity = severity  # worst finding of a full scan of the file
 
 
 def read_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:

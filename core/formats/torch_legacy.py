@@ -79,9 +79,14 @@ def _may_hold_magic(head: bytes) -> bool:
     return _MAGIC_BYTES in head or b"I" in head or b"L" in head
 
 
-def sniff(head: bytes, size: int) -> int:
+def starts_with_magic(head: bytes) -> bool:
+    """The stream's first pickle is torch's magic number: a legacy checkpoint."""
     first = head[:256]
-    if _may_hold_magic(first) and looks_like_pickle(head) > 0 and _first_value(first) == MAGIC_NUMBER:
+    return _may_hold_magic(first) and looks_like_pickle(head) > 0 and _first_value(first) == MAGIC_NUMBER
+
+
+def sniff(head: bytes, size: int) -> int:
+    if starts_with_magic(head):
         return 96
     if len(head) >= 512 and _tar_name(head) in TAR_MEMBERS and _tar_checksum_ok(head):
         return 90
@@ -120,7 +125,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     layout = StorageLayout(source, main.result, keys.result, keys.end)
     for message, offset in layout.problems:
         ctx.report(Malformed, f"malformed legacy checkpoint: {message}", node=root, offset=offset)
-    untyped = untyped_storage(main.result)
+    untyped = layout.untyped
     if untyped is not None:
         # torch.save writes these (fp8, uint16/32/64) but its legacy loader asks the storage type
         # for a dtype it lacks: torch.load fails. A broken file, not an attack.
@@ -145,15 +150,6 @@ def parse(source: Source, ctx: ScanContext) -> Node:
 
         claim_weights_only(ctx, root, refusal)
     return root
-
-
-def untyped_storage(main: Any) -> int | None:
-    """Offset of the first persistent id naming an UntypedStorage, which the legacy loader refuses."""
-    for ref in persistent_refs(main):
-        pid = ref.pid.items if isinstance(ref.pid, PTuple) else []
-        if len(pid) >= 2 and isinstance(pid[1], Global) and pid[1].name == "UntypedStorage":
-            return ref.offset
-    return None
 
 
 def _read_pickles(source: Source, ctx: ScanContext, root: Node) -> list[PickleRun]:
@@ -191,9 +187,14 @@ class StorageLayout:
         self.refs: dict[str, StorageRef] = {}
         self.problems: list[tuple[str, int]] = []
         self.end: int | None = None
+        # Offset of the first persistent id naming an UntypedStorage, which the legacy loader refuses.
+        self.untyped: int | None = None
         types: dict[str, tuple[str, int, str]] = {}
         for ref in persistent_refs(main):
             pid = ref.pid.items if isinstance(ref.pid, PTuple) else []
+            if self.untyped is None and len(pid) >= 2 and isinstance(pid[1], Global) \
+                    and pid[1].name == "UntypedStorage":
+                self.untyped = ref.offset
             if len(pid) >= 5 and isinstance(pid[1], Global) and _text(pid[2]) is not None:
                 cls = pid[1].name.rsplit(".", 1)[-1]
                 if cls in STORAGE_DTYPES:
@@ -260,7 +261,7 @@ def load_structure(source: Source, limits: Limits) -> tuple[Any, str]:
     if runs[0].result != MAGIC_NUMBER:
         raise FormatError("not a legacy torch checkpoint: bad magic number", 0)
     layout = StorageLayout(source, runs[3].result, runs[4].result, runs[4].end)
-    if untyped_storage(runs[3].result) is not None:
+    if layout.untyped is not None:
         raise FormatError("untyped storages in a legacy checkpoint: torch.load cannot read it either", 0)
     if layout.problems:
         raise FormatError(layout.problems[0][0], layout.problems[0][1])

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from airlock.core.errors import FormatError, PolicyMissing
 from airlock.core.findings import Rule, Severity
-from airlock.core.pickle.opcodes import read_op
+from airlock.core.pickle.opcodes import FIXEDARG, NOARG, OPCODE_TABLE, read_op
 from airlock.core.pickle.policy import read_policy_text
 
 
@@ -45,13 +44,17 @@ class CustomOperator(Rule):
         "a native library that registers those operators."
 
 
-@dataclass(frozen=True)
 class _WeightsOnlyPolicy:
-    allowed: frozenset[str]
-    opcodes: frozenset[str]
-    blocked: frozenset[str]
-    import_mapping: dict[str, str]
-    name_mapping: dict[tuple[str, str], tuple[str, str]]
+    __slots__ = ("allowed", "blocked", "import_mapping", "name_mapping", "opcodes")
+
+    def __init__(self, allowed: frozenset[str], opcodes: frozenset[str], blocked: frozenset[str],
+                 import_mapping: dict[str, str],
+                 name_mapping: dict[tuple[str, str], tuple[str, str]]) -> None:
+        self.allowed = allowed
+        self.opcodes = opcodes
+        self.blocked = blocked
+        self.import_mapping = import_mapping
+        self.name_mapping = name_mapping
 
 
 @functools.cache
@@ -88,20 +91,49 @@ def weights_only_refusal(buf: Any, start: int, end: int) -> str | None:
         return "the pickle does not follow what the weights_only unpickler expects"
 
 
+# Opcodes the replay treats one by one; every other supported opcode pushes a constant.
+_STRUCTURAL = frozenset({
+    "STOP", "PROTO", "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS",
+    "MARK", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET",
+    "BINPERSID", "BINGET", "LONG_BINGET", "BINPUT", "LONG_BINPUT"})
+
+
 def _replay(buf: Any, pos: int, end: int, policy: _WeightsOnlyPolicy) -> str | None:
     stack: list[Any] = []
     meta: list[list[Any]] = []
     memo: dict[int, Any] = {}
+    table, supported = OPCODE_TABLE, policy.opcodes
+    arg: Any
     while True:
-        op = read_op(buf, pos, end)
-        pos += op.length
-        name = op.name
-        if name not in policy.opcodes:
+        entry = table[buf[pos]] if pos < end else None
+        if entry is not None and entry[2] == NOARG:  # most opcodes: skip the decoder
+            name, arg = entry[0], None
+            pos += 1
+        elif entry is not None and entry[2] == FIXEDARG and pos + entry[3] < end:
+            name, arg = entry[0], entry[4].unpack_from(buf, pos + 1)[0]  # type: ignore[union-attr]
+            pos += 1 + entry[3]
+        else:
+            op = read_op(buf, pos, end)
+            name, arg = op.name, op.arg
+            pos += op.length
+        if name not in supported:
             return f"opcode {name} is not supported by the weights_only unpickler"
-        if name == "STOP":
+        # The most frequent opcodes of a checkpoint first.
+        if name not in _STRUCTURAL:  # NONE, NEWTRUE/NEWFALSE, BININT*, BINFLOAT, BINUNICODE, LONG1…
+            stack.append(("const", arg))
+        elif name == "BINPUT" or name == "LONG_BINPUT":
+            memo[arg] = stack[-1]
+        elif name == "BINGET" or name == "LONG_BINGET":
+            if arg not in memo:
+                return f"memo key {arg} was never stored"
+            stack.append(memo[arg])
+        elif name == "MARK":
+            meta.append(stack)
+            stack = []
+        elif name == "STOP":
             return None
-        if name == "GLOBAL":
-            module, attr = op.arg
+        elif name == "GLOBAL":
+            module, attr = arg
             if (module, attr) in policy.name_mapping:
                 module, attr = policy.name_mapping[(module, attr)]
             elif module in policy.import_mapping:
@@ -143,9 +175,6 @@ def _replay(buf: Any, pos: int, end: int, policy: _WeightsOnlyPolicy) -> str | N
                 stack = meta.pop()
             if stack[-1][0] not in _DICT_TAGS:
                 return f"{name} on a {stack[-1][0]}"
-        elif name == "MARK":
-            meta.append(stack)
-            stack = []
         elif name == "TUPLE":
             items = stack
             stack = meta.pop()
@@ -170,13 +199,4 @@ def _replay(buf: Any, pos: int, end: int, policy: _WeightsOnlyPolicy) -> str | N
             elif not (pid[0] == "const" and type(pid[1]) is int):
                 return "a persistent id that is neither a tuple nor an int"
             stack.append(("storage", None))
-        elif name in ("BINGET", "LONG_BINGET"):
-            if op.arg not in memo:
-                return f"memo key {op.arg} was never stored"
-            stack.append(memo[op.arg])
-        elif name in ("BINPUT", "LONG_BINPUT"):
-            memo[op.arg] = stack[-1]
-        elif name == "PROTO":
-            pass
-        else:  # constants: NONE, NEWTRUE/NEWFALSE, BININT*, BINFLOAT, BINUNICODE, SHORT_BINSTRING, LONG1
-            stack.append(("const", op.arg))
+        # PROTO: nothing to do

@@ -8,7 +8,6 @@ runs the opcodes. Nothing here imports, calls or evaluates anything from the fil
 from __future__ import annotations
 
 import _compat_pickle
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.findings import Severity
@@ -46,16 +45,19 @@ SHARED_MEMO = "PKL011"
 _REBUILDER_PREFIXES = ("__pyx_unpickle_", "_unpickle", "_reconstruct", "_rebuild", "_new_", "__newobj")
 
 
-@dataclass
 class Event:
     """Something the machine judged: a call or a global reference, with its rule and severity."""
 
-    rule: str
-    severity: Severity
-    message: str
-    offset: int
-    call: Call | None = None
-    glob: Global | None = None
+    __slots__ = ("call", "glob", "message", "offset", "rule", "severity")
+
+    def __init__(self, rule: str, severity: Severity, message: str, offset: int, call: Call | None = None,
+                 glob: Global | None = None) -> None:
+        self.rule = rule
+        self.severity = severity
+        self.message = message
+        self.offset = offset
+        self.call = call
+        self.glob = glob
 
 
 

@@ -13,7 +13,6 @@ import bisect
 import gc
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from airlock.core.errors import FormatError, LimitExceeded
@@ -38,6 +37,7 @@ from airlock.core.pickle.judge import (  # re-exported: other modules import the
     compat_name,
 )
 from airlock.core.pickle.opcodes import (
+    FIXEDARG,
     HIGHEST_PROTOCOL,
     NOARG,
     OPCODE_TABLE,
@@ -83,21 +83,24 @@ __all__ = [
 ]
 
 
-@dataclass
 class PickleRun:
     """One pickle of a stream (a stream can hold several, each loaded by a separate `load`)."""
 
-    start: int
-    end: int = 0  # offset just past STOP, or where reading stopped
-    protocol: int = 0
-    complete: bool = False  # reached STOP
-    error: FormatError | None = None
-    result: Any = None
-    op_offsets: array[int] = field(default_factory=lambda: array("Q"))
-    calls: list[Call] = field(default_factory=list)
-    globals: list[Global] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    persistent_ids: int = 0
+    __slots__ = ("calls", "complete", "end", "error", "events", "globals", "op_offsets", "persistent_ids",
+                 "protocol", "result", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.end = 0  # offset just past STOP, or where reading stopped
+        self.protocol = 0
+        self.complete = False  # reached STOP
+        self.error: FormatError | None = None
+        self.result: Any = None
+        self.op_offsets: array[int] = array("Q")
+        self.calls: list[Call] = []
+        self.globals: list[Global] = []
+        self.events: list[Event] = []
+        self.persistent_ids = 0
 
     @property
     def severity(self) -> Severity:
@@ -114,8 +117,9 @@ MARK = _Mark()
 BuildHook = Callable[["Machine", Call, int], int]
 
 
-# Per machine class: opcode byte → (name, takes no argument, handler; None for STOP).
-_Entry = tuple[str, bool, Callable[[Any, Any], int | None] | None]
+# Per machine class: opcode byte → (name, argument category, handler (None for STOP), argument
+# size and struct for fixed-size arguments).
+_Entry = tuple[str, int, Callable[[Any, Any], int | None] | None, int, Any]
 _HANDLERS: dict[type, list[_Entry | None]] = {}
 
 
@@ -151,7 +155,8 @@ class Machine(CallJudge):
             handlers = _HANDLERS[type(self)] = [None] * 256
             for code, (name, _) in OPCODES.items():
                 handler = getattr(type(self), "op_" + name) if name != "STOP" else None
-                handlers[code] = (name, OPCODE_TABLE[code][2] == NOARG, handler)  # type: ignore[index]
+                _, _, category, size, fmt = OPCODE_TABLE[code]  # type: ignore[misc]
+                handlers[code] = (name, category, handler, size, fmt)
         self._dispatch = handlers
 
     # Streams
@@ -267,8 +272,14 @@ class Machine(CallJudge):
                 if entry is None:
                     read_op(buf, pos, end)  # raises: truncated, or an unknown opcode
                     raise FormatError(f"malformed: unreadable opcode at offset {pos}", pos)
-                # Half of all opcodes take no argument: those skip the decoder.
-                op = Op(entry[0], None, pos, 1) if entry[1] else read_op(buf, pos, end)
+                # Most opcodes take no argument or a fixed-size one: those skip the decoder.
+                category = entry[1]
+                if category == NOARG:
+                    op = Op(entry[0], None, pos, 1)
+                elif category == FIXEDARG and pos + entry[3] < end:
+                    op = Op(entry[0], entry[4].unpack_from(buf, pos + 1)[0], pos, 1 + entry[3])
+                else:
+                    op = read_op(buf, pos, end)
                 offsets.append(pos)
                 pos += op.length
                 count += 1

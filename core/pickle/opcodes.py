@@ -105,13 +105,13 @@ def _decode_string_line(line: bytes, offset: int) -> str:
 
 
 # code byte → (name, kind, category, fixed size or length-field size, struct) for read_op's hot path.
-NOARG, _FIXEDARG, _SIZEDARG, _LINEARG = 0, 1, 2, 3
+NOARG, FIXEDARG, _SIZEDARG, _LINEARG = 0, 1, 2, 3
 OPCODE_TABLE: list[tuple[str, str, int, int, struct.Struct | None] | None] = [None] * 256
 for _code, (_name, _kind) in OPCODES.items():
     if _kind == NONE:
         OPCODE_TABLE[_code] = (_name, _kind, NOARG, 0, None)
     elif _kind in _FIXED:
-        OPCODE_TABLE[_code] = (_name, _kind, _FIXEDARG, _FIXED[_kind][0], struct.Struct(_FIXED[_kind][1]))
+        OPCODE_TABLE[_code] = (_name, _kind, FIXEDARG, _FIXED[_kind][0], struct.Struct(_FIXED[_kind][1]))
     elif _kind in _SIZED:
         OPCODE_TABLE[_code] = (_name, _kind, _SIZEDARG, _SIZED[_kind][0], struct.Struct(_SIZED[_kind][1]))
     else:
@@ -130,7 +130,7 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
         return Op(name, None, pos, 1)
     p = pos + 1
     arg: Any = None
-    if category == _FIXEDARG:
+    if category == FIXEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} needs {size} argument bytes, {end - p} remain", pos)
         (arg,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
@@ -281,7 +281,7 @@ def op_spans(op: Op) -> list[tuple[int, int]]:
     end = op.offset + op.length
     if category == NOARG:
         return []
-    if category == _FIXEDARG:
+    if category == FIXEDARG:
         spans = [(p, p + size)]
         if op.name == "FRAME":
             spans.append((p + size, p + size + op.arg))
@@ -336,7 +336,7 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
             name, kind, category, size, fmt = entry
             if name == "STOP":
                 break
-            if category == _FIXEDARG:
+            if category == FIXEDARG:
                 at = read(size)
                 if name == "FRAME":
                     (length,) = fmt.unpack_from(buf, at)  # type: ignore[union-attr]

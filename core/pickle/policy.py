@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from airlock.core.errors import PolicyMissing
 from airlock.core.findings import Severity
@@ -40,8 +40,7 @@ DANGEROUS_LEAVES = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     kind: str  # SAFE | DENIED | UNKNOWN
     reason: str = ""
     severity: Severity = Severity.NONE

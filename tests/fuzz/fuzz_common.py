@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import atheris
@@ -32,7 +31,7 @@ with atheris.instrument_imports(include=["airlock"]):
 import scan_worker  # noqa: E402 - inline isolation: ONNX/HDF5 tasks parse in this process
 import text_checks  # noqa: E402
 
-LIMITS = replace(DEFAULT_LIMITS, time_budget_s=10.0, max_decompressed_bytes=64 * 1024**2)
+LIMITS = DEFAULT_LIMITS.replace(time_budget_s=10.0, max_decompressed_bytes=64 * 1024**2)
 
 
 def _walk(root: Node) -> None:

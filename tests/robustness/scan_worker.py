@@ -22,7 +22,6 @@ import struct
 import sys
 import time
 import traceback
-from dataclasses import replace
 from typing import Any
 
 import text_checks
@@ -143,7 +142,7 @@ def main() -> int:
 
     formats.load_all_modules()
     inlined = inline_isolation()
-    limits = replace(DEFAULT_LIMITS, time_budget_s=budget, max_decompressed_bytes=64 * 1024**2)
+    limits = DEFAULT_LIMITS.replace(time_budget_s=budget, max_decompressed_bytes=64 * 1024**2)
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
     stdin, stdout = sys.stdin.buffer, sys.stdout
