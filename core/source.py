@@ -44,7 +44,8 @@ class Source:
     def open(cls, path: str | os.PathLike[str], name: str | None = None) -> Source:
         """Map a file read-only; nothing is read until a parser slices the buffer. A small file
         is read instead: mapping it costs more system calls than reading it."""
-        path = Path(path)
+        if not isinstance(path, Path):
+            path = Path(path)
         with open(path, "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size <= SMALL_FILE_BYTES:

@@ -143,7 +143,15 @@ class ZipArchive:
 
 
 def find_eocd(source: Source) -> int | None:
-    """Offset of the end-of-central-directory record, searched from the end like miniz and zipfile."""
+    """Offset of the end-of-central-directory record, searched from the end like miniz and zipfile.
+    Searched once per source: three sniffers and the parser ask."""
+    if "eocd" not in source.cache:
+        source.cache["eocd"] = _search_eocd(source)
+    found: int | None = source.cache["eocd"]
+    return found
+
+
+def _search_eocd(source: Source) -> int | None:
     size = source.size
     if size < _EOCD_FMT.size:
         return None

@@ -86,3 +86,14 @@ def test_default_jobs(tmp_path):
     assert cli._default_jobs(small) == 1
     many = small * 40
     assert cli._default_jobs(many) == (os.cpu_count() or 1)
+
+
+def test_when_the_os_cannot_fork_the_files_are_scanned_here(folder, capsys, monkeypatch):
+    _, expected = scan(capsys, "--jobs", "1", str(folder))
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    code, files = scan(capsys, "--jobs", "2", str(folder))
+    assert files == expected and code == 1

@@ -91,7 +91,7 @@ def _text(value: Any) -> str | None:
 def _int_tuple(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, Call) and value.target is not None and value.target.dotted == "torch.Size":
         value = value.args.items[0] if isinstance(value.args, PTuple) and value.args.items else None
-    if isinstance(value, PTuple | PList) and all(type(v) is int for v in value.items):
+    if isinstance(value, (PTuple, PList)) and all(type(v) is int for v in value.items):
         return tuple(value.items)
     return None
 
@@ -169,7 +169,7 @@ def _key_text(key: Any) -> str:
     text = _text(key)
     if text is not None:
         return text
-    return repr(key) if isinstance(key, int | float | bool | type(None)) else f"<{type(key).__name__}>"
+    return repr(key) if isinstance(key, (int, float, bool, type(None))) else f"<{type(key).__name__}>"
 
 
 PersistentTensor = Callable[[PersistentRef, str], "TensorInfo | None"]
@@ -193,7 +193,7 @@ def walk(value: Any, lookup: Lookup, *, replace: bool = False,
             if found is not None:
                 yield (found if found.path == path else _copy(found, path)), found.spec
             return
-        if not isinstance(node, Call | PDict | PList | PTuple):
+        if not isinstance(node, (Call, PDict, PList, PTuple)):
             return
         if isinstance(node, Call):
             if id(node) not in described:
@@ -226,7 +226,7 @@ def _children(node: Any) -> Iterator[tuple[list[Any], int, str | None, Any]]:
     if isinstance(node, PDict):
         for i, (k, v) in enumerate(node.items):
             yield node.items, i, _key_text(k), v
-    elif isinstance(node, PList | PTuple):
+    elif isinstance(node, (PList, PTuple)):
         for i, v in enumerate(node.items):
             yield node.items, i, str(i), v
     elif isinstance(node, Call):
@@ -298,7 +298,7 @@ def persistent_refs(value: Any, limit: int = 10_000_000) -> Iterator[PersistentR
             yield node
         elif isinstance(node, PDict):
             stack.extend(v for kv in node.items for v in kv)
-        elif isinstance(node, PList | PTuple):
+        elif isinstance(node, (PList, PTuple)):
             stack.extend(node.items)
         elif isinstance(node, Call):
             stack.extend((node.func, node.args, node.kwargs, node.state))

@@ -95,9 +95,9 @@ def _contains_risk(value: Any) -> bool:
         if isinstance(item, Call):
             if item.severity >= Severity.HIGH:
                 return True
-        elif isinstance(item, Unknown | Ext):
+        elif isinstance(item, (Unknown, Ext)):
             return True
-        elif isinstance(item, PTuple | PList | PSet):
+        elif isinstance(item, (PTuple, PList, PSet)):
             todo.extend(item.items)
         elif isinstance(item, PDict):
             for k, v in item.items:
@@ -141,9 +141,9 @@ def _pairs(value: Any) -> list[tuple[Any, Any]]:
         items = value.args.items if isinstance(value.args, PTuple) else []
         if items and isinstance(items[0], PDict):
             pairs += items[0].items
-        elif items and isinstance(items[0], PList | PTuple):
+        elif items and isinstance(items[0], (PList, PTuple)):
             pairs += [(p.items[0], p.items[1]) for p in items[0].items
-                      if isinstance(p, PTuple | PList) and len(p.items) == 2]
+                      if isinstance(p, (PTuple, PList)) and len(p.items) == 2]
         return pairs
     return []
 
@@ -194,7 +194,7 @@ class CallJudge:
                 continue
             if registry == "copyreg._extension_cache":
                 self.extension_objects[key] = value
-            elif registry == "copyreg._inverted_registry" and isinstance(value, PTuple | PList) \
+            elif registry == "copyreg._inverted_registry" and isinstance(value, (PTuple, PList)) \
                     and len(value.items) == 2 and all(isinstance(v, str) for v in value.items):
                 self.extensions[key] = (value.items[0], value.items[1])
 
@@ -399,7 +399,7 @@ def _fold_str(items: list[Any]) -> str | None:
     """builtins.str over constants gives a constant (a name may be spelled that way)."""
     if len(items) == 1 and type(items[0]) is str:
         return items[0]
-    if 2 <= len(items) <= 3 and isinstance(items[0], bytes | bytearray) and type(items[1]) is str \
+    if 2 <= len(items) <= 3 and isinstance(items[0], (bytes, bytearray)) and type(items[1]) is str \
             and items[1].lower() in _TEXT_CODECS:
         try:
             return bytes(items[0]).decode(items[1])

@@ -164,7 +164,9 @@ def preview(value: Any, limit: int = 120, _depth: int = 0) -> str:
     """
     if _depth > 4:
         return "…"
-    if isinstance(value, str | bytes | bytearray):
+    # Tuples, not `A | B`, in the hot isinstance checks here and in the machine: `A | B` builds a
+    # new union object on every call (~60 ns each, measured).
+    if isinstance(value, (str, bytes, bytearray)):
         text = repr(value[:limit]) + ("…" if len(value) > limit else "")
     elif isinstance(value, CONSTANT_TYPES):
         text = repr(value)
