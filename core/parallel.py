@@ -102,7 +102,7 @@ def _child(files: list[tuple[str, str]], share: list[int], scan_one: ScanOne, me
         os._exit(code)  # no atexit handlers, no flushing the parent's inherited stdio buffers
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
