@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from airlock.core.errors import Cancelled, LimitExceeded
 from airlock.core.findings import Finding, Rule, Severity
@@ -23,7 +22,7 @@ class ScanContext:
         *,
         progress: ProgressFn | None = None,
         cancelled: CancelledFn | None = None,
-        path: Path | None = None,
+        path: str | None = None,
     ) -> None:
         self.limits = limits
         self.findings: list[Finding] = []

@@ -15,10 +15,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -134,6 +132,8 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 def _death_message(code: int | None, err: bytes) -> str:
     if code is not None and code < 0:
         try:
+            import signal
+
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
@@ -213,4 +213,5 @@ def read_input(data: bytes | None, path: str | None) -> bytes:
         return data
     if path is None:
         raise ChildFormatError("no input")
-    return Path(path).read_bytes()
+    with open(path, "rb") as fh:
+        return fh.read()

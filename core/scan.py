@@ -6,7 +6,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 from airlock.core import formats
@@ -184,7 +183,7 @@ def scan_file(
     The result keeps the file mapped for lazy nodes: call `result.close()` when done with it.
     """
     display = display_path if display_path is not None else os.fspath(path)
-    path = Path(path)
+    path = os.fspath(path)
     ctx = ScanContext(limits, progress=progress, cancelled=cancelled, path=path)
     start = time.monotonic()
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import zlib
-from pathlib import Path
 from typing import Any
 
 from airlock.core.context import ScanContext
@@ -348,17 +347,17 @@ def _companion(source: Source, ctx: ScanContext, root: Node, kind: str, filename
         ctx.report(CompanionOutside, f"{kind} names {label}: joblib.load reads it with {loads}, outside the "
                    "dump's folder", node=node, offset=offset)
         return
-    folder = source.path.parent if source.path is not None else (ctx.path.parent if ctx.path else None)
-    sibling = Path(folder, filename) if folder is not None else None
-    if sibling is None or not sibling.is_file():
+    path = source.path if source.path is not None else ctx.path
+    sibling = os.path.join(os.path.dirname(path), filename) if path is not None else None
+    if sibling is None or not os.path.isfile(sibling):
         ctx.report(CompanionMissing, f"{kind} companion {label} was not found next to the dump; not "
                    "inspected", node=node, offset=offset)
         return
-    node.attrs["size"] = sibling.stat().st_size
+    node.attrs["size"] = os.stat(sibling).st_size
     if kind != "NDArrayWrapper":
         return  # ZNDArrayWrapper data is raw bytes behind zlib, never unpickled
     try:
-        companion = Source.open(sibling, name=str(sibling))
+        companion = Source.open(sibling, name=sibling)
     except OSError as exc:
         ctx.report(CompanionMissing, f"companion {label} cannot be read ({exc.strerror}); not inspected",
                    node=node, offset=offset)

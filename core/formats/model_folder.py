@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from airlock.core.context import ScanContext
@@ -135,8 +134,9 @@ def _module_file(ref: str) -> tuple[str | None, str]:
 
 def _judge_code(refs: list[tuple[str, str]], source: Source, ctx: ScanContext, root: Node) -> None:
     group = root.child(GROUP, f"custom code references ({len(refs)})")
-    folder = source.path.parent if source.member is None and source.path is not None else None
-    shipped = sorted(p.name for p in folder.glob("*.py")) if folder is not None else []
+    on_disk = source.member is None and source.path is not None
+    folder = (os.path.dirname(source.path) or ".") if on_disk and source.path is not None else None
+    shipped = _python_files(folder) if folder is not None else []
     present: list[str] = []
     missing: list[str] = []
     other_repos: list[str] = []
@@ -167,11 +167,18 @@ def _judge_code(refs: list[tuple[str, str]], source: Source, ctx: ScanContext, r
                    f"{where}: loading needs it, and it was not inspected", node=group, offset=0)
 
 
-def _inside(folder: Path, module_file: str) -> bool:
+def _python_files(folder: str) -> list[str]:
+    try:
+        return sorted(name for name in os.listdir(folder) if name.endswith(".py"))
+    except OSError:
+        return []
+
+
+def _inside(folder: str, module_file: str) -> bool:
     parts = [p for p in module_file.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         return False
-    return (folder.joinpath(*parts)).is_file()
+    return os.path.isfile(os.path.join(folder, *parts))
 
 
 def _list(items: Any, limit: int = 6) -> str:

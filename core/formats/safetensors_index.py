@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from airlock.core.context import ScanContext
@@ -107,7 +106,8 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     root.attrs.update(shards=len(by_shard), tensors=len(weight_map))
     _add_weight_map(root, weight_map, source.member)
     shards = root.child(GROUP, f"shards ({len(by_shard)})", offset=0, member=source.member)
-    folder = ctx.path.parent if ctx.path is not None else (source.path.parent if source.path else None)
+    path = ctx.path if ctx.path is not None else source.path
+    folder = (os.path.dirname(path) or ".") if path is not None else None
     if folder is None:
         ctx.report(NotInspected, "shards not checked: the index was scanned without its folder", node=shards)
         return root
@@ -131,7 +131,7 @@ def _plain_name(shard: str) -> bool:
     return bool(shard) and shard not in (".", "..") and not any(c in shard for c in "/\\\0:")
 
 
-def _open_shards(by_shard: dict[str, list[str]], folder: Path, ctx: ScanContext,
+def _open_shards(by_shard: dict[str, list[str]], folder: str, ctx: ScanContext,
                  shards: Node) -> dict[str, set[str] | None]:
     """Parse every shard as a subtree; return shard → the tensor names its header holds (None: unread)."""
     held: dict[str, set[str] | None] = {}
@@ -145,7 +145,7 @@ def _open_shards(by_shard: dict[str, list[str]], folder: Path, ctx: ScanContext,
                        f"read {safe_text(target, 160)}", node=node)
             held[shard] = None
             continue
-        path = folder / shard
+        path = os.path.join(folder, shard)
         try:
             st = os.stat(path)
             if not stat.S_ISREG(st.st_mode):
