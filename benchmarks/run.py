@@ -283,7 +283,10 @@ def main() -> int:
     out = work / "out.safetensors"
 
     def clean() -> None:
+        # Every copy starts with the page cache's dirty data written back (not timed): otherwise a
+        # run pays for flushing the gigabytes the run before it wrote, whichever command it is.
         out.unlink(missing_ok=True)
+        os.sync()
 
     mine = measure(airlock_cmd("convert", str(src), "-o", str(out), "--overwrite"), runs, before=clean)
     fast = measure(airlock_cmd("convert", str(src), "-o", str(out), "--overwrite", "--no-verify"), runs, before=clean)
