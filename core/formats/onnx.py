@@ -4,11 +4,13 @@ The child (`describe`, run through core/isolate.py) turns the ModelProto into pl
 process never imports onnx or protobuf, so a crash in the native parser is a finding and a scan
 of other formats pays nothing for them. External data is never loaded: only its locations are
 checked against the model's folder, the way onnx's checker and onnxruntime resolve them.
+Operators and initializers carry their own bytes' offset and length, found by a wire walk in
+this process (onnx_wire.py) and matched to the child's description by index.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
@@ -25,6 +27,11 @@ from airlock.core.isolate import (
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import FIELD, FILE, GROUP, INITIALIZER, METADATA, OPERATOR, Node
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from airlock.core.formats.onnx_wire import GraphSpans, ModelSpans, Span
 
 NAME = "onnx"
 EXTENSIONS = (".onnx",)  # .ort is onnxruntime's flatbuffer format: see not_inspected
@@ -169,11 +176,16 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         return root
     if not isinstance(desc, dict):
         raise FormatError("the parser returned no model description", 0)
-    _build(desc, source, ctx, root)
+    from airlock.core.formats.onnx_wire import model_spans  # here: only ONNX scans pay for it
+
+    # Operators and initializers get their byte spans from a wire walk here (the child's
+    # description has none), matched to the description by index.
+    _build(desc, source, ctx, root, model_spans(source.buffer, source.size, fields, ctx.check))
     return root
 
 
-def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node) -> None:
+def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node,
+           spans: ModelSpans | None) -> None:
     root.attrs.update({
         "ir_version": desc.get("ir_version"),
         "producer": safe_text(f"{desc.get('producer_name', '')} {desc.get('producer_version', '')}".strip()),
@@ -202,23 +214,30 @@ def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node) -
         ctx.report(Malformed, "malformed onnx: the model has no graph; loaders refuse it",
                    node=root, offset=0)
     else:
-        _add_graph(graph, root, checker, "graph")
+        _add_graph(graph, root, checker, "graph", spans.graph if spans else None)
     if functions:
         fgroup = root.child(GROUP, f"functions ({len(functions)})")
-        for fn in functions:
+        for i, fn in enumerate(functions):
             label = f"{safe_text(fn['domain'])}.{safe_text(fn['name'])}"
             fnode = fgroup.child(GROUP, f"function {label}", attrs={"inputs": len(fn["inputs"]),
                                                                    "outputs": len(fn["outputs"])})
-            _add_nodes(fn["nodes"], fnode, checker)
-    for i, info in enumerate(desc.get("training_info") or []):
+            fspans = spans.function(i, len(functions)) if spans else None
+            _add_nodes(fn["nodes"], fnode, checker, fspans if fspans and fspans.fits(fn) else None)
+    training = desc.get("training_info") or []
+    for i, info in enumerate(training):
         tnode = root.child(GROUP, f"training info #{i + 1}")
         for key in ("initialization", "algorithm"):
             if info.get(key) is not None:
-                _add_graph(info[key], tnode, checker, key)
+                tspans = spans.training_graph(i, len(training), key) if spans else None
+                _add_graph(info[key], tnode, checker, key, tspans)
     checker.finish(root)
 
 
-def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker, what: str) -> Node:
+def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker, what: str,
+               spans: GraphSpans | None) -> Node:
+    if spans is not None and not spans.fits(graph):
+        spans = None  # the file changed under us, or the walk disagrees: no offsets rather than wrong ones
+    member = checker.source.member
     node = parent.child(GROUP, f"{what} {safe_text(graph['name'], 80)}".strip(),
                         attrs={"nodes": len(graph["nodes"]), "initializers": len(graph["initializers"])})
     for key in ("inputs", "outputs"):
@@ -226,48 +245,62 @@ def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker
         group = node.child(GROUP, f"{key} ({len(items)})")
         for vi in items[:EAGER_LIMIT]:
             group.child(FIELD, safe_text(vi["name"], 120), attrs=_value_attrs(vi))
-    _add_nodes(graph["nodes"], node, checker)
+    _add_nodes(graph["nodes"], node, checker, spans)
     inits = graph["initializers"] + graph["sparse_initializers"]
     group = node.child(GROUP, f"initializers ({len(inits)})")
+    where: Callable[[int], Span | None] = spans.initializer if spans is not None else _nowhere
     if len(inits) <= EAGER_LIMIT:
-        for tensor in inits:
-            checker.tensor(tensor, group.add(_tensor_node(tensor)))
+        for i, tensor in enumerate(inits):
+            checker.tensor(tensor, group.add(_tensor_node(tensor, where(i), member)))
     else:
-        for tensor in inits:
+        for i, tensor in enumerate(inits):
             checker.ctx.tick(256)
-            checker.tensor(tensor, group)
-        group.set_lazy_children(len(inits), lambda a, b: [_tensor_node(t) for t in inits[a:b]])
+            checker.tensor(tensor, group, where(i))
+        group.set_lazy_children(len(inits), lambda a, b: [_tensor_node(inits[i], where(i), member)
+                                                          for i in range(a, b)])
     return node
 
 
-def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.Checker) -> None:
+def _nowhere(_i: int) -> None:
+    return None
+
+
+def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.Checker,
+               spans: GraphSpans | None) -> None:
     group = parent.child(GROUP, f"nodes ({len(nodes)})")
     eager = len(nodes) <= EAGER_LIMIT
     subgraphs: Node | None = None
-    for op in nodes:
+    member = checker.source.member
+    where: Callable[[int], Span | None] = spans.node if spans is not None else _nowhere
+    for i, op in enumerate(nodes):
         checker.ctx.tick(256)
-        node = group.add(_op_node(op)) if eager else None
-        checker.operator(op, node or group)
-        for attr in op["attributes"]:
+        span = where(i)
+        node = group.add(_op_node(op, span, member)) if eager else None
+        checker.operator(op, node or group, span)
+        for j, attr in enumerate(op["attributes"]):
             for tensor in attr.get("tensors", ()):
-                checker.tensor(tensor, node or group)
-            for sub in attr.get("graphs", ()):
+                checker.tensor(tensor, node or group, span)  # a Constant's value: inside the operator
+            graphs = attr.get("graphs", ())
+            inner = spans.graphs(i, j, len(graphs)) if spans is not None else [None] * len(graphs)
+            for sub, sub_spans in zip(graphs, inner, strict=True):
                 # If/Loop/Scan bodies sit under their operator; a paged operator list cannot hold
                 # eager children, so there they go to a sibling group.
                 if node is None and subgraphs is None:
                     subgraphs = parent.child(GROUP, "subgraphs")
                 _add_graph(sub, node or subgraphs or parent, checker,
-                           f"{safe_text(attr['name'], 40)} of {safe_text(op['op_type'], 60)}")
+                           f"{safe_text(attr['name'], 40)} of {safe_text(op['op_type'], 60)}", sub_spans)
     if not eager:
-        group.set_lazy_children(len(nodes), lambda a, b: [_op_node(op) for op in nodes[a:b]])
+        group.set_lazy_children(len(nodes), lambda a, b: [_op_node(nodes[i], where(i), member)
+                                                          for i in range(a, b)])
 
 
-def _op_node(op: dict[str, Any]) -> Node:
+def _op_node(op: dict[str, Any], span: Span | None, member: str | None) -> Node:
     domain = safe_text(op["domain"])
     label = f"{domain + '.' if domain else ''}{safe_text(op['op_type'], 80)}"
     if op["name"]:
         label += f" {safe_text(op['name'], 80)}"
-    node = Node(OPERATOR, label, attrs={
+    offset, length = span or (None, None)
+    node = Node(OPERATOR, label, offset=offset, length=length, member=member, attrs={
         "op_type": safe_text(op["op_type"]), "domain": domain or "ai.onnx",
         "inputs": ", ".join(safe_text(x, 60) for x in op["inputs"][:16]),
         "outputs": ", ".join(safe_text(x, 60) for x in op["outputs"][:16]),
@@ -279,9 +312,11 @@ def _op_node(op: dict[str, Any]) -> Node:
     return node
 
 
-def _tensor_node(tensor: dict[str, Any]) -> Node:
+def _tensor_node(tensor: dict[str, Any], span: Span | None, member: str | None) -> Node:
     attrs = onnx_checks.tensor_attrs(tensor)
-    return Node(INITIALIZER, safe_text(tensor["name"], 120) or "(unnamed)", attrs=attrs)
+    offset, length = span or (None, None)
+    return Node(INITIALIZER, safe_text(tensor["name"], 120) or "(unnamed)", offset=offset, length=length,
+                member=member, attrs=attrs)
 
 
 def _value_attrs(vi: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
+from airlock.core.findings import Rule
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
@@ -70,11 +71,12 @@ def tensor_size(tensor: dict[str, Any]) -> int | None:
 
 
 class _Seen:
-    __slots__ = ("count", "names", "target")
+    __slots__ = ("count", "names", "span", "target")
 
     def __init__(self, count: int = 0, target: Node | None = None, names: list[str] | None = None) -> None:
         self.count = count
         self.target = target
+        self.span: tuple[int, int] | None = None  # the first node's bytes, when its tree node is paged
         self.names: list[str] = [] if names is None else names
 
 
@@ -90,6 +92,7 @@ class Checker:
         self.pyops: dict[str, _Seen] = {}
         self.locations: dict[str, str | None] = {}  # location -> problem reported (None = fine)
         self.container_noted = False
+        self._span: tuple[int, int] | None = None  # of the tensor being checked
         from pathlib import Path  # here: importing it costs every scan's start-up ~3 ms
 
         in_container = source.member is not None or source.path is None
@@ -97,7 +100,7 @@ class Checker:
 
     # Operators
 
-    def operator(self, op: dict[str, Any], target: Node) -> None:
+    def operator(self, op: dict[str, Any], target: Node, span: tuple[int, int] | None = None) -> None:
         domain, op_type = op["domain"], op["op_type"]
         if domain in STANDARD_DOMAINS or (domain, op_type) in self.local_functions:
             return
@@ -107,7 +110,7 @@ class Checker:
             seen = self.custom.setdefault((domain, op_type), _Seen())
         seen.count += 1
         if seen.target is None:
-            seen.target = target
+            seen.target, seen.span = target, span
         if len(seen.names) < 3 and op["name"]:
             seen.names.append(op["name"])
 
@@ -117,20 +120,24 @@ class Checker:
         for op_type, seen in self.pyops.items():
             self.ctx.report(PythonOperator, f"{seen.count} node(s) of {PYOP_DOMAIN}.{safe_text(op_type, 80)}"
                             f"{_names(seen)}: an onnxruntime-extensions Python operator runs Python code "
-                            "registered by the loading process", node=seen.target or root)
+                            "registered by the loading process", node=seen.target or root,
+                            **self._at(seen.span))
         for (domain, op_type), seen in self.custom.items():
             local = " (the domain also has local functions, but not this operator)" \
                 if domain in self.local_domains else ""
             self.ctx.report(CustomOperatorDomain, f"{seen.count} node(s) of custom operator "
                             f"{safe_text(domain, 80)}.{safe_text(op_type, 80)}{_names(seen)}: loading needs "
                             f"a native library for domain {safe_text(domain, 80)!r}{local}",
-                            node=seen.target or root)
+                            node=seen.target or root, **self._at(seen.span))
 
     # External data
 
-    def tensor(self, tensor: dict[str, Any], target: Node) -> None:
+    def tensor(self, tensor: dict[str, Any], target: Node, span: tuple[int, int] | None = None) -> None:
+        """`span`: the bytes of the initializer or operator the tensor belongs to, given when
+        `target` is a group standing for a paged list (a node of its own carries its offset)."""
+        self._span = span
         if "indices" in tensor:  # a sparse tensor: its indices may be stored externally too
-            self.tensor(tensor["indices"], target)
+            self.tensor(tensor["indices"], target, span)
         if tensor["location"] != "external":
             return
         from airlock.core.formats.onnx import ExternalDataMissing, ExternalDataUnchecked
@@ -139,8 +146,8 @@ class Checker:
         pairs = tensor["external"]
         locations = [value for key, value in pairs if key == "location"]
         if not locations:
-            self.ctx.report(ExternalDataMissing, f"tensor {name!r} is stored externally but names no "
-                            "location: loaders fail on it (malformed)", node=target)
+            self._report(ExternalDataMissing, f"tensor {name!r} is stored externally but names no "
+                        "location: loaders fail on it (malformed)", node=target)
             return
         numbers: dict[str, int] = {}
         for key, value in pairs:
@@ -150,9 +157,9 @@ class Checker:
                 except ValueError:
                     numbers[key] = -1
                 if numbers[key] < 0:
-                    self.ctx.report(ExternalDataMissing, f"tensor {name!r}: external data {key} "
-                                    f"{safe_text(value, 40)!r} is not a non-negative integer (malformed)",
-                                    node=target)
+                    self._report(ExternalDataMissing, f"tensor {name!r}: external data {key} "
+                                f"{safe_text(value, 40)!r} is not a non-negative integer (malformed)",
+                                node=target)
                     return
         for location in dict.fromkeys(locations):  # a duplicate key: check every value loaders may use
             problem = self._location(location, target, name)
@@ -160,8 +167,16 @@ class Checker:
                 self._bounds(location, numbers, tensor, target, name)
         if self.base is None and not self.container_noted:
             self.container_noted = True
-            self.ctx.report(ExternalDataUnchecked, "the model uses external data but sits inside a "
-                            "container: its data files were not looked up", node=target)
+            self._report(ExternalDataUnchecked, "the model uses external data but sits inside a "
+                        "container: its data files were not looked up", node=target)
+
+    def _at(self, span: tuple[int, int] | None) -> dict[str, Any]:
+        if span is None:
+            return {}
+        return {"offset": span[0], "length": span[1], "member": self.source.member}
+
+    def _report(self, rule: type[Rule], message: str, *, node: Node) -> None:
+        self.ctx.report(rule, message, node=node, **self._at(self._span))
 
     def _location(self, location: str, target: Node, name: str) -> str | None:
         if location in self.locations:
@@ -171,12 +186,12 @@ class Checker:
         shown = safe_text(location, 200)
         problem = outside_reason(location)
         if problem is not None:
-            self.ctx.report(ExternalDataOutside, f"tensor {name!r} reads external data from {shown!r}: "
-                            f"{problem}", node=target)
+            self._report(ExternalDataOutside, f"tensor {name!r} reads external data from {shown!r}: "
+                        f"{problem}", node=target)
         elif "\x00" in location:
             problem = "contains a NUL byte"
-            self.ctx.report(ExternalDataMissing, f"tensor {name!r}: external data location {shown!r} "
-                            "contains a NUL byte; loaders cut the path there (malformed)", node=target)
+            self._report(ExternalDataMissing, f"tensor {name!r}: external data location {shown!r} "
+                        "contains a NUL byte; loaders cut the path there (malformed)", node=target)
         elif self.base is not None:
             problem = self._on_disk(location, target, name, shown)
         self.locations[location] = problem
@@ -193,21 +208,21 @@ class Checker:
             # A loader fails on this model (onnx's checker and onnxruntime refuse a missing file):
             # DESIGN rates what a loader cannot read as malformed/high, and if the file appears
             # later its bytes were never inspected.
-            self.ctx.report(ExternalDataMissing, f"tensor {name!r}: external data file {shown!r} does "
-                            "not exist next to the model", node=target)
+            self._report(ExternalDataMissing, f"tensor {name!r}: external data file {shown!r} does "
+                        "not exist next to the model", node=target)
             return "missing"
         resolved = candidate.resolve()
         # The model's own folder, and the folder its file resolves into: the Hugging Face cache
         # links both the model and its data into blobs/, which is not an escape.
         roots = {self.base.resolve(), Path(self.source.path).resolve().parent}
         if not any(resolved == r or r in resolved.parents for r in roots):
-            self.ctx.report(ExternalDataOutside, f"tensor {name!r}: external data {shown!r} is a link "
-                            f"that resolves outside the model's folder, to {safe_text(str(resolved), 200)!r}",
-                            node=target)
+            self._report(ExternalDataOutside, f"tensor {name!r}: external data {shown!r} is a link "
+                        f"that resolves outside the model's folder, to {safe_text(str(resolved), 200)!r}",
+                        node=target)
             return "outside"
         if not resolved.is_file():
-            self.ctx.report(ExternalDataMissing, f"tensor {name!r}: external data {shown!r} is not a "
-                            "regular file", node=target)
+            self._report(ExternalDataMissing, f"tensor {name!r}: external data {shown!r} is not a "
+                        "regular file", node=target)
             return "not a file"
         return None
 
@@ -224,9 +239,9 @@ class Checker:
         if length is None:
             return
         if offset + length > size:
-            self.ctx.report(ExternalDataMissing, f"tensor {name!r}: external data {offset:,}+{length:,} "
-                            f"runs past the end of {safe_text(location, 200)!r} ({size:,} bytes): loaders "
-                            "fail on it (truncated)", node=target)
+            self._report(ExternalDataMissing, f"tensor {name!r}: external data {offset:,}+{length:,} "
+                        f"runs past the end of {safe_text(location, 200)!r} ({size:,} bytes): loaders "
+                        "fail on it (truncated)", node=target)
 
 
 def outside_reason(location: str) -> str | None:
