@@ -68,10 +68,12 @@ def plan_onnx(path: str, plan: Plan) -> None:
         graphs = [(length, payload) for number, _s, length, payload in top if number == GRAPH]
         if not graphs:
             raise ConvertError("ONNX: the model has no graph")
-        length, payload = graphs[-1]
-        for number, wire, size, start in _fields(buf, payload, payload + length):
-            if number == INITIALIZER and wire == 2:
-                _initializer(buf, start, start + size, path, plan)
+        # A graph field repeated on the wire is one merged graph to protobuf (and so to onnx.load):
+        # repeated fields such as the initializers are concatenated, in order.
+        for length, payload in graphs:
+            for number, wire, size, start in _fields(buf, payload, payload + length):
+                if number == INITIALIZER and wire == 2:
+                    _initializer(buf, start, start + size, path, plan)
 
 
 def _initializer(buf: Any, start: int, end: int, path: str, plan: Plan) -> None:

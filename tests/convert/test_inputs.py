@@ -188,3 +188,32 @@ def test_truncated_onnx_is_a_clear_error(tmp_path):
     bad.write_bytes(src.read_bytes()[:-40])
     with pytest.raises(ConvertError, match="ONNX"):
         convert(bad, allow_critical=True)
+
+
+def test_onnx_graph_repeated_on_the_wire_is_merged_like_onnx_load_does(tmp_path):
+    """Protobuf merges a message field that appears twice: onnx.load sees the initializers of both."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    first = np.arange(6, dtype=np.float32).reshape(2, 3)
+    second = np.arange(4, dtype=np.int32)
+    graph_a = helper.make_graph([], "g", [], [], initializer=[numpy_helper.from_array(first, "first")])
+    graph_b = helper.make_graph([], "g", [], [], initializer=[numpy_helper.from_array(second, "second")])
+    model = helper.make_model(graph_a)
+    extra = graph_b.SerializeToString()
+    data = model.SerializeToString() + bytes([7 << 3 | 2]) + _varint(len(extra)) + extra
+    src = tmp_path / "merged.onnx"
+    src.write_bytes(data)
+    assert [t.name for t in onnx.load(str(src)).graph.initializer] == ["first", "second"]
+    out = load_file(convert(src).outputs[0])
+    np.testing.assert_array_equal(out["first"], first)
+    np.testing.assert_array_equal(out["second"], second)
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
