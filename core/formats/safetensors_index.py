@@ -16,8 +16,9 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import NotInspected, Rule, Severity
-from airlock.core.formats.safetensors import add_tensor_tree, load_json, read_header
+from airlock.core.formats.safetensors import load_json, read_header
 from airlock.core.source import Source
+from airlock.core.tensor_tree import add_tensor_tree
 from airlock.core.text import safe_text
 from airlock.core.tree import FIELD, FILE, GROUP, METADATA, Node
 

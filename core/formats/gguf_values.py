@@ -1,0 +1,278 @@
+"""GGUF values: the byte reader, gguf-py's constants, and the typed values of the key/value pairs.
+
+A helper of the `gguf` format module, not a format (it is not in the registry). It is separate
+because values are the one part of a GGUF header that is read twice: once during the scan, only
+to find where each string or array ends (a 152k-token vocabulary is never built), and again, a
+page at a time, when a view expands a large array long after the scan. `ValueReader` keeps what
+that second read needs (the map, the byte order, the constants, a page index per array) and
+builds element nodes only when asked. Nothing here reports a finding: a file that ends early
+raises `Short`, anything else `FormatError`, and the parser turns them into findings.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from typing import Any
+
+from airlock.core.context import ScanContext
+from airlock.core.errors import FormatError
+from airlock.core.text import safe_text
+from airlock.core.tree import ARRAY, ELEMENT, METADATA, PAGE_SIZE, TEMPLATE, Node
+
+MAX_NESTING = 8  # arrays of arrays
+PREVIEW_BYTES = 1024  # of a string value, for its label
+
+
+class Consts:
+    __slots__ = ("array", "quant", "scalar_fmt", "string", "uint32", "value_names")
+
+    def __init__(self, value_names: dict[int, str], scalar_fmt: dict[int, str], string: int, array: int,
+                 uint32: int, quant: dict[int, tuple[str, int, int]]) -> None:
+        self.value_names = value_names
+        self.scalar_fmt = scalar_fmt
+        self.string = string
+        self.array = array
+        self.uint32 = uint32
+        self.quant = quant  # type → (name, block size, bytes per block)
+
+
+def gguf_constants() -> Any:
+    """gguf-py's `constants` module, without the package around it.
+
+    `import gguf` imports numpy and gguf's lazy-tensor machinery (~0.3 s here, most of the
+    whole-process budget for a GGUF scan); `gguf/constants.py` itself needs only `enum`.
+    Falls back to the normal import wherever the file cannot be found (a frozen app).
+    """
+    import sys
+
+    loaded = sys.modules.get("gguf.constants")
+    if loaded is not None:
+        return loaded
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec("gguf")
+        origin = spec.origin if spec is not None else None
+        path = os.path.join(os.path.dirname(origin), "constants.py") if origin else ""
+        if os.path.isfile(path):
+            own = importlib.util.spec_from_file_location("airlock_gguf_constants", path)
+            if own is not None and own.loader is not None:
+                module = importlib.util.module_from_spec(own)
+                own.loader.exec_module(module)
+                return module
+    except (ImportError, OSError, SyntaxError):
+        pass
+    import gguf.constants
+
+    return gguf.constants
+
+
+@functools.cache
+def consts() -> Consts:
+    constants = gguf_constants()
+    GGML_QUANT_SIZES, GGMLQuantizationType = constants.GGML_QUANT_SIZES, constants.GGMLQuantizationType
+    v = constants.GGUFValueType
+    fmt = {v.UINT8: "B", v.INT8: "b", v.UINT16: "H", v.INT16: "h", v.UINT32: "I", v.INT32: "i",
+           v.FLOAT32: "f", v.BOOL: "?", v.UINT64: "Q", v.INT64: "q", v.FLOAT64: "d"}
+    quant = {int(t): (t.name, *GGML_QUANT_SIZES[t]) for t in GGMLQuantizationType if t in GGML_QUANT_SIZES}
+    return Consts({int(t): t.name.lower() for t in v}, {int(k): c for k, c in fmt.items()},
+                  int(v.STRING), int(v.ARRAY), int(v.UINT32), quant)
+
+
+class Short(Exception):
+    """The file ends before a field: becomes the one `truncated` finding."""
+
+    def __init__(self, what: str, offset: int, need: int, have: int) -> None:
+        super().__init__(what)
+        self.what, self.offset, self.need, self.have = what, offset, need, have
+
+
+class Reader:
+    def __init__(self, buf: Any, size: int, endian: str, wide: bool) -> None:
+        self.buf, self.size, self.endian = buf, size, endian
+        self.u32s = struct.Struct(endian + "I")
+        self.cnt = struct.Struct(endian + ("Q" if wide else "I"))  # GGUF v1 used 32-bit counts
+
+    def need(self, pos: int, n: int, what: str) -> None:
+        if n > self.size - pos:
+            raise Short(what, pos, n, max(self.size - pos, 0))
+
+    def u32(self, pos: int, what: str) -> int:
+        self.need(pos, 4, what)
+        return int(self.u32s.unpack_from(self.buf, pos)[0])
+
+    def count(self, pos: int, what: str) -> tuple[int, int]:
+        self.need(pos, self.cnt.size, what)
+        return int(self.cnt.unpack_from(self.buf, pos)[0]), pos + self.cnt.size
+
+    def string(self, pos: int, what: str) -> tuple[int, int, int]:
+        """(start of the bytes, length, end) of a length-prefixed string."""
+        length, start = self.count(pos, f"{what} length")
+        self.need(start, length, f"{what} ({length:,} bytes)")
+        return start, length, start + length
+
+    def text(self, start: int, length: int, limit: int = PREVIEW_BYTES) -> str:
+        return bytes(self.buf[start:start + min(length, limit)]).decode("utf-8", errors="backslashreplace")
+
+
+class Array:
+    __slots__ = ("count", "end", "etype", "marks", "start")
+
+    def __init__(self, etype: int, count: int, start: int, end: int, marks: list[int] | None) -> None:
+        self.etype = etype
+        self.count = count
+        self.start = start  # first element
+        self.end = end
+        self.marks = marks  # offset of every PAGE_SIZE-th element, for variable-size elements
+
+
+class KV:
+    __slots__ = ("end", "index", "key", "offset", "value", "vtype")
+
+    def __init__(self, index: int, key: str, offset: int, end: int, vtype: int, value: Any) -> None:
+        self.index = index
+        self.key = key
+        self.offset = offset
+        self.end = end
+        self.vtype = vtype
+        self.value = value  # scalar, (start, length) of a string, or Array
+
+
+class ValueReader:
+    """Locates values while the header is scanned, and builds their nodes when a view asks."""
+
+    def __init__(self, r: Reader, c: Consts, ctx: ScanContext, member: str | None) -> None:
+        self.r, self.c, self.ctx, self.member = r, c, ctx, member
+        self.parsing = True
+
+    def skip_value(self, vtype: int, pos: int, what: str, depth: int = 0) -> tuple[Any, int]:
+        """Read a scalar, or only locate a string or array. Returns (value, end)."""
+        c, r = self.c, self.r
+        fmt = c.scalar_fmt.get(vtype)
+        if fmt is not None:
+            n = struct.calcsize(fmt)
+            r.need(pos, n, what)
+            return struct.unpack_from(r.endian + fmt, r.buf, pos)[0], pos + n
+        if vtype == c.string:
+            start, length, end = r.string(pos, what)
+            return (start, length), end
+        if vtype == c.array:
+            if depth >= MAX_NESTING:
+                raise FormatError(f"{what}: arrays nested deeper than {MAX_NESTING}", pos)
+            etype = r.u32(pos, f"{what} element type")
+            count, start = r.count(pos + 4, f"{what} element count")
+            array = self.skip_array(etype, count, start, what, depth)
+            return array, array.end
+        raise FormatError(f"{what}: unknown value type {vtype}", pos)
+
+    def skip_array(self, etype: int, count: int, start: int, what: str, depth: int) -> Array:
+        c, r = self.c, self.r
+        remaining = r.size - start
+        fmt = c.scalar_fmt.get(etype)
+        if fmt is not None:
+            n = count * struct.calcsize(fmt)
+            r.need(start, n, f"{what}: {count:,} {c.value_names[etype]} elements ({n:,} bytes)")
+            return Array(etype, count, start, start + n, None)
+        if etype not in (c.string, c.array):
+            raise FormatError(f"{what}: unknown element type {etype}", start - 12)
+        least = r.cnt.size if etype == c.string else 4 + r.cnt.size
+        if count * least > remaining:
+            raise Short(f"{what}: {count:,} {c.value_names[etype]} elements (at least "
+                        f"{count * least:,} bytes)", start, count * least, remaining)
+        marks: list[int] = []
+        pos = start
+        for first in range(0, count, PAGE_SIZE):
+            if self.parsing:  # page factories run later, outside the scan's time budget
+                self.ctx.check()
+            marks.append(pos)
+            pos = self._walk(etype, pos, min(PAGE_SIZE, count - first), first, what, depth)
+        return Array(etype, count, start, pos, marks)
+
+    def _walk(self, etype: int, pos: int, n: int, first: int, what: str, depth: int) -> int:
+        """Offset after n variable-size elements starting at pos (element index `first`)."""
+        r = self.r
+        if etype == self.c.string:
+            unpack, width, end = r.cnt.unpack_from, r.cnt.size, pos
+            try:
+                for _ in range(n):  # the hot loop of a 150k-token vocabulary: keep it bare
+                    end += width + unpack(r.buf, end)[0]
+                if end <= r.size:
+                    return int(end)
+            except (struct.error, OverflowError):
+                pass
+            # Past the end: read this page again element by element to say exactly where.
+        for i in range(first, first + n):
+            _, pos = self.skip_value(etype, pos, f"{what}[{i:,}]", depth + 1)
+        return pos
+
+    # Nodes
+
+    def kv_node(self, kv: KV) -> Node:
+        c, key = self.c, safe_text(kv.key, 120)
+        attrs: dict[str, Any] = {"key": key, "type": c.value_names.get(kv.vtype, str(kv.vtype))}
+        span = (kv.offset, kv.end - kv.offset)
+        if isinstance(kv.value, Array):
+            return self.array_node(key, kv.value, attrs, span)
+        if kv.vtype == c.string:
+            start, length = kv.value
+            text = self.r.text(start, length)
+            attrs.update(value=safe_text(text, 400), size=length)
+            if is_template(kv.key):
+                attrs["text"] = self.r.text(start, length, length)
+                return self.node(TEMPLATE, f"{key} ({length:,} bytes)", span, attrs)
+            return self.node(METADATA, f"{key} = {safe_text(text, 120)}", span, attrs)
+        attrs["value"] = kv.value
+        return self.node(METADATA, f"{key} = {scalar(kv.value)}", span, attrs)
+
+    def node(self, kind: str, label: str, span: tuple[int, int], attrs: dict[str, Any]) -> Node:
+        return Node(kind, label, offset=span[0], length=span[1], member=self.member, attrs=attrs)
+
+    def array_node(self, label: str, arr: Array, attrs: dict[str, Any], span: tuple[int, int]) -> Node:
+        ename = self.c.value_names.get(arr.etype, str(arr.etype))
+        attrs.update(type="array", element_type=ename, count=arr.count, size=arr.end - arr.start)
+        preview = ", ".join(n.label.split("] ", 1)[-1] for n in self.elements(arr, 0, min(arr.count, 3)))
+        more = ", …" if arr.count > 3 else ""
+        node = self.node(ARRAY, f"{label} = [{ename} × {arr.count:,}] [{safe_text(preview, 100)}{more}]",
+                         span, attrs)
+        if arr.count:
+            node.set_lazy_children(arr.count, lambda a, b: self.elements(arr, a, b))
+        return node
+
+    def elements(self, arr: Array, start: int, stop: int) -> list[Node]:
+        """Nodes for elements start..stop-1, read from the map when a view asks for them."""
+        c, r, member = self.c, self.r, self.member
+        if start >= stop:
+            return []  # an empty array has no page marks to start from
+        fmt = c.scalar_fmt.get(arr.etype)
+        if fmt is not None:
+            size = struct.calcsize(fmt)
+            values = struct.unpack_from(f"{r.endian}{stop - start}{fmt}", r.buf, arr.start + start * size)
+            return [Node(ELEMENT, f"[{i:,}] {scalar(v)}", offset=arr.start + i * size, length=size,
+                         member=member, attrs={"value": v}) for i, v in enumerate(values, start)]
+        assert arr.marks is not None
+        pos = arr.marks[start // PAGE_SIZE]
+        for _ in range(start % PAGE_SIZE):
+            _, pos = self.skip_value(arr.etype, pos, "element")
+        out = []
+        for i in range(start, stop):
+            value, end = self.skip_value(arr.etype, pos, f"element {i:,}")
+            if isinstance(value, Array):
+                out.append(self.array_node(f"[{i:,}]", value, {}, (pos, end - pos)))
+            else:
+                text = r.text(*value)
+                out.append(self.node(ELEMENT, f"[{i:,}] {safe_text(text, 120)}", (pos, end - pos),
+                                     {"value": safe_text(text, 400), "size": value[1]}))
+            pos = end
+        return out
+
+
+def is_template(key: str) -> bool:
+    return key == "tokenizer.chat_template" or key.startswith("tokenizer.chat_template.")
+
+
+def scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
