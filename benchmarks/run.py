@@ -48,34 +48,56 @@ class Measure:
         return f"{self.seconds:.3f} s, {self.peak_mb:.0f} MB"
 
 
-def measure(cmd: list[str], runs: int, env: dict[str, str] | None = None, cwd: Path | None = None,
-            ok_codes: tuple[int, ...] = (0, 1), before=None) -> Measure:
-    """Median wall time and median peak RSS of a fresh process, over `runs` runs.
+class Cmd:
+    """One command to time: what to run, its environment, exit codes that count as success, and
+    what to do (untimed) before each run."""
 
-    Peak RSS comes from GNU time, which forks the command from its own small process: a child
-    forked straight from this script would count this script's pages (torch, numpy) as its own.
+    def __init__(self, cmd: list[str], env: dict[str, str] | None = None, ok_codes: tuple[int, ...] = (0, 1),
+                 before=None) -> None:
+        self.cmd, self.env, self.ok_codes, self.before = cmd, env, ok_codes, before
+
+
+def measure_together(cmds: dict[str, Cmd], runs: int) -> dict[str, Measure]:
+    """Median wall time and median peak RSS of each command as a fresh process, over `runs` rounds.
+
+    The commands take turns (one run of each per round), so that a drift of the machine during the
+    measurement (page cache, a noisy neighbour) weighs on all of them alike. Peak RSS comes from GNU
+    time, which forks the command from its own small process: a child forked straight from this
+    script would count this script's pages (torch, numpy) as its own.
     """
     gnu_time = shutil.which("time") or "/usr/bin/time"
     if not os.path.exists(gnu_time):
         raise SystemExit("benchmark: GNU time is needed for peak RSS (apt-get install time)")
-    times, peaks = [], []
-    full_env = {**os.environ, **(env or {})}
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    peaks: dict[str, list[float]] = {name: [] for name in cmds}
+    errors: dict[str, str] = {}
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         for _ in range(runs):
-            if before is not None:
-                before()
-            start = time.perf_counter()
-            proc = subprocess.run([gnu_time, "-q", "-f", "%M", "-o", report.name, *cmd], env=full_env, cwd=cwd,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            elapsed = time.perf_counter() - start
-            if proc.returncode not in ok_codes:
-                last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
-                return Measure(0, 0, error=f"exit {proc.returncode}: {last}")
-            report.seek(0)
-            lines = [line for line in report.read().split() if line.isdigit()]
-            times.append(elapsed)
-            peaks.append(int(lines[-1]) / 1024 if lines else float("nan"))  # KiB
-    return Measure(statistics.median(times), statistics.median(peaks), times)
+            for name, c in cmds.items():
+                if name in errors:
+                    continue
+                if c.before is not None:
+                    c.before()
+                start = time.perf_counter()
+                proc = subprocess.run([gnu_time, "-q", "-f", "%M", "-o", report.name, *c.cmd],
+                                      env={**os.environ, **(c.env or {})}, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)
+                elapsed = time.perf_counter() - start
+                if proc.returncode not in c.ok_codes:
+                    last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+                    errors[name] = f"exit {proc.returncode}: {last}"
+                    continue
+                report.seek(0)
+                lines = [line for line in report.read().split() if line.isdigit()]
+                times[name].append(elapsed)
+                peaks[name].append(int(lines[-1]) / 1024 if lines else float("nan"))  # KiB
+    return {name: Measure(0, 0, error=errors[name]) if name in errors else
+            Measure(statistics.median(times[name]), statistics.median(peaks[name]), times[name])
+            for name in cmds}
+
+
+def measure(cmd: list[str], runs: int, **options) -> Measure:
+    return measure_together({"one": Cmd(cmd, **options)}, runs)["one"]
 
 
 # Inputs ---------------------------------------------------------------------------------------------
@@ -256,25 +278,29 @@ def main() -> int:
                        ("gguf", FLOOR_LEGACY), ("onnx", FLOOR_LEGACY)):
         path = files[key][0]
         size = path.stat().st_size
-        mine = measure(airlock_cmd("scan", "--format", "json", str(path)), runs)
-        base = {"floor": measure([sys.executable, "-c", floor, str(path)], runs)}
+        cmds = {"airlock": Cmd(airlock_cmd("scan", "--format", "json", str(path))),
+                "floor": Cmd([sys.executable, "-c", floor, str(path)])}
         for name, cmd in peers.items():
-            base[name] = measure(cmd(path), runs, env=PEER_ENV, ok_codes=tuple(range(0, 5)))
+            cmds[name] = Cmd(cmd(path), env=PEER_ENV, ok_codes=tuple(range(0, 5)))
+        base = measure_together(cmds, runs)
+        mine = base.pop("airlock")
         if key == "gguf":  # gguf-py's eager reader takes seconds: one run is enough to compare
             base["gguf-py GGUFReader"] = measure([sys.executable, "-c", GGUF_READER, str(path)], 1)
         row(f"scan {key} ({size / gib:.2f} GiB)", mine, base)
 
     # 2. a directory of 1,000 small pickles
-    mine = measure(airlock_cmd("scan", "--format", "json", str(small_dir)), runs)
-    base = {"airlock --jobs 1": measure(airlock_cmd("scan", "--format", "json", "--jobs", "1", str(small_dir)), runs)}
+    cmds = {"airlock": Cmd(airlock_cmd("scan", "--format", "json", str(small_dir))),
+            "airlock --jobs 1": Cmd(airlock_cmd("scan", "--format", "json", "--jobs", "1", str(small_dir)))}
     for name, cmd in peers.items():
-        base[name] = measure(cmd(small_dir), runs, env=PEER_ENV, ok_codes=tuple(range(0, 5)))
-    row("scan 1,000 small pickles (one folder)", mine, base)
+        cmds[name] = Cmd(cmd(small_dir), env=PEER_ENV, ok_codes=tuple(range(0, 5)))
+    base = measure_together(cmds, runs)
+    row("scan 1,000 small pickles (one folder)", base.pop("airlock"), base)
 
     # 3. open to a full tree in core: must not grow with tensor data size
-    big = measure([sys.executable, "-c", OPEN_TREE, str(files["safetensors"][0])], runs)
-    small = measure([sys.executable, "-c", OPEN_TREE, str(files["safetensors_small"][0])], runs)
-    row("open SafeTensors to full tree, 4 GiB vs 0.1 GiB", big, {"0.1 GiB": small})
+    trees = measure_together({"big": Cmd([sys.executable, "-c", OPEN_TREE, str(files["safetensors"][0])]),
+                              "small": Cmd([sys.executable, "-c", OPEN_TREE, str(files["safetensors_small"][0])])},
+                             runs)
+    row("open SafeTensors to full tree, 4 GiB vs 0.1 GiB", trees["big"], {"0.1 GiB": trees["small"]})
     for key in ("torch_zip", "gguf", "onnx"):
         row(f"open {key} to full tree", measure([sys.executable, "-c", OPEN_TREE, str(files[key][0])], runs), {})
 
@@ -288,12 +314,15 @@ def main() -> int:
         out.unlink(missing_ok=True)
         os.sync()
 
-    mine = measure(airlock_cmd("convert", str(src), "-o", str(out), "--overwrite"), runs, before=clean)
-    fast = measure(airlock_cmd("convert", str(src), "-o", str(out), "--overwrite", "--no-verify"), runs, before=clean)
-    cp = measure(["cp", "--reflink=never", str(src), str(out)], runs, before=clean)
+    copies = measure_together({
+        "verified": Cmd(airlock_cmd("convert", str(src), "-o", str(out), "--overwrite"), before=clean),
+        "no-verify": Cmd(airlock_cmd("convert", str(src), "-o", str(out), "--overwrite", "--no-verify"),
+                         before=clean),
+        "cp": Cmd(["cp", "--reflink=never", str(src), str(out)], before=clean)}, runs)
     torch_path = measure([sys.executable, "-c", TORCH_CONVERT, str(src), str(out)], max(1, runs // 2), before=clean)
-    row("convert 2 GiB torch zip (verified)", mine, {"cp": cp, "torch.load+save_file": torch_path})
-    row("convert 2 GiB torch zip (--no-verify)", fast, {"cp": cp})
+    row("convert 2 GiB torch zip (verified)", copies["verified"], {"cp": copies["cp"],
+                                                                  "torch.load+save_file": torch_path})
+    row("convert 2 GiB torch zip (--no-verify)", copies["no-verify"], {"cp": copies["cp"]})
     clean()
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
