@@ -70,10 +70,15 @@ def plan_onnx(path: str, plan: Plan) -> None:
             raise ConvertError("ONNX: the model has no graph")
         # A graph field repeated on the wire is one merged graph to protobuf (and so to onnx.load):
         # repeated fields such as the initializers are concatenated, in order.
+        found = 0
         for length, payload in graphs:
             for number, wire, size, start in _fields(buf, payload, payload + length):
                 if number == INITIALIZER and wire == 2:
+                    found += 1
                     _initializer(buf, start, start + size, path, plan)
+        if not found:
+            raise ConvertError("ONNX: the main graph has no initializers; weights held in Constant "
+                               "operators or in subgraphs (If/Loop bodies) are not converted")
 
 
 def _initializer(buf: Any, start: int, end: int, path: str, plan: Plan) -> None:

@@ -108,5 +108,22 @@ def as_mapping(value: Any) -> list[tuple[Any, Any]] | None:
         return value.items
     if isinstance(value, Call) and value.target is not None and value.target.dotted in (
             "collections.OrderedDict", "builtins.dict", "collections.defaultdict"):
-        return value.map_items
+        return [(p.items[0], p.items[1]) for p in constructor_pairs(value)] + value.map_items
     return None
+
+
+def constructor_pairs(value: Any) -> list[Any]:
+    """The [key, value] pairs (symbolic lists or tuples) given to `OrderedDict(...)` or `dict(...)`
+    as its one argument: how Python 2 pickled an OrderedDict, so how old torch checkpoints (saved
+    under Python 2) hold their state dicts. Empty for any other value."""
+    from airlock.core.pickle.values import Call, PList, PTuple
+
+    if not isinstance(value, Call) or value.target is None or value.target.dotted not in (
+            "collections.OrderedDict", "builtins.dict"):
+        return []
+    args = value.args
+    if not isinstance(args, PTuple) or len(args.items) != 1 or not isinstance(args.items[0], (PList, PTuple)):
+        return []
+    items = args.items[0].items
+    pairs = [p for p in items if isinstance(p, (PList, PTuple)) and len(p.items) == 2]
+    return pairs if len(pairs) == len(items) else []

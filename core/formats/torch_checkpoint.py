@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from airlock.core.convert.spec import StorageRef, TensorSpec
+from airlock.core.convert.spec import StorageRef, TensorSpec, constructor_pairs
 from airlock.core.errors import FormatError
 from airlock.core.findings import Finding, Severity
 from airlock.core.limits import DEFAULT_LIMITS, Limits
@@ -230,6 +230,8 @@ def _children(node: Any) -> Iterator[tuple[list[Any], int, str | None, Any]]:
         for i, v in enumerate(node.items):
             yield node.items, i, str(i), v
     elif isinstance(node, Call):
+        for pair in constructor_pairs(node):  # OrderedDict([[key, tensor], ...]), Python 2's way
+            yield pair.items, 1, _key_text(pair.items[0]), pair.items[1]
         for i, (k, v) in enumerate(node.map_items):
             yield node.map_items, i, _key_text(k), v
         for i, v in enumerate(node.list_items):

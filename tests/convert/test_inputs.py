@@ -217,3 +217,18 @@ def _varint(n):
         n >>= 7
         if not n:
             return bytes(out)
+
+
+def test_onnx_without_initializers_says_where_its_weights_are_not_read(tmp_path):
+    """silero-vad's model keeps its weights in Constant operators inside If branches: no initializer."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    const = helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(np.ones(3, np.float32)))
+    add = helper.make_node("Add", ["x", "w"], ["y"])
+    graph = helper.make_graph([const, add], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    src = tmp_path / "constants.onnx"
+    onnx.save(helper.make_model(graph), str(src))
+    with pytest.raises(ConvertError, match=r"no initializers.*Constant operators"):
+        convert(src)

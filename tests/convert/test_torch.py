@@ -197,3 +197,42 @@ def test_index_naming_a_shard_outside_its_folder_is_refused(tmp_path):
     index.write_text("{not json")
     with pytest.raises(ConvertError, match="not valid JSON"):
         convert(index)
+
+
+class _Python2Pickler:
+    """A pickle module for torch.save that writes an OrderedDict the way Python 2 did: the class
+    called with a list of [key, value] pairs (old checkpoints, e.g. lpips's shipped weights)."""
+
+    import pickle as _pickle
+
+    dump = staticmethod(_pickle.dump)
+
+    class Pickler(_pickle.Pickler):
+        def reducer_override(self, obj):
+            from collections import OrderedDict
+
+            if type(obj) is OrderedDict:
+                return OrderedDict, ([[k, v] for k, v in obj.items()],)
+            return NotImplemented
+
+
+def test_python2_ordered_dict_of_pairs(tmp_path):
+    """Regression: a legacy checkpoint whose state dict is OrderedDict([[key, tensor], …]) gave
+    "no tensors found" (and no tensor nodes in the tree); torch.load reads it."""
+    from collections import OrderedDict
+
+    from airlock.core.scan import scan_file
+
+    state = OrderedDict([("lin0.weight", torch.arange(6, dtype=torch.float32).reshape(1, 6, 1, 1)),
+                         ("lin1.weight", torch.ones(3, dtype=torch.float16))])
+    src = tmp_path / "py2.pth"
+    torch.save(state, src, pickle_module=_Python2Pickler, _use_new_zipfile_serialization=False)
+    assert b"ccollections\nOrderedDict\n" in src.read_bytes() or b"collections\nOrderedDict" in src.read_bytes()
+    expected = torch.load(src, weights_only=True)
+    assert_same(load_file(convert(src).outputs[0]), expected)
+    result = scan_file(src)
+    try:
+        labels = [node.label for node in result.root.walk(expand_lazy=True) if node.kind == "tensor"]
+    finally:
+        result.close()
+    assert any(label.startswith("lin0.weight") for label in labels), labels
