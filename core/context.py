@@ -9,6 +9,7 @@ from airlock.core.errors import Cancelled, LimitExceeded
 from airlock.core.findings import Finding, Rule, Severity
 from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.source import Source
+from airlock.core.text import safe_text
 from airlock.core.tree import Node
 
 ProgressFn = Callable[[float, str], None]
@@ -96,3 +97,14 @@ class ScanContext:
         from airlock.core import scan  # scan imports the format registry, which imports us
 
         return scan.parse_into(source, self, parent, label=label)
+
+    def read_as(self, source: Source, parent: Node, *, label: str) -> str:
+        """Parse bytes no structure claims (trailing or unindexed data) under `parent`, and say in a
+        few words what they read as, with the worst finding they gave if it matters."""
+        before = len(self.findings)
+        nested = self.parse_nested(source, parent, label=label)
+        worst = max(self.findings[before:], key=lambda f: f.severity, default=None)
+        what = f"they read as {nested.attrs.get('format', 'unknown')}"
+        if worst is not None and worst.severity >= Severity.MEDIUM:
+            what += f" ({worst.severity.label}: {safe_text(worst.message, 120)})"
+        return what

@@ -16,7 +16,7 @@ import struct
 from typing import Any
 
 from airlock.core.errors import FormatError
-from airlock.core.findings import Rule, Severity, TrailingData
+from airlock.core.findings import Rule, TrailingData
 from airlock.core.formats.gguf import (
     MAX_TENSORS,
     BadLayout,
@@ -187,13 +187,7 @@ def _trailing(p: Parser, start: int, padded_end: int) -> None:
                         member=p.member, attrs={"size": length,
                                                 "preview": safe_text(source.read(start, 32), 48)})
     label = f"<bytes after the GGUF data at {start}>"
-    before = len(ctx.findings)
     data = source.read(start, min(length, HIDDEN_SNIFF_CAP))
-    nested = ctx.parse_nested(Source.from_bytes(data, name=label, member=label, path=source.path), node,
-                              label=label)
-    worst = max(ctx.findings[before:], key=lambda f: f.severity, default=None)
-    what = f"they read as {nested.attrs.get('format', 'unknown')}"
-    if worst is not None and worst.severity >= Severity.MEDIUM:
-        what += f" ({worst.severity.label}: {safe_text(worst.message, 120)})"
+    what = ctx.read_as(Source.from_bytes(data, name=label, member=label, path=source.path), node, label=label)
     ctx.report(TrailingData, f"{length:,} bytes after the tensor data at offset {start:,}; {what}. "
                "llama.cpp ignores them, but they can hide content", node=node, offset=start)

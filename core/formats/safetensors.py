@@ -337,13 +337,6 @@ def _hidden(source: Source, ctx: ScanContext, root: Node, offset: int, length: i
                                                    "preview": safe_text(source.read(offset, 32), 48)})
     data = source.read(offset, min(length, HIDDEN_SNIFF_CAP))
     label = f"<unindexed bytes at {offset}>"
-    before = len(ctx.findings)
-    nested = ctx.parse_nested(Source.from_bytes(data, name=label, member=label, path=source.path), node,
-                              label=label)
-    kind = nested.attrs.get("format", "unknown")
-    worst = max(ctx.findings[before:], key=lambda f: f.severity, default=None)
-    what = f"they read as {kind}"
-    if worst is not None and worst.severity >= Severity.MEDIUM:
-        what += f" ({worst.severity.label}: {safe_text(worst.message, 120)})"
+    what = ctx.read_as(Source.from_bytes(data, name=label, member=label, path=source.path), node, label=label)
     ctx.report(rule, f"{length:,} unindexed bytes {where} at offset {offset:,}; {what}. safetensors "
                "refuses such files; other readers may not", node=node, offset=offset)
