@@ -1,0 +1,58 @@
+"""Stand-alone chat templates: `chat_template.jinja` next to a model's config, and the `*.jinja`
+files inference stacks ship (llama.cpp's models/templates/).
+
+transformers saves a model's template as `chat_template.jinja` and renders it on every
+`apply_chat_template`, as it does the one inside `tokenizer_config.json`; a walk to Python
+internals there is the CVE-2024-34359 class. Recognised by content (Jinja markers and the words
+every chat template uses), parsed by airlock.core.templates, never rendered.
+"""
+
+from __future__ import annotations
+
+from airlock.core.context import ScanContext
+from airlock.core.findings import LimitExceeded
+from airlock.core.source import Source
+from airlock.core.tree import FILE, TEMPLATE, Node
+
+NAME = "chat_template"
+EXTENSIONS = (".jinja", ".jinja2", ".j2")
+
+MAX_TEMPLATE_BYTES = 1024 * 1024  # real templates are a few KiB; the longest tool-use ones ~30 KiB
+_SNIFF_BYTES = 64 * 1024  # long templates define macros first: the chat words can come late
+_MARKERS = (b"{%", b"{{")
+_CHAT_WORDS = (b"add_generation_prompt", b"messages", b"bos_token", b"eos_token")
+
+
+def sniff(head: bytes, size: int) -> int:
+    return _score(head)
+
+
+def sniff_source(source: Source) -> int:
+    head = source.head()
+    if _is_jinja(head) and source.size > len(head) and not _score(head):
+        return _score(source.read(0, _SNIFF_BYTES))  # read further only for text that looks like Jinja
+    return _score(head)
+
+
+def _is_jinja(text: bytes) -> bool:
+    return b"\0" not in text and any(m in text for m in _MARKERS)
+
+
+def _score(text: bytes) -> int:
+    # Below every binary format and JSON: only text that no other format claims is read as a template.
+    return 15 if _is_jinja(text) and any(w in text for w in _CHAT_WORDS) else 0
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    if source.size > MAX_TEMPLATE_BYTES:
+        ctx.report(LimitExceeded, f"chat template of {source.size:,} bytes is over the "
+                   f"{MAX_TEMPLATE_BYTES:,}-byte budget: not analysed", node=root, offset=0)
+        return root
+    from airlock.core.templates import analyze_template  # jinja2 only for templates
+
+    text = source.read(0, source.size).decode("utf-8", "replace")
+    node = root.child(TEMPLATE, "chat template", offset=0, length=source.size, member=source.member,
+                      attrs={"size": len(text)})
+    analyze_template(text, ctx, node)
+    return root
