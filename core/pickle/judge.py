@@ -117,6 +117,11 @@ _GETITEMS = frozenset({"operator.getitem", "_operator.getitem"})
 _CLASS_FIRST = frozenset({"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
                           "torch._utils._rebuild_wrapper_subclass"})
 _REBUILD_FROM_TYPE = frozenset({"torch._tensor._rebuild_from_type", "torch._tensor._rebuild_from_type_v2"})
+# numpy's RNG pickling helpers call what they are given: a class given as the bit generator is
+# instantiated, and __generator_ctor / __randomstate_ctor call their bit_generator_ctor(name).
+_BIT_GENERATOR_CTOR = "numpy.random._pickle.__bit_generator_ctor"
+_RNG_CTORS = frozenset({_BIT_GENERATOR_CTOR, "numpy.random._pickle.__generator_ctor",
+                        "numpy.random._pickle.__randomstate_ctor"})
 _TEXT_CODECS = frozenset({"utf-8", "utf8", "ascii", "latin-1", "latin1", "iso-8859-1"})
 
 
@@ -349,6 +354,15 @@ class CallJudge:
             if inner.severity > call.severity:
                 call.severity = inner.severity
             self._judge_class_arg(call, items[1], dotted)
+        elif dotted in _RNG_CTORS and items:
+            if isinstance(items[0], (Global, Unknown, Ext)):  # a name string is the usual argument
+                self._judge_class_arg(call, items[0], dotted)
+            if dotted != _BIT_GENERATOR_CTOR and len(items) >= 2:
+                inner = Call(items[1], PTuple([items[0]]), "reduce", call.offset)
+                inner.target = self._resolve(items[1])
+                self._judge(inner)
+                if inner.severity > call.severity:
+                    call.severity = inner.severity
         elif dotted == "collections.defaultdict" and items and isinstance(items[0], Call) \
                 and items[0].target is None:
             self._event(COMPUTED_CALLABLE, Severity.HIGH,

@@ -256,3 +256,27 @@ def test_scan_pickle_kept_its_signature() -> None:
     runs = scan_pickle(Source.from_bytes(raw, "x"), ctx, root, start=2, label="inner")
     assert len(runs) == 1 and root.children()[0].label == "inner (protocol 2)"
     assert isinstance(runs[0].globals[0], Global)
+
+
+@pytest.mark.parametrize(("data", "severity", "needle"), [
+    # __bit_generator_ctor(cls) instantiates a class it is given.
+    (b"\x80\x02cnumpy.random._pickle\n__bit_generator_ctor\ncsomepkg.evil\nThing\n\x85R.", Severity.MEDIUM,
+     "rebuilds somepkg.evil.Thing"),
+    # __generator_ctor(name, ctor) / __randomstate_ctor(name, ctor) call ctor(name).
+    (b"\x80\x02cnumpy.random._pickle\n__generator_ctor\nX\x03\x00\x00\x00cmdcsomepkg.tools\nrun\n\x86R.",
+     Severity.HIGH, "calls somepkg.tools.run('cmd')"),
+    (b"\x80\x02cnumpy.random._pickle\n__randomstate_ctor\nX\x02\x00\x00\x00idcos\nsystem\n\x86R.",
+     Severity.CRITICAL, "os.system('id')"),
+    # What numpy itself writes stays clean.
+    (b"\x80\x02cnumpy.random._pickle\n__randomstate_ctor\nX\x07\x00\x00\x00MT19937\x85R.", Severity.INFO, "data-only"),
+    (b"\x80\x02cnumpy.random._pickle\n__bit_generator_ctor\ncnumpy.random._mt19937\nMT19937\n\x85R.", Severity.INFO,
+     "data-only"),
+    (b"\x80\x02cnumpy.random\n__RandomState_ctor\n)R.", Severity.INFO, "data-only"),  # numpy < 1.17
+])
+def test_numpy_rng_helpers_are_judged_by_what_they_call(data: bytes, severity: Severity, needle: str) -> None:
+    """Regression: numpy's RNG pickling helpers were allowlisted as a whole, yet they call what they
+    are given: __bit_generator_ctor(somepkg.Thing) and __generator_ctor('cmd', somepkg.run) passed
+    with no finding. And gensim's models pickled under numpy < 1.17 (__RandomState_ctor) were high."""
+    result = scan_bytes(data, "rng.pkl")
+    assert result.severity == severity, [(f.rule, f.message) for f in result.findings]
+    assert any(needle in f.message for f in result.findings)
