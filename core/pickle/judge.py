@@ -117,6 +117,7 @@ _GETITEMS = frozenset({"operator.getitem", "_operator.getitem"})
 _CLASS_FIRST = frozenset({"numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
                           "torch._utils._rebuild_wrapper_subclass"})
 _REBUILD_FROM_TYPE = frozenset({"torch._tensor._rebuild_from_type", "torch._tensor._rebuild_from_type_v2"})
+_MARECONSTRUCT = "numpy.ma.core._mareconstruct"
 # numpy's RNG pickling helpers call what they are given: a class given as the bit generator is
 # instantiated, and __generator_ctor / __randomstate_ctor call their bit_generator_ctor(name).
 _BIT_GENERATOR_CTOR = "numpy.random._pickle.__bit_generator_ctor"
@@ -346,6 +347,10 @@ class CallJudge:
                 self._judge_class_arg(call, items[1], dotted)
         elif dotted in _CLASS_FIRST and items:
             self._judge_class_arg(call, items[0], dotted)
+        elif dotted == _MARECONSTRUCT and len(items) >= 2:
+            # _mareconstruct(subtype, baseclass, ...) runs ndarray.__new__(baseclass) and subtype.__new__.
+            self._judge_class_arg(call, items[0], dotted)
+            self._judge_class_arg(call, items[1], dotted)
         elif dotted in _REBUILD_FROM_TYPE and len(items) >= 3:
             # _rebuild_from_type(_v2)(func, new_type, args, state) calls func(*args).
             inner = Call(items[0], items[2], "reduce", call.offset)

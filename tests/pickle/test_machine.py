@@ -280,3 +280,16 @@ def test_numpy_rng_helpers_are_judged_by_what_they_call(data: bytes, severity: S
     result = scan_bytes(data, "rng.pkl")
     assert result.severity == severity, [(f.rule, f.message) for f in result.findings]
     assert any(needle in f.message for f in result.findings)
+
+
+def test_masked_arrays_stay_clean_and_their_rebuilder_judges_its_classes() -> None:
+    """numpy.ma.core._mareconstruct(subtype, baseclass, ...) runs subtype.__new__ and
+    ndarray.__new__(baseclass): a real masked array is data, another class given there is a rebuild."""
+    import numpy as np
+
+    for proto in (2, 4, 5):
+        real = scan_bytes(pickle.dumps(np.ma.masked_array([1.0, 2.0], mask=[0, 1]), protocol=proto), "m.pkl")
+        assert real.severity == Severity.INFO, [(f.rule, f.message) for f in real.findings]
+    evil = b"\x80\x02cnumpy.ma.core\n_mareconstruct\ncsomepkg.evil\nThing\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R."
+    result = scan_bytes(evil, "m.pkl")
+    assert result.severity == Severity.MEDIUM and "somepkg.evil.Thing" in result.findings[0].message
