@@ -135,8 +135,7 @@ def _scan_all(files: list[tuple[str, str]], jobs: int, limits: Limits) -> Iterat
         entry = entries.get(index)
         if entry is None:  # its worker died: find the file that kills one, a worker per file
             alone = parallel.scan_forked([(display, real)], [[0]], scan_one, limits.memory_budget_bytes)
-            entry = alone.get(0) or parallel.crash_entry(display, "the worker process died (crash or memory "
-                                                                  "budget)")
+            entry = alone.get(0) or parallel.crash_entry(display, parallel.WORKER_DIED)
         yield entry
 
 
@@ -145,7 +144,7 @@ def _scan_pooled(files: list[tuple[str, str]], jobs: int, limits: Limits) -> Ite
     per file costs more in inter-process traffic than scanning a small pickle does)."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from airlock.core.parallel import crash_entry
+    from airlock.core.parallel import WORKER_DIED, crash_entry
 
     size = max(1, min(64, len(files) // (jobs * 4)))
     batches = [files[i : i + size] for i in range(0, len(files), size)]
@@ -164,7 +163,7 @@ def _scan_pooled(files: list[tuple[str, str]], jobs: int, limits: Limits) -> Ite
             try:
                 yield pool.submit(_scan_one, display, real, limits).result()
             except BrokenProcessPool:
-                yield crash_entry(display, "the worker process died (crash or memory budget)")
+                yield crash_entry(display, WORKER_DIED)
             except MemoryError:
                 yield crash_entry(display, "memory budget exceeded")
 

@@ -137,6 +137,9 @@ def limit_memory(memory_budget: int) -> None:
         pass  # not available on this platform: the per-format size checks still apply
 
 
+WORKER_DIED = "the worker process died (crash or memory budget)"
+
+
 def crash_entry(display: str, why: str) -> dict[str, Any]:
     return {"path": display, "format": "unknown", "severity": "high", "findings": [
         {"rule": "AIR001", "severity": "high", "message": f"scanning worker failed: {why}",
