@@ -34,6 +34,7 @@ class ScanContext:
         self._cancelled = cancelled
         self._deadline = time.monotonic() + limits.time_budget_s
         self._ticks = 0
+        self.decompressed_bytes = 0  # produced by every decompressor at every nesting level
 
     # Findings
 
@@ -85,6 +86,17 @@ class ScanContext:
         self._ticks += 1
         if self._ticks % every == 0:
             self.check()
+
+    # Budgets shared by every nesting level of one file
+
+    def charge_decompressed(self, nbytes: int, what: str = "decompressed data") -> None:
+        """Count bytes a decompressor produced for this file (any container, any depth). Call it
+        before keeping or parsing them: past the per-file budget it raises `LimitExceeded`."""
+        self.decompressed_bytes += nbytes
+        cap = self.limits.max_decompressed_bytes
+        if self.decompressed_bytes > cap:
+            raise LimitExceeded(f"{what} expands past {cap:,} bytes (the per-file decompression budget); "
+                                "not inspected further")
 
     def progress(self, fraction: float, message: str = "") -> None:
         if self._progress is not None:
