@@ -46,22 +46,40 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser(with_convert: bool = True) -> argparse.ArgumentParser:
+PROVENANCE_COMMANDS = ("hash", "verify", "lock")
+
+
+def build_parser(with_convert: bool = True, with_provenance: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog="airlock", description="Look inside model files without loading them.")
     parser.add_argument("--version", action="version", version=f"airlock {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     scan = sub.add_parser("scan", help="scan files or folders and report findings")
     scan.add_argument("paths", nargs="+", metavar="PATH")
-    scan.add_argument("--format", choices=("text", "json", "sarif"), default="text")
-    scan.add_argument("--fail-on", default="high", metavar="LEVEL", type=_severity,
-                      help="exit 1 when a file reaches this severity (default: high)")
+    scan.add_argument("--format", choices=("text", "json", "sarif", "cyclonedx"), default="text")
+    scan.add_argument("--fail-on", default=None, metavar="LEVEL", type=_severity,
+                      help="exit 1 when a file reaches this severity (default: the policy's fail-on, "
+                           "else high)")
     scan.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
     scan.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
                       help="worker processes (default: the number of cores for 100 files or more, or "
                            "more than 64 MiB of them; else 1)")
-    scan.add_argument("--timeout", type=float, default=DEFAULT_LIMITS.time_budget_s, metavar="SECONDS",
-                      help="time budget per file")
+    scan.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                      help=f"time budget per file (default: the policy's timeout, else "
+                           f"{DEFAULT_LIMITS.time_budget_s:g})")
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    scan.add_argument("--hash", action="store_true",
+                      help="add each file's sha256 and size to the report (reads every byte)")
+    scan.add_argument("--policy", metavar="FILE", help="policy file (default: airlock.toml or "
+                                                       "pyproject.toml's "
+                      "[tool.airlock], looked up from the current folder upward)")
+    scan.add_argument("--no-policy", action="store_true", help="ignore any policy file")
+    if with_provenance:
+        _add_provenance(sub)
+    else:
+        for name, text in (("hash", "print sha256sum-compatible hashes (airlock hash -h)"),
+                           ("verify", "check files against hashes, pins and signatures (airlock verify -h)"),
+                           ("lock", "pin files, hashes and revisions in a lock file (airlock lock -h)")):
+            sub.add_parser(name, help=text)
     if with_convert:
         _add_convert(sub)
     else:
@@ -69,6 +87,12 @@ def build_parser(with_convert: bool = True) -> argparse.ArgumentParser:
         # does not pay for importing the converter.
         sub.add_parser("convert", help="convert a checkpoint to SafeTensors (airlock convert -h)")
     return parser
+
+
+def _add_provenance(sub: Any) -> None:
+    from airlock.core.provenance import cli as provenance_cli
+
+    provenance_cli.add_parsers(sub)
 
 
 def _add_convert(sub: Any) -> None:
@@ -218,18 +242,32 @@ def run_scan(args: argparse.Namespace) -> int:
         for p in missing:
             print(f"airlock: no such file or directory: {p}", file=sys.stderr)
         return EXIT_USAGE
+    policy = _user_policy(args)
+    if policy is None:
+        return EXIT_USAGE
     files = [pair for p in args.paths for pair in iter_files(p)]
     jobs = args.jobs or _default_jobs(files)
-    limits = DEFAULT_LIMITS.replace(time_budget_s=args.timeout)
+    limits = DEFAULT_LIMITS if policy is False else policy.limits(DEFAULT_LIMITS)
+    if args.timeout is not None:
+        limits = limits.replace(time_budget_s=args.timeout)
     from airlock.core import formats
 
     formats.load_all_modules()  # once, before workers fork, so that none of them imports it again
     entries = list(_scan_all(files, jobs, limits))
+    if args.hash or policy is not False or any(_maybe_hf(display) for display, _ in files):
+        from airlock.core.provenance.annotate import annotate
+
+        entries = list(annotate(entries, files, hashes=args.hash, policy=policy or None))
+    fail_on = args.fail_on or (Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
 
     if args.format == "json":
         out = json_report.render(entries)
     elif args.format == "sarif":
         out = sarif.render(entries)
+    elif args.format == "cyclonedx":
+        from airlock.core.report import cyclonedx
+
+        out = cyclonedx.render(entries)
     else:
         colour = args.color == "always" or (args.color == "auto" and args.output is None
                                             and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
@@ -243,12 +281,40 @@ def run_scan(args: argparse.Namespace) -> int:
         sys.stdout.write(out)
         sys.stdout.flush()
     worst = max((Severity.parse(e["severity"]) for e in entries), default=Severity.NONE)
-    return EXIT_FINDINGS if worst >= args.fail_on else EXIT_CLEAN
+    return EXIT_FINDINGS if worst >= fail_on else EXIT_CLEAN
+
+
+def _maybe_hf(path: str) -> bool:
+    # As airlock.core.provenance.annotate.might_be_hf, without importing it for every scan.
+    return "--" in path and ("snapshots" in path or "blobs" in path)
+
+
+def _user_policy(args: argparse.Namespace) -> Any:
+    """The policy file's settings (installed into this process), False when there is none, None
+    when it cannot be used (the reason printed)."""
+    if args.no_policy:
+        return False
+    if args.policy is None:
+        from airlock.core.policy_file import find  # a small module: tomllib only when a file exists
+
+        if find() is None:
+            return False
+    from airlock.core.policy_file import PolicyError, install, resolve
+
+    try:
+        policy = resolve(args.policy)
+    except PolicyError as exc:
+        print(f"airlock: {exc}", file=sys.stderr)
+        return None
+    install(policy)
+    return policy
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(with_convert=bool(argv) and argv[0] == "convert").parse_args(argv)
+    first = argv[0] if argv else ""
+    args = build_parser(with_convert=first == "convert",
+                        with_provenance=first in PROVENANCE_COMMANDS).parse_args(argv)
     if args.command == "scan":
         return run_scan(args)
     handler = getattr(args, "handler", None)

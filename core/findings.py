@@ -84,6 +84,7 @@ def all_rules() -> list[type[Rule]]:
 def _load_rule_modules() -> None:
     # Rules live next to the format they judge; importing the registry of formats imports them all.
     from airlock.core import formats
+    from airlock.core.provenance import rules  # noqa: F401 - hashes, pins, signatures, policy
 
     formats.load_all_modules()
 

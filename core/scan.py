@@ -233,17 +233,33 @@ def _file_type(mode: int) -> str:
     return "special file"
 
 
+_HF_REPO_PREFIXES = ("models--", "datasets--", "spaces--")  # airlock.core.provenance.hf_cache.PREFIXES
+
+
 def iter_files(path: str) -> Iterator[tuple[str, str]]:
     """(display path, real path) for a path argument: the file itself or every file below a folder.
 
     Symlinks to files are followed (the Hugging Face cache is made of them); symlinked folders
     are not descended, so a link loop cannot make a scan endless. Sorted for stable reports.
+    A Hugging Face cache's repository folders are listed by `provenance.hf_cache` (each revision's
+    files under their snapshot paths, blobs no snapshot links to under blobs/).
     """
     if not os.path.isdir(path):
         yield path, path
         return
+    if os.path.basename(os.path.normpath(path)).startswith(_HF_REPO_PREFIXES):
+        from airlock.core.provenance import hf_cache
+
+        if hf_cache.is_repo_folder(path):
+            yield from hf_cache.iter_repo(path)
+            return
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames.sort()
+        if any(d.startswith(_HF_REPO_PREFIXES) for d in dirnames):
+            # A Hugging Face cache: each revision once under its snapshot path, not again under blobs/.
+            from airlock.core.provenance import hf_cache
+
+            yield from hf_cache.take_repos(dirpath, dirnames)
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             yield full, full

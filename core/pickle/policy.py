@@ -138,3 +138,9 @@ def load_policy() -> Policy:
     if not allow or not deny:
         raise PolicyMissing("policy data is empty; refusing to scan")
     return Policy(allow, deny)
+
+
+def extend_allowlist(extra: dict[str, str]) -> None:
+    """Add globals a user's policy file allows (name → reason naming the policy entry) to this
+    process's allowlist. airlock.core.policy_file refuses names on the denylist before this."""
+    load_policy().allow.update(extra)

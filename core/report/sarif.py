@@ -23,6 +23,15 @@ def _uri(path: str) -> str:
     return quote(path.replace("\\", "/"), safe="/:._-~")
 
 
+def _artifact(entry: dict[str, Any]) -> dict[str, Any]:
+    artifact: dict[str, Any] = {"location": {"uri": _uri(entry["path"])}}
+    if entry.get("sha256"):  # scan --hash, verify, lock
+        artifact["hashes"] = {"sha-256": entry["sha256"]}
+    if entry.get("size") is not None:
+        artifact["length"] = entry["size"]
+    return artifact
+
+
 def render(files: list[dict[str, Any]]) -> str:
     """`files` are the JSON report's file dicts (one shape for both reports)."""
     rules = all_rules()
@@ -50,6 +59,13 @@ def render(files: list[dict[str, Any]]) -> str:
             }
             if f["rule"] in index:
                 result["ruleIndex"] = index[f["rule"]]
+            if f.get("suppressed_by"):  # a policy file's [[suppress]]: kept, marked, not counted
+                entry_by = f["suppressed_by"]
+                result["suppressions"] = [{"kind": "external", "status": "accepted",
+                                           "justification": f"{entry_by.get('reason', '')} "
+                                                            f"({entry_by.get('where', '')})"}]
+            if f.get("overridden_by"):
+                result["properties"]["overridden_by"] = f["overridden_by"]
             results.append(result)
     driver = {
         "name": "Airlock",
@@ -69,7 +85,7 @@ def render(files: list[dict[str, Any]]) -> str:
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
         "runs": [{"tool": {"driver": driver}, "results": results,
-                  "artifacts": [{"location": {"uri": _uri(e["path"])}} for e in files]}],
+                  "artifacts": [_artifact(e) for e in files]}],
     }
     return json.dumps(doc, indent=2, ensure_ascii=True)
 

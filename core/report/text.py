@@ -23,14 +23,29 @@ def render(files: list[dict[str, Any]], *, colour: bool) -> str:
         counts[verdict] = counts.get(verdict, 0) + 1
         shown = "clean" if verdict == "none" else verdict.upper()
         lines.append(f"{paint(verdict, f'[{shown}]')} {safe_text(entry['path'], 500)}  ({entry['format']})")
+        if entry.get("sha256"):
+            lines.append(f"    sha256 {entry['sha256']}  {entry.get('size', '?'):,} bytes"
+                         if isinstance(entry.get("size"), int) else f"    sha256 {entry['sha256']}")
         ordered = sorted(entry["findings"], key=lambda f: -Severity.parse(f["severity"]))
         for f in ordered:
             where = f"@{f['offset']}" if f["offset"] is not None else ""
             if f["member"]:
                 where = f"{f['member']}{where}"
             lines.append(f"    {paint(f['severity'], f['severity'].upper()):<10} {f['rule']} {where}  "
-                         f"{f['message']}")
+                         f"{f['message']}{_policy_mark(f)}")
     summary = ", ".join(f"{n} {level}" for level, n in sorted(
         counts.items(), key=lambda kv: -Severity.parse(kv[0])))
     lines.append(f"{len(files)} file(s) scanned: {summary}")
     return "\n".join(lines) + "\n"
+
+
+def _policy_mark(f: dict[str, Any]) -> str:
+    """What a policy file did to a finding, so that it never hides one silently."""
+    if f.get("suppressed_by"):
+        by = f["suppressed_by"]
+        return f"  [SUPPRESSED by policy {by.get('where', '')}: {safe_text(str(by.get('reason', '')), 200)}]"
+    if f.get("overridden_by"):
+        by = f["overridden_by"]
+        return (f"  [severity {by.get('was')} -> {f['severity']} by policy {by.get('where', '')}: "
+                f"{safe_text(str(by.get('reason', '')), 200)}]")
+    return ""
