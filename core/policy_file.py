@@ -221,12 +221,13 @@ def parse(data: dict[str, Any], path: str, text: str = "", prefix: str = "") -> 
         if key not in KEYS:
             known = ", ".join(sorted([*KEYS, *TABLES]))
             line = _line_of(text, prefix, None, key)
-            raise PolicyError(f"{path}:{line}: unknown key {key!r} in {shown_table} (known keys: {known})")
+            raise PolicyError(f"{path}, line {line}: unknown key {key!r} in {shown_table} (known keys: "
+                              f"{known})")
         try:
             settings[key] = KEYS[key][0](value)
         except ValueError as exc:
             line = _line_of(text, prefix, None, key)
-            raise PolicyError(f"{path}:{line}: bad value for {key!r} in {shown_table}: {exc}, "
+            raise PolicyError(f"{path}, line {line}: bad value for {key!r} in {shown_table}: {exc}, "
                               f"found {value!r}") from None
     _check_allowed_globals(tables.get("allow-global", []), path)
     return UserPolicy(path, settings, tables)
@@ -235,7 +236,8 @@ def parse(data: dict[str, Any], path: str, text: str = "", prefix: str = "") -> 
 def _parse_table(name: str, value: Any, path: str, text: str, prefix: str) -> list[dict[str, Any]]:
     full = f"{prefix}.{name}" if prefix else name
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise PolicyError(f"{path}:{_line_of(text, prefix, None, name)}: {name!r} must be an array of tables "
+        raise PolicyError(f"{path}, line {_line_of(text, prefix, None, name)}: {name!r} must be an "
+                          f"array of tables "
                           f"([[{full}]])")
     spec = TABLES[name]
     entries = []
@@ -245,16 +247,18 @@ def _parse_table(name: str, value: Any, path: str, text: str, prefix: str) -> li
         for key, item in entry.items():
             line = _line_of(text, full, index, key)
             if key not in spec:
-                raise PolicyError(f"{path}:{line}: unknown key {key!r} in [[{full}]] number {index + 1} "
+                raise PolicyError(f"{path}, line {line}: unknown key {key!r} in [[{full}]] number "
+                                  f"{index + 1} "
                                   f"(known keys: {', '.join(spec)})")
             try:
                 checked[key] = spec[key][0](item)
             except ValueError as exc:
-                raise PolicyError(f"{path}:{line}: bad value for {key!r} in [[{full}]] number {index + 1}: "
+                raise PolicyError(f"{path}, line {line}: bad value for {key!r} in [[{full}]] number "
+                                  f"{index + 1}: "
                                   f"{exc}, found {item!r}") from None
         for key, (_, required) in spec.items():
             if required and key not in checked:
-                raise PolicyError(f"{path}:{table_line}: [[{full}]] number {index + 1} lacks {key!r}")
+                raise PolicyError(f"{path}, line {table_line}: [[{full}]] number {index + 1} lacks {key!r}")
         entries.append(checked)
     return entries
 
@@ -267,7 +271,7 @@ def _check_allowed_globals(entries: list[dict[str, Any]], path: str) -> None:
         module, _, attr = entry["name"].rpartition(".")
         verdict = policy.classify(module, attr)
         if verdict.kind == DENIED:
-            raise PolicyError(f"{path}:{entry['where'].rpartition(':')[2]}: [[allow-global]] "
+            raise PolicyError(f"{path}, line {entry['where'].rpartition(':')[2]}: [[allow-global]] "
                               f"{entry['name']!r} is "
                               f"on Airlock's denylist ({verdict.reason}): a policy cannot allow it; accept a "
                               "reviewed file's findings with [[suppress]] and its sha256 instead")

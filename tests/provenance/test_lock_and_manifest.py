@@ -1,0 +1,149 @@
+"""`airlock lock` and `airlock verify --lock / --manifest`: changed, missing and extra files, pins."""
+
+import json
+import os
+import pickle
+import subprocess
+import tomllib
+
+import pytest
+
+from airlock.core.cli import main
+from provenance.hf_fake import COMMIT_2, build, safetensors_bytes, tamper
+
+
+@pytest.fixture
+def model(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(safetensors_bytes(16))
+    (folder / "config.json").write_bytes(b'{"model_type": "bert"}')
+    (folder / "optimizer.pkl").write_bytes(pickle.dumps({"lr": 0.1}, protocol=4))
+    (folder / "README.md").write_text("# a model\n")
+    return folder
+
+
+def verify_json(capsys, *argv):
+    code = main(["verify", "--format", "json", "--no-policy", *argv])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out)
+
+
+def findings(doc):
+    """Every finding but the folder's signature state (info here; tests/provenance/test_signing.py)."""
+    return {(os.path.basename(e["path"]), f["rule"], f["severity"]) for e in doc["files"] for f in e["findings"]
+            if f["rule"] not in ("PRV005", "PRV006")}
+
+
+def test_lock_records_files_relative_to_the_lock(model, capsys):
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    data = tomllib.loads(lock.read_text())
+    assert data["version"] == 1 and len(data["policy_digest"]) == 64
+    paths = sorted(f["path"] for f in data["file"])
+    assert paths == ["README.md", "config.json", "model.safetensors", "optimizer.pkl"]
+    record = next(f for f in data["file"] if f["path"] == "model.safetensors")
+    assert record["format"] == "safetensors" and record["verdict"] == "none" and record["size"] == len(safetensors_bytes(16))
+    assert len(record["sha256"]) == 64 and len(record["findings_digest"]) == 64
+    code, doc = verify_json(capsys, "--lock", str(lock))
+    assert code == 0 and not findings(doc)
+
+
+def test_changed_missing_and_extra_files(model, capsys):
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    (model / "config.json").write_bytes(b'{"model_type": "evil"}')
+    os.remove(model / "optimizer.pkl")
+    (model / "extra.safetensors").write_bytes(safetensors_bytes(2))
+    (model / "NOTES.txt").write_text("text does not count as extra\n")
+    (model / "model.sig").write_text("{}")  # never counts as extra
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 1
+    got = findings(doc)
+    assert ("config.json", "PRV001", "critical") in got
+    assert ("optimizer.pkl", "PRV002", "high") in got
+    assert ("extra.safetensors", "PRV003", "high") in got
+    assert not [g for g in got if g[0] in ("NOTES.txt", "model.sig", "airlock.lock")]
+    message = next(f["message"] for e in doc["files"] for f in e["findings"] if f["rule"] == "PRV001")
+    assert "expected sha256" in message and "found" in message
+
+
+def test_different_findings_digest_is_info_rescan(model, capsys):
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    text = lock.read_text()
+    data = tomllib.loads(text)
+    old = next(f["findings_digest"] for f in data["file"] if f["path"] == "optimizer.pkl")
+    lock.write_text(text.replace(old, "0" * 64))
+    code, doc = verify_json(capsys, "--lock", str(lock))
+    assert code == 0
+    assert findings(doc) == {("optimizer.pkl", "PRV010", "info")}
+
+
+def test_lock_from_a_newer_airlock_and_broken_locks_exit_2(model, capsys):
+    lock = model / "airlock.lock"
+    lock.write_text('version = 99\nairlock_version = "9.0"\n')
+    assert main(["verify", "--lock", str(lock)]) == 2
+    assert "newer Airlock" in capsys.readouterr().err
+    lock.write_text("version = [\n")
+    assert main(["verify", "--lock", str(lock)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    lock.write_text('version = 1\n[[file]]\npath = "x"\nsha256 = "nothex"\n')
+    assert main(["verify", "--lock", str(lock)]) == 2
+    err = capsys.readouterr().err
+    assert "sha256" in err and "Traceback" not in err
+
+
+def test_hugging_face_pins(tmp_path, capsys):
+    root = tmp_path / "hub"
+    paths = build(root)
+    lock = tmp_path / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(paths["storage"] / "snapshots" / COMMIT_2)]) == 0
+    data = tomllib.loads(lock.read_text())
+    assert data["repository"] == [{"repo_id": "org/model", "repo_type": "model", "revision": COMMIT_2,
+                                   "refs": ["main"]}]
+    assert all(f["repo_id"] == "org/model" and f["revision"] == COMMIT_2 for f in data["file"])
+    assert data["file"][0]["path"].startswith("hub/models--org--model/snapshots/")
+    snapshot = str(paths["storage"] / "snapshots" / COMMIT_2)
+    code, doc = verify_json(capsys, "--lock", str(lock), snapshot)
+    assert code == 0, doc
+    # A pin naming a branch is medium; a commit that is not there is high.
+    lock.write_text(lock.read_text().replace(f'revision = "{COMMIT_2}"\nrefs', 'revision = "main"\nrefs'))
+    code, doc = verify_json(capsys, "--lock", str(lock), snapshot)
+    assert ("airlock.lock", "PRV009", "medium") in findings(doc)
+    lock.write_text(lock.read_text().replace('revision = "main"\nrefs', f'revision = "{"c" * 40}"\nrefs'))
+    code, doc = verify_json(capsys, "--lock", str(lock), snapshot)
+    assert code == 1 and ("airlock.lock", "PRV008", "high") in findings(doc)
+    # And the content itself: a tampered blob fails the lock and the blob name.
+    tamper(paths["weights2"], b"other")
+    code, doc = verify_json(capsys, "--lock", str(lock), snapshot)
+    assert ("model.safetensors", "PRV001", "critical") in findings(doc)
+
+
+def test_manifest_from_sha256sum(model, capsys):
+    sums = subprocess.run(["sha256sum", "model.safetensors", "config.json"], cwd=model, capture_output=True,
+                          check=True).stdout
+    sums += subprocess.run(["sha256sum", "-b", "optimizer.pkl"], cwd=model, capture_output=True,
+                           check=True).stdout
+    (model / "SHA256SUMS").write_bytes(sums)
+    code, doc = verify_json(capsys, "--manifest", str(model / "SHA256SUMS"))
+    assert code == 0 and not findings(doc)
+    (model / "optimizer.pkl").write_bytes(b"changed")
+    os.remove(model / "config.json")
+    (model / "new.safetensors").write_bytes(safetensors_bytes(1))
+    code, doc = verify_json(capsys, "--manifest", str(model / "SHA256SUMS"))
+    assert code == 1
+    assert findings(doc) == {("optimizer.pkl", "PRV001", "critical"), ("config.json", "PRV002", "high"),
+                             ("new.safetensors", "PRV003", "high")}
+
+
+def test_manifest_line_that_does_not_parse_exits_2_naming_it(model, capsys):
+    (model / "SHA256SUMS").write_text("a" * 64 + "  model.safetensors\ngarbage here\n")
+    assert main(["verify", "--manifest", str(model / "SHA256SUMS")]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "SHA256SUMS" in err
+
+
+def test_verify_without_anything_to_check_against_exits_2(capsys):
+    assert main(["verify"]) == 2
+    assert "PATH" in capsys.readouterr().err
