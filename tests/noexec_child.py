@@ -46,7 +46,9 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 CODECS = ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be",
           "latin-1", "ascii", "cp1252", "raw-unicode-escape", "unicode-escape", "idna", "punycode")
-DEPENDENCIES = ("numpy", "onnx", "gguf", "jinja2", "jinja2.sandbox", "jinja2.nodes", "h5py", "lz4.frame",
+DEPENDENCIES = ("model_signing.verifying", "tomli_w", "tomllib", "cyclonedx.output.json",
+                "cryptography.hazmat.primitives.serialization",
+                "numpy", "onnx", "gguf", "jinja2", "jinja2.sandbox", "jinja2.nodes", "h5py", "lz4.frame",
                 "safetensors", "xxhash", "zipfile", "tarfile", "gzip", "bz2", "lzma", "zlib", "json",
                 "concurrent.futures.process", "multiprocessing.popen_fork", "multiprocessing.queues",
                 "multiprocessing.synchronize", "multiprocessing.connection", "resource")
@@ -56,6 +58,7 @@ class Guard:
     """The audit hook. `phase` names what the process is doing; records go to `fd`."""
 
     def __init__(self, fd: int, phase: str, allow_isolated: list[str] | None = None) -> None:
+        self.outputs: list[str] = []  # files a command was asked to write (`airlock lock -o`)
         self.fd = fd
         self.phase = phase
         self.allow_isolated = allow_isolated  # the command line of Airlock's isolated children
@@ -84,7 +87,11 @@ class Guard:
                 return None  # wraps a descriptor already open (the pool's pipes), opens no file
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & WRITE_FLAGS)
+            if writing and self.is_output(path):
+                return None
             return "file opened for writing" if writing else None
+        if event in ("os.replace", "os.rename") and all(self.is_output(p) for p in args[:2]):
+            return None  # the output written atomically: its temporary sibling renamed into place
         if event in ("os.fork", "subprocess.Popen") and self.own_process(event, args):
             return None
         if event == "pickle.find_class" and _called_from(IPC_MODULES):
@@ -98,6 +105,10 @@ class Guard:
         if event.startswith(NETWORK_PREFIXES):
             return "network"
         return None
+
+    def is_output(self, path: Any) -> bool:
+        path = os.fsdecode(path) if isinstance(path, (str, bytes)) else ""
+        return any(path == out or path.startswith(out + ".tmp") for out in self.outputs)
 
     def own_process(self, event: str, args: tuple[Any, ...]) -> bool:
         """Airlock's own workers: a fork from airlock.core.cli, or the isolated parser command."""
@@ -189,10 +200,11 @@ def scan_one(path: str) -> dict[str, Any]:
 def run_cli(argv: list[str]) -> tuple[int, str]:
     from airlock.core import cli
 
-    out = io.StringIO()
+    # A text stream with a binary buffer under it: `airlock hash` writes bytes (file names in any encoding).
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
     with contextlib.redirect_stdout(out):
         code = cli.main(argv)
-    return code, out.getvalue()
+    return code, out.buffer.getvalue().decode("utf-8", "replace")
 
 
 def patch_isolation(log: str) -> list[str] | None:
@@ -263,8 +275,12 @@ def main(config_path: str) -> int:
     for argv in (["--format", "json", "--jobs", "1"], ["--format", "sarif", "--jobs", "2"],
                  ["--format", "text", "--jobs", "2", "--color", "always"]):
         run_cli(["scan", *argv, config["warmup_dir"]])
+    runs = config.get("provenance_runs", [])
+    for argv in runs:  # hash, verify, lock: their lazy imports happen here, before the hook
+        run_cli(argv)
     warm_s = time.monotonic() - t0
     guard = install(log, "scan", isolated)
+    guard.outputs = [os.path.abspath(p) for p in config.get("outputs", [])]
 
     t1 = time.monotonic()
     results = [scan_one(path) for path in config["files"]]
@@ -276,11 +292,13 @@ def main(config_path: str) -> int:
         doc = json.loads(out)
         files = doc["files"] if fmt == "json" else doc["runs"][0]["artifacts"]
         cli_codes[f"files in {os.path.basename(folder)}"] = len(files)
+    provenance = [run_cli(argv)[0] for argv in runs]
     scan_s = time.monotonic() - t1
 
     guard.phase = "canary"
     caught = canary(config["workdir"])
     summary = {"results": results, "cli": cli_codes, "canary": caught, "import_problems": problems,
+               "provenance": provenance,
                "warmup_s": round(warm_s, 2), "scan_s": round(scan_s, 2)}
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()

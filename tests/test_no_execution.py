@@ -62,6 +62,43 @@ def _mutants(files: list[tuple[str, bytes]], count: int) -> list[tuple[str, byte
     return out
 
 
+def _provenance_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list[list[str]], list[str]]:
+    """`airlock hash`, `verify` and `lock` over hostile files: a Hugging Face cache whose blobs are
+    hostile and tampered, a folder with a forged model.sig and a key, a manifest, a lock. They read
+    every byte; none may run anything. The lock file is the one file they may write."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from provenance import hf_fake
+
+    paths = hf_fake.build(root / "hub")
+    for i, (name, data) in enumerate(hostile[:40]):
+        hf_fake.add_file(root / "hub", "org/hostile", hf_fake.COMMIT_1, f"{i}_{_safe_name(name).replace('/', '_')}",
+                         data, lfs=i % 2 == 0, revision="main")
+    hf_fake.tamper(paths["weights2"], hostile[0][1])
+    signed = root / "signed"
+    for name, data in hostile[:40]:
+        _write(signed, name, data)
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    (root / "key.pem").write_bytes(key.public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
+    (signed / "model.sig").write_text(json.dumps({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "00"}, "tlogEntries": []},
+        "dsseEnvelope": {"payload": "eyJfdHlwZSI6ICJ4In0=", "payloadType": "application/vnd.in-toto+json",
+                         "signatures": [{"sig": "AAAA", "keyid": ""}]}}))
+    sums = b"".join(f"{'0' * 64}  {_safe_name(name)}\n".encode() for name, _ in hostile[:40])
+    (signed / "SHA256SUMS").write_bytes(sums)
+    lock = root / "airlock.lock"
+    runs = [["hash", "--jobs", "2", str(root)],
+            ["verify", "--format", "json", "--no-policy", str(root / "hub")],
+            ["verify", "--format", "sarif", "--no-policy", "--key", str(root / "key.pem"), str(signed)],
+            ["verify", "--format", "json", "--no-policy", "--manifest", str(signed / "SHA256SUMS")],
+            ["lock", "--no-policy", "-o", str(lock), str(root / "hub"), str(signed)],
+            ["verify", "--format", "json", "--no-policy", "--lock", str(lock)],
+            ["scan", "--format", "cyclonedx", "--hash", "--no-policy", "--jobs", "2", str(root / "hub")]]
+    return runs, [str(lock)]
+
+
 class _Summary:
     lines: list[str] = []
 
@@ -86,8 +123,10 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     everything = hostile + _mutants(hostile + [(f.name, f.data) for f in corpus.benign()], MUTATIONS)
     files = [str(_write(scan_dir, name, data)) for name, data in everything]
     log = root / "audit.jsonl"
+    runs, outputs = _provenance_runs(root / "provenance", hostile)
     config = {"log": str(log), "warmup": warmup, "warmup_dir": str(warm_dir), "files": files,
-              "folders": [str(scan_dir / "pickle"), str(scan_dir)], "workdir": str(work)}
+              "folders": [str(scan_dir / "pickle"), str(scan_dir)], "workdir": str(work),
+              "provenance_runs": runs, "outputs": outputs}
     (root / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "HOME": str(work), "TMPDIR": str(work)}
     proc = subprocess.run([sys.executable, str(CHILD), str(root / "config.json")], capture_output=True,
@@ -120,6 +159,16 @@ def test_cli_scanned_every_file_with_workers(proof: dict[str, Any]) -> None:
     assert cli["files in scan"] == proof["n_files"]
     assert cli["files in pickle"] >= 20
     assert {cli[k] for k in cli if k.startswith(("json", "sarif"))} == {1}  # hostile files: exit 1
+
+
+def test_hash_verify_and_lock_ran_under_the_hook(proof: dict[str, Any]) -> None:
+    codes = proof["provenance"]
+    assert len(codes) == 7
+    assert codes[0] == 0  # hash
+    assert codes[1] == codes[2] == codes[3] == 1  # a tampered cache, a forged signature, a wrong manifest
+    assert codes[4] == 0, codes  # lock
+    assert codes[5] == 1, codes  # verify against it: the tampered cache blob still fails its blob name
+    assert codes[6] == 1  # the ML-BOM of hostile files: exit 1 like any scan
 
 
 def test_canary_proves_the_hook_fires(proof: dict[str, Any]) -> None:
