@@ -230,7 +230,11 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    parser.add_argument("--only", choices=("all", "hash"), default="all",
+                        help="hash: only the hashing rows (airlock hash against sha256sum)")
     args = parser.parse_args()
+    if args.only == "hash":
+        args.no_peers = True
 
     if not args.no_peers:
         missing = [p for p in PEERS if shutil.which(p) is None]
@@ -251,10 +255,17 @@ def main() -> int:
         "gguf": (work / "vocab_150k.gguf", lambda p: make_gguf(p, int(150_000 * min(s, 1) or 1000), 300)),
         "onnx": (work / "model.onnx", lambda p: make_onnx(p, 50)),
     }
+    if args.only == "hash":
+        files = {"safetensors": files["safetensors"]}
     print(f"generating inputs in {work} …", flush=True)
     for path, make in files.values():
         if not path.exists():
             make(path)
+    hash_dir = work / "hash_folder"  # several large files: `airlock hash` hashes them on several cores
+    if not hash_dir.exists():
+        hash_dir.mkdir()
+        for i in range(4):
+            make_safetensors(hash_dir / f"shard-{i}.safetensors", int(1 * gib * s), 10)
     small_dir = work / "pickles"
     if not small_dir.exists():
         make_small_pickles(small_dir, 1000)
@@ -272,6 +283,25 @@ def main() -> int:
 
     runs = args.runs
     peers = {} if args.no_peers else PEERS
+
+    # 0. hashing: SHA-256 of one large file and of a folder of large files, against sha256sum
+    big = files["safetensors"][0]
+    hashes = measure_together({"airlock": Cmd(airlock_cmd("hash", str(big)), ok_codes=(0,)),
+                               "sha256sum": Cmd(["sha256sum", str(big)], ok_codes=(0,))}, runs)
+    row(f"hash one {big.stat().st_size / gib:.2f} GiB file", hashes["airlock"], {"sha256sum": hashes["sha256sum"]})
+    shards = sorted(str(p) for p in hash_dir.iterdir())
+    total = sum(os.path.getsize(p) for p in shards) / gib
+    hashes = measure_together({"airlock": Cmd(airlock_cmd("hash", str(hash_dir)), ok_codes=(0,)),
+                               "airlock --jobs 1": Cmd(airlock_cmd("hash", "--jobs", "1", str(hash_dir)), ok_codes=(0,)),
+                               "sha256sum": Cmd(["sha256sum", *shards], ok_codes=(0,))}, runs)
+    row(f"hash a folder of {len(shards)} files, {total:.2f} GiB", hashes.pop("airlock"), hashes)
+    if args.only == "hash":
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                                         "runs": runs, "scale": s, "rows": rows}, indent=2))
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
 
     # 1. scan each large file
     for key, floor in (("torch_zip", FLOOR_ZIP), ("torch_legacy", FLOOR_LEGACY), ("safetensors", FLOOR_HEADER),
