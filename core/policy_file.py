@@ -13,9 +13,6 @@ gives no positions: the line is found by searching the text). Nothing a policy c
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -325,6 +322,9 @@ def install(policy: UserPolicy) -> None:
 def digest(policy: UserPolicy) -> str:
     """SHA-256 of the canonical JSON of the effective policy: Airlock's built-in allow/deny data
     merged with the user's file. Locks, approvals and caches record it."""
+    import hashlib
+    import json
+
     from airlock.core.pickle.policy import read_policy_text
 
     builtin = {name: json.loads(read_policy_text(name))
@@ -347,6 +347,8 @@ def _matches(entry: dict[str, Any], rule: str, file: dict[str, Any], folder: str
 
 
 def _path_matches(pattern: str, path: str, folder: str) -> bool:
+    import fnmatch
+
     shown = path.replace(os.sep, "/")
     candidates = [shown, shown.removeprefix("./")]
     try:
