@@ -183,10 +183,9 @@ def run_verify(args: argparse.Namespace) -> int:
                     verify.check_hf_repo(repo, report, only_snapshot=where)
         verify.check_shards(paths, report)
         require = bool(policy and policy.get("require-signature"))
-        for path in paths:
-            if os.path.isdir(path) and not verify.repo_folders(path):
-                verify.check_signature(path, report, key=args.key, certs=args.cert, signature=args.signature,
-                                       require=require)
+        for folder in _signed_folders(paths):
+            verify.check_signature(folder, report, key=args.key, certs=args.cert, signature=args.signature,
+                                   require=require)
     except AirlockError as exc:  # a manifest line, a lock file or a key that cannot be used
         return _fail(str(exc))
     entries = report.result()
@@ -195,6 +194,26 @@ def run_verify(args: argparse.Namespace) -> int:
 
         apply(policy, entries)
     return _emit(entries, args, policy)
+
+
+def _signed_folders(paths: list[str]) -> list[str]:
+    """Folders a signature would cover: each folder argument, or in a Hugging Face cache each
+    snapshot (a signature ships with a repository's files)."""
+    from airlock.core.provenance import hf_cache, verify
+
+    folders = []
+    for path in paths:
+        if not os.path.isdir(path):
+            continue
+        repos = verify.repo_folders(path)
+        if not repos:
+            folders.append(path)
+            continue
+        only = _snapshot_of(path)
+        for repo in repos:
+            folders += [os.path.join(repo, "snapshots", rev) for rev in hf_cache.snapshots(repo)
+                        if only is None or rev == only]
+    return folders
 
 
 def _snapshot_of(path: str) -> str | None:

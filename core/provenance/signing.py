@@ -140,6 +140,8 @@ def verify(folder: str, *, key: str | None = None, certs: list[str] | None = Non
         config.use_elliptic_key_verifier(public_key=key)
     else:
         config.use_certificate_verifier(certificate_chain=certs or [])
+    if _has_links(folder):
+        _follow_links(config, folder, path)
     try:
         # The library prints warnings on stdout, where a JSON report goes.
         with contextlib.redirect_stdout(sys.stderr):
@@ -156,6 +158,32 @@ def verify(folder: str, *, key: str | None = None, certs: list[str] | None = Non
     except Exception as exc:  # noqa: BLE001 - a malformed bundle reaches the library's parsers
         return SignatureResult("invalid", path, message=f"cannot be read: {type(exc).__name__}: {exc}"[:500])
     return SignatureResult("verified", path, signer=signer)
+
+
+def _has_links(folder: str) -> bool:
+    return any(os.path.islink(os.path.join(d, n)) for d, _, names in os.walk(folder) for n in names)
+
+
+def _follow_links(config: Any, folder: str, path: str) -> None:
+    """A Hugging Face snapshot is made of links to blobs; the library refuses links unless told to
+    follow them. Its manifest comparison covers only the files and digests, so hashing the link
+    targets with the signature's own method verifies the same content."""
+    from model_signing import hashing
+
+    try:
+        _, serialization = signed_manifest(path)  # unauthenticated here: it only picks the hashing method
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if serialization.get("method", "files") != "files":
+        return
+    ignored = [str(p) for p in serialization.get("ignore_paths", [])]
+    ignored.append(os.path.relpath(os.path.abspath(path), os.path.abspath(folder)))
+    config.set_hashing_config(
+        hashing.Config()  # type: ignore[no-untyped-call]
+        .use_file_serialization(hashing_algorithm=serialization.get("hash_type", "sha256"),
+                                allow_symlinks=True)
+        .set_ignored_paths(paths=ignored, ignore_git_paths=True)
+        .set_allow_symlinks(True))
 
 
 def signed_manifest(path: str) -> tuple[dict[str, str], dict[str, Any]]:

@@ -89,7 +89,9 @@ def test_verify_clean_cache_needs_no_manifest(cache, capsys):
     assert code == 0
     bad = [f for e in doc["files"] for f in e["findings"] if f["severity"] not in ("info", "none")]
     assert not bad
-    checked = {e["path"] for e in doc["files"]}
+    checked = {e["path"] for e in doc["files"] if e["format"] == "file"}
+    unsigned = [e for e in doc["files"] if e["format"] == "folder"]
+    assert len(unsigned) == 3 and all(e["findings"][0]["rule"] == "PRV005" for e in unsigned)  # per snapshot
     assert len([p for p in checked if "/snapshots/" in p]) == 6
 
 

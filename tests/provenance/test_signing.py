@@ -167,3 +167,33 @@ def test_certificate_chain(tmp_path, capsys):
     code, doc, _ = verify_json(capsys, "--cert", str(tmp_path / "ca.pem"), "--signature", str(sig), str(model))
     assert code == 1
     assert [f["rule"] for e in doc["files"] for f in e["findings"]] == ["PRV001"]
+
+
+def test_signature_shipped_in_a_hugging_face_snapshot(tmp_path, capsys):
+    """The publisher signs the repository's files; the cache holds them as links to blobs."""
+    from provenance.hf_fake import COMMIT_1, add_file
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "key.pem").write_bytes(_pem_private(key))
+    (tmp_path / "pub.pem").write_bytes(_pem_public(key))
+    files = {"config.json": b'{"model_type": "bert"}', "model.safetensors": b"\x00" * 64}
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    for name, data in files.items():
+        (upstream / name).write_bytes(data)
+    sig = upstream / "model.sig"
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=tmp_path / "key.pem").set_hashing_config(
+        model_signing.hashing.Config().set_ignored_paths(paths=["model.sig"])).sign(upstream, sig)
+    cache = tmp_path / "hub"
+    for name, data in [*files.items(), ("model.sig", sig.read_bytes())]:
+        pointer = add_file(cache, "org/signed", COMMIT_1, name, data, lfs=name.endswith(".safetensors"),
+                           revision="main")
+    snapshot = pointer.parent
+    code, doc, _ = verify_json(capsys, "--key", str(tmp_path / "pub.pem"), str(cache))
+    assert code == 0, doc
+    assert signing.verify(str(snapshot), key=str(tmp_path / "pub.pem")).state == "verified"
+    os.chmod(os.path.realpath(snapshot / "config.json"), 0o644)
+    with open(os.path.realpath(snapshot / "config.json"), "wb") as fh:
+        fh.write(b'{"model_type": "evil"}')
+    result = signing.verify(str(snapshot), key=str(tmp_path / "pub.pem"))
+    assert result.state == "mismatch" and [c[0] for c in result.changed] == ["config.json"]
