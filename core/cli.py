@@ -261,7 +261,7 @@ def run_scan(args: argparse.Namespace) -> int:
     fail_on = args.fail_on or (Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
 
     if args.format == "json":
-        out = json_report.render(entries)
+        out = json_report.render(entries, _policy_note(policy))
     elif args.format == "sarif":
         out = sarif.render(entries)
     elif args.format == "cyclonedx":
@@ -282,6 +282,15 @@ def run_scan(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     worst = max((Severity.parse(e["severity"]) for e in entries), default=Severity.NONE)
     return EXIT_FINDINGS if worst >= fail_on else EXIT_CLEAN
+
+
+def _policy_note(policy: Any) -> dict[str, Any] | None:
+    """The policy file in effect, for the JSON report (which findings it changed says itself)."""
+    if not policy:
+        return None
+    from airlock.core.policy_file import digest
+
+    return {"policy": {"path": policy.path, "digest": digest(policy)}}
 
 
 def _maybe_hf(path: str) -> bool:

@@ -98,6 +98,7 @@ def test_suppression_stays_in_the_report_marked_and_does_not_count(work, capsys)
                                         "where": "airlock.toml:1"}
     assert finding["severity"] == "critical"  # unchanged: suppressed, not re-rated
     assert evil["severity"] == "none"
+    assert doc["policy"]["path"] == str(work / "airlock.toml") and len(doc["policy"]["digest"]) == 64
     assert by_name(doc)["ok.pkl"]["findings"][0]["suppressed_by"]["where"] == "airlock.toml:5"
     # Another file with the same rule but other bytes is not covered by the sha256 baseline.
     (work / "evil2.pkl").write_bytes(EVIL + b"\n")

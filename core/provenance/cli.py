@@ -257,7 +257,9 @@ def _emit(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) 
     from airlock.core.report import json_report, sarif, text
 
     if args.format == "json":
-        out = json_report.render(entries)
+        from airlock.core.cli import _policy_note
+
+        out = json_report.render(entries, _policy_note(policy))
     elif args.format == "sarif":
         out = sarif.render(entries)
     else:

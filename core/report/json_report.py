@@ -33,12 +33,15 @@ def file_dict(result: ScanResult) -> dict[str, Any]:
     }
 
 
-def document(results: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "airlock_version": __version__, "files": results}
+def document(results: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc = {"schema_version": SCHEMA_VERSION, "airlock_version": __version__, "files": results}
+    if extra:  # e.g. "policy": the policy file in effect and its digest
+        doc.update(extra)
+    return doc
 
 
-def render(results: list[dict[str, Any]]) -> str:
+def render(results: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
     # ensure_ascii keeps the document valid UTF-8 whatever the file names hold (lone surrogates).
     # No indent: json's C encoder only runs without one, and the report is read by programs
     # (pipe it through `python -m json.tool` to read it).
-    return json.dumps(document(results), ensure_ascii=True) + "\n"
+    return json.dumps(document(results, extra), ensure_ascii=True) + "\n"
