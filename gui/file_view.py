@@ -8,6 +8,7 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
 from PySide6.QtWidgets import QHeaderView, QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
 
 from airlock.core.findings import Finding, Severity
+from airlock.core.provenance.hf_cache import provenance_line
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_text
 from airlock.core.tree import Node
@@ -134,8 +135,10 @@ class FileView(QWidget):
         self.findings.set_findings(result.findings)
         self.banner.set_verdict(result.findings, result.format)
         size = human_size(result.size) if result.size is not None else "?"
+        origin = provenance_line(result.path)  # a Hugging Face cache file: repo, revision, signature
         self.info.setText(f"{safe_text(result.path, 300)}   ·   format {result.format}   ·   {size}   ·   "
-                          f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s")
+                          f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s"
+                          + (f"\n{safe_text(origin, 300)}" if origin else ""))
         self.details.show_node(result.root)
 
     def _expand_small(self, root_index: QModelIndex) -> None:

@@ -171,3 +171,21 @@ def expected_hash(blob_name: str) -> tuple[str, str] | None:
     if COMMIT.fullmatch(blob_name):
         return "git-sha1", blob_name
     return None
+
+
+def provenance_line(path: str) -> str | None:
+    """One line for a view about where a file of a Hugging Face cache comes from, with its
+    snapshot's signature state (no key: "signed, not verified" or "unsigned"). None elsewhere."""
+    info = describe(path)
+    if info is None:
+        return None
+    if "revision" not in info:
+        return f"Hugging Face {info['repo_id']}: blob {info['blob'][:16]}…, not in any snapshot"
+    refs = f" ({', '.join(info['refs'])})" if info["refs"] else " (no ref points at it)"
+    where = split(path)
+    assert where is not None
+    from airlock.core.provenance.signing import state_without_key
+
+    snapshot = os.path.join(where[0], "snapshots", info["revision"])
+    return (f"Hugging Face {info['repo_id']} @ {info['revision'][:12]}{refs} · "
+            f"{state_without_key(snapshot).summary()}")
