@@ -154,6 +154,7 @@ def _walk(path: str) -> list[str]:
 def run_verify(args: argparse.Namespace) -> int:
     from airlock.core.errors import AirlockError
     from airlock.core.provenance import lockfile, verify
+    from airlock.core.provenance.rules import Unverifiable
 
     policy = _policy(args)
     if policy is None:
@@ -181,6 +182,9 @@ def run_verify(args: argparse.Namespace) -> int:
                 for repo in verify.repo_folders(path):
                     where = _snapshot_of(path)
                     verify.check_hf_repo(repo, report, only_snapshot=where)
+            elif not verify.check_hf_file(path, report) and not (args.manifest or args.lock):
+                report.add(path, Unverifiable, "nothing to verify this file against: give --manifest or "
+                           "--lock")
         verify.check_shards(paths, report)
         require = bool(policy and policy.get("require-signature"))
         for folder in _signed_folders(paths):

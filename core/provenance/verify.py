@@ -126,6 +126,25 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
     _run_hash_jobs(jobs, report)
 
 
+def check_hf_file(path: str, report: Report) -> bool:
+    """One file given on its own: checked against its blob name when it lies in a cache snapshot."""
+    where = hf_cache.split(path)
+    if where is None or where[1] != "snapshots":
+        return False
+    blobs = os.path.realpath(os.path.join(where[0], "blobs"))
+    report.file(path)
+    target = os.path.realpath(path)
+    if not os.path.islink(path):
+        report.add(path, Unverifiable, "a copy, not a link to a blob: no blob name to check it against")
+    elif os.path.dirname(target) != blobs:
+        report.add(path, CacheLayout, f"links outside its repository's blobs/: to {target}")
+    else:
+        jobs: list[tuple[str, str, str, str]] = []
+        _expect(path, target, os.path.basename(target), report, jobs)
+        _run_hash_jobs(jobs, report)
+    return True
+
+
 def _expect(shown: str, real: str, blob_name: str, report: Report,
             jobs: list[tuple[str, str, str, str]]) -> None:
     expected = hf_cache.expected_hash(blob_name)

@@ -127,3 +127,18 @@ def test_verify_dangling_link_and_link_outside_blobs(cache, capsys, tmp_path):
     assert rules["model.safetensors"] == ["PRV002"]
     assert rules["config.json"] == ["PRV012"]
     assert all(COMMIT_1 in e["path"] for e in doc["files"])  # only the snapshot asked for
+
+
+def test_verify_one_snapshot_file_and_a_plain_file(cache, capsys, tmp_path):
+    _, paths = cache
+    assert main(["verify", "--no-policy", str(paths["weights2"])]) == 0
+    capsys.readouterr()
+    tamper(paths["weights2"], b"x")
+    assert main(["verify", "--format", "json", "--no-policy", str(paths["weights2"])]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [f["rule"] for e in doc["files"] for f in e["findings"]] == ["PRV001"]
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    assert main(["verify", "--format", "json", "--no-policy", str(plain)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["files"][0]["findings"][0]["rule"] == "PRV013"  # never an empty, clean-looking report
