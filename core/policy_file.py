@@ -161,7 +161,10 @@ EMPTY = UserPolicy(None, {}, {})
 
 def find(start: str | None = None) -> str | None:
     """The policy file for a run started in `start` (default: the current folder), or None."""
-    folder = os.path.abspath(start or os.getcwd())
+    try:
+        folder = os.path.abspath(start or os.getcwd())
+    except OSError:  # the current folder was removed: there is nothing to look up from
+        return None
     while True:
         candidate = os.path.join(folder, FILE_NAME)
         if os.path.isfile(candidate):

@@ -133,7 +133,10 @@ def verify(folder: str, *, key: str | None = None, certs: list[str] | None = Non
         return state_without_key(folder, signature)
     if not os.path.isfile(path):
         return SignatureResult("unsigned", None)
-    from model_signing import verifying
+    try:
+        from model_signing import verifying
+    except ImportError as exc:  # e.g. pyopenssl missing: model-signing imports it without declaring it
+        raise BadKey(f"model-signing cannot be imported ({exc}): reinstall Airlock's dependencies") from None
 
     config = verifying.Config()  # type: ignore[no-untyped-call]
     if key is not None:
