@@ -64,6 +64,9 @@ class Rule:
     severity: ClassVar[Severity]
     title: ClassVar[str]
     help: ClassVar[str] = ""
+    # True for rules that say part of the file was not inspected (a limit, a break in the structure,
+    # an unknown format, a crash): `airlock.core.inspection` derives a file's `inspected` state from them.
+    incomplete: ClassVar[bool] = False
 
     registry: ClassVar[dict[str, type[Rule]]] = {}
 
@@ -97,6 +100,7 @@ class ParserCrash(Rule):
     severity = Severity.HIGH
     title = "Parser failure"
     help = "Airlock's parser failed on this file; a real loader may read it differently."
+    incomplete = True
 
 
 class Malformed(Rule):
@@ -104,6 +108,7 @@ class Malformed(Rule):
     severity = Severity.HIGH
     title = "Truncated or malformed structure"
     help = "The file is truncated or malformed; a loader still acts on what comes before the break."
+    incomplete = True
 
 
 class LimitExceeded(Rule):
@@ -111,6 +116,7 @@ class LimitExceeded(Rule):
     severity = Severity.HIGH
     title = "Resource limit exceeded"
     help = "The file exceeded a time or size budget; what lies beyond was not inspected."
+    incomplete = True
 
 
 class ExtensionMismatch(Rule):
@@ -121,10 +127,13 @@ class ExtensionMismatch(Rule):
 
 
 class NotInspected(Rule):
+    # Medium, not info: a gate must never pass what it did not read (fail closed).
     id = "AIR005"
-    severity = Severity.INFO
-    title = "Format not inspected"
-    help = "Airlock does not inspect this format yet; the file is not known to be safe."
+    severity = Severity.MEDIUM
+    title = "Not inspected"
+    help = "Airlock does not read this content (an unknown or unsupported format, or a part it skipped); "\
+        "it is not known to be safe."
+    incomplete = True
 
 
 class Skipped(Rule):
@@ -132,6 +141,7 @@ class Skipped(Rule):
     severity = Severity.INFO
     title = "Not a regular file"
     help = "FIFOs, sockets and devices are listed but never opened."
+    incomplete = True
 
 
 class Unreadable(Rule):
@@ -139,6 +149,7 @@ class Unreadable(Rule):
     severity = Severity.HIGH
     title = "File could not be read"
     help = "The file could not be opened or read; it was not inspected."
+    incomplete = True
 
 
 class TrailingData(Rule):
@@ -160,3 +171,29 @@ class DataOnly(Rule):
     severity = Severity.INFO
     title = "Data-only pickle"
     help = "Every global the pickle names is in Airlock's safe set."
+
+
+# The fail-closed policy (see airlock.core.claims and airlock.core.formats.inert).
+
+
+class NamedButInvalid(Rule):
+    id = "FC001"
+    severity = Severity.HIGH
+    title = "Named as a model format, but not valid as that format"
+    help = "The file's name claims a model format (.safetensors, .pt, .gguf, .onnx, .nemo...) that its "\
+        "content fails: a loader picked by the name acts on malformed bytes, and a reviewer trusting the "\
+        "name is misled."
+
+
+class InertContent(Rule):
+    id = "FC002"
+    severity = Severity.INFO
+    title = "Known-inert content"
+    help = "Text, images and tokenizer data: no model loader runs them."
+
+
+class EmptyFile(Rule):
+    id = "FC003"
+    severity = Severity.INFO
+    title = "Empty file"
+    help = "The file has no bytes: there is nothing to inspect (and nothing a loader could use)."

@@ -141,6 +141,6 @@ WORKER_DIED = "the worker process died (crash or memory budget)"
 
 
 def crash_entry(display: str, why: str) -> dict[str, Any]:
-    return {"path": display, "format": "unknown", "severity": "high", "findings": [
+    return {"path": display, "format": "unknown", "severity": "high", "inspected": "none", "findings": [
         {"rule": "AIR001", "severity": "high", "message": f"scanning worker failed: {why}",
          "offset": None, "member": None, "node": None}]}

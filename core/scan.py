@@ -8,11 +8,11 @@ import time
 from collections.abc import Iterator
 from types import ModuleType
 
-from airlock.core import formats
+from airlock.core import claims, formats, inspection
 from airlock.core.context import CancelledFn, ProgressFn, ScanContext
 from airlock.core.errors import Cancelled, FormatError, LimitExceeded
 from airlock.core.findings import (
-    ExtensionMismatch,
+    EmptyFile,
     Finding,
     Malformed,
     NotInspected,
@@ -28,6 +28,7 @@ from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
 
 UNKNOWN = "unknown"
+EMPTY = "empty"
 
 
 class ScanResult:
@@ -51,6 +52,11 @@ class ScanResult:
     @property
     def severity(self) -> Severity:
         return max((f.severity for f in self.findings), default=Severity.NONE)
+
+    @property
+    def inspected(self) -> str:
+        """"full", "partial" or "none": see airlock.core.inspection."""
+        return inspection.derive(self.format, self.root, self.findings)
 
 
 def sniff(source: Source, failures: list[str] | None = None) -> tuple[ModuleType | None, list[ModuleType]]:
@@ -86,12 +92,19 @@ def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: 
     name = module.NAME if module is not None else UNKNOWN
     if module is None:
         node = Node(FILE, label or source.name, offset=0, length=source.size, member=source.member,
-                    attrs={"format": UNKNOWN, "size": source.size})
+                    attrs={"format": UNKNOWN if source.size else EMPTY, "size": source.size})
         if parent is not None:
             parent.add(node)
         _report_sniff_failures(failures, ctx, node)
         if source.size:
-            ctx.report(NotInspected, "format not recognised: not inspected", node=node)
+            # Fail closed: bytes no format claims are not known to be safe (medium, never clean).
+            ctx.report(NotInspected, "unrecognised binary content: no format Airlock reads claims it, so it "
+                       "was not inspected", node=node, offset=0)
+        else:
+            ctx.report(EmptyFile, "empty (0 bytes): nothing to inspect", node=node, offset=0)
+        if parent is not None:
+            claims.check_name(source.member or source.name, node.attrs["format"], source, ctx, node,
+                              mismatch=False)
         return node
 
     outer = ctx.current
@@ -127,6 +140,9 @@ def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: 
     finally:
         ctx.depth -= 1
         ctx.current = outer
+    if parent is not None:  # a container member: its name claims a format as a file's would
+        claims.check_name(source.member or source.name, placeholder.attrs.get("format", name), source, ctx,
+                          placeholder, mismatch=False)
     return placeholder
 
 
@@ -148,25 +164,11 @@ def _adopt(placeholder: Node, node: Node) -> None:
         placeholder.attach(finding)
 
 
-def _check_extension(result_format: str, path: str, ctx: ScanContext, root: Node) -> None:
-    ext = os.path.splitext(path)[1].lower()
-    if ext in ("", "."):
-        return
-    table = formats.known_extensions()
-    owner = table.get(ext)
-    if owner is None or result_format == UNKNOWN:
-        return
-    module_exts = formats.by_name(result_format).EXTENSIONS
-    if ext not in module_exts:
-        ctx.report(ExtensionMismatch,
-                   f"the name says {ext} ({owner}) but the content is {result_format}", node=root, offset=0)
-
-
 def scan_source(source: Source, display_path: str, ctx: ScanContext) -> ScanResult:
     start = time.monotonic()
     root = parse_into(source, ctx, None, label=_label(display_path))
     fmt = root.attrs.get("format", UNKNOWN)
-    _check_extension(fmt, display_path, ctx, root)
+    claims.check_name(display_path, fmt, source, ctx, root, mismatch=True)
     return ScanResult(display_path, fmt, root, ctx.findings, time.monotonic() - start, source.size, source)
 
 

@@ -37,6 +37,7 @@ MODULE_NAMES = [
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.zip",
     "airlock.core.formats.not_inspected",
+    "airlock.core.formats.inert",
 ]
 
 _loaded: list[ModuleType] | None = None

@@ -29,12 +29,19 @@ def file_dict(result: ScanResult) -> dict[str, Any]:
         "path": result.path,
         "format": result.format,
         "severity": result.severity.label,
+        "inspected": result.inspected,  # "full" | "partial" | "none" (airlock.core.inspection)
         "findings": [finding_dict(f) for f in result.findings],
     }
 
 
+def not_inspected_count(results: list[dict[str, Any]]) -> int:
+    """Files that were not fully inspected (an entry without the field counts as not inspected)."""
+    return sum(1 for r in results if r.get("inspected", "none") != "full")
+
+
 def document(results: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    doc = {"schema_version": SCHEMA_VERSION, "airlock_version": __version__, "files": results}
+    doc = {"schema_version": SCHEMA_VERSION, "airlock_version": __version__,
+           "not_inspected": not_inspected_count(results), "files": results}
     if extra:  # e.g. "policy": the policy file in effect and its digest
         doc.update(extra)
     return doc

@@ -24,7 +24,8 @@ def _uri(path: str) -> str:
 
 
 def _artifact(entry: dict[str, Any]) -> dict[str, Any]:
-    artifact: dict[str, Any] = {"location": {"uri": _uri(entry["path"])}}
+    artifact: dict[str, Any] = {"location": {"uri": _uri(entry["path"])},
+                                "properties": {"inspected": entry.get("inspected", "none")}}
     if entry.get("sha256"):  # scan --hash, verify, lock
         artifact["hashes"] = {"sha-256": entry["sha256"]}
     if entry.get("size") is not None:
@@ -55,7 +56,8 @@ def render(files: list[dict[str, Any]]) -> str:
                     "artifactLocation": {"uri": _uri(entry["path"])},
                     "region": region,
                 }}],
-                "properties": {"severity": f["severity"], "node": f["node"], "member": f["member"]},
+                "properties": {"severity": f["severity"], "node": f["node"], "member": f["member"],
+                               "inspected": entry.get("inspected", "none")},
             }
             if f["rule"] in index:
                 result["ruleIndex"] = index[f["rule"]]
@@ -85,7 +87,8 @@ def render(files: list[dict[str, Any]]) -> str:
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
         "runs": [{"tool": {"driver": driver}, "results": results,
-                  "artifacts": [_artifact(e) for e in files]}],
+                  "artifacts": [_artifact(e) for e in files],
+                  "properties": {"not_inspected": sum(e.get("inspected", "none") != "full" for e in files)}}],
     }
     return json.dumps(doc, indent=2, ensure_ascii=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airlock.core import inspection
 from airlock.core.findings import Severity
 from airlock.core.text import safe_text
 
@@ -18,11 +19,17 @@ def render(files: list[dict[str, Any]], *, colour: bool) -> str:
 
     lines = []
     counts: dict[str, int] = {}
+    not_full = 0
     for entry in files:
         verdict = entry["severity"]
         counts[verdict] = counts.get(verdict, 0) + 1
-        shown = "clean" if verdict == "none" else verdict.upper()
-        lines.append(f"{paint(verdict, f'[{shown}]')} {safe_text(entry['path'], 500)}  ({entry['format']})")
+        state = entry.get("inspected", inspection.NONE)
+        shown = inspection.verdict_word(Severity.parse(verdict), state)
+        shown = shown if shown == "clean" else shown.upper()
+        lines.append(f"{paint(verdict, f'[{shown}]')} {safe_text(entry['path'], 500)}  ({entry['format']}; "
+                     f"{inspection.state_words(state)})")
+        if state != inspection.FULL:
+            not_full += 1
         if entry.get("sha256"):
             lines.append(f"    sha256 {entry['sha256']}  {entry.get('size', '?'):,} bytes"
                          if isinstance(entry.get("size"), int) else f"    sha256 {entry['sha256']}")
@@ -35,7 +42,7 @@ def render(files: list[dict[str, Any]], *, colour: bool) -> str:
                          f"{f['message']}{_policy_mark(f)}")
     summary = ", ".join(f"{n} {level}" for level, n in sorted(
         counts.items(), key=lambda kv: -Severity.parse(kv[0])))
-    lines.append(f"{len(files)} file(s) scanned: {summary}")
+    lines.append(f"{len(files)} file(s) scanned: {summary}; {not_full} not fully inspected")
     return "\n".join(lines) + "\n"
 
 
