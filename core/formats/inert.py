@@ -55,7 +55,7 @@ def image_kind(head: bytes, size: int) -> str | None:
     return None
 
 
-def _looks_like_text(chunk: bytes, *, final: bool, mid: bool = False) -> bool:
+def looks_like_text(chunk: bytes, *, final: bool, mid: bool = False) -> bool:
     if mid:  # a sample from the middle may start inside a multi-byte character
         skip = 0
         while skip < min(3, len(chunk)) and 0x80 <= chunk[skip] < 0xC0:
@@ -106,7 +106,7 @@ def detect(head: bytes, size: int) -> str | None:
         return SENTENCEPIECE
     if head.startswith(LFS_PREFIX):
         return LFS_POINTER
-    if _utf16_text(head) or _looks_like_text(head, final=len(head) >= size):
+    if _utf16_text(head) or looks_like_text(head, final=len(head) >= size):
         return TEXT
     return None
 
@@ -164,9 +164,9 @@ def _is_text(source: Source, ctx: ScanContext) -> bool:
     # A big text file is sampled at its start, middle and end: it is read by no loader, so a sample
     # is enough to tell text from a binary format whose first bytes happen to be printable.
     middle = source.size // 2
-    return (_looks_like_text(source.read(0, _SAMPLE), final=False)
-            and _looks_like_text(source.read(middle, _SAMPLE), final=False, mid=True)
-            and _looks_like_text(source.read(source.size - _SAMPLE, _SAMPLE), final=True, mid=True))
+    return (looks_like_text(source.read(0, _SAMPLE), final=False)
+            and looks_like_text(source.read(middle, _SAMPLE), final=False, mid=True)
+            and looks_like_text(source.read(source.size - _SAMPLE, _SAMPLE), final=True, mid=True))
 
 
 def _lfs_summary(source: Source) -> str:
