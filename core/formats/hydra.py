@@ -143,7 +143,8 @@ class Checker:
         node.attrs["verdict"] = safe_text(reason, 200)
         if rule is None:
             return
-        how = "wrapped in functools.partial and called later" if partial else "called with the config's arguments"
+        how = ("wrapped in functools.partial and called later" if partial
+               else "called with the config's arguments")
         self.ctx.report(rule, f"{where}: {key} {name} is {how}: {safe_text(reason, 200)}", node=node,
                         offset=offset)
 
@@ -153,27 +154,28 @@ class Checker:
         if not calling and not suffix.startswith(_NAMING_TAGS):
             return  # python/tuple, python/str...: plain data types
         name = suffix.split(":", 1)[1].strip()
-        node = self.root.child(CALL, f"!!python/{safe_text(suffix, 200)}", offset=offset, member=self.root.member,
-                               attrs={"path": safe_text(where, 300)})
+        node = self.root.child(CALL, f"!!python/{safe_text(suffix, 200)}", offset=offset,
+                               member=self.root.member, attrs={"path": safe_text(where, 300)})
         rule, reason = self.policy.judge(name, called=calling) if _DOTTED.match(name) else (PythonTag, "")
+        does = " and calls it" if calling else ""
         if rule is DangerousTarget:
-            self.ctx.report(rule, f"{where}: YAML tag !!python/{safe_text(suffix, 160)} imports {name}"
-                            f"{' and calls it' if calling else ''} under yaml.unsafe_load: {reason}", node=node,
-                            offset=offset)
+            self.ctx.report(rule, f"{where}: YAML tag !!python/{safe_text(suffix, 160)} imports {name}{does} "
+                            f"under yaml.unsafe_load: {reason}", node=node, offset=offset)
         elif rule is not None:
             self.ctx.report(PythonTag if calling else ThirdPartyClassTarget,
                             f"{where}: YAML tag !!python/{safe_text(suffix, 160)}: yaml.unsafe_load imports "
-                            f"{safe_text(name, 160)}{' and calls it' if calling else ''} ({reason})", node=node,
-                            offset=offset)
+                            f"{safe_text(name, 160)}{does} ({reason})", node=node, offset=offset)
 
     def scalar(self, value: str, where: str, offset: int | None) -> None:
         match = _EVAL_RESOLVER.search(value)
         if match is not None:
             node = self.root.child(CALL, f"${{{match.group(1)}:…}}", offset=offset, member=self.root.member,
                                    attrs={"path": safe_text(where, 300), "value": safe_text(value, 300)})
-            self.ctx.report(UnknownFunctionTarget, f"{where}: the interpolation {safe_text(value, 160)!r} calls the "
-                            f"`{match.group(1)}` resolver, which runs Python in the projects that register it",
-                            node=node, offset=offset)
+            resolver = match.group(1)
+            self.ctx.report(UnknownFunctionTarget,
+                            f"{where}: the interpolation {safe_text(value, 160)!r} calls the `{resolver}` "
+                            "resolver, which runs Python in the projects that register it", node=node,
+                            offset=offset)
 
 
 # Plain data (JSON configs).

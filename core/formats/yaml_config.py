@@ -65,8 +65,8 @@ def sniff_source(source: Source) -> int:
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     if source.size > MAX_CONFIG_BYTES:
-        ctx.report(NotInspected, f"config of {source.size:,} bytes is over the {MAX_CONFIG_BYTES:,}-byte budget: "
-                   "its targets were not inspected", node=root, offset=0)
+        ctx.report(NotInspected, f"config of {source.size:,} bytes is over the {MAX_CONFIG_BYTES:,}-byte "
+                   "budget: its targets were not inspected", node=root, offset=0)
         return root
     raw = source.read(0, source.size)
     name = os.path.basename(source.member or source.name).lower()
@@ -98,8 +98,8 @@ def _parse_yaml(raw: bytes, root: Node, ctx: ScanContext, checker: hydra.Checker
     try:
         text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        ctx.report(NotInspected, f"YAML that is not UTF-8 (byte {exc.start + bom:,}): not inspected", node=root,
-                   offset=exc.start + bom)
+        ctx.report(NotInspected, f"YAML that is not UTF-8 (byte {exc.start + bom:,}): not inspected",
+                   node=root, offset=exc.start + bom)
         return
     fast = getattr(yaml, "CSafeLoader", None)
     loader = fast if fast is not None and _depth_estimate(raw) < _C_COMPOSER_DEPTH else yaml.SafeLoader
@@ -191,7 +191,8 @@ class _Walker:
             if name is None:
                 stack.append((key, where))
                 continue
-            if name in hydra.TARGET_KEYS or (self.checker.nemo and not where and name == hydra.NEMO_TARGET_KEY):
+            nemo_target = self.checker.nemo and not where and name == hydra.NEMO_TARGET_KEY
+            if name in hydra.TARGET_KEYS or nemo_target:
                 targets.append((name, value))
             elif name == "_partial_" and isinstance(value, yaml.ScalarNode):
                 partial = value.value.lower() == "true"
