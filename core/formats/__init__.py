@@ -36,6 +36,8 @@ MODULE_NAMES = [
     "airlock.core.formats.torchscript",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
+    "airlock.core.formats.nemo",
+    "airlock.core.formats.tar",
     "airlock.core.formats.zip",
     "airlock.core.formats.not_inspected",
     "airlock.core.formats.inert",

@@ -2,31 +2,29 @@
 
 Each is detected by content where the format allows it (the `TFL3` and `ORTM` flatbuffer
 identifiers of TFLite and onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
-OpenVINO's `<net>` XML, the members of torch.export `.pt2` zips and NeMo `.nemo` tars, a
-TensorFlow checkpoint index's footer magic) and reported with an `info` "not inspected"
-finding. Containers are still opened: `.pt2` members go through the generic zip reader and
-`.nemo` members are sniffed and scanned, so a pickle inside (NeMo's `model_weights.ckpt` is a
-torch checkpoint) is judged like any other.
+OpenVINO's `<net>` XML, the members of torch.export `.pt2` zips, a TensorFlow checkpoint index's
+footer magic) and reported with a `medium` "not inspected" finding (fail closed: never clean).
+Containers are still opened: `.pt2` members go through the generic zip reader, so a pickle inside
+is judged like any other. NeMo `.nemo` tars have their own module (airlock.core.formats.nemo).
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airlock.core.context import ScanContext
-from airlock.core.findings import LimitExceeded, Malformed, NotInspected
+from airlock.core.findings import NotInspected
 from airlock.core.formats.onnx import read_varint
 from airlock.core.formats.zip import zipfile_names
-from airlock.core.source import Source, SourceFile
-from airlock.core.text import safe_text
-from airlock.core.tree import FILE, MEMBER, Node
+from airlock.core.source import Source
+from airlock.core.tree import FILE, Node
 
 if TYPE_CHECKING:
-    import tarfile
+    pass
 
 NAME = "not-inspected"
-EXTENSIONS = (".pt2", ".nemo", ".tflite", ".lite", ".mlmodel", ".pb", ".index", ".ort")
+EXTENSIONS = (".pt2", ".tflite", ".lite", ".mlmodel", ".pb", ".index", ".ort")
 
 TFLITE = "TensorFlow Lite flatbuffer"
 ORT = "onnxruntime ORT flatbuffer"
@@ -34,11 +32,9 @@ SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"
 COREML = "Core ML model"
 OPENVINO = "OpenVINO IR (network XML)"
 PT2 = "torch.export archive (.pt2)"
-NEMO = "NeMo archive (.nemo)"
 TF_INDEX = "TensorFlow checkpoint index"
 
 _TF_TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
-_TAR_HEADERS = 16
 
 
 def detect(source: Source) -> tuple[str | None, int]:
@@ -53,8 +49,6 @@ def detect(source: Source) -> tuple[str | None, int]:
         return OPENVINO, 80
     if source.read(0, 4) == b"PK\x03\x04" and _is_pt2(source):
         return PT2, 60
-    if head[257:262] == b"ustar" and _is_nemo(source):
-        return NEMO, 60
     kind = _protobuf_kind(head, source.size)
     if kind is not None:
         if kind == SAVED_MODEL:
@@ -110,26 +104,6 @@ def _is_pt2(source: Source) -> bool:
     return any(n == "archive_format" or n.endswith("/archive_format") for n in names)
 
 
-def _tar_names(source: Source, limit: int) -> list[str]:
-    names: list[str] = []
-    offset = 0
-    while len(names) < limit and offset + 512 <= source.size:
-        block = source.read(offset, 512)
-        if block[257:262] != b"ustar":
-            break
-        names.append(block[:100].split(b"\0", 1)[0].decode("utf-8", "replace"))
-        try:
-            size = int(block[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
-        except ValueError:
-            break
-        offset += 512 + (size + 511) // 512 * 512
-    return names
-
-
-def _is_nemo(source: Source) -> bool:
-    return any(os.path.basename(n) == "model_config.yaml" for n in _tar_names(source, _TAR_HEADERS))
-
-
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     kind, _score = detect(source)
@@ -137,9 +111,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     root.attrs["detected"] = what
     if kind == PT2:
         _zip_members(source, ctx, root)
-    elif kind == NEMO:
-        _tar_members(source, ctx, root)
-    extra = " (its members were scanned; the format's own structure was not)" if kind in (PT2, NEMO) else ""
+    extra = " (its members were scanned; the format's own structure was not)" if kind == PT2 else ""
     ctx.report(NotInspected, f"{what}: not inspected{extra}; Airlock does not read this format yet, so "
                "the file is not known to be safe", node=root, offset=0)
     return root
@@ -149,71 +121,3 @@ def _zip_members(source: Source, ctx: ScanContext, root: Node) -> None:
     from airlock.core.formats import zip as generic_zip
 
     generic_zip.parse(source, ctx)
-
-
-def _tar_members(source: Source, ctx: ScanContext, root: Node) -> None:
-    import tarfile
-
-    from airlock.core.zipread import EscapingName
-
-    cap = ctx.limits.max_decompressed_bytes
-    try:
-        archive = tarfile.open(fileobj=SourceFile(source), mode="r:")  # noqa: SIM115 - closed below
-    except (tarfile.TarError, OSError, ValueError, EOFError, OverflowError) as exc:
-        ctx.report(Malformed, f"malformed tar: {exc}", node=root, offset=0)
-        return
-    with archive:
-        members = iter(archive)
-        count = 0
-        while True:
-            ctx.check()
-            try:
-                info = next(members)
-            except StopIteration:
-                break
-            except (tarfile.TarError, OSError, ValueError, EOFError, OverflowError) as exc:
-                ctx.report(Malformed, f"malformed tar after {count} member(s): {exc}", node=root)
-                break
-            count += 1
-            if count > ctx.limits.max_zip_members:
-                ctx.report(LimitExceeded, f"more than {ctx.limits.max_zip_members:,} tar members", node=root)
-                break
-            _tar_member(source, ctx, root, info, cap, EscapingName)
-
-
-def _tar_member(source: Source, ctx: ScanContext, root: Node, info: tarfile.TarInfo, cap: int,
-                escaping: Any) -> None:
-    node = root.child(MEMBER, safe_text(info.name, 200), offset=info.offset, length=info.size,
-                      member=info.name, attrs={"size": info.size, "type": _tar_type(info)})
-    # NeMo restores a .nemo with tarfile.extractall: names and links that leave the folder write
-    # (or point) outside it on Pythons without extraction filters.
-    if _escapes(info.name) or ((info.issym() or info.islnk()) and _escapes(info.linkname)):
-        ctx.report(escaping, f"tar member {safe_text(info.name, 160)!r}"
-                   f"{' linking to ' + repr(safe_text(info.linkname, 160)) if info.linkname else ''} "
-                   "escapes the extraction folder", node=node)
-    if not info.isfile():
-        return
-    if info.size > cap:
-        ctx.report(LimitExceeded, f"member {safe_text(info.name, 120)} has {info.size:,} bytes, over "
-                   f"the {cap:,}-byte budget: not inspected", node=node)
-        return
-    data = source.read(info.offset_data, info.size)
-    if len(data) < info.size:
-        ctx.report(Malformed, f"truncated tar: member {safe_text(info.name, 120)} declares {info.size:,} "
-                   f"bytes but only {len(data):,} remain", node=node, offset=info.offset_data)
-    member = f"{source.member}!{info.name}" if source.member else info.name
-    ctx.parse_nested(Source.from_bytes(data, name=info.name, member=member, path=source.path), node,
-                     label=safe_text(os.path.basename(info.name) or info.name, 120))
-
-
-def _escapes(name: str) -> bool:
-    norm = name.replace("\\", "/")
-    return norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in norm.split("/")
-
-
-def _tar_type(info: Any) -> str:
-    if info.isdir():
-        return "directory"
-    if info.issym() or info.islnk():
-        return f"link to {safe_text(info.linkname, 120)}"
-    return "file" if info.isfile() else "special"

@@ -59,7 +59,12 @@ def sniff_source(source: Source) -> int:
         if source.size <= MAX_CONFIG_BYTES and b'"_target_"' in source.read(0, source.size):
             return 25
         return 0
-    return sniff(head, source.size)
+    score = sniff(head, source.size)
+    if not score and (source.member or source.name).lower().endswith((".yaml", ".yml")):
+        # The name adds a check, never removes one: text named as YAML is read as a config (Hydra and
+        # NeMo load such files by name), whatever its first line looks like.
+        return 16 if b"\x00" not in head and looks_like_text(head, final=len(head) >= source.size) else 0
+    return score
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:

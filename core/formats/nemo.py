@@ -1,0 +1,47 @@
+"""NVIDIA NeMo `.nemo` archives: a tar (plain or gzip) holding `model_config.yaml`, the weights as a
+torch checkpoint (`model_weights.ckpt`) and tokenizer files.
+
+NeMo's `restore_from` extracts the tar, builds the model from `model_config.yaml` with Hydra
+(`hydra.utils.instantiate` on every `_target_`, and `target` at the top: CVE-2025-23304) and then
+`torch.load`s the weights. So the archive is recognised as NeMo (not as the torch zip inside), every
+member is scanned like a file (airlock.core.formats.tar: extraction hazards, budgets), and every YAML
+member goes through the Hydra checks (airlock.core.formats.yaml_config), the config by its name too.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from airlock.core.context import ScanContext
+from airlock.core.findings import Malformed
+from airlock.core.formats import tar
+from airlock.core.source import Source
+from airlock.core.tree import FILE, Node
+
+NAME = "nemo"
+EXTENSIONS = (".nemo",)
+CONFIG = "model_config.yaml"
+
+
+def is_nemo(names: list[str]) -> bool:
+    return any(posixpath.basename(name) == CONFIG for name in names)
+
+
+def sniff_source(source: Source) -> int:
+    if tar.sniff_source(source) == 0:
+        return 0
+    if not is_nemo(tar.first_names(source)):
+        return 0
+    return 90 if tar.compression(source.head(8)) is not None else 70  # above a generic tar
+
+
+def sniff(head: bytes, size: int) -> int:
+    return sniff_source(Source.from_bytes(head, "<head>"))
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    names = tar.walk(source, ctx, root)
+    if not is_nemo(names):
+        ctx.report(Malformed, f"NeMo archive without {CONFIG}: NeMo cannot restore it", node=root, offset=0)
+    return root

@@ -1,0 +1,436 @@
+"""tar archives, plain or gzip/bz2/xz-compressed (`.tar .tgz .tar.gz .tar.bz2 .tar.xz`), by content.
+
+Read with the stdlib `tarfile` — the reader `tarfile.extractall`, ONNX's model zoo, Keras' `get_file` and
+NeMo use — so members are what those loaders see. Plain archives are read in place (headers by offset,
+members through `Source.read`); compressed ones are streamed (`mode="r|"`) from a decompressor that
+charges every byte it produces to the file's decompression budget, so nothing is ever expanded whole.
+Every member is scanned like a file (nested to the depth limit); each member kept in memory for that is
+counted against the same budget, and one that does not fit is a `high` "not inspected further".
+
+Extraction hazards are findings: a member whose name is absolute or climbs out with `..`, a link whose
+target lies outside the archive, a member written through an earlier symbolic link (all `high`: on
+Pythons without extraction filters `extractall` writes there), device files and FIFOs, and names that
+appear twice (extraction keeps the last; both are scanned).
+
+A tar whose first members are torch's legacy `sys_info`/`storages`/`tensors`/`pickle` is left to
+`torch_legacy`; a tar holding `model_config.yaml` is a NeMo archive (`airlock.core.formats.nemo`).
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from airlock.core.context import ScanContext
+from airlock.core.errors import FormatError, LimitExceeded
+from airlock.core.findings import LimitExceeded as LimitRule
+from airlock.core.findings import Malformed, NotInspected, Rule, Severity, TrailingData
+from airlock.core.limits import DEFAULT_LIMITS
+from airlock.core.source import Source, SourceFile
+from airlock.core.text import safe_text
+from airlock.core.tree import DATA, FILE, MEMBER, Node
+
+if TYPE_CHECKING:
+    import tarfile
+
+NAME = "tar"
+EXTENSIONS = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+MAX_MEMBER_NODES = 10_000  # members shown and scanned one by one; the rest are summarised
+_CHUNK = 1 << 20
+_LEGACY_TORCH = ("sys_info", "storages", "tensors", "pickle")
+
+
+class EscapingMember(Rule):
+    id = "TAR001"
+    severity = Severity.HIGH
+    title = "Archive member escapes the extraction folder"
+    help = "An absolute name, a `..` component, a link pointing outside the archive, or a member written "\
+        "through a symbolic link: extracting the archive writes (or links) outside its folder."
+
+
+class SpecialMember(Rule):
+    id = "TAR002"
+    severity = Severity.MEDIUM
+    title = "Device file or FIFO in an archive"
+    help = "Extraction creates a device node or FIFO; no model archive needs one."
+
+
+class DuplicateMember(Rule):
+    id = "TAR003"
+    severity = Severity.MEDIUM
+    title = "Archive member name appears twice"
+    help = "Extraction keeps the last copy, a reader that stops at the first sees another file; every copy "\
+        "was scanned."
+
+
+def compression(head: bytes) -> str | None:
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        return "bz2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    return None
+
+
+def header_ok(block: bytes) -> bool:
+    """A tar header block: its checksum (unsigned or signed, as tarfile accepts) matches."""
+    if len(block) < 512 or block[:1] == b"\0":
+        return False
+    field = block[148:156].split(b"\0", 1)[0].strip()
+    try:
+        stored = int(field or b"-1", 8)
+    except ValueError:
+        return False
+    unsigned = sum(block[:148]) + 256 + sum(block[156:512])
+    signed = unsigned - sum(2 * b for b in block[:148] + block[156:512] if b > 127)
+    return stored in (unsigned, signed)
+
+
+def first_header(source: Source) -> tuple[bytes, str | None]:
+    """The first 512 bytes of the tar (decompressed if need be) and the compression."""
+    kind = compression(source.head(8))
+    if kind is None:
+        return source.head(512), None
+    try:
+        dec = _decompressor(kind)
+        return bytes(dec.decompress(source.read(0, 64 * 1024), 512)), kind
+    except Exception:  # noqa: BLE001 - a corrupt stream is simply not a tar here
+        return b"", kind
+
+
+def sniff_source(source: Source) -> int:
+    block, kind = first_header(source)
+    if not header_ok(block):
+        return 0
+    if _block_name(block) in _LEGACY_TORCH:
+        return 0  # torch's legacy tar: torch_legacy reads it (a compressed one once decompressed)
+    return 40 if kind is None else 88  # above a plain gzip/bz2/xz wrapper (85): the archive is the content
+
+
+def sniff(head: bytes, size: int) -> int:
+    return sniff_source(Source.from_bytes(head, "<head>"))
+
+
+def _block_name(block: bytes) -> str:
+    return block[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def first_names(source: Source, limit: int = 16) -> list[str]:
+    """Names of the first members (for sniffers), read once per source. A compressed archive is read
+    only as far as its first MiB of decompressed data."""
+    cached: Any = source.cache.get("tar_names")
+    if cached is not None:
+        return list(cached)
+    names: list[str] = []
+    block, kind = first_header(source)
+    if header_ok(block):
+        import tarfile
+
+        ctx = ScanContext(DEFAULT_LIMITS.replace(max_decompressed_bytes=1 << 20, time_budget_s=5.0))
+        try:
+            with _open(source, kind, ctx) as archive:
+                while len(names) < limit:
+                    info = archive.next()
+                    if info is None:
+                        break
+                    names.append(info.name)
+        except (tarfile.TarError, OSError, EOFError, ValueError, OverflowError, LimitExceeded):
+            pass
+    source.cache["tar_names"] = names
+    return list(names)
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    names = walk(source, ctx, root)
+    from airlock.core.formats import nemo
+
+    if nemo.is_nemo(names):  # model_config.yaml came too late for the sniffer to see it
+        root.attrs["format"] = nemo.NAME
+    return root
+
+
+def walk(source: Source, ctx: ScanContext, root: Node) -> list[str]:
+    """Scan every member under `root`; returns the member names."""
+    import tarfile
+
+    kind = first_header(source)[1]
+    if kind is not None:
+        root.attrs["compression"] = kind
+    try:
+        archive = _open(source, kind, ctx)
+    except (tarfile.TarError, OSError, EOFError, ValueError, OverflowError) as exc:
+        raise FormatError(f"not a readable tar: {safe_text(str(exc), 200)}", 0) from None
+    state = _Walk(source, ctx, root, kind)
+    with archive:
+        while True:
+            ctx.check()
+            try:
+                info = archive.next()
+            except (tarfile.TarError, OSError, EOFError, ValueError, OverflowError, UnicodeError) as exc:
+                ctx.report(Malformed, f"malformed tar after {len(state.names):,} member(s): "
+                           f"{safe_text(str(exc), 200)}", node=root,
+                           offset=archive.offset if kind is None else None)
+                break
+            if info is None:
+                break
+            # tarfile keeps every TarInfo it has read; a million-member archive would hold them all.
+            archive.members.clear()
+            if len(state.names) >= MAX_MEMBER_NODES:
+                ctx.report(NotInspected, f"more than {MAX_MEMBER_NODES:,} members: the rest were not "
+                           "inspected", node=root, offset=info.offset if kind is None else None)
+                break
+            state.member(archive, info)
+        end = archive.offset
+    root.attrs["members"] = len(state.names)
+    if kind is None:
+        _trailing(source, ctx, root, end)
+    return state.names
+
+
+def _open(source: Source, kind: str | None, ctx: ScanContext) -> tarfile.TarFile:
+    import tarfile
+
+    if kind is None:
+        return tarfile.open(fileobj=SourceFile(source), mode="r:")
+    return tarfile.open(fileobj=DecompressingReader(source, kind, ctx), mode="r|")
+
+
+class _Walk:
+    """Per-archive state: names seen (duplicates), symbolic links (writes through them)."""
+
+    def __init__(self, source: Source, ctx: ScanContext, root: Node, kind: str | None) -> None:
+        self.source = source
+        self.ctx = ctx
+        self.root = root
+        self.kind = kind
+        self.names: list[str] = []
+        self.seen: set[str] = set()
+        self.symlinks: set[str] = set()
+
+    def member(self, archive: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+        name = info.name
+        self.names.append(name)
+        offset = info.offset if self.kind is None else None
+        node = self.root.child(MEMBER, safe_text(name, 200), offset=offset,
+                               length=info.size if self.kind is None else None, member=self.source.member,
+                               attrs={"size": info.size, "type": _type(info)})
+        if self.kind is not None:
+            node.attrs["offset in decompressed stream"] = info.offset
+        self._hazards(info, node)
+        if info.isfile():
+            self._scan(archive, info, node)
+
+    def _hazards(self, info: tarfile.TarInfo, node: Node) -> None:
+        name = info.name
+        norm = _normalise(name)
+        if _escapes(name):
+            self.ctx.report(EscapingMember, f"member {safe_text(name, 160)!r} is written outside the "
+                            "extraction folder", node=node)
+        elif info.issym() and _escapes(posixpath.join(posixpath.dirname(norm), info.linkname)):
+            self.ctx.report(EscapingMember, f"symbolic link {safe_text(name, 160)!r} points outside the "
+                            f"archive, to {safe_text(info.linkname, 160)!r}", node=node)
+        elif info.islnk() and _escapes(info.linkname):
+            self.ctx.report(EscapingMember, f"hard link {safe_text(name, 160)!r} points outside the archive, "
+                            f"to {safe_text(info.linkname, 160)!r}", node=node)
+        parents = [posixpath.dirname(norm)]
+        while parents[-1] not in ("", "/", "."):
+            parents.append(posixpath.dirname(parents[-1]))
+        through = next((p for p in parents if p in self.symlinks), None)
+        if through is not None:
+            self.ctx.report(EscapingMember, f"member {safe_text(name, 160)!r} is written through the "
+                            f"symbolic link {safe_text(through, 160)!r}, wherever that points", node=node)
+        if info.issym():
+            self.symlinks.add(norm)
+        if info.ischr() or info.isblk() or info.isfifo():
+            what = "FIFO" if info.isfifo() else "device file"
+            self.ctx.report(SpecialMember, f"member {safe_text(name, 160)!r} is a {what}", node=node)
+        if norm in self.seen and not info.isdir():
+            self.ctx.report(DuplicateMember, f"member {safe_text(name, 160)!r} appears more than once; "
+                            "extraction keeps the last copy", node=node)
+        self.seen.add(norm)
+
+    def _scan(self, archive: tarfile.TarFile, info: tarfile.TarInfo, node: Node) -> None:
+        ctx, size = self.ctx, info.size
+        left = ctx.limits.max_decompressed_bytes - ctx.decompressed_bytes
+        if size > left:
+            ctx.report(LimitRule, f"member {safe_text(info.name, 160)!r} has {size:,} bytes, more than the "
+                       f"{max(left, 0):,} bytes left of the per-file budget to keep in memory: not inspected "
+                       "further", node=node)
+            return
+        reader = archive.extractfile(info)
+        if reader is None:
+            return
+        chunks, got = [], 0
+        while got < size:
+            ctx.check()
+            chunk = reader.read(min(_CHUNK, size - got))
+            if not chunk:
+                break
+            if self.kind is None:  # a compressed stream charged these bytes as it produced them
+                ctx.charge_decompressed(len(chunk), f"tar member {safe_text(info.name, 120)}")
+            chunks.append(chunk)
+            got += len(chunk)
+        if got < size:
+            ctx.report(Malformed, f"truncated tar: member {safe_text(info.name, 160)!r} declares {size:,} "
+                       f"bytes but only {got:,} remain", node=node)
+        data = b"".join(chunks)
+        del chunks
+        member = f"{self.source.member}!{info.name}" if self.source.member else info.name
+        label = safe_text(posixpath.basename(info.name.rstrip("/")) or info.name, 120)
+        ctx.parse_nested(Source.from_bytes(data, name=member, member=member, path=self.source.path), node,
+                         label=label)
+
+
+def _trailing(source: Source, ctx: ScanContext, root: Node, end: int) -> None:
+    """Bytes after the end-of-archive blocks. tar pads with zeros (often to 10 KiB records); anything
+    else there is read by no extractor, but can hide content: reported and read."""
+    pos = min(end, source.size)
+    while pos < source.size:
+        ctx.tick(64)
+        chunk = source.read(pos, _CHUNK)
+        stripped = chunk.lstrip(b"\0")
+        if stripped:
+            pos += len(chunk) - len(stripped)
+            break
+        pos += len(chunk)
+    if pos >= source.size:
+        return
+    size = source.size - pos
+    node = root.child(DATA, f"bytes after the archive ({size:,})", offset=pos, length=size,
+                      member=source.member)
+    where = f"{source.member or ''}<bytes after the tar at {pos}>"
+    if size > ctx.limits.max_decompressed_bytes - ctx.decompressed_bytes:
+        ctx.report(TrailingData, f"{size:,} bytes after the end of the tar archive (too many to read here)",
+                   node=node, offset=pos)
+        return
+    ctx.charge_decompressed(size, "bytes after the tar archive")
+    rest = Source.from_bytes(source.read(pos, size), name=where, member=where, path=source.path)
+    what = ctx.read_as(rest, node, label="trailing content")
+    ctx.report(TrailingData, f"{size:,} bytes after the end of the tar archive; extractors ignore them; "
+               f"{what}", node=node, offset=pos)
+
+
+def _normalise(name: str) -> str:
+    norm = posixpath.normpath(name.replace("\\", "/"))
+    return "" if norm == "." else norm
+
+
+def _escapes(name: str) -> bool:
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+        return True
+    return posixpath.normpath(norm).split("/")[0] == ".."
+
+
+def _type(info: tarfile.TarInfo) -> str:
+    if info.isdir():
+        return "directory"
+    if info.issym():
+        return f"symbolic link to {safe_text(info.linkname, 120)}"
+    if info.islnk():
+        return f"hard link to {safe_text(info.linkname, 120)}"
+    if info.isfile():
+        return "file"
+    return "FIFO" if info.isfifo() else "device" if info.ischr() or info.isblk() else "special"
+
+
+# Streaming decompression for compressed archives.
+
+
+def _decompressor(kind: str) -> Any:
+    if kind == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if kind == "bz2":
+        import bz2
+
+        return bz2.BZ2Decompressor()
+    import lzma
+
+    return lzma.LZMADecompressor(lzma.FORMAT_XZ)
+
+
+class DecompressingReader(io.RawIOBase):
+    """The decompressed bytes of a gzip/bz2/xz source as a read-only stream, produced on demand in
+    bounded steps (`max_length`), each charged to the scan's decompression budget. Concatenated
+    members are read on, as gzip.open / bz2.open / lzma.open (and so tarfile) read them."""
+
+    def __init__(self, source: Source, kind: str, ctx: ScanContext) -> None:
+        super().__init__()
+        self._source = source
+        self._kind = kind
+        self._ctx = ctx
+        self._dec = _decompressor(kind)
+        self._pos = 0  # next compressed byte to feed
+        self._carry = b""  # input left over from the previous member
+        self._done = False
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        n = len(target)
+        out = b""
+        while not out and not self._done and n:
+            try:
+                out = self._step(n)
+            except (zlib.error, OSError, EOFError, ValueError, _lzma_error(self._kind)) as exc:
+                raise OSError(f"corrupt {self._kind} stream after {self.produced:,} bytes: {exc}") from None
+        if out:
+            self._ctx.charge_decompressed(len(out), f"{self._kind}-compressed tar")
+            self._ctx.tick(64)
+            target[: len(out)] = out
+            self.produced += len(out)
+        return len(out)
+
+    def _input(self) -> bytes:
+        if self._carry:
+            data, self._carry = self._carry, b""
+            return data
+        data = self._source.read(self._pos, _CHUNK)
+        self._pos += len(data)
+        return data
+
+    def _step(self, n: int) -> bytes:
+        dec = self._dec
+        if self._kind == "gzip":
+            data = dec.unconsumed_tail or self._input()
+            if not data:
+                raise EOFError(f"truncated {self._kind} stream")
+            out = bytes(dec.decompress(data, n))
+        else:
+            data = self._input() if dec.needs_input else b""
+            if dec.needs_input and not data:
+                raise EOFError(f"truncated {self._kind} stream")
+            out = bytes(dec.decompress(data, max_length=n))
+        if dec.eof:
+            self._next_member(dec.unused_data)
+        return out
+
+    def _next_member(self, rest: bytes) -> None:
+        rest = rest + self._carry
+        while True:  # gzip and xz allow zero padding between members
+            rest = rest.lstrip(b"\0")
+            if rest or self._pos >= self._source.size:
+                break
+            rest = self._source.read(self._pos, _CHUNK)
+            self._pos += len(rest)
+        if not rest or compression(rest[:8]) != self._kind:
+            self._done = True
+            return
+        self._dec = _decompressor(self._kind)
+        self._carry = rest
+
+
+def _lzma_error(kind: str) -> type[Exception]:
+    if kind != "xz":
+        return OSError
+    import lzma
+
+    return lzma.LZMAError
+
