@@ -37,6 +37,7 @@ MODULE_NAMES = [
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.nemo",
+    "airlock.core.formats.sevenz",
     "airlock.core.formats.tar",
     "airlock.core.formats.zip",
     "airlock.core.formats.not_inspected",

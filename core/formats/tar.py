@@ -227,14 +227,14 @@ class _Walk:
 
     def _hazards(self, info: tarfile.TarInfo, node: Node) -> None:
         name = info.name
-        norm = _normalise(name)
-        if _escapes(name):
+        norm = normalise(name)
+        if escapes(name):
             self.ctx.report(EscapingMember, f"member {safe_text(name, 160)!r} is written outside the "
                             "extraction folder", node=node)
-        elif info.issym() and _escapes(posixpath.join(posixpath.dirname(norm), info.linkname)):
+        elif info.issym() and escapes(posixpath.join(posixpath.dirname(norm), info.linkname)):
             self.ctx.report(EscapingMember, f"symbolic link {safe_text(name, 160)!r} points outside the "
                             f"archive, to {safe_text(info.linkname, 160)!r}", node=node)
-        elif info.islnk() and _escapes(info.linkname):
+        elif info.islnk() and escapes(info.linkname):
             self.ctx.report(EscapingMember, f"hard link {safe_text(name, 160)!r} points outside the archive, "
                             f"to {safe_text(info.linkname, 160)!r}", node=node)
         parents = [posixpath.dirname(norm)]
@@ -315,12 +315,12 @@ def _trailing(source: Source, ctx: ScanContext, root: Node, end: int) -> None:
                f"{what}", node=node, offset=pos)
 
 
-def _normalise(name: str) -> str:
+def normalise(name: str) -> str:
     norm = posixpath.normpath(name.replace("\\", "/"))
     return "" if norm == "." else norm
 
 
-def _escapes(name: str) -> bool:
+def escapes(name: str) -> bool:
     norm = name.replace("\\", "/")
     if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
         return True
