@@ -133,7 +133,7 @@ class FileView(QWidget):
         self._expand_risky(root_index, depth=0)
         self.details.set_source(result.source)
         self.findings.set_findings(result.findings)
-        self.banner.set_verdict(result.findings, result.format)
+        self.banner.set_verdict(result.findings, result.format, result.inspected)
         size = human_size(result.size) if result.size is not None else "?"
         origin = provenance_line(result.path)  # a Hugging Face cache file: repo, revision, signature
         self.info.setText(f"{safe_text(result.path, 300)}   ·   format {result.format}   ·   {size}   ·   "

@@ -8,6 +8,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QTableView, QWidget
 
+from airlock.core import inspection
 from airlock.core.findings import Finding, Rule, Severity
 from airlock.core.text import safe_text
 from airlock.gui import theme
@@ -66,16 +67,38 @@ class VerdictBanner(QFrame):
         font.setPointSizeF(font.pointSizeF() * 1.25)
         font.setBold(True)
         self.label.setFont(font)
+        # Grey, beside the verdict: what Airlock did not read (never hidden behind a green check).
+        self.badge = QLabel()
+        self.badge.setObjectName("not_inspected")
+        self.badge.setTextFormat(Qt.TextFormat.PlainText)
+        self.badge.setWordWrap(True)
+        self.badge.setStyleSheet(f"QLabel#not_inspected {{ background: {theme.NOT_INSPECTED}; color: white; "
+                                 "border-radius: 4px; padding: 2px 8px; }")
+        self.badge.setVisible(False)
+        self.inspected = inspection.FULL
         layout.addWidget(self.icon)
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.badge)
         self.set_pending("Analysing…")
 
     def set_pending(self, text: str) -> None:
+        self.badge.setVisible(False)
         self._paint(Severity.INFO, text)
 
-    def set_verdict(self, findings: list[Finding], fmt: str) -> None:
+    def set_verdict(self, findings: list[Finding], fmt: str, inspected: str = inspection.FULL) -> None:
         worst = max((f.severity for f in findings), default=Severity.NONE)
+        if worst == Severity.NONE and inspected != inspection.FULL:
+            worst = Severity.INFO  # never the green check for a file Airlock did not fully read
         self._paint(worst, verdict_text(findings, fmt))
+        self.inspected = inspected
+        if inspected == inspection.FULL:
+            self.badge.setVisible(False)
+            return
+        why = inspection.reasons(findings, limit=1)
+        text = inspection.state_words(inspected).upper()
+        self.badge.setText(f"{text}: {safe_text(why[0], 160)}" if why else text)
+        self.badge.setToolTip(plain_tooltip("\n".join(safe_text(w, 300) for w in inspection.reasons(findings))))
+        self.badge.setVisible(True)
 
     def _paint(self, severity: Severity, text: str) -> None:
         self.severity = severity

@@ -36,6 +36,8 @@ BADGE = {
     Severity.INFO: "#475569",
     Severity.NONE: "#15803d",
 }
+# The "not fully inspected" badge: grey, whatever the severity beside it.
+NOT_INSPECTED = "#64748b"
 # ... and text colours for the Risk column, readable on each theme's base colour.
 TEXT_LIGHT = {
     Severity.CRITICAL: "#b3001b", Severity.HIGH: "#b23c00", Severity.MEDIUM: "#8a5300",
