@@ -97,7 +97,8 @@ class VerdictBanner(QFrame):
         why = inspection.reasons(findings, limit=1)
         text = inspection.state_words(inspected).upper()
         self.badge.setText(f"{text}: {safe_text(why[0], 160)}" if why else text)
-        self.badge.setToolTip(plain_tooltip("\n".join(safe_text(w, 300) for w in inspection.reasons(findings))))
+        every = "\n".join(safe_text(w, 300) for w in inspection.reasons(findings))
+        self.badge.setToolTip(plain_tooltip(every))
         self.badge.setVisible(True)
 
     def _paint(self, severity: Severity, text: str) -> None:
