@@ -6,8 +6,9 @@ Content decides the format; the name only adds checks, never lowers a verdict:
   .keras .nemo .npy .npz .joblib`) on content that is not that format is `high` ("named X, but not valid
   X: why"): the loader picked by the name acts on malformed bytes. The why comes from the claimed
   format's own parser run on the bytes, with the offset where it gave up;
-- any other known extension on other content is a `low` mismatch (a `.bin` is raw OpenVINO or GGML
-  weights too, a `.h5` plain HDF5 data too: ambiguous names do not raise the verdict);
+- any known extension on content of another format is also a `low` mismatch (for ambiguous names —
+  a `.bin` is raw OpenVINO or GGML weights too, a `.h5` plain HDF5 data too — that is all: they do not
+  raise the verdict);
 - known-inert content (text, images, tokenizer data) under an ambiguous name is not a mismatch at all.
 """
 
@@ -76,12 +77,10 @@ def check_name(name: str, fmt: str, source: Source, ctx: ScanContext, node: Node
     if not exts:
         return
     claim = CLAIMS.get(exts[-1])
-    if claim is not None:
-        if fmt not in claim.accepts:
-            why, offset = why_not(claim, fmt, source, ctx, node)
-            ctx.report(NamedButInvalid, f"named {exts[-1]}, but not valid {claim.title}: {why}", node=node,
-                       offset=offset)
-        return
+    if claim is not None and fmt not in claim.accepts:
+        why, offset = why_not(claim, fmt, source, ctx, node)
+        ctx.report(NamedButInvalid, f"named {exts[-1]}, but not valid {claim.title}: {why}", node=node,
+                   offset=offset)
     if not mismatch or fmt in ("unknown", "empty") or fmt in INERT_FORMATS:
         return
     table = formats.known_extensions()

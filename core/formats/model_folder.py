@@ -70,8 +70,9 @@ def parse(source: Source, ctx: ScanContext) -> Node:
             ctx.report(Malformed, f"malformed {name}: not JSON ({safe_text(str(exc), 160)})", node=root,
                        offset=0)
         else:
+            # Not a config any loader reads; text is inert (fail-closed policy), so info, not medium.
             ctx.report(NotInspected, f"starts like JSON but does not parse ({safe_text(str(exc), 160)}): "
-                       "not inspected", node=root, offset=0)
+                       "not inspected", node=root, offset=0, severity=Severity.INFO)
         return root
     if not isinstance(data, dict):
         return root

@@ -32,7 +32,7 @@ def sniff_source(source: Source) -> int:
         return 0
     if not is_nemo(tar.first_names(source)):
         return 0
-    return 90 if tar.compression(source.head(8)) is not None else 70  # above a generic tar
+    return 90 if tar.compression(source.head(8)) is not None else 99  # above a generic tar
 
 
 def sniff(head: bytes, size: int) -> int:

@@ -26,8 +26,7 @@ from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import sevenz_header as h
-from airlock.core.formats.tar import EscapingMember, escapes, normalise
-from airlock.core.pickle.opcodes import looks_like_pickle
+from airlock.core.formats.tar import EscapingMember, escapes, is_torch_storage, normalise
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, MEMBER, Node
@@ -264,7 +263,7 @@ class _Members:
         self.source, self.ctx, self.root, self.streams, self.entries = source, ctx, root, streams, entries
         names = [e.name for e in entries]
         # torch checkpoints saved as a folder: `<prefix>/data.pkl`, storages in `<prefix>/data/`.
-        self.torch_prefixes = {n[: -len("data.pkl")] for n in names if n.endswith("/data.pkl")}
+        self.torch_prefixes = {normalise(n)[: -len("data.pkl")] for n in names if n.endswith("/data.pkl")}
 
     def scan(self) -> None:
         with_streams = [e for e in self.entries if e.has_stream and not e.is_anti]
@@ -326,8 +325,7 @@ class _Members:
                 self.ctx.report(EscapingMember, f"symbolic link {safe_text(entry.name, 160)!r} points "
                                 f"outside the archive, to {safe_text(target, 160)!r}", node=node)
             return
-        prefix = entry.name.rsplit("/data/", 1)[0] + "/" if "/data/" in entry.name else None
-        if prefix in self.torch_prefixes and looks_like_pickle(data[:4096]) <= 0:
+        if is_torch_storage(normalise(entry.name), self.torch_prefixes, data):
             node.attrs["storage"] = True  # tensor bytes of a torch checkpoint: data, not content
             return
         member = f"{self.source.member}!{entry.name}" if self.source.member else entry.name

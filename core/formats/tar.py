@@ -108,7 +108,10 @@ def sniff_source(source: Source) -> int:
         return 0
     if _block_name(block) in _LEGACY_TORCH:
         return 0  # torch's legacy tar: torch_legacy reads it (a compressed one once decompressed)
-    return 40 if kind is None else 88  # above a plain gzip/bz2/xz wrapper (85): the archive is the content
+    # A header with a valid checksum at offset 0 is what tarfile reads, even when a member is a zip whose
+    # end record the zip sniffers find (torch.load wants its zip at offset 0 too). Compressed: above the
+    # plain gzip/bz2/xz wrapper (85), the archive is the content.
+    return 98 if kind is None else 88
 
 
 def sniff(head: bytes, size: int) -> int:
@@ -211,6 +214,7 @@ class _Walk:
         self.names: list[str] = []
         self.seen: set[str] = set()
         self.symlinks: set[str] = set()
+        self.torch_prefixes: set[str] = set()  # folders of torch checkpoints: `<prefix>/data.pkl`
 
     def member(self, archive: tarfile.TarFile, info: tarfile.TarInfo) -> None:
         name = info.name
@@ -280,10 +284,26 @@ class _Walk:
                        f"bytes but only {got:,} remain", node=node)
         data = b"".join(chunks)
         del chunks
+        if is_torch_storage(normalise(info.name), self.torch_prefixes, data):
+            node.attrs["storage"] = True  # tensor bytes of a torch checkpoint: data, not content
+            return
+        if info.name.endswith("/data.pkl"):
+            self.torch_prefixes.add(normalise(info.name)[: -len("data.pkl")])
         member = f"{self.source.member}!{info.name}" if self.source.member else info.name
         label = safe_text(posixpath.basename(info.name.rstrip("/")) or info.name, 120)
         ctx.parse_nested(Source.from_bytes(data, name=member, member=member, path=self.source.path), node,
                          label=label)
+
+
+def is_torch_storage(name: str, prefixes: set[str], data: bytes) -> bool:
+    """A storage of a torch checkpoint saved as a folder (`<prefix>/data/<key>` next to
+    `<prefix>/data.pkl`): raw tensor bytes that torch reads as data, unless they parse as a pickle."""
+    from airlock.core.pickle.opcodes import looks_like_pickle
+
+    if "/data/" not in name:
+        return False
+    prefix = name.rsplit("/data/", 1)[0] + "/"
+    return prefix in prefixes and looks_like_pickle(data[:4096]) <= 0
 
 
 def _trailing(source: Source, ctx: ScanContext, root: Node, end: int) -> None:

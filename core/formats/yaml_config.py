@@ -33,21 +33,26 @@ _BOM = b"\xef\xbb\xbf"
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
-def _first_line(head: bytes) -> bytes:
+def _content_lines(head: bytes) -> list[bytes]:
+    lines = []
     for line in head.split(b"\n", 64)[:64]:
         stripped = line.strip()
         if stripped and not stripped.startswith(b"#"):
-            return line.rstrip(b"\r")
-    return b""
+            lines.append(line.rstrip(b"\r"))
+    return lines
 
 
 def sniff(head: bytes, size: int) -> int:
     if b"\x00" in head or not looks_like_text(head, final=len(head) >= size):
         return 0
-    line = _first_line(head.removeprefix(_BOM))
-    if line.startswith((b"%YAML", b"---")):
+    lines = _content_lines(head.removeprefix(_BOM))
+    if not lines:
+        return 0
+    if lines[0].startswith((b"%YAML", b"---")):
         return 30
-    if _KEY_LINE.match(line):
+    # A mapping from its first line, with a second top-level key: a Markdown file whose heading reads as
+    # a YAML comment and has one "License: MIT" line stays text.
+    if _KEY_LINE.match(lines[0]) and sum(1 for line in lines[1:] if _KEY_LINE.match(line)) >= 1:
         return 15  # below the JSON module (20): a JSON object is not claimed here by its first line
     return 0
 

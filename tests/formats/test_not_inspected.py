@@ -1,5 +1,6 @@
-"""Formats Airlock does not read yet: named by content, reported "not inspected", never clean;
-containers among them (.pt2 zips, .nemo tars) still have their members scanned."""
+"""Formats Airlock does not read yet: named by content, reported "not inspected" (medium: fail closed),
+never clean; containers among them (.pt2 zips) still have their members scanned. NeMo archives have
+their own module now: tests/formats/test_nemo.py."""
 
 import sys
 from pathlib import Path
@@ -12,7 +13,6 @@ from fixtures.model_folder_files import (
     SYSTEM_PICKLE,
     coreml,
     corpus,
-    nemo,
     openvino,
     ort,
     pt2,
@@ -32,7 +32,6 @@ CASES = {
     "model.ort": (ort, ni.ORT),
     "model.xml": (openvino, ni.OPENVINO),
     "model.pt2": (pt2, ni.PT2),
-    "model.nemo": (nemo, ni.NEMO),
     "variables.index": (tf_index, ni.TF_INDEX),
 }
 
@@ -44,7 +43,9 @@ def test_detected_by_content_and_reported_not_inspected(name):
         result = scan_bytes(build(), shown)
         assert result.format == "not-inspected", (shown, result.format)
         assert result.root.attrs["detected"] == kind
-        assert result.severity == Severity.INFO  # never clean
+        assert result.severity == Severity.MEDIUM  # never clean: not inspected is medium
+        # Only recognised: nothing read ("none"), or a container whose members were ("partial").
+        assert result.inspected == ("partial" if kind == ni.PT2 else "none")
         notes = [f for f in result.findings if f.rule == "AIR005"]
         assert notes and notes[-1].message.startswith(kind)
 
@@ -66,30 +67,6 @@ def test_pt2_members_are_scanned():
     result = scan_bytes(pt2({"model/data/constants/c0.pt": SYSTEM_PICKLE}), "m.pt2")
     assert result.severity == Severity.CRITICAL
     assert any("os.system" in f.message for f in result.findings)
-
-
-def test_nemo_members_are_scanned_and_escaping_names_flagged():
-    result = scan_bytes(nemo({"./model_config.yaml": b"a: 1\n", "./model_weights.ckpt": SYSTEM_PICKLE}), "m.nemo")
-    assert result.severity == Severity.CRITICAL
-    members = [n.label for n in result.root.children()]
-    assert members == [".", "./model_config.yaml", "./model_weights.ckpt"]
-    result = scan_bytes(nemo({"./model_config.yaml": b"a: 1\n", "../../.bashrc": b"echo hi\n"}), "m.nemo")
-    assert "ZIP002" in {f.rule for f in result.findings} and result.severity == Severity.HIGH
-
-
-def test_gzipped_nemo_is_found_inside_the_compression():
-    import gzip
-
-    result = scan_bytes(gzip.compress(nemo()), "m.nemo.gz")
-    assert any(n.attrs.get("detected") == ni.NEMO for n in result.root.walk())
-    assert result.severity == Severity.INFO
-
-
-def test_truncated_nemo_is_malformed():
-    data = nemo({"./model_config.yaml": b"a: 1\n", "./model_weights.ckpt": b"x" * 5000})
-    result = scan_bytes(data[:2048], "m.nemo")
-    assert result.format == "not-inspected" and result.severity >= Severity.HIGH
-    assert any("truncated" in f.message or "malformed" in f.message for f in result.findings)
 
 
 @pytest.mark.parametrize("data", [b"", b"\x08", b"\x08\x01\x12\xff\xff\xff\xff\x0f", b"PK\x03\x04junk",
