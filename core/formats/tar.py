@@ -191,6 +191,10 @@ def walk(source: Source, ctx: ScanContext, root: Node) -> list[str]:
         end = archive.offset
     root.attrs["members"] = len(state.names)
     if kind is None:
+        if end >= source.size and state.names:
+            # tarfile stops quietly where the bytes end; a complete archive ends with zero blocks.
+            ctx.report(Malformed, f"truncated tar: the archive stops after {len(state.names):,} member(s) "
+                       "without its end-of-archive blocks", node=root, offset=source.size)
         _trailing(source, ctx, root, end)
     return state.names
 
@@ -266,13 +270,20 @@ class _Walk:
                        f"{max(left, 0):,} bytes left of the per-file budget to keep in memory: not inspected "
                        "further", node=node)
             return
+        import tarfile
+
         reader = archive.extractfile(info)
         if reader is None:
             return
         chunks, got = [], 0
         while got < size:
             ctx.check()
-            chunk = reader.read(min(_CHUNK, size - got))
+            try:
+                chunk = reader.read(min(_CHUNK, size - got))
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                ctx.report(Malformed, f"malformed tar: member {safe_text(info.name, 160)!r} breaks off after "
+                           f"{got:,} of {size:,} bytes ({safe_text(str(exc), 120)})", node=node)
+                chunk = b""
             if not chunk:
                 break
             if self.kind is None:  # a compressed stream charged these bytes as it produced them
