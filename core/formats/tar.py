@@ -182,7 +182,7 @@ def walk(source: Source, ctx: ScanContext, root: Node) -> list[str]:
             if info is None:
                 break
             # tarfile keeps every TarInfo it has read; a million-member archive would hold them all.
-            archive.members.clear()
+            archive.members.clear()  # type: ignore[attr-defined]  # tarfile's own list, not in its stubs
             if len(state.names) >= MAX_MEMBER_NODES:
                 ctx.report(NotInspected, f"more than {MAX_MEMBER_NODES:,} members: the rest were not "
                            "inspected", node=root, offset=info.offset if kind is None else None)
