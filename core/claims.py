@@ -31,10 +31,12 @@ _PICKLES = ("pickle", "torch_zip", "torch_legacy", "torchscript", "joblib", "com
 class Claim:
     __slots__ = ("accepts", "parser", "title")
 
-    def __init__(self, title: str, accepts: tuple[str, ...], parser: str) -> None:
+    def __init__(self, title: str, accepts: tuple[str, ...], parser: str | None) -> None:
         self.title = title        # the format the name claims, in words
         self.accepts = accepts    # content formats that honour the claim (what its loaders read)
-        self.parser = parser      # the format module that explains why other content is not valid
+        # The format module that explains why other content is not valid; None for formats parsed in
+        # the isolated child (ONNX, Keras HDF5): a process per misnamed file is too dear for a reason.
+        self.parser = parser
 
 
 # The loaders behind each name: torch.load reads zips, legacy and TorchScript files and plain pickles
@@ -50,8 +52,8 @@ CLAIMS = {
     ".pkl": Claim("pickle", _PICKLES, "pickle"),
     ".pickle": Claim("pickle", _PICKLES, "pickle"),
     ".joblib": Claim("joblib", ("joblib", "pickle", "compressed"), "joblib"),
-    ".onnx": Claim("ONNX", ("onnx",), "onnx"),
-    ".keras": Claim("Keras", ("keras",), "keras"),
+    ".onnx": Claim("ONNX", ("onnx",), None),
+    ".keras": Claim("Keras", ("keras",), None),
     ".nemo": Claim("NeMo", ("nemo",), "nemo"),
     ".npy": Claim("NumPy .npy", ("npy",), "npy"),
     ".npz": Claim("NumPy .npz", ("npz", "zip"), "npz"),
@@ -101,7 +103,7 @@ def why_not(claim: Claim, fmt: str, source: Source, ctx: ScanContext, node: Node
     content = _content_words(fmt, node)
     if source.size == 0:
         return "the file is empty (0 bytes)", 0
-    if fmt in INERT_FORMATS:
+    if fmt in INERT_FORMATS or claim.parser is None:
         return f"the content is {content}", 0
     problem = _forced_parse(formats.by_name(claim.parser), source, ctx)
     if problem is None:

@@ -15,6 +15,7 @@ import posixpath
 from airlock.core.context import ScanContext
 from airlock.core.findings import Malformed
 from airlock.core.formats import tar
+from airlock.core.formats.tar_stream import compression
 from airlock.core.source import Source
 from airlock.core.tree import FILE, Node
 
@@ -32,7 +33,7 @@ def sniff_source(source: Source) -> int:
         return 0
     if not is_nemo(tar.first_names(source)):
         return 0
-    return 90 if tar.compression(source.head(8)) is not None else 99  # above a generic tar
+    return 90 if compression(source.head(8)) is not None else 99  # above a generic tar
 
 
 def sniff(head: bytes, size: int) -> int:
