@@ -1,29 +1,44 @@
-"""Run a native parser in a child process, so that its crash or hang is a finding, not a dead scan.
+"""Run a native parser in a confined child process, so that its crash or hang is a finding, not a dead scan.
 
 protobuf (ONNX) and libhdf5 (Keras .h5) are C parsers with a history of crash bugs on hostile
 input. A format module names a *task*: a function `describe(data | path, limits) -> JSON value`
-that runs in a fresh interpreter, imports only what it needs (the task's own module and its
-library), and returns plain data. The parent builds nodes and findings from that data and never
-imports the native library itself.
+that runs in the child, imports only what it needs (the task's own module and its library), and
+returns plain data. The parent builds nodes and findings from that data and never imports the
+native library itself. The child confines itself before it reads anything (core/confine.py).
 
-The protocol is JSON, both ways: one header line, then the raw bytes of an in-memory source on
-stdin; one JSON document on stdout. Nothing is unpickled in either direction.
+Starting a child costs a fresh interpreter and the library's import (0.1-0.7 s), so a scan keeps
+one per scanning process (`ParserSession`, opened by airlock.core.api around a scan's files): it
+serves only the files of that scan, and is replaced after any answer but a clean result (malformed,
+error, memory), after a crash or time-out, and after MAX_REQUESTS files. Outside a session (the
+GUI's scans, api.scan_file) a file gets a child of its own.
+
+The protocol is JSON, both ways; nothing is unpickled in either direction. Per request the parent
+writes one header line {"task", "path", "options", "length"} and then `length` raw bytes (an
+in-memory source; a file on disk goes by absolute path and the child reads it); the child answers
+one line {"ok": true, "result": …} or {"ok": false, "kind": …, "message": …}, with "unconfined"
+listing what confinement it could not apply. End of input ends the child.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import json
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import subprocess  # imported when a parser is isolated: `airlock scan` on a pickle never is
 
+    from airlock.core.confine import Confinement
+
 from airlock.core.context import ScanContext
 from airlock.core.errors import AirlockError
+from airlock.core.findings import Rule, Severity
 from airlock.core.source import Source
 
 # Task name -> "module:function". The function takes (data: bytes | None, path: str | None,
@@ -32,6 +47,7 @@ from airlock.core.source import Source
 TASKS = {
     "onnx": "airlock.core.formats.onnx:describe",
     "hdf5": "airlock.core.formats.keras:describe_hdf5",
+    "probe": "airlock.core.confine:probe",  # the child reports its own confinement (tests, diagnosis)
 }
 
 # Failure kinds the caller turns into findings.
@@ -40,8 +56,14 @@ TIMEOUT = "timeout"      # killed after the time budget
 MALFORMED = "malformed"  # the library rejected the bytes
 ERROR = "error"          # the task itself failed (a bug, or memory)
 
-_POLL_S = 0.1
+MAX_REQUESTS = 50  # files one child serves before a fresh one replaces it
+_POLL_S = 0.1      # how often a wait looks at cancel and the file's own deadline
+_GRACE_S = 5.0     # for a child told to stop (its input closed) to exit before it is killed
+_CHUNK = 1 << 20
+_STDERR_TAIL = 4096
 _CHILD_CODE = "from airlock.core.isolate import child_main; child_main()"
+# Pipes cannot be polled on Windows: there a child answers one request and exits.
+_REUSE = os.name != "nt"
 
 
 class ChildFormatError(AirlockError):
@@ -55,78 +77,270 @@ class IsolationFailure(AirlockError):
         self.message = message
 
 
+class IsolationIncomplete(Rule):
+    id = "ISO001"
+    severity = Severity.INFO
+    title = "Parser process not fully confined"
+    help = ("The isolated parser process could not apply every restriction (seccomp filter, resource "
+            "limits, no new privileges) on this platform; it still ran in its own process.")
+
+
 def run_isolated(task: str, source: Source, ctx: ScanContext, options: dict[str, Any] | None = None,
                  *, timeout_s: float | None = None) -> Any:
     """Run `task` on the source's bytes in a child process and return its result.
 
     A file on disk is passed by path (the child reads it); bytes from a container member go
-    through stdin. Raises `IsolationFailure` for a crash, time-out, malformed input or task error,
-    and `Cancelled` (killing the child) when the user cancels.
+    through the pipe. Raises `IsolationFailure` for a crash, time-out, malformed input or task
+    error, and `Cancelled` (killing the child) when the user cancels.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown isolated task {task!r}")
-    by_path = source.member is None and source.path is not None
-    header = {
-        "task": task,
-        "path": os.fspath(source.path) if by_path and source.path is not None else None,
-        "options": options or {},
-        "memory": ctx.limits.memory_budget_bytes,
-    }
-    payload = json.dumps(header).encode() + b"\n"
-    if not by_path:
-        payload += bytes(source.buffer[: source.size])
-    budget = ctx.limits.time_budget_s if timeout_s is None else timeout_s
-    import subprocess
-
-    proc = subprocess.Popen(
-        _command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=_child_env(),
-    )
-    out, err = _communicate(proc, payload, budget, ctx)
-    if proc.returncode != 0 or not out:
-        raise IsolationFailure(CRASH, _death_message(proc.returncode, err))
-    try:
-        answer = json.loads(out)
-    except ValueError:
-        raise IsolationFailure(CRASH, "the parser process wrote an unreadable answer") from None
-    if not isinstance(answer, dict) or "ok" not in answer:
-        raise IsolationFailure(CRASH, "the parser process wrote an unexpected answer")
-    if not answer["ok"]:
-        raise IsolationFailure(str(answer.get("kind", ERROR)), str(answer.get("message", "")))
-    return answer.get("result")
+    session = _CURRENT.get()
+    if session is not None and session.owner == os.getpid():
+        return session.run(task, source, ctx, options, timeout_s=timeout_s)
+    with ParserSession(max_requests=1) as one:
+        return one.run(task, source, ctx, options, timeout_s=timeout_s)
 
 
-def _communicate(proc: subprocess.Popen[bytes], payload: bytes, budget: float,
-                 ctx: ScanContext) -> tuple[bytes, bytes]:
-    import subprocess
-    import time
+class ParserSession:
+    """The parser child of one scan in this process, reused from file to file."""
 
-    deadline = time.monotonic() + budget
-    data: bytes | None = payload
-    while True:
+    def __init__(self, max_requests: int | None = None) -> None:
+        self.max_requests = MAX_REQUESTS if max_requests is None else max_requests
+        self.owner = os.getpid()  # a forked worker must never talk to its parent's child
+        self.started = 0  # children started so far
+        self._child: _Child | None = None
+
+    def __enter__(self) -> ParserSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def scanning(self) -> Iterator[ParserSession]:
+        """Files scanned inside this block (in this thread) use this session's child."""
+        token = _CURRENT.set(self)
         try:
-            out, err = proc.communicate(input=data, timeout=_POLL_S)
-            return out, err
-        except subprocess.TimeoutExpired:
-            data = None  # communicate() remembers the input it has not written yet
+            yield self
+        finally:
+            _CURRENT.reset(token)
+
+    def close(self) -> None:
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop()
+
+    def abandon(self) -> None:
+        """In a forked copy of the owner: close this copy of the child's pipes (so that the child
+        still sees its owner's end of input) and leave the child to its owner."""
+        child, self._child = self._child, None
+        if child is not None:
+            child.close_pipes()
+
+    def run(self, task: str, source: Source, ctx: ScanContext, options: dict[str, Any] | None = None,
+            *, timeout_s: float | None = None) -> Any:
+        if task not in TASKS:
+            raise ValueError(f"unknown isolated task {task!r}")
+        memory = ctx.limits.memory_budget_bytes
+        if self._child is not None and (self._child.served >= self.max_requests or self._child.exhausted
+                                        or self._child.memory != memory):
+            self.close()
+        if self._child is None:
+            self._child = _Child(memory)
+            self.started += 1
+        child = self._child
+        budget = ctx.limits.time_budget_s if timeout_s is None else timeout_s
         try:
-            ctx.check()
-        except BaseException:
-            _kill(proc)
+            answer = child.request(task, source, options or {}, budget, ctx)
+        except IsolationFailure as failure:
+            self._child = None
+            if failure.kind == TIMEOUT:
+                child.kill()
+            else:
+                child.stop()  # it died, or wrote something that is not an answer
             raise
-        if time.monotonic() > deadline:
-            _kill(proc)
-            raise IsolationFailure(TIMEOUT, f"the parser did not finish within {budget:g} s") from None
+        except BaseException:
+            # Cancelled, or the file's own time budget ran out (ctx.check): the child is killed.
+            self._child = None
+            child.kill()
+            raise
+        child.served += 1
+        if not answer["ok"] or child.served >= self.max_requests:
+            self.close()  # whatever made the parser fail must not meet the next file
+        missing = answer.get("unconfined")
+        if isinstance(missing, list) and missing:
+            ctx.report(IsolationIncomplete, "the isolated parser process ran without: "
+                       + "; ".join(str(m)[:200] for m in missing[:8]), offset=0)
+        if not answer["ok"]:
+            raise IsolationFailure(str(answer.get("kind", ERROR)), str(answer.get("message", "")))
+        return answer.get("result")
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    import subprocess
+_CURRENT: contextvars.ContextVar[ParserSession | None] = contextvars.ContextVar(
+    "airlock_parser_session", default=None)
 
-    proc.kill()
-    try:
-        proc.communicate(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
+
+class _Child:
+    """One child process, answering requests in turn."""
+
+    def __init__(self, memory: int) -> None:
+        import subprocess
+
+        from airlock.core.confine import child_environment
+
+        self.memory = memory
+        self.served = 0
+        self.exhausted = False  # it has exited after its one request (where pipes cannot be polled)
+        self._out = bytearray()
+        self._err = bytearray()
+        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+            _command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=child_environment(memory))
+        assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
+        self._in_fd = self.proc.stdin.fileno()
+        self._out_fd = self.proc.stdout.fileno()
+        self._err_fd = self.proc.stderr.fileno()
+        if _REUSE:
+            os.set_blocking(self._in_fd, False)
+
+    def request(self, task: str, source: Source, options: dict[str, Any], budget: float,
+                ctx: ScanContext) -> dict[str, Any]:
+        by_path = source.member is None and source.path is not None
+        length = 0 if by_path else source.size
+        header = {"task": task, "options": options, "length": length,
+                  # absolute: the child works in a folder of its own
+                  "path": os.path.abspath(os.fspath(source.path)) if by_path and source.path else None}
+        chunks = _payload(json.dumps(header).encode() + b"\n", source, length)
+        self._err.clear()
+        if _REUSE:
+            line = self._exchange(chunks, budget, ctx)
+        else:
+            line = self._exchange_once(b"".join(chunks), budget, ctx)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise IsolationFailure(CRASH, "the parser process wrote an unreadable answer") from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
+            raise IsolationFailure(CRASH, "the parser process wrote an unexpected answer")
+        return answer
+
+    def _exchange(self, chunks: Iterator[bytes], budget: float, ctx: ScanContext) -> bytes:
+        """Write the request while reading the answer and the child's stderr, so that no pipe fills
+        up and blocks either side; look at cancel and the deadline every _POLL_S."""
+        import selectors
+
+        deadline = time.monotonic() + budget
+        pending = memoryview(b"")
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._in_fd, selectors.EVENT_WRITE)
+            sel.register(self._out_fd, selectors.EVENT_READ)
+            sel.register(self._err_fd, selectors.EVENT_READ)
+            while b"\n" not in self._out:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise IsolationFailure(TIMEOUT, f"the parser did not finish within {budget:g} s")
+                for key, _ in sel.select(min(_POLL_S, remaining)):
+                    if key.fd == self._in_fd:
+                        if not pending:
+                            pending = memoryview(next(chunks, b""))
+                            if not pending:
+                                sel.unregister(self._in_fd)
+                                continue
+                        try:
+                            pending = pending[os.write(self._in_fd, pending):]
+                        except BlockingIOError:
+                            pass
+                        except OSError:  # the child closed its input: it died or gave up
+                            sel.unregister(self._in_fd)
+                    elif not self._read(key.fd):
+                        sel.unregister(key.fd)
+                        if key.fd == self._out_fd:
+                            raise IsolationFailure(CRASH, self._died())
+                ctx.check()
+        line, _, rest = bytes(self._out).partition(b"\n")
+        self._out[:] = rest
+        return line
+
+    def _exchange_once(self, payload: bytes, budget: float, ctx: ScanContext) -> bytes:
+        import subprocess
+
+        deadline = time.monotonic() + budget
+        data: bytes | None = payload
+        while True:
+            try:
+                out, err = self.proc.communicate(input=data, timeout=_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                data = None  # communicate() remembers the input it has not written yet
+            ctx.check()
+            if time.monotonic() > deadline:
+                raise IsolationFailure(TIMEOUT, f"the parser did not finish within {budget:g} s")
+        self._err += err[-_STDERR_TAIL:]
+        self.exhausted = True
+        if not out.strip():
+            raise IsolationFailure(CRASH, self._died())
+        return out.split(b"\n", 1)[0]
+
+    def _read(self, fd: int) -> bool:
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError:
+            return False
+        if fd == self._out_fd:
+            self._out += data
+        else:
+            self._err += data
+            del self._err[:-_STDERR_TAIL]
+        return bool(data)
+
+    def _died(self) -> str:
+        """The child closed its output without an answer: wait for its end and say how it ended."""
+        import subprocess
+
+        try:
+            code = self.proc.wait(timeout=_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        if _REUSE:
+            with contextlib.suppress(OSError):
+                while self._read(self._err_fd):
+                    pass
+        return _death_message(code, bytes(self._err))
+
+    def stop(self) -> None:
+        """End the child by closing its input (it exits at end of input); kill it if it lingers."""
+        import subprocess
+
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(timeout=_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.close_pipes()
+
+    def kill(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=_GRACE_S)
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def _payload(header: bytes, source: Source, length: int) -> Iterator[bytes]:
+    """The request's bytes, read from the source a chunk at a time (a member is never copied whole)."""
+    yield header
+    for offset in range(0, length, _CHUNK):
+        yield source.read(offset, min(_CHUNK, length - offset))
 
 
 def _death_message(code: int | None, err: bytes) -> str:
@@ -145,46 +359,80 @@ def _death_message(code: int | None, err: bytes) -> str:
 
 def _command() -> list[str]:
     # -I: no user site, no PYTHONPATH, no current directory on sys.path; the installed package
-    # (also an editable install, whose finder lives in site-packages) is still found.
+    # (also an editable install, whose finder lives in site-packages) is still found. -B: the
+    # child writes no bytecode (it may write no file at all).
     if getattr(sys, "frozen", False):
         return [sys.executable, "--airlock-isolated-child"]
-    return [sys.executable, "-I", "-c", _CHILD_CODE]
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # libhdf5 loads filter plugins from this path when a dataset names an unknown filter: point it
-    # at nothing, so a file cannot make the child load a shared library.
-    env["HDF5_PLUGIN_PATH"] = os.devnull
-    env.pop("PYTHONSTARTUP", None)
-    return env
+    return [sys.executable, "-I", "-B", "-c", _CHILD_CODE]
 
 
 # The child side.
 
 
 def child_main() -> None:
-    """Entry point of the child: read the request, run the task, print one JSON answer."""
-    stdin = sys.stdin.buffer
-    header = json.loads(stdin.readline())
-    _limit_memory(int(header.get("memory", 0)))
-    path = header.get("path")
-    data = None if path is not None else stdin.read()
-    try:
-        func = _resolve(str(header["task"]))
-        result = func(data, path, header.get("options") or {})
-        answer: dict[str, Any] = {"ok": True, "result": result}
-    except ChildFormatError as exc:
-        answer = {"ok": False, "kind": MALFORMED, "message": str(exc)}
-    except MemoryError:
-        answer = {"ok": False, "kind": ERROR, "message": "memory budget exceeded while parsing"}
-    except RecursionError:
-        answer = {"ok": False, "kind": MALFORMED, "message": "structure nested too deeply"}
-    except Exception as exc:  # noqa: BLE001 - the parent turns any failure into a finding
-        answer = {"ok": False, "kind": ERROR, "message": f"{type(exc).__name__}: {exc}"}
-    out = json.dumps(answer, ensure_ascii=True, default=str)
-    sys.stdout.write(out)
+    """Entry point of the child: confine this process, then answer requests until end of input."""
+    child_serve(child_prepare())
+
+
+def child_prepare() -> Confinement:
+    """Confine the process and keep its standard output for answers only. Runs before any request
+    is read (and, in the no-execution proof, before the audit hook: confining loads libseccomp)."""
+    from airlock.core.confine import confine
+
+    state = confine()
+    # A library that prints (from C, to descriptor 1) must not garble an answer: answers go to a
+    # private copy of the pipe, and descriptor 1 now leads to stderr.
+    global _ANSWERS
     sys.stdout.flush()
+    _ANSWERS = os.dup(1)
+    os.dup2(2, 1)
+    return state
+
+
+_ANSWERS: int | None = None
+
+
+def child_serve(state: Confinement | None = None) -> None:
+    stdin = sys.stdin.buffer
+    unconfined = list(state.missing) if state is not None else ["confinement (not applied)"]
+    out = _ANSWERS if _ANSWERS is not None else sys.stdout.fileno()
+    while True:
+        line = stdin.readline()
+        if not line.strip():
+            return  # end of input: the scan is over (or the parent died)
+        header = json.loads(line)  # written by the parent, never by a file
+        path = header.get("path")
+        length = header.get("length")
+        data = None
+        if path is None:
+            data = stdin.read() if length is None else stdin.read(int(length))
+            if length is not None and len(data) < int(length):
+                return  # the parent went away mid-request
+        answer = _answer(str(header["task"]), data, path, header.get("options") or {})
+        if unconfined:
+            answer["unconfined"] = unconfined
+        _write_all(out, json.dumps(answer, ensure_ascii=True, default=str).encode() + b"\n")
+        if length is None and path is None:
+            return  # the one-request form: the input ended with the data
+
+
+def _answer(task: str, data: bytes | None, path: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"ok": True, "result": _resolve(task)(data, path, options)}
+    except ChildFormatError as exc:
+        return {"ok": False, "kind": MALFORMED, "message": str(exc)}
+    except MemoryError:
+        return {"ok": False, "kind": ERROR, "message": "memory budget exceeded while parsing"}
+    except RecursionError:
+        return {"ok": False, "kind": MALFORMED, "message": "structure nested too deeply"}
+    except Exception as exc:  # noqa: BLE001 - the parent turns any failure into a finding
+        return {"ok": False, "kind": ERROR, "message": f"{type(exc).__name__}: {exc}"}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _resolve(task: str) -> Callable[[bytes | None, str | None, dict[str, Any]], Any]:
@@ -194,21 +442,8 @@ def _resolve(task: str) -> Callable[[bytes | None, str | None, dict[str, Any]], 
     return func
 
 
-def _limit_memory(budget: int) -> None:
-    if budget <= 0:
-        return
-    try:
-        import resource
-
-        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-        if hard == resource.RLIM_INFINITY or hard > budget:
-            resource.setrlimit(resource.RLIMIT_DATA, (budget, hard))
-    except (ImportError, ValueError, OSError):
-        pass  # not on this platform; the time budget still bounds the child
-
-
 def read_input(data: bytes | None, path: str | None) -> bytes:
-    """The task's bytes: given on stdin, or read from the file (the child may read it whole)."""
+    """The task's bytes: given through the pipe, or read from the file (the child may read it whole)."""
     if data is not None:
         return data
     if path is None:

@@ -137,22 +137,23 @@ GUARD: Guard | None = None
 CANARY_CODE = compile("canary = 1", "<canary>", "exec")
 
 
-def install(log: str, phase: str, allow_isolated: list[str] | None = None) -> Guard:
+def install(log: str | int, phase: str, allow_isolated: list[str] | None = None) -> Guard:
+    """The hook, recording to the file `log` (or to a descriptor already open)."""
     global GUARD
     if GUARD is not None:  # inherited through fork: the hook is already in this process
         return GUARD
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = log if isinstance(log, int) else os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     GUARD = Guard(fd, phase, allow_isolated)
     sys.addaudithook(GUARD)
     return GUARD
 
 
 def guarded_worker_init(memory_budget: int, log: str, isolated: list[str] | None) -> None:
-    """airlock.core.cli._worker_init with the hook installed first (a forked worker inherits it)."""
-    from airlock.core import cli
+    """airlock.core.pool._worker_init with the hook installed first (a forked worker inherits it)."""
+    from airlock.core import pool
 
     install(log, "scan:worker", isolated).phase = "scan:worker"
-    cli._worker_init(memory_budget)
+    pool._worker_init(memory_budget)
 
 
 def import_everything() -> list[str]:
@@ -230,7 +231,7 @@ def patch_workers(log: str, isolated: list[str] | None) -> None:
         kw["initargs"] = (*kw.get("initargs", ()), log, isolated)
         return real(*a, **kw)
 
-    # airlock.core.cli imports ProcessPoolExecutor from concurrent.futures when it needs a pool.
+    # airlock.core.pool imports ProcessPoolExecutor from concurrent.futures when it needs a pool.
     concurrent.futures.ProcessPoolExecutor = pool  # type: ignore[misc]
 
 
@@ -273,7 +274,7 @@ def main(config_path: str) -> int:
     for path in config["warmup"]:
         scan_one(path)
     for argv in (["--format", "json", "--jobs", "1"], ["--format", "sarif", "--jobs", "2"],
-                 ["--format", "text", "--jobs", "2", "--color", "always"]):
+                 ["--format", "text", "--jobs", "2", "--color", "always"], ["--format", "jsonl", "--jobs", "2"]):
         run_cli(["scan", *argv, config["warmup_dir"]])
     runs = config.get("provenance_runs", [])
     for argv in runs:  # hash, verify, lock: their lazy imports happen here, before the hook
@@ -293,6 +294,9 @@ def main(config_path: str) -> int:
         files = doc["files"] if fmt == "json" else doc["runs"][0]["artifacts"]
         cli_codes[f"files in {os.path.basename(folder)}"] = len(files)
     provenance = [run_cli(argv)[0] for argv in runs]
+    # jsonl in one process: one parser child serves the scan's ONNX/HDF5 files in turn
+    code, out = run_cli(["scan", "--format", "jsonl", "--jobs", "1", config["folders"][-1]])
+    cli_codes["lines of jsonl"] = len(out.splitlines())
     scan_s = time.monotonic() - t1
 
     guard.phase = "canary"
@@ -306,16 +310,41 @@ def main(config_path: str) -> int:
 
 
 def isolated_child(log: str) -> None:
-    """Airlock's isolated parser child: the task libraries imported, then the hook, then the task."""
+    """Airlock's isolated parser child: confined as Airlock confines it (the seccomp binding loads a
+    native library, so first), the task libraries imported, then the hook, then the requests.
+
+    The confined child may write no file (seccomp, RLIMIT_FSIZE 0): its records go through a pipe
+    to a small writer process forked before the confinement."""
     import importlib
 
     from airlock.core import isolate
 
+    records = _log_writer(log)
+    state = isolate.child_prepare()
     for target in isolate.TASKS.values():
         importlib.import_module(target.partition(":")[0])
     import_everything()  # a fresh interpreter cannot warm up by scanning: it imports what a scan may
-    install(log, "scan:isolated-child")
-    isolate.child_main()
+    guard = install(records, "canary:isolated-child")
+    try:  # proves the hook fires and its records get out of the confined child
+        compile("1", "<canary>", "eval")
+    except PermissionError:
+        pass
+    guard.phase = "scan:isolated-child"
+    isolate.child_serve(state)
+
+
+def _log_writer(log: str) -> int:
+    """A pipe whose reading end a forked process copies into the log file; returns the writing end."""
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:
+        for fd in (0, 1, 2, write_end):  # holds none of the parser's pipes open
+            os.close(fd)
+        out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        while data := os.read(read_end, 1 << 16):
+            os.write(out, data)
+        os._exit(0)
+    os.close(read_end)
+    return write_end
 
 
 if __name__ == "__main__":

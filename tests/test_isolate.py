@@ -1,7 +1,10 @@
-"""core/isolate.py: a native parser's crash, hang or rejection in the child becomes a finding."""
+"""core/isolate.py: a native parser's crash, hang or rejection in the child becomes a finding, and
+a scan reuses one child for its files (replaced after any failure and after MAX_REQUESTS files)."""
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +19,7 @@ from airlock.core.context import ScanContext
 from airlock.core.errors import Cancelled
 from airlock.core.findings import Severity
 from airlock.core.limits import DEFAULT_LIMITS
-from airlock.core.scan import scan_bytes
+from airlock.core.scan import scan_bytes, scan_file
 from airlock.core.source import Source
 
 
@@ -56,6 +59,13 @@ def test_a_silent_exit_is_a_crash(monkeypatch):
     assert "boom" in result.findings[0].message
 
 
+def test_an_answer_that_is_not_json_is_a_crash(monkeypatch):
+    _fake_child(monkeypatch, "import sys; sys.stdin.readline(); print('hello'); sys.stdout.flush()")
+    with pytest.raises(isolate.IsolationFailure) as info:
+        isolate.run_isolated("onnx", Source.from_bytes(b"x", "x", member="x"), ScanContext())
+    assert info.value.kind == isolate.CRASH and "unreadable" in info.value.message
+
+
 def test_cancel_kills_the_child(monkeypatch, tmp_path):
     pid_file = tmp_path / "pid"
     _fake_child(monkeypatch, f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)")
@@ -70,13 +80,13 @@ def test_cancel_kills_the_child(monkeypatch, tmp_path):
             os.kill(pid, 0)
 
 
-def test_the_child_answers_in_json_and_removes_hdf5_plugin_paths():
+def test_the_child_answers_in_json():
     ctx = ScanContext()
     source = Source.from_bytes(keras_files.h5_file(None), "m.h5", member="m.h5")
     desc = isolate.run_isolated("hdf5", source, ctx)
     assert desc["attrs"]["keras_version"] == "2.15.0"
     assert any(o["path"] == "/model_weights/dense/dense/kernel:0" for o in desc["objects"])
-    assert isolate._child_env()["HDF5_PLUGIN_PATH"] == os.devnull
+    assert not ctx.findings  # fully confined here: no note
 
 
 def test_malformed_input_is_reported_as_malformed():
@@ -93,3 +103,147 @@ def test_unknown_task_is_refused():
 
 def test_signal_names_in_messages():
     assert "SIGKILL" in isolate._death_message(-signal.SIGKILL, b"")
+
+
+def test_a_member_bigger_than_a_pipe_goes_through_whole():
+    """Bytes of a container member are written while the answer is read (no deadlock at 64 KiB)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    big = numpy_helper.from_array(np.ones((1024, 1024), dtype=np.float32), "w")  # 4 MiB
+    data = onnx_files.model([], [big]).SerializeToString()
+    desc = isolate.run_isolated("onnx", Source.from_bytes(data, "m.onnx", member="a.zip!m.onnx"), ScanContext())
+    assert desc["graph"]["initializers"][0]["raw"] == 4 * 1024 * 1024
+
+
+def test_a_file_given_by_a_relative_path_is_found(tmp_path, monkeypatch):
+    """The child works in a folder of its own: a relative path is made absolute first."""
+    (tmp_path / "m.onnx").write_bytes(onnx_files.matmul().SerializeToString())
+    monkeypatch.chdir(tmp_path)
+    result = scan_file("m.onnx")
+    try:
+        assert result.format == "onnx" and result.severity <= Severity.INFO, result.findings
+    finally:
+        result.close()
+
+
+# One child per scan, reused
+
+
+def _probe(session, ctx=None):
+    return session.run("probe", Source.from_bytes(b"", "p", member="p"), ctx or ScanContext())
+
+
+def test_a_session_reuses_its_child():
+    with isolate.ParserSession() as session:
+        pids = {_probe(session)["pid"] for _ in range(5)}
+        model = Source.from_bytes(onnx_files.matmul().SerializeToString(), "m.onnx", member="m")
+        assert session.run("onnx", model, ScanContext())["graph"]["nodes"][0]["op_type"] == "MatMul"
+        pids.add(_probe(session)["pid"])
+    assert len(pids) == 1 and session.started == 1
+
+
+def test_a_fresh_child_after_a_failure():
+    bad = Source.from_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "x", member="x")
+    with isolate.ParserSession() as session:
+        first = _probe(session)["pid"]
+        with pytest.raises(isolate.IsolationFailure):
+            session.run("hdf5", bad, ScanContext())
+        second = _probe(session)["pid"]
+    assert first != second and session.started == 2
+
+
+def test_a_fresh_child_after_a_time_out(tmp_path):
+    fifo = tmp_path / "endless.onnx"
+    os.mkfifo(fifo)  # nobody writes it: the child's read never returns
+    with isolate.ParserSession() as session:
+        first = _probe(session)["pid"]
+        with pytest.raises(isolate.IsolationFailure) as info:
+            session.run("onnx", Source(b"", name="endless.onnx", path=str(fifo)), ScanContext(), timeout_s=0.5)
+        assert info.value.kind == isolate.TIMEOUT
+        second = _probe(session)["pid"]
+    assert first != second and session.started == 2
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)  # killed and reaped
+
+
+def test_a_fresh_child_after_max_requests():
+    with isolate.ParserSession(max_requests=3) as session:
+        pids = [_probe(session)["pid"] for _ in range(7)]
+    assert len(set(pids)) == 3 and session.started == 3
+    assert pids[0] == pids[2] != pids[3] == pids[5] != pids[6]
+
+
+def test_a_crash_does_not_lose_the_next_file(monkeypatch):
+    """The child dies on one file: that file is a finding, the next one gets a new child."""
+    with isolate.ParserSession() as session:
+        first = _probe(session)["pid"]
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(isolate.IsolationFailure) as info:
+            _probe(session)
+        assert info.value.kind == isolate.CRASH and "SIGKILL" in info.value.message
+        assert _probe(session)["pid"] != first
+
+
+def test_a_forked_process_does_not_use_its_parents_child():
+    with isolate.ParserSession() as session, session.scanning():
+        parent_child = _probe(session)["pid"]
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the fork: run_isolated must start a child of its own
+            try:
+                seen = isolate.run_isolated("probe", Source.from_bytes(b"", "p", member="p"), ScanContext())["pid"]
+                os.write(write, str(seen).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        seen = int(os.read(read, 100) or b"0")
+        os.waitpid(pid, 0)
+        assert seen and seen != parent_child
+        assert _probe(session)["pid"] == parent_child  # still serving the parent
+
+
+def test_outside_a_session_each_file_gets_its_own_child():
+    pids = {isolate.run_isolated("probe", Source.from_bytes(b"", "p", member="p"), ScanContext())["pid"]
+            for _ in range(2)}
+    assert len(pids) == 2
+
+
+def test_a_note_when_the_child_could_not_confine_itself(monkeypatch):
+    answer = json.dumps({"ok": True, "result": {"ir_version": 8},
+                         "unconfined": ["seccomp filter (pyseccomp or libseccomp unavailable: test)"]})
+    _fake_child(monkeypatch, f"import sys; sys.stdin.readline(); print({answer!r}); sys.stdout.flush()")
+    ctx = ScanContext()
+    assert isolate.run_isolated("probe", Source.from_bytes(b"", "p", member="p"), ctx) == {"ir_version": 8}
+    assert [f.rule for f in ctx.findings] == ["ISO001"]
+    assert ctx.findings[0].severity == Severity.INFO and "seccomp" in ctx.findings[0].message
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_parser_dies_with_the_process_that_started_it():
+    """A scan killed outright (SIGKILL, the OOM killer) leaves no parser process behind."""
+    script = ("import sys; from airlock.core import isolate; from airlock.core.context import ScanContext\n"
+              "from airlock.core.source import Source\n"
+              "s = isolate.ParserSession()\n"
+              "print(s.run('probe', Source.from_bytes(b'', 'p', member='p'), ScanContext())['pid'], flush=True)\n"
+              "import time; time.sleep(120)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(owner.stdout.readline())
+    assert _alive(child)
+    owner.kill()
+    owner.wait()
+    owner.stdout.close()
+    for _ in range(300):  # bounded: the kernel signals the orphan at once
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            state = next(line for line in fh if line.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return "Z" not in state.split()[1]  # a zombie has ended; only its exit status is left

@@ -157,6 +157,7 @@ def test_nothing_runs_while_scanning(proof: dict[str, Any], request: pytest.Fixt
 def test_cli_scanned_every_file_with_workers(proof: dict[str, Any]) -> None:
     cli = proof["cli"]
     assert cli["files in scan"] == proof["n_files"]
+    assert cli["lines of jsonl"] == proof["n_files"]
     assert cli["files in pickle"] >= 20
     assert {cli[k] for k in cli if k.startswith(("json", "sarif"))} == {1}  # hostile files: exit 1
 
@@ -176,3 +177,5 @@ def test_canary_proves_the_hook_fires(proof: dict[str, Any]) -> None:
                                ("os.system", "exec", "exec-source", "compile", "import", "open-write", "socket", "subprocess")}
     caught = {r["event"] for r in proof["records"] if r["phase"] == "canary"}
     assert {"os.system", "exec", "compile", "import", "open", "socket.__new__", "subprocess.Popen"} <= caught
+    # and in the confined parser children (their records leave through a pipe: they may write no file)
+    assert {r["event"] for r in proof["records"] if r["phase"] == "canary:isolated-child"} == {"compile"}

@@ -333,11 +333,38 @@ def _value_attrs(vi: dict[str, Any]) -> dict[str, Any]:
 
 def describe(data: bytes | None, path: str | None, options: dict[str, Any]) -> dict[str, Any]:
     from google.protobuf.message import DecodeError
-    from onnx import ModelProto
 
-    model = ModelProto()
+    model = _model_proto_class()()
     try:
         model.ParseFromString(read_input(data, path))
     except DecodeError as exc:
         raise ChildFormatError(f"protobuf: {exc}") from None
     return onnx_checks.describe_model(model)
+
+
+def _model_proto_class() -> Any:
+    """onnx's generated ModelProto class, without `import onnx`: the package's __init__ imports
+    its helpers and ml_dtypes (0.7 s, most of a child's start-up), the generated module needs only
+    protobuf (30 ms). The class, its descriptor and so the parse are the same as onnx.load's; a
+    later `import onnx` in the same process reuses the module. Where the module is not a file on
+    disk (a frozen app), onnx is imported as usual."""
+    import importlib.util
+    import os
+    import sys
+
+    if "onnx" in sys.modules:
+        return sys.modules["onnx"].ModelProto
+    loaded = sys.modules.get("onnx.onnx_ml_pb2")
+    if loaded is None:
+        package = importlib.util.find_spec("onnx")
+        folder = os.path.dirname(package.origin) if package is not None and package.origin else ""
+        file = os.path.join(folder, "onnx_ml_pb2.py")
+        spec = importlib.util.spec_from_file_location("onnx.onnx_ml_pb2", file)
+        if spec is None or spec.loader is None or not os.path.isfile(spec.origin or ""):
+            from onnx import ModelProto
+
+            return ModelProto
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules["onnx.onnx_ml_pb2"] = loaded
+        spec.loader.exec_module(loaded)
+    return loaded.ModelProto
