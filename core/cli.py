@@ -10,15 +10,16 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from airlock.core import __version__
 from airlock.core.errors import PolicyMissing
 from airlock.core.findings import Severity
-from airlock.core.limits import DEFAULT_LIMITS, Limits
+from airlock.core.limits import DEFAULT_LIMITS
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+    from airlock.core.api import Report
+    from airlock.core.progress import TerminalProgress
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -55,7 +56,8 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True) -> arg
     sub = parser.add_subparsers(dest="command", required=True)
     scan = sub.add_parser("scan", help="scan files or folders and report findings")
     scan.add_argument("paths", nargs="+", metavar="PATH")
-    scan.add_argument("--format", choices=("text", "json", "sarif", "cyclonedx"), default="text")
+    scan.add_argument("--format", choices=("text", "json", "jsonl", "sarif", "cyclonedx"), default="text",
+                      help="jsonl: one JSON line per file as each finishes (a files[] entry of json)")
     scan.add_argument("--fail-on", default=None, metavar="LEVEL", type=_severity,
                       help="exit 1 when a file reaches this severity (default: the policy's fail-on, "
                            "else high)")
@@ -67,6 +69,7 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True) -> arg
                       help=f"time budget per file (default: the policy's timeout, else "
                            f"{DEFAULT_LIMITS.time_budget_s:g})")
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    scan.add_argument("--quiet", "-q", action="store_true", help="no progress display on the terminal")
     scan.add_argument("--hash", action="store_true",
                       help="add each file's sha256 and size to the report (reads every byte)")
     scan.add_argument("--policy", metavar="FILE", help="policy file (default: airlock.toml or "
@@ -117,120 +120,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _scan_one(display: str, real: str, limits: Limits) -> dict[str, Any]:
-    """Scan a file and return its JSON report entry. Runs in a worker process too."""
-    from airlock.core.report.json_report import file_dict
-    from airlock.core.scan import scan_file
-
-    result = scan_file(real, display, limits=limits)
-    try:
-        return file_dict(result)
-    finally:
-        result.close()
-
-
-def _scan_batch(batch: list[tuple[str, str]], limits: Limits) -> list[dict[str, Any]]:
-    return [_scan_one(display, real, limits) for display, real in batch]
-
-
-def _worker_init(memory_budget: int) -> None:
-    from airlock.core.parallel import limit_memory
-
-    limit_memory(memory_budget)
-
-
-def _scan_all(files: list[tuple[str, str]], jobs: int, limits: Limits) -> Iterator[dict[str, Any]]:
-    if jobs <= 1 or len(files) <= 1:
-        for display, real in files:
-            yield _scan_one(display, real, limits)
-        return
-    from airlock.core import parallel
-
-    if not parallel.can_fork():
-        yield from _scan_pooled(files, jobs, limits)
-        return
-
-    def scan_one(display: str, real: str) -> dict[str, Any]:
-        return _scan_one(display, real, limits)
-
-    shares = parallel.deal([_size(real) for _, real in files], jobs)
-    entries = parallel.scan_forked(files, shares, scan_one, limits.memory_budget_bytes)
-    for index, (display, real) in enumerate(files):
-        entry = entries.get(index)
-        if entry is None:  # its worker died: find the file that kills one, a worker per file
-            alone = parallel.scan_forked([(display, real)], [[0]], scan_one, limits.memory_budget_bytes)
-            entry = alone.get(0) or parallel.crash_entry(display, parallel.WORKER_DIED)
-        yield entry
-
-
-def _scan_pooled(files: list[tuple[str, str]], jobs: int, limits: Limits) -> Iterator[dict[str, Any]]:
-    """Where the OS cannot fork (Windows): a multiprocessing pool, files sent in batches (one task
-    per file costs more in inter-process traffic than scanning a small pickle does)."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    from airlock.core.parallel import WORKER_DIED, crash_entry
-
-    size = max(1, min(64, len(files) // (jobs * 4)))
-    batches = [files[i : i + size] for i in range(0, len(files), size)]
-    done = 0
-    with _pool(jobs) as pool:
-        futures = [pool.submit(_scan_batch, batch, limits) for batch in batches]
-        try:
-            for future in futures:
-                entries = future.result()
-                done += len(entries)
-                yield from entries
-        except (BrokenProcessPool, MemoryError):
-            pass  # a worker died: find the file that kills it, one file per worker from here
-    for display, real in files[done:]:
-        with _pool(1) as pool:
-            try:
-                yield pool.submit(_scan_one, display, real, limits).result()
-            except BrokenProcessPool:
-                yield crash_entry(display, WORKER_DIED)
-            except MemoryError:
-                yield crash_entry(display, "memory budget exceeded")
-
-
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init, initargs=(DEFAULT_LIMITS.memory_budget_bytes,))
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
-# Workers pay for themselves from about this much work (measured: forking two workers costs a few
-# milliseconds; a small pickle scans in ~0.1 ms, a big checkpoint's header in tens of ms).
-PARALLEL_MIN_FILES = 100
-PARALLEL_MIN_BYTES = 64 * 1024 * 1024
-
-
-def _default_jobs(files: list[tuple[str, str]]) -> int:
-    cores = os.cpu_count() or 1
-    if cores == 1 or len(files) < 2:
-        return 1
-    if len(files) >= PARALLEL_MIN_FILES:
-        return cores
-    total = 0
-    for _, real in files:
-        total += _size(real)
-        if total >= PARALLEL_MIN_BYTES:
-            return cores
-    return 1
-
-
 def run_scan(args: argparse.Namespace) -> int:
     from airlock.core.pickle.policy import load_policy
-    from airlock.core.report import json_report, sarif, text
-    from airlock.core.scan import iter_files
 
     try:
         load_policy()
@@ -245,20 +136,111 @@ def run_scan(args: argparse.Namespace) -> int:
     policy = _user_policy(args)
     if policy is None:
         return EXIT_USAGE
-    files = [pair for p in args.paths for pair in iter_files(p)]
-    jobs = args.jobs or _default_jobs(files)
     limits = DEFAULT_LIMITS if policy is False else policy.limits(DEFAULT_LIMITS)
     if args.timeout is not None:
         limits = limits.replace(time_budget_s=args.timeout)
-    from airlock.core import formats
+    fail_on = args.fail_on or (Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
+    from airlock.core import api, formats
+    from airlock.core.progress import for_terminal
 
     formats.load_all_modules()  # once, before workers fork, so that none of them imports it again
-    entries = list(_scan_all(files, jobs, limits))
+    progress = for_terminal(sys.stderr, quiet=args.quiet)
+    reports = api.iter_reports(args.paths, limits=limits, jobs=args.jobs, observer=progress)
+    try:
+        if args.format == "jsonl":
+            try:
+                worst = _write_jsonl(_annotated(reports, args, policy), args.output, progress)
+            except BrokenPipeError:
+                return _reader_gone(reports)
+        else:
+            worst, entries = _collect(reports, args, policy)
+            if progress is not None:
+                progress.close()  # its line erased before the report is written
+            _write_document(entries, args, policy)
+    finally:
+        if progress is not None:
+            progress.close()
+    return EXIT_FINDINGS if worst >= fail_on else EXIT_CLEAN
+
+
+def _needs_annotation(args: argparse.Namespace, policy: Any, path: str) -> bool:
+    return bool(args.hash or policy is not False or _maybe_hf(path))
+
+
+def _annotated(reports: Iterator[Report], args: argparse.Namespace, policy: Any) -> Iterator[dict[str, Any]]:
+    """Each report's entry as it comes, with what the chain of custody adds (hash, Hugging Face
+    cache, the policy's marks), for a streaming format."""
+    for report in reports:
+        entry = report.to_dict()
+        if _needs_annotation(args, policy, report.path):
+            from airlock.core.provenance.annotate import annotate
+
+            entry = next(annotate([entry], [(report.path, report.real_path)], hashes=args.hash,
+                                  policy=policy or None, jobs=1))
+        yield entry
+
+
+def _collect(reports: Iterator[Report], args: argparse.Namespace,
+             policy: Any) -> tuple[Severity, list[dict[str, Any]]]:
+    """Every report, in walk order (workers finish out of order), for a one-document format; the
+    chain of custody's additions made over the whole list (files hashed in parallel)."""
+    indexed = sorted(((r.index or 0, r.to_dict(), r.real_path) for r in reports), key=lambda t: t[0])
+    entries = [entry for _, entry, _ in indexed]
+    files = [(entry["path"], real) for _, entry, real in indexed]
     if args.hash or policy is not False or any(_maybe_hf(display) for display, _ in files):
         from airlock.core.provenance.annotate import annotate
 
         entries = list(annotate(entries, files, hashes=args.hash, policy=policy or None))
-    fail_on = args.fail_on or (Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
+    worst = max((Severity.parse(e["severity"]) for e in entries), default=Severity.NONE)
+    return worst, entries
+
+
+def _write_jsonl(entries: Iterator[dict[str, Any]], output: str | None,
+                 progress: TerminalProgress | None) -> Severity:
+    """One line per file as it finishes; nothing is kept. To a file: written under a temporary
+    name and renamed at the end, like the other formats."""
+    from airlock.core.report.json_report import render_line
+
+    worst = Severity.NONE
+    tmp = f"{output}.tmp{os.getpid()}" if output else None
+    out: TextIO = open(tmp, "w", encoding="utf-8") if tmp else sys.stdout  # noqa: SIM115 - closed below
+    shared_terminal = progress is not None and tmp is None and sys.stdout.isatty()
+    try:
+        for entry in entries:
+            line = render_line(entry)
+            if shared_terminal and progress is not None:
+                with progress.paused():
+                    out.write(line)
+                    out.flush()
+            else:
+                out.write(line)
+                out.flush()
+            worst = max(worst, Severity.parse(entry["severity"]))
+    finally:
+        if tmp is not None:
+            out.close()
+    if tmp is not None and output is not None:
+        os.replace(tmp, output)
+    return worst
+
+
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command ended by SIGPIPE
+
+
+def _reader_gone(reports: Iterator[Report]) -> int:
+    """`airlock scan --format jsonl … | head`: the reader left. Stop scanning (workers killed),
+    and let nothing more reach the closed pipe (Python would print an error at exit)."""
+    close = getattr(reports, "close", None)
+    if close is not None:
+        close()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) -> None:
+    from airlock.core.report import json_report, sarif, text
 
     if args.format == "json":
         out = json_report.render(entries, _policy_note(policy))
@@ -280,8 +262,6 @@ def run_scan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(out)
         sys.stdout.flush()
-    worst = max((Severity.parse(e["severity"]) for e in entries), default=Severity.NONE)
-    return EXIT_FINDINGS if worst >= fail_on else EXIT_CLEAN
 
 
 def _policy_note(policy: Any) -> dict[str, Any] | None:

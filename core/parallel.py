@@ -2,9 +2,14 @@
 
 A forked child starts with everything the parent imported and costs a few milliseconds, where a
 `multiprocessing` pool cost ~25 ms before the first file (measured: two small files took 50 ms
-with one process and 74 ms with a pool of two). Each child scans its share of the files and writes
-one JSON line per file (`index<TAB>entry`) to its own pipe, so that a child that dies loses only
-the files it had not reported: the caller scans those again one by one.
+with one process and 74 ms with a pool of two).
+
+The files stream through: the parent walks the folders while the workers scan, hands each worker
+small batches of files as it needs them (a pipe per worker: one JSON line per batch), and yields
+each result as it arrives (`index<TAB>entry` lines on a second pipe), so a million-file scan
+holds neither the whole listing nor the results. A worker that dies loses only the files it had
+been given and not reported: each is scanned again alone in a fresh worker, so that the file that
+kills one is a finding and no other file is lost; a new worker takes over the dead one's place.
 """
 
 from __future__ import annotations
@@ -13,116 +18,290 @@ import gc
 import json
 import os
 import selectors
-from collections.abc import Callable
-from typing import Any
+import signal
+from collections import deque
+from collections.abc import Iterator
+from typing import Any, Protocol
 
-ScanOne = Callable[[str, str], dict[str, Any]]
+# (index in the walk, path to show, path to open, size in bytes)
+Task = tuple[int, str, str, int]
 _SEND_BYTES = 16 * 1024
+BATCH_FILES = 32  # files per batch at most; fewer near the end, so that every worker gets some
+BATCH_BYTES = 64 * 1024 * 1024  # a batch closes once it holds this much (a big file goes alone)
+
+
+class Scanner(Protocol):
+    """What a worker runs per file (`scanner(display, real) -> report entry`); `close()` once the
+    worker is done; `forget_parent()` in a fresh fork, to let go of what the parent had open."""
+
+    def __call__(self, display: str, real: str) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+    def forget_parent(self) -> None: ...
 
 
 def can_fork() -> bool:
     return hasattr(os, "fork")
 
 
-def deal(sizes: list[int], jobs: int) -> list[list[int]]:
-    """File indices per worker: largest first, dealt round-robin, so that one big file does not
-    leave the other workers idle at the end."""
-    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
-    return [order[k::jobs] for k in range(jobs) if order[k::jobs]]
+class _Worker:
+    __slots__ = ("batches", "in_flight", "outbox", "pid", "results", "tasks", "unread")
+
+    def __init__(self, pid: int, tasks: int, results: int) -> None:
+        self.pid = pid
+        self.tasks = tasks        # the parent writes batches here (-1 once closed: no more work)
+        self.results = results    # and reads entries here
+        self.batches = 0          # batches given and not finished
+        self.in_flight: dict[int, tuple[str, str]] = {}  # files given, not yet reported
+        self.outbox = bytearray()  # batches not yet written (the pipe was full)
+        self.unread = bytearray()  # a result line not complete yet
 
 
-def scan_forked(files: list[tuple[str, str]], shares: list[list[int]], scan_one: ScanOne,
-                memory_budget: int) -> dict[int, dict[str, Any]]:
-    """Entries by file index. A file whose worker died before reporting it is missing."""
-    readers: dict[int, int] = {}  # pipe → child pid
-    unforked: list[int] = []
+def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner,
+                memory_budget: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, entry) for every task, in the order they finish. Closing the generator early (or
+    an exception in the caller) kills the workers."""
+    queue: deque[Task] = deque()
+    workers: dict[int, _Worker] = {}  # by results descriptor
+    exhausted = False
+    lookahead = jobs * 2 * BATCH_FILES
+    try:
+        with selectors.DefaultSelector() as selector:
+            while True:
+                while not exhausted and len(queue) < lookahead:
+                    task = next(tasks, None)
+                    if task is None:
+                        exhausted = True
+                    else:
+                        queue.append(task)
+                for worker in workers.values():
+                    _top_up(worker, queue, jobs, exhausted, selector)
+                while queue and len(workers) < jobs:
+                    batch = _batch(queue, jobs, exhausted)
+                    started = _start(scanner, memory_budget, workers)
+                    if started is None:  # out of processes or descriptors: scanned here
+                        yield from ((i, _scan_safely(scanner, d, r)) for i, d, r in batch)
+                        continue
+                    workers[started.results] = started
+                    selector.register(started.results, selectors.EVENT_READ)
+                    _give(started, batch, selector)
+                    _top_up(started, queue, jobs, exhausted, selector)
+                if exhausted and not queue:
+                    for worker in workers.values():
+                        if not worker.in_flight and not worker.outbox and worker.tasks >= 0:
+                            os.close(worker.tasks)  # end of its input: it finishes and exits
+                            worker.tasks = -1
+                if not workers:
+                    if queue or not exhausted:
+                        continue
+                    return
+                for key, _events in selector.select():
+                    found = workers.get(key.data if key.data is not None else key.fd)
+                    if found is None:  # it ended while this batch of events was handled
+                        continue
+                    worker = found
+                    if key.data is not None:  # a task pipe with room again
+                        _flush(worker, selector)
+                        continue
+                    chunk = os.read(key.fd, 1 << 16)
+                    if chunk:
+                        yield from _received(worker, chunk)
+                        continue
+                    # End of the worker's results: it finished, or died.
+                    selector.unregister(key.fd)
+                    if worker.outbox:
+                        selector.unregister(worker.tasks)
+                    del workers[key.fd]
+                    _close(worker)
+                    os.waitpid(worker.pid, 0)
+                    for index, (display, real) in worker.in_flight.items():
+                        entry = _scan_alone(display, real, scanner, memory_budget, workers)
+                        yield index, entry if entry is not None else crash_entry(display, WORKER_DIED)
+    finally:
+        for worker in workers.values():  # only on an early end: a finished worker is reaped above
+            _close(worker)
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(worker.pid, 0)
+
+
+def _batch(queue: deque[Task], jobs: int, exhausted: bool) -> list[tuple[int, str, str]]:
+    # Near the end, batches shrink so that the last files are spread over every worker.
+    size = BATCH_FILES if not exhausted else max(1, min(BATCH_FILES, -(-len(queue) // (2 * jobs))))
+    batch: list[tuple[int, str, str]] = []
+    total = 0
+    while queue and len(batch) < size and total < BATCH_BYTES:
+        index, display, real, nbytes = queue.popleft()
+        batch.append((index, display, real))
+        total += nbytes
+    return batch
+
+
+def _top_up(worker: _Worker, queue: deque[Task], jobs: int, exhausted: bool,
+            selector: selectors.BaseSelector) -> None:
+    """Keep a second batch waiting in the worker's pipe, so that it never idles between batches."""
+    while queue and worker.batches < 2 and worker.tasks >= 0:
+        _give(worker, _batch(queue, jobs, exhausted), selector)
+
+
+def _give(worker: _Worker, batch: list[tuple[int, str, str]], selector: selectors.BaseSelector) -> None:
+    for index, display, real in batch:
+        worker.in_flight[index] = (display, real)
+    worker.batches += 1
+    waiting = bool(worker.outbox)
+    worker.outbox += json.dumps(batch, ensure_ascii=True).encode() + b"\n"
+    if not waiting:
+        _flush(worker, selector, registered=False)
+
+
+def _flush(worker: _Worker, selector: selectors.BaseSelector, *, registered: bool = True) -> None:
+    try:
+        written = os.write(worker.tasks, worker.outbox)
+    except BlockingIOError:
+        written = 0
+    except OSError:  # the worker is gone: its results pipe will say so
+        written = len(worker.outbox)
+    del worker.outbox[:written]
+    if worker.outbox and not registered:
+        selector.register(worker.tasks, selectors.EVENT_WRITE, worker.results)
+    elif not worker.outbox and registered:
+        selector.unregister(worker.tasks)
+
+
+def _received(worker: _Worker, chunk: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
+    worker.unread += chunk
+    *lines, rest = bytes(worker.unread).split(b"\n")
+    worker.unread[:] = rest
+    for line in lines:
+        if not line:  # the end of a batch
+            worker.batches -= 1
+            continue
+        index_text, _, text = line.partition(b"\t")
+        try:
+            index, entry = int(index_text), json.loads(text)
+        except ValueError:
+            continue  # cannot happen short of a bug: the file stays in flight and is scanned again
+        if worker.in_flight.pop(index, None) is not None:
+            yield index, entry
+
+
+def _close(worker: _Worker) -> None:
+    for fd in (worker.tasks, worker.results):
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _start(scanner: Scanner, memory_budget: int, workers: dict[int, _Worker]) -> _Worker | None:
+    """Fork a worker waiting for batches; None when the OS refuses (out of processes or descriptors)."""
+    try:
+        task_read, task_write = os.pipe()
+    except OSError:
+        return None
+    try:
+        result_read, result_write = os.pipe()
+    except OSError:
+        os.close(task_read)
+        os.close(task_write)
+        return None
     # Objects the collector would visit in a child are written to (their GC headers), which copies
     # every page they sit on: frozen, the parent's objects stay shared (measured: ~10% faster).
     gc.freeze()
     try:
-        for share in shares:
-            try:
-                read_end, write_end = os.pipe()
-            except OSError:  # out of descriptors: this share is scanned here
-                unforked.extend(share)
-                continue
-            try:
-                pid = os.fork()
-            except OSError:  # out of processes: this share is scanned here
-                os.close(read_end)
-                os.close(write_end)
-                unforked.extend(share)
-                continue
-            if pid == 0:  # the child: never returns
-                os.close(read_end)
-                for fd in readers:
-                    os.close(fd)
-                _child(files, share, scan_one, memory_budget, write_end)
-            os.close(write_end)
-            readers[read_end] = pid
+        pid = os.fork()
+    except OSError:
+        for fd in (task_read, task_write, result_read, result_write):
+            os.close(fd)
+        return None
     finally:
         gc.unfreeze()
-    entries: dict[int, dict[str, Any]] = {index: scan_one(*files[index]) for index in unforked}
-    received = _read_all(list(readers))
-    for pid in readers.values():
-        os.waitpid(pid, 0)
-    for data in received:
-        for line in data.split(b"\n"):
-            index, _, text = line.partition(b"\t")
-            try:
-                entries[int(index)] = json.loads(text)
-            except ValueError:
-                continue  # the last line of a child that died while writing it
-    return entries
+    if pid == 0:  # the child: never returns
+        for other in workers.values():  # else a worker never sees the end of its input
+            _close(other)
+        os.close(task_write)
+        os.close(result_read)
+        _worker_main(task_read, result_write, scanner, memory_budget)
+    os.close(task_read)
+    os.close(result_write)
+    os.set_blocking(task_write, False)
+    return _Worker(pid, task_write, result_read)
 
 
-def _child(files: list[tuple[str, str]], share: list[int], scan_one: ScanOne, memory_budget: int,
-           out: int) -> None:
+def _worker_main(tasks: int, results: int, scanner: Scanner, memory_budget: int) -> None:
     code = 1
-    pending = bytearray()
     try:
+        scanner.forget_parent()
         limit_memory(memory_budget)
-        for index in share:
-            display, real = files[index]
-            try:
-                entry = scan_one(display, real)
-            except MemoryError:
-                entry = crash_entry(display, "memory budget exceeded")
-            except Exception as exc:  # noqa: BLE001 - one file's failure must not lose the others
-                entry = crash_entry(display, f"{type(exc).__name__}: {exc}")
-            pending += f"{index}\t{json.dumps(entry, ensure_ascii=True)}\n".encode()
-            # Sent in pieces, not line by line: each write wakes the parent, and 1,000 wake-ups
-            # cost more than the scans of 1,000 small files. A crash loses at most one piece.
-            if len(pending) >= _SEND_BYTES:
-                _write_all(out, pending)
-                pending.clear()
-        _write_all(out, pending)
+        unread = bytearray()
+        while chunk := os.read(tasks, 1 << 16):
+            unread += chunk
+            *lines, rest = bytes(unread).split(b"\n")
+            unread[:] = rest
+            for line in lines:
+                _scan_batch(json.loads(line), scanner, results)
+        scanner.close()
         code = 0
     finally:
         os._exit(code)  # no atexit handlers, no flushing the parent's inherited stdio buffers
+
+
+def _scan_batch(batch: list[list[Any]], scanner: Scanner, out: int) -> None:
+    pending = bytearray()
+    for index, display, real in batch:
+        entry = _scan_safely(scanner, display, real)
+        pending += f"{index}\t{json.dumps(entry, ensure_ascii=True)}\n".encode()
+        # Sent in pieces, not line by line: each write wakes the parent, and 1,000 wake-ups
+        # cost more than the scans of 1,000 small files. A crash loses at most one piece.
+        if len(pending) >= _SEND_BYTES:
+            _write_all(out, pending)
+            pending.clear()
+    pending += b"\n"  # the batch is done
+    _write_all(out, pending)  # before waiting for the next batch: the parent waits for these
+
+
+def _scan_safely(scanner: Scanner, display: str, real: str) -> dict[str, Any]:
+    try:
+        return scanner(display, real)
+    except MemoryError:
+        return crash_entry(display, "memory budget exceeded")
+    except Exception as exc:  # noqa: BLE001 - one file's failure must not lose the others
+        return crash_entry(display, f"{type(exc).__name__}: {exc}")
+
+
+def _scan_alone(display: str, real: str, scanner: Scanner, memory_budget: int,
+                workers: dict[int, _Worker]) -> dict[str, Any] | None:
+    """Scan one file in a worker of its own; None if that worker dies too."""
+    worker = _start(scanner, memory_budget, workers)
+    if worker is None:
+        return _scan_safely(scanner, display, real)
+    os.set_blocking(worker.tasks, True)
+    try:
+        _write_all(worker.tasks, json.dumps([(0, display, real)], ensure_ascii=True).encode() + b"\n")
+    except OSError:
+        pass  # it died already: no answer below
+    os.close(worker.tasks)  # end of input after the one file
+    data = bytearray()
+    while chunk := os.read(worker.results, 1 << 16):
+        data += chunk
+    os.close(worker.results)
+    os.waitpid(worker.pid, 0)
+    _, _, text = bytes(data).partition(b"\n")[0].partition(b"\t")
+    try:
+        entry: dict[str, Any] = json.loads(text)
+    except ValueError:
+        return None
+    return entry
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _read_all(fds: list[int]) -> list[bytes]:
-    """Everything each pipe carries, read as it comes: a worker blocks when its pipe is full."""
-    buffers = {fd: bytearray() for fd in fds}
-    with selectors.DefaultSelector() as selector:
-        for fd in fds:
-            selector.register(fd, selectors.EVENT_READ)
-        while selector.get_map():
-            for key, _ in selector.select():
-                chunk = os.read(key.fd, 1 << 16)
-                if chunk:
-                    buffers[key.fd] += chunk
-                else:
-                    selector.unregister(key.fd)
-                    os.close(key.fd)
-    return [bytes(buffers[fd]) for fd in fds]
 
 
 def limit_memory(memory_budget: int) -> None:

@@ -109,19 +109,20 @@ def release_frozen() -> None:
 
 
 class ScanWorker(WorkerBase):
-    """Scans one file with airlock.core.scan.scan_file; returns the ScanResult (or None if cancelled)."""
+    """Scans one file through the public API (airlock.core.api.scan_file, as the CLI does); returns
+    the report's tree, a ScanResult (or None if cancelled)."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
 
     def work(self, progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> Any:
+        from airlock.core.api import scan_file
         from airlock.core.errors import Cancelled
-        from airlock.core.scan import scan_file
 
         with GC_PAUSE:
             try:
-                return scan_file(self.path, progress=progress, cancelled=cancelled)
+                return scan_file(self.path, keep_tree=True, progress=progress, cancelled=cancelled).result
             except Cancelled:
                 return None
 

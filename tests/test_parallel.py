@@ -1,4 +1,5 @@
-"""`airlock scan --jobs N` on forked workers: same report as one process, no file lost when a worker dies."""
+"""`airlock scan --jobs N` on forked workers: same report as one process, no file lost when a worker
+dies, and files streaming through (scanned while the walk goes on, yielded as they finish)."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import signal
 
 import pytest
 
-from airlock.core import cli, parallel
+from airlock.core import api, cli, parallel, scan
 
 pytestmark = pytest.mark.skipif(not parallel.can_fork(), reason="the fork runner exists only where os.fork does")
 
@@ -22,14 +23,14 @@ def folder(tmp_path):
     return tmp_path
 
 
-def scan(capsys, *argv):
+def scan_cli(capsys, *argv):
     code = cli.main(["scan", "--format", "json", *argv])
     return code, json.loads(capsys.readouterr().out)["files"]
 
 
 def test_workers_report_every_file_once_in_order(folder, capsys):
-    _, one = scan(capsys, "--jobs", "1", str(folder))
-    code, three = scan(capsys, "--jobs", "3", str(folder))
+    _, one = scan_cli(capsys, "--jobs", "1", str(folder))
+    code, three = scan_cli(capsys, "--jobs", "3", str(folder))
     assert three == one
     assert code == 1 and [f["path"] for f in three] == sorted(str(p) for p in folder.iterdir())
 
@@ -38,7 +39,7 @@ def test_workers_report_every_file_once_in_order(folder, capsys):
 def test_a_dying_worker_loses_no_file(folder, capsys, monkeypatch, death):
     """The worker dies on one file (a parser crash, the OOM killer): that file is a finding and
     every other file, including those the dead worker had not reached, is still scanned."""
-    real = cli._scan_one
+    real = api._scan_entry
 
     def dies_on_state_07(display, path, limits):
         if display.endswith("state_07.pkl"):
@@ -47,10 +48,11 @@ def test_a_dying_worker_loses_no_file(folder, capsys, monkeypatch, death):
             os._exit(3)
         return real(display, path, limits)
 
-    monkeypatch.setattr(cli, "_scan_one", dies_on_state_07)
-    code, files = scan(capsys, "--jobs", "2", str(folder))
+    monkeypatch.setattr(api, "_scan_entry", dies_on_state_07)
+    code, files = scan_cli(capsys, "--jobs", "2", str(folder))
     by_name = {os.path.basename(f["path"]): f for f in files}
     assert sorted(by_name) == sorted(p.name for p in folder.iterdir())
+    assert len(files) == len(by_name)  # each once
     crashed = by_name["state_07.pkl"]
     assert crashed["severity"] == "high" and "worker process died" in crashed["findings"][0]["message"]
     assert by_name["state_05.pkl"]["severity"] == "critical"
@@ -59,41 +61,120 @@ def test_a_dying_worker_loses_no_file(folder, capsys, monkeypatch, death):
 
 
 def test_an_exception_in_a_worker_is_a_finding_for_that_file(folder, capsys, monkeypatch):
-    real = cli._scan_one
+    real = api._scan_entry
 
     def raises_on_state_03(display, path, limits):
         if display.endswith("state_03.pkl"):
             raise RuntimeError("parser bug")
         return real(display, path, limits)
 
-    monkeypatch.setattr(cli, "_scan_one", raises_on_state_03)
-    _, files = scan(capsys, "--jobs", "2", str(folder))
-    by_name = {os.path.basename(f["path"]): f for f in files}
-    assert "RuntimeError: parser bug" in by_name["state_03.pkl"]["findings"][0]["message"]
-    assert by_name["state_04.pkl"]["format"] == "pickle"
+    monkeypatch.setattr(api, "_scan_entry", raises_on_state_03)
+    for jobs in ("1", "2"):
+        _, files = scan_cli(capsys, "--jobs", jobs, str(folder))
+        by_name = {os.path.basename(f["path"]): f for f in files}
+        assert "RuntimeError: parser bug" in by_name["state_03.pkl"]["findings"][0]["message"]
+        assert by_name["state_03.pkl"]["severity"] == "high"
+        assert by_name["state_04.pkl"]["format"] == "pickle"
 
 
-def test_the_biggest_files_go_to_different_workers():
-    shares = parallel.deal([1, 100, 2, 50, 3], 2)
-    assert sorted(i for share in shares for i in share) == [0, 1, 2, 3, 4]
-    assert {shares[0][0], shares[1][0]} == {1, 3}
-    assert parallel.deal([5], 4) == [[0]]  # no idle worker is started
+def _with_pid(monkeypatch):
+    real = api._scan_entry
+
+    def scan_and_say_who(display, path, limits):
+        return {**real(display, path, limits), "pid": os.getpid()}
+
+    monkeypatch.setattr(api, "_scan_entry", scan_and_say_who)
+
+
+def test_the_last_files_are_spread_over_every_worker(folder, monkeypatch):
+    _with_pid(monkeypatch)
+    pids = {r.to_dict()["pid"] for r in api.scan_paths([folder], jobs=3)}
+    assert len(pids) == 3 and os.getpid() not in pids
 
 
 def test_default_jobs(tmp_path):
-    small = [(str(tmp_path / "a"), str(tmp_path / "a"))] * 3
-    (tmp_path / "a").write_bytes(b"N.")
-    assert cli._default_jobs(small) == 1
-    many = small * 40
-    assert cli._default_jobs(many) == (os.cpu_count() or 1)
+    for i in range(3):
+        (tmp_path / f"{i}.pkl").write_bytes(b"N.")
+    assert api._default_jobs(api._Walk([tmp_path], None)) == 1
+    for i in range(3, api.PARALLEL_MIN_FILES):
+        (tmp_path / f"{i}.pkl").write_bytes(b"N.")
+    assert api._default_jobs(api._Walk([tmp_path], None)) == (os.cpu_count() or 1)
 
 
 def test_when_the_os_cannot_fork_the_files_are_scanned_here(folder, capsys, monkeypatch):
-    _, expected = scan(capsys, "--jobs", "1", str(folder))
+    _, expected = scan_cli(capsys, "--jobs", "1", str(folder))
 
     def no_fork():
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(os, "fork", no_fork)
-    code, files = scan(capsys, "--jobs", "2", str(folder))
+    code, files = scan_cli(capsys, "--jobs", "2", str(folder))
     assert files == expected and code == 1
+
+
+def test_where_the_os_has_no_fork_a_spawned_pool_scans(folder, capsys, monkeypatch):
+    _, expected = scan_cli(capsys, "--jobs", "1", str(folder))
+    monkeypatch.setattr(parallel, "can_fork", lambda: False)
+    code, files = scan_cli(capsys, "--jobs", "2", str(folder))
+    assert files == expected and code == 1
+
+
+# Streaming: results come while the walk goes on; nothing waits for the whole listing.
+
+class _RecordingWalk:
+    """Stands in for scan.iter_files: yields `count` names of one real file, recording how far
+    the walk has got each time a report reaches the consumer."""
+
+    def __init__(self, real, count):
+        self.real, self.count, self.walked = str(real), count, 0
+
+    def __call__(self, path):
+        for i in range(self.count):
+            self.walked += 1
+            yield f"{path}/virtual_{i:05d}.pkl", self.real
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_reports_are_yielded_before_the_walk_ends(tmp_path, monkeypatch, jobs):
+    real = tmp_path / "one.pkl"
+    real.write_bytes(pickle.dumps([1, 2, 3]))
+    walk = _RecordingWalk(real, 3000)
+    monkeypatch.setattr(scan, "iter_files", walk)
+    monkeypatch.setattr(api, "LOOKAHEAD", 16)
+    ahead = []  # files walked but not yet reported, each time a report arrives
+    reports = 0
+    for report in api.scan_paths(["walk"], jobs=jobs):
+        reports += 1
+        ahead.append(walk.walked - reports)
+        assert report.format == "pickle"
+    assert reports == walk.count
+    # The first report came when only a small part of the folder was walked, and the walk never
+    # ran further ahead than the look-ahead plus the workers' queues: memory does not grow with
+    # the number of files.
+    bound = api.LOOKAHEAD + (jobs * 2 * parallel.BATCH_FILES + 2 * jobs * parallel.BATCH_FILES if jobs > 1 else 0)
+    assert ahead[0] <= bound
+    assert max(ahead) <= bound
+
+
+def test_the_consumer_stopping_early_kills_the_workers(tmp_path, monkeypatch):
+    real = tmp_path / "one.pkl"
+    real.write_bytes(pickle.dumps([1]))
+    monkeypatch.setattr(scan, "iter_files", _RecordingWalk(real, 2000))
+    _with_pid(monkeypatch)
+    reports = api.scan_paths(["walk"], jobs=2)
+    pids = {next(reports).to_dict()["pid"] for _ in range(5)}
+    reports.close()
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped already: no zombie, no orphan
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_jsonl_lines_are_the_json_entries(folder, capsys):
+    _, files = scan_cli(capsys, "--jobs", "1", str(folder))
+    for jobs in ("1", "2"):
+        code = cli.main(["scan", "--format", "jsonl", "--jobs", jobs, str(folder)])
+        lines = capsys.readouterr().out.splitlines()
+        assert code == 1
+        assert sorted(lines) == sorted(json.dumps(f, ensure_ascii=True) for f in files)

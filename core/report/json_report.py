@@ -47,6 +47,11 @@ def document(results: list[dict[str, Any]], extra: dict[str, Any] | None = None)
     return doc
 
 
+def render_line(entry: dict[str, Any]) -> str:
+    """One line of `--format jsonl`: a file's entry, exactly as in the "files" list of `render`."""
+    return json.dumps(entry, ensure_ascii=True) + "\n"
+
+
 def render(results: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
     # ensure_ascii keeps the document valid UTF-8 whatever the file names hold (lone surrogates).
     # No indent: json's C encoder only runs without one, and the report is read by programs
