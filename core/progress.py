@@ -73,16 +73,26 @@ class TerminalProgress:
     def _show(self) -> None:
         from tqdm import tqdm  # only here: a scan whose stderr is not a terminal never imports it
 
+        try:
+            columns = os.get_terminal_size(self._stream.fileno()).columns
+        except (OSError, ValueError):
+            columns = 0
+        # Follow the terminal's width; a terminal that reports none (0 columns) would draw nothing.
+        width: dict[str, Any] = {"dynamic_ncols": True} if columns > 0 else {"ncols": 100}
+        desc, name = self._texts()
         self._bar = tqdm(total=self.total_bytes or None, unit="B", unit_scale=True, unit_divisor=1024,
-                         file=self._stream, leave=False, dynamic_ncols=True, mininterval=0.1,
-                         bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} "
-                                    "[{elapsed}<{remaining}] {postfix}")
-        self._describe()
+                         desc=desc, postfix=name, file=self._stream, leave=False, mininterval=0.1, **width,
+                         bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt}B "
+                                    "[{elapsed}<{remaining}]{postfix}")
+
+    def _texts(self) -> tuple[str, str]:
+        more = "" if self.complete else "+"
+        name = safe_text(os.path.basename(self.current) or self.current, 60) if self.current else ""
+        return f"{self.done:,}/{self.files:,}{more} files", name
 
     def _describe(self) -> None:
-        more = "" if self.complete else "+"
-        self._bar.set_description_str(f"{self.done:,}/{self.files:,}{more} files", refresh=False)
-        name = safe_text(os.path.basename(self.current) or self.current, 60) if self.current else ""
+        desc, name = self._texts()
+        self._bar.set_description_str(desc, refresh=False)
         self._bar.set_postfix_str(name, refresh=False)
 
     @contextlib.contextmanager

@@ -23,7 +23,8 @@ from airlock.core.cli import main
 import io, contextlib
 with contextlib.redirect_stdout(io.StringIO()):
     code = main(["scan", "--format", "json", path])
-heavy = ("PySide6", "numpy", "matplotlib", "onnx", "h5py", "jinja2", "gguf", "torch", "safetensors", "fickling")
+heavy = ("PySide6", "numpy", "matplotlib", "onnx", "h5py", "jinja2", "gguf", "torch", "safetensors", "fickling",
+         "tqdm", "pyseccomp", "subprocess")
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
 print(code, loaded)
 """
