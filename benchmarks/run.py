@@ -164,6 +164,35 @@ def make_onnx(path: Path, tensors: int) -> None:
                     location=path.name + ".data", size_threshold=0)
 
 
+def make_small_onnx_models(folder: Path, count: int) -> None:
+    """`count` small models (a MatMul, a 16×16 initializer, a few KB each), all different."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        w = numpy_helper.from_array(np.full((16, 16), i, dtype=np.float32), "w")
+        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name=f"mm{i}")], f"g{i}",
+                                  [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 16])],
+                                  [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 16])], [w])
+        onnx.save_model(helper.make_model(graph), str(folder / f"model_{i:02d}.onnx"))
+
+
+def make_onnx_inline(path: Path, total_bytes: int) -> None:
+    """One model whose weights are inside the protobuf (no external data): `total_bytes` of them."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rows = max(total_bytes // (2 * 1024 * 4), 1)
+    inits = [numpy_helper.from_array(np.ones((rows, 1024), dtype=np.float32), f"w{i}") for i in range(2)]
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h"]), helper.make_node("Add", ["h", "w1"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [rows, rows])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [rows, 1024])], inits)
+    onnx.save_model(helper.make_model(graph), str(path))
+
+
 def make_small_pickles(folder: Path, count: int) -> None:
     import pickle
 
@@ -214,6 +243,45 @@ print(count)
 """
 
 
+FLOOR_ONNX = """
+import sys, os, onnx
+paths = [os.path.join(sys.argv[1], n) for n in sorted(os.listdir(sys.argv[1]))] if os.path.isdir(sys.argv[1]) else sys.argv[1:]
+for p in paths:
+    onnx.load(p, load_external_data=False)
+"""
+# The same scan with a fresh parser process for every file (before issue 23: 24 s for 30 files).
+CHILD_PER_FILE = """
+import sys
+from airlock.core import isolate
+isolate.MAX_REQUESTS = 1
+from airlock.core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def isolation_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """ONNX (and HDF5) parse in a confined child process; a scan reuses one child for its files.
+    Targets (issue 23): 30 small ONNX files under 5 s; one 2 MB ONNX file under 0.5 s."""
+    folder = work / "onnx_small_30"
+    if not folder.exists():
+        make_small_onnx_models(folder, 30)
+    model = work / "model_2mb.onnx"
+    if not model.exists():
+        make_onnx_inline(model, 2 * 1024 * 1024)
+    for task, path in (("scan 30 small ONNX files (one folder)", folder),
+                       (f"scan one {model.stat().st_size / 2**20:.1f} MB ONNX file", model)):
+        cmds = {"airlock": Cmd(airlock_cmd("scan", "--format", "json", str(path))),
+                "a parser process per file": Cmd([sys.executable, "-c", CHILD_PER_FILE, "scan", "--format", "json",
+                                                  str(path)]),
+                "floor: onnx.load, not isolated": Cmd([sys.executable, "-c", FLOOR_ONNX, str(path)])}
+        for name, cmd in peers.items():
+            cmds[name] = Cmd(cmd(path), env=PEER_ENV, ok_codes=tuple(range(0, 5)))
+        base = measure_together(cmds, runs)
+        if path == model:
+            del base["a parser process per file"]  # one file: the same thing
+        row(task, base.pop("airlock"), base)
+
+
 def airlock_cmd(*args: str) -> list[str]:
     """The `airlock` command a user runs (the console script beside this interpreter)."""
     script = Path(sys.executable).with_name("airlock")
@@ -230,8 +298,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-    parser.add_argument("--only", choices=("all", "hash"), default="all",
-                        help="hash: only the hashing rows (airlock hash against sha256sum)")
+    parser.add_argument("--only", choices=("all", "hash", "isolation"), default="all",
+                        help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
+                             "the ONNX parser process rows")
     args = parser.parse_args()
     if args.only == "hash":
         args.no_peers = True
@@ -245,6 +314,8 @@ def main() -> int:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="airlock-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.only == "isolation":
+        return only_rows(args, work, isolation_rows)
     gib = 1024**3
     s = args.scale
     files = {
@@ -355,10 +426,36 @@ def main() -> int:
     row("convert 2 GiB torch zip (--no-verify)", copies["no-verify"], {"cp": copies["cp"]})
     clean()
 
+    # 5. the isolated parser process
+    isolation_rows(work, runs, peers, row)
+
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                      "runs": runs, "scale": s, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def only_rows(args: argparse.Namespace, work: Path, rows_of) -> int:
+    """`--only GROUP`: that group's rows alone, printed and written like a full run."""
+    rows: list[dict[str, object]] = []
+
+    def row(task: str, airlock: Measure, baselines: dict[str, Measure]) -> None:
+        rows.append({"task": task, "airlock": vars(airlock), "baselines": {k: vars(v) for k, v in baselines.items()}})
+        cells = [f"{task:<44}", f"{airlock.cell():<22}"]
+        for name, base in baselines.items():
+            ratio = f"×{airlock.seconds / base.seconds:.2f}" if base.seconds and not base.error else ""
+            cells.append(f"{name}: {base.cell()} {ratio}")
+        print(" | ".join(cells), flush=True)
+
+    rows_of(work, args.runs, {} if args.no_peers else PEERS, row)
+    out = args.json.with_name(f"results-{args.only}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                               "runs": args.runs, "scale": args.scale, "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
     if not args.keep and args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
