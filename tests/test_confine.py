@@ -100,3 +100,18 @@ def test_the_parsers_still_work_confined():
     desc = isolate.run_isolated("hdf5", Source.from_bytes(keras_files.h5_file(None), "m.h5", member="m.h5"), ctx)
     assert desc["attrs"]["keras_version"] == "2.15.0"
     assert not ctx.findings
+
+
+def test_what_a_platform_lacks_is_named(monkeypatch):
+    """Off Linux (macOS, Windows) the filter and prctl do not exist: each is listed as missing, and
+    the parent turns the list into an info finding (tests/test_isolate.py)."""
+    from airlock.core import confine
+
+    monkeypatch.setattr(confine.sys, "platform", "darwin")
+    state = confine.Confinement()
+    confine._die_with_parent(state)
+    confine._no_new_privileges(state)
+    confine._seccomp(state)  # returns before loading anything into this process
+    assert state.applied == []
+    assert state.missing == ["parent-death signal (Linux only)", "no-new-privileges (Linux only)",
+                             "seccomp filter (Linux only)"]

@@ -247,3 +247,21 @@ def _alive(pid: int) -> bool:
     except (OSError, StopIteration):
         return False
     return "Z" not in state.split()[1]  # a zombie has ended; only its exit status is left
+
+
+def test_where_pipes_cannot_be_polled_each_file_gets_a_child(monkeypatch):
+    """Windows' path: one request per child, written whole, answered, then the child exits."""
+    monkeypatch.setattr(isolate, "_REUSE", False)
+    with isolate.ParserSession() as session:
+        pids = {_probe(session)["pid"] for _ in range(3)}
+        model = Source.from_bytes(onnx_files.matmul().SerializeToString(), "m.onnx", member="m")
+        assert session.run("onnx", model, ScanContext())["graph"]["nodes"][0]["op_type"] == "MatMul"
+    assert len(pids) == 3 and session.started == 4
+
+
+def test_where_pipes_cannot_be_polled_a_crash_is_still_a_finding(monkeypatch):
+    monkeypatch.setattr(isolate, "_REUSE", False)
+    _fake_child(monkeypatch, "import sys; sys.stdin.buffer.read(); sys.stderr.write('gone\\n'); sys.exit(4)")
+    with pytest.raises(isolate.IsolationFailure) as info:
+        isolate.run_isolated("onnx", Source.from_bytes(b"x", "x", member="x"), ScanContext())
+    assert info.value.kind == isolate.CRASH and "status 4" in info.value.message and "gone" in info.value.message
