@@ -20,7 +20,7 @@ import os
 import selectors
 import signal
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 # (index in the walk, path to show, path to open, size in bytes)
@@ -58,10 +58,11 @@ class _Worker:
         self.unread = bytearray()  # a result line not complete yet
 
 
-def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner,
-                memory_budget: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(index, entry) for every task, in the order they finish. Closing the generator early (or
-    an exception in the caller) kills the workers."""
+def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner, memory_budget: int,
+                dispatched: Callable[[str, int], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, entry) for every task, in the order they finish; `dispatched(path, size)` as each
+    file is handed to a worker. Closing the generator early (or an exception in the caller) kills
+    the workers."""
     queue: deque[Task] = deque()
     workers: dict[int, _Worker] = {}  # by results descriptor
     exhausted = False
@@ -76,9 +77,9 @@ def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner,
                     else:
                         queue.append(task)
                 for worker in workers.values():
-                    _top_up(worker, queue, jobs, exhausted, selector)
+                    _top_up(worker, queue, jobs, exhausted, selector, dispatched)
                 while queue and len(workers) < jobs:
-                    batch = _batch(queue, jobs, exhausted)
+                    batch = _batch(queue, jobs, exhausted, dispatched)
                     started = _start(scanner, memory_budget, workers)
                     if started is None:  # out of processes or descriptors: scanned here
                         yield from ((i, _scan_safely(scanner, d, r)) for i, d, r in batch)
@@ -86,7 +87,7 @@ def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner,
                     workers[started.results] = started
                     selector.register(started.results, selectors.EVENT_READ)
                     _give(started, batch, selector)
-                    _top_up(started, queue, jobs, exhausted, selector)
+                    _top_up(started, queue, jobs, exhausted, selector, dispatched)
                 if exhausted and not queue:
                     for worker in workers.values():
                         if not worker.in_flight and not worker.outbox and worker.tasks >= 0:
@@ -128,7 +129,8 @@ def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner,
             os.waitpid(worker.pid, 0)
 
 
-def _batch(queue: deque[Task], jobs: int, exhausted: bool) -> list[tuple[int, str, str]]:
+def _batch(queue: deque[Task], jobs: int, exhausted: bool,
+           dispatched: Callable[[str, int], None] | None = None) -> list[tuple[int, str, str]]:
     # Near the end, batches shrink so that the last files are spread over every worker.
     size = BATCH_FILES if not exhausted else max(1, min(BATCH_FILES, -(-len(queue) // (2 * jobs))))
     batch: list[tuple[int, str, str]] = []
@@ -137,14 +139,16 @@ def _batch(queue: deque[Task], jobs: int, exhausted: bool) -> list[tuple[int, st
         index, display, real, nbytes = queue.popleft()
         batch.append((index, display, real))
         total += nbytes
+        if dispatched is not None:
+            dispatched(display, nbytes)
     return batch
 
 
-def _top_up(worker: _Worker, queue: deque[Task], jobs: int, exhausted: bool,
-            selector: selectors.BaseSelector) -> None:
+def _top_up(worker: _Worker, queue: deque[Task], jobs: int, exhausted: bool, selector: selectors.BaseSelector,
+            dispatched: Callable[[str, int], None] | None) -> None:
     """Keep a second batch waiting in the worker's pipe, so that it never idles between batches."""
     while queue and worker.batches < 2 and worker.tasks >= 0:
-        _give(worker, _batch(queue, jobs, exhausted), selector)
+        _give(worker, _batch(queue, jobs, exhausted, dispatched), selector)
 
 
 def _give(worker: _Worker, batch: list[tuple[int, str, str]], selector: selectors.BaseSelector) -> None:

@@ -9,7 +9,7 @@ the file that kills a worker is a finding and no other file is lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.limits import Limits
@@ -21,7 +21,9 @@ Task = tuple[int, str, str, int]
 BATCH_FILES = 16
 
 
-def scan_pooled(tasks: Iterator[Task], jobs: int, limits: Limits) -> Iterator[tuple[int, dict[str, Any]]]:
+def scan_pooled(tasks: Iterator[Task], jobs: int, limits: Limits,
+                dispatched: Callable[[str, int], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, entry) for every task, batch by batch as they complete."""
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -35,6 +37,9 @@ def scan_pooled(tasks: Iterator[Task], jobs: int, limits: Limits) -> Iterator[tu
                 exhausted = len(batch) < BATCH_FILES
                 if batch:
                     outstanding[pool.submit(_scan_batch, [t[:3] for t in batch], limits)] = batch
+                    if dispatched is not None:
+                        for task in batch:
+                            dispatched(task[1], task[3])
             if not outstanding:
                 break
             done, _ = wait(outstanding, return_when=FIRST_COMPLETED)

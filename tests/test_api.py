@@ -114,9 +114,11 @@ class Recorder:
         self.calls.append(("finished", os.path.basename(report.path), size))
 
 
-def test_the_observer_sees_the_walk_and_each_file(folder):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_observer_sees_the_walk_and_each_file(folder, jobs):
     recorder = Recorder()
-    names = [os.path.basename(r.path) for r in scan_paths([folder], observer=recorder)]
+    names = [os.path.basename(r.path) for r in scan_paths([folder], observer=recorder, jobs=jobs)]
+    assert sorted(names) == ["empty.bin", "evil.pkl", "model.onnx", "state.pkl"]
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert ("found", 4, total, True) in recorder.calls
     for name in names:
