@@ -178,3 +178,30 @@ def test_jsonl_lines_are_the_json_entries(folder, capsys):
         lines = capsys.readouterr().out.splitlines()
         assert code == 1
         assert sorted(lines) == sorted(json.dumps(f, ensure_ascii=True) for f in files)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_jsonl_writes_each_line_while_the_walk_goes_on(tmp_path, monkeypatch, jobs):
+    """The CLI keeps no list for jsonl: lines reach stdout before the folder is fully walked."""
+    import io
+    import sys
+
+    real = tmp_path / "one.pkl"
+    real.write_bytes(pickle.dumps([1, 2, 3]))
+    walk = _RecordingWalk(real, 3000)
+    monkeypatch.setattr(scan, "iter_files", walk)
+    monkeypatch.setattr(api, "LOOKAHEAD", 16)
+
+    class Recording(io.StringIO):
+        walked_at_first_line = None
+
+        def write(self, text):
+            if self.walked_at_first_line is None:
+                self.walked_at_first_line = walk.walked
+            return super().write(text)
+
+    out = Recording()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli.main(["scan", "--format", "jsonl", "--quiet", "--jobs", jobs, str(tmp_path)]) == 0
+    assert len(out.getvalue().splitlines()) == walk.count
+    assert out.walked_at_first_line < walk.count // 4
