@@ -4,7 +4,8 @@ protobuf (ONNX) and libhdf5 (Keras .h5) are C parsers with a history of crash bu
 input. A format module names a *task*: a function `describe(data | path, limits) -> JSON value`
 that runs in the child, imports only what it needs (the task's own module and its library), and
 returns plain data. The parent builds nodes and findings from that data and never imports the
-native library itself. The child confines itself before it reads anything (core/confine.py).
+native library itself. The child's side is core/parser_child.py: it confines itself
+(core/confine.py) before it reads anything.
 
 Starting a child costs a fresh interpreter and the library's import (0.1-0.7 s), so a scan keeps
 one per scanning process (`ParserSession`, opened by airlock.core.api around a scan's files): it
@@ -23,51 +24,46 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import importlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import subprocess  # imported when a parser is isolated: `airlock scan` on a pickle never is
 
-    from airlock.core.confine import Confinement
-
 from airlock.core.context import ScanContext
 from airlock.core.errors import AirlockError
 from airlock.core.findings import Rule, Severity
+from airlock.core.parser_child import (  # the child's side; re-exported for the format modules
+    CRASH,
+    ERROR,
+    MALFORMED,
+    TASKS,
+    TIMEOUT,
+    ChildFormatError,
+    child_main,
+    child_prepare,
+    child_serve,
+    read_input,
+)
+from airlock.core.parser_child import _resolve as _resolve
 from airlock.core.source import Source
 
-# Task name -> "module:function". The function takes (data: bytes | None, path: str | None,
-# options: dict) and returns a JSON-serialisable value; it raises `ChildFormatError` for input
-# its library rejects.
-TASKS = {
-    "onnx": "airlock.core.formats.onnx:describe",
-    "hdf5": "airlock.core.formats.keras:describe_hdf5",
-    "probe": "airlock.core.confine:probe",  # the child reports its own confinement (tests, diagnosis)
-}
-
-# Failure kinds the caller turns into findings.
-CRASH = "crash"          # the child died on a signal or exited without an answer
-TIMEOUT = "timeout"      # killed after the time budget
-MALFORMED = "malformed"  # the library rejected the bytes
-ERROR = "error"          # the task itself failed (a bug, or memory)
+__all__ = ["CRASH", "ERROR", "MALFORMED", "TASKS", "TIMEOUT", "ChildFormatError", "IsolationFailure",
+           "IsolationIncomplete", "ParserSession", "child_main", "child_prepare", "child_serve", "read_input",
+           "run_isolated"]
 
 MAX_REQUESTS = 50  # files one child serves before a fresh one replaces it
 _POLL_S = 0.1      # how often a wait looks at cancel and the file's own deadline
 _GRACE_S = 5.0     # for a child told to stop (its input closed) to exit before it is killed
 _CHUNK = 1 << 20
 _STDERR_TAIL = 4096
-_CHILD_CODE = "from airlock.core.isolate import child_main; child_main()"
+_CHILD_CODE = "from airlock.core.parser_child import child_main; child_main()"
 # Pipes cannot be polled on Windows: there a child answers one request and exits.
 _REUSE = os.name != "nt"
-
-
-class ChildFormatError(AirlockError):
-    """Raised by a task when its library rejects the input (a DecodeError, an HDF5 open error)."""
 
 
 class IsolationFailure(AirlockError):
@@ -364,89 +360,3 @@ def _command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, "--airlock-isolated-child"]
     return [sys.executable, "-I", "-B", "-c", _CHILD_CODE]
-
-
-# The child side.
-
-
-def child_main() -> None:
-    """Entry point of the child: confine this process, then answer requests until end of input."""
-    child_serve(child_prepare())
-
-
-def child_prepare() -> Confinement:
-    """Confine the process and keep its standard output for answers only. Runs before any request
-    is read (and, in the no-execution proof, before the audit hook: confining loads libseccomp)."""
-    from airlock.core.confine import confine
-
-    state = confine()
-    # A library that prints (from C, to descriptor 1) must not garble an answer: answers go to a
-    # private copy of the pipe, and descriptor 1 now leads to stderr.
-    global _ANSWERS
-    sys.stdout.flush()
-    _ANSWERS = os.dup(1)
-    os.dup2(2, 1)
-    return state
-
-
-_ANSWERS: int | None = None
-
-
-def child_serve(state: Confinement | None = None) -> None:
-    stdin = sys.stdin.buffer
-    unconfined = list(state.missing) if state is not None else ["confinement (not applied)"]
-    out = _ANSWERS if _ANSWERS is not None else sys.stdout.fileno()
-    while True:
-        line = stdin.readline()
-        if not line.strip():
-            return  # end of input: the scan is over (or the parent died)
-        header = json.loads(line)  # written by the parent, never by a file
-        path = header.get("path")
-        length = header.get("length")
-        data = None
-        if path is None:
-            data = stdin.read() if length is None else stdin.read(int(length))
-            if length is not None and len(data) < int(length):
-                return  # the parent went away mid-request
-        answer = _answer(str(header["task"]), data, path, header.get("options") or {})
-        if unconfined:
-            answer["unconfined"] = unconfined
-        _write_all(out, json.dumps(answer, ensure_ascii=True, default=str).encode() + b"\n")
-        if length is None and path is None:
-            return  # the one-request form: the input ended with the data
-
-
-def _answer(task: str, data: bytes | None, path: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return {"ok": True, "result": _resolve(task)(data, path, options)}
-    except ChildFormatError as exc:
-        return {"ok": False, "kind": MALFORMED, "message": str(exc)}
-    except MemoryError:
-        return {"ok": False, "kind": ERROR, "message": "memory budget exceeded while parsing"}
-    except RecursionError:
-        return {"ok": False, "kind": MALFORMED, "message": "structure nested too deeply"}
-    except Exception as exc:  # noqa: BLE001 - the parent turns any failure into a finding
-        return {"ok": False, "kind": ERROR, "message": f"{type(exc).__name__}: {exc}"}
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _resolve(task: str) -> Callable[[bytes | None, str | None, dict[str, Any]], Any]:
-    module_name, _, func_name = TASKS[task].partition(":")
-    func: Callable[[bytes | None, str | None, dict[str, Any]], Any] = getattr(
-        importlib.import_module(module_name), func_name)
-    return func
-
-
-def read_input(data: bytes | None, path: str | None) -> bytes:
-    """The task's bytes: given through the pipe, or read from the file (the child may read it whole)."""
-    if data is not None:
-        return data
-    if path is None:
-        raise ChildFormatError("no input")
-    with open(path, "rb") as fh:
-        return fh.read()

@@ -114,3 +114,15 @@ def test_the_installed_command_keeps_json_clean_on_hostile_input(tree):
     assert "Traceback" not in proc.stderr
     doc = json.loads(proc.stdout)
     assert len(doc["files"]) == 5
+
+
+def test_jsonl_to_an_output_file(tree, capsys, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("out")
+    out = folder / "report.jsonl"
+    code = main(["scan", "--format", "jsonl", "--jobs", "1", "-o", str(out), str(tree)])
+    assert capsys.readouterr().out == ""
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    _, document, _ = run(capsys, "scan", "--format", "json", "--jobs", "1", str(tree))
+    assert lines == json.loads(document)["files"] and code == (1 if any(
+        f["severity"] in ("high", "critical") for f in lines) else 0)
+    assert [p.name for p in folder.iterdir()] == ["report.jsonl"]  # no temporary file left
