@@ -201,7 +201,13 @@ def iter_reports(paths: Iterable[str | os.PathLike[str]], *, limits: Limits, job
                  observer: ScanObserver | None = None) -> Iterator[Report]:
     """Internal (the CLI's): `scan_paths` without the chain of custody's additions, which the CLI
     makes itself (hashing the files in parallel for a one-document report)."""
-    walk = _Walk(paths, observer)
+    return iter_listed(_files_below(paths), limits=limits, jobs=jobs, observer=observer)
+
+
+def iter_listed(files: Iterable[tuple[str, str]], *, limits: Limits, jobs: int | None = 1,
+                observer: ScanObserver | None = None) -> Iterator[Report]:
+    """Internal: reports of files already listed as (path shown, path opened), e.g. a lock file's."""
+    walk = _Walk(files, observer)
     if jobs is None:
         jobs = _default_jobs(walk)
     if jobs > 1:
@@ -252,20 +258,13 @@ def _scan_safely(display: str, real: str, limits: Limits) -> dict[str, Any]:
 class _Walk:
     """The files below the paths, walked lazily LOOKAHEAD files ahead of the scan."""
 
-    def __init__(self, paths: Iterable[str | os.PathLike[str]], observer: ScanObserver | None) -> None:
-        self._files = self._iterate(paths)
+    def __init__(self, files: Iterable[tuple[str, str]], observer: ScanObserver | None) -> None:
+        self._files = iter(files)
         self._ahead: deque[tuple[int, str, str, int]] = deque()
         self._observer = observer
         self.found = 0
         self.found_bytes = 0
         self.complete = False
-
-    @staticmethod
-    def _iterate(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, str]]:
-        from airlock.core.scan import iter_files
-
-        for path in paths:
-            yield from iter_files(os.fspath(path))
 
     def fill(self, ahead: int | None = None) -> None:
         ahead = LOOKAHEAD if ahead is None else ahead
@@ -289,6 +288,13 @@ class _Walk:
     def __iter__(self) -> Iterator[tuple[int, str, str, int]]:
         while (task := self.next()) is not None:
             yield task
+
+
+def _files_below(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, str]]:
+    from airlock.core.scan import iter_files
+
+    for path in paths:
+        yield from iter_files(os.fspath(path))
 
 
 def _size(path: str) -> int:
@@ -350,11 +356,13 @@ def _scan_parallel(walk: _Walk, jobs: int, limits: Limits, observer: ScanObserve
         from airlock.core.pool import scan_pooled
 
         for index, entry in scan_pooled(tasks(), jobs, limits, started):
-            yield _report(entry, index, *handed.pop(index, (entry["path"], 0)), observer)
+            real, size = handed.pop(index, (entry["path"], 0))
+            yield _report(entry, index, real, size, observer)
         return
     scanner = _WorkerScanner(limits)
     try:
         for index, entry in parallel.scan_stream(tasks(), jobs, scanner, limits.memory_budget_bytes, started):
-            yield _report(entry, index, *handed.pop(index, (entry["path"], 0)), observer)
+            real, size = handed.pop(index, (entry["path"], 0))
+            yield _report(entry, index, real, size, observer)
     finally:
         scanner.close()  # a session of its own only if a fork failed and files were scanned here

@@ -75,16 +75,22 @@ def test_scan_file_maps_over_processes_unchanged(folder):
     assert [r.to_dict() for r in remote] == [scan_file(p, limits=limits).to_dict() for p in paths]
 
 
-class MarkEverything:
-    """A policy: the interface core/policy_file.py provides (issue 16)."""
-
-    def apply(self, entry):
-        return {**entry, "policy": "tests"}
-
-
-def test_a_policy_is_applied_to_every_report(folder):
-    assert scan_file(folder / "evil.pkl", policy=MarkEverything()).to_dict()["policy"] == "tests"
-    assert {r.to_dict()["policy"] for r in scan_paths([folder], policy=MarkEverything())} == {"tests"}
+def test_a_policy_file_is_applied_as_the_cli_applies_it(folder, capsys, tmp_path_factory):
+    """A real policy file (core/policy_file.py): the evil pickle's critical finding re-rated, the
+    same marks as `airlock scan --policy`, in scan_file and scan_paths, with its budgets."""
+    policy_file = tmp_path_factory.mktemp("policy") / "airlock.toml"
+    evil = scan_file(folder / "evil.pkl")
+    rule = evil.findings[0]["rule"]
+    policy_file.write_text(f'timeout = 7\n[[override]]\nrule = "{rule}"\nseverity = "low"\nreason = "tests"\n')
+    policy = api.load_policy(str(policy_file))
+    expected = _cli_entries(capsys, "--jobs", "1", "--policy", str(policy_file), str(folder))
+    by_path = {e["path"]: e for e in expected}
+    marked = scan_file(folder / "evil.pkl", policy=policy)
+    assert marked.to_dict() == by_path[str(folder / "evil.pkl")]
+    assert marked.findings[0]["overridden_by"]["reason"] == "tests" and marked.severity < Severity.HIGH
+    assert sorted((r.to_dict() for r in scan_paths([folder], policy=policy)), key=lambda e: e["path"]) == \
+        sorted(expected, key=lambda e: e["path"])
+    assert api._limits(None, policy).time_budget_s == 7
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -153,6 +159,6 @@ def test_report_repr_names_the_file(folder):
 
 
 def test_the_api_module_is_typed_and_documented():
-    for name in ("Policy", "Report", "ScanObserver", "scan_file", "scan_paths"):  # the rest is re-exported
+    for name in ("load_policy", "Report", "ScanObserver", "scan_file", "scan_paths"):  # the rest is re-exported
         assert getattr(api, name).__doc__, name
     assert scan_file.__annotations__["return"] == "Report"

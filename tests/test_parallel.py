@@ -95,10 +95,10 @@ def test_the_last_files_are_spread_over_every_worker(folder, monkeypatch):
 def test_default_jobs(tmp_path):
     for i in range(3):
         (tmp_path / f"{i}.pkl").write_bytes(b"N.")
-    assert api._default_jobs(api._Walk([tmp_path], None)) == 1
+    assert api._default_jobs(api._Walk(api._files_below([tmp_path]), None)) == 1
     for i in range(3, api.PARALLEL_MIN_FILES):
         (tmp_path / f"{i}.pkl").write_bytes(b"N.")
-    assert api._default_jobs(api._Walk([tmp_path], None)) == (os.cpu_count() or 1)
+    assert api._default_jobs(api._Walk(api._files_below([tmp_path]), None)) == (os.cpu_count() or 1)
 
 
 def test_when_the_os_cannot_fork_the_files_are_scanned_here(folder, capsys, monkeypatch):

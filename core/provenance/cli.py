@@ -237,14 +237,15 @@ def _scan(files: list[tuple[str, str]], jobs: int | None, policy: Any,
           hashes: bool = False) -> list[dict[str, Any]]:
     """Report entries of these files, as `airlock scan` makes them, with `findings_digest` (over
     the scanner's own findings, before any policy)."""
-    from airlock.core import cli, formats
+    from airlock.core import api, formats
     from airlock.core.limits import DEFAULT_LIMITS
     from airlock.core.provenance.annotate import annotate, findings_digest
 
     limits = policy.limits(DEFAULT_LIMITS) if policy else DEFAULT_LIMITS
     formats.load_all_modules()
     entries = []
-    for entry in cli._scan_all(files, jobs or cli._default_jobs(files), limits):
+    for report in sorted(api.iter_listed(files, limits=limits, jobs=jobs), key=lambda r: r.index or 0):
+        entry = report.to_dict()
         entry["findings_digest"] = findings_digest(entry["findings"])
         entries.append(entry)
     return list(annotate(entries, files, hashes=hashes, policy=policy, jobs=jobs))
