@@ -32,6 +32,7 @@ MODULE_NAMES = [
     "airlock.core.formats.keras",
     "airlock.core.formats.model_folder",
     "airlock.core.formats.yaml_config",
+    "airlock.core.formats.python_code", "airlock.core.formats.notebook",
     "airlock.core.formats.chat_template",
     "airlock.core.formats.torchscript",
     "airlock.core.formats.torch_zip",

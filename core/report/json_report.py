@@ -14,7 +14,7 @@ SCHEMA_VERSION = 1
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "rule": f.rule,
         "severity": f.severity.label,
         "message": safe_text(f.message, 2000),
@@ -22,6 +22,11 @@ def finding_dict(f: Finding) -> dict[str, Any]:
         "member": safe_text(f.member, 500) if f.member is not None else None,
         "node": safe_text(f.node_path() or "", 1000) if f.node is not None else None,
     }
+    # Findings in source code (airlock.core.code) also say where as line/column (and notebook cell).
+    location = f.node.attrs.get("location") if f.node is not None else None
+    if isinstance(location, dict):
+        out["location"] = {k: int(v) for k, v in location.items() if isinstance(v, int)}
+    return out
 
 
 def file_dict(result: ScanResult) -> dict[str, Any]:

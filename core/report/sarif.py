@@ -42,7 +42,13 @@ def render(files: list[dict[str, Any]]) -> str:
         for f in entry["findings"]:
             severity = Severity.parse(f["severity"])
             region: dict[str, Any] = {"startLine": 1}
-            if f["offset"] is not None:
+            location = f.get("location")
+            if location and not f["member"]:
+                # Code findings: the line of the file as stored (for a notebook, the .ipynb line that
+                # holds the source line), columns in code points (run.columnKind).
+                region = {"startLine": location["line"], "startColumn": location["column"],
+                          "endLine": location["end_line"], "endColumn": location["end_column"]}
+            elif f["offset"] is not None:
                 region["byteOffset"] = max(int(f["offset"]), 0)
                 region["byteLength"] = 1
             message = f["message"]
@@ -59,6 +65,9 @@ def render(files: list[dict[str, Any]]) -> str:
                 "properties": {"severity": f["severity"], "node": f["node"], "member": f["member"],
                                "inspected": entry.get("inspected", "none")},
             }
+            if location and "cell" in location:
+                result["properties"].update(cell=location["cell"], cell_line=location["cell_line"],
+                                            cell_column=location["cell_column"])
             if f["rule"] in index:
                 result["ruleIndex"] = index[f["rule"]]
             if f.get("suppressed_by"):  # a policy file's [[suppress]]: kept, marked, not counted
@@ -86,7 +95,7 @@ def render(files: list[dict[str, Any]]) -> str:
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{"tool": {"driver": driver}, "results": results,
+        "runs": [{"tool": {"driver": driver}, "results": results, "columnKind": "unicodeCodePoints",
                   "artifacts": [_artifact(e) for e in files],
                   "properties": {"not_inspected": sum(e.get("inspected", "none") != "full" for e in files)}}],
     }
