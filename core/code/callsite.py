@@ -88,16 +88,22 @@ class CallSite:
                 how = found.how
         return Arg(how)
 
-    def _from_spread(self, expr: ast.expr, keyword: str, forwarded: str | None, depth: int = 0) -> Arg:
-        if isinstance(expr, ast.Name) and expr.id == forwarded:
+    def _from_spread(self, expr: ast.expr | Value, keyword: str, forwarded: str | None,
+                     depth: int = 0) -> Arg:
+        if isinstance(expr, Value):
+            value = expr
+        elif (isinstance(expr, ast.Name) and expr.id == forwarded) or _configured(expr):
             return Arg(FORWARDED)
-        value = self.value(expr)
-        if isinstance(value, Param) and value.kind == "kwarg":
-            return Arg(FORWARDED)
+        else:
+            value = self.value(expr)
+        if isinstance(value, Param):
+            return Arg(FORWARDED)  # a dict the caller passes in: its caller's call is judged
         if isinstance(value, DictValue):
             if keyword in value.items:
                 item = value.items[keyword]
                 return Arg(GIVEN, item, self.value(item))
+            if keyword in value.maybe:
+                return Arg(SPREAD)
             for inner in value.unknown:
                 if depth > 8:  # `kw = {**kw, ...}` refers to itself
                     return Arg(SPREAD)
@@ -111,6 +117,13 @@ class CallSite:
         """Whether `**something` is passed at all."""
         call = self.call
         return call is not None and any(kw.arg is None for kw in call.keywords)
+
+
+def _configured(expr: ast.expr) -> bool:
+    """`self.model_kwargs`: what the object was configured with, judged where it is configured."""
+    while isinstance(expr, ast.Attribute | ast.Subscript):
+        expr = expr.value
+    return isinstance(expr, ast.Name) and expr.id in ("self", "cls")
 
 
 def truths(value: Value | None) -> tuple[frozenset[bool] | None, str]:

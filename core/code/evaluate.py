@@ -17,6 +17,7 @@ from airlock.core.code.values import (
     DictValue,
     Local,
     Obj,
+    Param,
     Ref,
     Scope,
     Value,
@@ -24,6 +25,7 @@ from airlock.core.code.values import (
 )
 
 MAX_DEPTH = 24
+COPIES = frozenset({"builtins.dict", "copy.copy", "copy.deepcopy"})
 _IMPORTERS = frozenset({"builtins.__import__", "importlib.import_module", "importlib.__import__"})
 # Methods whose result carries the receiver's content (a file's text, a response's body...).
 _PATH_READERS = frozenset({"read_text", "read_bytes", "open"})
@@ -46,7 +48,8 @@ def value_of(expr: ast.expr, scope: Scope, depth: int = 0) -> Value:
     if isinstance(expr, ast.JoinedStr):
         return _fstring(expr, scope, depth)
     if isinstance(expr, ast.Dict):
-        items, spread = {}, []
+        items: dict[str, ast.expr] = {}
+        spread: list[ast.expr | Value] = []
         for key, val in zip(expr.keys, expr.values, strict=True):
             if key is None:
                 spread.append(val)
@@ -70,6 +73,13 @@ def value_of(expr: ast.expr, scope: Scope, depth: int = 0) -> Value:
         return value_of(expr.value, scope, depth)
     if isinstance(expr, ast.Lambda):
         return Local("<lambda>")
+    if isinstance(expr, ast.DictComp):
+        # {k: v for k, v in kwargs.items() if ...}: a part of what the caller passed
+        source = expr.generators[0].iter
+        if isinstance(source, ast.Call) and isinstance(source.func, ast.Attribute):
+            holder = value_of(source.func.value, scope, depth)
+            if isinstance(holder, Param):
+                return holder
     return UNKNOWN
 
 
@@ -94,6 +104,10 @@ def attribute(base: Value, attr: str) -> Value:
 
 
 def call_value(call: ast.Call, scope: Scope, depth: int) -> Value:
+    if isinstance(call.func, ast.Attribute) and call.func.attr == "copy" and not call.args:
+        receiver = value_of(call.func.value, scope, depth)
+        if isinstance(receiver, Param | DictValue):
+            return receiver  # kwargs.copy() holds what kwargs holds
     func = value_of(call.func, scope, depth)
     if isinstance(func, Ref):
         name = func.name
@@ -107,9 +121,14 @@ def call_value(call: ast.Call, scope: Scope, depth: int) -> Value:
             if isinstance(module, ast.Constant) and isinstance(module.value, str):
                 return Ref(canonical(module.value))
             return UNKNOWN
+        if name in COPIES and len(call.args) == 1 and not call.keywords:
+            inner = value_of(call.args[0], scope, depth)
+            if isinstance(inner, Param | DictValue):
+                return inner  # dict(kwargs), copy.deepcopy(kwargs)
         if name == "builtins.dict" and not call.args:
             items = {k.arg: k.value for k in call.keywords if k.arg is not None}
-            return DictValue(items, [k.value for k in call.keywords if k.arg is None])
+            spread: list[ast.expr | Value] = [k.value for k in call.keywords if k.arg is None]
+            return DictValue(items, spread)
         flags = flags_of_call(name)
         if name in PASS_THROUGH:
             for arg in call.args[:3]:

@@ -71,11 +71,17 @@ class Obj(Value):
 
 
 class DictValue(Value):
-    __slots__ = ("items", "unknown")
+    __slots__ = ("items", "maybe", "unknown")
 
-    def __init__(self, items: dict[str, ast.expr], unknown: list[ast.expr]) -> None:
+    def __init__(self, items: dict[str, ast.expr], unknown: list[ast.expr | Value],
+                 maybe: frozenset[str] = frozenset()) -> None:
         self.items = items  # string key → the expression of its value
-        self.unknown = unknown  # `**other` spread into it, whose keys are not known
+        self.unknown = unknown  # `**other` spread into it (or the dict it extends), keys not known
+        self.maybe = maybe  # keys that one branch sets and another does not, or sets differently
+
+    def with_item(self, key: str, expr: ast.expr) -> DictValue:
+        """After `d[key] = expr`."""
+        return DictValue({**self.items, key: expr}, self.unknown, self.maybe - {key})
 
     def __repr__(self) -> str:
         return f"DictValue({sorted(self.items)!r})"
@@ -98,6 +104,18 @@ def merge(old: Value, new: Value) -> Value:
         return Const(old.values + tuple(v for v in new.values if not _contains(old.values, v)))
     if isinstance(old, Ref) and isinstance(new, Ref) and old.name == new.name:
         return old
+    if isinstance(old, Param) and isinstance(old.default, Const) and isinstance(new, Const):
+        return merge(old.default, new)  # `if x is None: x = False`: the default or the new value
+    if isinstance(old, DictValue) and isinstance(new, Param):
+        new = DictValue({}, [new])  # the caller's **kwargs, with or without the keys set in a branch
+    if isinstance(old, Param) and isinstance(new, DictValue):
+        old = DictValue({}, [old])
+    if isinstance(old, DictValue) and isinstance(new, DictValue):
+        same = {k: v for k, v in old.items.items()
+                if k in new.items and ast.dump(v) == ast.dump(new.items[k])}
+        maybe = (old.maybe | new.maybe | old.items.keys() | new.items.keys()) - same.keys()
+        unknown = old.unknown + [u for u in new.unknown if not any(u is o for o in old.unknown)]
+        return DictValue(same, unknown, frozenset(maybe))
     taint = (old.flags | new.flags) & ~PRODUCED
     return Obj(None, taint | (old.flags & new.flags & PRODUCED))
 

@@ -25,10 +25,24 @@ from airlock.core.code.evaluate import value_of
 from airlock.core.code.hotlines import HotLines, has_sink
 from airlock.core.code.names import canonical
 from airlock.core.code.rules import DeserializerImport, TlsVerifyOff
-from airlock.core.code.values import UNKNOWN, Local, Obj, Param, Ref, Scope, Value
+from airlock.core.code.values import UNKNOWN, DictValue, Local, Obj, Param, Ref, Scope, Value
 
 DESERIALIZER_MODULES = frozenset({"pickle", "dill", "cloudpickle", "shelve", "marshal", "jsonpickle",
                                   "torch.package"})
+
+
+# Calls whose result a check may need even off the hot lines (copies of **kwargs, buffers, paths...).
+EVALUATED_CALLS = frozenset({"copy", "deepcopy", "dict", "BytesIO", "open", "read", "read_text", "read_bytes",
+                             "join", "Path", "get", "getattr", "content", "text"})
+
+
+def _worth_evaluating(expr: ast.expr) -> bool:
+    """A call off the hot lines yields nothing a check looks at, except these (cheap to tell)."""
+    if not isinstance(expr, ast.Call):
+        return True
+    func = expr.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    return name in EVALUATED_CALLS
 
 
 class Unit:
@@ -162,8 +176,7 @@ class Walker(CallFinder):
             self.expressions([s.value], scope)
             for target in s.targets:
                 self.cleared_ca_bundle(target, s.value, scope, s)
-        # A call off the hot lines yields nothing a check looks at, unless text may flow into exec.
-        value = value_of(s.value, scope) if hot or self.full or not isinstance(s.value, ast.Call) else UNKNOWN
+        value = value_of(s.value, scope) if hot or self.full or _worth_evaluating(s.value) else UNKNOWN
         for target in s.targets:
             self.assign(target, s.value, value, scope, cond > 0)
 
@@ -240,6 +253,18 @@ class Walker(CallFinder):
                     self.assign(element, None, Obj(None, value.flags), scope, conditional)
         elif isinstance(target, ast.Starred):
             self.assign(target.value, None, Obj(None, value.flags), scope, conditional)
+        elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and expr is not None:
+            self.set_item(target.value.id, target.slice, expr, scope, conditional)
+
+    def set_item(self, name: str, key: ast.expr, expr: ast.expr, scope: Scope, conditional: bool) -> None:
+        """`kwargs["trust_remote_code"] = x`: the dict now says so (read when it is spread into a call)."""
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            return
+        holder = scope.lookup(name)
+        if isinstance(holder, DictValue):
+            scope.bind(name, holder.with_item(key.value, expr), conditional)
+        elif isinstance(holder, Param):
+            scope.bind(name, DictValue({key.value: expr}, [holder]), conditional)
 
     def note_import(self, name: str, node: ast.stmt) -> None:
         if name in DESERIALIZER_MODULES:

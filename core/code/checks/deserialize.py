@@ -52,6 +52,7 @@ def torch_load(site: CallSite) -> Iterator[Issue]:
     if not hub and _self_produced(site, 0, "f"):
         return
     weights_only = site.arg("weights_only", 6 if hub else None)
+    given = "not given weights_only=True"
     pickle_module = None if hub else site.arg("pickle_module", 2)
     if weights_only.how == GIVEN:
         values = literal_values(weights_only.value)
@@ -74,6 +75,7 @@ def torch_load(site: CallSite) -> Iterator[Issue]:
         if all(v is not None for v in values):
             return  # weights_only=True
         # weights_only=None means "the default": judged below as if it were absent
+        given = f"with weights_only={what} (torch's default)"
     elif weights_only.how in (SPREAD, FORWARDED):
         where = "the caller's **kwargs" if weights_only.how == FORWARDED else "**kwargs Airlock cannot see"
         yield issue(
@@ -86,21 +88,21 @@ def torch_load(site: CallSite) -> Iterator[Issue]:
         yield issue(
             site,
             TorchLoad,
-            f"{fn} without weights_only=True downloads the file and unpickles it "
+            f"{fn} {given} downloads the file and unpickles it "
             "(its weights_only defaults to False in every torch version): any callable it names runs",
         )
     elif pickle_module is not None and pickle_module.how == GIVEN:
         yield issue(
             site,
             TorchLoad,
-            f"{fn} with pickle_module= and without weights_only=True: weights_only "
+            f"{fn} {given} but pickle_module=: weights_only "
             "then defaults to False in every torch version, and any callable the file names runs",
         )
     else:
         yield issue(
             site,
             TorchLoad,
-            f"{fn} without weights_only=True unpickles the file, and any callable it "
+            f"{fn} {given} unpickles the file, and any callable it "
             f"names runs ({TORCH_DEFAULTS}, unless TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set)",
         )
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from airlock.core.code.callsite import GIVEN, SPREAD, CallSite, truths
 from airlock.core.code.checks import Issue, callee, check, issue
+from airlock.core.code.checks.sources import repo_ids
 from airlock.core.code.names import HUB_LOADERS
 from airlock.core.code.rules import (
     CouldNotTell,
@@ -19,15 +20,8 @@ from airlock.core.code.values import DOWNLOADED, FROM_NET, TAINT, Const, DictVal
 from airlock.core.findings import Severity
 
 # Keyword arguments that carry another call's keyword arguments (pipeline(model_kwargs=...)...).
-NESTED_KWARGS = (
-    "model_kwargs",
-    "config_kwargs",
-    "tokenizer_kwargs",
-    "processor_kwargs",
-    "model_card_data",
-    "cache_kwargs",
-    "load_kwargs",
-)
+NESTED_KWARGS = ("model_kwargs", "config_kwargs", "tokenizer_kwargs", "processor_kwargs", "cache_kwargs",
+                 "load_kwargs")
 
 
 def hub_loader(site: CallSite) -> bool:
@@ -46,12 +40,9 @@ def trust_remote_code(site: CallSite) -> Iterator[Issue]:
     if arg.how == GIVEN:
         known, what = truths(arg.value)
         if known is not None and True in known:
-            yield issue(
-                site,
-                TrustRemoteCode,
-                f"{fn} with trust_remote_code={what}: Python files from the "
-                "model or dataset repository are imported and run",
-            )
+            effect = "for the load it is passed to" if site.name == "builtins.dict" else "the loader"
+            yield issue(site, TrustRemoteCode, f"{fn} with trust_remote_code={what}: {effect} imports and "
+                        "runs Python files from the model or dataset repository")
         return
     for kw in call.keywords:
         if kw.arg not in NESTED_KWARGS:
@@ -67,7 +58,9 @@ def trust_remote_code(site: CallSite) -> Iterator[Issue]:
                     "files from the model repository are imported and run",
                 )
                 return
-    if arg.how == SPREAD and hub_loader(site):
+    # A loader of a repository the code names, given a **dict Airlock cannot see. (When the repository
+    # is a parameter too, the call is plumbing judged at its callers: reporting it would be noise.)
+    if arg.how == SPREAD and hub_loader(site) and repo_ids(site):
         yield issue(site, CouldNotTell, f"{fn}: **kwargs Airlock cannot see may pass trust_remote_code=True")
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from airlock.core.code.callsite import FORWARDED, GIVEN, SPREAD, CallSite, literal_values, strings
 from airlock.core.code.checks import Issue, callee, check, issue
 from airlock.core.code.evaluate import literal_prefix
-from airlock.core.code.names import DOWNLOADS
 from airlock.core.code.rules import (
     CouldNotTell,
     FloatingRevision,
@@ -61,12 +60,14 @@ def hub_id(text: str, loader: str) -> bool:
     """Does this string name a Hub repository (rather than a local path or a packaged builder)?"""
     if not HUB_ID.fullmatch(text) or text.startswith(".") or text.endswith(LOCAL_SUFFIXES):
         return False
+    if "/" not in text and not any(c == "-" or c.isdigit() for c in text):
+        return False  # "image_encoder": a local folder; legacy Hub names look like "gpt2", "t5-base"
     if loader == "datasets.load_dataset" and text.lower() in PACKAGED_BUILDERS:
         return False
     return not text.lower().startswith(("hf-hub:", "local-dir:"))
 
 
-def _repo_ids(site: CallSite) -> list[str] | None:
+def repo_ids(site: CallSite) -> list[str] | None:
     """The Hub repository ids this call fetches when they are spelled in the code, else None."""
     loader = site.name or ""
     if site.method == "from_pretrained" or site.method in ("hf_hub_download", "snapshot_download"):
@@ -112,7 +113,7 @@ def floating_revision(site: CallSite) -> Iterator[Issue]:
         pretrained = literal_values(site.arg("pretrained", 1).value)
         if not pretrained or not any(bool(v) for v in pretrained):
             return
-        repos = _repo_ids(site)
+        repos = repo_ids(site)
         if repos:
             yield issue(
                 site,
@@ -123,7 +124,7 @@ def floating_revision(site: CallSite) -> Iterator[Issue]:
         return
     if site.name == "transformers.pipeline" and site.arg("model", 1).how != GIVEN:
         return  # the task's default model: transformers pins its revision
-    repos = _repo_ids(site)
+    repos = repo_ids(site)
     if not repos:
         return
     revision = site.arg("revision")
@@ -171,19 +172,14 @@ def safetensors_disabled(site: CallSite) -> Iterator[Issue]:
         )
 
 
-# Calls that fetch a model or a file for one (any http:// URL they get is a model URL).
-FETCHERS = frozenset(
-    DOWNLOADS
-    | {
-        "torch.hub.load_state_dict_from_url",
-        "torch.hub.download_url_to_file",
-        "huggingface_hub.hf_hub_download",
-        "huggingface_hub.snapshot_download",
-        "datasets.load_dataset",
-        "keras.utils.get_file",
-        "transformers.pipeline",
-    }
-)
+# Calls that fetch a model, or download a file to disk: any http:// URL they get counts. Plain HTTP
+# clients (requests.get, urlopen...) count only for URLs that name a model file.
+FETCHERS = frozenset({
+    "torch.hub.load_state_dict_from_url", "torch.hub.download_url_to_file",
+    "huggingface_hub.hf_hub_download", "huggingface_hub.snapshot_download", "datasets.load_dataset",
+    "keras.utils.get_file", "transformers.pipeline", "urllib.request.urlretrieve", "wget.download",
+    "gdown.download",
+})
 
 
 @check(PlainHttp, any_call=True)
@@ -200,8 +196,9 @@ def plain_http(site: CallSite) -> Iterator[Issue]:
         url = literal_prefix(expr, site.scope)
         if not url or not url[:8].lower().startswith(("http://", "https://")):
             continue
+        path = url.split("?", 1)[0].split("#", 1)[0].lower()
         resolve = HF_RESOLVE.match(url)
-        if resolve and not COMMIT.fullmatch(resolve.group(1)):
+        if resolve and not COMMIT.fullmatch(resolve.group(1)) and path.endswith(MODEL_SUFFIXES):
             yield issue(
                 site,
                 FloatingRevision,
@@ -210,7 +207,6 @@ def plain_http(site: CallSite) -> Iterator[Issue]:
             )
         if url[:7].lower() != "http://" or LOOPBACK.match(url):
             continue
-        path = url.split("?", 1)[0].split("#", 1)[0].lower()
         if fetcher or path.endswith(MODEL_SUFFIXES):
             yield issue(
                 site,
