@@ -23,6 +23,10 @@ TRIGGERS = (
     "verify", "urlretrieve", "urlopen", "requests", "wget", "import_module", "__import__",
     "_create_unverified_context", "CA_BUNDLE", "_object", "msgpack", "dumps", "BytesIO",
 )
+# Modules whose risky functions have names no trigger covers (`m.patch()` after `import msgpack_numpy
+# as m`, `r.get(url, verify=False)`...): a name bound to one of them makes its lines hot.
+ALIASED_MODULES = frozenset({"msgpack", "msgpack_numpy", "jsonpickle", "shelve", "requests", "httpx",
+                             "urllib3", "keras.utils", "ssl"})
 # Where text can flow into code that runs. Only files that say one of these need their lines searched
 # for them, and every assignment's value worked out (elsewhere a call's result off the hot lines is
 # simply unknown).

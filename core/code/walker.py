@@ -22,7 +22,7 @@ from airlock.core.code.callsite import CallSite
 from airlock.core.code.checks import Issue
 from airlock.core.code.checks.sources import ca_bundle_cleared
 from airlock.core.code.evaluate import value_of
-from airlock.core.code.hotlines import HotLines, has_sink
+from airlock.core.code.hotlines import ALIASED_MODULES, HotLines, has_sink
 from airlock.core.code.names import canonical
 from airlock.core.code.rules import DeserializerImport, TlsVerifyOff
 from airlock.core.code.values import UNKNOWN, DictValue, Local, Obj, Param, Ref, Scope, Value
@@ -90,7 +90,8 @@ class Walker(CallFinder):
                         self.lines.add_word(alias.asname or alias.name)
             elif isinstance(s, ast.Import):
                 for alias in s.names:
-                    if alias.asname and canonical(alias.name) in checks.TARGETS:
+                    name = canonical(alias.name)
+                    if alias.asname and (name in checks.TARGETS or name in ALIASED_MODULES):
                         self.lines.add_word(alias.asname)
             elif isinstance(s, ast.If | ast.Try | ast.TryStar):
                 stack.extend([*s.body, *s.orelse])
@@ -235,7 +236,8 @@ class Walker(CallFinder):
 
     def bind(self, scope: Scope, name: str, value: Value, conditional: bool) -> None:
         scope.bind(name, value, conditional)
-        if isinstance(value, Ref) and self.lines is not None and value.name in checks.TARGETS:
+        if isinstance(value, Ref) and self.lines is not None and (
+                value.name in checks.TARGETS or value.name in ALIASED_MODULES):
             self.lines.add_word(name)
 
     def assign(self, target: ast.expr, expr: ast.expr | None, value: Value, scope: Scope,
