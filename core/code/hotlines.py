@@ -22,6 +22,7 @@ TRIGGERS = (
     "pretrained", "download", "pipeline", "SentenceTransformer", "CrossEncoder", "create_model", "http",
     "verify", "urlretrieve", "urlopen", "requests", "wget", "import_module", "__import__",
     "_create_unverified_context", "CA_BUNDLE", "_object", "msgpack", "dumps", "BytesIO",
+    "global ",  # a function that rebinds a module name is walked even when nothing else in it is hot
 )
 # Modules whose risky functions have names no trigger covers (`m.patch()` after `import msgpack_numpy
 # as m`, `r.get(url, verify=False)`...): a name bound to one of them makes its lines hot.

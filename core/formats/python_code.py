@@ -27,6 +27,7 @@ from airlock.core.tree import FILE, Node
 
 NAME = "python"
 EXTENSIONS = (".py", ".pyw", ".pyi")
+DOCUMENT_EXTENSIONS = (".md", ".markdown", ".rst", ".txt", ".html", ".htm", ".tex", ".adoc")
 
 _STRONG = re.compile(
     rb"^(?:from[ \t]+\.*[\w.]*[ \t]+import[ \t(]"
@@ -51,30 +52,23 @@ def sniff(head: bytes, size: int) -> int:
 
 def sniff_source(source: Source) -> int:
     head = source.head()
-    score = _score(head)
-    if score or not _is_text(head):
-        return score
-    # Text no other format claims, named like a module Python imports: read it as Python.
     name = os.path.basename(source.member or source.name).lower()
+    if name.endswith(DOCUMENT_EXTENSIONS) and not head.startswith(b"#!"):
+        return 0  # prose with code samples (a README's ```python block starts lines with `import`)
+    score = _score(head)
+    if score or b"\0" in head:
+        return score
+    # Text no other format claims, named like a module Python imports: read it as Python (a file that
+    # is not valid Python, or not valid UTF-8, then gets a finding instead of passing unread).
     return 5 if name.endswith(EXTENSIONS) else 0
 
 
-def _is_text(head: bytes) -> bool:
-    if b"\0" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a head cut inside a character is still text
-        return exc.start >= len(head) - 3 or b"coding" in head[:200]
-    return True
-
-
 def _score(head: bytes) -> int:
-    if not head or not _is_text(head):
+    if not head or b"\0" in head:
         return 0
     if head.startswith(b"#!") and b"python" in head.split(b"\n", 1)[0]:
         return 60
-    if _FOREIGN.search(head):
+    if _FOREIGN.search(head) or b"```" in head:
         return 0
     return 35 if _STRONG.search(head) else 0
 
