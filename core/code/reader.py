@@ -52,12 +52,13 @@ class SourceText:
 
 
 class DecodeProblem(ValueError):
-    """Why the bytes are not source CPython would read; `line` is 1-based when known."""
+    """Why Airlock cannot read the bytes as source. `runs`: CPython would still decode and run them
+    (a codec Airlock does not load), rather than refuse them."""
 
-    def __init__(self, message: str, line: int | None = None) -> None:
+    def __init__(self, message: str, runs: bool = False) -> None:
         super().__init__(message)
         self.message = message
-        self.line = line
+        self.runs = runs
 
 
 def declared_encoding(data: bytes) -> str | None:
@@ -79,24 +80,19 @@ def decode_source(data: bytes) -> SourceText:
             if name.startswith(prefix):
                 name = prefix[:-1]
         if name not in _CODECS:
-            raise DecodeProblem(
-                f"the file declares the encoding {cookie!r}, which Airlock does not decode "
-                "(only UTF-8, Latin-1, ASCII and cp1252)",
-                1,
-            )
+            raise DecodeProblem(f"the file declares the encoding {cookie!r}, which Airlock does not decode "
+                                "(only UTF-8, Latin-1, ASCII and cp1252): Python may decode and run what "
+                                "Airlock could not read", runs=True)
         encoding = _CODECS[name]
         if bom and encoding != "utf-8":
-            raise DecodeProblem(
-                f"a UTF-8 byte order mark with a {cookie!r} coding cookie (CPython refuses it)", 1
-            )
+            raise DecodeProblem(f"a UTF-8 byte order mark with a {cookie!r} coding cookie "
+                                "(CPython refuses it)")
     try:
         text = data[bom:].decode(encoding)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, bom + exc.start) + 1
-        raise DecodeProblem(
-            f"not valid {encoding} at byte {bom + exc.start} (line {line}): CPython would refuse this file",
-            line,
-        ) from None
+        raise DecodeProblem(f"not valid {encoding} at byte {bom + exc.start} (line {line}): CPython would "
+                            "refuse this file") from None
     return SourceText(text, encoding, bom)
 
 

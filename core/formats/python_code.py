@@ -20,7 +20,7 @@ from airlock.core.code.report import emit, location, where
 from airlock.core.code.rules import CodeNotParsed
 from airlock.core.code.walker import Unit, analyse
 from airlock.core.context import ScanContext
-from airlock.core.findings import LimitExceeded
+from airlock.core.findings import LimitExceeded, Severity
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
@@ -87,7 +87,8 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     try:
         decoded = decode_source(source.read(0, source.size))
     except DecodeProblem as exc:
-        ctx.report(CodeNotParsed, f"not read as Python: {exc.message}", node=root, offset=0)
+        ctx.report(CodeNotParsed, f"not read as Python: {exc.message}", node=root, offset=0,
+                   severity=Severity.HIGH if exc.runs else None)
         return root
     text = decoded.text
     index = TextIndex(text, decoded.encoding, decoded.bom)

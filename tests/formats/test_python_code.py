@@ -74,8 +74,13 @@ def test_decoding_follows_pep_263() -> None:
     assert bom[finding.offset:finding.offset + 5] == b"torch"
 
 
+def test_a_codec_airlock_does_not_load_is_high() -> None:
+    result = scan_bytes(b"# coding: utf-7\nimport os\n+AAo-import pickle\n", "utf7.py")
+    assert [(f.rule, f.severity) for f in result.findings] == [("PY001", Severity.HIGH)]
+    assert "utf-7" in result.findings[0].message
+
+
 @pytest.mark.parametrize(("data", "why"), [
-    (b"# coding: utf-7\nimport os\n+AAo-import pickle\n", "utf-7"),
     (b"import os\nx = '\xff\xfe'\n", "not valid utf-8"),
     (b"\xef\xbb\xbf# coding: latin-1\nimport os\n", "byte order mark"),
 ])
