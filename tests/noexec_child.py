@@ -11,16 +11,21 @@ Main mode: `python noexec_child.py CONFIG.json`
      Airlock's own processes: the `--jobs` workers (forked from airlock.core.cli; a fork inherits
      the hook, and the spawn path installs it in the worker initializer) and the isolated parser
      children of airlock.core.isolate (rerouted through this script's `--isolated-child` mode,
-     which installs the same hook before the child reads anything);
+     which installs the same hook before the child reads anything); and the `compile` event of
+     `ast.parse` called by Airlock's code reader (airlock.core.code.reader), which builds a syntax
+     tree, never code: the frame that raised the event must be `ast.parse` itself and its caller
+     the reader's module, so any other compile, and any exec, is still blocked;
   4. scans every file it was given, one by one and as folders with `airlock scan --jobs 2`;
-  5. canary: deliberately calls os.system, exec, compile, an import, a file write, a socket and
-     subprocess.Popen, each of which the hook must catch.
+  5. canary: deliberately calls os.system, exec, compile, ast.parse (from here, not from the code
+     reader), an import, a file write, a socket and subprocess.Popen, each of which the hook must
+     catch.
 Every record is a JSON line appended to the log file (opened before the hook, written with
 os.write, so the hook itself fires no event). The summary is printed on stdout as JSON.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -94,6 +99,8 @@ class Guard:
             return None  # the output written atomically: its temporary sibling renamed into place
         if event in ("os.fork", "subprocess.Popen") and self.own_process(event, args):
             return None
+        if event == "compile" and _parse_by_code_reader():
+            return None  # a syntax tree of a .py/.ipynb being inspected: no code object is made
         if event == "pickle.find_class" and _called_from(IPC_MODULES):
             return None  # the worker pool's own messages (file paths in, report dicts out)
         if event in SPAWN or event.startswith("os.exec") or event.startswith("os.spawn"):
@@ -129,6 +136,20 @@ def _called_from(modules: set[str]) -> bool:
             return True
         frame = frame.f_back  # type: ignore[assignment]
     return False
+
+
+CODE_READER = "airlock.core.code.reader"
+
+
+def _parse_by_code_reader() -> bool:
+    """True when the `compile` event comes from `ast.parse`, called from Airlock's code reader."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # type: ignore[assignment]  # the hook's own frames
+    if frame is None or frame.f_code is not ast.parse.__code__:
+        return False
+    caller = frame.f_back
+    return caller is not None and caller.f_globals.get("__name__") == CODE_READER
 
 
 # multiprocessing pickles the pool's tasks and results; never a scanned file's bytes.
@@ -245,6 +266,8 @@ def canary(workdir: str) -> dict[str, str]:
         "exec": lambda: exec(CANARY_CODE, {}),  # compiled before the hook: only `exec` fires
         "exec-source": lambda: exec("canary = 1", {}),
         "compile": lambda: compile("1", "<canary>", "eval"),
+        # ast.parse raises the same event as compile: allowed only for Airlock's code reader
+        "ast.parse": lambda: ast.parse("import os"),
         "import": lambda: __import__("colorsys" if "colorsys" not in sys.modules else "wave"),
         "open-write": lambda: open(os.path.join(workdir, "canary.txt"), "w").close(),
         "socket": lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(),

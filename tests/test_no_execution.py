@@ -7,7 +7,10 @@ spawn other than Airlock's own workers, exec, compile, socket, file opened for w
 change or new import. It then scans the whole hostile corpus (tests/corpus.py, which includes every
 tests/fixtures/* module) plus mutated copies, file by file and as folders through the CLI with two
 worker processes. A canary at the end proves the hook does catch os.system, exec, compile, an
-import, a file write, a socket and subprocess.Popen.
+import, a file write, a socket and subprocess.Popen. The hostile corpus includes Python files and
+notebooks (tests/fixtures/code_files.py): reading them calls `ast.parse`, whose `compile` audit event
+the hook accepts only from airlock.core.code.reader (a canary checks ast.parse from anywhere else
+is still blocked).
 """
 
 from __future__ import annotations
@@ -174,8 +177,46 @@ def test_hash_verify_and_lock_ran_under_the_hook(proof: dict[str, Any]) -> None:
 
 def test_canary_proves_the_hook_fires(proof: dict[str, Any]) -> None:
     assert proof["canary"] == {name: "blocked" for name in
-                               ("os.system", "exec", "exec-source", "compile", "import", "open-write", "socket", "subprocess")}
+                               ("os.system", "exec", "exec-source", "compile", "ast.parse", "import", "open-write",
+                                "socket", "subprocess")}
     caught = {r["event"] for r in proof["records"] if r["phase"] == "canary"}
     assert {"os.system", "exec", "compile", "import", "open", "socket.__new__", "subprocess.Popen"} <= caught
     # and in the confined parser children (their records leave through a pipe: they may write no file)
     assert {r["event"] for r in proof["records"] if r["phase"] == "canary:isolated-child"} == {"compile"}
+
+
+READER_CHILD = r"""
+import ast, json, sys
+sys.path.insert(0, sys.argv[2])
+import noexec_child as nx
+from airlock.core.code import reader
+from airlock.core.scan import scan_bytes
+
+scan_bytes(b"import torch\ntorch.load(p)\n", "warm.py")  # warm-up: imports and lazy codec lookups
+code = compile("1", "<canary>", "exec")  # before the hook: exec(code) raises only the exec event
+guard = nx.install(sys.argv[1], "scan")
+outcome = {}
+tree = reader.parse_python("import os\nos.system('echo AIRLOCK_MARKER')\n")
+outcome["reader"] = type(tree).__name__
+outcome["scan"] = [f.rule for f in scan_bytes(b"import torch\ntorch.load(p)\n", "m.py").findings]
+for name, attempt in {"ast.parse": lambda: ast.parse("1"), "compile": lambda: compile("1", "<x>", "exec"),
+                      "exec": lambda: exec(code)}.items():
+    try:
+        attempt()
+        outcome[name] = "NOT BLOCKED"
+    except PermissionError:
+        outcome[name] = "blocked"
+print(json.dumps(outcome))
+"""
+
+
+def test_only_the_code_readers_ast_parse_may_compile(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    proc = subprocess.run([sys.executable, "-c", READER_CHILD, str(log), str(CHILD.parent)], capture_output=True,
+                          cwd=tmp_path, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    outcome = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    assert outcome == {"reader": "Module", "scan": ["PY101"], "ast.parse": "blocked", "compile": "blocked",
+                       "exec": "blocked"}
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(r["event"] for r in records) == ["compile", "compile", "exec"]

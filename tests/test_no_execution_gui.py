@@ -91,7 +91,10 @@ def test_opening_hostile_files_in_the_window_runs_nothing(tmp_path):
     warm_hostile.write_bytes(next(f.data for f in hostile if f.name.endswith(".pkl")))
     warmup.append(str(warm_hostile))
     files = []
-    for i, fixture in enumerate(hostile[:60]):  # the window opens a tab per file: keep it bounded
+    # The window opens a tab per file: keep it bounded, but open every Python file and notebook (their
+    # code view and cell tree are part of the open path).
+    opened = list(hostile[:60]) + [f for f in hostile[60:] if f.name.startswith("code_files/")]
+    for i, fixture in enumerate(opened):
         path = scan / f"{i:03d}_{fixture.name.rsplit('/', 1)[-1]}"
         path.write_bytes(fixture.data)
         files.append(str(path))
