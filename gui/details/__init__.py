@@ -1,1 +1,1 @@
-"""Detail views for the selected node: hex, decompiled pickle, template, tensor statistics."""
+"""Detail views for the selected node: hex, decompiled pickle, template, tensor statistics, code."""

@@ -18,13 +18,14 @@ from PySide6.QtWidgets import (
 from airlock.core.findings import Finding
 from airlock.core.text import human_size, safe_text
 from airlock.core.tree import TEMPLATE, TENSOR, Node
+from airlock.gui.details.code import CodeView, code_holder
 from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
 from airlock.gui.details.hex import HexView
 from airlock.gui.details.locate import Location, finding_location, node_location
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
 
-TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR = range(4)
+TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE = range(5)
 
 
 def attribute_rows(node: Node) -> list[tuple[str, str]]:
@@ -39,8 +40,11 @@ def attribute_rows(node: Node) -> list[tuple[str, str]]:
     if node.child_count:
         rows.append(("children", f"{node.child_count:,}" + (" (loaded on demand)" if node.is_lazy else "")))
     for key, value in node.attrs.items():
+        if key == "span":
+            continue  # where the Code tab marks the call
         if key in ("text", "marks"):
-            shown = f"{len(value):,} characters, see the Template tab" if isinstance(value, str) else ""
+            tab = "Code" if code_holder(node) is not None else "Template"
+            shown = f"{len(value):,} characters, see the {tab} tab" if isinstance(value, str) else ""
         elif key == "shape" and isinstance(value, tuple | list):
             shown = " × ".join(str(v) for v in value) or "scalar"
         else:
@@ -91,10 +95,12 @@ class DetailsPane(QSplitter):
         self.decompiled = DecompiledView()
         self.template = TemplateView()
         self.tensor = TensorStatsView()
+        self.code = CodeView()
         self.tabs.addTab(self.hex, "Hex")
         self.tabs.addTab(self.decompiled, "Decompiled pickle")
         self.tabs.addTab(self.template, "Template")
         self.tabs.addTab(self.tensor, "Tensor statistics")
+        self.tabs.addTab(self.code, "Code")
         self.addWidget(self.attributes)
         self.addWidget(self.tabs)
         self.setStretchFactor(0, 2)
@@ -112,7 +118,7 @@ class DetailsPane(QSplitter):
         else:
             self.hex.set_source(source.read, source.size)
         self._pickle_shown = None
-        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR):
+        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE):
             self.tabs.setTabVisible(tab, False)
 
     def read(self, offset: int, n: int) -> bytes:
@@ -127,7 +133,8 @@ class DetailsPane(QSplitter):
         loc = finding_location(finding, node) if finding is not None else node_location(node)
         self._show_hex(loc, node)
         special = self._show_special(node)
-        if special is not None and (finding is not None or node.kind in (TENSOR, TEMPLATE)):
+        if special is not None and (finding is not None or node.kind in (TENSOR, TEMPLATE)
+                                    or special == TAB_CODE):
             self.tabs.setCurrentIndex(special)  # the view made for this node says more than its bytes
         elif finding is not None or not self.tabs.isTabVisible(self.tabs.currentIndex()):
             self.tabs.setCurrentIndex(TAB_HEX)
@@ -146,6 +153,11 @@ class DetailsPane(QSplitter):
         self.tabs.setTabVisible(TAB_DECOMPILED, anc is not None)
         self.tabs.setTabVisible(TAB_TEMPLATE, node.kind == TEMPLATE)
         self.tabs.setTabVisible(TAB_TENSOR, node.kind == TENSOR)
+        holder = code_holder(node)
+        self.tabs.setTabVisible(TAB_CODE, holder is not None)
+        if holder is not None:
+            self.code.show_node(node)
+            return TAB_CODE
         if node.kind == TEMPLATE:
             self.template.show_node(node)
             return TAB_TEMPLATE

@@ -4,7 +4,8 @@ the scanning worker of the property tests (so every fuzzed file is checked too).
 Every node label, every string attribute, every line of the text report and every string of the
 JSON and SARIF documents must be printable (no control, bidi, zero-width or surrogate characters)
 and bounded. A template node's `text` attribute holds the raw template for the GUI's template view,
-which shows it as plain text: that one attribute is bounded, not escaped.
+and a code or cell node's `text` the raw source for the code view; both views show it as plain
+text, escaped line by line: these attributes are bounded, not escaped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 MAX_LABEL = 2_000  # a node label is a few escaped, elided previews
 MAX_LINE = 20_000  # a report line or JSON string: a message with a few previews
 MAX_NODES = 20_000
-RAW_ATTRS = {("template", "text")}  # (node kind, attribute) shown verbatim in a plain-text view
+RAW_ATTRS = {("template", "text"), ("code", "text"), ("cell", "text")}  # (node kind, attribute) shown in a plain-text view
 MAX_RAW = 10 * 1024**2
 
 
