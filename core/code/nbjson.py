@@ -16,6 +16,7 @@ from typing import Any
 
 from airlock.core.errors import FormatError
 
+END = "<end>"  # a path's last element for where a cell object ends
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.DOTALL)
 
 
@@ -30,15 +31,15 @@ class Piece:
 
 
 class Cell:
-    __slots__ = ("cell_type", "index", "language", "pieces", "raw")
+    __slots__ = ("cell_type", "index", "language", "pieces", "raw", "raw_end")
 
-    def __init__(
-        self, index: int, cell_type: str, pieces: list[Piece], raw: int, language: str | None
-    ) -> None:
+    def __init__(self, index: int, cell_type: str, pieces: list[Piece], raw: int, language: str | None,
+                 raw_end: int | None = None) -> None:
         self.index = index  # 0-based position among the notebook's cells
         self.cell_type = cell_type
         self.pieces = pieces
         self.raw = raw  # index of the cell object's "{" in the raw text
+        self.raw_end = raw if raw_end is None else raw_end  # just after its "}"
         self.language = language  # nbformat 3 cells name their own language
 
     @property
@@ -97,6 +98,7 @@ def read_notebook(raw: str, tick: Callable[[], None]) -> Notebook:
                 _pieces(entry.get(key, ""), positions, (*prefix, i, key), i),
                 positions.get((*prefix, i), 0),
                 _str(entry.get("language")),
+                positions.get((*prefix, i, END)),
             )
         )
     meta: dict[str, Any] = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
@@ -156,6 +158,8 @@ def _source_positions(raw: str, tick: Callable[[], None]) -> dict[tuple[Any, ...
         if first in "]}":
             frames.pop()
             path.pop()
+            if len(path) in (2, 4) and _wanted(tuple(path)):
+                positions[(*path, END)] = match.end()  # the end of a cell object
             continue
         if frames and frames[-1][0] and frames[-1][2]:  # an object key
             key = scanstring(raw, match.start() + 1)[0]

@@ -97,7 +97,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
             CELL,
             f"cell {cell.index + 1}: {first}" if first else f"cell {cell.index + 1} (empty)",
             offset=offset,
-            length=1,
+            length=max(raw_index.byte_offset(cell.raw_end) - offset, 1),
             member=source.member,
             attrs={"index": cell.index, "text": text, "lines": text.count("\n") + 1},
         )

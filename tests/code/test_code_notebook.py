@@ -62,6 +62,9 @@ def test_cells_form_one_module_and_positions_point_into_the_raw_file() -> None:
     assert finding.message.startswith("cell 3, line 2, column 5:")
     cells = [n for n in result.root.walk() if n.kind == CELL]
     assert [c.attrs["index"] for c in cells] == [0, 2]  # code cells only
+    for cell in cells:  # each cell node covers its JSON object in the file
+        raw = data[cell.offset:cell.offset + cell.length]
+        assert raw.startswith(b"{") and raw.endswith(b"}") and b'"cell_type": "code"' in raw
     assert finding.node.parent is cells[1] and finding.node.label.startswith("line 2: t.load(")
 
 
