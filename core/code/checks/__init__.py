@@ -2,7 +2,8 @@
 callees it looks at; its docstring says what it catches. A check receives a `CallSite` and yields
 `Issue`s; it never sees files, nodes or findings (airlock.core.code.report makes those).
 
-    deserialize.py  torch.load, pickle & co., joblib, numpy, pandas, yaml, Keras, torch.hub, MLflow...
+    deserialize.py  torch.load, pickle & co., joblib, numpy, pandas, shelve, marshal
+    loaders.py      YAML, Keras, TensorFlow, torch.hub, torch.package, MLflow, torch.distributed
     remote.py       trust_remote_code, exec of downloaded text, imports from downloaded folders
     sources.py      floating revisions, http://, verify=False, use_safetensors=False
 """
@@ -99,7 +100,7 @@ TARGETS: set[str] = set()
 def load_checks() -> None:
     """Import every check module (registration happens at import)."""
     from airlock.core.code import names
-    from airlock.core.code.checks import deserialize, remote, sources  # noqa: F401
+    from airlock.core.code.checks import deserialize, loaders, remote, sources  # noqa: F401
 
     if not TARGETS:
         TARGETS.update(BY_NAME, names.RESULT_FLAGS, names.DOWNLOADS, names.PASS_THROUGH)
