@@ -16,7 +16,6 @@ import re
 import threading
 import warnings
 
-MAX_SOURCE_BYTES = 4 * 1024 * 1024  # the largest real modules are a few hundred KiB
 FILENAME = "<airlock-code-reader>"
 
 _COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")

@@ -144,3 +144,14 @@ def test_a_repository_scan_covers_models_and_code(tmp_path, capsys) -> None:
     assert finding["location"] == {"line": 4, "column": 12, "end_line": 4, "end_column": 25}
     assert files["util.py"]["findings"] == [] and files["__init__.py"]["findings"] == []
     assert files["model.pkl"]["format"] == "pickle"
+
+
+def test_scanning_a_pickle_pays_nothing_for_the_code_checks() -> None:
+    import subprocess
+    import sys
+
+    code = ("import pickle, sys\nfrom airlock.core.scan import scan_bytes\n"
+            "scan_bytes(pickle.dumps({'w': [1.0]}), 'm.pkl')\n"
+            "print(sorted(m for m in ('ast', 'airlock.core.code.walker', 'airlock.core.code.reader') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
