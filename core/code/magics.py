@@ -15,6 +15,9 @@ import re
 
 # Cell magics whose body is Python that runs (or, for %%writefile *.py, is written to be imported).
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "python", "python3", "debug"})
+# Cell magics whose body is shown or written, never run (markup, a file written to disk that is not
+# Python). Any other cell magic (%%bash, %%script, %%javascript...) runs its body.
+INERT_CELL_MAGICS = frozenset({"markdown", "html", "latex", "svg", "writefile", "capture_output"})
 # Line magics whose argument is a Python statement that runs.
 CODE_LINE_MAGICS = frozenset({"time", "timeit", "prun", "debug"})
 _OPTIONS_WITH_VALUE = frozenset({"-n", "-r", "-p", "-o", "-s", "-T", "-D", "-l"})
@@ -27,16 +30,17 @@ _LINE_MAGIC = re.compile(r"^([ \t]*)%([A-Za-z_]\w*)[ \t]*(.*)$")
 
 class CellText:
     """A cell's text as given to the parser, the column shift of each rewritten line (1-based
-    line → characters removed at its start), and why the cell is not Python, if it is not."""
+    line → characters removed at its start), and why the cell is not Python, if it is not
+    (`inert`: that other thing runs nothing here, e.g. %%markdown or %%writefile notes.txt)."""
 
-    __slots__ = ("not_python", "shifts", "text")
+    __slots__ = ("inert", "not_python", "shifts", "text")
 
-    def __init__(
-        self, text: str, shifts: dict[int, int] | None = None, not_python: str | None = None
-    ) -> None:
+    def __init__(self, text: str, shifts: dict[int, int] | None = None, not_python: str | None = None,
+                 inert: bool = False) -> None:
         self.text = text
         self.shifts = shifts or {}
         self.not_python = not_python
+        self.inert = inert
 
 
 def cell_magic(text: str) -> tuple[str, str] | None:
@@ -55,9 +59,9 @@ def rewrite(text: str) -> CellText:
         target = args.split()[-1] if args.split() else ""
         python_file = name == "writefile" and target.endswith((".py", ".pyw"))
         if name not in PYTHON_CELL_MAGICS and not python_file:
-            return CellText(
-                text, not_python=f"the cell magic %%{name} makes this cell something other than Python"
-            )
+            inert = name in INERT_CELL_MAGICS
+            what = "text that runs nothing" if inert else "code Airlock does not read (it runs)"
+            return CellText(text, not_python=f"the cell magic %%{name} makes this cell {what}", inert=inert)
         lines[0] = ""
     shifts: dict[int, int] = {}
     continued = False

@@ -16,7 +16,7 @@ from airlock.core.code.report import emit
 from airlock.core.code.walker import Unit, analyse
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
-from airlock.core.findings import LimitExceeded, NotInspected
+from airlock.core.findings import InertContent, LimitExceeded, NotInspected
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
@@ -105,7 +105,8 @@ def _parse_cell(
     except (SyntaxError, ValueError, UnicodeError, RecursionError, MemoryError):
         shown = rewrite(text)  # IPython magics: blank them and try again
         if shown.not_python is not None:
-            ctx.report(NotInspected, f"cell {index + 1}: {shown.not_python}; not analysed", node=node)
+            rule = InertContent if shown.inert else NotInspected
+            ctx.report(rule, f"cell {index + 1}: {shown.not_python}; not analysed", node=node)
             return None
         cell_map = CellMap(index, pieces, shown)
         mapper = NotebookMap(raw_index, {index: cell_map})

@@ -48,8 +48,8 @@ def sniff_source(source: Source) -> int:
     if name.endswith(DOCUMENT_EXTENSIONS) and not head.startswith(b"#!"):
         return 0  # prose with code samples (a README's ```python block starts lines with `import`)
     score = _score(head)
-    if score or b"\0" in head:
-        return score
+    if score or b"\0" in head or source.size == 0:
+        return score  # an empty file is the scanner's to report (never "no findings")
     # Text no other format claims, named like a module Python imports: read it as Python (a file that
     # is not valid Python, or not valid UTF-8, then gets a finding instead of passing unread).
     return 5 if name.endswith(EXTENSIONS) else 0

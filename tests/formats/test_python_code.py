@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from airlock.core import inspection
 from airlock.core.cli import main
 from airlock.core.findings import Severity
 from airlock.core.formats import python_code
@@ -47,10 +48,8 @@ def test_documents_with_code_samples_are_not_python() -> None:
 
 def test_plain_text_named_py_is_read_as_python() -> None:
     assert sniff(b"print('hello')\n", "script.py") == 5
-    assert sniff(b"", "pkg/__init__.py") == 5
     assert sniff(b"print('hello')\n", "notes.txt") == 0
-    result = scan_bytes(b"", "__init__.py")
-    assert result.format == "python" and result.findings == []
+    assert sniff(b"", "pkg/__init__.py") == 0  # empty: the scanner's "empty file" note (FC003)
     result = scan_bytes(b"__import__('pickle').loads(open('x', 'rb').read())\n", "one_liner.py")
     assert result.format == "python" and [f.rule for f in result.findings] == ["PY102"]
 
@@ -89,6 +88,7 @@ def test_undecodable_source_is_medium_never_clean(data: bytes, why: str) -> None
     assert result.format == "python"
     assert [(f.rule, f.severity) for f in result.findings] == [("PY001", Severity.MEDIUM)]
     assert why in result.findings[0].message.lower()
+    assert inspection.derive(result.format, result.root, result.findings) == inspection.PARTIAL
 
 
 def test_syntax_errors_are_medium_with_their_line() -> None:
@@ -142,7 +142,8 @@ def test_a_repository_scan_covers_models_and_code(tmp_path, capsys) -> None:
     assert files["train.py"]["severity"] == "high" and files["train.py"]["format"] == "python"
     (finding,) = files["train.py"]["findings"]
     assert finding["location"] == {"line": 4, "column": 12, "end_line": 4, "end_column": 25}
-    assert files["util.py"]["findings"] == [] and files["__init__.py"]["findings"] == []
+    assert files["util.py"]["findings"] == [] and files["util.py"]["inspected"] == "full"
+    assert [f["rule"] for f in files["__init__.py"]["findings"]] == ["FC003"]
     assert files["model.pkl"]["format"] == "pickle"
 
 
