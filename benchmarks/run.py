@@ -234,6 +234,16 @@ from safetensors.torch import save_file
 state = torch.load(sys.argv[1], weights_only=True)
 save_file({k: v.contiguous() for k, v in state.items()}, sys.argv[2])
 """
+FLOOR_AST = """
+import ast, os, sys
+for name in sorted(os.listdir(sys.argv[1])):
+    with open(os.path.join(sys.argv[1], name), 'rb') as fh:
+        data = fh.read()
+    try:
+        ast.parse(data)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
+"""
 OPEN_TREE = """
 import sys
 from airlock.core.scan import scan_file
@@ -282,6 +292,31 @@ def isolation_rows(work: Path, runs: int, peers: dict, row) -> None:
         row(task, base.pop("airlock"), base)
 
 
+def copy_python_sources(folder: Path, count: int) -> None:
+    """The first `count` .py files of this Python's standard library (sorted, tests included: they
+    hold the odd encodings and syntax), copied flat: real code, not generated text."""
+    import sysconfig
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, src in enumerate(sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts)[:count]):
+        shutil.copyfile(src, folder / f"{i:04d}_{src.name}")
+
+
+def code_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """Python code (issue 22): 1,000 files read with ast and checked, against ast.parse alone over the
+    same files (target: under 5 s). Both one process; Airlock with --jobs 1, one core against one core."""
+    folder = work / "python_1000"
+    if not folder.exists():
+        copy_python_sources(folder, 1000)
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    found = measure_together({
+        "airlock": Cmd(airlock_cmd("scan", "--format", "json", "--jobs", "1", str(folder))),
+        "airlock --jobs 2": Cmd(airlock_cmd("scan", "--format", "json", "--jobs", "2", str(folder))),
+        "ast.parse only": Cmd([sys.executable, "-c", FLOOR_AST, str(folder)])}, runs)
+    row(f"scan 1,000 Python files ({size / 2**20:.1f} MiB, --jobs 1)", found.pop("airlock"), found)
+
+
 def airlock_cmd(*args: str) -> list[str]:
     """The `airlock` command a user runs (the console script beside this interpreter)."""
     script = Path(sys.executable).with_name("airlock")
@@ -298,12 +333,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-    parser.add_argument("--only", choices=("all", "hash", "isolation"), default="all",
+    parser.add_argument("--only", choices=("all", "hash", "isolation", "code"), default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
-                             "the ONNX parser process rows")
+                             "the ONNX parser process rows; code: only the Python files row")
     args = parser.parse_args()
-    if args.only == "hash":
-        args.no_peers = True
+    if args.only in ("hash", "code"):
+        args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
         missing = [p for p in PEERS if shutil.which(p) is None]
@@ -316,6 +351,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     if args.only == "isolation":
         return only_rows(args, work, isolation_rows)
+    if args.only == "code":
+        return only_rows(args, work, code_rows)
     gib = 1024**3
     s = args.scale
     files = {
@@ -428,6 +465,9 @@ def main() -> int:
 
     # 5. the isolated parser process
     isolation_rows(work, runs, peers, row)
+
+    # 6. Python code
+    code_rows(work, runs, peers, row)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
