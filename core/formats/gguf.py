@@ -14,12 +14,23 @@ The value reader (byte reader, gguf-py's constants, typed values and their lazy 
 
 from __future__ import annotations
 
+import re
 import struct
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import LimitExceeded, Rule, Severity
-from airlock.core.formats.gguf_values import KV, Reader, Short, ValueReader, consts, is_template
+from airlock.core.formats.gguf_values import (
+    KV,
+    REFUSED,
+    SPEC,
+    Array,
+    Reader,
+    Short,
+    ValueReader,
+    consts,
+    is_template,
+)
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import FIELD, FILE, GROUP, HEADER, PAGE_SIZE, TEMPLATE, Node
@@ -28,6 +39,10 @@ NAME = "gguf"
 EXTENSIONS = (".gguf",)
 
 DEFAULT_ALIGNMENT = 32
+MAX_KEY_BYTES = 65535  # the spec's limit on a key; llama.cpp takes keys up to 1 GiB
+MAX_TEMPLATE_CHARS = 4 * 1024**2  # of a template rebuilt from an array (real templates: KiBs)
+MAX_SPEC_FINDINGS = 20  # low spec-violation findings per file; the rest are counted in one more
+_KEY = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
 # Real files have tens of KV pairs and at most tens of thousands of tensors; a hostile count with a
 # file full of tiny records would otherwise cost a record per entry (memory, not just time).
 MAX_KV_PAIRS = 100_000
@@ -47,6 +62,15 @@ class MalformedHeader(Rule):
     title = "Malformed GGUF header"
     help = ("An unknown version or value type, a bad alignment or a key of the wrong type: llama.cpp "
             "refuses it.")
+
+
+class SpecViolation(Rule):
+    id = "GG008"
+    severity = Severity.LOW
+    title = "GGUF header breaks the specification"
+    help = ("A key that is not ASCII lower_snake_case segments joined by dots (or longer than 65,535 "
+            "bytes), a string value that is not UTF-8, a boolean byte other than 0 or 1: the spec calls "
+            "these invalid, but llama.cpp reads them. A conforming writer never produces them.")
 
 
 class DuplicateKey(Rule):
@@ -110,6 +134,7 @@ class Parser:
         self.endian = endian
         self.values = ValueReader(self.r, self.c, ctx, self.member)
         self.kvs: list[KV] = []
+        self.kv_notes: list[list[tuple[str, int, str]]] = []  # per KV, from the value reader
         self.kv_nodes: list[Node] = []
 
     # The file, top to bottom
@@ -171,6 +196,7 @@ class Parser:
         r, n = self.r, self.n_kv
         group = self.root.child(GROUP, f"metadata ({n:,})", offset=pos, member=self.member)
         end: int | None = None
+        self.values.noting = True
         try:
             for i in range(min(n, MAX_KV_PAIRS)):
                 self.ctx.tick(64)
@@ -178,9 +204,12 @@ class Parser:
                 koff, klen, pos = r.string(pos, f"KV #{i + 1} key")
                 key = r.text(koff, klen, 512)
                 what = f"KV #{i + 1} {safe_text(key, 80)!r}"
+                self.check_key(koff, klen, key, what, start)
                 vtype = r.u32(pos, f"{what} value type")
                 value, pos = self.values.skip_value(vtype, pos + 4, what)
                 self.kvs.append(KV(i, key, start, pos, vtype, value))
+                self.kv_notes.append(self.values.notes)
+                self.values.notes = []
             if n <= MAX_KV_PAIRS:
                 end = pos
             else:
@@ -193,8 +222,22 @@ class Parser:
             self.ctx.report(MalformedHeader, f"malformed: {exc.message}; {n - len(self.kvs):,} KV pairs, "
                             "the tensor infos and the tensor data were not read", node=self.root,
                             offset=exc.offset)
+        finally:
+            self.values.noting = False
         self.add_kv_nodes(group)
         return end
+
+    def check_key(self, koff: int, klen: int, key: str, what: str, start: int) -> None:
+        """The spec's rules for a key: llama.cpp refuses an empty one and reads any other."""
+        if klen == 0:
+            self.values.note(REFUSED, start, f"{what}: an empty key (llama.cpp refuses the file)")
+            return
+        raw = bytes(self.r.buf[koff:koff + min(klen, MAX_KEY_BYTES + 1)])
+        if klen > MAX_KEY_BYTES or not raw.isascii() or not _KEY.fullmatch(raw.decode("ascii")):
+            why = (f"{klen:,} bytes long, over the spec's {MAX_KEY_BYTES:,}" if klen > MAX_KEY_BYTES
+                   else "not lower_snake_case ASCII segments joined by dots")
+            self.values.note(SPEC, koff, f"{what}: the key is {why} (the spec calls it invalid; llama.cpp "
+                             "reads it)")
 
     def add_kv_nodes(self, group: Node) -> None:
         from airlock.core.templates import analyze_template  # jinja2 only when a template is present
@@ -205,6 +248,7 @@ class Parser:
         else:
             group.set_lazy_children(len(kvs), lambda a, b: [self.values.kv_node(kv) for kv in kvs[a:b]])
             self.kv_nodes = [group] * len(kvs)
+        self.report_notes(group)
         seen: set[str] = set()
         for kv, node in zip(kvs, self.kv_nodes, strict=True):
             if kv.key in seen:
@@ -212,13 +256,63 @@ class Parser:
                                 f"#{kv.index + 1}): readers disagree on which value counts", node=node,
                                 offset=kv.offset)
             seen.add(kv.key)
-            if is_template(kv.key) and kv.vtype == self.c.string:
-                start, length = kv.value
-                text = self.r.text(start, length, length)
-                if node is group:  # too many keys to show each: give the template a node of its own
-                    node = self.root.child(TEMPLATE, safe_text(kv.key, 120), offset=kv.offset,
-                                           length=kv.end - kv.offset, member=self.member)
-                analyze_template(text, self.ctx, node)
+            if not is_template(kv.key):
+                continue
+            text = self.template_text(kv, node)
+            if text is None:
+                continue
+            if node is group:  # too many keys to show each: give the template a node of its own
+                node = self.root.child(TEMPLATE, safe_text(kv.key, 120), offset=kv.offset,
+                                       length=kv.end - kv.offset, member=self.member)
+            analyze_template(text, self.ctx, node)
+
+    def template_text(self, kv: KV, node: Node) -> str | None:
+        """The text llama.cpp renders for a chat template key. The spec makes it a string; llama.cpp
+        reads any type and turns it into text (gguf_kv_to_str: an array of strings becomes
+        `["a", "b"]` with quotes and backslashes escaped) before its Jinja engine sees it, so a
+        template split across array elements still runs."""
+        if kv.vtype == self.c.string:
+            start, length = kv.value
+            return self.r.text(start, length, length)
+        kind = self.c.value_names.get(kv.vtype, str(kv.vtype))
+        value = kv.value
+        strings = isinstance(value, Array) and value.etype == self.c.string
+        if isinstance(value, Array):
+            kind = f"array of {self.c.value_names.get(value.etype, str(value.etype))}"
+        joined = " (the elements, quoted and joined)" if strings else ""
+        self.ctx.report(MalformedHeader, f"{safe_text(kv.key, 80)} is a {kind}, not the string the spec "
+                        f"requires: gguf-py returns it as is, llama.cpp renders it as text{joined}",
+                        node=node, offset=kv.offset)
+        if not strings or not isinstance(value, Array):
+            return None
+        parts, total = [], 0
+        for text in self.values.string_elements(value):
+            self.ctx.tick(256)
+            total += len(text) + 4
+            if total > MAX_TEMPLATE_CHARS:
+                self.ctx.report(LimitExceeded, f"{safe_text(kv.key, 80)}: the array's text runs past "
+                                f"{MAX_TEMPLATE_CHARS:,} characters; the template was not analysed",
+                                node=node, offset=kv.offset)
+                return None
+            parts.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        return "[" + ", ".join(parts) + "]"
+
+    def report_notes(self, group: Node) -> None:
+        """What llama.cpp refuses (high) and what only the spec forbids (low, the first few)."""
+        spec_seen = 0
+        pending = [*self.kv_notes, self.values.notes]  # the last: a KV that broke off mid-way
+        for index, notes in enumerate(pending):
+            node = self.kv_nodes[index] if index < len(self.kv_nodes) else group
+            for kind, offset, message in notes:
+                if kind == REFUSED:
+                    self.ctx.report(MalformedHeader, f"malformed: {message}", node=node, offset=offset)
+                    continue
+                spec_seen += 1
+                if spec_seen <= MAX_SPEC_FINDINGS:
+                    self.ctx.report(SpecViolation, message, node=node, offset=offset)
+        if spec_seen > MAX_SPEC_FINDINGS:
+            self.ctx.report(SpecViolation, f"{spec_seen - MAX_SPEC_FINDINGS:,} more values break the GGUF "
+                            "specification the same ways", node=group)
 
     def alignment(self) -> int:
         for kv, node in zip(self.kvs, self.kv_nodes, strict=True):

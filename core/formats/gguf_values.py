@@ -6,13 +6,26 @@ to find where each string or array ends (a 152k-token vocabulary is never built)
 page at a time, when a view expands a large array long after the scan. `ValueReader` keeps what
 that second read needs (the map, the byte order, the constants, a page index per array) and
 builds element nodes only when asked. Nothing here reports a finding: a file that ends early
-raises `Short`, anything else `FormatError`, and the parser turns them into findings.
+raises `Short`, anything llama.cpp and gguf-py both refuse raises `FormatError`, and what only
+some readers refuse, or what the spec forbids but readers take, is noted in `ValueReader.notes`;
+the parser turns all three into findings.
+
+Which reader is followed where they differ (ggml's `gguf_init_from_reader`, read from llama.cpp's
+`ggml/src/gguf.cpp`, against gguf-py's `GGUFReader`):
+- arrays of arrays: the spec allows them and gguf-py reads them, llama.cpp refuses the file ("invalid
+  GGUF type 9" for the element type). Noted as refused; the walk goes on as gguf-py reads it.
+- strings longer than 1 GiB and arrays of more than 2^30 elements (GGUF_MAX_STRING_LENGTH,
+  GGUF_MAX_ARRAY_ELEMENTS): llama.cpp refuses, gguf-py reads. Noted as refused, walked on.
+- booleans other than 0 and 1: the spec calls them invalid; both readers take any non-zero byte
+  as true. Noted as a spec violation (low).
+- unknown value or element types: both refuse. `FormatError`: nothing after it can be located.
 """
 
 from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from airlock.core.context import ScanContext
@@ -20,20 +33,28 @@ from airlock.core.errors import FormatError
 from airlock.core.text import safe_text
 from airlock.core.tree import ARRAY, ELEMENT, METADATA, PAGE_SIZE, TEMPLATE, Node
 
-MAX_NESTING = 8  # arrays of arrays
+MAX_NESTING = 8  # arrays of arrays: llama.cpp refuses any; gguf-py reads them, so walked this deep
 PREVIEW_BYTES = 1024  # of a string value, for its label
+MAX_STRING_LENGTH = 1024**3  # GGUF_MAX_STRING_LENGTH in gguf.cpp
+MAX_ARRAY_ELEMENTS = 1024**3  # GGUF_MAX_ARRAY_ELEMENTS in gguf.cpp
+MAX_UTF8_CHECK = 64 * 1024**2  # longer single strings are not decoded to check them
+
+# Kinds of notes: what llama.cpp refuses (a high finding) and what only the spec forbids (low).
+REFUSED = "refused"
+SPEC = "spec"
 
 
 class Consts:
-    __slots__ = ("array", "quant", "scalar_fmt", "string", "uint32", "value_names")
+    __slots__ = ("array", "bool", "quant", "scalar_fmt", "string", "uint32", "value_names")
 
     def __init__(self, value_names: dict[int, str], scalar_fmt: dict[int, str], string: int, array: int,
-                 uint32: int, quant: dict[int, tuple[str, int, int]]) -> None:
+                 uint32: int, boolean: int, quant: dict[int, tuple[str, int, int]]) -> None:
         self.value_names = value_names
         self.scalar_fmt = scalar_fmt
         self.string = string
         self.array = array
         self.uint32 = uint32
+        self.bool = boolean
         self.quant = quant  # type → (name, block size, bytes per block)
 
 
@@ -78,7 +99,7 @@ def consts() -> Consts:
            v.FLOAT32: "f", v.BOOL: "?", v.UINT64: "Q", v.INT64: "q", v.FLOAT64: "d"}
     quant = {int(t): (t.name, *GGML_QUANT_SIZES[t]) for t in GGMLQuantizationType if t in GGML_QUANT_SIZES}
     return Consts({int(t): t.name.lower() for t in v}, {int(k): c for k, c in fmt.items()},
-                  int(v.STRING), int(v.ARRAY), int(v.UINT32), quant)
+                  int(v.STRING), int(v.ARRAY), int(v.UINT32), int(v.BOOL), quant)
 
 
 class Short(Exception):
@@ -146,6 +167,15 @@ class ValueReader:
     def __init__(self, r: Reader, c: Consts, ctx: ScanContext, member: str | None) -> None:
         self.r, self.c, self.ctx, self.member = r, c, ctx, member
         self.parsing = True
+        # (kind, offset, message) of what a reader refuses or the spec forbids, noted while the
+        # parser walks the KV pairs (`noting`), not when previews or pages re-read the same values;
+        # the parser reports them against their KV.
+        self.noting = False
+        self.notes: list[tuple[str, int, str]] = []
+
+    def note(self, kind: str, offset: int, message: str) -> None:
+        if self.noting:
+            self.notes.append((kind, offset, message))
 
     def skip_value(self, vtype: int, pos: int, what: str, depth: int = 0) -> tuple[Any, int]:
         """Read a scalar, or only locate a string or array. Returns (value, end)."""
@@ -154,9 +184,13 @@ class ValueReader:
         if fmt is not None:
             n = struct.calcsize(fmt)
             r.need(pos, n, what)
+            if vtype == c.bool and r.buf[pos] > 1:
+                self.note(SPEC, pos, f"{what}: boolean byte {r.buf[pos]} (the spec allows only 0 and 1; "
+                          "llama.cpp and gguf-py read it as true)")
             return struct.unpack_from(r.endian + fmt, r.buf, pos)[0], pos + n
         if vtype == c.string:
             start, length, end = r.string(pos, what)
+            self._check_string(start, length, what, depth)
             return (start, length), end
         if vtype == c.array:
             if depth >= MAX_NESTING:
@@ -167,20 +201,40 @@ class ValueReader:
             return array, array.end
         raise FormatError(f"{what}: unknown value type {vtype}", pos)
 
+    def _check_string(self, start: int, length: int, what: str, depth: int) -> None:
+        if length > MAX_STRING_LENGTH:
+            self.note(REFUSED, start - self.r.cnt.size, f"{what}: a string of {length:,} bytes (llama.cpp "
+                      f"refuses strings over {MAX_STRING_LENGTH:,} bytes; gguf-py reads it)")
+        elif depth == 0 and self.noting and length <= MAX_UTF8_CHECK:
+            # Element strings are not decoded here: a 150k-token vocabulary would cost a decode each.
+            try:
+                bytes(self.r.buf[start:start + length]).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.note(SPEC, start + exc.start, f"{what}: not UTF-8 at byte {exc.start:,} of the string "
+                          "(the spec requires UTF-8; llama.cpp takes the bytes, gguf-py fails to decode it)")
+
     def skip_array(self, etype: int, count: int, start: int, what: str, depth: int) -> Array:
         c, r = self.c, self.r
         remaining = r.size - start
+        header = start - 4 - r.cnt.size  # the element type, then the count
         fmt = c.scalar_fmt.get(etype)
         if fmt is not None:
             n = count * struct.calcsize(fmt)
             r.need(start, n, f"{what}: {count:,} {c.value_names[etype]} elements ({n:,} bytes)")
+            self._check_count(count, header, what)
+            if etype == c.bool and self.noting:
+                self._check_bools(start, n, what)
             return Array(etype, count, start, start + n, None)
         if etype not in (c.string, c.array):
-            raise FormatError(f"{what}: unknown element type {etype}", start - 12)
+            raise FormatError(f"{what}: unknown element type {etype}", header)
         least = r.cnt.size if etype == c.string else 4 + r.cnt.size
         if count * least > remaining:
             raise Short(f"{what}: {count:,} {c.value_names[etype]} elements (at least "
                         f"{count * least:,} bytes)", start, count * least, remaining)
+        self._check_count(count, header, what)
+        if etype == c.array and depth == 0:
+            self.note(REFUSED, header, f"{what}: an array of arrays (the spec allows it and gguf-py reads "
+                      "it, but llama.cpp refuses the file: element type 9 is invalid there)")
         marks: list[int] = []
         pos = start
         for first in range(0, count, PAGE_SIZE):
@@ -190,6 +244,21 @@ class ValueReader:
             pos = self._walk(etype, pos, min(PAGE_SIZE, count - first), first, what, depth)
         return Array(etype, count, start, pos, marks)
 
+    def _check_count(self, count: int, header: int, what: str) -> None:
+        if count > MAX_ARRAY_ELEMENTS:
+            self.note(REFUSED, header, f"{what}: {count:,} elements (llama.cpp refuses arrays of more than "
+                      f"{MAX_ARRAY_ELEMENTS:,}; gguf-py reads them)")
+
+    def _check_bools(self, start: int, n: int, what: str) -> None:
+        invalid = 0
+        end, step = start + n, 1 << 20
+        for chunk in range(start, end, step):
+            self.ctx.check()
+            invalid += len(bytes(self.r.buf[chunk:min(chunk + step, end)]).translate(None, b"\0\1"))
+        if invalid:
+            self.note(SPEC, start, f"{what}: {invalid:,} boolean element(s) neither 0 nor 1 (the spec calls "
+                      "them invalid; llama.cpp and gguf-py read them as true)")
+
     def _walk(self, etype: int, pos: int, n: int, first: int, what: str, depth: int) -> int:
         """Offset after n variable-size elements starting at pos (element index `first`)."""
         r = self.r
@@ -198,11 +267,12 @@ class ValueReader:
             try:
                 for _ in range(n):  # the hot loop of a 150k-token vocabulary: keep it bare
                     end += width + unpack(r.buf, end)[0]
-                if end <= r.size:
+                if end <= r.size and end - pos <= MAX_STRING_LENGTH:
                     return int(end)
             except (struct.error, OverflowError):
                 pass
-            # Past the end: read this page again element by element to say exactly where.
+            # Past the end, or a page so long that one string may be over llama.cpp's limit: read
+            # this page again element by element to say exactly where.
         for i in range(first, first + n):
             _, pos = self.skip_value(etype, pos, f"{what}[{i:,}]", depth + 1)
         return pos
@@ -239,6 +309,15 @@ class ValueReader:
         if arr.count:
             node.set_lazy_children(arr.count, lambda a, b: self.elements(arr, a, b))
         return node
+
+    def string_elements(self, arr: Array) -> Iterator[str]:
+        """The text of each element of an array of strings, in order (the array was walked already)."""
+        r, pos = self.r, arr.start
+        for _ in range(arr.count):
+            length = int(r.cnt.unpack_from(r.buf, pos)[0])
+            pos += r.cnt.size
+            yield bytes(r.buf[pos:pos + length]).decode("utf-8", errors="replace")
+            pos += length
 
     def elements(self, arr: Array, start: int, stop: int) -> list[Node]:
         """Nodes for elements start..stop-1, read from the map when a view asks for them."""

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fixtures import gguf_files as GF
 from fixtures.gguf_files import G, hostile_files, small, system_pickle, vocabulary, writer_files
 
 from airlock.core.findings import Severity
@@ -22,6 +23,7 @@ from airlock.core.tree import ARRAY, TEMPLATE, TENSOR
 
 HOSTILE = hostile_files()
 WRITTEN = writer_files()
+NESTED = writer_files(nested=True)
 N_TOKENS = 151_936
 
 
@@ -56,12 +58,12 @@ def _by_kind(root, kind, expand=False):
     return [n for n in root.walk(expand_lazy=expand) if n.kind == kind]
 
 
-@pytest.mark.parametrize("name", sorted(WRITTEN))
+@pytest.mark.parametrize("name", sorted(WRITTEN) + sorted(NESTED))
 def test_tree_agrees_with_gguf_reader(tmp_path, name):
     import gguf
 
     path = tmp_path / name
-    path.write_bytes(WRITTEN[name])
+    path.write_bytes({**WRITTEN, **NESTED}[name])
     reader = gguf.GGUFReader(str(path))
     result = scan_file(path)
     metadata = next(c for c in result.root if c.label.startswith("metadata"))
@@ -198,7 +200,7 @@ def test_gguf_and_jinja2_are_not_imported_for_other_formats():
 
 
 def test_nested_arrays_are_lazy_too():
-    result = scan(WRITTEN["tiny.gguf"])
+    result = scan(NESTED["tiny_nested.gguf"])
     nested = next(n for n in result.root.walk() if n.attrs.get("key") == "llama.nested")
     assert nested.child_count == 2
     assert [[g.attrs["value"] for g in c] for c in nested] == [[1, 2], [3]]
@@ -272,3 +274,135 @@ def test_empty_string_array_regression():
     blob[527] = 0
     result = scan(bytes(blob))
     assert "AIR001" not in rules(result), [f.message for f in result.findings]
+
+
+# The key/value grammar, checked against the spec (ggml's docs/gguf.md) and against what llama.cpp's
+# gguf_init_from_reader refuses; gguf-py's GGUFReader is run on the same bytes to show where it differs.
+
+def _gguf_py_reads(tmp_path, data):
+    import gguf
+
+    path = tmp_path / "x.gguf"
+    path.write_bytes(data)
+    return gguf.GGUFReader(str(path))
+
+
+def _findings(result, rule):
+    return [f for f in result.findings if f.rule == rule]
+
+
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_array_of_arrays_from_gguf_writer_is_malformed_as_llama_cpp_refuses_it(tmp_path, name):
+    data = NESTED[name]
+    assert _gguf_py_reads(tmp_path, data).fields["llama.nested"]  # gguf-py reads it...
+    result = scan(data)
+    (finding,) = [f for f in result.findings if f.severity >= Severity.HIGH]  # ...llama.cpp does not
+    assert finding.rule == "GG002" and "array of arrays" in finding.message and "llama.cpp refuses" in finding.message
+    assert finding.node.attrs["key"] == "llama.nested"
+    # The header was read to its end the way gguf-py reads it: every tensor is there.
+    assert len(_by_kind(result.root, TENSOR)) == 4
+
+
+def test_nesting_inside_nesting_is_one_finding_per_key():
+    g = G()
+    inner = g.u32(GF.ARRAY) + g.n(1) + g.u32(GF.U8) + g.n(2) + b"\x01\x02"  # [[1, 2]]
+    data = small(g, extra_kvs=[g.kv("deep", GF.ARRAY, g.u32(GF.ARRAY) + g.n(2) + inner + inner)])
+    result = scan(data)
+    assert [f.rule for f in result.findings] == ["GG002"]
+
+
+def test_empty_key_is_refused():
+    g = G()
+    result = scan(small(g, extra_kvs=[g.kv_u32("", 1)]))
+    (finding,) = result.findings
+    assert finding.rule == "GG002" and "empty key" in finding.message and finding.severity == Severity.HIGH
+
+
+@pytest.mark.parametrize("key", ["General.Name", "tokenizer..tokens", "llama.context length", "ключ.x",
+                                 "a.b.", "x" * 65536])
+def test_keys_that_break_the_naming_rules_are_low(tmp_path, key):
+    g = G()
+    data = small(g, extra_kvs=[g.kv_u32(key, 1)])
+    assert key in _gguf_py_reads(tmp_path, data).fields  # readers take it
+    result = scan(data)
+    (finding,) = result.findings
+    assert finding.rule == "GG008" and finding.severity == Severity.LOW
+    assert ("65,536 bytes long" if len(key) > 65535 else "lower_snake_case") in finding.message
+
+
+@pytest.mark.parametrize("key", ["general.base_model.0.repo_url", "tokenizer.ggml.add_bos_token",
+                                 "llama.rope.scaling.original_context_length", "a"])
+def test_real_key_shapes_are_clean(key):
+    g = G()
+    assert scan(small(g, extra_kvs=[g.kv_u32(key, 1)])).findings == []
+
+
+def test_boolean_bytes_other_than_0_and_1_are_low(tmp_path):
+    g = G()
+    data = small(g, extra_kvs=[g.kv("tokenizer.ggml.add_bos_token", GF.BOOL, b"\x02"),
+                               g.kv("flags", GF.ARRAY, g.u32(GF.BOOL) + g.n(4) + b"\x00\x01\x07\xff")])
+    reader = _gguf_py_reads(tmp_path, data)
+    assert bool(reader.fields["tokenizer.ggml.add_bos_token"].contents()) is True  # read as true
+    result = scan(data)
+    assert [f.rule for f in result.findings] == ["GG008", "GG008"]
+    assert "boolean byte 2" in result.findings[0].message
+    assert "2 boolean element(s)" in result.findings[1].message
+    assert scan(small(g, extra_kvs=[g.kv("b", GF.BOOL, b"\x01")])).findings == []
+
+
+def test_string_that_is_not_utf8_is_low():
+    g = G()
+    result = scan(small(g, extra_kvs=[g.kv("general.name", GF.STRING, g.s(b"caf\xe9"))]))
+    (finding,) = result.findings
+    assert finding.rule == "GG008" and "not UTF-8 at byte 3" in finding.message
+
+
+def test_spec_findings_are_capped_and_counted():
+    g = G()
+    result = scan(small(g, extra_kvs=[g.kv_u32(f"Key{i}", i) for i in range(30)]))
+    found = _findings(result, "GG008")
+    assert len(found) == gguf_format.MAX_SPEC_FINDINGS + 1
+    assert found[-1].message.startswith("10 more values")
+
+
+def test_llama_cpp_limits_on_strings_and_arrays(monkeypatch):
+    # 1 GiB strings and 2^30-element arrays cannot be test inputs: the limits are scaled down.
+    from airlock.core.formats import gguf_values
+
+    monkeypatch.setattr(gguf_values, "MAX_STRING_LENGTH", 16)
+    monkeypatch.setattr(gguf_values, "MAX_ARRAY_ELEMENTS", 3)
+    g = G()
+    data = small(g, extra_kvs=[g.kv_str("general.description", "x" * 17),
+                               g.kv_numbers("counts", GF.U8, "B", [1, 2, 3, 4]),
+                               g.kv_strings("words", ["short", "y" * 40])])
+    result = scan(data)
+    messages = sorted(f.message.split(": ", 1)[1] for f in result.findings)
+    assert {f.rule for f in result.findings} == {"GG002"}
+    assert messages == [
+        "KV #3 'tokenizer.ggml.tokens': 4 elements (llama.cpp refuses arrays of more than 3; gguf-py reads them)",
+        "KV #4 'general.description': a string of 17 bytes (llama.cpp refuses strings over 16 bytes; gguf-py "
+        "reads it)",
+        "KV #5 'counts': 4 elements (llama.cpp refuses arrays of more than 3; gguf-py reads them)",
+        "KV #6 'words'[1]: a string of 40 bytes (llama.cpp refuses strings over 16 bytes; gguf-py reads it)",
+    ]
+
+
+def test_chat_template_split_across_an_array_is_rendered_as_llama_cpp_joins_it():
+    g = G()
+    parts = ["{{ cycler.__init__.__globals__.os.popen('id').read() ~ ", " ~ '' }}"]
+    result = scan(small(g, extra_kvs=[g.kv_strings("tokenizer.chat_template", parts)]))
+    rules_found = {f.rule: f for f in result.findings}
+    assert set(rules_found) == {"GG002", "TPL001"}
+    assert "array of string" in rules_found["GG002"].message
+    assert rules_found["TPL001"].severity == Severity.CRITICAL
+    assert "cycler.__init__.__globals__" in rules_found["TPL001"].message
+
+
+def test_chat_template_of_the_wrong_type_is_malformed_but_not_an_escape():
+    g = G()
+    plain = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    result = scan(small(g, extra_kvs=[g.kv_strings("tokenizer.chat_template", [plain]),
+                                      g.kv_u32("tokenizer.chat_template.rag", 7)]))
+    assert [f.rule for f in result.findings] == ["GG002", "GG002"]
+    assert result.severity == Severity.HIGH
+    assert "is a uint32" in result.findings[1].message
