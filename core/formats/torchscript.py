@@ -4,6 +4,14 @@ torch.load hands any archive with a `constants.pkl` record to torch.jit.load, wh
 resolves `__torch__.…` names to classes compiled from the archive's own `code/` (TorchScript, not
 Python) and refuses other Python globals. So `__torch__` classes are not third-party code here;
 what does need outside code is an operator namespace no torch build ships (`ops.mylib.op`).
+
+torch.jit.load compiles `code/` when the archive loads, and the compiled methods run on every call,
+so the code is judged too: TorchScript builtins that read or write files (`torch.from_file`,
+`torch.save`, `aten::from_file`, library loading) and anything that is not TorchScript at all but
+Python reaching the process (`open(`, `os.`, `subprocess`, `__import__`, `exec`, a `PythonOp`:
+`torch.jit.script` never writes those, so a file that has them was edited by hand) are high, with
+the line they are on. String literals are blanked before matching, so a message that mentions
+`open(` is not a call.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import re
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
-from airlock.core.findings import Malformed
+from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import zip as zipf
 from airlock.core.formats.torch_rules import CustomOperator
 from airlock.core.pickle.policy import SAFE, Policy, Verdict, load_policy
@@ -35,6 +43,31 @@ STANDARD_NAMESPACES = frozenset({
     "_higher_order_ops", "inductor", "_inductor", "attr", "_test", "vulkan", "metal", "_quant",
 })
 MAX_CODE_CHARS = 1 << 20  # characters of one source file kept on its node
+MAX_CALL_FINDINGS = 10  # per code file: enough to show what it does without burying the rest
+
+# What the code may do besides computing on tensors. Each alternative names itself in the message.
+_NOT_A_NAME = r"(?<![\w.])"  # a bare name: not `x.open(`, not `torch.compile`
+_DANGEROUS = re.compile("|".join([
+    r"\btorch\.from_file\s*\(", r"\bops\.aten\.from_file\b", r"\baten::from_file\b",
+    r"\btorch\.(?:save|load)\s*\(", r"\btorch\.jit\.(?:save|load)\b", r"\bops\.aten\.save\b",
+    r"\bload_library\b", r"\bPythonOp\b",
+    _NOT_A_NAME + r"(?:open|__import__|exec|eval|compile|breakpoint|input)\s*\(",
+    _NOT_A_NAME + r"(?:os|posix|nt|sys|subprocess|shutil|socket|importlib|builtins|ctypes|pickle|marshal|"
+    r"runpy|pty|urllib|http)\.",
+    r"\b__(?:builtins|globals|subclasses|import)__\b",
+    r"^\s*(?:import|from)\s+(?!__torch__\b|torch\b)\w",  # the archive's own code imports only these
+]))
+_CALLEE = re.compile(r"(?:import|from)\s+[\w.]+|[\w.:]+")  # the name shown for a match
+_STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'" + r'|"(?:[^"\\\n]|\\.)*"')
+
+
+class CodeTouchesSystem(Rule):
+    id = "TS002"
+    severity = Severity.HIGH
+    title = "TorchScript code touches files or runs Python"
+    help = ("The archive's code/ calls builtins that read or write files (torch.from_file, torch.save, "
+            "library loading), or names Python that TorchScript cannot compile (open, os, subprocess, "
+            "__import__, exec, PythonOp): the code was edited by hand, and it runs when the model is called.")
 
 
 class _TorchScriptPolicy(Policy):
@@ -88,7 +121,30 @@ def scan_code(source: Source, ctx: ScanContext, archive: ZipArchive,
             ns = match.group(1).decode("ascii")
             if ns not in STANDARD_NAMESPACES and ns not in custom:
                 custom[ns] = (node, match.start(), zipf.member_source(source, m, b"").member or m.name)
+        _judge_calls(text, ctx, node, zipf.member_source(source, m, b"").member or m.name)
     for ns, (node, at, member) in custom.items():
         ctx.report(CustomOperator, f"TorchScript code calls operators of namespace {safe_text(ns, 60)!s} "
                    "(torch.ops." + safe_text(ns, 60) + "), which needs a native library outside torch",
                    node=node, offset=at, member=member)
+
+
+def _judge_calls(text: str, ctx: ScanContext, node: Node, member: str) -> None:
+    """TS002 for each line whose code (string literals blanked) reads or writes files or runs Python."""
+    found = 0
+    offset = 0
+    for number, line in enumerate(text.split("\n"), 1):
+        ctx.tick(1024)
+        code = _STRING.sub(lambda m: " " * len(m.group()), line)
+        match = _DANGEROUS.search(code)
+        if match is not None:
+            found += 1
+            if found <= MAX_CALL_FINDINGS:
+                at = offset + len(line[:match.start()].encode("utf-8"))
+                name = _CALLEE.match(code, match.start() + len(match.group()) - len(match.group().lstrip()))
+                callee = name.group() if name is not None else match.group()
+                ctx.report(CodeTouchesSystem, f"TorchScript code line {number} uses {safe_text(callee, 60)}: "
+                           f"{safe_text(line.strip(), 200)}", node=node, offset=at, member=member)
+        offset += len(line.encode("utf-8")) + 1
+    if found > MAX_CALL_FINDINGS:
+        ctx.report(CodeTouchesSystem, f"{found - MAX_CALL_FINDINGS:,} more lines of this code file call "
+                   "file or process functions", node=node, member=member)

@@ -126,3 +126,63 @@ def test_member_list_is_complete(scripted):
     expected = {m.name for m in zip_members(scripted)}
     assert expected <= names
     assert all(isinstance(m, Member) for m in zip_members(scripted))
+
+
+# Code that touches files or the process (TS002): real torch.jit.script output, and hand-edited code.
+
+from fixtures import torchscript_files as TSF  # noqa: E402 - grouped with the tests that use it
+
+
+@pytest.mark.parametrize(("name", "callee", "line"), [
+    ("reads_a_file.pt", "torch.from_file", 'torch.from_file("/etc/hostname"'),
+    ("writes_a_file.pt", "torch.save", 'torch.save(x, "/tmp/airlock_marker.pt")'),
+    ("edited_os_system.pt", "os.system", "os.system('echo AIRLOCK_MARKER')"),
+    ("edited_dunder_import.pt", "__import__", "__import__('os')"),
+    ("edited_python_op.pt", "PythonOp", "ops.prim.PythonOp("),
+    ("edited_import_subprocess.pt", "import subprocess", "import subprocess"),
+])
+def test_code_that_touches_files_or_runs_python_is_high_with_its_line(name, callee, line):
+    data = TSF.hostile()[name]
+    result = scan(data)
+    assert result.format == "torchscript"
+    (finding,) = [f for f in result.findings if f.rule == "TS002"]
+    assert finding.severity == Severity.HIGH and result.severity == Severity.HIGH
+    assert f"uses {callee}:" in finding.message and line in finding.message
+    # The offset points at the call inside the code member, which the finding names.
+    code = next(m for m in zip_members(data) if m.name == finding.member)
+    assert code.data[finding.offset:].decode().startswith(callee.split()[0])
+
+
+def test_real_scripted_files_that_read_and_write_really_compile():
+    # The hostile archives are what torch.jit.script makes of ordinary Python: nothing hand-made.
+    with zipfile_of(TSF.hostile()["reads_a_file.pt"]) as zf:
+        code = next(zf.read(n) for n in zf.namelist() if n.endswith(".py") and b"from_file" in zf.read(n))
+    assert b'torch.from_file("/etc/hostname", False, 4' in code
+
+
+@pytest.mark.parametrize("name", sorted(TSF.benign()))
+def test_benign_real_models_stay_clean(name):
+    result = scan(TSF.benign()[name])
+    assert result.format == "torchscript"
+    assert result.findings == [], [f.message for f in result.findings]
+
+
+def test_mentions_in_strings_are_not_calls(scripted):
+    members = zip_members(scripted)
+    code = next(m for m in members if m.name.endswith("test_torchscript.py"))
+    code.data += b'\n    _1 = "open(x) os.system subprocess.run __import__(y)"\n    _2 = self.eval()\n'
+    assert "TS002" not in rules(scan(build_zip(members)))
+
+
+def test_many_dangerous_lines_are_capped(scripted):
+    members = zip_members(scripted)
+    code = next(m for m in members if m.name.endswith("test_torchscript.py"))
+    code.data += b"".join(b"\n    _%d = torch.from_file('/etc/passwd', False, 1)" % i for i in range(25))
+    found = [f for f in scan(build_zip(members)).findings if f.rule == "TS002"]
+    assert len(found) == 11 and found[-1].message.startswith("15 more lines")
+
+
+def zipfile_of(data):
+    import zipfile
+
+    return zipfile.ZipFile(io.BytesIO(data))
