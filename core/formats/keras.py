@@ -105,14 +105,16 @@ def _parse_hdf5(source: Source, ctx: ScanContext, root: Node) -> None:
         if text is None:
             continue
         node = root.child(GROUP, key.replace("_", " "), attrs={"size": len(str(text))})
-        _judge_config_text(str(text), f"{key} attribute", ctx, node)
+        owner = f"{source.member}!{key}" if source.member else key
+        _judge_config_text(str(text), f"{key} attribute", ctx, node, member=owner)
     _add_objects(desc.get("objects", []), source, ctx, root)
     if desc.get("truncated"):
         ctx.report(LimitExceeded, f"hdf5: more than {MAX_OBJECTS:,} objects; the rest was not listed",
                    node=root)
 
 
-def _judge_config_text(text: str, where: str, ctx: ScanContext, node: Node) -> None:
+def _judge_config_text(text: str, where: str, ctx: ScanContext, node: Node, *,
+                       members: frozenset[str] | None = None, member: str | None = None) -> None:
     try:
         config = json.loads(text)
     except ValueError as exc:
@@ -122,7 +124,7 @@ def _judge_config_text(text: str, where: str, ctx: ScanContext, node: Node) -> N
     except RecursionError:
         ctx.report(LimitExceeded, f"keras: the {where} is nested too deeply to read", node=node)
         return
-    ConfigWalker(ctx, where).walk(config, node)
+    ConfigWalker(ctx, where, members=members, member=member).walk(config, node)
 
 
 def _add_attrs(parent: Node, attrs: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
@@ -185,6 +187,7 @@ def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
     with zf:
         infos = zf.infolist()
         root.attrs["members"] = len(infos)
+        names = frozenset(info.filename for info in infos)
         for info in infos:
             ctx.check()
             name = safe_text(info.filename, 200)
@@ -204,12 +207,15 @@ def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
                 ctx.report(Malformed, f"malformed .keras member {name}: {exc}; Keras' zipfile fails too",
                            node=node)
                 continue
-            _member(info.filename, data, source, ctx, node)
+            _member(info.filename, data, source, ctx, node, names)
 
 
-def _member(filename: str, data: bytes, source: Source, ctx: ScanContext, node: Node) -> None:
+def _member(filename: str, data: bytes, source: Source, ctx: ScanContext, node: Node,
+            names: frozenset[str]) -> None:
     if filename == "config.json":
-        _judge_config_text(data.decode("utf-8", "replace"), "config.json", ctx, node)
+        owner = f"{source.member}!{filename}" if source.member else filename
+        _judge_config_text(data.decode("utf-8", "replace"), "config.json", ctx, node, members=names,
+                           member=owner)
     elif filename == "metadata.json":
         try:
             meta = json.loads(data)

@@ -5,7 +5,9 @@ importing `module` and fetching the name: a config is a list of imports and call
 below visits every dict at any depth (wrappers such as TimeDistributed/Bidirectional, nested
 models, functional graphs, compile configs) and rates what each one would import.
 Lambda code is base64 of a marshalled code object: it is measured and its readable names listed,
-never unmarshalled.
+never unmarshalled. Every other string is handed to keras_values: encoded serialized objects
+(TorchModuleWrapper's torch.save blob) are scanned as nested files, and paths and URLs in layer
+arguments are judged against the archive's members.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import Rule, Severity
+from airlock.core.formats.keras_values import judge_path, scan_blob
 from airlock.core.pickle.policy import DENIED, load_policy
 from airlock.core.text import safe_text
 from airlock.core.tree import LAYER, Node
@@ -68,11 +71,16 @@ def is_keras_module(module: str) -> bool:
 class ConfigWalker:
     """Walks one parsed config and reports; builds LAYER nodes for every serialized object."""
 
-    def __init__(self, ctx: ScanContext, where: str) -> None:
+    def __init__(self, ctx: ScanContext, where: str, *, members: frozenset[str] | None = None,
+                 member: str | None = None) -> None:
         self.ctx = ctx
         self.where = where
+        self.members = members  # the archive's member names (None for an .h5: no archive)
+        self.member = member  # where the config itself lives, for nested sources decoded from it
         self.policy = load_policy()
         self.objects = 0
+        self.code_strings: set[int] = set()  # Lambda code, measured by _lambda, not a blob to decode
+        self.torch_wrappers: set[int] = set()  # config dicts of TorchModuleWrapper layers
 
     def walk(self, value: Any, parent: Node) -> None:
         handled: set[int] = set()
@@ -81,6 +89,9 @@ class ConfigWalker:
             self.ctx.tick(1024)
             item, node, path = stack.pop()
             if isinstance(item, list):
+                for i, v in enumerate(item):
+                    if isinstance(v, str):
+                        self._string("", v, item, node, f"{path}[{i}]")
                 stack.extend((v, node, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
                 continue
             if not isinstance(item, dict):
@@ -89,8 +100,22 @@ class ConfigWalker:
             if isinstance(item.get("class_name"), str) and id(item) not in handled:
                 here = self._object(item, node, path, handled)
             for key, child in reversed(list(item.items())):
+                where = f"{path}.{key}" if path else str(key)
                 if isinstance(child, dict | list):
-                    stack.append((child, here, f"{path}.{key}" if path else str(key)))
+                    stack.append((child, here, where))
+                elif isinstance(child, str) and isinstance(key, str):
+                    self._string(key, child, item, here, where)
+
+    def _string(self, key: str, value: str, container: Any, node: Node, path: str) -> None:
+        if id(value) in self.code_strings:
+            return
+        where = f"{self.where} at {safe_text(path, 120)}"
+        member = f"{self.member}#{path}" if self.member else path
+        torch_wrapper = key == "module" and id(container) in self.torch_wrappers
+        if scan_blob(value, where, self.ctx, node, member, torch_wrapper):
+            return
+        if key:
+            judge_path(key, value, where, self.ctx, node, self.members)
 
     def _object(self, obj: dict[str, Any], parent: Node, path: str, handled: set[int]) -> Node:
         self.objects += 1
@@ -114,6 +139,8 @@ class ConfigWalker:
             return node
         if cls == "TFOpLambda" or cls == "SlicingOpLambda":
             self._tf_op(inner, node, where)
+        if cls.rsplit(">", 1)[-1] == "TorchModuleWrapper" and isinstance(inner, dict):
+            self.torch_wrappers.add(id(inner))
         self._judge(cls, module, registered, inner, node, where)
         return node
 
@@ -158,7 +185,7 @@ class ConfigWalker:
                             f"({verdict.reason})", node=node)
 
     def _lambda(self, obj: dict[str, Any], inner: Any, node: Node, where: str, handled: set[int]) -> None:
-        code, detail = _lambda_code(obj, inner, handled)
+        code, detail = _lambda_code(obj, inner, handled, self.code_strings)
         if code is not None:
             names = readable_names(code)
             node.attrs["code_bytes"] = len(code)
@@ -203,7 +230,8 @@ def readable_names(code: bytes, limit: int = 60) -> list[str]:
     return list(names)[:limit]
 
 
-def _lambda_code(obj: dict[str, Any], inner: Any, handled: set[int]) -> tuple[bytes | None, str]:
+def _lambda_code(obj: dict[str, Any], inner: Any, handled: set[int],
+                 code_strings: set[int]) -> tuple[bytes | None, str]:
     """The marshalled code of a Lambda (Keras 2 list, Keras 3 `__lambda__` dict), undecoded."""
     if obj.get("class_name") == "__lambda__":
         fn: Any = obj
@@ -225,6 +253,7 @@ def _lambda_code(obj: dict[str, Any], inner: Any, handled: set[int]) -> tuple[by
         return None, f"it calls the function {safe_text(str(module), 80)}.{safe_text(fn, 80)}"
     if not isinstance(fn, str):
         return None, "its code could not be located in the config"
+    code_strings.add(id(fn))
     if len(fn) > _MAX_CODE * 2:
         return None, f"{len(fn):,} characters of encoded code, too large to measure"
     try:

@@ -48,10 +48,14 @@ EXPECTED = {
 }
 
 
+# get_file's arguments are judged too: its fname is a path outside the archive, its origin a URL.
+ALSO = {"keras_get_file": ["KRS007", "KRS008"], "keras_src_get_file": ["KRS007"]}
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_hostile_config_gets_its_rule(name):
     result = scan_bytes(K.keras_zip(K.hostile_configs()[name]), f"{name}.keras")
-    assert _rules(result) == [EXPECTED[name]]
+    assert _rules(result) == sorted([EXPECTED[name], *ALSO.get(name, [])])
     want = Severity.HIGH if EXPECTED[name] == "KRS003" else Severity.CRITICAL
     assert result.severity == want
 
@@ -208,3 +212,71 @@ def test_scanning_keras_never_imports_h5py_in_the_scanning_process(tmp_path):
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('h5py', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# Values that make the loader read something else (keras_values): blobs, paths, URLs.
+
+from airlock.core.formats.keras_values import classify_path  # noqa: E402 - grouped with its tests
+from airlock.core.limits import Limits  # noqa: E402
+
+
+def test_torch_module_wrapper_blob_is_scanned_as_a_nested_torch_checkpoint():
+    name = "torch_module_wrapper_payload"
+    config, members, _ = K.value_configs()[name]
+    result = scan_bytes(K.keras_zip(config, members), f"{name}.keras")
+    assert result.severity == Severity.CRITICAL
+    embedded = next(f for f in result.findings if f.rule == "KRS006")
+    assert "torch.load(weights_only=False)" in embedded.message and "safe_mode=False" in embedded.message
+    assert "config.layers[1].config.module" in embedded.message and "a zip" in embedded.message
+    critical = next(f for f in result.findings if f.severity == Severity.CRITICAL)
+    # The payload is found in the torch checkpoint decoded from the config, and says where it came from.
+    assert "system" in critical.message
+    assert critical.member.startswith("config.json#config.layers[1].config.module")
+    path = critical.node.path()
+    assert "TorchModuleWrapper torch_module_wrapper" in path and "base64 blob" in path
+    nested = next(n for n in result.root.walk() if n.kind == "data" and n.label.startswith("base64 blob"))
+    assert nested.children()[0].attrs["format"] == "torch_zip"
+
+
+def test_benign_torch_module_wrapper_is_medium_not_clean():
+    config, members, _ = K.value_configs()["torch_module_wrapper_linear"]
+    result = scan_bytes(K.keras_zip(config, members), "m.keras")
+    assert result.severity == Severity.MEDIUM
+    assert {"KRS006", "PKL005"} <= set(_rules(result))
+
+
+def test_decoded_blobs_are_charged_to_the_decompression_budget(tmp_path):
+    config, members, _ = K.value_configs()["torch_module_wrapper_payload"]
+    path = tmp_path / "m.keras"
+    path.write_bytes(K.keras_zip(config, members))
+    result = scan_file(path, limits=Limits(max_decompressed_bytes=1000))
+    result.close()
+    assert _rules(result) == ["AIR003"]
+    assert "base64 blob" in result.findings[0].message and "1,000" in result.findings[0].message
+
+
+def test_lambda_code_is_not_taken_for_a_blob():
+    result = scan_bytes(K.keras_zip(K.sequential([K.lambda_keras3()])), "m.keras")
+    assert _rules(result) == ["KRS001"]
+    assert not any(n.label.startswith("base64 blob") for n in result.root.walk())
+
+
+@pytest.mark.parametrize(("value", "members", "verdict"), [
+    ("/etc/passwd", None, "outside"), ("C:\\\\vocab.txt", None, "outside"), ("~/v.txt", None, "outside"),
+    ("file:///etc/passwd", None, "outside"), ("../v.txt", frozenset({"v.txt"}), "outside"),
+    ("assets/../../v.txt", frozenset({"v.txt"}), "outside"), ("v.txt", None, "outside"),
+    ("v.txt", frozenset({"config.json"}), "outside"), ("https://example.com/v.txt", None, "url"),
+    ("hdfs://cluster/v.txt", None, "url"), ("./assets/v.txt", frozenset({"assets/v.txt"}), None),
+    ("assets", frozenset({"assets/v.txt"}), None), ("assets\\v.txt", frozenset({"assets/v.txt"}), None),
+])
+def test_paths_are_judged_against_the_archive(value, members, verdict):
+    got = classify_path(value, members)
+    assert (got[0] if got else None) == verdict
+
+
+def test_urls_are_medium_under_any_argument_name_and_plain_strings_are_not():
+    layer = K.k3("keras.layers", "Dense", {"name": "d", "units": 2, "weights_url": "https://example.com/w.bin",
+                                          "note": "see https://example.com for details", "path": "layer_0"})
+    result = scan_bytes(K.keras_zip(K.sequential([layer])), "m.keras")
+    assert _rules(result) == ["KRS008"] and result.severity == Severity.MEDIUM
+    assert "weights_url" in result.findings[0].message
