@@ -169,6 +169,10 @@ def scan_source(source: Source, display_path: str, ctx: ScanContext) -> ScanResu
     root = parse_into(source, ctx, None, label=_label(display_path))
     fmt = root.attrs.get("format", UNKNOWN)
     claims.check_name(display_path, fmt, source, ctx, root, mismatch=True)
+    if display_path.endswith((".py", ".jinja")):  # loaders run these by name and folder, whatever they hold
+        from airlock.core.formats import model_folder_context
+
+        model_folder_context.check(source, display_path, ctx, root)
     return ScanResult(display_path, fmt, root, ctx.findings, time.monotonic() - start, source.size, source)
 
 

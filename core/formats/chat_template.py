@@ -4,7 +4,10 @@ files inference stacks ship (llama.cpp's models/templates/).
 transformers saves a model's template as `chat_template.jinja` and renders it on every
 `apply_chat_template`, as it does the one inside `tokenizer_config.json`; a walk to Python
 internals there is the CVE-2024-34359 class. Recognised by content (Jinja markers and the words
-every chat template uses), parsed by airlock.core.templates, never rendered.
+every chat template uses) and by name: transformers loads `chat_template.jinja` (and the `*.jinja`
+of a model folder) whatever it holds, so such a file is claimed when it is text, and analysed on
+top of its own format when another format claims it (model_folder_context). Parsed by
+airlock.core.templates, never rendered.
 """
 
 from __future__ import annotations
@@ -30,29 +33,61 @@ def sniff(head: bytes, size: int) -> int:
 def sniff_source(source: Source) -> int:
     head = source.head()
     if _is_jinja(head) and source.size > len(head) and not _score(head):
-        return _score(source.read(0, _SNIFF_BYTES))  # read further only for text that looks like Jinja
-    return _score(head)
+        score = _score(source.read(0, _SNIFF_BYTES))  # read further only for text that looks like Jinja
+    else:
+        score = _score(head)
+    if not score and b"\0" not in head and _by_name(source):
+        return _SCORE  # loaded by name: any text is its template, however it starts
+    return score
+
+
+def _by_name(source: Source) -> bool:
+    name = source.member or source.name
+    if not name.endswith(".jinja"):
+        return False
+    from airlock.core.formats.model_folder_context import is_named_template
+
+    return is_named_template(source)
 
 
 def _is_jinja(text: bytes) -> bool:
     return b"\0" not in text and any(m in text for m in _MARKERS)
 
 
+_SCORE = 15  # below every binary format and JSON: only text no other format claims is read as a template
+
+
 def _score(text: bytes) -> int:
-    # Below every binary format and JSON: only text that no other format claims is read as a template.
-    return 15 if _is_jinja(text) and any(w in text for w in _CHAT_WORDS) else 0
+    return _SCORE if _is_jinja(text) and any(w in text for w in _CHAT_WORDS) else 0
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    if _within_budget(source, ctx, root):
+        node = root.child(TEMPLATE, "chat template", offset=0, length=source.size, member=source.member,
+                          attrs={"size": source.size})
+        _analyze(source, ctx, node)
+    return root
+
+
+def analyze_source(source: Source, ctx: ScanContext, root: Node) -> None:
+    """Analyse a file loaded as a template by its name, whose content another format claimed."""
+    from airlock.core.formats.model_folder_context import template_node
+
+    if _within_budget(source, ctx, root):
+        _analyze(source, ctx, template_node(root, source))
+
+
+def _within_budget(source: Source, ctx: ScanContext, root: Node) -> bool:
     if source.size > MAX_TEMPLATE_BYTES:
         ctx.report(LimitExceeded, f"chat template of {source.size:,} bytes is over the "
                    f"{MAX_TEMPLATE_BYTES:,}-byte budget: not analysed", node=root, offset=0)
-        return root
+        return False
+    return True
+
+
+def _analyze(source: Source, ctx: ScanContext, node: Node) -> None:
     from airlock.core.templates import analyze_template  # jinja2 only for templates
 
     text = source.read(0, source.size).decode("utf-8", "replace")
-    node = root.child(TEMPLATE, "chat template", offset=0, length=source.size, member=source.member,
-                      attrs={"size": len(text)})
     analyze_template(text, ctx, node)
-    return root

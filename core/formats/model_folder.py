@@ -126,7 +126,7 @@ def code_references(data: dict[str, Any]) -> list[tuple[str, str]]:
     return refs
 
 
-def _module_file(ref: str) -> tuple[str | None, str]:
+def module_file(ref: str) -> tuple[str | None, str]:
     """(other repository or None, module file name) of a class reference."""
     repo, sep, local = ref.rpartition("--")
     module = local.rsplit(".", 1)[0] if "." in local else local
@@ -142,16 +142,16 @@ def _judge_code(refs: list[tuple[str, str]], source: Source, ctx: ScanContext, r
     missing: list[str] = []
     other_repos: list[str] = []
     for where, ref in refs:
-        repo, module_file = _module_file(ref)
+        repo, file = module_file(ref)
         node = group.child(METADATA, f"{safe_text(where, 80)} → {safe_text(ref, 160)}",
-                           attrs={"module_file": safe_text(module_file, 160)})
+                           attrs={"module_file": safe_text(file, 160)})
         if repo is not None:
             other_repos.append(f"{ref} (from {repo})")
             node.attrs["repository"] = safe_text(repo, 160)
-        elif folder is not None and _inside(folder, module_file):
-            present.append(module_file)
+        elif folder is not None and _inside(folder, file):
+            present.append(file)
         else:
-            missing.append(module_file)
+            missing.append(file)
     names = ", ".join(safe_text(n, 80) for n in dict.fromkeys(present + shipped))
     local = [r for _, r in refs if "--" not in r]
     if present or (shipped and local):
