@@ -38,6 +38,19 @@ class ExternalHdf5Data(Rule):
         "file when the weights load; those bytes were never inspected."
 
 
+class ForeignMember(Rule):
+    id = "KRS009"
+    severity = Severity.MEDIUM
+    title = "Code or executable inside a Keras archive"
+    help = ("A .keras archive holds config.json, metadata.json, the weights and assets. Keras never runs a "
+            "Python file, script or executable shipped in it: something else is meant to.")
+
+
+CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".sh", ".bat", ".cmd", ".ps1", ".exe", ".dll", ".so",
+                 ".dylib")
+EXECUTABLE_MAGICS = (b"\x7fELF", b"MZ", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"#!")
+
+
 # Sniffing
 
 
@@ -225,6 +238,10 @@ def _member(filename: str, data: bytes, source: Source, ctx: ScanContext, node: 
         if isinstance(meta, dict):
             _add_attrs(node, meta)
     else:
+        if filename.lower().endswith(CODE_SUFFIXES) or data.startswith(EXECUTABLE_MAGICS):
+            what = "an executable or script" if data.startswith(EXECUTABLE_MAGICS) else "code"
+            ctx.report(ForeignMember, f"member {safe_text(filename, 160)} is {what}: Keras does not load it, "
+                       "so it is shipped for something else to run", node=node)
         member = f"{source.member}!{filename}" if source.member else filename
         ctx.parse_nested(Source.from_bytes(data, name=filename, member=member, path=source.path), node,
                          label=safe_text(filename.rsplit("/", 1)[-1], 120))

@@ -50,10 +50,13 @@ _NOT_A_NAME = r"(?<![\w.])"  # a bare name: not `x.open(`, not `torch.compile`
 _DANGEROUS = re.compile("|".join([
     r"\btorch\.from_file\s*\(", r"\bops\.aten\.from_file\b", r"\baten::from_file\b",
     r"\btorch\.(?:save|load)\s*\(", r"\btorch\.jit\.(?:save|load)\b", r"\bops\.aten\.save\b",
-    r"\bload_library\b", r"\bPythonOp\b",
-    _NOT_A_NAME + r"(?:open|__import__|exec|eval|compile|breakpoint|input)\s*\(",
-    _NOT_A_NAME + r"(?:os|posix|nt|sys|subprocess|shutil|socket|importlib|builtins|ctypes|pickle|marshal|"
-    r"runpy|pty|urllib|http)\.",
+    r"\bload_library\b", r"\bPythonOp\b", r"\btorch\.(?:compile|jit\._script|jit\.compile)\b",
+    # Operators no torch build has, named after what they would do (peers flag `ops.aten.system`).
+    r"\bops\.\w+\.(?:system|popen|exec|eval|spawn|subprocess|socket|connect|__import__|importlib)\b",
+    _NOT_A_NAME + r"(?:open|__import__|exec|execfile|eval|compile|breakpoint|input|raw_input|reload)\s*\(",
+    _NOT_A_NAME + r"(?:os|posix|nt|sys|subprocess|shutil|socket|importlib|builtins|__builtin__|ctypes|pickle|"
+    r"cPickle|dill|marshal|shelve|runpy|pty|urllib|urllib2|urllib3|requests|http|httplib|ftplib|telnetlib|"
+    r"smtplib|webbrowser)\.",
     r"\b__(?:builtins|globals|subclasses|import)__\b",
     r"^\s*(?:import|from)\s+(?!__torch__\b|torch\b)\w",  # the archive's own code imports only these
 ]))

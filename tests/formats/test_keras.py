@@ -280,3 +280,12 @@ def test_urls_are_medium_under_any_argument_name_and_plain_strings_are_not():
     result = scan_bytes(K.keras_zip(K.sequential([layer])), "m.keras")
     assert _rules(result) == ["KRS008"] and result.severity == Severity.MEDIUM
     assert "weights_url" in result.findings[0].message
+
+
+@pytest.mark.parametrize(("name", "data"), [("loader.py", b"import os\n"), ("run.sh", b"echo hi\n"),
+                                            ("assets/helper.bin", b"\x7fELF\x02\x01\x01" + bytes(40)),
+                                            ("tool.exe", b"MZ" + bytes(60))])
+def test_code_and_executables_in_a_keras_archive_are_medium(name, data):
+    result = scan_bytes(K.keras_zip(K.sequential([K.dense()]), {name: data}), "m.keras")
+    found = [f for f in result.findings if f.rule == "KRS009"]
+    assert len(found) == 1 and name in found[0].message and found[0].severity == Severity.MEDIUM

@@ -167,6 +167,15 @@ def test_benign_real_models_stay_clean(name):
     assert result.findings == [], [f.message for f in result.findings]
 
 
+@pytest.mark.parametrize("line", ["ops.aten.system('x')", "torch.ops.aten.popen('x')", "_ = requests.get('x')",
+                                  "_ = torch.compile(self)", "_ = dill.loads(b)", "execfile('x.py')"])
+def test_operators_and_modules_peers_flag_are_caught(scripted, line):
+    members = zip_members(scripted)
+    code = next(m for m in members if m.name.endswith("test_torchscript.py"))
+    code.data += b"\n    " + line.encode() + b"\n"
+    assert "TS002" in rules(scan(build_zip(members)))
+
+
 def test_mentions_in_strings_are_not_calls(scripted):
     members = zip_members(scripted)
     code = next(m for m in members if m.name.endswith("test_torchscript.py"))
