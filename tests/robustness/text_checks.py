@@ -16,7 +16,9 @@ from typing import Any
 MAX_LABEL = 2_000  # a node label is a few escaped, elided previews
 MAX_LINE = 20_000  # a report line or JSON string: a message with a few previews
 MAX_NODES = 20_000
-RAW_ATTRS = {("template", "text"), ("code", "text"), ("cell", "text")}  # (node kind, attribute) shown in a plain-text view
+# (node kind, attribute) shown verbatim in a plain-text view: a template's raw text, Python code and
+# notebook cells, and TorchScript code (each line escaped, joined by newlines: core/formats/torchscript.py).
+RAW_ATTRS = {("template", "text"), ("code", "text"), ("cell", "text"), ("text", "text")}
 MAX_RAW = 10 * 1024**2
 
 
