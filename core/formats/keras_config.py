@@ -19,7 +19,7 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import Rule, Severity
-from airlock.core.formats.keras_values import judge_path, scan_blob
+from airlock.core.formats.keras_values import ARGUMENT_KEYS, MIN_BLOB_CHARS, judge_path, scan_blob
 from airlock.core.pickle.policy import DENIED, load_policy
 from airlock.core.text import safe_text
 from airlock.core.tree import LAYER, Node
@@ -90,7 +90,7 @@ class ConfigWalker:
             item, node, path = stack.pop()
             if isinstance(item, list):
                 for i, v in enumerate(item):
-                    if isinstance(v, str):
+                    if isinstance(v, str) and len(v) >= MIN_BLOB_CHARS:  # a list element is only a blob
                         self._string("", v, item, node, f"{path}[{i}]")
                 stack.extend((v, node, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
                 continue
@@ -103,7 +103,8 @@ class ConfigWalker:
                 where = f"{path}.{key}" if path else str(key)
                 if isinstance(child, dict | list):
                     stack.append((child, here, where))
-                elif isinstance(child, str) and isinstance(key, str):
+                elif isinstance(child, str) and isinstance(key, str) and (
+                        len(child) >= MIN_BLOB_CHARS or key in ARGUMENT_KEYS or "://" in child):
                     self._string(key, child, item, here, where)
 
     def _string(self, key: str, value: str, container: Any, node: Node, path: str) -> None:

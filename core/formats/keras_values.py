@@ -65,6 +65,7 @@ READ_KEYS = frozenset({"vocabulary", "vocabulary_file", "vocab_file", "vocab_pat
                        "proto", "spm_model_file", "tokenizer_file"})
 # Argument names that hold a path only when the value looks like one.
 LOOSE_PATH_KEYS = frozenset({"path", "filename", "file", "directory", "dir"})
+ARGUMENT_KEYS = PATH_KEYS | LOOSE_PATH_KEYS
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{1,15})://\S+")
 _DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 
