@@ -144,7 +144,8 @@ def test_chat_template_jinja_is_analysed_past_the_first_64_kib(remote_code):
 def test_by_name_everywhere_but_other_jinja_only_next_to_a_model(tmp_path, remote_code):
     assert _scan(remote_code / "additional_chat_templates" / "tool_use.jinja").severity == Severity.CRITICAL
     _write_tree(tmp_path / "notes", {"page.jinja": F.FILLER + F.ESCAPE, "chat_template.jinja": F.FILLER + F.ESCAPE})
-    assert _scan(tmp_path / "notes" / "page.jinja").format == "unknown"  # a site template, not a model's
+    page = _scan(tmp_path / "notes" / "page.jinja")  # a site template, not a model's: read as what it is
+    assert page.format != "chat_template" and not any(f.rule.startswith("TPL") for f in page.findings)
     assert _scan(tmp_path / "notes" / "chat_template.jinja").severity == Severity.CRITICAL
     assert scan_bytes((F.FILLER + F.ESCAPE).encode(), "chat_template.jinja").severity == Severity.CRITICAL
 
