@@ -95,7 +95,11 @@ def analyze_template(text: str, ctx: ScanContext, node: Node) -> None:
     node.attrs.setdefault("text", text)
     node.attrs.setdefault("lines", text.count("\n") + 1)
     try:
-        ast = _environment().parse(text)
+        # The parser itself, not Environment.parse: on a syntax error that one rewrites the traceback
+        # by compile()-ing a fake `raise` (jinja2.debug), and nothing in core may call compile.
+        from jinja2.parser import Parser
+
+        ast = Parser(_environment(), text).parse()
     except TemplateSyntaxError as exc:
         line = exc.lineno or 0
         node.attrs["findings_lines"] = [line] if line else []

@@ -54,6 +54,7 @@ CODECS = ("utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "u
 DEPENDENCIES = ("model_signing.verifying", "tomli_w", "tomllib", "cyclonedx.output.json",
                 "cryptography.hazmat.primitives.serialization",
                 "numpy", "onnx", "gguf", "jinja2", "jinja2.sandbox", "jinja2.nodes", "h5py", "lz4.frame",
+                "jinja2.debug",  # jinja2 imports it when a template does not parse (a chat template found by name)
                 "safetensors", "xxhash", "zipfile", "tarfile", "gzip", "bz2", "lzma", "zlib", "json", "yaml",
                 "concurrent.futures.process", "multiprocessing.popen_fork", "multiprocessing.queues",
                 "multiprocessing.synchronize", "multiprocessing.connection", "resource")
