@@ -54,11 +54,15 @@ class Folder:
     """What a folder says about the files in it: why it is a model folder, and which files its
     configs name as code."""
 
-    __slots__ = ("reasons", "references")
+    __slots__ = ("reasons", "references", "weights_only")
 
-    def __init__(self, reasons: list[str], references: dict[str, str]) -> None:
+    def __init__(self, reasons: list[str], references: dict[str, str], weights_only: bool = False) -> None:
         self.reasons = reasons  # empty: not a model folder
         self.references = references  # module file (relative, "/"-separated) → which config names it
+        # Only weights say so (no model config, no hubconf.py): enough for the files right beside them,
+        # too weak for sub-folders — a repository with a checkpoint at its root is not a model
+        # folder for every src/*.py below it.
+        self.weights_only = weights_only
 
 
 def check(source: Source, display_path: str, ctx: ScanContext, root: Node) -> None:
@@ -93,9 +97,9 @@ def is_named_template(source: Source) -> bool:
 
 def model_root(folder: str) -> tuple[str, Folder] | None:
     """The nearest model folder at or up to LEVELS_UP above `folder`."""
-    for _ in range(LEVELS_UP + 1):
+    for level in range(LEVELS_UP + 1):
         facts = _folder(folder)
-        if facts.reasons:
+        if facts.reasons and (level == 0 or not facts.weights_only):
             return folder, facts
         parent = os.path.dirname(folder)
         if parent == folder:
@@ -175,7 +179,7 @@ def _folder_facts(folder: str, stamp: int) -> Folder:
             repo, file = module_file(ref)
             if repo is None:
                 references.setdefault(file, f"{config_name} {safe_text(where, 80)} ({safe_text(ref, 120)})")
-    return Folder(reasons, references)
+    return Folder(reasons, references, weights_only=bool(weights) and len(reasons) == 1)
 
 
 def _read_json(path: str) -> Any:

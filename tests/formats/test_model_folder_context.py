@@ -107,6 +107,8 @@ def test_weights_at_the_top_level_make_a_model_folder(tmp_path):
     {"utils.py": "X = 1\n"},  # a plain source folder
     {"config.json": json.dumps({"hidden_size": 8}), "utils.py": "X = 1\n"},  # a config, but not a model's
     {"config.json": json.dumps({"model_type": "x"}), "a/b/c/deep.py": "X = 1\n"},  # too far below the model
+    # a repository with a checkpoint at its root: its src/ is the user's own code, not the model's
+    {"model.pkl": b"\x80\x04K\x01.", "src/train.py": "X = 1\n"},
 ])
 def test_python_outside_model_folders_gets_no_model_finding(tmp_path, files):
     _write_tree(tmp_path, files)
