@@ -135,8 +135,11 @@ def describe(call: Call, lookup: Lookup, path: str = "") -> TensorInfo | None:
     if target.endswith("_v3"):
         dtype = args[6] if len(args) > 6 else None
         name = dtype.name if isinstance(dtype, Global) and dtype.module == "torch" else None
-        if name not in DTYPES:
-            info.problem = f"unknown dtype {dtype!r}"
+        if name is None:  # torch.load fails on anything but a torch.<dtype> here
+            info.problem, info.malformed = f"dtype {repr(dtype)[:80]} is not a torch dtype", True
+            return info
+        if name not in DTYPES:  # perhaps a dtype newer than Airlock: not described, not malformed
+            info.problem = f"dtype torch.{name} is not known to Airlock"
             return info
         info.torch_dtype = name
         code, itemsize = DTYPES[name]

@@ -14,7 +14,7 @@ import re
 from airlock.core.context import ScanContext
 from airlock.core.convert.spec import StorageRef
 from airlock.core.errors import FormatError
-from airlock.core.findings import Malformed, Severity
+from airlock.core.findings import Malformed, NotInspected, Severity
 from airlock.core.formats import zip as zipf
 from airlock.core.formats.torch_checkpoint import ITEMSIZES, Lookup, PersistentTensor, TensorInfo, walk
 from airlock.core.formats.torch_rules import WeightsOnly, weights_only_refusal
@@ -175,10 +175,11 @@ def add_tensors(source: Source, ctx: ScanContext, root: Node, run: PickleRun,
     group = root.child(GROUP, f"tensors ({len(infos):,})", offset=run.start, member=pickle_member)
     problems = [i for i in infos if i.problem]
     for info in problems[:MAX_PROBLEMS]:
-        rule_sev = None if info.malformed else Severity.LOW
+        # Malformed is what torch.load fails on; anything else was simply not described (fail closed).
+        rule = Malformed if info.malformed else NotInspected
         shown = safe_text(info.path or "<root>", 120)
-        ctx.report(Malformed, f"tensor {shown}: {safe_text(info.problem or '')}", node=group,
-                   offset=info.call.offset, member=pickle_member, severity=rule_sev)
+        ctx.report(rule, f"tensor {shown}: {safe_text(info.problem or '')}", node=group,
+                   offset=info.call.offset, member=pickle_member)
     if len(problems) > MAX_PROBLEMS:
         ctx.report(Malformed, f"{len(problems) - MAX_PROBLEMS:,} more tensors could not be described",
                    node=group, offset=run.start, member=pickle_member)

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -200,8 +201,8 @@ def zip_member_swap(data: bytes, index: int, other: bytes, duplicate: bool) -> b
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = [(i.filename, zf.read(i)) for i in zf.infolist()]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        return data
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error):
+        return data  # an earlier mutation broke the zip: nothing to swap
     if not members:
         return data
     index %= len(members)
