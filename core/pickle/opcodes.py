@@ -84,13 +84,12 @@ class PickleTruncated(FormatError):
 
 def _readline(buf: Any, pos: int, end: int, what: str) -> tuple[bytes, int]:
     limit = min(end, pos + _MAX_LINE)
-    chunk = bytes(buf[pos:limit])
-    nl = chunk.find(b"\n")
+    nl = _find(buf, pos, limit)  # found in place: slicing up to a megabyte per line cost a copy each
     if nl < 0:
         if limit < end:
             raise FormatError(f"{what} line longer than {_MAX_LINE} bytes", pos)
         raise PickleTruncated(f"truncated: {what} line has no newline before the end", pos)
-    return chunk[:nl], pos + nl + 1
+    return bytes(buf[pos:nl]), nl + 1
 
 
 def _decode_string_line(line: bytes, offset: int) -> str:
@@ -133,12 +132,12 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
     if category == FIXEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} needs {size} argument bytes, {end - p} remain", pos)
-        (arg,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
+        (arg,) = fmt.unpack(buf[p : p + size])  # type: ignore[union-attr]
         return Op(name, arg, pos, 1 + size)
     if category == _SIZEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} length field needs {size} bytes", pos)
-        (n,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
+        (n,) = fmt.unpack(buf[p : p + size])  # type: ignore[union-attr]
         p += size
         if n < 0:
             raise FormatError(f"malformed: {name} has negative length {n}", pos)
@@ -339,7 +338,7 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
             if category == FIXEDARG:
                 at = read(size)
                 if name == "FRAME":
-                    (length,) = fmt.unpack_from(buf, at)  # type: ignore[union-attr]
+                    (length,) = fmt.unpack(buf[at : at + size])  # type: ignore[union-attr]
                     if limit and cur + length <= limit:
                         continue  # the frame is already in the buffer
                     if limit and cur < limit:
@@ -362,6 +361,8 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
 
 
 def _find(buf: Any, start: int, stop: int) -> int:
-    if isinstance(buf, bytes | bytearray) or hasattr(buf, "find"):
-        return int(buf.find(b"\n", start, stop))
-    return bytes(buf[start:stop]).find(b"\n") + start if b"\n" in bytes(buf[start:stop]) else -1
+    find = getattr(buf, "find", None)  # bytes, bytearray and PagedView search in place
+    if find is not None:
+        return int(find(b"\n", start, stop))
+    at = bytes(buf[start:stop]).find(b"\n")  # a memoryview
+    return at + start if at >= 0 else -1
