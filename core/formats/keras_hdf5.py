@@ -182,11 +182,11 @@ def _collection_largest(read: Callable[[int, int], bytes], at: int, size: int) -
     head = read(at, 16)
     if len(head) < 16 or head[4] != 1:
         return 0  # not a collection header (version 1), e.g. "GCOL" inside some data
-    (length,) = struct.unpack_from("<Q", head, 8)
+    length = int(struct.unpack_from("<Q", head, 8)[0])
     end = min(at + length, size)
     largest, pos = 0, at + 16
     while pos + 16 <= end:
-        index, _refs, _reserved, object_size = struct.unpack("<HHIQ", read(pos, 16))
+        index, _refs, _reserved, object_size = (int(v) for v in struct.unpack("<HHIQ", read(pos, 16)))
         if index == 0:  # free space: the last entry
             break
         if object_size > end - pos - 16:
