@@ -167,6 +167,28 @@ def test_a_stream_source_reads_anywhere_by_decompressing_again(monkeypatch):
     assert ctx.decompressed_bytes == len(data)  # reading again is not charged twice
 
 
+def test_a_huge_constant_in_a_pickle_is_not_read_into_memory(tmp_path):
+    """A 64 MiB bytes argument (a 2 GB one in an array pickled inline) is data: the machine records
+    where it is and how long it is, and never reads it."""
+    path = tmp_path / "big.pkl"
+    with open(path, "wb") as fh:
+        for chunk in pickle_of_zeros(64 * MiB):
+            fh.write(chunk)
+    tracemalloc.start()
+    try:
+        result = scan_file(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        assert result.severity < Severity.HIGH, [f.message for f in result.findings]
+        assert peak < 4 * MiB, f"{peak:,} bytes allocated for a 64 MiB constant"
+        pickled = next(n for n in result.root.walk() if n.kind == "pickle")
+        assert pickled.attrs["result"] == "<67,108,864 bytes of BINBYTES8 data at offset 11>"
+    finally:
+        result.close()
+
+
 def test_hdf5_variable_length_config_is_capped_by_its_real_size(tmp_path):
     """Regression: the 64 MiB attribute cap looked at a variable-length string's 16-byte descriptor,
     so a 300 MB model_config was read (1.6 GB, no verdict). The cap now sees the text's size."""

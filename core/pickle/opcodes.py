@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from airlock.core.errors import FormatError
+from airlock.core.pickle.values import LargeData
 
 # Argument kinds
 NONE, UINT1, UINT2, UINT4, UINT8, INT4 = "none", "u1", "u2", "u4", "u8", "i4"
@@ -61,6 +62,7 @@ _SIZED = {STRING1: (1, "<B"), BYTES1: (1, "<B"), UNICODE1: (1, "<B"), LONG1: (1,
           STRING4: (4, "<i"), BYTES4: (4, "<I"), UNICODE4: (4, "<I"), LONG4: (4, "<i"),
           BYTES8: (8, "<Q"), UNICODE8: (8, "<Q"), BYTEARRAY8: (8, "<Q")}
 _MAX_LINE = 1 << 20  # a text argument longer than this is not a real pickle
+LARGE_ARG_BYTES = 1 << 20  # a string, bytes or long argument longer than this is kept as LargeData
 
 
 class Op:
@@ -144,6 +146,9 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
         if n > end - p:
             raise PickleTruncated(
                 f"truncated: {name} expects {n:,} bytes, but only {end - p:,} remain", pos)
+        if n > LARGE_ARG_BYTES:
+            # Data, never a name: not read, so a gigabyte constant costs no memory (only where it is).
+            return Op(name, LargeData(name, p, n), pos, p + n - pos)
         data = bytes(buf[p : p + n])
         p += n
         if kind is UNICODE1 or kind is UNICODE4 or kind is UNICODE8:  # the kinds are interned constants
