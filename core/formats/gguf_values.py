@@ -120,15 +120,20 @@ class Reader:
         self.size, self.endian = source.size, endian
         view = source.view()
         self._window = getattr(view, "window", None)
-        self._data = view
+        self._data: Any = b"" if self._window is not None else view  # the window (or all bytes)
+        self._base, self._len = 0, len(self._data)
         self.u32s = struct.Struct(endian + "I")
         self.cnt = struct.Struct(endian + ("Q" if wide else "I"))  # GGUF v1 used 32-bit counts
 
     def span(self, pos: int, n: int) -> tuple[Any, int]:
-        if self._window is None:
+        i = pos - self._base
+        if i >= 0 and i + n <= self._len:
+            return self._data, i
+        if self._window is None:  # in memory: past the end, the caller's unpack fails (Short)
             return self._data, pos
-        data, base = self._window(pos, n)
-        return data, pos - base
+        self._data, self._base = self._window(pos, n)
+        self._len = len(self._data)
+        return self._data, pos - self._base
 
     def read(self, start: int, n: int) -> bytes:
         data, i = self.span(start, n)

@@ -46,6 +46,7 @@ from airlock.core.pickle.opcodes import (
     PickleTruncated,
     op_spans,
     read_op,
+    read_op_in,
     unpeeked,
 )
 from airlock.core.pickle.policy import Policy, Verdict, load_policy
@@ -287,7 +288,7 @@ class Machine(CallJudge):
                 elif category == FIXEDARG and pos + entry[3] < wend:
                     op = Op(entry[0], entry[4].unpack_from(win, pos + 1 - base)[0], pos, 1 + entry[3])
                 else:
-                    op = read_op(buf, pos, end)
+                    op = read_op_in(buf, win, base, wend, pos, end)
                 offsets.append(pos)
                 pos += op.length
                 count += 1

@@ -193,6 +193,22 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
     return Op(name, arg, pos, p - pos)
 
 
+def read_op_in(buf: Any, win: Any, base: int, wend: int, pos: int, end: int) -> Op:
+    """`read_op(buf, pos, end)` decoded from `win`, the bytes of buf from `base` to `wend` (a
+    window of a source read through pread), when the opcode lies inside it; through buf when it
+    does not, or when it is malformed (so that errors carry file offsets)."""
+    if win is buf:
+        return read_op(buf, pos, end)
+    try:
+        op = read_op(win, pos - base, wend - base)
+    except FormatError:
+        return read_op(buf, pos, end)
+    op.offset = pos
+    if op.arg.__class__ is LargeData:
+        op.arg.offset += base
+    return op
+
+
 def _parse_int_line(line: bytes) -> int | bool:
     """INT as CPython's C unpickler reads it: strtol(base 0), so "010" is 8 and a NUL ends the number."""
     if line == b"00":
