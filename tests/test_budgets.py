@@ -60,7 +60,7 @@ def test_every_bomb_ends_in_a_high_finding_with_memory_bounded(kind, tmp_path):
 
 def test_a_pickle_bomb_exits_1_on_the_command_line(tmp_path, capsys):
     path = pickle_bomb(tmp_path / "bomb.pkl.gz", "gzip", 16 * MiB)
-    assert main(["scan", "--max-decompressed", "1M", "--format", "json", str(path)]) == 1
+    assert main(["scan", "--max-decompressed", "1MiB", "--format", "json", str(path)]) == 1
     entry = json.loads(capsys.readouterr().out)["files"][0]
     assert entry["severity"] == "high"
     assert any("expands past 1,048,576 bytes" in f["message"] for f in entry["findings"])
@@ -69,7 +69,7 @@ def test_a_pickle_bomb_exits_1_on_the_command_line(tmp_path, capsys):
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("text", ["1.5X", "-3M", "zero", "0"])
+@pytest.mark.parametrize("text", ["1.5X", "-3MiB", "zero", "0", "1M"])
 def test_max_decompressed_refuses_a_bad_size(text):
     with pytest.raises(SystemExit) as exc:
         main(["scan", "--max-decompressed", text, "x"])
