@@ -317,6 +317,72 @@ def code_rows(work: Path, runs: int, peers: dict, row) -> None:
     row(f"scan 1,000 Python files ({size / 2**20:.1f} MiB, --jobs 1)", found.pop("airlock"), found)
 
 
+# Bombs (issue 14): each kind expanding to ~2 GB, made by tests/fixtures/bomb_files.py (streaming).
+
+BOMB_BYTES = 2_000_000_000
+VLEN_BYTES = 300_000_000  # the issue's HDF5 case: a 300 MB variable-length model_config
+BOMB_TARGET_S, BOMB_TARGET_MB = 10.0, 300.0
+FULL_READ = """
+import bz2, gzip, lzma, os, shutil, sys, zipfile
+kind, path = sys.argv[1], sys.argv[2]
+sink = open(os.devnull, "wb")
+if kind == "zip":
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            with zf.open(name) as fh:
+                shutil.copyfileobj(fh, sink, 1 << 20)
+elif kind == "hdf5":
+    import h5py
+    with h5py.File(path, "r") as f:
+        len(f.attrs["model_config"])
+else:
+    if kind == "lz4":
+        import lz4.frame
+        fh = lz4.frame.open(path)
+    elif kind == "gzip2":
+        fh = gzip.open(gzip.open(path))
+    else:
+        fh = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](path)
+    shutil.copyfileobj(fh, sink, 1 << 20)
+"""
+BOMB_READER = {"torch zip, deflated data.pkl": "zip", "gzip pickle": "gzip", "bz2 pickle": "bz2",
+               "xz pickle": "xz", "lz4 pickle": "lz4", "gzip in gzip": "gzip2", "npz object array": "zip",
+               ".keras, deflated weights.h5": "zip", "HDF5 variable-length model_config": "hdf5"}
+
+
+def bomb_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """Scan each bomb: median time and peak RSS against the stdlib decompressing it whole (the
+    floor a loader pays). The task names the verdict, which must be high (exit 1), and whether the
+    targets (under 10 s and 300 MB) are met. Full size whatever --scale says: they must cross the
+    decompression budget."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from fixtures.bomb_files import BOMBS, SUFFIX, hdf5_vlen_config
+
+    folder = work / "bombs"
+    folder.mkdir(parents=True, exist_ok=True)
+    makers = {**{kind: (make, BOMB_BYTES, SUFFIX[kind]) for kind, make in BOMBS.items()},
+              "HDF5 variable-length model_config": (hdf5_vlen_config, VLEN_BYTES, ".h5")}
+    print(f"bombs in {folder} (each expands to ~{BOMB_BYTES / 1e9:g} GB; HDF5: {VLEN_BYTES / 1e6:g} MB) …",
+          flush=True)
+    for kind, (make, size, suffix) in makers.items():
+        path = folder / ("bomb-" + "".join(c if c.isalnum() else "-" for c in kind) + suffix)
+        if not path.exists():
+            make(path, size)
+        check = subprocess.run(airlock_cmd("scan", "--format", "json", str(path)), capture_output=True, text=True)
+        try:
+            verdict = json.loads(check.stdout)["files"][0]["severity"]
+        except (ValueError, KeyError, IndexError):
+            verdict = "no report"
+        both = measure_together({"airlock": Cmd(airlock_cmd("scan", "--format", "json", str(path))),
+                                 "stdlib full read": Cmd([sys.executable, "-c", FULL_READ, BOMB_READER[kind],
+                                                          str(path)])}, runs)
+        mine = both.pop("airlock")
+        met = (verdict in ("high", "critical") and check.returncode == 1 and not mine.error
+               and mine.seconds < BOMB_TARGET_S and mine.peak_mb < BOMB_TARGET_MB)
+        row(f"bomb: {kind} ({path.stat().st_size / 1e6:.2f} MB file) -> {verdict}, exit {check.returncode}"
+            f"{'' if met else ', TARGET MISSED'}", mine, both)
+
+
 def airlock_cmd(*args: str) -> list[str]:
     """The `airlock` command a user runs (the console script beside this interpreter)."""
     script = Path(sys.executable).with_name("airlock")
@@ -333,11 +399,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-    parser.add_argument("--only", choices=("all", "hash", "isolation", "code"), default="all",
+    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs"), default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
-                             "the ONNX parser process rows; code: only the Python files row")
+                             "the ONNX parser process rows; code: only the Python files row; bombs: only the "
+                             "decompression-bomb rows")
     args = parser.parse_args()
-    if args.only in ("hash", "code"):
+    if args.only in ("hash", "code", "bombs"):
         args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
@@ -353,6 +420,8 @@ def main() -> int:
         return only_rows(args, work, isolation_rows)
     if args.only == "code":
         return only_rows(args, work, code_rows)
+    if args.only == "bombs":
+        return only_rows(args, work, bomb_rows)
     gib = 1024**3
     s = args.scale
     files = {
@@ -468,6 +537,9 @@ def main() -> int:
 
     # 6. Python code
     code_rows(work, runs, peers, row)
+
+    # 7. decompression bombs
+    bomb_rows(work, runs, peers, row)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

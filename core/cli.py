@@ -68,6 +68,10 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True) -> arg
     scan.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                       help=f"time budget per file (default: the policy's timeout, else "
                            f"{DEFAULT_LIMITS.time_budget_s:g})")
+    scan.add_argument("--max-decompressed", type=_byte_size, default=None, metavar="SIZE",
+                      help="bytes each file may decompress, all nested containers together (e.g. "
+                           "512MiB, 4GiB; default: the policy's max-decompressed, else 1GiB); past it, a "
+                           "high finding")
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     scan.add_argument("--quiet", "-q", action="store_true", help="no progress display on the terminal")
     scan.add_argument("--hash", action="store_true",
@@ -113,6 +117,22 @@ def _severity(text: str) -> Severity:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _byte_size(text: str) -> int:
+    """A size as a policy file spells it: bytes, or 500MB, 4GiB (MB = 10^6 bytes, MiB = 2^20)."""
+    from airlock.core.policy_file import SIZE_UNITS
+
+    number, unit = text.strip(), ""
+    while number and not number[-1].isdigit():
+        number, unit = number[:-1], number[-1] + unit
+    try:
+        value = int(float(number) * SIZE_UNITS[unit.strip().upper()])
+    except (KeyError, ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 512MiB, 4GiB, 2GB)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 byte")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -139,11 +159,18 @@ def run_scan(args: argparse.Namespace) -> int:
     limits = DEFAULT_LIMITS if policy is False else policy.limits(DEFAULT_LIMITS)
     if args.timeout is not None:
         limits = limits.replace(time_budget_s=args.timeout)
+    if args.max_decompressed is not None:
+        limits = limits.replace(max_decompressed_bytes=args.max_decompressed)
     fail_on = args.fail_on or (Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
     from airlock.core import api, formats
     from airlock.core.progress import for_terminal
 
     formats.load_all_modules()  # once, before workers fork, so that none of them imports it again
+    from airlock.core.parallel import limit_memory
+
+    # This process scans too (one process, or a file whose worker died): the same memory limit as a
+    # worker's, so that what the budgets miss is a MemoryError, a finding for that file, not swap.
+    limit_memory(limits.memory_budget_bytes)
     progress = for_terminal(sys.stderr, quiet=args.quiet)
     reports = api.iter_reports(args.paths, limits=limits, jobs=args.jobs, observer=progress)
     try:

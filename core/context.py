@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from airlock.core.errors import Cancelled, LimitExceeded
 from airlock.core.findings import Finding, Rule, Severity
@@ -12,6 +13,7 @@ from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
 
+T = TypeVar("T")
 ProgressFn = Callable[[float, str], None]
 CancelledFn = Callable[[], bool]
 
@@ -87,6 +89,24 @@ class ScanContext:
         if self._ticks % every == 0:
             self.check()
 
+    def each(self, items: Sequence[T], what: str, every: int = 256) -> Iterator[T]:
+        """The items, with the clock looked at every `every` of them. Past the time budget, the
+        error says how far the loop got: "time budget of 5 s exceeded after 1,024 of 3,000,000
+        operators"."""
+        total = len(items)
+        for i, item in enumerate(items):
+            if i and not i % every:
+                try:
+                    self.check()
+                except LimitExceeded as exc:
+                    message = f"{exc.message} after {i:,} of {total:,} {what}"
+                    raise LimitExceeded(message, exc.offset) from None
+            yield item
+
+    def time_left(self) -> float:
+        """Seconds left of this file's time budget (for a child process given a deadline)."""
+        return max(self._deadline - time.monotonic(), 0.0)
+
     # Budgets shared by every nesting level of one file
 
     def charge_decompressed(self, nbytes: int, what: str = "decompressed data") -> None:
@@ -95,8 +115,8 @@ class ScanContext:
         self.decompressed_bytes += nbytes
         cap = self.limits.max_decompressed_bytes
         if self.decompressed_bytes > cap:
-            raise LimitExceeded(f"{what} expands past {cap:,} bytes (the per-file decompression budget); "
-                                "not inspected further")
+            raise LimitExceeded(f"{what} expands past {cap:,} bytes, the per-file decompression budget "
+                                "(a decompression bomb?); not inspected further")
 
     def progress(self, fraction: float, message: str = "") -> None:
         if self._progress is not None:

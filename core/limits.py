@@ -20,7 +20,9 @@ class Limits:
         max_memo_entries: int = 1_000_000,
         max_pickles_per_stream: int = 1_000,   # stacked pickles
         max_calls_recorded: int = 100_000,     # call nodes kept per pickle (the rest are counted)
-        max_decompressed_bytes: int = 2 * 1024**3,  # gzip/bz2/xz/zlib/lz4 wrappers, deflated members
+        # Per scanned file: every decompressor (gzip/bz2/xz/zlib/lz4 wrappers, deflated members, archives)
+        # at every nesting level together.
+        max_decompressed_bytes: int = 1024**3,
         max_pickle_member_bytes: int = 2 * 1024**3,
         max_header_bytes: int = 256 * 1024**2,  # SafeTensors/GGUF/ONNX headers read into memory
         max_nesting_depth: int = 8,            # archives within archives

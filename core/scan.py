@@ -196,6 +196,15 @@ def scan_file(
         st = os.stat(path)
     except OSError as exc:
         return _unreadable(display, ctx, exc, start)
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            with os.scandir(path):
+                pass
+        except OSError as exc:  # a folder the walk could not list: what it holds was not inspected
+            root = Node(FILE, _label(display), attrs={"format": UNKNOWN})
+            ctx.report(Unreadable, f"cannot list the folder: {exc.strerror or exc}; the files in it were not "
+                       "inspected", node=root)
+            return ScanResult(display, UNKNOWN, root, ctx.findings, time.monotonic() - start, None)
     if not stat.S_ISREG(st.st_mode):
         root = Node(FILE, _label(display), attrs={"format": "skipped"})
         ctx.report(Skipped, f"not a regular file ({_file_type(st.st_mode)}): not opened", node=root)
@@ -246,9 +255,12 @@ def iter_files(path: str) -> Iterator[tuple[str, str]]:
     """(display path, real path) for a path argument: the file itself or every file below a folder.
 
     Symlinks to files are followed (the Hugging Face cache is made of them); symlinked folders
-    are not descended, so a link loop cannot make a scan endless. Sorted for stable reports.
-    A Hugging Face cache's repository folders are listed by `provenance.hf_cache` (each revision's
-    files under their snapshot paths, blobs no snapshot links to under blobs/).
+    are not descended, so a link loop cannot make a scan endless. `.git` folders (a repository's
+    own store, never model files) are skipped. A folder that cannot be listed is yielded itself:
+    its scan is a high "cannot list" finding, since a file hidden in it was not inspected. Sorted
+    for stable reports. A Hugging Face cache's repository folders are listed by
+    `provenance.hf_cache` (each revision's files under their snapshot paths, blobs no snapshot
+    links to under blobs/).
     """
     if not os.path.isdir(path):
         yield path, path
@@ -259,8 +271,16 @@ def iter_files(path: str) -> Iterator[tuple[str, str]]:
         if hf_cache.is_repo_folder(path):
             yield from hf_cache.iter_repo(path)
             return
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
+    unlisted: list[str] = []
+
+    def failed(exc: OSError) -> None:
+        unlisted.append(os.fsdecode(exc.filename) if exc.filename is not None else path)
+
+    for dirpath, dirnames, filenames in os.walk(path, onerror=failed):
+        while unlisted:
+            folder = unlisted.pop(0)
+            yield folder, folder
+        dirnames[:] = sorted(name for name in dirnames if name != ".git")
         if any(d.startswith(_HF_REPO_PREFIXES) for d in dirnames):
             # A Hugging Face cache: each revision once under its snapshot path, not again under blobs/.
             from airlock.core.provenance import hf_cache
@@ -269,3 +289,5 @@ def iter_files(path: str) -> Iterator[tuple[str, str]]:
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             yield full, full
+    for folder in unlisted:
+        yield folder, folder

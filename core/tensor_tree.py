@@ -31,14 +31,18 @@ def _natural(label: str) -> tuple[int, int, str]:
 
 
 def add_tensor_tree(parent: Node, items: Sequence[tuple[str, int, Any]],
-                    make_leaf: Callable[[str, Any], Node], sep: str = ".") -> dict[str, Node]:
+                    make_leaf: Callable[[str, Any], Node], sep: str = ".",
+                    tick: Callable[[], None] | None = None) -> dict[str, Node]:
     """Add `items` (name, size, payload) under `parent` as nested groups split on `sep`.
 
     Levels with more than a page of entries get lazy children. Returns name → the node a finding
     about that tensor should attach to: its own node, or the lazy group that will hold it.
+    `tick` (the scan's clock) is called once per item.
     """
     trie = _Branch()
     for name, size, payload in items:
+        if tick is not None:
+            tick()
         parts = name.split(sep)
         branch = trie
         for part in parts[:-1]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from airlock.core.errors import AirlockError
 from airlock.core.findings import Severity
 
 # Node kinds. Plain strings so that views and reports can show them as they are.
@@ -127,7 +128,12 @@ class Node:
         if node is None:
             start = i - i % PAGE_SIZE
             stop = min(start + PAGE_SIZE, self._lazy_count)
-            for j, built in enumerate(self._page_factory(start, stop), start):
+            try:
+                page = self._page_factory(start, stop)
+            except (AirlockError, OSError) as exc:
+                # The file changed or went away since the scan (a page reads it again): say so.
+                page = [Node(DATA, f"(cannot be read any more: {exc})") for _ in range(start, stop)]
+            for j, built in enumerate(page, start):
                 built.parent = self
                 built.index = j
                 self._cache[j] = built

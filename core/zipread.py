@@ -2,10 +2,10 @@
 
 Central directory first, then each member's LOCAL header for where its data starts (miniz adds
 the local name and extra lengths; the central ones can differ). Nothing is extracted to disk and
-nothing is decompressed unless a caller asks for one member, with a size cap. Everything that
-makes two readers disagree is collected as an `Issue` for the format module to report:
-local-vs-central names, encryption/patch flag bits, unknown compression, duplicate or escaping
-names, overlapping members.
+nothing is decompressed unless a caller asks for one member, under the file's decompression
+budget. Everything that makes two readers disagree is collected as an `Issue` for the format
+module to report: local-vs-central names, encryption/patch flag bits, unknown compression,
+duplicate or escaping names, overlapping members.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from __future__ import annotations
 import itertools
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Any
 
+from airlock.core.decompress import IN_MEMORY_BYTES, Decompressed, Inflater, decompress
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import Malformed, Rule, Severity
-from airlock.core.source import Source
+from airlock.core.source import MemorySource, Source
 
 EOCD = b"PK\x05\x06"
 EOCD64 = b"PK\x06\x06"
@@ -191,8 +193,11 @@ def _zip64_extra(extra: bytes, size: int, csize: int, offset: int) -> tuple[int,
     return size, csize, offset
 
 
-def open_archive(source: Source, *, max_members: int = 1_000_000) -> ZipArchive:
-    """Read the central directory and every local header. Raises FormatError if there is no zip."""
+def open_archive(source: Source, *, max_members: int = 1_000_000,
+                 check: Callable[[], None] | None = None) -> ZipArchive:
+    """Read the central directory and every local header. Raises FormatError if there is no zip.
+    `check` (the scan's clock) is called every 1,024 members; past the time budget, the error says
+    how many members were read."""
     eocd = find_eocd(source)
     if eocd is None:
         raise FormatError("no end-of-central-directory record: not a zip archive", None)
@@ -230,6 +235,12 @@ def open_archive(source: Source, *, max_members: int = 1_000_000) -> ZipArchive:
                          zip64, comment)
     pos = 0
     for index in range(n_total):
+        if check is not None and index and not index & 1023:
+            try:
+                check()
+            except LimitExceeded as exc:
+                raise LimitExceeded(f"{exc.message} after reading {index:,} of the {n_total:,} members' "
+                                    "headers", cd_abs + pos) from None
         if pos + _CENTRAL_FMT.size > len(directory):
             raise FormatError(f"truncated central directory: entry {index} of {n_total} is missing",
                               cd_abs + pos)
@@ -312,22 +323,66 @@ def _check(archive: ZipArchive, source: Source) -> None:
                             archive.central_offset))
 
 
-def read_member(source: Source, m: ZipMember, cap: int) -> bytes:
-    """The member's bytes, decompressed. FormatError if it cannot be read, LimitExceeded past `cap`."""
+def _check_readable(source: Source, m: ZipMember) -> int:
+    """The member's data offset; FormatError if torch and zipfile could not read it."""
     if m.data_offset is None:
         raise FormatError(f"member {m.name!r} has no readable local header", m.header_offset)
     if m.flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_PATCHED):
         raise FormatError(f"member {m.name!r} is encrypted or patch data", m.central_offset)
     if m.data_offset + m.compressed_size > source.size:
         raise FormatError(f"truncated: member {m.name!r} runs past the end of the file", m.data_offset)
+    if m.method not in (STORED, DEFLATED):
+        raise FormatError(f"member {m.name!r} uses unsupported compression method {m.method}",
+                          m.central_offset)
+    return m.data_offset
+
+
+def open_member(source: Source, m: ZipMember, ctx: Any, *, crc: bool = False,
+                in_memory: bool = False) -> Decompressed:
+    """The member as a Source, without copying it whole: a window of the archive when stored (read
+    into memory when `in_memory` and small: the pickle machine is fastest on bytes), else inflated
+    under the file's decompression budget (`airlock.core.decompress`). FormatError if it cannot be
+    read at all; a stream that breaks or goes over budget gives the bytes before, and the error."""
+    start = _check_readable(source, m)
+    name = f"{source.member}!{m.name}" if source.member else m.name
+    if m.method == STORED:
+        sub = source.slice(start, m.compressed_size, name=name, member=name)
+        if (in_memory or crc) and sub.size <= IN_MEMORY_BYTES:
+            sub = MemorySource(sub.read(0, sub.size), name=name, member=name, path=source.path)
+        checksum = member_crc(sub) if crc else None
+        return Decompressed(sub, start + m.compressed_size, None, checksum, sub.size)
+    raw = source.slice(start, m.compressed_size, name=name, member=name)
+    out = decompress(lambda: Inflater(raw, "deflate"), ctx, name=name, member=name, path=source.path,
+                     what=f"member {m.name!r}", declared=m.size, crc=crc)
+    if out.error is not None and out.error.offset is None:
+        out.error.offset = start
+    return out
+
+
+def member_crc(source: Source) -> int:
+    if isinstance(source, MemorySource):
+        return zlib.crc32(source.data) & 0xFFFFFFFF
+    value, pos = 0, 0
+    while pos < source.size:
+        chunk = source.read(pos, 1 << 20)
+        value = zlib.crc32(chunk, value)
+        pos += len(chunk)
+    return value & 0xFFFFFFFF
+
+
+def read_member(source: Source, m: ZipMember, cap: int, ctx: Any = None) -> bytes:
+    """The member's bytes, decompressed: for small members (records, code) and the converter.
+    FormatError if it cannot be read, LimitExceeded past `cap` (or, given a scan context, past the
+    file's decompression budget)."""
+    _check_readable(source, m)
+    assert m.data_offset is not None
     if m.size > cap:
         raise LimitExceeded(f"member {m.name!r} is {m.size:,} bytes, more than the limit of {cap:,}",
                             m.data_offset)
     if m.method == STORED:
         return source.read(m.data_offset, m.compressed_size)
-    if m.method != DEFLATED:
-        raise FormatError(f"member {m.name!r} uses unsupported compression method {m.method}",
-                          m.central_offset)
+    if ctx is not None:
+        ctx.charge_decompressed(m.size, f"member {m.name!r}")  # at most this much is inflated
     dec: Any = zlib.decompressobj(-zlib.MAX_WBITS)
     out = bytearray()
     pos, end, step = m.data_offset, m.data_offset + m.compressed_size, 1 << 20
@@ -354,9 +409,10 @@ def read_member(source: Source, m: ZipMember, cap: int) -> bytes:
     return bytes(out)
 
 
-def crc_issue(archive: ZipArchive, m: ZipMember, data: bytes) -> Issue | None:
-    """A wrong CRC on a member that is read as code (torch never checks; zipfile refuses)."""
-    actual = zlib.crc32(data) & 0xFFFFFFFF
+def crc_issue(archive: ZipArchive, m: ZipMember, data: bytes | int) -> Issue | None:
+    """A wrong CRC on a member that is read as code (torch never checks; zipfile refuses). `data`:
+    the member's bytes, or their CRC-32."""
+    actual = data if isinstance(data, int) else zlib.crc32(data) & 0xFFFFFFFF
     if actual == m.crc:
         return None
     if m.crc == 0 and any(i.rule is NoCrc for i in archive.issues):

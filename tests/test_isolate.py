@@ -159,7 +159,8 @@ def test_a_fresh_child_after_a_time_out(tmp_path):
     with isolate.ParserSession() as session:
         first = _probe(session)["pid"]
         with pytest.raises(isolate.IsolationFailure) as info:
-            session.run("onnx", Source(b"", name="endless.onnx", path=str(fifo)), ScanContext(), timeout_s=0.5)
+            session.run("onnx", Source.from_bytes(b"", "endless.onnx", path=str(fifo)), ScanContext(),
+                        timeout_s=0.5)
         assert info.value.kind == isolate.TIMEOUT
         second = _probe(session)["pid"]
     assert first != second and session.started == 2

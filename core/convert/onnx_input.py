@@ -61,7 +61,7 @@ def plan_onnx(path: str, plan: Plan) -> None:
     from airlock.core.source import Source
 
     with Source.open(path) as source:
-        buf = source.buffer
+        buf = source.view()
         top, problem = top_fields(buf, source.size, source.size)
         if problem is not None:
             raise ConvertError(f"ONNX: {problem}")

@@ -126,11 +126,11 @@ class Parser:
     def __init__(self, source: Source, ctx: ScanContext, root: Node) -> None:
         self.source, self.ctx, self.root, self.c = source, ctx, root, consts()
         self.member = source.member
-        le = struct.unpack_from("<I", source.buffer, 4)[0]
+        le = struct.unpack_from("<I", source.head(8), 4)[0]
         # gguf-py's test: a big-endian file's version reads as N << 16 in little-endian.
         endian = ">" if le & 0xFFFF == 0 and le else "<"
-        self.version = struct.unpack_from(endian + "I", source.buffer, 4)[0]
-        self.r = Reader(source.buffer, source.size, endian, self.version >= 2)
+        self.version = struct.unpack_from(endian + "I", source.head(8), 4)[0]
+        self.r = Reader(source, endian, self.version >= 2)
         self.endian = endian
         self.values = ValueReader(self.r, self.c, ctx, self.member)
         self.kvs: list[KV] = []
@@ -232,7 +232,7 @@ class Parser:
         if klen == 0:
             self.values.note(REFUSED, start, f"{what}: an empty key (llama.cpp refuses the file)")
             return
-        raw = bytes(self.r.buf[koff:koff + min(klen, MAX_KEY_BYTES + 1)])
+        raw = self.r.read(koff, min(klen, MAX_KEY_BYTES + 1))
         if klen > MAX_KEY_BYTES or not raw.isascii() or not _KEY.fullmatch(raw.decode("ascii")):
             why = (f"{klen:,} bytes long, over the spec's {MAX_KEY_BYTES:,}" if klen > MAX_KEY_BYTES
                    else "not lower_snake_case ASCII segments joined by dots")

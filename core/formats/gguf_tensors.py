@@ -67,11 +67,11 @@ def read_infos(p: Parser, pos: int) -> tuple[list[TensorInfo], int]:
             if n_dims > MAX_DIMS and n_dims * w > r.size - pos:
                 raise FormatError(f"{what} has {n_dims:,} dimensions (at most {MAX_DIMS})", pos - 4)
             r.need(pos, n_dims * w, f"{what} dimensions")
-            dims = struct.unpack_from(f"{r.endian}{n_dims}{'Q' if w == 8 else 'I'}", r.buf, pos)
+            dims = struct.unpack_from(f"{r.endian}{n_dims}{'Q' if w == 8 else 'I'}", *r.span(pos, n_dims * w))
             pos += n_dims * w
             ttype = r.u32(pos, f"{what} type")
             r.need(pos + 4, 8, f"{what} data offset")
-            (data,) = struct.unpack_from(r.endian + "Q", r.buf, pos + 4)
+            (data,) = struct.unpack_from(r.endian + "Q", *r.span(pos + 4, 8))
             pos += 12
             infos.append(TensorInfo(name, start, tuple(int(d) for d in dims), ttype, int(data), nlen))
         if n > MAX_TENSORS:
@@ -172,7 +172,7 @@ def _add_tensor_nodes(p: Parser, infos: list[TensorInfo], data_start: int, past:
         return Node(TENSOR, label, offset=data_start + t.data, length=t.nbytes, member=member,
                     attrs=attrs)
 
-    return add_tensor_tree(group, [(t.name, t.nbytes or 0, t) for t in infos], leaf)
+    return add_tensor_tree(group, [(t.name, t.nbytes or 0, t) for t in infos], leaf, tick=p.ctx.tick)
 
 
 def _trailing(p: Parser, start: int, padded_end: int) -> None:

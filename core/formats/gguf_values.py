@@ -4,7 +4,7 @@ A helper of the `gguf` format module, not a format (it is not in the registry). 
 because values are the one part of a GGUF header that is read twice: once during the scan, only
 to find where each string or array ends (a 152k-token vocabulary is never built), and again, a
 page at a time, when a view expands a large array long after the scan. `ValueReader` keeps what
-that second read needs (the map, the byte order, the constants, a page index per array) and
+that second read needs (the reader, the byte order, the constants, a page index per array) and
 builds element nodes only when asked. Nothing here reports a finding: a file that ends early
 raises `Short`, anything llama.cpp and gguf-py both refuse raises `FormatError`, and what only
 some readers refuse, or what the spec forbids but readers take, is noted in `ValueReader.notes`;
@@ -30,6 +30,7 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
+from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import ARRAY, ELEMENT, METADATA, PAGE_SIZE, TEMPLATE, Node
 
@@ -111,10 +112,32 @@ class Short(Exception):
 
 
 class Reader:
-    def __init__(self, buf: Any, size: int, endian: str, wide: bool) -> None:
-        self.buf, self.size, self.endian = buf, size, endian
+    """Reads through the source a window at a time (never a memory map: a file truncated while it
+    is read must be a finding, not SIGBUS). `span(pos, n)` gives bytes holding pos..pos+n and
+    where pos is in them; bytes already in memory are used as they are."""
+
+    def __init__(self, source: Source, endian: str, wide: bool) -> None:
+        self.size, self.endian = source.size, endian
+        view = source.view()
+        self._window = getattr(view, "window", None)
+        self._data: Any = b"" if self._window is not None else view  # the window (or all bytes)
+        self._base, self._len = 0, len(self._data)
         self.u32s = struct.Struct(endian + "I")
         self.cnt = struct.Struct(endian + ("Q" if wide else "I"))  # GGUF v1 used 32-bit counts
+
+    def span(self, pos: int, n: int) -> tuple[Any, int]:
+        i = pos - self._base
+        if i >= 0 and i + n <= self._len:
+            return self._data, i
+        if self._window is None:  # in memory: past the end, the caller's unpack fails (Short)
+            return self._data, pos
+        self._data, self._base = self._window(pos, n)
+        self._len = len(self._data)
+        return self._data, pos - self._base
+
+    def read(self, start: int, n: int) -> bytes:
+        data, i = self.span(start, n)
+        return bytes(data[i : i + n])
 
     def need(self, pos: int, n: int, what: str) -> None:
         if n > self.size - pos:
@@ -122,11 +145,11 @@ class Reader:
 
     def u32(self, pos: int, what: str) -> int:
         self.need(pos, 4, what)
-        return int(self.u32s.unpack_from(self.buf, pos)[0])
+        return int(self.u32s.unpack_from(*self.span(pos, 4))[0])
 
     def count(self, pos: int, what: str) -> tuple[int, int]:
         self.need(pos, self.cnt.size, what)
-        return int(self.cnt.unpack_from(self.buf, pos)[0]), pos + self.cnt.size
+        return int(self.cnt.unpack_from(*self.span(pos, self.cnt.size))[0]), pos + self.cnt.size
 
     def string(self, pos: int, what: str) -> tuple[int, int, int]:
         """(start of the bytes, length, end) of a length-prefixed string."""
@@ -135,7 +158,9 @@ class Reader:
         return start, length, start + length
 
     def text(self, start: int, length: int, limit: int = PREVIEW_BYTES) -> str:
-        return bytes(self.buf[start:start + min(length, limit)]).decode("utf-8", errors="backslashreplace")
+        n = min(length, limit)
+        data, i = self.span(start, n)
+        return bytes(data[i : i + n]).decode("utf-8", errors="backslashreplace")
 
 
 class Array:
@@ -184,10 +209,11 @@ class ValueReader:
         if fmt is not None:
             n = struct.calcsize(fmt)
             r.need(pos, n, what)
-            if vtype == c.bool and r.buf[pos] > 1:
-                self.note(SPEC, pos, f"{what}: boolean byte {r.buf[pos]} (the spec allows only 0 and 1; "
+            data, i = r.span(pos, n)
+            if vtype == c.bool and data[i] > 1:
+                self.note(SPEC, pos, f"{what}: boolean byte {data[i]} (the spec allows only 0 and 1; "
                           "llama.cpp and gguf-py read it as true)")
-            return struct.unpack_from(r.endian + fmt, r.buf, pos)[0], pos + n
+            return struct.unpack_from(r.endian + fmt, data, i)[0], pos + n
         if vtype == c.string:
             start, length, end = r.string(pos, what)
             self._check_string(start, length, what, depth)
@@ -208,7 +234,7 @@ class ValueReader:
         elif depth == 0 and self.noting and length <= MAX_UTF8_CHECK:
             # Element strings are not decoded here: a 150k-token vocabulary would cost a decode each.
             try:
-                bytes(self.r.buf[start:start + length]).decode("utf-8")
+                self.r.read(start, length).decode("utf-8")
             except UnicodeDecodeError as exc:
                 self.note(SPEC, start + exc.start, f"{what}: not UTF-8 at byte {exc.start:,} of the string "
                           "(the spec requires UTF-8; llama.cpp takes the bytes, gguf-py fails to decode it)")
@@ -254,7 +280,7 @@ class ValueReader:
         end, step = start + n, 1 << 20
         for chunk in range(start, end, step):
             self.ctx.check()
-            invalid += len(bytes(self.r.buf[chunk:min(chunk + step, end)]).translate(None, b"\0\1"))
+            invalid += len(self.r.read(chunk, min(step, end - chunk)).translate(None, b"\0\1"))
         if invalid:
             self.note(SPEC, start, f"{what}: {invalid:,} boolean element(s) neither 0 nor 1 (the spec calls "
                       "them invalid; llama.cpp and gguf-py read them as true)")
@@ -264,9 +290,15 @@ class ValueReader:
         r = self.r
         if etype == self.c.string:
             unpack, width, end = r.cnt.unpack_from, r.cnt.size, pos
+            data, i = r.span(pos, width)
+            base = pos - i
+            last = base + len(data) - width  # the last offset whose length field is in `data`
             try:
                 for _ in range(n):  # the hot loop of a 150k-token vocabulary: keep it bare
-                    end += width + unpack(r.buf, end)[0]
+                    if end > last:
+                        data, i = r.span(end, width)
+                        base, last = end - i, end - i + len(data) - width
+                    end += width + unpack(data, end - base)[0]
                 if end <= r.size and end - pos <= MAX_STRING_LENGTH:
                     return int(end)
             except (struct.error, OverflowError):
@@ -314,9 +346,9 @@ class ValueReader:
         """The text of each element of an array of strings, in order (the array was walked already)."""
         r, pos = self.r, arr.start
         for _ in range(arr.count):
-            length = int(r.cnt.unpack_from(r.buf, pos)[0])
+            length = int(r.cnt.unpack_from(*r.span(pos, r.cnt.size))[0])
             pos += r.cnt.size
-            yield bytes(r.buf[pos:pos + length]).decode("utf-8", errors="replace")
+            yield r.read(pos, length).decode("utf-8", errors="replace")
             pos += length
 
     def elements(self, arr: Array, start: int, stop: int) -> list[Node]:
@@ -327,7 +359,9 @@ class ValueReader:
         fmt = c.scalar_fmt.get(arr.etype)
         if fmt is not None:
             size = struct.calcsize(fmt)
-            values = struct.unpack_from(f"{r.endian}{stop - start}{fmt}", r.buf, arr.start + start * size)
+            count = stop - start
+            at = arr.start + start * size
+            values = struct.unpack_from(f"{r.endian}{count}{fmt}", *r.span(at, count * size))
             return [Node(ELEMENT, f"[{i:,}] {scalar(v)}", offset=arr.start + i * size, length=size,
                          member=member, attrs={"value": v}) for i, v in enumerate(values, start)]
         assert arr.marks is not None

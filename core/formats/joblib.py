@@ -15,12 +15,13 @@
 from __future__ import annotations
 
 import os
-import zlib
 from typing import Any
 
 from airlock.core.context import ScanContext
+from airlock.core.decompress import Inflater, decompress
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import DataOnly, Malformed, Rule, Severity
+from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.formats import torch_legacy
 from airlock.core.formats.pickle import report_trailing
 from airlock.core.pickle import is_data_only, scan_pickle
@@ -103,9 +104,9 @@ def sniff_source(source: Source) -> int:
     if torch_legacy.starts_with_magic(head):
         return 0  # torch's, never joblib's: spare the search below 16 MiB of storage bytes (~4 ms)
     window = min(source.size, SNIFF_WINDOW)
-    buf = source.buffer
+    buf = source.view()
     find = getattr(buf, "find", None)
-    if find is None:  # a memoryview (zip member)
+    if find is None:  # a memoryview
         find = bytes(buf[:window]).find
     if find(b"joblib.numpy_pickle", 0, window) >= 0 and find(b"ArrayWrapper", 0, window) >= 0:
         return 95  # above plain pickle (90): this pickle needs joblib's reader
@@ -150,40 +151,28 @@ def _parse_zf(source: Source, ctx: ScanContext, root: Node) -> None:
         start += 1
     root.attrs["container"] = "joblib ZF (before 0.9.3)"
     root.attrs["declared_length"] = length
-    cap = ctx.limits.max_decompressed_bytes
-    if length > cap:
-        raise LimitExceeded(f"ZF container declares {length:,} bytes, over the {cap:,} byte cap", 2)
-    dec = zlib.decompressobj()
-    out = bytearray()
-    pos = start
+    raw = source.slice(start, source.size - start, name=source.name, member=source.member)
+    # The declared length bounds the output, so a lying length cannot make this inflate a bomb.
+    out = decompress(lambda: Inflater(raw, "zlib"), ctx, name=f"{source.name}!zlib", member="<ZF content>",
+                     path=source.path, what="the ZF container's zlib data", declared=length)
+    if isinstance(out.error, LimitExceeded):
+        ctx.report(LimitRule, f"joblib ZF: {out.error.message}; the first {out.source.size:,} bytes are read "
+                   "below", node=root, offset=2)
+    elif out.error is not None:
+        ctx.report(Malformed, f"malformed ZF container (declares {length:,} bytes): {out.error.message}; "
+                   "joblib.load fails on it", node=root, offset=2)
+    inner = out.source
     try:
-        while not dec.eof and len(out) <= length:
-            ctx.check()
-            if dec.unconsumed_tail:
-                chunk = dec.unconsumed_tail
-            elif pos < source.size:
-                chunk = source.read(pos, 1 << 20)
-                pos += len(chunk)
-            else:
-                break
-            # max_length bounds the output, so a lying length cannot make this inflate a bomb.
-            out += dec.decompress(chunk, length + 1 - len(out))
-    except zlib.error as exc:
-        raise FormatError(f"ZF container: zlib data corrupt after {len(out):,} bytes ({exc})", pos) from None
-    if len(out) != length:
-        ctx.report(Malformed, f"malformed ZF container: declares {length:,} bytes, the zlib data holds "
-                   f"{len(out):,}{'+' if len(out) > length else ''}; joblib.load fails on it", node=root,
-                   offset=2)
-    data = bytes(out[:length])
-    inner = Source.from_bytes(data, name=f"{source.name}!zlib", member="<ZF content>", path=source.path)
-    if not looks_like_pickle(data[:512]):
-        # ZNDArrayWrapper companion files are ZF containers of raw array bytes, never unpickled.
-        ctx.parse_nested(inner, root, label=f"ZF content ({len(data):,} bytes)")
-        return
-    # joblib.load hands a ZF dump's content to ZipNumpyUnpickler.
-    node = root.child(FILE, f"ZF content ({len(data):,} bytes)", offset=0, length=len(data),
-                      member=inner.member, attrs={"format": "joblib", "size": len(data)})
-    _scan_stream(inner, ctx, node, modern=False)
+        if looks_like_pickle(inner.head(512)) <= 0:
+            # ZNDArrayWrapper companion files are ZF containers of raw array bytes, never unpickled.
+            ctx.parse_nested(inner, root, label=f"ZF content ({inner.size:,} bytes)")
+            return
+        # joblib.load hands a ZF dump's content to ZipNumpyUnpickler.
+        node = root.child(FILE, f"ZF content ({inner.size:,} bytes)", offset=0, length=inner.size,
+                          member=inner.member, attrs={"format": "joblib", "size": inner.size})
+        _scan_stream(inner, ctx, node, modern=False)
+    finally:
+        out.done()
 
 
 class _ArrayHook:
@@ -216,7 +205,7 @@ class _ArrayHook:
             filename = state.get("filename")
             self.companions.append((kind, filename if isinstance(filename, str) else repr(filename), pos - 1))
             return pos
-        end = len(self.source.buffer)
+        end = self.source.size
         frame_end = self._current_frame_end(machine)
         if frame_end > pos:
             # joblib reads the array from the file, i.e. after the frame the unpickler has buffered.
@@ -229,7 +218,7 @@ class _ArrayHook:
     def _current_frame_end(self, machine: Machine) -> int:
         if machine.run is not self._run:
             self._run, self._scanned, self._frame_end = machine.run, 0, 0
-        offsets, buf = machine.run.op_offsets, self.source.buffer
+        offsets, buf = machine.run.op_offsets, machine.buf
         for i in range(self._scanned, len(offsets)):
             at = offsets[i]
             if buf[at] == _FRAME and at + 9 <= len(buf):
@@ -252,7 +241,7 @@ class _ArrayHook:
         self.arrays.append(info)
         if hasobject:
             # joblib unpickles the object array with a fresh Unpickler on the same file.
-            run = Machine(self.source.buffer, limits=self.ctx.limits, tick=self.ctx.check).run_one(pos, end)
+            run = Machine(machine.buf, limits=self.ctx.limits, tick=self.ctx.check).run_one(pos, end)
             self.nested.append((run, len(self.arrays)))
             info.update(size=run.end - pos, object=True)
             return run.end if run.complete else end
@@ -260,7 +249,7 @@ class _ArrayHook:
         if isinstance(state.get("numpy_array_alignment_bytes"), int):  # joblib >= 1.2: padding first
             if pos >= end:
                 raise FormatError("truncated joblib array: the padding byte is missing", pos)
-            pos += 1 + self.source.buffer[pos]
+            pos += 1 + machine.buf[pos]
         nbytes = count * itemsize
         info.update(offset=pos, size=nbytes)
         self.raw_ranges[-1] = (self.raw_ranges[-1][0], pos + nbytes)
@@ -370,7 +359,7 @@ def _check_hidden(source: Source, ctx: ScanContext, root: Node, runs: list[Pickl
     """Read each stacked pickle as plain pickle.load would, skipping no array: hidden code runs there."""
     reported: set[int] = set()
     for run in runs:
-        plain = Machine(source.buffer, limits=ctx.limits, tick=ctx.check).run_one(run.start, source.size)
+        plain = Machine(source.view(), limits=ctx.limits, tick=ctx.check).run_one(run.start, source.size)
         for event in plain.events:
             if event.severity < Severity.HIGH or event.rule not in _NAMED_RULES or event.offset in reported:
                 continue

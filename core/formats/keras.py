@@ -13,9 +13,10 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
+from airlock.core.errors import LimitExceeded as LimitError
 from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
 from airlock.core.formats.keras_config import ConfigWalker
-from airlock.core.formats.zip import zipfile_errors, zipfile_names
+from airlock.core.formats.zip import open_zipfile_member, zipfile_errors, zipfile_names
 from airlock.core.isolate import MALFORMED, TIMEOUT, ChildFormatError, IsolationFailure, run_isolated
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
@@ -99,9 +100,9 @@ def parse(source: Source, ctx: ScanContext) -> Node:
 
 
 def _parse_hdf5(source: Source, ctx: ScanContext, root: Node) -> None:
+    max_attr = min(MAX_CONFIG_BYTES, ctx.limits.max_header_bytes)
     try:
-        desc = run_isolated("hdf5", source, ctx, {"max_objects": MAX_OBJECTS,
-                                                  "max_attr_bytes": MAX_CONFIG_BYTES})
+        desc = run_isolated("hdf5", source, ctx, {"max_objects": MAX_OBJECTS, "max_attr_bytes": max_attr})
     except IsolationFailure as failure:
         if failure.kind == MALFORMED:
             raise FormatError(f"HDF5 does not open ({failure.message})", 0) from None
@@ -118,6 +119,10 @@ def _parse_hdf5(source: Source, ctx: ScanContext, root: Node) -> None:
         if text is None:
             continue
         node = root.child(GROUP, key.replace("_", " "), attrs={"size": len(str(text))})
+        if str(text).startswith("(attribute of") and str(text).endswith("not read)"):
+            ctx.report(LimitExceeded, f"hdf5: the {key} attribute was not read {safe_text(str(text), 200)}: "
+                       f"over the {max_attr:,}-byte budget, the model's layers were not inspected", node=node)
+            continue
         owner = f"{source.member}!{key}" if source.member else key
         _judge_config_text(str(text), f"{key} attribute", ctx, node, member=owner)
     _add_objects(desc.get("objects", []), source, ctx, root)
@@ -196,7 +201,6 @@ def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
         zf = zipfile.ZipFile(SourceFile(source))
     except zip_errors as exc:
         raise FormatError(f"the .keras zip does not open: {exc}", 0) from None
-    cap = ctx.limits.max_decompressed_bytes
     with zf:
         infos = zf.infolist()
         root.attrs["members"] = len(infos)
@@ -208,43 +212,50 @@ def _parse_zip(source: Source, ctx: ScanContext, root: Node) -> None:
                               member=info.filename, attrs={"size": info.file_size})
             if info.is_dir():
                 continue
-            budget = MAX_CONFIG_BYTES if info.filename in ("config.json", "metadata.json") else cap
-            if info.file_size > budget:
+            if info.filename in ("config.json", "metadata.json") and info.file_size > MAX_CONFIG_BYTES:
                 ctx.report(LimitExceeded, f"member {name} declares {info.file_size:,} bytes, over the "
-                           f"{budget:,}-byte budget: not inspected", node=node)
+                           f"{MAX_CONFIG_BYTES:,}-byte budget: not inspected", node=node)
                 continue
+            member = f"{source.member}!{info.filename}" if source.member else info.filename
             try:
-                with zf.open(info) as fh:
-                    data = fh.read(budget + 1)
-            except zip_errors as exc:
-                ctx.report(Malformed, f"malformed .keras member {name}: {exc}; Keras' zipfile fails too",
-                           node=node)
+                opened = open_zipfile_member(zf, info, source, ctx, member, stored_crc=True)
+            except FormatError as exc:
+                ctx.report(Malformed, f"malformed .keras member {name}: {exc.message}; Keras' zipfile fails "
+                           "too", node=node)
                 continue
-            _member(info.filename, data, source, ctx, node, names)
+            if isinstance(opened.error, LimitError):
+                ctx.report(LimitExceeded, f"{opened.error.message}; the first {opened.source.size:,} bytes "
+                           "are read below", node=node)
+            elif opened.error is not None:
+                ctx.report(Malformed, f"malformed .keras member {name}: {opened.error.message}; Keras' "
+                           "zipfile fails too", node=node)
+            try:
+                _member(info.filename, opened.source, source, ctx, node, names)
+            finally:
+                opened.done()
 
 
-def _member(filename: str, data: bytes, source: Source, ctx: ScanContext, node: Node,
+def _member(filename: str, sub: Source, source: Source, ctx: ScanContext, node: Node,
             names: frozenset[str]) -> None:
     if filename == "config.json":
         owner = f"{source.member}!{filename}" if source.member else filename
-        _judge_config_text(data.decode("utf-8", "replace"), "config.json", ctx, node, members=names,
-                           member=owner)
+        _judge_config_text(sub.read(0, sub.size).decode("utf-8", "replace"), "config.json", ctx, node,
+                           members=names, member=owner)
     elif filename == "metadata.json":
         try:
-            meta = json.loads(data)
+            meta = json.loads(sub.read(0, sub.size))
         except (ValueError, RecursionError):
             ctx.report(Malformed, "malformed metadata.json: not JSON", node=node)
             return
         if isinstance(meta, dict):
             _add_attrs(node, meta)
     else:
-        if filename.lower().endswith(CODE_SUFFIXES) or data.startswith(EXECUTABLE_MAGICS):
-            what = "an executable or script" if data.startswith(EXECUTABLE_MAGICS) else "code"
+        head = sub.head(16)
+        if filename.lower().endswith(CODE_SUFFIXES) or head.startswith(EXECUTABLE_MAGICS):
+            what = "an executable or script" if head.startswith(EXECUTABLE_MAGICS) else "code"
             ctx.report(ForeignMember, f"member {safe_text(filename, 160)} is {what}: Keras does not load it, "
                        "so it is shipped for something else to run", node=node)
-        member = f"{source.member}!{filename}" if source.member else filename
-        ctx.parse_nested(Source.from_bytes(data, name=filename, member=member, path=source.path), node,
-                         label=safe_text(filename.rsplit("/", 1)[-1], 120))
+        ctx.parse_nested(sub, node, label=safe_text(filename.rsplit("/", 1)[-1], 120))
 
 
 # The child side: runs in core/isolate.py's child process, the only place h5py is imported.

@@ -64,7 +64,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
                    node=root, offset=0)
         return root
     try:
-        data = json.loads(bytes(source.buffer[: source.size]).decode("utf-8"))
+        data = json.loads(source.read(0, source.size).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         if name in HF_CONFIG_NAMES:  # transformers fails on it
             ctx.report(Malformed, f"malformed {name}: not JSON ({safe_text(str(exc), 160)})", node=root,

@@ -2,20 +2,22 @@
 
 Every member is parsed as its own subtree (`ctx.parse_nested`), sniffed by content: `.npy`
 members go to the npy parser (object arrays are scanned as pickles), anything else to whatever
-format it is. Stored members are sliced from the file without copying; compressed ones are
-inflated with the decompression cap. numpy opens a member by name, so with duplicate names the
+format it is. Stored members are read from the file in place; compressed ones are inflated under
+the file's decompression budget. numpy opens a member by name, so with duplicate names the
 last one wins in numpy while other tools may read the first: that is a finding.
 """
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airlock.core.context import ScanContext
-from airlock.core.errors import LimitExceeded
+from airlock.core.decompress import Decompressed
+from airlock.core.errors import FormatError, LimitExceeded
+from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
-from airlock.core.formats.zip import zipfile_errors, zipfile_names
+from airlock.core.formats.zip import open_zipfile_member, zipfile_errors, zipfile_names
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
@@ -28,7 +30,6 @@ EXTENSIONS = (".npz",)
 
 # numpy.load decides "npz" by these first bytes only; anything else is not read as an archive.
 _ZIP_PREFIXES = (b"PK\x03\x04", b"PK\x05\x06")
-_LOCAL_HEADER = 30
 
 
 class DuplicateMember(Rule):
@@ -89,12 +90,14 @@ def parse(source: Source, ctx: ScanContext) -> Node:
             seen.add(name)
             if last_of[name] is not info:
                 label += " (shadowed duplicate)"
-            data = _member_bytes(archive, info, source, ctx, root)
+            opened = _member(archive, info, source, ctx, root, prefix + name)
             ctx.progress((index + 1) / len(infos), label)
-            if data is None:
+            if opened is None:
                 continue
-            inner = Source(data, name=f"{source.name}!{name}", member=prefix + name, path=source.path)
-            node = ctx.parse_nested(inner, root, label=label)
+            try:
+                node = ctx.parse_nested(opened.source, root, label=label)
+            finally:
+                opened.done()
             node.attrs["member_offset"] = info.header_offset
             node.attrs["compression"] = _COMPRESSION.get(info.compress_type, str(info.compress_type))
     return root
@@ -104,37 +107,21 @@ _STORED = 0
 _COMPRESSION = {_STORED: "stored", 8: "deflated", 12: "bzip2", 14: "lzma"}  # zipfile.ZIP_* values
 
 
-def _member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Source, ctx: ScanContext,
-                  root: Node) -> Any:
-    """The member's bytes: a zero-copy slice when stored, inflated up to the cap otherwise."""
+def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Source, ctx: ScanContext, root: Node,
+            member: str) -> Decompressed | None:
+    """The member as a source (`open_zipfile_member`); its problems are findings on the archive."""
     name = safe_text(info.filename, 120)
-    cap = ctx.limits.max_decompressed_bytes
     try:
-        with archive.open(info) as fh:  # checks the local header (name, flags) as numpy.load's open does
-            if info.compress_type == _STORED:
-                start = _data_start(source, info)
-                if start is not None and start + info.compress_size <= source.size:
-                    return memoryview(source.buffer)[start : start + info.compress_size]
-            if info.file_size > cap:
-                raise LimitExceeded(f"member {name} declares {info.file_size:,} bytes, over the {cap:,} byte "
-                                    "cap", info.header_offset)
-            data = fh.read(cap + 1)
-    except zipfile_errors() as exc:
-        # CRC errors, encryption, unsupported methods: numpy.load fails on this member too.
-        ctx.report(Malformed, f"malformed .npz member {name}: {safe_text(str(exc), 160)}", node=root,
+        out = open_zipfile_member(archive, info, source, ctx, member)
+    except FormatError as exc:
+        # Encryption, unsupported methods, a bad local header: numpy.load fails on this member too.
+        ctx.report(Malformed, f"malformed .npz member {name}: {exc.message}", node=root,
                    offset=info.header_offset)
         return None
-    if len(data) > cap:
-        raise LimitExceeded(f"member {name} inflates past {cap:,} bytes (decompression bomb?)",
-                            info.header_offset)
-    return data
-
-
-def _data_start(source: Source, info: zipfile.ZipInfo) -> int | None:
-    """Where a member's data starts: after its local header, whose name/extra lengths zipfile uses."""
-    local = source.read(info.header_offset, _LOCAL_HEADER)
-    if len(local) < _LOCAL_HEADER or local[:4] != b"PK\x03\x04":
-        return None
-    name_len = int.from_bytes(local[26:28], "little")
-    extra_len = int.from_bytes(local[28:30], "little")
-    return info.header_offset + _LOCAL_HEADER + name_len + extra_len
+    if isinstance(out.error, LimitExceeded):
+        ctx.report(LimitRule, f"{out.error.message}; the first {out.source.size:,} bytes are read below",
+                   node=root, offset=info.header_offset)
+    elif out.error is not None:
+        ctx.report(Malformed, f"malformed .npz member {name}: {safe_text(out.error.message, 200)}; "
+                   "numpy.load fails on it", node=root, offset=info.header_offset)
+    return out

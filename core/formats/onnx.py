@@ -10,10 +10,12 @@ this process (onnx_wire.py) and matched to the child's description by index.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
+from airlock.core.errors import LimitExceeded as LimitExceeded_
 from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
 from airlock.core.formats import onnx_checks
 from airlock.core.isolate import (
@@ -162,12 +164,14 @@ def sniff(head: bytes, size: int) -> int:
 
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
-    fields, problem = top_fields(source.buffer, source.size, source.size)
+    fields, problem = top_fields(source.view(), source.size, source.size)
     if problem is not None:
         offset = fields[-1][1] if fields and problem.startswith("truncated: field ") else None
         raise FormatError(problem, offset)
     try:
-        desc = run_isolated("onnx", source, ctx)
+        # The child's walk stops by a wall-clock deadline (shared by both processes), early enough
+        # for this process to read its answer and say how far it got.
+        desc = run_isolated("onnx", source, ctx, {"deadline": time.time() + 0.8 * ctx.time_left()})
     except IsolationFailure as failure:
         if failure.kind == MALFORMED:
             raise FormatError(f"the protobuf does not parse ({failure.message})", 0) from None
@@ -176,11 +180,16 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         return root
     if not isinstance(desc, dict):
         raise FormatError("the parser returned no model description", 0)
+    if isinstance(desc.get("out_of_time"), dict):
+        stop = desc["out_of_time"]
+        raise LimitExceeded_(f"time budget of {ctx.limits.time_budget_s:g} s exceeded in the parser process "
+                             f"after describing {stop.get('described', 0):,} operators and initializers (the "
+                             f"main graph has {stop.get('operators', 0):,} operators)", 0)
     from airlock.core.formats.onnx_wire import model_spans  # here: only ONNX scans pay for it
 
     # Operators and initializers get their byte spans from a wire walk here (the child's
     # description has none), matched to the description by index.
-    _build(desc, source, ctx, root, model_spans(source.buffer, source.size, fields, ctx.check))
+    _build(desc, source, ctx, root, model_spans(source.view(), source.size, fields, ctx.check))
     return root
 
 
@@ -253,8 +262,7 @@ def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker
         for i, tensor in enumerate(inits):
             checker.tensor(tensor, group.add(_tensor_node(tensor, where(i), member)))
     else:
-        for i, tensor in enumerate(inits):
-            checker.ctx.tick(256)
+        for i, tensor in enumerate(checker.ctx.each(inits, "initializers")):
             checker.tensor(tensor, group, where(i))
         group.set_lazy_children(len(inits), lambda a, b: [_tensor_node(inits[i], where(i), member)
                                                           for i in range(a, b)])
@@ -272,8 +280,7 @@ def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.C
     subgraphs: Node | None = None
     member = checker.source.member
     where: Callable[[int], Span | None] = spans.node if spans is not None else _nowhere
-    for i, op in enumerate(nodes):
-        checker.ctx.tick(256)
+    for i, op in enumerate(checker.ctx.each(nodes, "operators")):
         span = where(i)
         node = group.add(_op_node(op, span, member)) if eager else None
         checker.operator(op, node or group, span)
@@ -339,7 +346,12 @@ def describe(data: bytes | None, path: str | None, options: dict[str, Any]) -> d
         model.ParseFromString(read_input(data, path))
     except DecodeError as exc:
         raise ChildFormatError(f"protobuf: {exc}") from None
-    return onnx_checks.describe_model(model)
+    # The parent's deadline is wall-clock time; the walk counts on the monotonic clock.
+    deadline = time.monotonic() + float(options.get("deadline", float("inf"))) - time.time()
+    try:
+        return onnx_checks.describe_model(model, deadline)
+    except onnx_checks.OutOfTime as stop:
+        return {"out_of_time": {"described": stop.done, "operators": len(model.graph.node)}}
 
 
 def _model_proto_class() -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
@@ -282,7 +283,39 @@ def _text(value: Any) -> str:
     return str(value)[:_MAX_TEXT]
 
 
-def describe_model(model: Any) -> dict[str, Any]:
+class OutOfTime(Exception):
+    """The child's walk passed its deadline after describing `done` operators and initializers."""
+
+    def __init__(self, done: int) -> None:
+        super().__init__(done)
+        self.done = done
+
+
+class _Clock:
+    """Counts what the walk describes and looks at the time every 1,024 entries."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.done = 0
+
+    def each(self, items: Any) -> Iterator[Any]:
+        import time
+
+        for item in items:
+            self.done += 1
+            if not self.done & 1023 and time.monotonic() > self.deadline:
+                raise OutOfTime(self.done)
+            yield item
+
+
+_clock = _Clock(float("inf"))
+
+
+def describe_model(model: Any, deadline: float = float("inf")) -> dict[str, Any]:
+    """Plain data for the parent. Past `deadline` (time.monotonic()), raises OutOfTime: a graph of
+    millions of operators is not described past the file's time budget."""
+    global _clock  # one walk per child process at a time
+    _clock = _Clock(deadline)
     return {
         "ir_version": int(model.ir_version),
         "producer_name": _text(model.producer_name),
@@ -307,15 +340,15 @@ def _graph(graph: Any) -> dict[str, Any]:
         "name": _text(graph.name),
         "inputs": [_value_info(v) for v in graph.input],
         "outputs": [_value_info(v) for v in graph.output],
-        "nodes": [_node(n) for n in graph.node],
-        "initializers": [_tensor(t) for t in graph.initializer],
+        "nodes": [_node(n) for n in _clock.each(graph.node)],
+        "initializers": [_tensor(t) for t in _clock.each(graph.initializer)],
         "sparse_initializers": [_sparse(s) for s in graph.sparse_initializer],
     }
 
 
 def _function(fn: Any) -> dict[str, Any]:
     return {"name": _text(fn.name), "domain": _text(fn.domain), "inputs": [_text(x) for x in fn.input],
-            "outputs": [_text(x) for x in fn.output], "nodes": [_node(n) for n in fn.node]}
+            "outputs": [_text(x) for x in fn.output], "nodes": [_node(n) for n in _clock.each(fn.node)]}
 
 
 def _node(node: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def sniff_source(source: Source) -> int:
     head = source.head()
     if head[:1] == bytes([PROTO]) or len(head) >= source.size:
         return looks_like_pickle(head)
-    return probe(source.buffer, 0, min(source.size, _PROBE_WINDOW), source.size)
+    return probe(source.view(), 0, min(source.size, _PROBE_WINDOW), source.size)
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:

@@ -264,7 +264,7 @@ def _add_tensors(header: Header, source: Source, ctx: ScanContext, root: Node) -
     member = source.member
     valid: list[tuple[str, int, int, Any]] = []  # name, begin, end, entry
     bad: list[tuple[str, str]] = []
-    for name, entry in header.tensors:
+    for name, entry in ctx.each(header.tensors, "tensor entries", every=1024):
         problem = tensor_problem(entry)
         if problem is not None:
             bad.append((name, problem))
@@ -282,11 +282,10 @@ def _add_tensors(header: Header, source: Source, ctx: ScanContext, root: Node) -
 
     group = root.child(GROUP, f"tensors ({len(valid):,})", offset=header.data_start, member=member,
                        attrs={"size": sum(e - b for _, b, e, _ in valid)})
-    anchors = add_tensor_tree(group, items, leaf)
+    anchors = add_tensor_tree(group, items, leaf, tick=ctx.tick)
     for name, problem in bad:
         ctx.report(TensorEntryInvalid, f"tensor {safe_text(name, 80)!r} {problem}", node=group, offset=8)
-    for name, begin, end, entry in valid:
-        ctx.tick(1024)
+    for name, begin, end, entry in ctx.each(valid, "tensors' sizes", every=1024):
         want = expected_bytes(entry["dtype"], entry["shape"])
         if want != end - begin:
             shown = "not a whole number of bytes" if want is None else f"{want:,} bytes"
@@ -308,8 +307,8 @@ def _check_layout(header: Header, source: Source, ctx: ScanContext, root: Node, 
                    f"{max(e for _, e in past):,}); missing {human_size(max(e for _, e in past) - size)}",
                    node=anchors[first[0]], offset=source.size)
     expected, overlaps, holes = 0, 0, 0
-    for name, begin, end, _ in sorted(valid, key=lambda t: (t[1], t[2])):
-        ctx.tick(1024)
+    for name, begin, end, _ in ctx.each(sorted(valid, key=lambda t: (t[1], t[2])), "tensors' spans",
+                                        every=1024):
         if begin < expected:
             overlaps += 1
             if overlaps <= MAX_REPORTED:

@@ -145,7 +145,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         _trailing(source, ctx, root, layout.end)
     if layout.end is not None and layout.end <= source.size:
         refusal = next((f"{name}: {why}" for name, run in zip(_PICKLES, runs, strict=True)
-                        if (why := weights_only_refusal(source.buffer, run.start, run.end))), None)
+                        if (why := weights_only_refusal(source.view(), run.start, run.end))), None)
         from airlock.core.formats.torch_zip import claim_weights_only
 
         claim_weights_only(ctx, root, refusal)
@@ -153,7 +153,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
 
 
 def _read_pickles(source: Source, ctx: ScanContext, root: Node) -> list[PickleRun]:
-    machine = LegacyMachine(source.buffer, limits=ctx.limits, tick=ctx.check)
+    machine = LegacyMachine(source.view(), limits=ctx.limits, tick=ctx.check)
     runs: list[PickleRun] = []
     pos = 0
     for label in _PICKLES:
@@ -250,7 +250,7 @@ def load_structure(source: Source, limits: Limits) -> tuple[Any, str]:
     head = source.head(512)
     if _tar_name(head) in TAR_MEMBERS and _tar_checksum_ok(head):
         return load_tar_structure(source, limits), "torch_tar"
-    machine = LegacyMachine(source.buffer, limits=limits)
+    machine = LegacyMachine(source.view(), limits=limits)
     runs, pos = [], 0
     for label in _PICKLES:
         run = machine.run_one(pos, source.size)
@@ -406,7 +406,7 @@ def parse_tar(source: Source, ctx: ScanContext, root: Node) -> None:
     members = _tar_members(source)
     nodes = {name: root.child(MEMBER, safe_text(name), offset=m.offset, length=m.size + 512,
                               member=source.member, attrs={"size": m.size}) for name, m in members.items()}
-    machine = Machine(source.buffer, limits=ctx.limits, tick=ctx.check)
+    machine = Machine(source.view(), limits=ctx.limits, tick=ctx.check)
     tables = TarTables(source, members, machine)  # torch reads `storages` first
     for table, runs in tables.runs.items():
         for i, run in enumerate(runs):
@@ -433,11 +433,11 @@ def load_tar_structure(source: Source, limits: Limits) -> Any:
     members = _tar_members(source)
     if "pickle" not in members:
         raise FormatError("legacy tar without a 'pickle' member", 0)
-    tables = TarTables(source, members, Machine(source.buffer, limits=limits))
+    tables = TarTables(source, members, Machine(source.view(), limits=limits))
     if tables.problems:
         raise FormatError(tables.problems[0][0], tables.problems[0][1])
     m = members["pickle"]
-    run = Machine(source.buffer, limits=limits).run_one(m.offset_data, m.offset_data + m.size)
+    run = Machine(source.view(), limits=limits).run_one(m.offset_data, m.offset_data + m.size)
     if not run.complete:
         raise FormatError("the tar's main pickle is truncated or malformed", run.end)
     return _replace(run.result, _no_lookup, tables.tensor)

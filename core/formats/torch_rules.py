@@ -16,7 +16,7 @@ from typing import Any
 
 from airlock.core.errors import FormatError, PolicyMissing
 from airlock.core.findings import Rule, Severity
-from airlock.core.pickle.opcodes import FIXEDARG, NOARG, OPCODE_TABLE, read_op
+from airlock.core.pickle.opcodes import FIXEDARG, NOARG, OPCODE_TABLE, read_op_in
 from airlock.core.pickle.policy import read_policy_text
 
 
@@ -104,16 +104,25 @@ def _replay(buf: Any, pos: int, end: int, policy: _WeightsOnlyPolicy) -> str | N
     memo: dict[int, Any] = {}
     table, supported = OPCODE_TABLE, policy.opcodes
     arg: Any
+    # As the machine does: bytes in memory directly, a source read through pread a window at a time.
+    window = getattr(buf, "window", None)
+    win, base, wend = buf, 0, 0
     while True:
-        entry = table[buf[pos]] if pos < end else None
+        if pos + 9 > wend:
+            if window is None:
+                wend = end
+            elif pos < end:
+                win, base = window(pos, 9)
+                wend = min(base + len(win), end)
+        entry = table[win[pos - base]] if pos < wend else None
         if entry is not None and entry[2] == NOARG:  # most opcodes: skip the decoder
             name, arg = entry[0], None
             pos += 1
-        elif entry is not None and entry[2] == FIXEDARG and pos + entry[3] < end:
-            name, arg = entry[0], entry[4].unpack_from(buf, pos + 1)[0]  # type: ignore[union-attr]
+        elif entry is not None and entry[2] == FIXEDARG and pos + entry[3] < wend:
+            name, arg = entry[0], entry[4].unpack_from(win, pos + 1 - base)[0]  # type: ignore[union-attr]
             pos += 1 + entry[3]
         else:
-            op = read_op(buf, pos, end)
+            op = read_op_in(buf, win, base, wend, pos, end)
             name, arg = op.name, op.arg
             pos += op.length
         if name not in supported:

@@ -93,8 +93,7 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
     nodes: dict[int, Node] = {}
     main_runs: list[PickleRun] | None = None
     code_members: list[tuple[ZipMember, Node]] = []
-    for m in archive.members:
-        ctx.check()
+    for m in ctx.each(archive.members, "members", every=1):
         if id(m) in storage_members:
             continue
         nodes[m.index] = node = zipf.member_node(root, m, source)
@@ -123,9 +122,10 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
 
         scan_code(source, ctx, archive, code_members)
     if not torchscript and archive.start == 0 and main_runs and layout.main is not None:
-        data = read_member(source, layout.main, ctx.limits.max_pickle_member_bytes)
-        refusal = weights_only_refusal(data, 0, len(data))
-        claim_weights_only(ctx, root, refusal)
+        main = zipf.opened_member(source, layout.main)
+        if main is not None:
+            refusal = weights_only_refusal(main.view(), 0, main.size)
+            claim_weights_only(ctx, root, refusal)
     return layout
 
 

@@ -116,7 +116,7 @@ def scan_code(source: Source, ctx: ScanContext, archive: ZipArchive,
         ctx.check()
         node.kind = TEXT
         try:
-            data = read_member(source, m, ctx.limits.max_pickle_member_bytes)
+            data = read_member(source, m, ctx.limits.max_pickle_member_bytes, ctx)
         except (FormatError, LimitExceeded) as exc:
             ctx.report(Malformed, f"code member {safe_text(m.name)}: {exc.message}", node=node,
                        offset=m.header_offset, member=source.member)

@@ -9,10 +9,13 @@ whatever the member is called — go through the symbolic machine, anything else
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
+from airlock.core.decompress import CHUNK, Decompressed, Inflater, decompress
 from airlock.core.errors import FormatError, LimitExceeded
+from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, NotInspected, Polyglot, TrailingData
 from airlock.core.pickle import PickleRun, scan_pickle
 from airlock.core.pickle.opcodes import HIGHEST_PROTOCOL, PROTO, iter_ops, looks_like_pickle
@@ -28,11 +31,15 @@ from airlock.core.zipread import (
     ZipArchive,
     ZipMember,
     crc_issue,
+    member_crc,
     open_archive,
+    open_member,
     peek_names,
-    read_member,
     salvage,
 )
+
+if TYPE_CHECKING:
+    import zipfile
 
 NAME = "zip"
 EXTENSIONS = (".zip",)
@@ -95,8 +102,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         archive = salvage(source, ctx.limits.max_zip_members)
         root.attrs["salvaged"] = True
     nodes: dict[int, Node] = {}
-    for m in archive.members[:MAX_MEMBER_NODES]:
-        ctx.check()
+    for m in ctx.each(archive.members[:MAX_MEMBER_NODES], "members", every=1):
         nodes[m.index] = node = member_node(root, m, source)
         scan_member(source, ctx, node, archive, m)
     hidden = len(archive.members) - MAX_MEMBER_NODES
@@ -111,7 +117,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
 
 
 def open_checked(source: Source, ctx: ScanContext, root: Node) -> ZipArchive:
-    archive = open_archive(source, max_members=ctx.limits.max_zip_members)
+    archive = open_archive(source, max_members=ctx.limits.max_zip_members, check=ctx.check)
     root.attrs["members"] = len(archive.members)
     if archive.zip64:
         root.attrs["zip64"] = True
@@ -176,18 +182,28 @@ def member_head(source: Source, m: ZipMember, n: int = _SNIFF_BYTES) -> bytes:
         return b""
 
 
-def is_whole_pickle(data: bytes) -> bool:
+def is_whole_pickle(sub: Source) -> bool:
     """A protocol 0/1 pickle that parses opcode by opcode up to a STOP at the end (a `.json`
     or `.txt` member can be one; pickle.load would run it)."""
-    if looks_like_pickle(data[:_SNIFF_BYTES]) < 20:
+    if looks_like_pickle(sub.head(_SNIFF_BYTES)) < 20:
         return False
     try:
-        for op in iter_ops(data):
+        for op in iter_ops(sub.view(), 0, sub.size):
             if op.name == "STOP":
-                return not data[op.offset + 1 :].strip()
+                return _blank_from(sub, op.offset + 1)
     except FormatError:
         return False
     return False
+
+
+def _blank_from(sub: Source, pos: int) -> bool:
+    """Only whitespace from pos to the end."""
+    while pos < sub.size:
+        chunk = sub.read(pos, 1 << 20)
+        if chunk.strip():
+            return False
+        pos += len(chunk)
+    return True
 
 
 def starts_pickle(head: bytes) -> bool:
@@ -199,53 +215,151 @@ def member_source(source: Source, m: ZipMember, data: bytes) -> Source:
     return Source.from_bytes(data, name=name, member=name, path=source.path)
 
 
+def opened_member(source: Source, m: ZipMember) -> Source | None:
+    """A pickle member `scan_member` already read (torch's weights-only replay reads it again)."""
+    found: Source | None = source.cache.get(f"pickle member {m.index}")
+    return found
+
+
 def scan_member(source: Source, ctx: ScanContext, node: Node, archive: ZipArchive, m: ZipMember,
                 *, force_pickle: bool = False, policy: Policy | None = None) -> list[PickleRun] | None:
     """Scan one member: a pickle (by content, whatever its name) or anything the sniffers claim.
     Returns the pickle runs when it was a pickle. Failures become findings on the member's node."""
     if m.is_dir or m.size == 0 or m.data_offset is None:
         return None
+    opened: Decompressed | None = None
     try:
         head = member_head(source, m)
         pickle_like = force_pickle or starts_pickle(head) or looks_like_pickle(head) >= 20
         if pickle_like and m.size <= ctx.limits.max_pickle_member_bytes:
-            data = read_member(source, m, ctx.limits.max_pickle_member_bytes)
-            if force_pickle or starts_pickle(head) or is_whole_pickle(data):
-                return scan_pickle_member(source, ctx, node, archive, m, data, policy)
+            opened = open_member(source, m, ctx, crc=True, in_memory=True)
+            _report_open_error(opened, source, ctx, node, m)
+            if force_pickle or starts_pickle(head) or is_whole_pickle(opened.source):
+                return scan_pickle_member(source, ctx, node, archive, m, opened, policy)
         from airlock.core.scan import sniff
 
-        if head[:4] == LOCAL or m.size <= _SNIFF_WHOLE:
-            data = read_member(source, m, ctx.limits.max_decompressed_bytes)
-            sub = member_source(source, m, data)
-            if head[:4] == LOCAL or sniff(sub)[0] is not None:
-                ctx.parse_nested(sub, node, label=safe_text(m.name.rsplit("/", 1)[-1]))
-        elif sniff(Source.from_bytes(head, name=m.name))[0] is not None:
-            data = read_member(source, m, ctx.limits.max_decompressed_bytes)
-            ctx.parse_nested(member_source(source, m, data), node, label=safe_text(m.name.rsplit("/", 1)[-1]))
+        label = safe_text(m.name.rsplit("/", 1)[-1])
+        whole = head[:4] == LOCAL or m.size <= _SNIFF_WHOLE
+        if whole or sniff(Source.from_bytes(head, name=m.name))[0] is not None:
+            if opened is None:
+                opened = open_member(source, m, ctx)
+                _report_open_error(opened, source, ctx, node, m)
+            sub = opened.source
+            if sub.size and (head[:4] == LOCAL or not whole or sniff(sub)[0] is not None):
+                ctx.parse_nested(sub, node, label=label)
     except FormatError as exc:
         ctx.report(Malformed, f"member {safe_text(m.name)}: {exc.message}", node=node,
                    offset=exc.offset if exc.offset is not None else m.header_offset, member=source.member)
     except LimitExceeded as exc:
-        from airlock.core.findings import LimitExceeded as LimitRule
-
         ctx.report(LimitRule, f"member {safe_text(m.name)}: {exc.message}; not inspected", node=node,
                    offset=m.header_offset, member=source.member)
+    finally:
+        if opened is not None:
+            opened.done()
     return None
 
 
+def _report_open_error(opened: Decompressed, source: Source, ctx: ScanContext, node: Node,
+                       m: ZipMember) -> None:
+    """A member whose inflation broke or went over budget: reported, and the bytes before are read."""
+    error = opened.error
+    if error is None:
+        return
+    offset = error.offset if error.offset is not None else m.header_offset
+    if isinstance(error, LimitExceeded):
+        ctx.report(LimitRule, f"member {safe_text(m.name)}: {error.message}; the first "
+                   f"{opened.source.size:,} bytes are read below", node=node, offset=offset,
+                   member=source.member)
+    else:
+        ctx.report(Malformed, f"member {safe_text(m.name)}: {error.message}; torch and zipfile refuse it, "
+                   "a streaming reader acts on the bytes before the break (read below)", node=node,
+                   offset=offset, member=source.member)
+
+
 def scan_pickle_member(source: Source, ctx: ScanContext, node: Node, archive: ZipArchive, m: ZipMember,
-                       data: bytes, policy: Policy | None = None) -> list[PickleRun]:
-    issue = crc_issue(archive, m, data)
-    if issue is not None:
-        report_issue(issue, ctx, node, node, source)
-    sub = member_source(source, m, data)
+                       opened: Decompressed, policy: Policy | None = None) -> list[PickleRun]:
+    if opened.crc is not None and opened.error is None:
+        issue = crc_issue(archive, m, opened.crc)
+        if issue is not None:
+            report_issue(issue, ctx, node, node, source)
+    sub = opened.source
+    source.cache[f"pickle member {m.index}"] = sub
     runs = scan_pickle(sub, ctx, node, label="pickle", policy=policy)
     node.attrs["pickle"] = True
     if not runs:
         ctx.report(Malformed, f"malformed pickle in member {safe_text(m.name)}: no opcode could be read",
                    node=node, offset=0, member=sub.member)
-    elif runs[-1].complete and runs[-1].end < len(data):
+    elif runs[-1].complete and runs[-1].end < sub.size:
         from airlock.core.formats.pickle import report_trailing
 
         report_trailing(sub, ctx, node, runs[-1].end)
     return runs
+
+
+# Members of zips read with Python's zipfile (numpy.load and Keras read them so).
+
+_LOCAL_HEADER = 30
+_STORED, _DEFLATED = 0, 8
+
+
+def open_zipfile_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Source, ctx: ScanContext,
+                        member: str, *, stored_crc: bool = False) -> Decompressed:
+    """A member as a Source: a window of the file when stored, else inflated under the file's
+    decompression budget, with its CRC checked as zipfile checks it (for stored members too with
+    `stored_crc`: a pass over the bytes). FormatError when zipfile refuses the member; a stream
+    that breaks or goes over budget comes with the bytes before."""
+    name = safe_text(info.filename, 120)
+    try:
+        with archive.open(info):  # checks the local header (name, flags, method) as the loader's open does
+            pass
+    except zipfile_errors() as exc:
+        raise FormatError(safe_text(str(exc), 160), info.header_offset) from None
+    start = _data_start(source, info)
+    if start is None or start + info.compress_size > source.size:
+        raise FormatError(f"truncated: member {name}'s data runs past the end of the file",
+                          info.header_offset)
+    label = f"{source.name}!{info.filename}"
+    if info.compress_type == _STORED:
+        sub = source.slice(start, info.compress_size, name=label, member=member)
+        opened = Decompressed(sub, None, None, None, sub.size)
+        if stored_crc and (crc := member_crc(sub)) != info.CRC:
+            opened.error = FormatError(f"Bad CRC-32 0x{crc:08x} (the directory says 0x{info.CRC:08x}): "
+                                       "zipfile refuses it", info.header_offset)
+        return opened
+    if info.compress_type == _DEFLATED:
+        raw = source.slice(start, info.compress_size, name=label, member=member)
+
+        def opener() -> Iterable[bytes]:
+            return Inflater(raw, "deflate")
+    else:  # bzip2 or lzma members: read through zipfile, like the loader
+
+        def opener() -> Iterable[bytes]:
+            return _zipfile_chunks(archive, info)
+
+    out = decompress(opener, ctx, name=label, member=member, path=source.path, what=f"member {name}",
+                     declared=info.file_size, crc=True)
+    if out.error is None and out.crc != info.CRC:
+        out.error = FormatError(f"Bad CRC-32 0x{out.crc or 0:08x} (the directory says 0x{info.CRC:08x}): "
+                                "zipfile refuses it", info.header_offset)
+    if out.error is not None and out.error.offset is None:
+        out.error.offset = info.header_offset
+    return out
+
+
+def _data_start(source: Source, info: zipfile.ZipInfo) -> int | None:
+    """Where a member's data starts: after its local header, whose name/extra lengths zipfile uses."""
+    local = source.read(info.header_offset, _LOCAL_HEADER)
+    if len(local) < _LOCAL_HEADER or local[:4] != LOCAL:
+        return None
+    name_len = int.from_bytes(local[26:28], "little")
+    extra_len = int.from_bytes(local[28:30], "little")
+    return info.header_offset + _LOCAL_HEADER + name_len + extra_len
+
+
+def _zipfile_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    try:
+        with archive.open(info) as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+    except zipfile_errors() as exc:
+        raise FormatError(safe_text(str(exc), 160), info.header_offset) from None

@@ -38,7 +38,7 @@ def scan_pickle(
     `policy` replaces the default one for a container whose loader resolves some names itself
     (TorchScript's `__torch__` classes come from the archive's own code, not from Python).
     """
-    machine = Machine(source.buffer, limits=ctx.limits, policy=policy, build_hook=build_hook, tick=ctx.check)
+    machine = Machine(source.view(), limits=ctx.limits, policy=policy, build_hook=build_hook, tick=ctx.check)
     runs = machine.run_stream(start, source.size if end is None else end)
     for i, run in enumerate(runs):
         name = label if len(runs) == 1 else f"{label} #{i + 1}"
@@ -133,7 +133,7 @@ def _add_globals(run: PickleRun, node: Node, member: str | None, policy: Policy 
 def _add_opcodes(run: PickleRun, source: Source, node: Node) -> None:
     offsets = run.op_offsets
     group = node.child(GROUP, f"opcodes ({len(offsets):,})", offset=run.start, member=source.member)
-    buf, end, member = source.buffer, run.end, source.member
+    buf, end, member = source.view(), run.end, source.member
 
     def page(start: int, stop: int) -> list[Node]:
         out = []

@@ -46,6 +46,7 @@ from airlock.core.pickle.opcodes import (
     PickleTruncated,
     op_spans,
     read_op,
+    read_op_in,
     unpeeked,
 )
 from airlock.core.pickle.policy import Policy, Verdict, load_policy
@@ -262,11 +263,21 @@ class Machine(CallJudge):
         tick = self.tick
         pos = start
         buf = self.buf
+        # Bytes in memory are read directly; a source read through pread (a PagedView) is read a
+        # window at a time: `win` holds its bytes from offset `base` up to `wend`.
+        window = getattr(buf, "window", None)
+        win, base, wend = buf, 0, 0
         offsets = run.op_offsets
         count = 0
         try:
             while True:
-                entry = dispatch[buf[pos]] if pos < end else None
+                if pos + 9 > wend:  # the longest fixed-size opcode (FRAME) needs 9 bytes
+                    if window is None:
+                        wend = end
+                    elif pos < end:
+                        win, base = window(pos, 9)
+                        wend = min(base + len(win), end)
+                entry = dispatch[win[pos - base]] if pos < wend else None
                 if entry is None:
                     read_op(buf, pos, end)  # raises: truncated, or an unknown opcode
                     raise FormatError(f"malformed: unreadable opcode at offset {pos}", pos)
@@ -274,10 +285,10 @@ class Machine(CallJudge):
                 category = entry[1]
                 if category == NOARG:
                     op = Op(entry[0], None, pos, 1)
-                elif category == FIXEDARG and pos + entry[3] < end:
-                    op = Op(entry[0], entry[4].unpack_from(buf, pos + 1)[0], pos, 1 + entry[3])
+                elif category == FIXEDARG and pos + entry[3] < wend:
+                    op = Op(entry[0], entry[4].unpack_from(win, pos + 1 - base)[0], pos, 1 + entry[3])
                 else:
-                    op = read_op(buf, pos, end)
+                    op = read_op_in(buf, win, base, wend, pos, end)
                 offsets.append(pos)
                 pos += op.length
                 count += 1
@@ -292,6 +303,7 @@ class Machine(CallJudge):
                 if new_pos is not None:  # a build hook skipped inline data
                     pos = new_pos
                     self._buffer_end = 0
+                    wend = 0  # look the window up again
                 # Limits and the clock every 256 opcodes, not every one: a limit is passed by at most
                 # 255 opcodes (or stack entries), and the loop runs ~10% faster.
                 if not count & 255:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from airlock.core.errors import FormatError
+from airlock.core.pickle.values import LargeData
 
 # Argument kinds
 NONE, UINT1, UINT2, UINT4, UINT8, INT4 = "none", "u1", "u2", "u4", "u8", "i4"
@@ -61,6 +62,7 @@ _SIZED = {STRING1: (1, "<B"), BYTES1: (1, "<B"), UNICODE1: (1, "<B"), LONG1: (1,
           STRING4: (4, "<i"), BYTES4: (4, "<I"), UNICODE4: (4, "<I"), LONG4: (4, "<i"),
           BYTES8: (8, "<Q"), UNICODE8: (8, "<Q"), BYTEARRAY8: (8, "<Q")}
 _MAX_LINE = 1 << 20  # a text argument longer than this is not a real pickle
+LARGE_ARG_BYTES = 1 << 20  # a string, bytes or long argument longer than this is kept as LargeData
 
 
 class Op:
@@ -84,13 +86,12 @@ class PickleTruncated(FormatError):
 
 def _readline(buf: Any, pos: int, end: int, what: str) -> tuple[bytes, int]:
     limit = min(end, pos + _MAX_LINE)
-    chunk = bytes(buf[pos:limit])
-    nl = chunk.find(b"\n")
+    nl = _find(buf, pos, limit)  # found in place: slicing up to a megabyte per line cost a copy each
     if nl < 0:
         if limit < end:
             raise FormatError(f"{what} line longer than {_MAX_LINE} bytes", pos)
         raise PickleTruncated(f"truncated: {what} line has no newline before the end", pos)
-    return chunk[:nl], pos + nl + 1
+    return bytes(buf[pos:nl]), nl + 1
 
 
 def _decode_string_line(line: bytes, offset: int) -> str:
@@ -133,18 +134,21 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
     if category == FIXEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} needs {size} argument bytes, {end - p} remain", pos)
-        (arg,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
+        (arg,) = fmt.unpack(buf[p : p + size])  # type: ignore[union-attr]
         return Op(name, arg, pos, 1 + size)
     if category == _SIZEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} length field needs {size} bytes", pos)
-        (n,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
+        (n,) = fmt.unpack(buf[p : p + size])  # type: ignore[union-attr]
         p += size
         if n < 0:
             raise FormatError(f"malformed: {name} has negative length {n}", pos)
         if n > end - p:
             raise PickleTruncated(
                 f"truncated: {name} expects {n:,} bytes, but only {end - p:,} remain", pos)
+        if n > LARGE_ARG_BYTES:
+            # Data, never a name: not read, so a gigabyte constant costs no memory (only where it is).
+            return Op(name, LargeData(name, p, n), pos, p + n - pos)
         data = bytes(buf[p : p + n])
         p += n
         if kind is UNICODE1 or kind is UNICODE4 or kind is UNICODE8:  # the kinds are interned constants
@@ -187,6 +191,22 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
             raise
         raise FormatError(f"malformed: bad {name} argument {line[:40]!r}", pos) from None
     return Op(name, arg, pos, p - pos)
+
+
+def read_op_in(buf: Any, win: Any, base: int, wend: int, pos: int, end: int) -> Op:
+    """`read_op(buf, pos, end)` decoded from `win`, the bytes of buf from `base` to `wend` (a
+    window of a source read through pread), when the opcode lies inside it; through buf when it
+    does not, or when it is malformed (so that errors carry file offsets)."""
+    if win is buf:
+        return read_op(buf, pos, end)
+    try:
+        op = read_op(win, pos - base, wend - base)
+    except FormatError:
+        return read_op(buf, pos, end)
+    op.offset = pos
+    if op.arg.__class__ is LargeData:
+        op.arg.offset += base
+    return op
 
 
 def _parse_int_line(line: bytes) -> int | bool:
@@ -339,7 +359,7 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
             if category == FIXEDARG:
                 at = read(size)
                 if name == "FRAME":
-                    (length,) = fmt.unpack_from(buf, at)  # type: ignore[union-attr]
+                    (length,) = fmt.unpack(buf[at : at + size])  # type: ignore[union-attr]
                     if limit and cur + length <= limit:
                         continue  # the frame is already in the buffer
                     if limit and cur < limit:
@@ -362,6 +382,8 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
 
 
 def _find(buf: Any, start: int, stop: int) -> int:
-    if isinstance(buf, bytes | bytearray) or hasattr(buf, "find"):
-        return int(buf.find(b"\n", start, stop))
-    return bytes(buf[start:stop]).find(b"\n") + start if b"\n" in bytes(buf[start:stop]) else -1
+    find = getattr(buf, "find", None)  # bytes, bytearray and PagedView search in place
+    if find is not None:
+        return int(find(b"\n", start, stop))
+    at = bytes(buf[start:stop]).find(b"\n")  # a memoryview
+    return at + start if at >= 0 else -1

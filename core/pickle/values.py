@@ -153,7 +153,22 @@ class Buffer:
         self.offset = offset
 
 
-CONSTANT_TYPES = (int, float, str, bytes, bytearray, bool, type(None))
+class LargeData:
+    """A string, bytes or long argument too long to keep (opcodes.LARGE_ARG_BYTES): the opcode that
+    carries it, where its bytes are and how many. A constant like any other, never a name."""
+
+    __slots__ = ("length", "offset", "opcode")
+
+    def __init__(self, opcode: str, offset: int, length: int) -> None:
+        self.opcode = opcode
+        self.offset = offset
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"<{self.length:,} bytes of {self.opcode} data at offset {self.offset:,}>"
+
+
+CONSTANT_TYPES = (int, float, str, bytes, bytearray, bool, type(None), LargeData)
 
 
 def preview(value: Any, limit: int = 120, _depth: int = 0) -> str:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from airlock.core.errors import AirlockError
 from airlock.core.findings import Severity
 from airlock.gui import theme
 
@@ -128,7 +129,12 @@ class HexView(QWidget):
             self.text.setPlainText("")
             self._update_controls()
             return
-        data = self._reader(self.page_start, min(PAGE, max(self._size - self.page_start, 0)))
+        try:
+            data = self._reader(self.page_start, min(PAGE, max(self._size - self.page_start, 0)))
+        except (AirlockError, OSError) as exc:  # the file shrank or went away since the scan
+            data = b""
+            self.note.setText(f"cannot read the file any more: {exc}")
+            self.note.setVisible(True)
         self.text.setPlainText(format_rows(data, self.page_start))
         self._highlight()
         self._update_controls()

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from airlock.core.errors import AirlockError
 from airlock.core.findings import Finding
 from airlock.core.text import human_size, safe_text
 from airlock.core.tree import TEMPLATE, TENSOR, Node
@@ -122,6 +123,8 @@ class DetailsPane(QSplitter):
             self.tabs.setTabVisible(tab, False)
 
     def read(self, offset: int, n: int) -> bytes:
+        """Bytes of the open file, read with pread: a file truncated since the scan raises
+        FormatError ("truncated"), which each view shows; never SIGBUS."""
         return b"" if self._source is None else bytes(self._source.read(offset, n))
 
     def show_node(self, node: Node | None, finding: Finding | None = None) -> None:
@@ -184,4 +187,9 @@ class DetailsPane(QSplitter):
                                         f"is limited to {MAX_PICKLE_BYTES:,}. The tree and findings cover "
                                         "all of it")
             return
-        self.decompiled.show_pickle(self.read(loc.offset, anc.length), names=risky_names(anc))
+        try:
+            data = self.read(loc.offset, anc.length)
+        except (AirlockError, OSError) as exc:  # the file shrank or went away since the scan
+            self.decompiled.show_pickle(None, f"the file cannot be read any more: {exc}")
+            return
+        self.decompiled.show_pickle(data, names=risky_names(anc))

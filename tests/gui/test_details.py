@@ -198,3 +198,34 @@ def test_torch_zip_tensor_stats_and_the_pickle_inside_a_member(qtbot, tmp_path):
         pane.set_source(None)
     finally:
         result.close()
+
+
+def test_views_survive_a_file_truncated_after_the_scan(qtbot, tmp_path):
+    """Regression: views read the file through its memory map, so a file truncated after the scan
+    killed the app with SIGBUS when a view touched it. Reads go through pread now: each view says
+    the file cannot be read any more."""
+    import os
+    import pickle
+
+    weights = tmp_path / "w.safetensors"
+    save_file({"w": torch.arange(200_000, dtype=torch.float32)}, str(weights))
+    state = tmp_path / "state.pkl"
+    state.write_bytes(pickle.dumps(list(range(100_000)), protocol=2))  # ~100k opcodes, 300 KB
+    tensors, pickled = scan_file(weights), scan_file(state)
+    try:
+        os.truncate(weights, 200)
+        os.truncate(state, 200)
+        pane = DetailsPane()
+        qtbot.addWidget(pane)
+        pane.set_source(tensors.source)
+        pane.show_node(tensor_nodes(tensors)["w"])
+        qtbot.waitUntil(lambda: "Statistics failed" in pane.tensor.summary.text(), timeout=20_000)
+        assert "truncated" in pane.tensor.summary.text()
+        assert "cannot read the file any more" in pane.hex.note.text()
+        opcodes = [n for n in pickled.root.walk() if n.label.startswith("opcodes (")]
+        assert opcodes and opcodes[0].is_lazy
+        late = opcodes[0].child_at(opcodes[0].child_count - 1)
+        assert late.label.startswith("(cannot be read any more: truncated")
+    finally:
+        tensors.close()
+        pickled.close()

@@ -115,7 +115,7 @@ def inline_isolation() -> bool:
 
     def run_inline(task: str, source: Any, ctx: Any, options: Any = None, **_: Any) -> Any:
         by_path = source.member is None and source.path is not None
-        data = None if by_path else bytes(source.buffer[: source.size])
+        data = None if by_path else source.read(0, source.size)
         try:
             result = isolate._resolve(task)(data, os.fspath(source.path) if by_path else None, options or {})
         except isolate.ChildFormatError as exc:
