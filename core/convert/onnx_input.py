@@ -1,13 +1,15 @@
 """ONNX input: the main graph's initializers stored as `raw_data` (always little-endian).
 
-The protobuf is walked field by field over the mapped file (only tags and small fields are
-touched; `raw_data` payloads are skipped and later streamed by the writer), so neither the
+The protobuf is walked field by field over the file, read in blocks (only tags and small fields
+are touched; `raw_data` payloads are skipped and later streamed by the writer), so neither the
 `onnx` package nor protobuf parses the file in this process. Initializers kept in typed fields
 (`float_data`…), in external files, or of string type are listed as skipped.
 """
 
 from __future__ import annotations
 
+import io
+import os
 from typing import Any
 
 from airlock.core.convert.model import ConvertError, OutTensor, Plan
@@ -56,13 +58,49 @@ def _fields(buf: Any, start: int, end: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
+class FileBytes:
+    """Indexing and slicing over a file, read a block at a time: the wire walk needs random access,
+    and reading, unlike a memory map, turns a file truncated meanwhile into an error, not SIGBUS."""
+
+    BLOCK = 64 * 1024
+
+    def __init__(self, fh: io.BufferedReader, size: int) -> None:
+        self.fh = fh
+        self.size = size
+        self._start = -1
+        self._block = b""
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, slice):
+            start, stop, _ = key.indices(self.size)
+            return self._read(start, max(0, stop - start))
+        if key < 0:
+            key += self.size
+        if not 0 <= key < self.size:
+            raise IndexError(key)
+        start = key - key % self.BLOCK
+        if start != self._start:
+            self._block, self._start = self._read(start, min(self.BLOCK, self.size - start)), start
+        return self._block[key - start]
+
+    def _read(self, offset: int, n: int) -> bytes:
+        self.fh.seek(offset)
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise ConvertError(f"ONNX: the file ended at offset {offset + len(data)} while reading it "
+                               "(it changed while being converted?)")
+        return data
+
+
 def plan_onnx(path: str, plan: Plan) -> None:
     from airlock.core.formats.onnx import top_fields
-    from airlock.core.source import Source
 
-    with Source.open(path) as source:
-        buf = source.buffer
-        top, problem = top_fields(buf, source.size, source.size)
+    with open(path, "rb") as fh:
+        buf = FileBytes(fh, os.fstat(fh.fileno()).st_size)
+        top, problem = top_fields(buf, buf.size, buf.size)
         if problem is not None:
             raise ConvertError(f"ONNX: {problem}")
         graphs = [(length, payload) for number, _s, length, payload in top if number == GRAPH]
