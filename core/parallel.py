@@ -84,83 +84,82 @@ def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner, memory_budge
     # Signals are only recorded while workers run, also while the caller handles a result: the
     # workers must be stopped by us, and what they finished must not be lost (a second signal
     # still raises at once).
-    with interrupt.deferred(raise_after=False):
-        try:
-            with selectors.DefaultSelector() as selector:
-                wake = interrupt.wakeup_fd()
-                if wake is not None:
-                    selector.register(wake, selectors.EVENT_READ, _WAKE)
-                while True:
-                    if interrupt.pending() is not None and stop_at is None:
-                        stop_at = _stop_all(workers, queue, selector)
+    try:
+        with interrupt.deferred(raise_after=False), selectors.DefaultSelector() as selector:
+            wake = interrupt.wakeup_fd()
+            if wake is not None:
+                selector.register(wake, selectors.EVENT_READ, _WAKE)
+            while True:
+                if interrupt.pending() is not None and stop_at is None:
+                    stop_at = _stop_all(workers, queue, selector)
+                    exhausted = True
+                elif stop_at is not None and not killed and time.monotonic() >= stop_at:
+                    signal_workers([w.pid for w in workers.values()], signal.SIGKILL)
+                    killed, stop_at = True, time.monotonic() + STOP_GRACE_S
+                elif killed and stop_at is not None and time.monotonic() >= stop_at:
+                    return  # a killed worker's pipe still open (held by another process): give up
+                while not exhausted and len(queue) < lookahead:
+                    task = next(tasks, None)
+                    if task is None:
                         exhausted = True
-                    elif stop_at is not None and not killed and time.monotonic() >= stop_at:
-                        signal_workers([w.pid for w in workers.values()], signal.SIGKILL)
-                        killed, stop_at = True, time.monotonic() + STOP_GRACE_S
-                    elif killed and stop_at is not None and time.monotonic() >= stop_at:
-                        return  # a killed worker's pipe still open (held by another process): give up
-                    while not exhausted and len(queue) < lookahead:
-                        task = next(tasks, None)
-                        if task is None:
-                            exhausted = True
-                        else:
-                            queue.append(task)
+                    else:
+                        queue.append(task)
+                for worker in workers.values():
+                    _top_up(worker, queue, jobs, exhausted, selector, dispatched)
+                while queue and len(workers) < jobs:
+                    batch = _batch(queue, jobs, exhausted, dispatched)
+                    started = _start(scanner, memory_budget, workers)
+                    if started is None:  # out of processes or descriptors: scanned here
+                        yield from ((i, _scan_safely(scanner, d, r)) for i, d, r in batch)
+                        continue
+                    workers[started.results] = started
+                    selector.register(started.results, selectors.EVENT_READ)
+                    _give(started, batch, selector)
+                    _top_up(started, queue, jobs, exhausted, selector, dispatched)
+                if exhausted and not queue:
                     for worker in workers.values():
-                        _top_up(worker, queue, jobs, exhausted, selector, dispatched)
-                    while queue and len(workers) < jobs:
-                        batch = _batch(queue, jobs, exhausted, dispatched)
-                        started = _start(scanner, memory_budget, workers)
-                        if started is None:  # out of processes or descriptors: scanned here
-                            yield from ((i, _scan_safely(scanner, d, r)) for i, d, r in batch)
-                            continue
-                        workers[started.results] = started
-                        selector.register(started.results, selectors.EVENT_READ)
-                        _give(started, batch, selector)
-                        _top_up(started, queue, jobs, exhausted, selector, dispatched)
-                    if exhausted and not queue:
-                        for worker in workers.values():
-                            if not worker.in_flight and not worker.outbox and worker.tasks >= 0:
-                                os.close(worker.tasks)  # end of its input: it finishes and exits
-                                worker.tasks = -1
-                    if not workers:
-                        if queue or not exhausted:
-                            continue
-                        return
-                    timeout = None if stop_at is None else max(0.0, stop_at - time.monotonic())
-                    for key, _events in selector.select(timeout):
-                        if key.data == _WAKE:
-                            interrupt.drain_wakeup()
-                            continue
-                        found = workers.get(key.data if key.data is not None else key.fd)
-                        if found is None:  # it ended while this batch of events was handled
-                            continue
-                        worker = found
-                        if key.data is not None:  # a task pipe with room again
-                            _flush(worker, selector)
-                            continue
-                        chunk = os.read(key.fd, 1 << 16)
-                        if chunk:
-                            yield from _received(worker, chunk)
-                            continue
-                        # End of the worker's results: it finished, or died.
-                        selector.unregister(key.fd)
-                        if worker.outbox:
-                            selector.unregister(worker.tasks)
-                        del workers[key.fd]
-                        _close(worker)
-                        os.waitpid(worker.pid, 0)
-                        if stop_at is not None:
-                            continue  # stopped by us: the files it had not finished are not scanned
-                        for index, (display, real) in worker.in_flight.items():
-                            entry = _scan_alone(display, real, scanner, memory_budget, workers)
-                            yield index, entry if entry is not None else crash_entry(display, WORKER_DIED)
-        finally:
-            # Only on an early end (a finished worker is reaped above): each worker's whole group is
-            # killed, its parser process too, before it is reaped (a reaped pid's group is reusable).
-            signal_workers([w.pid for w in workers.values()], signal.SIGKILL)
-            for worker in workers.values():
-                _close(worker)
-                os.waitpid(worker.pid, 0)
+                        if not worker.in_flight and not worker.outbox and worker.tasks >= 0:
+                            os.close(worker.tasks)  # end of its input: it finishes and exits
+                            worker.tasks = -1
+                if not workers:
+                    if queue or not exhausted:
+                        continue
+                    return
+                timeout = None if stop_at is None else max(0.0, stop_at - time.monotonic())
+                for key, _events in selector.select(timeout):
+                    if key.data == _WAKE:
+                        interrupt.drain_wakeup()
+                        continue
+                    found = workers.get(key.data if key.data is not None else key.fd)
+                    if found is None:  # it ended while this batch of events was handled
+                        continue
+                    worker = found
+                    if key.data is not None:  # a task pipe with room again
+                        _flush(worker, selector)
+                        continue
+                    chunk = os.read(key.fd, 1 << 16)
+                    if chunk:
+                        yield from _received(worker, chunk)
+                        continue
+                    # End of the worker's results: it finished, or died.
+                    selector.unregister(key.fd)
+                    if worker.outbox:
+                        selector.unregister(worker.tasks)
+                    del workers[key.fd]
+                    _close(worker)
+                    os.waitpid(worker.pid, 0)
+                    if stop_at is not None:
+                        continue  # stopped by us: the files it had not finished are not scanned
+                    for index, (display, real) in worker.in_flight.items():
+                        entry = _scan_alone(display, real, scanner, memory_budget, workers)
+                        yield index, entry if entry is not None else crash_entry(display, WORKER_DIED)
+    finally:
+        # Only on an early end (a finished worker is reaped above): each worker's whole group is
+        # killed, its parser process too, before it is reaped (a reaped pid's group is reusable).
+        signal_workers([w.pid for w in workers.values()], signal.SIGKILL)
+        for worker in workers.values():
+            _close(worker)
+            os.waitpid(worker.pid, 0)
 
 
 _WAKE = -1  # the selector key data of the signal wake-up descriptor

@@ -96,14 +96,36 @@ def _stopping(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor]:
     try:
         yield pool
     except BaseException:
+        _quiet_feeder_threads()
         processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle
+        manager = getattr(pool, "_executor_manager_thread", None)
         pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.terminate()
         for process in processes:
             process.join()
+        if manager is not None:  # it sees the workers gone and closes its pipes before we exit
+            manager.join(timeout=5)
         raise
     pool.shutdown(wait=True)
+
+
+def _quiet_feeder_threads() -> None:
+    """A pool torn down under its feeder thread can make that thread fail on a pipe the pool's
+    manager has just closed (CPython 3.11 checks, then writes, its wake-up pipe without a lock),
+    and print a traceback while the scan exits. Those errors are dropped; any other thread's
+    still reaches the previous hook."""
+    import threading
+
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        thread = args.thread
+        if isinstance(args.exc_value, OSError) and thread is not None and thread.name == "QueueFeederThread":
+            return
+        previous(args)
+
+    threading.excepthook = hook
 
 
 def _pool(jobs: int, limits: Limits) -> ProcessPoolExecutor:
