@@ -92,9 +92,11 @@ def test_one_process_reports_the_files_before_the_signal(folder, sig):
 
 
 def test_sigterm_stops_the_workers_and_keeps_what_they_finished(folder):
-    steps = paused_scan(folder, "--format", "json", "--jobs", "2", workers=2)
+    # The worker waiting on the held file is seen; the other may have finished its share and
+    # exited already (not an orphan: reaped by the scan).
+    steps = paused_scan(folder, "--format", "json", "--jobs", "2", workers=1)
     proc, workers = next(steps)
-    assert len(workers) == 2  # both workers were started, one of them waits on the held file
+    assert workers
     os.kill(proc.pid, signal.SIGTERM)  # what timeout(1) and CI cancels send: to the parent only
     out, err, survivors = next(steps)
     assert proc.returncode == 143, err
@@ -110,7 +112,7 @@ def test_sigterm_stops_the_workers_and_keeps_what_they_finished(folder):
 
 def test_ctrl_c_to_the_process_group_prints_no_traceback(folder):
     """A terminal sends SIGINT to the whole foreground process group: workers and parent alike."""
-    steps = paused_scan(folder, "--jobs", "2", "--color", "never", workers=2, start_new_session=True)
+    steps = paused_scan(folder, "--jobs", "2", "--color", "never", workers=1, start_new_session=True)
     proc, _ = next(steps)
     os.killpg(proc.pid, signal.SIGINT)
     out, err, survivors = next(steps)
@@ -247,7 +249,7 @@ def test_hashes_of_an_interrupted_scan_belong_to_their_files(folder):
     are not a prefix of the list, and each must still get its own hash."""
     import hashlib
 
-    steps = paused_scan(folder, "--format", "json", "--jobs", "2", "--hash", workers=2)
+    steps = paused_scan(folder, "--format", "json", "--jobs", "2", "--hash", workers=1)
     proc, _ = next(steps)
     os.kill(proc.pid, signal.SIGTERM)
     out, err, _ = next(steps)
