@@ -2,6 +2,8 @@
 
 Exit codes: 0 no file reaches --fail-on, 1 one does, 2 Airlock could not start (bad arguments,
 a path that does not exist, missing policy data). A failure inside one file is a finding.
+Stopped by SIGINT, SIGTERM or SIGHUP: the report of the files finished, marked interrupted, and
+128 + the signal number (130, 143, 129), never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from airlock.core import __version__
+from airlock.core import __version__, interrupt
 from airlock.core.errors import PolicyMissing
 from airlock.core.findings import Severity
 from airlock.core.limits import DEFAULT_LIMITS
@@ -176,18 +178,29 @@ def run_scan(args: argparse.Namespace) -> int:
     try:
         if args.format == "jsonl":
             try:
-                worst = _write_jsonl(_annotated(reports, args, policy), args.output, progress)
+                worst, stopped = _write_jsonl(_annotated(reports, args, policy), args.output, progress)
             except BrokenPipeError:
                 return _reader_gone(reports)
         else:
-            worst, entries = _collect(reports, args, policy)
+            worst, entries, stopped = _collect(reports, args, policy)
             if progress is not None:
                 progress.close()  # its line erased before the report is written
-            _write_document(entries, args, policy)
+            _write_document(entries, args, policy, stopped)
     finally:
         if progress is not None:
             progress.close()
+    if stopped is not None:
+        print(f"airlock: {stopped}: the report lists the files finished before it and is marked "
+              "incomplete", file=sys.stderr)
+        return stopped.exit_code
     return EXIT_FINDINGS if worst >= fail_on else EXIT_CLEAN
+
+
+def _stopped(caught: interrupt.Interrupted | None) -> interrupt.Interrupted | None:
+    """The stop signal that ended the scan: raised here (one process), or recorded while workers
+    ran (they were stopped and the scan ended early)."""
+    pending = interrupt.pending()
+    return caught if caught is not None or pending is None else interrupt.Interrupted(pending)
 
 
 def _needs_annotation(args: argparse.Namespace, policy: Any, path: str) -> bool:
@@ -208,27 +221,40 @@ def _annotated(reports: Iterator[Report], args: argparse.Namespace, policy: Any)
 
 
 def _collect(reports: Iterator[Report], args: argparse.Namespace,
-             policy: Any) -> tuple[Severity, list[dict[str, Any]]]:
+             policy: Any) -> tuple[Severity, list[dict[str, Any]], interrupt.Interrupted | None]:
     """Every report, in walk order (workers finish out of order), for a one-document format; the
     chain of custody's additions made over the whole list (files hashed in parallel)."""
-    indexed = sorted(((r.index or 0, r.to_dict(), r.real_path) for r in reports), key=lambda t: t[0])
+    found: list[tuple[int, dict[str, Any], str]] = []
+    caught: interrupt.Interrupted | None = None
+    try:
+        for r in reports:
+            found.append((r.index or 0, r.to_dict(), r.real_path))
+    except interrupt.Interrupted as exc:
+        caught = exc  # the files finished so far are reported, marked incomplete
+    stopped = _stopped(caught)
+    indexed = sorted(found, key=lambda t: t[0])
     entries = [entry for _, entry, _ in indexed]
     files = [(entry["path"], real) for _, entry, real in indexed]
-    if args.hash or policy is not False or any(_maybe_hf(display) for display, _ in files):
-        from airlock.core.provenance.annotate import annotate
+    try:
+        if args.hash or policy is not False or any(_maybe_hf(display) for display, _ in files):
+            from airlock.core.provenance.annotate import annotate
 
-        entries = list(annotate(entries, files, hashes=args.hash, policy=policy or None))
+            entries = list(annotate(entries, files, hashes=args.hash, policy=policy or None))
+    except interrupt.Interrupted as exc:
+        stopped = stopped or exc  # stopped while hashing: the entries keep what they got
     worst = max((Severity.parse(e["severity"]) for e in entries), default=Severity.NONE)
-    return worst, entries
+    return worst, entries, stopped
 
 
 def _write_jsonl(entries: Iterator[dict[str, Any]], output: str | None,
-                 progress: TerminalProgress | None) -> Severity:
+                 progress: TerminalProgress | None) -> tuple[Severity, interrupt.Interrupted | None]:
     """One line per file as it finishes; nothing is kept. To a file: written under a temporary
-    name and renamed at the end, like the other formats."""
+    name and renamed at the end, like the other formats. Stopped by a signal, the lines of the
+    files finished are kept (the exit code and stderr say the scan was interrupted)."""
     from airlock.core.report.json_report import render_line
 
     worst = Severity.NONE
+    caught: interrupt.Interrupted | None = None
     tmp = f"{output}.tmp{os.getpid()}" if output else None
     out: TextIO = open(tmp, "w", encoding="utf-8") if tmp else sys.stdout  # noqa: SIM115 - closed below
     shared_terminal = progress is not None and tmp is None and sys.stdout.isatty()
@@ -243,12 +269,24 @@ def _write_jsonl(entries: Iterator[dict[str, Any]], output: str | None,
                 out.write(line)
                 out.flush()
             worst = max(worst, Severity.parse(entry["severity"]))
-    finally:
+    except interrupt.Interrupted as exc:
+        caught = exc
+    except BaseException:
         if tmp is not None:
             out.close()
+            _remove(tmp)
+        raise
     if tmp is not None and output is not None:
+        out.close()
         os.replace(tmp, output)
-    return worst
+    return worst, _stopped(caught)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command ended by SIGPIPE
@@ -266,13 +304,16 @@ def _reader_gone(reports: Iterator[Report]) -> int:
     return EXIT_BROKEN_PIPE
 
 
-def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) -> None:
+def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any,
+                    stopped: interrupt.Interrupted | None = None) -> None:
     from airlock.core.report import json_report, sarif, text
 
+    interruption = None if stopped is None else json_report.Interruption(
+        interrupt.signal_name(stopped.signum))
     if args.format == "json":
-        out = json_report.render(entries, _policy_note(policy))
+        out = json_report.render(entries, _policy_note(policy), interruption)
     elif args.format == "sarif":
-        out = sarif.render(entries)
+        out = sarif.render(entries, interruption)
     elif args.format == "cyclonedx":
         from airlock.core.report import cyclonedx
 
@@ -280,15 +321,28 @@ def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, pol
     else:
         colour = args.color == "always" or (args.color == "auto" and args.output is None
                                             and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-        out = text.render(entries, colour=colour)
+        out = text.render(entries, colour=colour, interruption=interruption)
     if args.output:
+        # Written whole or not at all, also when a signal cuts the writing short.
         tmp = f"{args.output}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(out)
-        os.replace(tmp, args.output)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(out)
+            os.replace(tmp, args.output)
+        except BaseException:
+            _remove(tmp)
+            raise
     else:
+        _print(out)
+
+
+def _print(out: str) -> None:
+    try:
         sys.stdout.write(out)
-        sys.stdout.flush()
+    except UnicodeEncodeError:  # a terminal whose encoding cannot show some name: escape, never crash
+        encoding = sys.stdout.encoding or "ascii"
+        sys.stdout.write(out.encode(encoding, "backslashreplace").decode(encoding))
+    sys.stdout.flush()
 
 
 def _policy_note(policy: Any) -> dict[str, Any] | None:
@@ -328,6 +382,17 @@ def _user_policy(args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with interrupt.handle_signals():
+            return _dispatch(argv)
+    except interrupt.Interrupted as exc:  # outside a scan's or conversion's own handling
+        print(f"airlock: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
+        return 128 + 2
+
+
+def _dispatch(argv: list[str]) -> int:
     first = argv[0] if argv else ""
     args = build_parser(with_convert=first == "convert",
                         with_provenance=first in PROVENANCE_COMMANDS).parse_args(argv)

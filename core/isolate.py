@@ -188,9 +188,18 @@ class _Child:
         self.exhausted = False  # it has exited after its one request (where pipes cannot be polled)
         self._out = bytearray()
         self._err = bytearray()
-        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-            _command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=child_environment(memory))
+        from airlock.core import interrupt
+
+        # A stop signal between fork and exec would leave a child nobody kills: it is acted on
+        # once the child exists (core/interrupt.py).
+        with interrupt.deferred(raise_after=False):
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                _command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=child_environment(memory))
+        stop = interrupt.pending()
+        if stop is not None:
+            self.kill()
+            raise interrupt.Interrupted(stop)
         assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
         self._in_fd = self.proc.stdin.fileno()
         self._out_fd = self.proc.stdout.fileno()

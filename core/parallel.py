@@ -10,6 +10,13 @@ each result as it arrives (`index<TAB>entry` lines on a second pipe), so a milli
 holds neither the whole listing nor the results. A worker that dies loses only the files it had
 been given and not reported: each is scanned again alone in a fresh worker, so that the file that
 kills one is a finding and no other file is lost; a new worker takes over the dead one's place.
+
+Stop signals (core/interrupt.py): each worker leads its own process group (with the parser process
+it starts) and ignores Ctrl-C, which reaches the whole terminal process group: the parent decides.
+While workers run, a first SIGINT/SIGTERM/SIGHUP is only recorded and wakes the parent, which then
+stops walking and dispatching, sends SIGTERM to every worker group, yields what the workers report
+as they stop (each sends the entries it finished before exiting), kills what is left after
+STOP_GRACE_S, and returns: none outlives the scan. A second signal stops everything at once.
 """
 
 from __future__ import annotations
@@ -19,15 +26,19 @@ import json
 import os
 import selectors
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
+
+from airlock.core import interrupt
 
 # (index in the walk, path to show, path to open, size in bytes)
 Task = tuple[int, str, str, int]
 _SEND_BYTES = 16 * 1024
 BATCH_FILES = 32  # files per batch at most; fewer near the end, so that every worker gets some
 BATCH_BYTES = 64 * 1024 * 1024  # a batch closes once it holds this much (a big file goes alone)
+STOP_GRACE_S = 3.0  # after a stop signal: how long workers get to send what they finished
 
 
 class Scanner(Protocol):
@@ -62,14 +73,31 @@ def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner, memory_budge
                 dispatched: Callable[[str, int], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(index, entry) for every task, in the order they finish; `dispatched(path, size)` as each
     file is handed to a worker. Closing the generator early (or an exception in the caller) kills
-    the workers."""
+    the workers. After a stop signal it yields what the workers finished and ends early (the caller
+    sees `interrupt.pending()`)."""
     queue: deque[Task] = deque()
     workers: dict[int, _Worker] = {}  # by results descriptor
     exhausted = False
     lookahead = jobs * 2 * BATCH_FILES
+    stop_at: float | None = None  # set once a stop signal is seen: when to kill what is left
+    killed = False
+    # Signals are only recorded while workers run, also while the caller handles a result: the
+    # workers must be stopped by us, and what they finished must not be lost (a second signal
+    # still raises at once).
     try:
-        with selectors.DefaultSelector() as selector:
+        with interrupt.deferred(raise_after=False), selectors.DefaultSelector() as selector:
+            wake = interrupt.wakeup_fd()
+            if wake is not None:
+                selector.register(wake, selectors.EVENT_READ, _WAKE)
             while True:
+                if interrupt.pending() is not None and stop_at is None:
+                    stop_at = _stop_all(workers, queue, selector)
+                    exhausted = True
+                elif stop_at is not None and not killed and time.monotonic() >= stop_at:
+                    signal_workers([w.pid for w in workers.values()], signal.SIGKILL)
+                    killed, stop_at = True, time.monotonic() + STOP_GRACE_S
+                elif killed and stop_at is not None and time.monotonic() >= stop_at:
+                    return  # a killed worker's pipe still open (held by another process): give up
                 while not exhausted and len(queue) < lookahead:
                     task = next(tasks, None)
                     if task is None:
@@ -97,7 +125,11 @@ def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner, memory_budge
                     if queue or not exhausted:
                         continue
                     return
-                for key, _events in selector.select():
+                timeout = None if stop_at is None else max(0.0, stop_at - time.monotonic())
+                for key, _events in selector.select(timeout):
+                    if key.data == _WAKE:
+                        interrupt.drain_wakeup()
+                        continue
                     found = workers.get(key.data if key.data is not None else key.fd)
                     if found is None:  # it ended while this batch of events was handled
                         continue
@@ -116,17 +148,56 @@ def scan_stream(tasks: Iterator[Task], jobs: int, scanner: Scanner, memory_budge
                     del workers[key.fd]
                     _close(worker)
                     os.waitpid(worker.pid, 0)
+                    if stop_at is not None:
+                        continue  # stopped by us: the files it had not finished are not scanned
                     for index, (display, real) in worker.in_flight.items():
                         entry = _scan_alone(display, real, scanner, memory_budget, workers)
                         yield index, entry if entry is not None else crash_entry(display, WORKER_DIED)
     finally:
-        for worker in workers.values():  # only on an early end: a finished worker is reaped above
+        # Only on an early end (a finished worker is reaped above): each worker's whole group is
+        # killed, its parser process too, before it is reaped (a reaped pid's group is reusable).
+        signal_workers([w.pid for w in workers.values()], signal.SIGKILL)
+        for worker in workers.values():
             _close(worker)
-            try:
-                os.kill(worker.pid, signal.SIGKILL)
-            except OSError:
-                pass
             os.waitpid(worker.pid, 0)
+
+
+_WAKE = -1  # the selector key data of the signal wake-up descriptor
+
+
+def _stop_all(workers: dict[int, _Worker], queue: deque[Task], selector: selectors.BaseSelector) -> float:
+    """A stop signal: nothing more is walked or handed out, every worker is asked to stop."""
+    queue.clear()
+    for worker in workers.values():
+        if worker.tasks >= 0:
+            if worker.outbox:
+                selector.unregister(worker.tasks)
+                worker.outbox.clear()
+            os.close(worker.tasks)
+            worker.tasks = -1
+    signal_workers([w.pid for w in workers.values()], signal.SIGTERM)
+    return time.monotonic() + STOP_GRACE_S
+
+
+def signal_workers(pids: list[int], sig: int) -> None:
+    """Send `sig` to each worker's process group (the worker and any process it started)."""
+    for pid in pids:
+        try:
+            os.killpg(pid, sig)
+        except OSError:
+            try:
+                os.kill(pid, sig)  # its own group could not be set up
+            except OSError:
+                pass  # already gone
+
+
+def _own_group(pid: int) -> None:
+    """A worker leads its own process group; set by both sides of the fork, so that neither acts
+    before it is done."""
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # the child already did it, or is gone
 
 
 def _batch(queue: deque[Task], jobs: int, exhausted: bool,
@@ -230,6 +301,7 @@ def _start(scanner: Scanner, memory_budget: int, workers: dict[int, _Worker]) ->
         os.close(task_write)
         os.close(result_read)
         _worker_main(task_read, result_write, scanner, memory_budget)
+    _own_group(pid)
     os.close(task_read)
     os.close(result_write)
     os.set_blocking(task_write, False)
@@ -239,6 +311,8 @@ def _start(scanner: Scanner, memory_budget: int, workers: dict[int, _Worker]) ->
 def _worker_main(tasks: int, results: int, scanner: Scanner, memory_budget: int) -> None:
     code = 1
     try:
+        interrupt.in_forked_worker()
+        _own_group(0)
         scanner.forget_parent()
         limit_memory(memory_budget)
         unread = bytearray()
@@ -250,22 +324,35 @@ def _worker_main(tasks: int, results: int, scanner: Scanner, memory_budget: int)
                 _scan_batch(json.loads(line), scanner, results)
         scanner.close()
         code = 0
+    except interrupt.Interrupted:  # the parent stops us; what was finished has been sent
+        scanner.close()
+        code = 0
     finally:
         os._exit(code)  # no atexit handlers, no flushing the parent's inherited stdio buffers
 
 
 def _scan_batch(batch: list[list[Any]], scanner: Scanner, out: int) -> None:
     pending = bytearray()
-    for index, display, real in batch:
-        entry = _scan_safely(scanner, display, real)
-        pending += f"{index}\t{json.dumps(entry, ensure_ascii=True)}\n".encode()
-        # Sent in pieces, not line by line: each write wakes the parent, and 1,000 wake-ups
-        # cost more than the scans of 1,000 small files. A crash loses at most one piece.
-        if len(pending) >= _SEND_BYTES:
-            _write_all(out, pending)
-            pending.clear()
+    try:
+        for index, display, real in batch:
+            entry = _scan_safely(scanner, display, real)
+            pending += f"{index}\t{json.dumps(entry, ensure_ascii=True)}\n".encode()
+            # Sent in pieces, not line by line: each write wakes the parent, and 1,000 wake-ups
+            # cost more than the scans of 1,000 small files. A crash loses at most one piece.
+            if len(pending) >= _SEND_BYTES:
+                _send(out, pending)
+    except interrupt.Interrupted:
+        _send(out, pending, raise_after=False)  # the files finished before the signal
+        raise
     pending += b"\n"  # the batch is done
-    _write_all(out, pending)  # before waiting for the next batch: the parent waits for these
+    _send(out, pending)  # before waiting for the next batch: the parent waits for these
+
+
+def _send(fd: int, pending: bytearray, *, raise_after: bool = True) -> None:
+    # Never cut by a signal: a line is sent whole or not at all.
+    with interrupt.deferred(raise_after=raise_after):
+        _write_all(fd, pending)
+        pending.clear()
 
 
 def _scan_safely(scanner: Scanner, display: str, real: str) -> dict[str, Any]:
@@ -324,6 +411,9 @@ WORKER_DIED = "the worker process died (crash or memory budget)"
 
 
 def crash_entry(display: str, why: str) -> dict[str, Any]:
-    return {"path": display, "format": "unknown", "severity": "high", "inspected": "none", "findings": [
-        {"rule": "AIR001", "severity": "high", "message": f"scanning worker failed: {why}",
-         "offset": None, "member": None, "node": None}]}
+    from airlock.core.report.paths import path_fields
+
+    finding = {"rule": "AIR001", "severity": "high", "message": f"scanning worker failed: {why}",
+               "offset": None, "member": None, "node": None}
+    return {**path_fields(display), "format": "unknown", "severity": "high", "inspected": "none",
+            "findings": [finding]}

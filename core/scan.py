@@ -24,7 +24,7 @@ from airlock.core.findings import (
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.source import Source
-from airlock.core.text import safe_text
+from airlock.core.text import safe_path, safe_text
 from airlock.core.tree import FILE, Node
 
 UNKNOWN = "unknown"
@@ -226,8 +226,9 @@ def scan_bytes(data: bytes, name: str = "<bytes>", *, limits: Limits = DEFAULT_L
 
 
 def _label(path: str) -> str:
-    # A file name is text from outside like any other: escaped before a view shows it.
-    return safe_text(os.path.basename(path) or path, 500)
+    # A file name is text from outside like any other: escaped before a view shows it (bytes that
+    # are not UTF-8 as \xNN).
+    return safe_path(os.path.basename(path) or path, 500)
 
 
 def _unreadable(display: str, ctx: ScanContext, exc: OSError, start: float) -> ScanResult:

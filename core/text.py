@@ -6,6 +6,8 @@ no view (terminal, GUI, HTML, SARIF) can be tricked by what a file contains.
 
 from __future__ import annotations
 
+import os
+
 DEFAULT_MAX = 200
 
 
@@ -47,6 +49,12 @@ def safe_text(value: str | bytes | bytearray | memoryview, max_chars: int = DEFA
     if len(text) > max_chars or cut:
         return f"{text[:max_chars]}… ({total:,} {unit})"
     return text
+
+
+def safe_path(path: str | bytes, max_chars: int = DEFAULT_MAX) -> str:
+    """A file name to show: its bytes that are not UTF-8 (which Python carries as lone
+    surrogates) appear as \\xNN, like any other undecodable bytes, then escaped and elided."""
+    return safe_text(os.fsencode(path), max_chars)
 
 
 def human_size(n: int) -> str:

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 from airlock.core import __version__
 from airlock.core.findings import Severity
 from airlock.core.scan import ScanResult
-from airlock.core.text import human_size, safe_text
+from airlock.core.text import human_size, safe_path, safe_text
 from airlock.gui import theme
 from airlock.gui.findings_panel import rule_title, sorted_findings, verdict_text
 from airlock.gui.workers import FunctionWorker, pool
@@ -213,7 +213,7 @@ def html_report(result: ScanResult) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>Airlock report: {e(os.path.basename(result.path), 120)}</title>
+<title>Airlock report: {html.escape(safe_path(os.path.basename(result.path), 120))}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #111827; }}
 .verdict {{ background: {theme.BADGE[sev]}; color: white; padding: .8em 1em; border-radius: 6px;
@@ -227,7 +227,7 @@ th {{ background: #f3f4f6; }} .num {{ text-align: right; font-variant-numeric: t
 <h1>Airlock report</h1>
 <p class="verdict">{e(verdict_text(result.findings, result.format), 600)}</p>
 <table>
-<tr><th>File</th><td>{e(result.path, 1000)}</td></tr>
+<tr><th>File</th><td>{html.escape(safe_path(result.path, 1000))}</td></tr>
 <tr><th>Format</th><td>{e(result.format)}</td></tr>
 <tr><th>Size</th><td>{e(human_size(result.size) if result.size is not None else "?")}</td></tr>
 <tr><th>Verdict</th><td>{e(sev.label)}</td></tr>

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QHeaderView, QLabel, QProgressBar, QSplitter, QTre
 from airlock.core.findings import Finding, Severity
 from airlock.core.provenance.hf_cache import provenance_line
 from airlock.core.scan import ScanResult
-from airlock.core.text import human_size, safe_text
+from airlock.core.text import human_size, safe_path, safe_text
 from airlock.core.tree import Node
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
@@ -83,7 +83,7 @@ class FileView(QWidget):
         return self.result.severity if self.result is not None else Severity.NONE
 
     def start_scan(self) -> None:
-        self.banner.set_pending(f"Analysing {safe_text(self.name, 120)}… (nothing in it is executed)")
+        self.banner.set_pending(f"Analysing {safe_path(self.name, 120)}… (nothing in it is executed)")
         self.progress.setValue(0)
         self.progress.setVisible(True)
         worker = ScanWorker(self.path)
@@ -136,7 +136,7 @@ class FileView(QWidget):
         self.banner.set_verdict(result.findings, result.format, result.inspected)
         size = human_size(result.size) if result.size is not None else "?"
         origin = provenance_line(result.path)  # a Hugging Face cache file: repo, revision, signature
-        self.info.setText(f"{safe_text(result.path, 300)}   ·   format {result.format}   ·   {size}   ·   "
+        self.info.setText(f"{safe_path(result.path, 300)}   ·   format {result.format}   ·   {size}   ·   "
                           f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s"
                           + (f"\n{safe_text(origin, 300)}" if origin else ""))
         self.details.show_node(result.root)

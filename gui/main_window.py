@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterable
 
@@ -21,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from airlock.core.findings import Severity
-from airlock.core.text import safe_text
+from airlock.core.text import safe_path
 from airlock.gui import export, theme
 from airlock.gui.file_view import FileView
 from airlock.gui.workers import pool, release_frozen
@@ -42,6 +43,29 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
         else:
             out.append(path)
     return out
+
+
+# A file name that is not UTF-8 (carried as lone surrogates) does not survive a QString: it is kept
+# in the settings as its bytes in base64 behind this prefix, which no absolute path starts with.
+_BYTES_PREFIX = "bytes:"
+
+
+def _to_setting(path: str) -> str:
+    raw = os.fsencode(path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _BYTES_PREFIX + base64.b64encode(raw).decode("ascii")
+    return path
+
+
+def _from_setting(value: str) -> str:
+    if value.startswith(_BYTES_PREFIX):
+        try:
+            return os.fsdecode(base64.b64decode(value[len(_BYTES_PREFIX):], validate=True))
+        except ValueError:
+            return ""
+    return value
 
 
 class MainWindow(QMainWindow):
@@ -188,7 +212,7 @@ class MainWindow(QMainWindow):
         for path in files:
             view = FileView(path)
             view.scan_finished.connect(self._scan_finished)
-            index = self.tabs.addTab(view, theme.severity_icon(Severity.INFO), safe_text(view.name, 60))
+            index = self.tabs.addTab(view, theme.severity_icon(Severity.INFO), safe_path(view.name, 60))
             self.tabs.setTabToolTip(index, "")
             view.start_scan()
             opened.append(view)
@@ -218,7 +242,7 @@ class MainWindow(QMainWindow):
             sev = view.severity if view.result is not None else Severity.HIGH
             word = theme.VERDICT_WORD[sev] if view.result is not None else "FAILED"
             self.tabs.setTabIcon(index, theme.severity_icon(sev))
-            self.tabs.setTabText(index, f"{safe_text(view.name, 60)} — {word}")
+            self.tabs.setTabText(index, f"{safe_path(view.name, 60)} — {word}")
         if view is self.current_view():
             view.set_risky_only(self.risky_only.isChecked())
             if self.search.text():
@@ -251,19 +275,19 @@ class MainWindow(QMainWindow):
     def recent(self) -> list[str]:
         value = QSettings().value("recent", [])
         items = [value] if isinstance(value, str) else list(value or [])
-        return [str(p) for p in items if isinstance(p, str)]
+        return [_from_setting(p) for p in items if isinstance(p, str)]
 
     def add_recent(self, path: str) -> None:
         path = os.path.abspath(path)
         items = [path] + [p for p in self.recent() if p != path]
-        QSettings().setValue("recent", items[:MAX_RECENT])
+        QSettings().setValue("recent", [_to_setting(p) for p in items[:MAX_RECENT]])
 
     def _fill_recent(self) -> None:
         items = [p for p in self.recent() if os.path.exists(p)]
-        QSettings().setValue("recent", items)  # missing files are pruned
+        QSettings().setValue("recent", [_to_setting(p) for p in items])  # missing files are pruned
         self.recent_menu.clear()
         for path in items:
-            self.recent_menu.addAction(safe_text(path, 120), lambda p=path: self.open_paths([p]))
+            self.recent_menu.addAction(safe_path(path, 120), lambda p=path: self.open_paths([p]))
         if not items:
             self.recent_menu.addAction("(none)").setEnabled(False)
 

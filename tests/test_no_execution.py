@@ -125,6 +125,12 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     hostile = [(f.name, f.data) for f in corpus.hostile()]
     everything = hostile + _mutants(hostile + [(f.name, f.data) for f in corpus.benign()], MUTATIONS)
     files = [str(_write(scan_dir, name, data)) for name, data in everything]
+    # A hostile pickle under a name that is not UTF-8: every report (SARIF, JSON) renders it too.
+    first_pickle = next(data for name, data in hostile if name.startswith("pickle/"))
+    odd = os.path.join(os.fsencode(scan_dir / "pickle"), b"name-\xff\xfe-not-utf8.pkl")
+    with open(odd, "wb") as fh:
+        fh.write(first_pickle)
+    files.append(os.fsdecode(odd))
     log = root / "audit.jsonl"
     runs, outputs = _provenance_runs(root / "provenance", hostile)
     config = {"log": str(log), "warmup": warmup, "warmup_dir": str(warm_dir), "files": files,

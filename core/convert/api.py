@@ -7,8 +7,10 @@ import os
 import time
 from collections.abc import Callable
 
+from airlock.core import interrupt
 from airlock.core.convert.inputs import load_plan, resolve_input
 from airlock.core.convert.model import (
+    DEFAULT_MAX_EXPANSION,
     ConvertError,
     ConvertReport,
     OutTensor,
@@ -16,14 +18,17 @@ from airlock.core.convert.model import (
     RefusedCritical,
     WrittenFile,
 )
+from airlock.core.convert.publish import PartFile, publish, remove_stale_parts
 from airlock.core.convert.spec import DTYPE_SIZES
 from airlock.core.convert.stream import CHUNK, check_spec
 from airlock.core.convert.verify import verify_file
-from airlock.core.convert.writer import Progress, SourceFiles, remove_quietly, temp_path_for, write_file
+from airlock.core.convert.writer import Progress, SourceFiles, write_file
 from airlock.core.limits import DEFAULT_LIMITS, Limits
-from airlock.core.text import safe_text
+from airlock.core.text import safe_path, safe_text
 
 ALIASES_KEY = "airlock.aliases"
+# SafeTensors offsets are unsigned 64-bit and numpy's sizes signed 64-bit: nothing may exceed this.
+MAX_BYTES = 2**63 - 1
 
 
 def convert(
@@ -40,9 +45,14 @@ def convert(
     progress: Callable[[float, str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    max_expansion: float | None = DEFAULT_MAX_EXPANSION,
 ) -> ConvertReport:
     """Convert a checkpoint into SafeTensors without executing it. Raises ConvertError (one clear
-    line), RefusedCritical, VerificationFailed or Cancelled; leaves no partial output behind."""
+    line), RefusedCritical, VerificationFailed or Cancelled; leaves no partial output behind.
+
+    Outputs appear atomically and, without `overwrite`, never replace a file (core/convert/
+    publish.py). An output larger than `max_expansion` times the input's size on disk is refused
+    (None: no limit)."""
     start = time.monotonic()
     src = os.fspath(input_path)
     if not os.path.exists(src):
@@ -66,21 +76,28 @@ def convert(
     # Widest elements first: with the header padded to 8 bytes, every tensor is then aligned.
     plan.tensors.sort(key=lambda t: -DTYPE_SIZES[t.dtype])
 
-    outputs, index_path, groups = _layout(src, resolved, output_path, plan.tensors, max_shard_size)
-    _check_outputs(outputs + ([index_path] if index_path else []), _input_files(plan, resolved), overwrite)
-
     total = sum(t.nbytes for t in plan.tensors)
+    _check_expansion(total, _input_files(plan, resolved), max_expansion)
+    outputs, index_path, groups = _layout(src, resolved, output_path, plan.tensors, max_shard_size)
+    finals = outputs + ([index_path] if index_path else [])
+    _check_outputs(finals, _input_files(plan, resolved), overwrite)
+    for folder in sorted({os.path.dirname(os.path.abspath(f)) for f in finals}):
+        stale = remove_stale_parts(folder)
+        if stale:
+            plan.notes.append(f"removed {len(stale)} temporary file(s) left by an interrupted conversion "
+                              f"in {safe_path(folder)}")
+
     tracker = Progress(total * (2 if verify else 1), progress, cancelled)
     buf = memoryview(bytearray(CHUNK))
     sources = SourceFiles()
-    temps: list[str] = []
+    parts: list[PartFile] = []
     files: list[WrittenFile] = []
     summary = "not verified (--no-verify)"
     try:
         for final, group in zip(outputs, groups, strict=True):
-            tmp = temp_path_for(final)
-            temps.append(tmp)
-            files.append(write_file(tmp, group, plan.metadata, sources=sources, buf=buf, hashing=verify,
+            part = PartFile(final)
+            parts.append(part)
+            files.append(write_file(part, group, plan.metadata, sources=sources, buf=buf, hashing=verify,
                                     progress=tracker))
         sources.close()
         if verify:
@@ -88,20 +105,20 @@ def convert(
                 verify_file(written, buf=buf, progress=tracker)
             summary = f"{len(plan.tensors)} tensors re-read, matched the source bytes (xxh3-128); " \
                       "the safetensors library agrees on keys, dtypes, shapes and order"
-        index_tmp = None
         if index_path is not None:
-            index_tmp = temp_path_for(index_path)
-            temps.append(index_tmp)
-            _write_index(index_tmp, outputs, groups, total)
+            part = PartFile(index_path)
+            parts.append(part)
+            _write_index(part, outputs, groups, total)
+        # All or nothing, and never cut by a signal: a signal arriving now is acted on once the
+        # outputs are in place (the conversion is then complete, and reported so).
+        with interrupt.deferred(raise_after=False):
+            publish(parts, overwrite)
         for written, final in zip(files, outputs, strict=True):
-            os.replace(written.path, final)
             written.path = final
-        if index_tmp is not None and index_path is not None:
-            os.replace(index_tmp, index_path)
     except BaseException:
         sources.close()
-        for tmp in temps:
-            remove_quietly(tmp)
+        for part in parts:
+            part.discard()
         raise
     if progress is not None:
         progress(1.0, "done")
@@ -113,7 +130,31 @@ def convert(
         notes=plan.notes, files=files)
 
 
+def _check_expansion(total: int, inputs: set[str], max_expansion: float | None) -> None:
+    stored = sum(os.path.getsize(p) for p in inputs if os.path.isfile(p))
+    if max_expansion is None or total <= max_expansion * max(stored, 1):
+        return
+    raise ConvertError(
+        f"refused: the output would hold {total:,} bytes of tensors, {total / max(stored, 1):,.0f}x the "
+        f"{stored:,} bytes of the input (limit {max_expansion:g}x; stride-0 views, deflated storages and "
+        "dequantization can describe far more data than a file holds). Convert anyway with "
+        "--allow-expansion, or raise --max-expansion.")
+
+
+def _check_sizes(plan: Plan) -> None:
+    """Every size fits in 64 bits, checked before anything is allocated for it."""
+    total = 0
+    for t in plan.tensors:
+        if any(d < 0 or d > MAX_BYTES for d in t.shape) or t.nbytes > MAX_BYTES:
+            raise ConvertError(f"tensor {safe_text(t.name)!r}: shape {list(t.shape)[:8]} x "
+                               f"{DTYPE_SIZES[t.dtype]} bytes per element does not fit in 64 bits")
+        total += t.nbytes
+    if total > MAX_BYTES:
+        raise ConvertError(f"the tensors hold {total:,} bytes together, which does not fit in 64 bits")
+
+
 def _check_plan(plan: Plan) -> None:
+    _check_sizes(plan)
     if not plan.tensors:
         why = f" ({len(plan.skipped)} entries skipped: {plan.skipped[0][0]}: {plan.skipped[0][1]})" \
             if plan.skipped else ""
@@ -199,10 +240,11 @@ def _check_outputs(outputs: list[str], inputs: set[str], overwrite: bool) -> Non
             raise ConvertError(f"the output folder {folder} does not exist")
 
 
-def _write_index(tmp: str, outputs: list[str], groups: list[list[OutTensor]], total: int) -> None:
+def _write_index(part: PartFile, outputs: list[str], groups: list[list[OutTensor]], total: int) -> None:
     weight_map = {t.name: os.path.basename(out) for out, group in zip(outputs, groups, strict=True)
                   for t in group}
-    with open(tmp, "w", encoding="utf-8") as fh:
+    assert part.fd is not None
+    with open(part.fd, "w", encoding="utf-8", closefd=False) as fh:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, fh, indent=2,
                   ensure_ascii=False)
         fh.write("\n")

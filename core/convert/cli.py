@@ -1,5 +1,6 @@
 """`airlock convert INPUT [-o OUTPUT] …`: the headless converter. Exit 0 done, 1 failed or
-refused (one clear line on stderr), 2 bad arguments."""
+refused (one clear line on stderr), 2 bad arguments, 128 + the signal when SIGINT, SIGTERM or
+SIGHUP stopped it (130, 143, 129; nothing is left behind, not even a temporary file)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import sys
 from typing import Any
 
-from airlock.core.text import safe_text
+from airlock.core.text import safe_path, safe_text
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -25,7 +26,19 @@ def parse_size(text: str) -> int:
     return value
 
 
+def parse_factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("the factor must be a positive number")
+    return value
+
+
 def add_parser(subparsers: Any) -> None:
+    from airlock.core.convert.model import DEFAULT_MAX_EXPANSION
+
     p = subparsers.add_parser(
         "convert", help="convert a checkpoint to SafeTensors without executing it",
         description="Convert a PyTorch checkpoint (zip, legacy, tar, sharded), .npz/.npy or GGUF file to "
@@ -41,7 +54,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--dequantize", action="store_true", help="dequantize quantized GGUF tensors to F32")
     p.add_argument("--max-shard-size", type=parse_size, default=5 * 10**9, metavar="SIZE",
                    help="split into shards of at most this size (default: 5GB)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (it keeps its mode); without it an existing output "
+                        "is never replaced, even one created while converting")
+    p.add_argument("--max-expansion", type=parse_factor, default=DEFAULT_MAX_EXPANSION, metavar="FACTOR",
+                   help=f"refuse an output larger than FACTOR times the input's size (default: "
+                        f"{DEFAULT_MAX_EXPANSION:g}; copying never expands, dequantizing GGUF to F32 up to "
+                        "28.4x, stride-0 views without bound)")
+    p.add_argument("--allow-expansion", action="store_true", help="no limit on the output's size")
     p.add_argument("--allow-critical", action="store_true",
                    help="convert even if the scan has critical findings (nothing is executed either way)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
@@ -50,38 +70,47 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from airlock.core import interrupt
     from airlock.core.convert import ConvertError, convert
     from airlock.core.errors import AirlockError
 
     try:
         report = convert(args.input, args.output, key=args.key, dedupe=args.dedupe,
                          dequantize=args.dequantize, max_shard_size=args.max_shard_size,
-                         overwrite=args.overwrite, allow_critical=args.allow_critical, verify=args.verify)
+                         overwrite=args.overwrite, allow_critical=args.allow_critical, verify=args.verify,
+                         max_expansion=None if args.allow_expansion else args.max_expansion)
+    except interrupt.Interrupted as exc:
+        print(f"airlock convert: {exc}; no output written", file=sys.stderr)
+        return exc.exit_code
     except ConvertError as exc:
         print(f"airlock convert: {exc}", file=sys.stderr)
         return 1
     except (AirlockError, OSError) as exc:
         print(f"airlock convert: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C where no handler is installed (not the main thread)
         print("airlock convert: interrupted; no output written", file=sys.stderr)
-        return 1
+        return 130
     except Exception as exc:  # noqa: BLE001 - a bug must still be one line and exit 1, no partial output
         print(f"airlock convert: internal error: {type(exc).__name__}: {safe_text(str(exc), 300)}",
               file=sys.stderr)
         return 1
     print(render(report))
+    stop = interrupt.pending()
+    if stop is not None:  # arrived while the outputs were being published: they are complete
+        print(f"airlock convert: {interrupt.signal_name(stop)} arrived while the outputs were published; "
+              "they are complete, as reported above", file=sys.stderr)
     return 0
 
 
 def render(report: Any) -> str:
-    lines = [f"converted {safe_text(report.input_path)} ({report.input_format}, scan: {report.severity})"]
+    lines = [f"converted {safe_path(report.input_path)} ({report.input_format}, scan: {report.severity})"]
     if report.selected:
         lines.append(f"  weights from: {safe_text(report.selected)}")
     for out in report.outputs:
-        lines.append(f"  wrote {safe_text(out)}")
+        lines.append(f"  wrote {safe_path(out)}")
     if report.index_path:
-        lines.append(f"  index {safe_text(report.index_path)}")
+        lines.append(f"  index {safe_path(report.index_path)}")
     rate = report.bytes / report.seconds / 1e6 if report.seconds > 0 else 0.0
     lines.append(f"  {report.tensors} tensors, {report.bytes:,} bytes in {report.seconds:.2f} s "
                  f"({rate:.0f} MB/s)")

@@ -151,30 +151,31 @@ def _add_tensor(path: str, plan: Plan, name: str, shape: tuple[int, ...], ttype:
     if not dequantize:
         plan.skipped.append((label, f"quantized {qtype.name}: not converted (use --dequantize)"))
         return
-    producer = _dequantizer(path, offset, nbytes, shape, qtype)
+    producer = _dequantizer(path, offset, nbytes // type_size, block, type_size, qtype)
     plan.tensors.append(OutTensor(name, "F32", shape, producer=producer))
 
 
-def _dequantizer(path: str, offset: int, nbytes: int, shape: tuple[int, ...], qtype: Any) -> Any:
+DEQUANTIZE_OUT = 8 * 1024 * 1024  # F32 bytes produced at once, whatever the tensor's size
+
+
+def _dequantizer(path: str, offset: int, blocks: int, block: int, type_size: int, qtype: Any) -> Any:
+    """Quantization blocks are dequantized a few thousand at a time: every row is a whole number
+    of blocks, so the blocks in file order give the F32 elements in C order, and memory stays
+    bounded (a whole 500 MB tensor at once became 4 GB of F32)."""
     def produce() -> Iterator[bytes]:
         import gguf
         import numpy as np
 
+        step = max(1, DEQUANTIZE_OUT // (block * 4))
         with open(path, "rb") as fh:
             fh.seek(offset)
-            raw = np.frombuffer(fh.read(nbytes), dtype=np.uint8)
-        rows = raw.reshape(-1, nbytes // max(1, _rows(shape))) if shape else raw
-        out = np.ascontiguousarray(gguf.quants.dequantize(rows, qtype), dtype="<f4")
-        del raw, rows
-        view = out.data.cast("B")
-        for i in range(0, len(view), 8 * 1024 * 1024):
-            yield bytes(view[i:i + 8 * 1024 * 1024])
+            for first in range(0, blocks, step):
+                count = min(step, blocks - first)
+                raw = fh.read(count * type_size)
+                if len(raw) != count * type_size:
+                    raise ConvertError(f"GGUF tensor data at offset {offset} ends early")
+                rows = np.frombuffer(raw, dtype=np.uint8).reshape(count, type_size)
+                out = np.ascontiguousarray(gguf.quants.dequantize(rows, qtype), dtype="<f4")
+                yield out.tobytes()
 
     return produce
-
-
-def _rows(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape[:-1]:
-        n *= d
-    return n

@@ -11,6 +11,13 @@ from collections.abc import Callable, Iterator
 from airlock.core.convert.spec import DTYPE_SIZES, TensorSpec
 from airlock.core.errors import AirlockError
 
+# An output larger than this many times the input's bytes on disk is refused unless asked for.
+# Copying tensors never expands a checkpoint; what does is dequantizing GGUF to F32 (up to 28.4x
+# for Q1_0 at 1.125 bits per weight, the most compressed type gguf knows; 20.5x for IQ1_S), a
+# deflated storage of very compressible data, and stride-0 views (expanded tensors): a 700-byte
+# file can describe 2 GiB.
+DEFAULT_MAX_EXPANSION = 32.0
+
 
 class ConvertError(AirlockError):
     """The conversion cannot be done; the message is one clear line for the user."""

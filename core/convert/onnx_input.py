@@ -1,7 +1,7 @@
 """ONNX input: the main graph's initializers stored as `raw_data` (always little-endian).
 
-The protobuf is walked field by field over the mapped file (only tags and small fields are
-touched; `raw_data` payloads are skipped and later streamed by the writer), so neither the
+The protobuf is walked field by field over the file, read in blocks (only tags and small fields
+are touched; `raw_data` payloads are skipped and later streamed by the writer), so neither the
 `onnx` package nor protobuf parses the file in this process. Initializers kept in typed fields
 (`float_data`…), in external files, or of string type are listed as skipped.
 """

@@ -3,9 +3,8 @@
 Bytes are read with `readinto` into one reused buffer, never through a memory map: mapped
 pages that have been touched count as resident memory, and a multi-gigabyte checkpoint would
 then look (and, under pressure, behave) like it is held in RAM. Deflated zip members are
-inflated incrementally. A non-contiguous tensor is the one case that needs memory: the span of
-storage it covers is read, then gathered into C order (block by block along its first dimension
-when that dimension has the largest stride, so a slice of a huge storage stays cheap).
+inflated incrementally. A non-contiguous tensor is gathered into C order by core/convert/gather.py,
+in fixed buffers whatever its shape and strides.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 # Measured here: a 256 KiB buffer copies 2 GiB as fast as cp, steadily; 1-4 MiB buffers made the
 # page-cache writes 2-8x slower and erratic.
 CHUNK = 256 * 1024
-GATHER_BLOCK = 16 * 1024 * 1024  # bytes of output gathered at once for strided tensors
 
 
 def element_span(spec: TensorSpec) -> tuple[int, int]:
@@ -123,37 +121,9 @@ def tensor_chunks(fh: io.RawIOBase, spec: TensorSpec, buf: memoryview) -> Iterat
     if spec.is_contiguous:
         yield from read_range(fh, spec, spec.storage_offset * itemsize, spec.nbytes, buf)
         return
-    yield from _gather(fh, spec, buf)
+    from airlock.core.convert.gather import gather
 
-
-def _gather(fh: io.RawIOBase, spec: TensorSpec, buf: memoryview) -> Iterator[memoryview]:
-    import numpy as np
-
-    itemsize = DTYPE_SIZES[spec.dtype]
-    word = np.dtype({1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}[itemsize])
-    shape, strides = spec.shape, spec.strides
-    row_bytes = spec.nbytes // shape[0]
-    by_rows = strides[0] == max(strides)
-    rows_per_block = max(1, GATHER_BLOCK // max(row_bytes, 1)) if by_rows else shape[0]
-    for r0 in range(0, shape[0], rows_per_block):
-        r1 = min(shape[0], r0 + rows_per_block)
-        block_shape = (r1 - r0, *shape[1:])
-        first = spec.storage_offset + r0 * strides[0]
-        last = first + sum((d - 1) * s for d, s in zip(block_shape, strides, strict=True))
-        span = bytearray((last + 1 - first) * itemsize)
-        pos = 0
-        for piece in read_range(fh, spec, first * itemsize, len(span), buf):
-            span[pos:pos + len(piece)] = piece
-            pos += len(piece)
-        flat = np.frombuffer(span, dtype=word)
-        view = np.lib.stride_tricks.as_strided(
-            flat, shape=block_shape, strides=tuple(s * itemsize for s in strides), writeable=False)
-        block = np.ascontiguousarray(view)
-        del view, flat, span
-        data = block.data.cast("B")
-        for i in range(0, len(data), CHUNK):
-            yield data[i:i + CHUNK]
-        del data, block
+    yield from gather(fh, spec)
 
 
 def out_chunks(fh: io.RawIOBase | None, tensor: OutTensor, buf: memoryview) -> Iterator[memoryview]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from airlock.core import __version__
 from airlock.core.findings import Finding
+from airlock.core.report.paths import clean_strings, path_fields
 from airlock.core.scan import ScanResult
 from airlock.core.text import safe_text
 
@@ -31,7 +32,7 @@ def finding_dict(f: Finding) -> dict[str, Any]:
 
 def file_dict(result: ScanResult) -> dict[str, Any]:
     return {
-        "path": result.path,
+        **path_fields(result.path),  # "path", and "path_bytes_b64" for a name that is not UTF-8
         "format": result.format,
         "severity": result.severity.label,
         "inspected": result.inspected,  # "full" | "partial" | "none" (airlock.core.inspection)
@@ -44,9 +45,24 @@ def not_inspected_count(results: list[dict[str, Any]]) -> int:
     return sum(1 for r in results if r.get("inspected", "none") != "full")
 
 
-def document(results: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    doc = {"schema_version": SCHEMA_VERSION, "airlock_version": __version__,
-           "not_inspected": not_inspected_count(results), "files": results}
+class Interruption:
+    """Why a report is incomplete: the stop signal that ended the scan. (Folders are walked while
+    files are scanned, so how many files were left is not known.)"""
+
+    __slots__ = ("signal",)
+
+    def __init__(self, signal: str) -> None:
+        self.signal = signal  # "SIGTERM"
+
+
+def document(results: list[dict[str, Any]], extra: dict[str, Any] | None = None,
+             interruption: Interruption | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "airlock_version": __version__,
+                           "not_inspected": not_inspected_count(results),
+                           "interrupted": interruption is not None}
+    if interruption is not None:
+        doc["signal"] = interruption.signal
+    doc["files"] = results
     if extra:  # e.g. "policy": the policy file in effect and its digest
         doc.update(extra)
     return doc
@@ -54,11 +70,21 @@ def document(results: list[dict[str, Any]], extra: dict[str, Any] | None = None)
 
 def render_line(entry: dict[str, Any]) -> str:
     """One line of `--format jsonl`: a file's entry, exactly as in the "files" list of `render`."""
-    return json.dumps(entry, ensure_ascii=True) + "\n"
+    return dumps(entry) + "\n"
 
 
-def render(results: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
-    # ensure_ascii keeps the document valid UTF-8 whatever the file names hold (lone surrogates).
-    # No indent: json's C encoder only runs without one, and the report is read by programs
-    # (pipe it through `python -m json.tool` to read it).
-    return json.dumps(document(results, extra), ensure_ascii=True) + "\n"
+def render(results: list[dict[str, Any]], extra: dict[str, Any] | None = None,
+           interruption: Interruption | None = None) -> str:
+    return dumps(document(results, extra, interruption)) + "\n"
+
+
+def dumps(doc: dict[str, Any], indent: int | None = None) -> str:
+    """ASCII JSON that strict parsers accept. Every string should already be valid Unicode (file
+    names come through path_fields, file content through safe_text); a lone surrogate that
+    slipped through anyway becomes U+FFFD instead of an escape strict parsers reject. No indent
+    by default: json's C encoder only runs without one, and the report is read by programs (pipe it
+    through `python -m json.tool` to read it)."""
+    out = json.dumps(doc, ensure_ascii=True, indent=indent)
+    if "\\ud" in out:  # a surrogate escape: a pair (valid) or a lone one (not); the slow path decides
+        out = json.dumps(clean_strings(doc), ensure_ascii=True, indent=indent)
+    return out

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
-from urllib.parse import quote
 
 from airlock.core import __version__
 from airlock.core.findings import Severity, all_rules
+from airlock.core.report.json_report import Interruption, dumps
+from airlock.core.report.paths import entry_path_bytes, uri
 from airlock.core.text import safe_text
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -19,12 +19,12 @@ _SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.M
                       Severity.LOW: "3.0", Severity.INFO: "1.0", Severity.NONE: "0.0"}
 
 
-def _uri(path: str) -> str:
-    return quote(path.replace("\\", "/"), safe="/:._-~")
+def _uri(entry: dict[str, Any]) -> str:
+    return uri(entry_path_bytes(entry))  # the exact bytes of the name, percent-encoded
 
 
 def _artifact(entry: dict[str, Any]) -> dict[str, Any]:
-    artifact: dict[str, Any] = {"location": {"uri": _uri(entry["path"])},
+    artifact: dict[str, Any] = {"location": {"uri": _uri(entry)},
                                 "properties": {"inspected": entry.get("inspected", "none")}}
     if entry.get("sha256"):  # scan --hash, verify, lock
         artifact["hashes"] = {"sha-256": entry["sha256"]}
@@ -33,7 +33,7 @@ def _artifact(entry: dict[str, Any]) -> dict[str, Any]:
     return artifact
 
 
-def render(files: list[dict[str, Any]]) -> str:
+def render(files: list[dict[str, Any]], interruption: Interruption | None = None) -> str:
     """`files` are the JSON report's file dicts (one shape for both reports)."""
     rules = all_rules()
     index = {r.id: i for i, r in enumerate(rules)}
@@ -59,7 +59,7 @@ def render(files: list[dict[str, Any]]) -> str:
                 "level": _LEVEL[severity],
                 "message": {"text": message},
                 "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": _uri(entry["path"])},
+                    "artifactLocation": {"uri": _uri(entry)},
                     "region": region,
                 }}],
                 "properties": {"severity": f["severity"], "node": f["node"], "member": f["member"],
@@ -95,11 +95,23 @@ def render(files: list[dict[str, Any]]) -> str:
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{"tool": {"driver": driver}, "results": results, "columnKind": "unicodeCodePoints",
+        "runs": [{"tool": {"driver": driver}, "invocations": [_invocation(interruption, len(files))],
+                  "results": results, "columnKind": "unicodeCodePoints",
                   "artifacts": [_artifact(e) for e in files],
                   "properties": {"not_inspected": sum(e.get("inspected", "none") != "full" for e in files)}}],
     }
-    return json.dumps(doc, indent=2, ensure_ascii=True)
+    return dumps(doc, indent=2)
+
+
+def _invocation(interruption: Interruption | None, scanned: int) -> dict[str, Any]:
+    """Code scanning must not read an interrupted scan as a clean one: executionSuccessful is
+    false and a notification says how far it got."""
+    if interruption is None:
+        return {"executionSuccessful": True}
+    return {"executionSuccessful": False, "exitSignalName": interruption.signal,
+            "toolExecutionNotifications": [{"level": "error", "message": {"text": (
+                f"interrupted by {interruption.signal} after {scanned} file(s); the files not listed "
+                "were not scanned and the results are incomplete")}}]}
 
 
 __all__ = ["render", "safe_text"]

@@ -6,6 +6,8 @@ from typing import Any
 
 from airlock.core import inspection
 from airlock.core.findings import Severity
+from airlock.core.report.json_report import Interruption
+from airlock.core.report.paths import entry_path_bytes
 from airlock.core.text import safe_text
 
 _COLOURS = {"critical": "\033[1;97;41m", "high": "\033[1;31m", "medium": "\033[33m", "low": "\033[36m",
@@ -13,7 +15,7 @@ _COLOURS = {"critical": "\033[1;97;41m", "high": "\033[1;31m", "medium": "\033[3
 _RESET = "\033[0m"
 
 
-def render(files: list[dict[str, Any]], *, colour: bool) -> str:
+def render(files: list[dict[str, Any]], *, colour: bool, interruption: Interruption | None = None) -> str:
     def paint(level: str, text: str) -> str:
         return f"{_COLOURS[level]}{text}{_RESET}" if colour else text
 
@@ -26,7 +28,8 @@ def render(files: list[dict[str, Any]], *, colour: bool) -> str:
         state = entry.get("inspected", inspection.NONE)
         shown = inspection.verdict_word(Severity.parse(verdict), state)
         shown = shown if shown == "clean" else shown.upper()
-        lines.append(f"{paint(verdict, f'[{shown}]')} {safe_text(entry['path'], 500)}  ({entry['format']}; "
+        name = safe_text(entry_path_bytes(entry), 500)  # bytes that are not UTF-8 shown as \xNN
+        lines.append(f"{paint(verdict, f'[{shown}]')} {name}  ({entry['format']}; "
                      f"{inspection.state_words(state)})")
         if state != inspection.FULL:
             not_full += 1
@@ -43,6 +46,9 @@ def render(files: list[dict[str, Any]], *, colour: bool) -> str:
     summary = ", ".join(f"{n} {level}" for level, n in sorted(
         counts.items(), key=lambda kv: -Severity.parse(kv[0])))
     lines.append(f"{len(files)} file(s) scanned: {summary}; {not_full} not fully inspected")
+    if interruption is not None:
+        lines.append(paint("high", f"INTERRUPTED by {interruption.signal}: the files not listed above "
+                                   "were not scanned; this report is incomplete"))
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ BLOCK = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.fo
          "urllib.Request", "webbrowser.open", "import"}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 CHANGE = {"os.remove", "os.rename", "os.replace", "tempfile.mkstemp", "os.unlink", "os.truncate",
-          "os.chmod", "os.mkdir", "os.rmdir", "shutil.rmtree"}
+          "os.chmod", "os.mkdir", "os.rmdir", "shutil.rmtree", "os.link", "os.symlink"}
 
 
 def main(work: str) -> None:
@@ -42,7 +42,9 @@ def main(work: str) -> None:
             path, mode, flags = args[0], args[1], args[2]
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & WRITE_FLAGS)
-            if writing and not (isinstance(path, str) and os.path.realpath(path).startswith(allowed)):
+            # An int is a descriptor already open (its own open was judged when it was made).
+            if writing and not isinstance(path, int) and not (
+                    isinstance(path, str) and os.path.realpath(path).startswith(allowed)):
                 bad = True
         elif event in CHANGE:
             paths = [a for a in args if isinstance(a, str)]

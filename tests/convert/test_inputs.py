@@ -232,3 +232,26 @@ def test_onnx_without_initializers_says_where_its_weights_are_not_read(tmp_path)
     onnx.save(helper.make_model(graph), str(src))
     with pytest.raises(ConvertError, match=r"no initializers.*Constant operators"):
         convert(src)
+
+
+def test_gguf_dequantizes_block_by_block(tmp_path, monkeypatch):
+    """Memory is bounded by dequantizing a few blocks at a time (here 3 of 32 elements): the F32
+    output is the same as dequantizing the whole tensor at once, across rows and dimensions."""
+    import gguf
+
+    from airlock.core.convert import gguf_input
+
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    src_values = np.random.default_rng(1).standard_normal((3, 5, 64)).astype(np.float32)
+    q = gguf.quants.quantize(src_values, q8)
+    writer = gguf.GGUFWriter(str(tmp_path / "q.gguf"), "llama")
+    writer.add_tensor("q", q, raw_shape=q.shape, raw_dtype=q8)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    monkeypatch.setattr(gguf_input, "DEQUANTIZE_OUT", 3 * 32 * 4)
+    report = convert(tmp_path / "q.gguf", tmp_path / "q.safetensors", dequantize=True)
+    out = load_file(report.outputs[0])["q"]
+    assert out.shape == (3, 5, 64)
+    np.testing.assert_array_equal(out, gguf.quants.dequantize(q, q8))

@@ -46,6 +46,11 @@ def test_hostile_conversions_execute_nothing(tmp_path):
     cf.evil_gguf(hostile / "evil.gguf")
     (hostile / "evil.pkl").write_bytes(b"\x80\x02" + cf.EVIL_REDUCE + b".")
     (hostile / "evil_stacked.bin").write_bytes(b"\x80\x02K\x01." + b"\x80\x02" + cf.EVIL_REDUCE + b".")
+    # Views built to exhaust memory (issue 14): a sparse view of a deflated storage is gathered;
+    # a stride-0 view a million times the file's size and a shape that overflows are refused.
+    cf.strided_checkpoint(hostile / "sparse_view.pt", (2, 2), (1 << 19, 1), 1 << 20, deflate=True)
+    cf.strided_checkpoint(hostile / "expanded.pt", (1, 1 << 29), (0, 0), 1)
+    cf.strided_checkpoint(hostile / "overflow.pt", (1 << 40, 1 << 40, 1 << 40), (0, 0, 0), 1)
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, str(CHILD), str(tmp_path)], capture_output=True, text=True,
@@ -58,12 +63,15 @@ def test_hostile_conversions_execute_nothing(tmp_path):
     for name in ("evil.pt", "evil.tar", "evil.npz", "evil.gguf"):
         assert results[f"{name} allow=False"].startswith("RefusedCritical: refused:"), results
         assert results[f"{name} allow=True"].startswith("converted"), results
-    for name in ("evil.pkl", "evil_stacked.bin"):
+    for name in ("evil.pkl", "evil_stacked.bin", "expanded.pt", "overflow.pt"):
         for allow in (False, True):
             outcome = results[f"{name} allow={allow}"]
             assert outcome.startswith(("ConvertError", "RefusedCritical")), outcome
+    assert "--allow-expansion" in results["expanded.pt allow=True"]
+    assert "does not fit in 64 bits" in results["overflow.pt allow=True"]
     assert not any("CRASH" in v for v in results.values())
     assert not os.path.exists("/tmp/airlock-convert-pwned")
     # Only the allowed conversions wrote anything, and no temp file was left behind.
     assert sorted(os.listdir(tmp_path / "out")) == sorted(
-        f"{n}.True.safetensors" for n in ("evil.pt", "evil.tar", "evil.npz", "evil.gguf"))
+        [f"{n}.True.safetensors" for n in ("evil.pt", "evil.tar", "evil.npz", "evil.gguf")]
+        + [f"sparse_view.pt.{allow}.safetensors" for allow in (False, True)])

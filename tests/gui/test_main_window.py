@@ -229,3 +229,25 @@ def test_screenshot_command_line(tmp_path, hostile):
     image = QImage(str(out))
     assert image.width() >= 1280 and image.height() >= 800
     assert QApplication.instance() is not None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="file names are UTF-16 there, not bytes")
+def test_a_file_name_that_is_not_utf8(qtbot, window, tmp_path):
+    """Tab title, tree and info line show the undecodable bytes escaped; recent files keep the file."""
+    raw = os.path.join(os.fsencode(tmp_path), b"bad\xffname.pkl")
+    with open(raw, "wb") as fh:
+        fh.write(hostile_pickle_bytes())
+    (view,) = open_and_wait(qtbot, window, [os.fsdecode(raw)])
+    index = window.tabs.indexOf(view)
+    assert window.tabs.tabText(index).startswith("bad\\xffname.pkl — ")
+    root = view.tree.model().index(0, 0)
+    assert root.data() == "bad\\xffname.pkl"
+    assert "bad\\xffname.pkl" in view.info.text()
+    assert view.result.severity == Severity.CRITICAL
+    doc = json.loads(report_text(view.result, "json"))
+    assert doc["files"][0]["path_bytes_b64"]
+    page = html_report(view.result)
+    assert "bad\\xffname.pkl" in page and "\udcff" not in page
+    window._fill_recent()
+    assert window.recent() == [os.fsdecode(raw)]  # still there: the name survived the settings file
+    assert [a.text() for a in window.recent_menu.actions()] == [str(tmp_path) + "/bad\\xffname.pkl"]
