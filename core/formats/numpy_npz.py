@@ -97,6 +97,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
             node = ctx.parse_nested(inner, root, label=label)
             node.attrs["member_offset"] = info.header_offset
             node.attrs["compression"] = _COMPRESSION.get(info.compress_type, str(info.compress_type))
+            node.attrs["data_offset"] = _data_start(source, info)  # views map member offsets (core/locate.py)
     return root
 
 
