@@ -19,8 +19,8 @@ from airlock.core import __version__
 from airlock.core.findings import Severity
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_text
+from airlock.core.verdict import rule_title, sentence, sorted_findings
 from airlock.gui import theme
-from airlock.gui.findings_panel import rule_title, sorted_findings, verdict_text
 from airlock.gui.workers import FunctionWorker, pool
 
 CONVERTIBLE = ("npz", "npy", "gguf")
@@ -81,7 +81,7 @@ class ConvertFlow(QObject):
         if result is None or self.convert_fn is None:
             return False
         critical = result.severity >= Severity.CRITICAL
-        if critical and not self.confirm_critical(verdict_text(result.findings, result.format)):
+        if critical and not self.confirm_critical(sentence(result.findings, result.format)):
             self.done.emit("declined", None)
             return False
         output = self.ask_output(default_output(self.view.path))
@@ -225,7 +225,7 @@ th {{ background: #f3f4f6; }} .num {{ text-align: right; font-variant-numeric: t
 {colors}
 </style></head><body>
 <h1>Airlock report</h1>
-<p class="verdict">{e(verdict_text(result.findings, result.format), 600)}</p>
+<p class="verdict">{e(sentence(result.findings, result.format), 600)}</p>
 <table>
 <tr><th>File</th><td>{e(result.path, 1000)}</td></tr>
 <tr><th>Format</th><td>{e(result.format)}</td></tr>

@@ -215,8 +215,9 @@ class MainWindow(QMainWindow):
     def _scan_finished(self, view: FileView) -> None:
         index = self.tabs.indexOf(view)
         if index >= 0:
-            sev = view.severity if view.result is not None else Severity.HIGH
-            word = theme.VERDICT_WORD[sev] if view.result is not None else "FAILED"
+            shown = view.banner.verdict  # None when the scan was cancelled
+            sev = shown.severity if shown is not None else Severity.HIGH  # not read: never looks clean
+            word = shown.word if shown is not None else "CANCELLED"
             self.tabs.setTabIcon(index, theme.severity_icon(sev))
             self.tabs.setTabText(index, f"{safe_text(view.name, 60)} — {word}")
         if view is self.current_view():

@@ -55,3 +55,12 @@ def test_pending_hides_the_badge(qtbot):
     banner = banner_for(qtbot, bytes(range(256)) * 8, "weights.bin")
     banner.set_pending("Analysing…")
     assert banner.badge.isHidden()
+
+
+def test_a_file_airlock_could_not_open_has_its_own_wording(qtbot):
+    banner = VerdictBanner()
+    qtbot.addWidget(banner)
+    banner.set_failed("Permission denied")
+    assert banner.label.text().startswith("COULD NOT OPEN — Airlock failed on this file: Permission denied")
+    assert banner.severity == Severity.HIGH and banner.verdict.word == "COULD NOT OPEN"
+    assert banner.badge.isHidden()
