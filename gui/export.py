@@ -33,7 +33,7 @@ def converter() -> Callable[..., Any] | None:
         from airlock.core.convert import convert
     except ImportError:
         return None
-    return convert  # type: ignore[no-any-return]
+    return convert
 
 
 def can_convert(view: Any) -> bool:

@@ -133,12 +133,12 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
     if category == FIXEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} needs {size} argument bytes, {end - p} remain", pos)
-        (arg,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
+        (arg,) = fmt.unpack_from(buf, p)
         return Op(name, arg, pos, 1 + size)
     if category == _SIZEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} length field needs {size} bytes", pos)
-        (n,) = fmt.unpack_from(buf, p)  # type: ignore[union-attr]
+        (n,) = fmt.unpack_from(buf, p)
         p += size
         if n < 0:
             raise FormatError(f"malformed: {name} has negative length {n}", pos)
@@ -339,7 +339,7 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
             if category == FIXEDARG:
                 at = read(size)
                 if name == "FRAME":
-                    (length,) = fmt.unpack_from(buf, at)  # type: ignore[union-attr]
+                    (length,) = fmt.unpack_from(buf, at)
                     if limit and cur + length <= limit:
                         continue  # the frame is already in the buffer
                     if limit and cur < limit:
@@ -348,7 +348,7 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
                         break
                     limit = cur + length
             elif category == _SIZEDARG:
-                (n,) = fmt.unpack_from(bytes(buf[read(size) : cur]), 0)  # type: ignore[union-attr]
+                (n,) = fmt.unpack_from(bytes(buf[read(size) : cur]), 0)
                 if n < 0:
                     break
                 read(n)

@@ -63,10 +63,13 @@ class TensorStatsView(QWidget):
         worker = FunctionWorker(tensor_stats.compute_stats, read, file_size, ref)
         worker.signals.progress.connect(lambda f, _m, t=token: self._progress(t, f))
         worker.signals.returned.connect(lambda stats, t=token: self._done(t, ref, stats))
-        worker.signals.errored.connect(lambda msg, t=token: t == self._token and self.show_message(
-            f"Statistics failed: {safe_text(msg, 300)}"))
+        worker.signals.errored.connect(lambda msg, t=token: self._failed(t, msg))
         self.worker = worker
         pool().start(worker)
+
+    def _failed(self, token: int, message: str) -> None:
+        if token == self._token:
+            self.show_message(f"Statistics failed: {safe_text(message, 300)}")
 
     def _progress(self, token: int, fraction: float) -> None:
         if token == self._token:
@@ -91,7 +94,7 @@ class TensorStatsView(QWidget):
 
         if self._canvas is None:
             self._figure = Figure(figsize=(5, 2.6), layout="constrained")
-            self._canvas = FigureCanvasQTAgg(self._figure)
+            self._canvas = FigureCanvasQTAgg(self._figure)  # type: ignore[no-untyped-call]  # matplotlib's Qt canvas
             self._canvas.setMinimumHeight(180)
             self._layout.addWidget(self._canvas, 1)
         dark = theme.is_dark()
