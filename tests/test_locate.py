@@ -2,11 +2,11 @@
 
 import numpy as np
 import torch
+from fixtures.gguf_files import system_pickle
 
 from airlock.core.locate import finding_location, node_location, resolve
 from airlock.core.scan import scan_bytes, scan_file
 from airlock.core.tree import TENSOR, Node
-from fixtures.gguf_files import system_pickle
 
 
 def test_a_pickle_inside_a_torch_zip_maps_to_its_bytes_in_the_file(tmp_path):

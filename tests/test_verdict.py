@@ -2,11 +2,12 @@
 
 import struct
 
+from fixtures import archive_files as af
+from fixtures.gguf_files import system_pickle
+
 from airlock.core import inspection, verdict
 from airlock.core.findings import Finding, Severity
 from airlock.core.scan import scan_bytes
-from fixtures import archive_files as af
-from fixtures.gguf_files import system_pickle
 
 
 def verdict_of(data, name):
