@@ -2,16 +2,13 @@
 green check for a file Airlock did not fully read. Wording and state come from airlock.core.inspection."""
 
 import struct
-import sys
-from pathlib import Path
+
+from fixtures import archive_files as af
 
 from airlock.core.findings import Severity
 from airlock.core.scan import scan_bytes
 from airlock.gui import theme
 from airlock.gui.findings_panel import VerdictBanner
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fixtures import archive_files as af
 
 
 def banner_for(qtbot, data, name):
