@@ -41,6 +41,7 @@ def _devlinks():
     return runpy.run_path(str(ROOT / "packaging" / "devlinks.py"), run_name="devlinks")
 
 
+@pytest.mark.slow
 def test_mypy_strict_on_core_and_gui(tmp_path):
     # core/ and gui/ are the packages airlock.core and airlock.gui: mypy reads them through the link
     # tree the committed dev step builds (packaging/devlinks.py), here in a temporary folder.
