@@ -13,7 +13,6 @@ sizes are written out (tests/test_dtypes.py compares them with the installed ggu
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 # Kinds of element.
 FLOAT, INT, UINT, BOOL, COMPLEX = "float", "int", "uint", "bool", "complex"
@@ -22,18 +21,30 @@ QINT = "qint"  # torch's quantised storages: the integers without their scale an
 STRING = "string"  # ONNX string tensors: no fixed size
 
 
-class DType(NamedTuple):
-    code: str
-    kind: str
-    bits: int  # per element; for QUANT types, 0 (see block / block_bytes)
-    numpy: str | None = None  # numpy's type string without byte order ("f4"), when numpy has the type
-    torch: str | None = None  # torch dtype name ("float32")
-    onnx: int | None = None  # TensorProto.DataType
-    onnx_name: str | None = None  # how Airlock shows an ONNX type ("float8e4m3fn")
-    ggml: int | None = None  # GGMLQuantizationType
-    safetensors: bool = False  # a SafeTensors header may name it (the safetensors library's Dtype enum)
-    block: int = 1  # elements per block (GGML quantised types), else 1
-    quant_bytes: int = 0  # bytes per block of a QUANT type
+class DType:
+    """One element type. A plain class, not a NamedTuple or dataclass: this module loads with the
+    first SafeTensors, torch or ONNX file a scan reads, and those build their classes with exec."""
+
+    __slots__ = ("bits", "block", "code", "ggml", "kind", "numpy", "onnx", "onnx_name", "quant_bytes",
+                 "safetensors", "torch")
+
+    def __init__(self, code: str, kind: str, bits: int, numpy: str | None = None, torch: str | None = None,
+                 onnx: int | None = None, onnx_name: str | None = None, ggml: int | None = None,
+                 safetensors: bool = False, block: int = 1, quant_bytes: int = 0) -> None:
+        self.code = code
+        self.kind = kind
+        self.bits = bits  # per element; for QUANT types, 0 (see block / block_bytes)
+        self.numpy = numpy  # numpy's type string without byte order ("f4"), when numpy has the type
+        self.torch = torch  # torch dtype name ("float32")
+        self.onnx = onnx  # TensorProto.DataType
+        self.onnx_name = onnx_name  # how Airlock shows an ONNX type ("float8e4m3fn")
+        self.ggml = ggml  # GGMLQuantizationType
+        self.safetensors = safetensors  # a SafeTensors header may name it (the safetensors library's enum)
+        self.block = block  # elements per block (GGML quantised types), else 1
+        self.quant_bytes = quant_bytes  # bytes per block of a QUANT type
+
+    def __repr__(self) -> str:
+        return f"DType({self.code})"
 
     @property
     def block_bytes(self) -> int:
