@@ -4,9 +4,9 @@
 the file on disk, its dtype (`airlock.core.dtypes`) and shape. Its values are then decoded from
 the file without ever reading it whole: `chunks()` streams them in bounded pieces (what a
 comparison of two tensors walks in step), `window()` and `first()` give a short run, `sample()`
-evenly spaced runs, and `select()` a slice such as a page of rows. GGML block-quantised tensors
-are dequantised block by block on the fly with gguf's own `gguf.quants`; SafeTensors' 8-bit floats
-are decoded here with small tables, since numpy has no such types.
+evenly spaced runs, `select()` a slice and `rows()` a page of a values table. GGML
+block-quantised tensors are dequantised block by block on the fly with gguf's own `gguf.quants`;
+SafeTensors' 8-bit floats are decoded here with small tables, since numpy has no such types.
 
 Values come back as numpy arrays in native byte order: the type numpy has for the dtype, or
 float32 for the types it lacks (BF16, the 8-bit floats and dequantised blocks hold exactly).
@@ -289,6 +289,21 @@ def window(read: Read, t: TensorData, start: int, count: int) -> np.ndarray:
 
 def first(read: Read, t: TensorData, n: int) -> np.ndarray:
     return window(read, t, 0, min(n, t.numel))
+
+
+def rows(read: Read, t: TensorData, start: int, count: int) -> np.ndarray:
+    """Rows start..start+count-1 of the tensor seen as a table (`grid()`: its last dimension across),
+    as a (rows, columns) array: one page of a values table."""
+    import numpy as np
+
+    n_rows, cols = t.grid()
+    stop = min(n_rows, start + count)
+    if not t.fortran:
+        return window(read, t, start * cols, max(0, stop - start) * cols).reshape(-1, cols)
+    # Fortran order: a table row is strided in the file; read each one as a slice.
+    leading = t.shape[:-1]
+    picked = [select(read, t, [int(i) for i in np.unravel_index(r, leading)]) for r in range(start, stop)]
+    return np.stack(picked) if picked else np.zeros((0, cols), dtype=value_dtype(t))
 
 
 def sample_ranges(t: TensorData, cap: int, *, runs: int = 64, available: int | None = None) \

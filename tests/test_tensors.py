@@ -145,6 +145,10 @@ def test_numpy_arrays_big_endian_and_fortran_order(tmp_path, array, fortran):
         np.testing.assert_array_equal(streamed(result, t, chunk=13), stored)
         for index in [(0,), (-1,), (slice(1, 3),), (slice(None), 2), (1, slice(2, 4)), ()]:
             np.testing.assert_array_equal(tensors.select(read, t, index), array[index], err_msg=str(index))
+        table = array.reshape(-1, array.shape[-1])  # the values table's view: the last dimension across
+        assert t.grid() == table.shape
+        for start, count in [(0, 2), (1, 3), (len(table) - 1, 5), (len(table), 2)]:
+            np.testing.assert_array_equal(tensors.rows(read, t, start, count), table[start:start + count])
     finally:
         result.close()
 
