@@ -281,7 +281,7 @@ class SourceFile(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def readinto(self, target: Any) -> int:
+    def readinto(self, target: Any) -> int:  # io.RawIOBase's: any writable buffer
         data = self._source.read(self._pos, len(target))
         n = len(data)
         target[:n] = data

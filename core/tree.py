@@ -8,10 +8,13 @@ creates only the nodes a person actually expands.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock.core.errors import AirlockError
 from airlock.core.findings import Severity
+
+if TYPE_CHECKING:
+    from airlock.core.findings import Finding
 
 # Node kinds. Plain strings so that views and reports can show them as they are.
 FILE = "file"
@@ -76,7 +79,7 @@ class Node:
         self.parent: Node | None = None
         self.index = 0  # position in the parent's children
         self.severity = Severity.NONE  # worst severity at or below this node
-        self.findings: list[Any] = []  # findings attached to this very node
+        self.findings: list[Finding] = []  # findings attached to this very node
         self._children: list[Node] = []
         self._lazy_count = 0
         self._page_factory: PageFactory | None = None
@@ -97,8 +100,9 @@ class Node:
             self._raise_severity(child.severity)
         return child
 
-    def child(self, kind: str, label: str, **kwargs: Any) -> Node:
-        return self.add(Node(kind, label, **kwargs))
+    def child(self, kind: str, label: str, *, offset: int | None = None, length: int | None = None,
+              member: str | None = None, attrs: dict[str, Any] | None = None) -> Node:
+        return self.add(Node(kind, label, offset=offset, length=length, member=member, attrs=attrs))
 
     def set_lazy_children(self, count: int, page_factory: PageFactory) -> None:
         """`page_factory(start, stop)` must return the nodes for indices start..stop-1."""
@@ -185,7 +189,7 @@ class Node:
 
     # Findings
 
-    def attach(self, finding: Any) -> None:
+    def attach(self, finding: Finding) -> None:
         self.findings.append(finding)
         self._raise_severity(finding.severity)
 

@@ -8,6 +8,7 @@ Nothing here is ever loaded: the files are only written, then scanned.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -47,7 +48,7 @@ class _Pickle:
     def int(self, n: int) -> _Pickle:
         return self.op(b"J" + struct.pack("<i", n))
 
-    def tuple_of_ints(self, values: tuple[int, ...]) -> _Pickle:
+    def tuple_of_ints(self, values: tuple[builtins.int, ...]) -> _Pickle:  # `int` is a method here
         self.op(b"(")
         for v in values:
             self.int(v)

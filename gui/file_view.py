@@ -111,7 +111,7 @@ class FileView(QWidget):
 
     def _failed(self, message: str) -> None:
         self.error = message
-        self.banner.set_pending(f"Airlock failed on this file: {safe_text(message, 300)}")
+        self.banner.set_failed(message)
 
     def _worker_done(self) -> None:
         self.worker = None

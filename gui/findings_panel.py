@@ -9,8 +9,9 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QTableView, QWidget
 
 from airlock.core import inspection
-from airlock.core.findings import Finding, Rule, Severity
+from airlock.core.findings import Finding, Severity
 from airlock.core.text import safe_text
+from airlock.core.verdict import Verdict, could_not_open, of_findings, rule_title, sorted_findings
 from airlock.gui import theme
 from airlock.gui.tree_model import plain_tooltip
 
@@ -20,34 +21,6 @@ FINDING_ROLE = Qt.ItemDataRole.UserRole + 1
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 _NO_INDEX = QModelIndex()  # default argument of the Qt model API
-
-
-def sorted_findings(findings: list[Finding]) -> list[Finding]:
-    """Worst first; ties keep file order, so the first critical call in the file leads."""
-    return sorted(findings, key=lambda f: -int(f.severity))
-
-
-def rule_title(rule_id: str) -> str:
-    rule = Rule.registry.get(rule_id)
-    return rule.title if rule is not None else ""
-
-
-def verdict_text(findings: list[Finding], fmt: str) -> str:
-    """One line a reviewer reads first: the worst severity and the worst finding in words."""
-    ordered = sorted_findings(findings)
-    if not ordered or ordered[0].severity == Severity.NONE:
-        return f"NO FINDINGS — nothing in this {fmt} file was judged risky"
-    worst = ordered[0]
-    word = theme.VERDICT_WORD[worst.severity]
-    more = len([f for f in ordered if f.severity >= Severity.MEDIUM]) - 1
-    tail = f"  (+{more} more)" if more > 0 else ""
-    if worst.severity == Severity.CRITICAL:
-        lead = "loading this file runs code: "
-    elif worst.severity == Severity.HIGH:
-        lead = "cannot be proven safe: "
-    else:
-        lead = ""
-    return f"{word} — {lead}{safe_text(worst.message, 220)}{tail}"
 
 
 class VerdictBanner(QFrame):
@@ -76,30 +49,32 @@ class VerdictBanner(QFrame):
                                  "border-radius: 4px; padding: 2px 8px; }")
         self.badge.setVisible(False)
         self.inspected = inspection.FULL
+        self.verdict: Verdict | None = None
         layout.addWidget(self.icon)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.badge)
         self.set_pending("Analysing…")
 
     def set_pending(self, text: str) -> None:
+        self.verdict = None
         self.badge.setVisible(False)
         self._paint(Severity.INFO, text)
 
     def set_verdict(self, findings: list[Finding], fmt: str, inspected: str = inspection.FULL) -> None:
-        worst = max((f.severity for f in findings), default=Severity.NONE)
-        if worst == Severity.NONE and inspected != inspection.FULL:
-            worst = Severity.INFO  # never the green check for a file Airlock did not fully read
-        self._paint(worst, verdict_text(findings, fmt))
-        self.inspected = inspected
-        if inspected == inspection.FULL:
-            self.badge.setVisible(False)
-            return
-        why = inspection.reasons(findings, limit=1)
-        text = inspection.state_words(inspected).upper()
-        self.badge.setText(f"{text}: {safe_text(why[0], 160)}" if why else text)
-        every = "\n".join(safe_text(w, 300) for w in inspection.reasons(findings))
-        self.badge.setToolTip(plain_tooltip(every))
-        self.badge.setVisible(True)
+        self.show_verdict(of_findings(findings, fmt, inspected))
+
+    def set_failed(self, message: str) -> None:
+        self.show_verdict(could_not_open(message))
+
+    def show_verdict(self, verdict: Verdict) -> None:
+        """Paint a verdict core worded (airlock.core.verdict)."""
+        self.verdict = verdict
+        self._paint(verdict.severity, verdict.text)
+        self.inspected = verdict.inspected
+        self.badge.setVisible(bool(verdict.badge))
+        if verdict.badge:
+            self.badge.setText(verdict.badge)
+            self.badge.setToolTip(plain_tooltip("\n".join(verdict.reasons)))
 
     def _paint(self, severity: Severity, text: str) -> None:
         self.severity = severity

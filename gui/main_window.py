@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from collections.abc import Iterable
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -149,13 +158,13 @@ class MainWindow(QMainWindow):
         focus = view.addMenu("&Focus")
         for label, key, target in (("Tree", "Alt+1", "tree"), ("Findings", "Alt+2", "findings"),
                                    ("Details", "Alt+3", "details")):
-            act = focus.addAction(label, lambda t=target: self.focus_part(t))
+            act = focus.addAction(label, functools.partial(self.focus_part, target))
             act.setShortcut(key)
         theme_menu = view.addMenu("&Theme")
         group = QActionGroup(self)
         current = theme.saved_choice()
         for label, choice in (("Follow System", theme.SYSTEM), ("Light", theme.LIGHT), ("Dark", theme.DARK)):
-            act = theme_menu.addAction(label, lambda c=choice: self.set_theme(c))
+            act = theme_menu.addAction(label, functools.partial(self.set_theme, choice))
             act.setCheckable(True)
             act.setChecked(choice == current)
             group.addAction(act)
@@ -239,8 +248,9 @@ class MainWindow(QMainWindow):
     def _scan_finished(self, view: FileView) -> None:
         index = self.tabs.indexOf(view)
         if index >= 0:
-            sev = view.severity if view.result is not None else Severity.HIGH
-            word = theme.VERDICT_WORD[sev] if view.result is not None else "FAILED"
+            shown = view.banner.verdict  # None when the scan was cancelled
+            sev = shown.severity if shown is not None else Severity.HIGH  # not read: never looks clean
+            word = shown.word if shown is not None else "CANCELLED"
             self.tabs.setTabIcon(index, theme.severity_icon(sev))
             self.tabs.setTabText(index, f"{safe_path(view.name, 60)} — {word}")
         if view is self.current_view():
@@ -263,18 +273,18 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentWidget(self.welcome)
         self._update_actions()
 
-    def closeEvent(self, event: object) -> None:
+    def closeEvent(self, event: QCloseEvent) -> None:
         pool().cancel_all()
         pool().wait(5000)
         for view in self.views():
             view.close_result()
-        super().closeEvent(event)  # type: ignore[arg-type]
+        super().closeEvent(event)
 
     # Recent files
 
     def recent(self) -> list[str]:
         value = QSettings().value("recent", [])
-        items = [value] if isinstance(value, str) else list(value or [])
+        items = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else []
         return [_from_setting(p) for p in items if isinstance(p, str)]
 
     def add_recent(self, path: str) -> None:
@@ -287,7 +297,7 @@ class MainWindow(QMainWindow):
         QSettings().setValue("recent", [_to_setting(p) for p in items])  # missing files are pruned
         self.recent_menu.clear()
         for path in items:
-            self.recent_menu.addAction(safe_path(path, 120), lambda p=path: self.open_paths([p]))
+            self.recent_menu.addAction(safe_path(path, 120), functools.partial(self.open_paths, [path]))
         if not items:
             self.recent_menu.addAction("(none)").setEnabled(False)
 
@@ -297,7 +307,7 @@ class MainWindow(QMainWindow):
         if any(url.isLocalFile() for url in event.mimeData().urls()):
             event.acceptProposedAction()
 
-    def dragMoveEvent(self, event: QDragEnterEvent) -> None:
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 

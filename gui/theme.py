@@ -23,37 +23,24 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication
 
+from airlock.core import verdict
 from airlock.core.findings import Severity
 
 SYSTEM, LIGHT, DARK = "system", "light", "dark"
 
-# Strong colours for icons and badges (white text on them passes WCAG AA) ...
-BADGE = {
-    Severity.CRITICAL: "#b3001b",
-    Severity.HIGH: "#c2410c",
-    Severity.MEDIUM: "#a16207",
-    Severity.LOW: "#1d4ed8",
-    Severity.INFO: "#475569",
-    Severity.NONE: "#15803d",
-}
-# The "not fully inspected" badge: grey, whatever the severity beside it.
-NOT_INSPECTED = "#64748b"
-# ... and text colours for the Risk column, readable on each theme's base colour.
-TEXT_LIGHT = {
-    Severity.CRITICAL: "#b3001b", Severity.HIGH: "#b23c00", Severity.MEDIUM: "#8a5300",
-    Severity.LOW: "#1d4ed8", Severity.INFO: "#475569", Severity.NONE: "#15803d",
-}
+# Strong colours for icons and badges, the grey "not fully inspected" badge, the words of each
+# verdict and the text colours for light themes: one definition for every view (airlock.core.verdict).
+BADGE = verdict.BADGE
+NOT_INSPECTED = verdict.NOT_INSPECTED
+TEXT_LIGHT = verdict.TEXT_LIGHT
+VERDICT_WORD = verdict.WORD
+# Text colours for the Risk column on the dark theme's base colour.
 TEXT_DARK = {
     Severity.CRITICAL: "#ff6b7d", Severity.HIGH: "#ff9a52", Severity.MEDIUM: "#f5c542",
     Severity.LOW: "#7fb0ff", Severity.INFO: "#b8c2d0", Severity.NONE: "#5fd48a",
 }
 # Row tints behind risky rows (alpha keeps the selection colour visible).
 TINT_ALPHA = {Severity.CRITICAL: 70, Severity.HIGH: 50, Severity.MEDIUM: 35}
-
-VERDICT_WORD = {
-    Severity.CRITICAL: "CRITICAL", Severity.HIGH: "HIGH RISK", Severity.MEDIUM: "MEDIUM",
-    Severity.LOW: "LOW", Severity.INFO: "INFO", Severity.NONE: "NO FINDINGS",
-}
 
 
 def severity_text(severity: Severity) -> str:

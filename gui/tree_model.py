@@ -125,7 +125,9 @@ class NodeTreeModel(QAbstractItemModel):
     def fetchMore(self, parent: AnyIndex) -> None:
         node = self.node(parent)
         if node is not None:
-            self._grow(node, QModelIndex(parent), self.loaded(node) + BATCH)
+            plain = parent if isinstance(parent, QModelIndex) else \
+                self.index(parent.row(), parent.column(), parent.parent())
+            self._grow(node, plain, self.loaded(node) + BATCH)
 
     # Structure
 

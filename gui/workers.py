@@ -47,8 +47,11 @@ class WorkerBase(QRunnable):
     def run(self) -> None:
         signals = self.signals
         signals.started.emit()
+        def progress(fraction: float, message: str = "") -> None:
+            signals.progress.emit(float(fraction), str(message))
+
         try:
-            result = self.work(lambda f, m="": signals.progress.emit(float(f), str(m)), self._cancel.is_set)
+            result = self.work(progress, self._cancel.is_set)
         except Exception as exc:  # noqa: BLE001 - a worker failure is shown to the user, never a crash
             traceback.print_exc()
             signals.errored.emit(f"{type(exc).__name__}: {exc}")

@@ -7,16 +7,27 @@ the checkout being built may not be the one installed in this Python.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Where the sources are installed from (pyproject's package-dir): folder -> dotted package.
-PACKAGES = {"core": "airlock.core", "gui": "airlock.gui", "resources": "airlock.resources"}
 
-# resources/ sub-folders shipped as data (pyproject's package-data for airlock.resources).
-RESOURCE_FOLDERS = ("policy", "icons", "themes", "licenses")
+def _layout() -> ModuleType:
+    """The checkout's setup.py, read as a module (its setup() runs only under a build backend)."""
+    spec = importlib.util.spec_from_file_location("airlock_setup_layout", ROOT / "setup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LAYOUT = _layout()
+
+# Where the sources are installed from: folder -> dotted package (setup.py, which the wheel uses too).
+PACKAGES: dict[str, str] = LAYOUT.PACKAGE_DIRS
 
 # Imported lazily inside parse functions or detail views, so name them: a missing one would only
 # show up when a user opens that kind of file.
@@ -60,30 +71,23 @@ TOP_LICENCES = [ROOT / "LICENSE", ROOT / "packaging" / "licenses" / "LGPL-3.0.tx
 
 
 def python_modules() -> list[str]:
-    """Every Airlock module, by dotted name (the format registry imports them by string)."""
+    """Every Airlock module, by dotted name (the format registry imports them by string): the
+    modules of every package the wheel holds (setup.py)."""
     names: list[str] = []
-    for folder, package in PACKAGES.items():
-        base = ROOT / folder
-        for path in sorted(base.rglob("*.py")):
-            if "__pycache__" in path.parts:
-                continue
-            rel = path.relative_to(base).with_suffix("")
-            parts = [p for p in rel.parts if p != "__init__"]
-            names.append(".".join([package, *parts]))
+    for package, folder in sorted(LAYOUT.package_folders(ROOT).items()):
+        names.append(package)
+        names += [f"{package}.{path.stem}" for path in sorted(folder.glob("*.py")) if path.stem != "__init__"]
     return names
 
 
 def resource_datas() -> list[tuple[str, str]]:
-    """(source file, destination folder in the bundle) for every data file of airlock.resources."""
+    """(source file, destination folder in the bundle) for every data file the wheel holds."""
     out: list[tuple[str, str]] = []
-    for sub in RESOURCE_FOLDERS:
-        folder = ROOT / "resources" / sub
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                dest = Path("airlock", "resources", sub, *path.relative_to(folder).parts[:-1])
-                out.append((str(path), dest.as_posix()))
+    folders = LAYOUT.package_folders(ROOT)
+    for package, files in sorted(LAYOUT.package_data(ROOT).items()):
+        for rel in files:
+            dest = Path(*package.split("."), *Path(rel).parts[:-1])
+            out.append((str(folders[package] / rel), dest.as_posix()))
     return out
 
 
@@ -103,7 +107,7 @@ def link_tree(where: Path) -> Path:
     """
     pkg = where / "airlock"
     pkg.mkdir(parents=True, exist_ok=True)
-    (pkg / "__init__.py").write_text('"""Airlock (frozen app)."""\n', encoding="utf-8")
+    (pkg / "__init__.py").write_text('"""Airlock: links to a checkout (packaging/bundle.py)."""\n', encoding="utf-8")
     for folder in PACKAGES:
         link = pkg / folder
         target = ROOT / folder

@@ -29,7 +29,7 @@ bad() { echo "  FAIL  $*"; FAILED=1; }
 step() { echo "== $*"; }
 
 step "clone $REPO (HEAD $(git -C "$REPO" rev-parse --short HEAD)) into $WORK/src"
-if [[ -n "$(git -C "$REPO" status --porcelain -- packaging core gui resources pyproject.toml)" ]]; then
+if [[ -n "$(git -C "$REPO" status --porcelain -- packaging core gui resources setup.py pyproject.toml)" ]]; then
     echo "  note  uncommitted changes in the checkout are not part of this check"
 fi
 git clone -q "$REPO" "$WORK/src"

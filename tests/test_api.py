@@ -6,13 +6,9 @@ import json
 import multiprocessing
 import os
 import pickle
-import sys
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import onnx_files
 
 from airlock.core import api, cli

@@ -90,7 +90,6 @@ def test_no_new_privileges_and_a_seccomp_filter(probe):
 @linux
 def test_the_parsers_still_work_confined():
     """libhdf5 and protobuf read their inputs under the filter (h5py by path too)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__)))
     from fixtures import keras_files, onnx_files
 
     ctx = ScanContext()

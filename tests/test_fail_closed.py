@@ -8,12 +8,9 @@ Names that claim a model format on content that fails it are high; unknown binar
 import io
 import json
 import struct
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import archive_files as af
 
 from airlock.core import inspection

@@ -7,11 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import keras_files, onnx_files
 
 from airlock.core import isolate

@@ -13,11 +13,12 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from airlock.core import dtypes
 from airlock.core.convert.model import ConvertError, OutTensor, Plan
 from airlock.core.convert.spec import StorageRef, TensorSpec, contiguous_strides
 from airlock.core.text import safe_text
 
-_PLAIN = {0: "F32", 1: "F16", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 30: "BF16"}
+_PLAIN = dtypes.ggml_plain()  # GGML types that are plain arrays → their SafeTensors code
 # KV value types: struct format of fixed-size ones.
 _FIXED = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
           12: "<d"}

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from airlock.core import dtypes
 from airlock.core.convert.model import ConvertError, OutTensor, Plan
 from airlock.core.convert.spec import DTYPE_SIZES, StorageRef, TensorSpec, contiguous_strides
 from airlock.core.text import safe_text
 
-_DTYPES = {1: "F32", 2: "U8", 3: "I8", 4: "U16", 5: "I16", 6: "I32", 7: "I64", 9: "BOOL", 10: "F16",
-           11: "F64", 12: "U32", 13: "U64", 14: "C64", 16: "BF16", 17: "F8_E4M3", 18: "F8_E4M3FNUZ",
-           19: "F8_E5M2", 20: "F8_E5M2FNUZ"}
+# ONNX data types the converter writes → their SafeTensors code.
+_DTYPES = {onnx: d.code for onnx, d in dtypes.BY_ONNX.items() if d.writable}
 GRAPH, INITIALIZER = 7, 5
 T_DIMS, T_TYPE, T_NAME, T_RAW, T_EXTERNAL, T_LOCATION = 1, 2, 8, 9, 13, 14
 

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-# SafeTensors dtype codes and their sizes in bytes.
-DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
-    "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1,  # safetensors >= 0.6 reads and writes these too
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8,
-    "C64": 8,
-}
+from airlock.core import dtypes
+
+# SafeTensors dtype codes the converter writes, and their sizes in bytes (airlock.core.dtypes).
+DTYPE_SIZES = dtypes.writable_sizes()
 
 STORED = 0
 DEFLATED = 8

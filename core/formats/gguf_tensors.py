@@ -166,7 +166,7 @@ def _add_tensor_nodes(p: Parser, infos: list[TensorInfo], data_start: int, past:
         dtype = quant[t.ttype][0] if t.ttype in quant else f"unknown ({t.ttype})"
         attrs: dict[str, Any] = {"name": safe_text(t.name), "dtype": dtype, "shape": t.dims,
                                  "size": t.nbytes, "data_offset": data_start + t.data,
-                                 "info_offset": t.offset}
+                                 "info_offset": t.offset, "innermost_first": True}  # GGUF's order of dims
         if id(t) in past:
             attrs["missing"] = True
         return Node(TENSOR, label, offset=data_start + t.data, length=t.nbytes, member=member,

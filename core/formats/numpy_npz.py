@@ -17,7 +17,7 @@ from airlock.core.decompress import Decompressed
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
-from airlock.core.formats.zip import open_zipfile_member, zipfile_errors, zipfile_names
+from airlock.core.formats.zip import member_data_start, open_zipfile_member, zipfile_errors, zipfile_names
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
@@ -100,6 +100,7 @@ def parse(source: Source, ctx: ScanContext) -> Node:
                 opened.done()
             node.attrs["member_offset"] = info.header_offset
             node.attrs["compression"] = _COMPRESSION.get(info.compress_type, str(info.compress_type))
+            node.attrs["data_offset"] = member_data_start(source, info)  # for core/locate.py
     return root
 
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from airlock.core import dtypes
 from airlock.core.context import ScanContext
 from airlock.core.findings import Rule
 from airlock.core.source import Source
@@ -27,14 +28,7 @@ PYOP_DOMAIN = "ai.onnx.contrib"
 ORT_MEMORY_TAG = "*/_ORT_MEM_ADDR_/*"
 
 # TensorProto.DataType -> (name, bits per element)
-DTYPES: dict[int, tuple[str, int]] = {
-    1: ("float32", 32), 2: ("uint8", 8), 3: ("int8", 8), 4: ("uint16", 16), 5: ("int16", 16),
-    6: ("int32", 32), 7: ("int64", 64), 8: ("string", 0), 9: ("bool", 8), 10: ("float16", 16),
-    11: ("float64", 64), 12: ("uint32", 32), 13: ("uint64", 64), 14: ("complex64", 64),
-    15: ("complex128", 128), 16: ("bfloat16", 16), 17: ("float8e4m3fn", 8), 18: ("float8e4m3fnuz", 8),
-    19: ("float8e5m2", 8), 20: ("float8e5m2fnuz", 8), 21: ("uint4", 4), 22: ("int4", 4),
-    23: ("float4e2m1", 4), 24: ("float8e8m0", 8), 25: ("uint2", 2), 26: ("int2", 2),
-}
+DTYPES: dict[int, tuple[str, int]] = dtypes.onnx_names()
 _ABSOLUTE = re.compile(r"^(?:[/\\~]|[A-Za-z]:)")
 _MAX_TEXT = 4096
 _MAX_LIST = 64

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from airlock.core import dtypes
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import Rule, Severity
@@ -27,14 +28,8 @@ from airlock.core.tree import DATA, FILE, GROUP, HEADER, METADATA, TEMPLATE, TEN
 NAME = "safetensors"
 EXTENSIONS = (".safetensors",)
 
-# Element sizes in bits: newer safetensors versions know sub-byte float types.
-DTYPE_BITS = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
-    "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
-    "I32": 32, "U32": 32, "F32": 32, "C64": 64,
-    "I64": 64, "U64": 64, "F64": 64,
-    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
-}
+# Element sizes in bits of every type a SafeTensors header may name (sub-byte floats included).
+DTYPE_BITS = dtypes.safetensors_bits()
 LIBRARY_HEADER_CAP = 100_000_000  # safetensors refuses larger headers (MAX_HEADER_SIZE)
 HIDDEN_SNIFF_CAP = 64 * 1024**2  # unclaimed bytes handed to the engine (a pickle fits in far less)
 MAX_REPORTED = 20  # per kind of layout problem; the rest are counted in the last message

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from airlock.core import dtypes
 from airlock.core.convert.spec import StorageRef, TensorSpec, constructor_pairs
 from airlock.core.errors import FormatError
 from airlock.core.findings import Finding, Severity
@@ -22,31 +23,11 @@ from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.pickle.values import Call, Global, PDict, PersistentRef, PList, PTuple
 
 # Storage class → (dtype code, bytes per element, torch dtype name). Codes without a SafeTensors
-# equivalent (C128, C32, the fnuz fp8 variants, quantized) are still described for the tree.
+# equivalent (C128, C32, the quantized ones) are still described for the tree.
 STORAGE_DTYPES: dict[str, tuple[str, int, str]] = {
-    "FloatStorage": ("F32", 4, "float32"), "DoubleStorage": ("F64", 8, "float64"),
-    "HalfStorage": ("F16", 2, "float16"), "BFloat16Storage": ("BF16", 2, "bfloat16"),
-    "LongStorage": ("I64", 8, "int64"), "IntStorage": ("I32", 4, "int32"),
-    "ShortStorage": ("I16", 2, "int16"), "CharStorage": ("I8", 1, "int8"),
-    "ByteStorage": ("U8", 1, "uint8"), "BoolStorage": ("BOOL", 1, "bool"),
-    "ComplexFloatStorage": ("C64", 8, "complex64"), "ComplexDoubleStorage": ("C128", 16, "complex128"),
-    "QInt8Storage": ("QI8", 1, "qint8"), "QUInt8Storage": ("QU8", 1, "quint8"),
-    "QInt32Storage": ("QI32", 4, "qint32"), "QUInt4x2Storage": ("QU4X2", 1, "quint4x2"),
-    "QUInt2x4Storage": ("QU2X4", 1, "quint2x4"), "UntypedStorage": ("U8", 1, "uint8"),
-}
-
+    name: (d.code, d.itemsize or 1, d.torch or "") for name, d in dtypes.TORCH_STORAGES.items()}
 # torch dtype name (as `torch.<name>` globals in _rebuild_tensor_v3) → (code, bytes per element).
-DTYPES: dict[str, tuple[str, int]] = {
-    "float32": ("F32", 4), "float64": ("F64", 8), "float16": ("F16", 2), "bfloat16": ("BF16", 2),
-    "int64": ("I64", 8), "int32": ("I32", 4), "int16": ("I16", 2), "int8": ("I8", 1),
-    "uint8": ("U8", 1), "uint16": ("U16", 2), "uint32": ("U32", 4), "uint64": ("U64", 8),
-    "bool": ("BOOL", 1), "complex64": ("C64", 8), "complex128": ("C128", 16), "complex32": ("C32", 4),
-    "float8_e4m3fn": ("F8_E4M3", 1), "float8_e5m2": ("F8_E5M2", 1), "float8_e8m0fnu": ("F8_E8M0", 1),
-    "float8_e4m3fnuz": ("F8_E4M3FNUZ", 1), "float8_e5m2fnuz": ("F8_E5M2FNUZ", 1),
-    "float4_e2m1fn_x2": ("F4X2", 1),
-}
-for _name, (_code, _size, _torch) in STORAGE_DTYPES.items():
-    DTYPES.setdefault(_torch, (_code, _size))
+DTYPES: dict[str, tuple[str, int]] = {name: (d.code, d.itemsize or 1) for name, d in dtypes.BY_TORCH.items()}
 # Bytes per element of every code above (spec.DTYPE_SIZES knows only the SafeTensors ones).
 ITEMSIZES = {code: size for code, size in DTYPES.values()}
 

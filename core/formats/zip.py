@@ -314,7 +314,7 @@ def open_zipfile_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source:
             pass
     except zipfile_errors() as exc:
         raise FormatError(safe_text(str(exc), 160), info.header_offset) from None
-    start = _data_start(source, info)
+    start = member_data_start(source, info)
     if start is None or start + info.compress_size > source.size:
         raise FormatError(f"truncated: member {name}'s data runs past the end of the file",
                           info.header_offset)
@@ -346,7 +346,7 @@ def open_zipfile_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source:
     return out
 
 
-def _data_start(source: Source, info: zipfile.ZipInfo) -> int | None:
+def member_data_start(source: Source, info: zipfile.ZipInfo) -> int | None:
     """Where a member's data starts: after its local header, whose name/extra lengths zipfile uses."""
     local = source.read(info.header_offset, _LOCAL_HEADER)
     if len(local) < _LOCAL_HEADER or local[:4] != LOCAL:

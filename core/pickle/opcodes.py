@@ -368,7 +368,7 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
                         break
                     limit = cur + length
             elif category == _SIZEDARG:
-                (n,) = fmt.unpack_from(bytes(buf[read(size) : cur]), 0)  # type: ignore[union-attr]
+                (n,) = fmt.unpack_from(bytes(buf[read(size) : cur]), 0)
                 if n < 0:
                     break
                 read(n)

@@ -130,10 +130,10 @@ def _read_json(name: str) -> dict[str, object]:
 def load_policy() -> Policy:
     allow_data = _read_json("allowlist.json")
     deny_data = _read_json("denylist.json")
-    allow = {str(e["name"]): str(e["reason"]) for e in allow_data["entries"]}  # type: ignore[index,union-attr,attr-defined]
+    allow = {str(e["name"]): str(e["reason"]) for e in allow_data["entries"]}  # type: ignore[attr-defined]
     deny = {
         str(e["prefix"]): (str(e["reason"]), Severity.parse(str(e.get("severity", "critical"))))
-        for e in deny_data["entries"]  # type: ignore[union-attr,attr-defined]
+        for e in deny_data["entries"]  # type: ignore[attr-defined]
     }
     if not allow or not deny:
         raise PolicyMissing("policy data is empty; refusing to scan")

@@ -158,8 +158,8 @@ class HexView(QWidget):
                     cursor.setPosition(block.position() + at)
                     cursor.setPosition(block.position() + at + width, QTextCursor.MoveMode.KeepAnchor)
                     sel = QTextEdit.ExtraSelection()
-                    sel.cursor = cursor  # type: ignore[attr-defined]
-                    sel.format = fmt  # type: ignore[attr-defined]
+                    sel.cursor = cursor
+                    sel.format = fmt
                     selections.append(sel)
         self.text.setExtraSelections(selections)
 

@@ -17,12 +17,12 @@ from PySide6.QtWidgets import (
 
 from airlock.core.errors import AirlockError
 from airlock.core.findings import Finding
+from airlock.core.locate import Location, finding_location, node_location
 from airlock.core.text import human_size, safe_text
 from airlock.core.tree import TEMPLATE, TENSOR, Node
 from airlock.gui.details.code import CodeView, code_holder
 from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
 from airlock.gui.details.hex import HexView
-from airlock.gui.details.locate import Location, finding_location, node_location
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
 

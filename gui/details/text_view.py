@@ -22,9 +22,8 @@ def multiline(text: str, max_chars: int = MAX_CHARS) -> tuple[str, list[int]]:
     body = text[:max_chars]
     plain = body.replace("\n", "").replace("\t", "")
     if plain.isascii() and plain.isprintable():
-        mapping = list(range(len(body) + 1))
         suffix = f"\n… cut: {len(text) - max_chars:,} more characters not shown" if cut else ""
-        return body + suffix, mapping
+        return body + suffix, list(range(len(body) + 1))
     out: list[str] = []
     mapping: list[int] = []
     pos = 0
@@ -66,8 +65,8 @@ class MarkedText(QPlainTextEdit):
             cursor.setPosition(start)
             cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             sel = QTextEdit.ExtraSelection()
-            sel.cursor = cursor  # type: ignore[attr-defined]
-            sel.format = fmt  # type: ignore[attr-defined]
+            sel.cursor = cursor
+            sel.format = fmt
             selections.append(sel)
         self.setExtraSelections(selections)
         if self.marks:

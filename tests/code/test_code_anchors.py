@@ -1,13 +1,7 @@
 """The anchor set (code_anchor_cases.py): every positive caught with the expected rule, no negative
 flagged above info."""
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from code_anchor_cases import CASES
 
 from airlock.core.findings import Severity

@@ -149,6 +149,7 @@ def _check(verdict: dict[str, Any]) -> None:
     assert not verdict["disagree"], "\n".join(_describe(r) for r in verdict["disagree"][:30])
 
 
+@pytest.mark.slow
 def test_airlock_flags_every_file_a_real_loader_would_run(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     result = run_differential(tmp_path, per_seed=1, sample=16)
     verdict = analyse(result["rows"])

@@ -1,12 +1,7 @@
 """Stand-alone chat templates (chat_template.jinja): recognised by content, analysed, never rendered."""
 
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from test_templates import BENIGN, HOSTILE
 
 from airlock.core.findings import Severity

@@ -6,15 +6,10 @@ import bz2
 import gzip
 import lzma
 import pickle
-import sys
 import tracemalloc
 import zlib
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from fixtures.pickle_files import MARKER, call
 
 from airlock.core.findings import Severity

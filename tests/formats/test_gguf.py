@@ -5,15 +5,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import gguf_files as GF
 from fixtures.gguf_files import G, hostile_files, small, system_pickle, vocabulary, writer_files
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airlock.core.findings import Severity
 from airlock.core.formats import gguf as gguf_format

@@ -3,16 +3,12 @@
 import io
 import pickle
 import pickletools
-import sys
 import warnings
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fixtures import joblib_files as jf
 from fixtures import numpy_files as nf
 

@@ -5,13 +5,10 @@ import json
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import keras_files as K
 
 from airlock.core.findings import Severity

@@ -4,13 +4,10 @@ config names it), and chat templates found by name (chat_template.jinja, *.jinja
 import io
 import json
 import pickle
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import model_folder_code_files as F
 
 from airlock.core.cli import main

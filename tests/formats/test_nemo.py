@@ -1,12 +1,8 @@
 """NeMo `.nemo` archives (CVE-2025-23304): recognised as NeMo, every member scanned, the Hydra config
 judged; written with tarfile as NeMo's SaveRestoreConnector writes them (plain or gzip)."""
 
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import archive_files as af
 
 from airlock.core.findings import Severity

@@ -2,12 +2,8 @@
 never clean; containers among them (.pt2 zips) still have their members scanned. NeMo archives have
 their own module now: tests/formats/test_nemo.py."""
 
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import onnx_files
 from fixtures.model_folder_files import (
     SYSTEM_PICKLE,

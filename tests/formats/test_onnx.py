@@ -3,11 +3,8 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import onnx_files as F
 
 from airlock.core.findings import Severity
@@ -30,6 +27,7 @@ def _find(node, label_start):
     raise AssertionError(f"no node starting with {label_start!r}")
 
 
+@pytest.mark.slow  # one isolated child per file; the fast lane keeps the per-rule checks below
 @pytest.mark.parametrize("entry", F.corpus(), ids=lambda e: e[0])
 def test_corpus_entry(entry):
     name, data, want = entry

@@ -4,15 +4,11 @@ A span is the embedded message's payload (after its tag and length): for models 
 onnx.helper it equals the entry's own `SerializeToString()`, which is what these tests compare.
 """
 
-import sys
-from pathlib import Path
 
 import pytest
+from fixtures import onnx_files as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fixtures import onnx_files as F
 
 from airlock.core.formats import onnx as onnx_format
 from airlock.core.formats import onnx_wire
@@ -249,6 +245,7 @@ def _parser_failed(result):
     return [f.message for f in result.findings if "parser failed" in f.message]
 
 
+@pytest.mark.slow
 def test_truncated_and_corrupted_models_scan_without_exception():
     data = _mixed_model().SerializeToString()
     for cut in range(1, len(data), 5):

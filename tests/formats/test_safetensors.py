@@ -4,18 +4,14 @@ import json
 import os
 import pickle
 import struct
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.safetensors_files import benign_files, f32, hostile_files, st, system_pickle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st_
 from safetensors import safe_open
 from safetensors.numpy import save, save_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fixtures.safetensors_files import benign_files, f32, hostile_files, st, system_pickle
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import Severity

@@ -3,12 +3,8 @@ decoded in bounded steps under the decompression budget, scanned like files; uns
 "not inspected", never clean."""
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import archive_files as af
 
 from airlock.core.findings import Severity

@@ -3,13 +3,9 @@ hazards flagged, budgets held; torch's legacy tar keeps its own reader."""
 
 import gzip
 import io
-import sys
 import tarfile
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import archive_files as af
 
 from airlock.core.findings import Severity

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import pickle
-import sys
 import zlib
 from importlib import resources
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fixtures.torch_files import (
     EVIL_P0,
     Member,

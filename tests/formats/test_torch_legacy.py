@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fixtures.torch_files import (
     EVIL_P2,
     legacy_tar,
@@ -25,6 +18,8 @@ from fixtures.torch_files import (
     torch_save,
     torch_save_legacy,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airlock.core.findings import Severity
 from airlock.core.formats import torch_legacy

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fixtures.torch_files import (
     EVIL_P0,
     EVIL_P2,
@@ -30,6 +23,8 @@ from fixtures.torch_files import (
     torch_save,
     zip_members,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airlock.core.findings import Severity
 from airlock.core.limits import Limits

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import io
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fixtures.torch_files import EVIL_P2, Member, build_zip, rules, scan, tensors, zip_members
 
 from airlock.core.errors import FormatError

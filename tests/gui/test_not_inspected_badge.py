@@ -2,16 +2,13 @@
 green check for a file Airlock did not fully read. Wording and state come from airlock.core.inspection."""
 
 import struct
-import sys
-from pathlib import Path
+
+from fixtures import archive_files as af
 
 from airlock.core.findings import Severity
 from airlock.core.scan import scan_bytes
 from airlock.gui import theme
 from airlock.gui.findings_panel import VerdictBanner
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fixtures import archive_files as af
 
 
 def banner_for(qtbot, data, name):
@@ -54,4 +51,13 @@ def test_fully_inspected_files_have_no_badge(qtbot):
 def test_pending_hides_the_badge(qtbot):
     banner = banner_for(qtbot, bytes(range(256)) * 8, "weights.bin")
     banner.set_pending("Analysing…")
+    assert banner.badge.isHidden()
+
+
+def test_a_file_airlock_could_not_open_has_its_own_wording(qtbot):
+    banner = VerdictBanner()
+    qtbot.addWidget(banner)
+    banner.set_failed("Permission denied")
+    assert banner.label.text().startswith("COULD NOT OPEN — Airlock failed on this file: Permission denied")
+    assert banner.severity == Severity.HIGH and banner.verdict.word == "COULD NOT OPEN"
     assert banner.badge.isHidden()

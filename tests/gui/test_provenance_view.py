@@ -1,11 +1,7 @@
 """A file opened from a Hugging Face cache shows its repository, revision, refs and signature state."""
 
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provenance.hf_fake import COMMIT_2, build
 
 from airlock.gui.main_window import MainWindow

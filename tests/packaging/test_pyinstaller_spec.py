@@ -4,14 +4,12 @@ The spec runs here with stand-ins for PyInstaller's Analysis/PYZ/EXE/COLLECT tha
 arguments, so these tests see exactly the data files, hidden imports and excludes a build uses.
 """
 
-import fnmatch
 import importlib.util
 import json
 import os
 import runpy
 import subprocess
 import sys
-import tomllib
 import types
 from pathlib import Path
 
@@ -77,11 +75,9 @@ def run_spec(tmp_path, monkeypatch, pure=None, metadata=None):
 def test_spec_collects_every_resource_data_file(tmp_path, monkeypatch):
     analysis, _, _ = run_spec(tmp_path, monkeypatch)
     datas = {(Path(src).resolve(), dest) for src, dest in analysis["datas"]}
-    # What pip installs as airlock.resources data (pyproject's package-data) must be in the bundle.
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
-        "airlock.resources"]
-    shipped = [p for p in (ROOT / "resources").rglob("*") if p.is_file()
-               and any(fnmatch.fnmatch(p.relative_to(ROOT / "resources").as_posix(), pat) for pat in patterns)]
+    # What pip installs as airlock.resources data (setup.py's package_data) must be in the bundle.
+    layout = runpy.run_path(str(ROOT / "setup.py"), run_name="layout")
+    shipped = [ROOT / "resources" / rel for rel in layout["package_data"]()["airlock.resources"]]
     for path in shipped:
         dest = Path("airlock/resources", path.relative_to(ROOT / "resources")).parent.as_posix()
         assert (path.resolve(), dest) in datas, path

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 DESKTOP_ONLY = {"pyside6-essentials", "matplotlib", "fickling"}
 
 
@@ -57,7 +56,8 @@ def _corpus_folder(folder: Path) -> Path:
 @pytest.mark.slow
 def test_a_slim_install_scans_exactly_like_the_full_one(tmp_path):
     source = tmp_path / "src"  # a copy: building a wheel writes build/ next to the sources
-    for item in ("core", "gui", "resources", "pyproject.toml", "README.md", "LICENSE", "requirements-cli.txt"):
+    for item in ("core", "gui", "resources", "setup.py", "pyproject.toml", "README.md", "LICENSE",
+                 "requirements-cli.txt"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, source / item, ignore=shutil.ignore_patterns("__pycache__"))

@@ -74,6 +74,7 @@ data = st.recursive(scalars, lambda inner: st.one_of(
     st.frozensets(hashables, max_size=4), st.sets(hashables, max_size=4)), max_leaves=30)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=data, proto=st.integers(0, pickle.HIGHEST_PROTOCOL), shared=st.booleans())
 def test_symbolic_values_equal_what_pickle_loads_builds(value: object, proto: int, shared: bool) -> None:

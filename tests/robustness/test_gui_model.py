@@ -13,6 +13,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from typing import Any
 
+import pytest
 import robust_harness as rh
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,9 @@ from PySide6.QtWidgets import QTreeView
 
 from airlock.core.scan import scan_bytes
 from airlock.gui.tree_model import NodeTreeModel
+
+# The fast lane (`python -m pytest -m "not slow"`) skips it; CI runs everything.
+pytestmark = pytest.mark.slow
 
 ROLES = (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.DecorationRole,
          Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.UserRole, Qt.ItemDataRole.UserRole + 1)

@@ -22,6 +22,9 @@ from hypothesis import strategies as st
 from airlock.core import formats
 from airlock.core.source import Source
 
+# The fast lane (`python -m pytest -m "not slow"`) skips it; CI runs everything.
+pytestmark = pytest.mark.slow
+
 SCALE = rh.scale()
 
 

@@ -1,17 +1,23 @@
 """Where a node's bytes are in the file on disk, as far as the tree says.
 
-Offsets of nodes inside a container member (a zip member, decompressed data) are relative to
-that member. A member's own node in the container may record where its stored bytes start
-(`attrs["data_offset"]`, absolute) and whether they are compressed; when they are stored as is,
-member offsets map to file offsets. Otherwise the view says why it cannot show them.
+Used by every view that shows bytes (the GUI's hex view, the tensor values and statistics) and by
+`airlock.core.tensors` to find a tensor's data. Offsets of nodes inside a container member (a zip
+member, decompressed data) are relative to that member. A member's own node in the container may
+record where its stored bytes start (`attrs["data_offset"]`, absolute) and whether they are
+compressed; when they are stored as is, member offsets map to file offsets. Otherwise the view
+says why it cannot show them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
+
+if TYPE_CHECKING:
+    from airlock.core.findings import Finding
 
 _STORED = (None, 0, "stored", "none", "STORED")  # compression / method values meaning "as is"
 
@@ -38,7 +44,11 @@ def _member_base(node: Node, member: str) -> tuple[int | None, str]:
         compression = cand.attrs.get("compression", cand.attrs.get("method"))
         if compression not in _STORED:
             return None, f"member {safe_text(member, 120)} is compressed ({safe_text(str(compression), 20)})"
-        base = resolve(cand, start, from_member=cand.member)
+        if cand.member == member:  # the member's own node: its data_offset is in the container's coordinates
+            assert walk is not None
+            base = resolve(walk, start, from_member=walk.member)
+        else:
+            base = resolve(cand, start, from_member=cand.member)
         return base.offset, base.note
     return None, f"the location of member {safe_text(member, 120)} in the file is not recorded"
 
@@ -63,6 +73,7 @@ def _entries_for(container_node: Node | None, member: str) -> list[Node]:
 
 
 def resolve(node: Node, offset: int | None, *, from_member: str | None) -> Location:
+    """`offset` (relative to `from_member` when given, which `node` or an ancestor lies in) in the file."""
     if offset is None:
         return Location(None, None, "this node has no byte offset")
     if from_member is None:
@@ -75,15 +86,15 @@ def resolve(node: Node, offset: int | None, *, from_member: str | None) -> Locat
 
 
 def node_location(node: Node) -> Location:
+    """Where a node's own bytes start in the file, and how many."""
     loc = resolve(node, node.offset, from_member=node.member)
     return Location(loc.offset, node.length, loc.note)
 
 
-def finding_location(finding: object, node: Node | None) -> Location:
-    offset = getattr(finding, "offset", None)
-    member = getattr(finding, "member", None)
-    length = getattr(finding, "length", None)
-    anchor = node if node is not None else None
+def finding_location(finding: Finding, node: Node | None) -> Location:
+    """Where a finding points in the file: its offset, mapped through its member if it has one."""
+    offset, member, length = finding.offset, finding.member, finding.length
+    anchor = node
     if anchor is None:
         if member is not None:
             return Location(None, None, f"offset {offset} is relative to member {safe_text(member, 120)}")

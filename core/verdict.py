@@ -1,0 +1,102 @@
+"""How a file's verdict reads and which colour it wears, for every view (the desktop app, HTML reports).
+
+A verdict is in one of three states: judged by its worst finding's severity; "not fully inspected"
+(a grey badge beside the severity, never a green check, saying why); or "could not open" (Airlock
+itself failed on the file). The words and colours of each state are defined here once, so that a
+window, a tab title and an exported page never disagree. Colours are plain "#rrggbb" strings (white
+text on each passes WCAG AA); nothing here knows Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from airlock.core import inspection
+from airlock.core.findings import Finding, Rule, Severity
+from airlock.core.text import safe_text
+
+# By severity: the badge (strong, for white text on it) ...
+BADGE = {
+    Severity.CRITICAL: "#b3001b",
+    Severity.HIGH: "#c2410c",
+    Severity.MEDIUM: "#a16207",
+    Severity.LOW: "#1d4ed8",
+    Severity.INFO: "#475569",
+    Severity.NONE: "#15803d",
+}
+# ... and text colours readable on white (light themes, printed reports).
+TEXT_LIGHT = {
+    Severity.CRITICAL: "#b3001b", Severity.HIGH: "#b23c00", Severity.MEDIUM: "#8a5300",
+    Severity.LOW: "#1d4ed8", Severity.INFO: "#475569", Severity.NONE: "#15803d",
+}
+WORD = {
+    Severity.CRITICAL: "CRITICAL", Severity.HIGH: "HIGH RISK", Severity.MEDIUM: "MEDIUM",
+    Severity.LOW: "LOW", Severity.INFO: "INFO", Severity.NONE: "NO FINDINGS",
+}
+# Beside the severity of a file Airlock did not fully read: grey, whatever the severity.
+NOT_INSPECTED = "#64748b"
+# A file Airlock could not open at all: shown as HIGH (it cannot be proven safe), worded apart.
+COULD_NOT_OPEN = "COULD NOT OPEN"
+
+BY_SEVERITY, NOT_FULLY_INSPECTED, FAILED = "severity", "not fully inspected", "could not open"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # BY_SEVERITY, NOT_FULLY_INSPECTED or FAILED
+    severity: Severity  # what the icon and colour show
+    word: str  # the short form: a tab title, a badge
+    text: str  # the sentence a reviewer reads first (escaped)
+    colour: str  # the badge colour for `severity`
+    inspected: str = inspection.FULL
+    badge: str = ""  # the grey badge's text when not fully inspected, else ""
+    reasons: tuple[str, ...] = ()  # every reason it was not fully inspected (escaped)
+
+
+def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Worst first; ties keep file order, so the first critical call in the file leads."""
+    return sorted(findings, key=lambda f: -int(f.severity))
+
+
+def rule_title(rule_id: str) -> str:
+    rule = Rule.registry.get(rule_id)
+    return rule.title if rule is not None else ""
+
+
+def sentence(findings: Sequence[Finding], fmt: str) -> str:
+    """One line: the worst severity and the worst finding in words."""
+    ordered = sorted_findings(findings)
+    if not ordered or ordered[0].severity == Severity.NONE:
+        return f"NO FINDINGS — nothing in this {safe_text(fmt, 40)} file was judged risky"
+    worst = ordered[0]
+    more = len([f for f in ordered if f.severity >= Severity.MEDIUM]) - 1
+    tail = f"  (+{more} more)" if more > 0 else ""
+    if worst.severity == Severity.CRITICAL:
+        lead = "loading this file runs code: "
+    elif worst.severity == Severity.HIGH:
+        lead = "cannot be proven safe: "
+    else:
+        lead = ""
+    return f"{WORD[worst.severity]} — {lead}{safe_text(worst.message, 220)}{tail}"
+
+
+def of_findings(findings: Sequence[Finding], fmt: str, inspected: str = inspection.FULL) -> Verdict:
+    """The verdict of a scanned file from its findings and its inspected state."""
+    worst = max((f.severity for f in findings), default=Severity.NONE)
+    if inspected == inspection.FULL:
+        return Verdict(BY_SEVERITY, worst, WORD[worst], sentence(findings, fmt), BADGE[worst])
+    if worst == Severity.NONE:
+        worst = Severity.INFO  # never the green check for a file Airlock did not fully read
+    why = tuple(safe_text(w, 300) for w in inspection.reasons(findings))
+    words = inspection.state_words(inspected).upper()
+    badge = f"{words}: {safe_text(why[0], 160)}" if why else words
+    return Verdict(NOT_FULLY_INSPECTED, worst, WORD[worst], sentence(findings, fmt), BADGE[worst], inspected,
+                   badge, why)
+
+
+def could_not_open(message: str) -> Verdict:
+    """Airlock failed on the file before it had a verdict (an unreadable path, a crash outside a parser)."""
+    return Verdict(FAILED, Severity.HIGH, COULD_NOT_OPEN,
+                   f"{COULD_NOT_OPEN} — Airlock failed on this file: {safe_text(message, 300)}",
+                   BADGE[Severity.HIGH], inspection.NONE)
