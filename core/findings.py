@@ -67,6 +67,8 @@ class Rule:
     # True for rules that say part of the file was not inspected (a limit, a break in the structure,
     # an unknown format, a crash): `airlock.core.inspection` derives a file's `inspected` state from them.
     incomplete: ClassVar[bool] = False
+    # What to do about it (SARIF's rule help); empty: the advice for the rule's severity.
+    remedy: ClassVar[str] = ""
 
     registry: ClassVar[dict[str, type[Rule]]] = {}
 
@@ -88,6 +90,7 @@ def _load_rule_modules() -> None:
     # Rules live next to the format they judge; importing the registry of formats imports them all.
     from airlock.core import formats
     from airlock.core.provenance import rules  # noqa: F401 - hashes, pins, signatures, policy
+    from airlock.core.review import rules as review_rules  # noqa: F401 - approvals (--require-approved)
 
     formats.load_all_modules()
 

@@ -1,13 +1,12 @@
 """Export: one-click SafeTensors conversion (a worker calling core's `convert`), and reports.
 
 Conversion runs `airlock.core.convert.convert` in a worker with a progress dialog and cancel;
-a file with critical findings needs an explicit confirmation. Reports are the CLI's JSON and
-SARIF documents, or a standalone HTML page in which every string is escaped.
+a file with critical findings needs an explicit confirmation. Reports are the CLI's JSON, SARIF and
+HTML documents (airlock.core.report), in which every string is escaped.
 """
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Callable
 from typing import Any
@@ -15,12 +14,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 
-from airlock.core import __version__
 from airlock.core.findings import Severity
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_text
-from airlock.gui import theme
-from airlock.gui.findings_panel import rule_title, sorted_findings, verdict_text
+from airlock.gui.findings_panel import verdict_text
 from airlock.gui.workers import FunctionWorker, pool
 
 CONVERTIBLE = ("npz", "npy", "gguf")
@@ -194,52 +191,12 @@ def report_text(result: ScanResult, kind: str) -> str:
 
 
 def html_report(result: ScanResult) -> str:
-    """A standalone page. Every value from the file goes through safe_text, then html.escape."""
+    """A standalone page: the same code as `airlock scan --format html` (airlock.core.report.html),
+    with the review trail the app knows for this file (its sha256 and decision, once looked up)."""
+    from airlock.core.report import html as html_page
+    from airlock.gui import review
 
-    def e(value: object, n: int = 400) -> str:
-        return html.escape(safe_text(str(value), n), quote=True)
-
-    sev = result.severity
-    rows = []
-    for f in sorted_findings(result.findings):
-        rows.append(
-            f"<tr class='s{int(f.severity)}'><td>{e(f.severity.label.upper())}</td><td>{e(f.rule)}</td>"
-            f"<td>{e(rule_title(f.rule))}</td><td>{e(f.message, 2000)}</td>"
-            f"<td class='num'>{'' if f.offset is None else f'{f.offset:,}'}</td>"
-            f"<td>{e(f.member or '', 300)}</td><td>{e(f.node_path() or '', 600)}</td></tr>")
-    table = "\n".join(rows) or "<tr><td colspan='7'>No findings.</td></tr>"
-    colors = "\n".join(f".s{int(s)} td:first-child {{ color: {c}; font-weight: bold; }}"
-                       for s, c in theme.TEXT_LIGHT.items())
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>Airlock report: {e(os.path.basename(result.path), 120)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #111827; }}
-.verdict {{ background: {theme.BADGE[sev]}; color: white; padding: .8em 1em; border-radius: 6px;
-  font-size: 1.2em; font-weight: bold; }}
-table {{ border-collapse: collapse; width: 100%; margin-top: 1em; }}
-td, th {{ border: 1px solid #d1d5db; padding: .3em .5em; text-align: left; vertical-align: top;
-  font-size: .9em; overflow-wrap: anywhere; }}
-th {{ background: #f3f4f6; }} .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-{colors}
-</style></head><body>
-<h1>Airlock report</h1>
-<p class="verdict">{e(verdict_text(result.findings, result.format), 600)}</p>
-<table>
-<tr><th>File</th><td>{e(result.path, 1000)}</td></tr>
-<tr><th>Format</th><td>{e(result.format)}</td></tr>
-<tr><th>Size</th><td>{e(human_size(result.size) if result.size is not None else "?")}</td></tr>
-<tr><th>Verdict</th><td>{e(sev.label)}</td></tr>
-<tr><th>Airlock</th><td>{e(__version__)} — the file was read, never loaded or executed</td></tr>
-</table>
-<h2>Findings ({len(result.findings)})</h2>
-<table>
-<tr><th>Severity</th><th>Rule</th><th>Title</th><th>Message</th><th>Offset</th><th>Member</th><th>Node</th></tr>
-{table}
-</table>
-</body></html>
-"""
+    return html_page.render_result(result, review.known_fields(result.path))
 
 
 def save_report_dialog(window: QWidget, result: ScanResult, kind: str) -> str | None:
