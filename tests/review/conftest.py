@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,7 @@ class PostgresServer:
     def _run(self, *argv: str, timeout: float = 120) -> None:
         proc = subprocess.run([*self.as_user, *argv], capture_output=True, text=True, timeout=timeout, check=False)
         if proc.returncode != 0:
-            log = open(self.log).read()[-2000:] if os.path.exists(self.log) else ""
+            log = Path(self.log).read_text()[-2000:] if os.path.exists(self.log) else ""
             raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {proc.stdout}{proc.stderr}\n{log}")
 
     def start(self) -> None:

@@ -7,14 +7,15 @@ import hashlib
 import json
 import os
 import pickle
+import random
 import sqlite3
 
 import pytest
+from provenance.hf_fake import safetensors_bytes
 
 from airlock.core.cli import main
 from airlock.core.policy_file import EMPTY, digest
 from airlock.core.review.migrations import LATEST
-from provenance.hf_fake import safetensors_bytes
 
 EVIL = b"\x80\x02cposix\nsystem\nq\x00X\x06\x00\x00\x00echo xq\x01\x85q\x02Rq\x03."
 
@@ -203,9 +204,10 @@ def test_require_approved_gates_models_only(files, db_url, capsys):
 
 def test_unknown_content_with_a_model_name_is_gated(files, db_url, capsys):
     init(db_url)
-    (files / "weights.bin").write_bytes(os.urandom(256))  # no format Airlock knows: a loader would try it
-    (files / "notes.txt").write_bytes(os.urandom(64))
-    code, out, _ = run(capsys, "scan", "--require-approved", "--db", db_url, "--no-policy", "--format", "json",
+    noise = random.Random(17).randbytes
+    (files / "weights.bin").write_bytes(b"\xfe\xed" + noise(254))  # no format Airlock knows; a loader would try it
+    (files / "notes.txt").write_bytes(b"\xfe\xed" + noise(62))
+    _, out, _ = run(capsys, "scan", "--require-approved", "--db", db_url, "--no-policy", "--format", "json",
                        str(files / "weights.bin"), str(files / "notes.txt"))
     rules = {os.path.basename(e["path"]): {f["rule"] for f in e["findings"]} for e in json.loads(out)["files"]}
     assert "REV001" in rules["weights.bin"] and "REV001" not in rules["notes.txt"]
@@ -265,7 +267,7 @@ def test_bad_input_exits_2_with_one_line(files, capsys, tmp_path):
     not_a_db.write_text("this is not a database " * 100)
     for argv in (["approve", str(files / "optimizer.pkl"), "--note", "x"], ["history", str(files / "optimizer.pkl")],
                  ["scan", "--require-approved", str(files / "optimizer.pkl")]):
-        code, out, err = run(capsys, *argv, "--db", str(not_a_db))
+        code, _, err = run(capsys, *argv, "--db", str(not_a_db))
         assert code == 2, argv
         assert "approvals database" in err and "Traceback" not in err and err.count("\n") == 1
     code, _, err = run(capsys, "approve", str(files / "optimizer.pkl"), "--note", "x",
