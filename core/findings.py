@@ -67,7 +67,9 @@ class Rule:
     # True for rules that say part of the file was not inspected (a limit, a break in the structure,
     # an unknown format, a crash): `airlock.core.inspection` derives a file's `inspected` state from them.
     incomplete: ClassVar[bool] = False
-    # What to do about it (SARIF's rule help); empty: the advice for the rule's severity.
+    # Why it matters and what to do about it (SARIF's rule help, docs/rules.md); empty: the text for
+    # the rule's severity (airlock.core.report.sarif).
+    why: ClassVar[str] = ""
     remedy: ClassVar[str] = ""
 
     registry: ClassVar[dict[str, type[Rule]]] = {}

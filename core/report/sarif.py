@@ -111,7 +111,7 @@ def documentation_url() -> str | None:
 def rule_help(rule: type[Rule]) -> dict[str, str]:
     """What it means, why it matters, what to do: as plain text and as Markdown."""
     means = (rule.help or rule.title).strip()
-    why = WHY[rule.severity]
+    why = (rule.why or WHY[rule.severity]).strip()
     todo = (rule.remedy or TODO[rule.severity]).strip()
     text = (f"{rule.title} ({rule.id}, {rule.severity.label}). {means} Why it matters: {why} "
             f"What to do: {todo}")
@@ -155,7 +155,9 @@ def artifact_location(path: str, root: str) -> dict[str, str]:
         inside = os.path.commonpath([full, root]) == root
     except ValueError:  # another drive (Windows)
         inside = False
-    if inside and full != root:
+    if inside and full == root:  # the root folder itself (verify reports a folder's signature state)
+        return {"uri": "./", "uriBaseId": ROOT_ID}
+    if inside:
         rel = os.path.relpath(full, root).replace(os.sep, "/")
         return {"uri": quote_from_bytes(os.fsencode(rel), safe="/._-~"), "uriBaseId": ROOT_ID}
     return {"uri": Path(full).as_uri()}
