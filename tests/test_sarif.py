@@ -1,12 +1,16 @@
 """SARIF 2.1.0 output validates against the official schema and carries what code scanning needs."""
 
 import json
+import os
+import pickle
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from airlock.core.cli import main
 from airlock.core.findings import all_rules
+from airlock.core.report import sarif
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "sarif-schema-2.1.0.json").read_text())
 EVIL = b"\x80\x02cposix\nsystem\nq\x00X\x06\x00\x00\x00echo xq\x01\x85q\x02Rq\x03."
@@ -41,13 +45,6 @@ def test_every_rule_has_an_id_title_and_severity():
 
 
 # What GitHub code scanning needs (issue 17)
-
-import os
-import pickle
-
-import pytest
-
-from airlock.core.report import sarif
 
 
 def sarif_doc(capsys, *argv, expect=None):
