@@ -16,9 +16,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from provenance.hf_fake import safetensors_bytes
 
 from airlock.core.review.gate import model_extensions
-from provenance.hf_fake import safetensors_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 EVIL = b"\x80\x02cposix\nsystem\nq\x00X\x06\x00\x00\x00echo xq\x01\x85q\x02Rq\x03."
