@@ -136,11 +136,11 @@ def _target_hash(target: str) -> tuple[str | None, str | None]:
 def run_history(args: argparse.Namespace) -> int:
     from airlock.core.review.db import ReviewDbError
 
-    hashes = []
+    hashes: list[tuple[str, str]] = []
     for target in args.targets:
         sha, error = _target_hash(target)
-        if error is not None:
-            return _fail(error)
+        if sha is None:
+            return _fail(error or f"cannot hash {target}")
         hashes.append((target, sha))
     try:
         with _open(args.db, write=False) as store:

@@ -82,7 +82,8 @@ class ApprovalStore:
         """Insert the rows in one transaction: all of them, or none."""
         if self.engine is None:
             raise ReviewDbError(f"the approvals database {self.shown} was opened read-only")
-        return self._run(lambda conn: insert_decisions(conn, rows), write=True)
+        ids: list[int] = self._run(lambda conn: insert_decisions(conn, rows), write=True)
+        return ids
 
     def history(self, sha256: str) -> list[Decision]:
         self._check_open()
