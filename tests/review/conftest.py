@@ -68,7 +68,9 @@ class PostgresServer:
         self.port = 0
 
     def _run(self, *argv: str, timeout: float = 120) -> None:
-        proc = subprocess.run([*self.as_user, *argv], capture_output=True, text=True, timeout=timeout, check=False)
+        # From the server's own folder: the postgres user may not be allowed into the current one.
+        proc = subprocess.run([*self.as_user, *argv], capture_output=True, text=True, timeout=timeout, check=False,
+                              cwd=self.folder)
         if proc.returncode != 0:
             log = Path(self.log).read_text()[-2000:] if os.path.exists(self.log) else ""
             raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {proc.stdout}{proc.stderr}\n{log}")
