@@ -289,3 +289,17 @@ def test_unreachable_postgresql_exits_2_without_its_password(files, capsys):
     code, _, err = run(capsys, "approve", str(files / "optimizer.pkl"), "--note", "x",
                        "--db", f"postgresql://airlock:s3cret@127.0.0.1:{port}/x")
     assert code == 2 and "approvals database" in err and "s3cret" not in err and "***" in err
+
+
+def test_the_gate_streams_with_jsonl(files, db_url, capsys):
+    """jsonl looks each file up as it finishes; the database stays open for the whole scan."""
+    assert run(capsys, "approve", str(files / "optimizer.pkl"), "--note", "ok", "--db", db_url, "--no-policy")[0] == 0
+    code, out, _ = run(capsys, "scan", "--require-approved", "--db", db_url, "--no-policy", "--format", "jsonl",
+                       "--jobs", "1", str(files))
+    entries = {os.path.basename(e["path"]): e for e in map(json.loads, out.splitlines())}
+    assert code == 1 and len(entries) == 5
+    assert entries["optimizer.pkl"]["review"]["decision"] == "approve"
+    assert not any(f["rule"] == "REV001" for f in entries["optimizer.pkl"]["findings"])
+    assert any(f["rule"] == "REV001" for f in entries["model.safetensors"]["findings"])
+    assert any(f["rule"] == "REV001" for f in entries["evil.pkl"]["findings"])
+    assert "review" not in entries["README.md"]
