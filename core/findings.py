@@ -90,7 +90,10 @@ def all_rules() -> list[type[Rule]]:
 
 def _load_rule_modules() -> None:
     # Rules live next to the format they judge; importing the registry of formats imports them all.
-    from airlock.core import formats
+    from airlock.core import (
+        formats,
+        templates,  # noqa: F401 - chat-template rules (jinja2 is imported only to parse)
+    )
     from airlock.core.provenance import rules  # noqa: F401 - hashes, pins, signatures, policy
     from airlock.core.review import rules as review_rules  # noqa: F401 - approvals (--require-approved)
 
