@@ -193,12 +193,12 @@ def render(files: list[dict[str, Any]], *, root: str | None = None, include_info
             if severity <= Severity.INFO and not include_info:
                 continue
             region: dict[str, Any] = {"startLine": 1}
-            location = f.get("location")
-            if location and not f["member"]:
+            code_at = f.get("location")
+            if code_at and not f["member"]:
                 # Code findings: the line of the file as stored (for a notebook, the .ipynb line that
                 # holds the source line), columns in code points (run.columnKind).
-                region = {"startLine": location["line"], "startColumn": location["column"],
-                          "endLine": location["end_line"], "endColumn": location["end_column"]}
+                region = {"startLine": code_at["line"], "startColumn": code_at["column"],
+                          "endLine": code_at["end_line"], "endColumn": code_at["end_column"]}
             elif f["offset"] is not None:
                 region["byteOffset"] = max(int(f["offset"]), 0)
                 region["byteLength"] = 1
@@ -214,9 +214,9 @@ def render(files: list[dict[str, Any]], *, root: str | None = None, include_info
                 "properties": {"severity": f["severity"], "node": f["node"], "member": f["member"],
                                "inspected": entry.get("inspected", "none")},
             }
-            if location and "cell" in location:
-                result["properties"].update(cell=location["cell"], cell_line=location["cell_line"],
-                                            cell_column=location["cell_column"])
+            if code_at and "cell" in code_at:
+                result["properties"].update(cell=code_at["cell"], cell_line=code_at["cell_line"],
+                                            cell_column=code_at["cell_column"])
             if f["rule"] in index:
                 result["ruleIndex"] = index[f["rule"]]
             if f.get("suppressed_by"):  # a policy file's [[suppress]]: kept, marked, not counted
