@@ -94,6 +94,7 @@ def _load_rule_modules() -> None:
         formats,
         templates,  # noqa: F401 - chat-template rules (jinja2 is imported only to parse)
     )
+    from airlock.core.formats import model_folder_context  # noqa: F401 - code shipped with a model
     from airlock.core.provenance import rules  # noqa: F401 - hashes, pins, signatures, policy
     from airlock.core.review import rules as review_rules  # noqa: F401 - approvals (--require-approved)
 
