@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from airlock.core import __version__, interrupt
-from airlock.core.errors import PolicyMissing
+from airlock.core.errors import AirlockError, PolicyMissing
 from airlock.core.findings import Severity
 from airlock.core.limits import DEFAULT_LIMITS
 
@@ -50,16 +50,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 PROVENANCE_COMMANDS = ("hash", "verify", "lock")
+REVIEW_COMMANDS = ("approve", "reject", "history")
 
 
-def build_parser(with_convert: bool = True, with_provenance: bool = True) -> argparse.ArgumentParser:
+def build_parser(with_convert: bool = True, with_provenance: bool = True,
+                 with_review: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog="airlock", description="Look inside model files without loading them.")
     parser.add_argument("--version", action="version", version=f"airlock {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     scan = sub.add_parser("scan", help="scan files or folders and report findings")
     scan.add_argument("paths", nargs="+", metavar="PATH")
-    scan.add_argument("--format", choices=("text", "json", "jsonl", "sarif", "cyclonedx"), default="text",
-                      help="jsonl: one JSON line per file as each finishes (a files[] entry of json)")
+    scan.add_argument("--format", choices=("text", "json", "jsonl", "sarif", "cyclonedx", "html"),
+                      default="text",
+                      help="jsonl: one JSON line per file as each finishes (a files[] entry of json); html: "
+                           "one self-contained page, the review record")
     scan.add_argument("--fail-on", default=None, metavar="LEVEL", type=_severity,
                       help="exit 1 when a file reaches this severity (default: the policy's fail-on, "
                            "else high)")
@@ -82,12 +86,22 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True) -> arg
                                                        "pyproject.toml's "
                       "[tool.airlock], looked up from the current folder upward)")
     scan.add_argument("--no-policy", action="store_true", help="ignore any policy file")
+    _add_review_scan_options(scan)
     if with_provenance:
         _add_provenance(sub)
     else:
         for name, text in (("hash", "print sha256sum-compatible hashes (airlock hash -h)"),
                            ("verify", "check files against hashes, pins and signatures (airlock verify -h)"),
                            ("lock", "pin files, hashes and revisions in a lock file (airlock lock -h)")):
+            sub.add_parser(name, help=text)
+    if with_review:
+        from airlock.core.review import cli as review_cli
+
+        review_cli.add_parsers(sub)
+    else:
+        for name, text in (("approve", "record that you approve these exact files (airlock approve -h)"),
+                           ("reject", "record that you reject these exact files (airlock reject -h)"),
+                           ("history", "the decisions recorded for a file or sha256 (airlock history -h)")):
             sub.add_parser(name, help=text)
     if with_convert:
         _add_convert(sub)
@@ -96,6 +110,22 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True) -> arg
         # does not pay for importing the converter.
         sub.add_parser("convert", help="convert a checkpoint to SafeTensors (airlock convert -h)")
     return parser
+
+
+def _add_review_scan_options(scan: argparse.ArgumentParser) -> None:
+    from airlock.core.review.cli import add_scan_options
+
+    add_scan_options(scan)  # --require-approved, --db
+    add_sarif_options(scan)
+
+
+def add_sarif_options(parser: argparse.ArgumentParser) -> None:
+    """Code-scanning options of --format sarif (airlock.core.report.sarif.options_from reads them)."""
+    parser.add_argument("--sarif-root", metavar="DIR",
+                        help="SARIF URIs are relative to this folder (default: the nearest folder above the "
+                             "current one that holds .git, else the current folder)")
+    parser.add_argument("--include-info", action="store_true",
+                        help="keep info-level findings in SARIF (left out by default)")
 
 
 def _add_provenance(sub: Any) -> None:
@@ -158,6 +188,9 @@ def run_scan(args: argparse.Namespace) -> int:
     policy = _user_policy(args)
     if policy is None:
         return EXIT_USAGE
+    review = _review_gate(args, policy)  # opened before anything is scanned
+    if isinstance(review, int):
+        return review
     limits = DEFAULT_LIMITS if policy is False else policy.limits(DEFAULT_LIMITS)
     if args.timeout is not None:
         limits = limits.replace(time_budget_s=args.timeout)
@@ -178,17 +211,25 @@ def run_scan(args: argparse.Namespace) -> int:
     try:
         if args.format == "jsonl":
             try:
-                worst, stopped = _write_jsonl(_annotated(reports, args, policy), args.output, progress)
+                worst, stopped = _write_jsonl(_annotated(reports, args, policy, review), args.output,
+                                              progress)
             except BrokenPipeError:
                 return _reader_gone(reports)
         else:
-            worst, entries, stopped = _collect(reports, args, policy)
+            worst, entries, stopped = _collect(reports, args, policy, review)
             if progress is not None:
                 progress.close()  # its line erased before the report is written
-            _write_document(entries, args, policy, stopped)
+            failed = _write_document(entries, args, policy, stopped)
+            if failed is not None:
+                return failed
+    except AirlockError as exc:  # the approvals database failed during the scan
+        print(f"airlock: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         if progress is not None:
             progress.close()
+        if review is not None:
+            review.close()
     if stopped is not None:
         print(f"airlock: {stopped}: the report lists the files finished before it and is marked "
               "incomplete", file=sys.stderr)
@@ -207,12 +248,15 @@ def _needs_annotation(args: argparse.Namespace, policy: Any, path: str) -> bool:
     return bool(args.hash or policy is not False or _maybe_hf(path))
 
 
-def _annotated(reports: Iterator[Report], args: argparse.Namespace, policy: Any) -> Iterator[dict[str, Any]]:
+def _annotated(reports: Iterator[Report], args: argparse.Namespace, policy: Any,
+               review: Any = None) -> Iterator[dict[str, Any]]:
     """Each report's entry as it comes, with what the chain of custody adds (hash, Hugging Face
-    cache, the policy's marks), for a streaming format."""
+    cache, the policy's marks, the approvals gate), for a streaming format."""
     for report in reports:
         entry = report.to_dict()
-        if _needs_annotation(args, policy, report.path):
+        if review is not None:  # hash, the decision that counts, the gate's findings, then the policy
+            entry = review([entry], [(report.path, report.real_path)])[0]
+        elif _needs_annotation(args, policy, report.path):
             from airlock.core.provenance.annotate import annotate
 
             entry = next(annotate([entry], [(report.path, report.real_path)], hashes=args.hash,
@@ -220,8 +264,8 @@ def _annotated(reports: Iterator[Report], args: argparse.Namespace, policy: Any)
         yield entry
 
 
-def _collect(reports: Iterator[Report], args: argparse.Namespace,
-             policy: Any) -> tuple[Severity, list[dict[str, Any]], interrupt.Interrupted | None]:
+def _collect(reports: Iterator[Report], args: argparse.Namespace, policy: Any,
+             review: Any = None) -> tuple[Severity, list[dict[str, Any]], interrupt.Interrupted | None]:
     """Every report, in walk order (workers finish out of order), for a one-document format; the
     chain of custody's additions made over the whole list (files hashed in parallel)."""
     found: list[tuple[int, dict[str, Any], str]] = []
@@ -236,7 +280,9 @@ def _collect(reports: Iterator[Report], args: argparse.Namespace,
     entries = [entry for _, entry, _ in indexed]
     files = [(entry["path"], real) for _, entry, real in indexed]
     try:
-        if args.hash or policy is not False or any(_maybe_hf(display) for display, _ in files):
+        if review is not None:  # hashes, the decisions that count, the gate's findings, then the policy
+            entries = review(entries, files)
+        elif args.hash or policy is not False or any(_maybe_hf(display) for display, _ in files):
             from airlock.core.provenance.annotate import annotate
 
             entries = list(annotate(entries, files, hashes=args.hash, policy=policy or None))
@@ -305,7 +351,8 @@ def _reader_gone(reports: Iterator[Report]) -> int:
 
 
 def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any,
-                    stopped: interrupt.Interrupted | None = None) -> None:
+                    stopped: interrupt.Interrupted | None = None) -> int | None:
+    """Render and write the report; EXIT_USAGE when it cannot be written (never a traceback)."""
     from airlock.core.report import json_report, sarif, text
 
     interruption = None if stopped is None else json_report.Interruption(
@@ -313,7 +360,11 @@ def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, pol
     if args.format == "json":
         out = json_report.render(entries, _policy_note(policy), interruption)
     elif args.format == "sarif":
-        out = sarif.render(entries, interruption)
+        out = sarif.render(entries, interruption, **sarif.options_from(args))
+    elif args.format == "html":
+        from airlock.core.report import html
+
+        out = html.render(entries, _policy_note(policy))
     elif args.format == "cyclonedx":
         from airlock.core.report import cyclonedx
 
@@ -329,11 +380,16 @@ def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, pol
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(out)
             os.replace(tmp, args.output)
+        except OSError as exc:  # e.g. its folder does not exist
+            _remove(tmp)
+            print(f"airlock: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
         except BaseException:
             _remove(tmp)
             raise
     else:
         _print(out)
+    return None
 
 
 def _print(out: str) -> None:
@@ -352,6 +408,15 @@ def _policy_note(policy: Any) -> dict[str, Any] | None:
     from airlock.core.policy_file import digest
 
     return {"policy": {"path": policy.path, "digest": digest(policy)}}
+
+
+def _review_gate(args: argparse.Namespace, policy: Any) -> Any:
+    """None, the gate's step (--require-approved, --db), or exit code 2 when its database cannot be used."""
+    if not (args.require_approved or args.db or (policy and policy.get("require-approved"))):
+        return None
+    from airlock.core.review.cli import scan_gate
+
+    return scan_gate(args, policy)
 
 
 def _maybe_hf(path: str) -> bool:
@@ -394,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(argv: list[str]) -> int:
     first = argv[0] if argv else ""
-    args = build_parser(with_convert=first == "convert",
-                        with_provenance=first in PROVENANCE_COMMANDS).parse_args(argv)
+    args = build_parser(with_convert=first == "convert", with_provenance=first in PROVENANCE_COMMANDS,
+                        with_review=first in REVIEW_COMMANDS).parse_args(argv)
     if args.command == "scan":
         return run_scan(args)
     handler = getattr(args, "handler", None)

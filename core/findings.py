@@ -67,6 +67,10 @@ class Rule:
     # True for rules that say part of the file was not inspected (a limit, a break in the structure,
     # an unknown format, a crash): `airlock.core.inspection` derives a file's `inspected` state from them.
     incomplete: ClassVar[bool] = False
+    # Why it matters and what to do about it (SARIF's rule help, docs/rules.md); empty: the text for
+    # the rule's severity (airlock.core.report.sarif).
+    why: ClassVar[str] = ""
+    remedy: ClassVar[str] = ""
 
     registry: ClassVar[dict[str, type[Rule]]] = {}
 
@@ -86,8 +90,13 @@ def all_rules() -> list[type[Rule]]:
 
 def _load_rule_modules() -> None:
     # Rules live next to the format they judge; importing the registry of formats imports them all.
-    from airlock.core import formats
+    from airlock.core import (
+        formats,
+        templates,  # noqa: F401 - chat-template rules (jinja2 is imported only to parse)
+    )
+    from airlock.core.formats import model_folder_context  # noqa: F401 - code shipped with a model
     from airlock.core.provenance import rules  # noqa: F401 - hashes, pins, signatures, policy
+    from airlock.core.review import rules as review_rules  # noqa: F401 - approvals (--require-approved)
 
     formats.load_all_modules()
 

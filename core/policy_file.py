@@ -110,6 +110,8 @@ def _formats(value: Any) -> list[str]:
 KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "fail-on": (_severity, "exit 1 when a file reaches this severity (the command line's --fail-on wins)"),
     "require-signature": (_bool, "an unsigned or unverified model folder is high in `airlock verify`"),
+    "require-approved": (_bool, "`airlock scan` gates model files on an approval of their sha256 "
+                                "(as --require-approved)"),
     "refuse-formats": (_formats, "files of these formats get a high finding"),
     "max-decompressed": (_size, "decompressed bytes per scanned file (Limits.max_decompressed_bytes)"),
     "max-header": (_size, "SafeTensors/GGUF/ONNX header bytes read into memory"),

@@ -191,10 +191,12 @@ def report_text(result: ScanResult, kind: str) -> str:
 
 
 def html_report(result: ScanResult) -> str:
-    """A standalone page, built by core (airlock.core.report.html): every string escaped."""
+    """A standalone page: the same code as `airlock scan --format html` (airlock.core.report.html),
+    with the review trail the app knows for this file (its sha256 and decision, once looked up)."""
     from airlock.core.report import html as html_page
+    from airlock.gui import review
 
-    return html_page.render_result(result)
+    return html_page.render_result(result, review.known_fields(result.path))
 
 
 def save_report_dialog(window: QWidget, result: ScanResult, kind: str) -> str | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-HEADLESS_COMMANDS = {"scan", "convert", "hash", "verify", "lock", "--version", "-h", "--help"}
+HEADLESS_COMMANDS = {"scan", "convert", "hash", "verify", "lock", "approve", "reject", "history", "--version",
+                     "-h", "--help"}
 
 
 def main(argv: list[str] | None = None) -> int:

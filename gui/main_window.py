@@ -114,6 +114,9 @@ class MainWindow(QMainWindow):
         self.risky_only = QCheckBox("Show only risky")
         self.risky_only.toggled.connect(self._risky_toggled)
         self._build_actions()
+        from airlock.gui import review
+
+        review.install(self)  # Review ▸ Approve… / Reject… / Show History, and each file's Review tab
         self._update_actions()
         self.statusBar().showMessage("Ready. Nothing you open is ever executed.")
 

@@ -102,6 +102,23 @@ def _provenance_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list
     return runs, [str(lock)]
 
 
+def _review_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list[list[str]], list[str]]:
+    """`airlock approve`, `reject`, `history` and the gate (`scan --require-approved`, HTML and SARIF)
+    over hostile files: they read files only to scan and hash them; the approvals database (SQLite,
+    written by the library's C code) and the HTML report are the files they may write."""
+    folder = root / "files"
+    paths = [str(_write(folder, name, data)) for name, data in hostile[:40]]
+    db = str(root / "approvals.sqlite3")
+    html = str(root / "report.html")
+    runs = [["approve", "--no-policy", "--db", db, "--accept-critical", "--note", "proof", str(folder)],
+            ["reject", "--no-policy", "--db", db, "--note", "hostile", paths[0]],
+            ["history", "--db", db, paths[0]],
+            ["history", "--db", db, "0" * 64],
+            ["scan", "--require-approved", "--db", db, "--no-policy", "--format", "html", "-o", html, str(folder)],
+            ["scan", "--require-approved", "--db", db, "--no-policy", "--format", "sarif", "--jobs", "2", str(folder)]]
+    return runs, [db, f"{db}-wal", f"{db}-shm", f"{db}-journal", html]
+
+
 class _Summary:
     lines: list[str] = []
 
@@ -133,9 +150,10 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     files.append(os.fsdecode(odd))
     log = root / "audit.jsonl"
     runs, outputs = _provenance_runs(root / "provenance", hostile)
+    review_runs, review_outputs = _review_runs(root / "review", hostile)
     config = {"log": str(log), "warmup": warmup, "warmup_dir": str(warm_dir), "files": files,
               "folders": [str(scan_dir / "pickle"), str(scan_dir)], "workdir": str(work),
-              "provenance_runs": runs, "outputs": outputs}
+              "provenance_runs": runs, "outputs": outputs + review_outputs, "review_runs": review_runs}
     (root / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "HOME": str(work), "TMPDIR": str(work)}
     proc = subprocess.run([sys.executable, str(CHILD), str(root / "config.json")], capture_output=True,
@@ -179,6 +197,12 @@ def test_hash_verify_and_lock_ran_under_the_hook(proof: dict[str, Any]) -> None:
     assert codes[4] == 0, codes  # lock
     assert codes[5] == 1, codes  # verify against it: the tampered cache blob still fails its blob name
     assert codes[6] == 1  # the ML-BOM of hostile files: exit 1 like any scan
+
+
+def test_approve_reject_history_and_the_gate_ran_under_the_hook(proof: dict[str, Any]) -> None:
+    # approve (critical accepted), reject, history found, history of an unknown hash ("no record"),
+    # the gate in HTML and in SARIF with workers (the rejected file and the mutants fail it)
+    assert proof["review"] == [0, 0, 0, 1, 1, 1]
 
 
 def test_canary_proves_the_hook_fires(proof: dict[str, Any]) -> None:

@@ -2,8 +2,9 @@
 
 A fresh interpreter imports Airlock, the GUI and every format dependency, opens one benign file
 per format plus a hostile pickle in the main window (warm-up: tree, findings, the decompiled view
-of the worst finding), then installs tests/noexec_child.py's blocking audit hook and opens the
-hostile corpus in the same window. Nothing may spawn, exec, compile, open a file for writing or
+of the worst finding, one review decision and history look-up), then installs tests/noexec_child.py's
+blocking audit hook, opens the hostile corpus in the same window and records review decisions about
+some of it in the Review menu's worker (the approvals database is the one file it may write). Nothing may spawn, exec, compile, open a file for writing or
 import a new module; the canary shows the hook is live.
 """
 
@@ -62,12 +63,38 @@ def open_all(paths):
     return views
 
 
+from airlock.gui import review
+from airlock.gui.workers import FunctionWorker, pool
+
+
+def in_worker(fn, *args):
+    # Review > Approve/Reject/Show History run these functions in a pool worker: so does this.
+    box = {}
+    worker = FunctionWorker(fn, *args, plain=True)
+    worker.signals.returned.connect(lambda r: box.setdefault("returned", r))
+    worker.signals.errored.connect(lambda m: box.setdefault("errored", m))
+    pool().start(worker)
+    deadline = time.monotonic() + 120
+    while not box and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    return box
+
+
 open_all(config["warmup"])
+db = config["review_db"]
+in_worker(review.record_decision, config["warmup"][-1], "approve", "warm-up", "proof", True, db)
+in_worker(review.look_up_history, config["warmup"][-1], db)
 guard = nx.install(config["log"], "gui", isolated)
+guard.outputs = [db, db + "-wal", db + "-shm", db + "-journal"]  # the approvals database: its only writes
 views = open_all(config["files"])
+decided = [in_worker(review.record_decision, path, "reject", "hostile", "proof", False, db)
+           for path in config["files"][:10]]
+looked_up = [in_worker(review.look_up_history, path, db) for path in config["files"][:10]]
+reviewed = sum("returned" in box for box in decided + looked_up)
 guard.phase = "canary"
 caught = nx.canary(config["workdir"])
-print(json.dumps({"opened": len(views), "tabs": window.tabs.count(), "canary": caught,
+print(json.dumps({"opened": len(views), "tabs": window.tabs.count(), "canary": caught, "reviewed": reviewed,
                   "import_problems": problems}))
 sys.stdout.flush()
 os._exit(0)  # skip interpreter teardown: Qt's exit path is not what this proves
@@ -101,7 +128,8 @@ def test_opening_hostile_files_in_the_window_runs_nothing(tmp_path):
         path.write_bytes(fixture.data)
         files.append(str(path))
     log = tmp_path / "audit.jsonl"
-    config = {"log": str(log), "warmup": warmup, "files": files, "workdir": str(work)}
+    config = {"log": str(log), "warmup": warmup, "files": files, "workdir": str(work),
+              "review_db": str(work / "approvals.sqlite3")}
     (tmp_path / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "HOME": str(work), "TMPDIR": str(work), "XDG_CONFIG_HOME": str(work),
            "XDG_CACHE_HOME": str(work), "MPLCONFIGDIR": str(work)}
@@ -113,5 +141,6 @@ def test_opening_hostile_files_in_the_window_runs_nothing(tmp_path):
     violations = [r for r in records if r["phase"] == "gui"]
     assert not summary["import_problems"], summary["import_problems"]
     assert summary["opened"] == len(files)
+    assert summary["reviewed"] == 20  # 10 rejections recorded and 10 histories looked up, under the hook
     assert not violations, "\n".join(json.dumps(v) for v in violations[:20])
     assert set(summary["canary"].values()) == {"blocked"}, summary["canary"]

@@ -68,6 +68,9 @@ def _report_options(p: argparse.ArgumentParser, severity: Any) -> None:
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--policy", metavar="FILE")
     p.add_argument("--no-policy", action="store_true")
+    from airlock.core.cli import add_sarif_options
+
+    add_sarif_options(p)  # --sarif-root, --include-info
 
 
 def _fail(message: str) -> int:
@@ -266,7 +269,7 @@ def _emit(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) 
 
         out = json_report.render(entries, _policy_note(policy))
     elif args.format == "sarif":
-        out = sarif.render(entries)
+        out = sarif.render(entries, **sarif.options_from(args))
     else:
         colour = args.color == "always" or (args.color == "auto" and args.output is None
                                             and sys.stdout.isatty() and "NO_COLOR" not in os.environ)

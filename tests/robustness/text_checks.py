@@ -31,6 +31,8 @@ def unsafe(s: str) -> list[str]:
 KNOWN_GAPS: set[tuple[str, str]] = set()  # (node kind, attr); none open: pickle's callable/written fixed
 # Fields that must stay exact for machines: the JSON `path` is the argument as given (JSON escapes it).
 EXACT_KEYS = frozenset({"path"})
+# SARIF rule help in Markdown: Airlock's own text (never from a file), paragraphs separated by newlines.
+SARIF_OWN_TEXT = frozenset({"markdown"})
 
 
 def problems(result: Any, *, known_gaps: bool = False) -> list[str]:
@@ -66,7 +68,7 @@ def problems(result: Any, *, known_gaps: bool = False) -> list[str]:
         except ValueError as exc:
             out.append(f"{name} is not valid UTF-8 JSON: {exc}")
             continue
-        for s in strings(doc, EXACT_KEYS if name == "JSON" else frozenset()):
+        for s in strings(doc, EXACT_KEYS if name == "JSON" else SARIF_OWN_TEXT):
             if unsafe(s):
                 out.append(f"{name} string {s[:120]!r} shows {unsafe(s)}")
             if len(s) > MAX_LINE:
