@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"core": "airlock.core", "gui": "airlock.gui", "resources": "airlock.resources"}
 
 # resources/ sub-folders shipped as data (pyproject's package-data for airlock.resources).
-RESOURCE_FOLDERS = ("policy", "icons", "themes", "licenses")
+RESOURCE_FOLDERS = ("policy", "icons", "themes", "licenses", "templates")
 
 # Imported lazily inside parse functions or detail views, so name them: a missing one would only
 # show up when a user opens that kind of file.

@@ -68,6 +68,8 @@ def render(files: list[dict[str, Any]]) -> str:
             if location and "cell" in location:
                 result["properties"].update(cell=location["cell"], cell_line=location["cell_line"],
                                             cell_column=location["cell_column"])
+            if f.get("detail"):
+                result["properties"]["detail"] = f["detail"]
             if f["rule"] in index:
                 result["ruleIndex"] = index[f["rule"]]
             if f.get("suppressed_by"):  # a policy file's [[suppress]]: kept, marked, not counted
