@@ -232,5 +232,40 @@ def report_hidden(text: str, ctx: ScanContext, node: Node, *, what: str, severit
     for kind, items in by_kind.items():
         shown = "; ".join(describe(h, text) for h in items[:5])
         more = f"; and {len(items) - 5} more" if len(items) > 5 else ""
-        ctx.report(_RULES[kind], f"{what}: {shown}{more}", node=node, severity=severity)
+        ctx.report(_RULES[kind], f"{safe_text(what, 120)}: {shown}{more}", node=node, severity=severity)
     return [(h.start, h.end) for h in runs[:MAX_SPANS]]
+
+
+MAX_JSON_STRINGS = 200_000  # strings looked at in one config
+MAX_JSON_CHARS = 16 * 1024 * 1024
+
+
+def report_hidden_in_json(data: object, ctx: ScanContext, node: Node, *, what: str,
+                          skip_keys: frozenset[str] = frozenset()) -> None:
+    """Hidden text in every string of a parsed JSON config (keys included), one finding per kind
+    naming where each run sits. `skip_keys` are analysed elsewhere (chat templates)."""
+    by_kind: dict[str, list[str]] = {}
+    stack: list[tuple[str, object]] = [("", data)]
+    seen = chars = 0
+    while stack and seen < MAX_JSON_STRINGS and chars < MAX_JSON_CHARS:
+        path, value = stack.pop()
+        ctx.tick(1024)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in skip_keys:
+                    continue
+                where = f"{path}.{key}" if path else str(key)
+                stack.append((f"{where} (key)", key))
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            seen += 1
+            chars += len(value)
+            if value.isascii():
+                continue
+            for h in find_hidden(value, marks_too=False) + confusable_tokens(value):
+                by_kind.setdefault(h.kind, []).append(f"{safe_text(path, 80)}: {describe(h, value)}")
+    for kind, items in by_kind.items():
+        more = f"; and {len(items) - 5} more" if len(items) > 5 else ""
+        ctx.report(_RULES[kind], f"{what}: {'; '.join(items[:5])}{more}", node=node)

@@ -212,7 +212,10 @@ class _Analyser:
                 if name not in self.tainted and any(self._tainted(v) for v, _ in values):
                     self.tainted.add(name)
                     changed = True
-                if name not in self.controlled and any(self._first_test(f) for _, f in values):
+                # Set under a content test, or holding one (`set k = 'x' in content`): a flag.
+                if name not in self.controlled and any(
+                        self._first_test(f) or (not isinstance(v, _Block) and self._is_content_test(v))
+                        for v, f in values):
                     self.controlled.add(name)
                     changed = True
             if not changed:
@@ -407,7 +410,7 @@ class _Analyser:
         seen: set[tuple[int, str]] = set()
         rendered = 0
         for expr in exprs:
-            for d in descendants(expr, self.tick):
+            for d in self._value_nodes(expr):
                 why = self._rewrite(d)
                 if why is not None:
                     line = getattr(d, "lineno", 0) or 0
@@ -422,8 +425,28 @@ class _Analyser:
         for loop, _frames in self.loops:
             why = self._drops(loop)
             if why is not None:
-                result.rewrites.append(Rewrite(loop.lineno or 0, f"for {render_expr(loop.target)} in "
-                                               f"{render_expr(loop.iter)}", why))
+                shown = f"for {render_expr(loop.target)} in {render_expr(loop.iter)}"
+                if loop.test is not None:
+                    shown += f" if {render_expr(loop.test)}"
+                result.rewrites.append(Rewrite(loop.lineno or 0, shown, why))
+
+    def _value_nodes(self, expr: Any) -> Any:
+        """The nodes of `expr` whose value can reach the output: not what a comparison, a test or
+        a conditional's condition only looks at (`c[:5] == 'Dear '` rewrites nothing)."""
+        n = self.nodes
+        if isinstance(expr, _Iter):
+            expr = expr.expr
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            self.tick()
+            if isinstance(node, n.Compare | n.Test | n.Not):
+                continue
+            yield node
+            if isinstance(node, n.CondExpr):
+                stack.extend(x for x in (node.expr1, node.expr2) if x is not None)
+            else:
+                stack.extend(node.iter_child_nodes())
 
     def _rewrite(self, d: Any) -> str | None:
         n = self.nodes
@@ -458,16 +481,16 @@ class _Analyser:
         """A loop that emits message content over messages filtered by content or by role."""
         n = self.nodes
         if loop.test is not None and self._is_content_test(loop.test):
-            return "drops messages whose content passes a test before emitting the rest"
+            return "drops messages whose content passes a test and emits the rest"
         if self._filters_content(loop.iter):
-            return "drops messages by their content before emitting the rest"
+            return "drops messages by their content and emits the rest"
         by_role = (loop.test is not None
                    and any(field_name(d) == "role" for d in descendants(loop.test, self.tick))) \
             or any(isinstance(d, n.Filter) and d.name in ("selectattr", "rejectattr") and d.args
                    and isinstance(d.args[0], n.Const) and d.args[0].value == "role"
                    for d in descendants(loop.iter, self.tick))
         if by_role and self._body_emits_content(loop):
-            return "drops messages by role (a filter on the loop) while emitting the others' content"
+            return "drops messages by role (a filter on the loop) and emits the others' content"
         return None
 
     def _body_emits_content(self, loop: Any) -> bool:

@@ -104,6 +104,10 @@ def payloads(text: str) -> list[str]:
     return found
 
 
-def leading_padding(text: str) -> int:
-    """Whitespace before the first visible character: text pushed out of an editor's view."""
-    return len(text) - len(text.lstrip())
+_PADDING = re.compile(r"(?:[ \t\u00a0\u3000]{64,}|(?:[ \t]*\n){8,}[ \t]*)(?=\S)")
+
+
+def padding(text: str) -> int:
+    """The longest run of blanks (64+ spaces or 8+ empty lines) right before visible text: text
+    pushed out of an editor's view. 0 when there is none."""
+    return max((len(m.group()) for m in _PADDING.finditer(text)), default=0)

@@ -129,7 +129,6 @@ MAX_TEMPLATE_CHARS = 1024 * 1024  # real templates are a few KiB; the longest to
 MAX_HITS = 200  # escape findings per template; a 10,000-link chain is one finding, not 10,000
 MAX_REASONS = 8  # reasons listed per finding; the rest are counted
 MAX_PER_RULE = 20  # injection findings per rule and template; the rest are counted
-PADDING = 64  # whitespace before emitted text that pushes it out of an editor's view
 
 
 def _is_private(name: str) -> bool:
@@ -317,7 +316,7 @@ def _needle(literal: str) -> str | None:
 
 def _judge_emissions(analysis: Analysis, report: _Reporter) -> None:
     from airlock.core.template_catalog import catalog
-    from airlock.core.template_literals import leading_padding, payloads, text_segments
+    from airlock.core.template_literals import padding, payloads, text_segments
 
     try:
         cat: Catalog | None = catalog()
@@ -341,9 +340,8 @@ def _judge_emissions(analysis: Analysis, report: _Reporter) -> None:
                        f"\"{quoted}\"", needle)
         if not segments:
             continue
-        padding = leading_padding(e.literal)
-        hidden = (f" (after {padding:,} whitespace characters that push it out of view)"
-                  if padding >= PADDING else "")
+        blank = padding(e.literal)
+        hidden = f" (after {blank:,} whitespace characters that push it out of view)" if blank else ""
         if e.trigger is not None:
             report.add(TemplateTrigger, e.line, f"emits \"{quoted}\" only when a message's content passes "
                        f"`{safe_text(e.trigger.expr, 160)}` (line {e.trigger.line}){hidden}", needle)
@@ -353,8 +351,8 @@ def _judge_emissions(analysis: Analysis, report: _Reporter) -> None:
                        f"{hidden}", needle, severity=Severity.HIGH if hidden else None)
     for r in analysis.rewrites:
         word = re.search(r"[.|](\w+)", r.why)
-        report.add(TemplateRewritesContent, r.line, f"`{safe_text(r.expr, 160)}` {r.why} before the model "
-                   "sees it", word.group(1) if word else None)
+        report.add(TemplateRewritesContent, r.line, f"`{safe_text(r.expr, 160)}` {r.why}: the model does not "
+                   "see what the user wrote", word.group(1) if word else None)
     if analysis.more_rewrites:
         report.add(TemplateRewritesContent, 0,
                    f"{analysis.more_rewrites:,} more places rewrite message content")
