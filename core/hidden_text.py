@@ -200,7 +200,7 @@ def line_of(text: str, index: int) -> int:
 
 def describe(h: Hidden, text: str) -> str:
     shown = safe_text(text[max(0, h.start - 20):h.start], 40)
-    where = f"line {line_of(text, h.start)}, after {shown!r}" if shown else f"line {line_of(text, h.start)}"
+    where = f"line {line_of(text, h.start)}, after '{shown}'" if shown else f"line {line_of(text, h.start)}"
     if h.kind == "tag":
         return f"{h.count} invisible Unicode tag character(s) at {where} spell {safe_text(h.decoded, 300)!r}"
     if h.kind == "variation":

@@ -41,7 +41,8 @@ FORMAT_WORDS = frozenset((
 ))
 
 URL = re.compile(r"(?i)\b(?:https?|ftp|file|javascript|data):/*[^\s'\"<>]+|\bwww\.[a-z0-9\-]+\.[a-z]{2,}"
-                 r"|\b[a-z0-9\-]{2,}\.(?:com|net|org|io|ru|cn|xyz|info|biz|top|app|dev|ly|gg|co|me|sh)\b"
+                 r"|\b[a-z0-9\-]{2,}\.(?:com|net|org|io|ru|cn|xyz|info|biz|top|app|dev|ly|gg|co|me|sh|to|su"
+                 r"|pw|tk|site|online|link|click|live|example)\b"
                  r"|!\[[^\]]*\]\(")
 EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 BASE64 = re.compile(r"(?<![\w+/])[A-Za-z0-9+/]{40,}={0,2}(?![\w+/])")

@@ -193,6 +193,14 @@ def report_text(result: ScanResult, kind: str) -> str:
     return html_report(result)
 
 
+def _detail(detail: str | None) -> str:
+    """A finding's several-line detail (a template's drift diff), escaped line by line."""
+    if not detail:
+        return ""
+    lines = (html.escape(safe_text(line, 400), quote=True) for line in detail.splitlines()[:200])
+    return "<pre>" + "\n".join(lines) + "</pre>"
+
+
 def html_report(result: ScanResult) -> str:
     """A standalone page. Every value from the file goes through safe_text, then html.escape."""
 
@@ -204,7 +212,7 @@ def html_report(result: ScanResult) -> str:
     for f in sorted_findings(result.findings):
         rows.append(
             f"<tr class='s{int(f.severity)}'><td>{e(f.severity.label.upper())}</td><td>{e(f.rule)}</td>"
-            f"<td>{e(rule_title(f.rule))}</td><td>{e(f.message, 2000)}</td>"
+            f"<td>{e(rule_title(f.rule))}</td><td>{e(f.message, 2000)}{_detail(f.detail)}</td>"
             f"<td class='num'>{'' if f.offset is None else f'{f.offset:,}'}</td>"
             f"<td>{e(f.member or '', 300)}</td><td>{e(f.node_path() or '', 600)}</td></tr>")
     table = "\n".join(rows) or "<tr><td colspan='7'>No findings.</td></tr>"
