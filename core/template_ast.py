@@ -146,3 +146,24 @@ def _render_args(n: Any, depth: int) -> str:
     if n.dyn_kwargs is not None:
         parts.append("**" + render_expr(n.dyn_kwargs, depth))
     return ", ".join(parts)
+
+
+class LoopElement:
+    """The element of a loop's iterable: what the loop variable holds, and a test on the loop."""
+
+    __slots__ = ("expr",)
+
+    def __init__(self, expr: Any) -> None:
+        self.expr = expr
+
+
+class BlockValue:
+    """The value of `{% set x %}…{% endset %}`: what its body outputs."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    def outputs(self, nodes: Any) -> list[Any]:
+        return [d for d in descendants(self.node) if isinstance(d, nodes.Output)]

@@ -16,12 +16,13 @@ token (`content.split('</think>')[-1]`), which real Qwen and DeepSeek templates 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from airlock.core.template_ast import (
     CONTENT_FIELDS,
     TYPE_TESTS,
+    BlockValue,
+    LoopElement,
     Tick,
     descendants,
     field_name,
@@ -29,18 +30,12 @@ from airlock.core.template_ast import (
     render_expr,
     static_truth,
 )
-from airlock.core.template_literals import SPECIAL_TOKEN
+from airlock.core.template_rewrites import Rewrite, find_rewrites
 
 # Filters whose output is not their input's text (a count, a number, a boolean).
 _NON_TEXT_FILTERS = frozenset({"length", "count", "wordcount", "int", "float", "abs", "round", "sum", "min",
                                "max", "bool", "selectattr", "rejectattr", "select", "reject", "map",
                                "groupby", "unique", "dictsort", "items", "list"})
-_REWRITE_FILTERS = frozenset({"replace", "upper", "lower", "title", "capitalize", "truncate", "wordwrap",
-                              "reverse", "center", "striptags", "slice", "regex_replace", "format", "urlize"})
-_REWRITE_METHODS = frozenset({"replace", "upper", "lower", "title", "capitalize", "swapcase", "translate",
-                              "format", "casefold", "zfill", "center", "ljust", "rjust", "expandtabs",
-                              "removeprefix", "removesuffix"})
-_STRIP_METHODS = frozenset({"strip", "lstrip", "rstrip"})
 # String methods whose result is (a piece of) their object's text, and the arguments that reach
 # the output too (`'{}'.format(x)`, `sep.join(items)`, `s.replace(old, new)`, `d.get(k, default)`).
 _TEXT_METHODS = frozenset({"strip", "lstrip", "rstrip", "upper", "lower", "title", "capitalize", "swapcase",
@@ -51,7 +46,6 @@ _EMITTED_ARGS: dict[str, Any] = {"format": "all", "join": 0, "replace": 1, "get"
                                  "rjust": 1, "pop": 1, "setdefault": 1}
 _EMITTING_GLOBALS = frozenset({"cycler", "joiner"})  # their arguments come out of .next() / ()
 MAX_VAR_PASSES = 12
-MAX_REWRITES = 100  # rewrites described per template; the rest are counted
 MAX_PIECES = 50_000  # literals collected per template (a variable emitted 10,000 times counts each time)
 
 
@@ -72,15 +66,6 @@ class Emission:
         self.literal = literal  # the whole string constant or template data, as the template holds it
         self.line = line
         self.trigger = trigger
-
-
-class Rewrite:
-    __slots__ = ("expr", "line", "why")
-
-    def __init__(self, line: int, expr: str, why: str) -> None:
-        self.line = line
-        self.expr = expr
-        self.why = why
 
 
 class Analysis:
@@ -140,7 +125,7 @@ class _Analyser:
                         known.trigger = trigger
         result.emissions = list(found.values())
         result.truncated = self.budget <= 0
-        self._rewrites(result)
+        find_rewrites(self, result)
         return result
 
     def _statements(self, ast: Any) -> None:
@@ -154,15 +139,15 @@ class _Analyser:
             elif isinstance(node, n.If):
                 self._if(node, frames, stack)
             elif isinstance(node, n.For):
-                guard = (*frames, *((node.test,) if node.test is not None else ()), _Iter(node.iter))
+                guard = (*frames, *((node.test,) if node.test is not None else ()), LoopElement(node.iter))
                 self.loops.append((node, frames))
                 self._bind(node.target, node.iter, frames)
                 stack.extend((child, guard) for child in reversed(node.body))
-                stack.extend((child, (*frames, _Iter(node.iter))) for child in reversed(node.else_))
+                stack.extend((child, (*frames, LoopElement(node.iter))) for child in reversed(node.else_))
             elif isinstance(node, n.Assign):
                 self._bind(node.target, node.node, frames)
             elif isinstance(node, n.AssignBlock):
-                self._bind(node.target, _Block(node), frames)
+                self._bind(node.target, BlockValue(node), frames)
                 stack.extend((child, frames) for child in reversed(node.body))
             elif isinstance(node, n.With):
                 for target, value in zip(node.targets, node.values, strict=False):
@@ -214,7 +199,7 @@ class _Analyser:
                     changed = True
                 # Set under a content test, or holding one (`set k = 'x' in content`): a flag.
                 if name not in self.controlled and any(
-                        self._first_test(f) or (not isinstance(v, _Block) and self._is_content_test(v))
+                        self._first_test(f) or (not isinstance(v, BlockValue) and self._is_content_test(v))
                         for v, f in values):
                     self.controlled.add(name)
                     changed = True
@@ -233,9 +218,9 @@ class _Analyser:
         """Does the value of `expr` carry message content? Memoised bottom-up: a 10,000-link chain
         of filters asks this of every link."""
         n = self.nodes
-        if isinstance(expr, _Block):
+        if isinstance(expr, BlockValue):
             return any(self._tainted(o) for o in expr.outputs(n))
-        if isinstance(expr, _Iter):
+        if isinstance(expr, LoopElement):
             expr = expr.expr
         memo = self._taint
         if id(expr) in memo:
@@ -265,7 +250,7 @@ class _Analyser:
     def _content_test(self, test: Any) -> bool:
         """A test whose outcome depends on what a message says (not on its role or type)."""
         n = self.nodes
-        if isinstance(test, _Iter):  # a loop over message content, or over messages filtered by it
+        if isinstance(test, LoopElement):  # a loop over message content, or over messages filtered by it
             over_content = self._tainted(test.expr) and not self._is_messages(test.expr)
             return over_content or self._filters_content(test.expr)
         for d in descendants(test, self.tick):
@@ -306,7 +291,7 @@ class _Analyser:
             if self._is_content_test(test):
                 found = self._conditions.get(id(test))
                 if found is None:
-                    expr = test.expr if isinstance(test, _Iter) else test
+                    expr = test.expr if isinstance(test, LoopElement) else test
                     found = Condition(render_expr(expr), getattr(expr, "lineno", 0) or 0)
                     self._conditions[id(test)] = found
                 return found
@@ -387,155 +372,14 @@ class _Analyser:
         found: list[tuple[str, int, Condition | None]] = []
         for value, frames in self.assigns.get(key, []):
             guard = self._first_test(frames)
-            if isinstance(value, _Block):
+            if isinstance(value, BlockValue):
                 for output in value.outputs(self.nodes):
                     for item in output.nodes:
                         found.extend((lit, ln, guard or t) for lit, ln, t in self._pieces(item, item.lineno))
-            elif isinstance(value, _Iter):
+            elif isinstance(value, LoopElement):
                 pieces = self._pieces(value.expr, value.expr.lineno)
                 found.extend((lit, ln, guard or t) for lit, ln, t in pieces)
             else:
                 found.extend((lit, ln, guard or t) for lit, ln, t in self._pieces(value, value.lineno))
         self._var_pieces[key] = found
         return found
-
-    # Pass 4: content rewritten before it is emitted
-
-    def _rewrites(self, result: Analysis) -> None:
-        n = self.nodes
-        exprs = [item for output, _ in self.outputs for item in output.nodes
-                 if not isinstance(item, n.TemplateData)]
-        exprs += [v for values in self.assigns.values() for v, _ in values
-                  if not isinstance(v, _Block | _Iter)]
-        seen: set[tuple[int, str]] = set()
-        rendered = 0
-        for expr in exprs:
-            for d in self._value_nodes(expr):
-                why = self._rewrite(d)
-                if why is not None:
-                    line = getattr(d, "lineno", 0) or 0
-                    rendered += 1
-                    if rendered > MAX_REWRITES:  # counted, not rendered
-                        result.more_rewrites += 1
-                        continue
-                    shown = render_expr(d)
-                    if (line, shown) not in seen:
-                        seen.add((line, shown))
-                        result.rewrites.append(Rewrite(line, shown, why))
-        for loop, _frames in self.loops:
-            why = self._drops(loop)
-            if why is not None:
-                shown = f"for {render_expr(loop.target)} in {render_expr(loop.iter)}"
-                if loop.test is not None:
-                    shown += f" if {render_expr(loop.test)}"
-                result.rewrites.append(Rewrite(loop.lineno or 0, shown, why))
-
-    def _value_nodes(self, expr: Any) -> Any:
-        """The nodes of `expr` whose value can reach the output: not what a comparison, a test or
-        a conditional's condition only looks at (`c[:5] == 'Dear '` rewrites nothing)."""
-        n = self.nodes
-        if isinstance(expr, _Iter):
-            expr = expr.expr
-        stack = [expr]
-        while stack:
-            node = stack.pop()
-            self.tick()
-            if isinstance(node, n.Compare | n.Test | n.Not):
-                continue
-            yield node
-            if isinstance(node, n.CondExpr):
-                stack.extend(x for x in (node.expr1, node.expr2) if x is not None)
-            else:
-                stack.extend(node.iter_child_nodes())
-
-    def _rewrite(self, d: Any) -> str | None:
-        n = self.nodes
-        if isinstance(d, n.Filter) and d.node is not None and d.name in _REWRITE_FILTERS \
-                and self._tainted(d.node):
-            return f"applies |{d.name} to message content"
-        if isinstance(d, n.Getitem) and isinstance(d.arg, n.Slice) and self._tainted(d.node) \
-                and not self._is_messages(d.node) and not self._list_of_parts(d.node):
-            return "slices message content"
-        if isinstance(d, n.Call) and isinstance(d.node, n.Getattr) and self._tainted(d.node.node):
-            method = d.node.attr
-            if method == "replace" and _drops_marker(d.args, n):
-                return None  # `.replace('/no_think', '')`: SmolLM-style reasoning switches removed
-            if method in _REWRITE_METHODS:
-                return f"calls .{method}() on message content"
-            if method in _STRIP_METHODS and d.args and not _whitespace_const(d.args[0], n):
-                return f"strips characters other than whitespace from message content (.{method})"
-        if isinstance(d, n.Getitem) and isinstance(d.node, n.Call) and isinstance(d.node.node, n.Getattr) \
-                and d.node.node.attr in ("split", "rsplit") and self._tainted(d.node.node.node):
-            sep = d.node.args[0] if d.node.args else None
-            if not (isinstance(sep, n.Const) and isinstance(sep.value, str) and _marker(sep.value)):
-                return "keeps only a piece of message content split on a non-marker separator"
-        return None
-
-    def _list_of_parts(self, expr: Any) -> bool:
-        # `message['content'][1:]` on multimodal content lists is rare but structural; slicing a
-        # string is what matters, and we cannot tell types apart statically: only plain names of
-        # message lists are exempt, so keep this conservative (always False).
-        return False
-
-    def _drops(self, loop: Any) -> str | None:
-        """A loop that emits message content over messages filtered by content or by role."""
-        n = self.nodes
-        if loop.test is not None and self._is_content_test(loop.test):
-            return "drops messages whose content passes a test and emits the rest"
-        if self._filters_content(loop.iter):
-            return "drops messages by their content and emits the rest"
-        by_role = (loop.test is not None
-                   and any(field_name(d) == "role" for d in descendants(loop.test, self.tick))) \
-            or any(isinstance(d, n.Filter) and d.name in ("selectattr", "rejectattr") and d.args
-                   and isinstance(d.args[0], n.Const) and d.args[0].value == "role"
-                   for d in descendants(loop.iter, self.tick))
-        if by_role and self._body_emits_content(loop):
-            return "drops messages by role (a filter on the loop) and emits the others' content"
-        return None
-
-    def _body_emits_content(self, loop: Any) -> bool:
-        n = self.nodes
-        for d in descendants(loop, self.tick):
-            if isinstance(d, n.Output) and any(self._tainted(i) for i in d.nodes
-                                               if not isinstance(i, n.TemplateData)):
-                return True
-        return False
-
-
-class _Iter:
-    """The element of a loop's iterable: what the loop variable holds, and a test on the loop."""
-
-    __slots__ = ("expr",)
-
-    def __init__(self, expr: Any) -> None:
-        self.expr = expr
-
-
-class _Block:
-    """The value of `{% set x %}…{% endset %}`: what its body outputs."""
-
-    __slots__ = ("node",)
-
-    def __init__(self, node: Any) -> None:
-        self.node = node
-
-    def outputs(self, nodes: Any) -> list[Any]:
-        return [d for d in descendants(self.node) if isinstance(d, nodes.Output)]
-
-
-def _whitespace_const(arg: Any, nodes: Any) -> bool:
-    return isinstance(arg, nodes.Const) and isinstance(arg.value, str) and not arg.value.strip()
-
-
-def _drops_marker(args: list[Any], nodes: Any) -> bool:
-    """`replace(marker, '')` where the marker is a special token or a `/command` switch."""
-    if len(args) < 2 or not all(isinstance(a, nodes.Const) and isinstance(a.value, str) for a in args[:2]):
-        return False
-    old, new = args[0].value, args[1].value
-    return not new.strip() and (SPECIAL_TOKEN.fullmatch(old.strip()) is not None
-                                or re.fullmatch(r"/\w{1,40}", old.strip()) is not None)
-
-
-def _marker(sep: str) -> bool:
-    """A separator that is a special token or whitespace: splitting there strips reasoning blocks."""
-    return not sep.strip() or SPECIAL_TOKEN.fullmatch(sep.strip()) is not None
