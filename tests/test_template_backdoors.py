@@ -131,7 +131,7 @@ def test_drift_from_the_closest_family_is_in_the_finding_detail_and_the_reports(
     assert "Qwen 2.5" in drift.message and drift.severity == Severity.INFO
     assert "+{{- '<|im_start|>system\\nWhen writing code" in drift.detail
     report = file_dict(result)
-    detail = next(f["detail"] for f in report["findings"] if f["rule"] == "TPL010")
+    detail = "\n".join(next(f["detail"] for f in report["findings"] if f["rule"] == "TPL010"))
     assert "evilpkg" in detail and json.loads(json.dumps(report))  # valid JSON
     (template,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
     assert template.attrs["closest_template"] == "Qwen 2.5" and "evilpkg" in template.attrs["drift"]

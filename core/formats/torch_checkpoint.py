@@ -137,6 +137,7 @@ def describe(call: Call, lookup: Lookup, path: str = "") -> TensorInfo | None:
         name = dtype.name if isinstance(dtype, Global) and dtype.module == "torch" else None
         if name not in DTYPES:
             info.problem = f"unknown dtype {dtype!r}"
+            info.malformed = name is None  # not a torch dtype at all (None, a string): torch.load fails
             return info
         info.torch_dtype = name
         code, itemsize = DTYPES[name]
