@@ -41,6 +41,7 @@ class TemplateNotAnalysed(Rule):
     id = "TPL004"
     severity = Severity.MEDIUM
     title = "Chat template not analysed"
+    incomplete = True
     help = "Jinja could not parse the template, so Airlock could not analyse it."
 
 

@@ -34,7 +34,6 @@ MODULE_NAMES = [
     "airlock.core.formats.yaml_config",
     "airlock.core.formats.python_code", "airlock.core.formats.notebook",
     "airlock.core.formats.chat_template",
-    "airlock.core.formats.model_card",
     "airlock.core.formats.torchscript",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",

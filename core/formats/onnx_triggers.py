@@ -28,7 +28,7 @@ import math
 import struct
 from typing import TYPE_CHECKING, Any
 
-from airlock.core.findings import Rule, Severity
+from airlock.core.findings import LimitExceeded, Rule, Severity
 from airlock.core.formats.onnx_trigger_graph import Trigger, find_triggers
 from airlock.core.text import safe_text
 
@@ -135,10 +135,9 @@ class Marks:
 def analyse(graph: dict[str, Any], ctx: ScanContext, root: Node) -> Marks | None:
     """Find trigger logic in the model's main graph (If branches included)."""
     if len(graph["nodes"]) > MAX_TRIGGER_NODES:
-        ctx.report(GraphTrigger, f"trigger analysis skipped: {len(graph['nodes']):,} operators is over the "
+        ctx.report(LimitExceeded, f"trigger analysis skipped: {len(graph['nodes']):,} operators is over the "
                    f"{MAX_TRIGGER_NODES:,} this analysis follows; the graph was not checked for trigger "
-                   "logic",
-                   node=root, severity=Severity.MEDIUM)
+                   "logic", node=root)
         return None
     triggers = find_triggers(graph, lambda: ctx.tick(256))
     if not triggers:

@@ -175,7 +175,8 @@ def test_graphs_too_large_are_said_not_analysed(monkeypatch):
     monkeypatch.setattr(onnx_triggers, "MAX_TRIGGER_NODES", 1)
     result = scan(T.classifier())
     (f,) = result.findings
-    assert f.rule == "ONX006" and f.severity == Severity.MEDIUM and "not checked" in f.message
+    assert f.rule == "AIR003" and f.severity == Severity.HIGH and "not checked" in f.message
+    assert result.inspected == "partial"
 
 
 def test_child_decodes_small_constants_only():
