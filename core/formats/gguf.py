@@ -260,8 +260,8 @@ class Parser:
             if not is_template(kv.key):
                 if kv.vtype == self.c.string:  # invisible or look-alike text in metadata
                     start, length = kv.value
-                    text = self.r.text(start, length, 1 << 20)
-                    report_hidden(text, self.ctx, node, what=f"GGUF {kv.key!r}")
+                    value = self.r.text(start, length, 1 << 20)
+                    report_hidden(value, self.ctx, node, what=f"GGUF {kv.key!r}")
                 continue
             text = self.template_text(kv, node)
             if text is None:
