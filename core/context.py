@@ -50,6 +50,7 @@ class ScanContext:
         length: int | None = None,
         member: str | None = None,
         severity: Severity | None = None,
+        detail: str | None = None,
     ) -> Finding:
         """Record a finding. Offset and member default to the node's."""
         target = node if node is not None else self.current
@@ -68,6 +69,7 @@ class ScanContext:
             length=length,
             member=member,
             node=target,
+            detail=detail,
         )
         self.findings.append(finding)
         if target is not None:

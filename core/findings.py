@@ -36,10 +36,11 @@ class Severity(enum.IntEnum):
 
 class Finding:
     # Equality is identity: two findings with the same text are still two findings.
-    __slots__ = ("length", "member", "message", "node", "offset", "rule", "severity")
+    __slots__ = ("detail", "length", "member", "message", "node", "offset", "rule", "severity")
 
     def __init__(self, rule: str, severity: Severity, message: str, offset: int | None = None,
-                 length: int | None = None, member: str | None = None, node: Node | None = None) -> None:
+                 length: int | None = None, member: str | None = None, node: Node | None = None,
+                 detail: str | None = None) -> None:
         self.rule = rule
         self.severity = severity
         self.message = message
@@ -47,6 +48,7 @@ class Finding:
         self.length = length
         self.member = member
         self.node = node
+        self.detail = detail  # several lines a report shows under the message (a template's drift diff)
 
     def __repr__(self) -> str:
         return (f"Finding(rule={self.rule!r}, severity={self.severity!r}, message={self.message!r}, "

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from types import ModuleType
 
-from airlock.core import claims, formats, inspection
+from airlock.core import claims, formats, inspection, model_card
 from airlock.core.context import CancelledFn, ProgressFn, ScanContext
 from airlock.core.errors import Cancelled, FormatError, LimitExceeded
 from airlock.core.findings import (
@@ -121,6 +121,8 @@ def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: 
         node = module.parse(source, ctx)
         if node is not placeholder:
             _adopt(placeholder, node)
+        if placeholder.attrs.get("format") in model_card.TEXT_FORMATS:  # a README.md: hidden text
+            model_card.check(source, ctx, placeholder)
         for other in others:
             if other is not module and getattr(other, "POLYGLOT_CHECK", True):
                 placeholder.attrs.setdefault("also_valid_as", []).append(other.NAME)

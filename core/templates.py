@@ -1,11 +1,19 @@
 """Chat templates (Jinja): parsed the way inference stacks parse them, never rendered.
 
-transformers and llama-cpp-python render `tokenizer.chat_template` with jinja2. In a plain
-`Environment` (CVE-2024-34359) a template reaches Python through attribute walks such as
-`cycler.__init__.__globals__.os.popen(...)`; even in the sandbox such walks are an attack
-attempt. We parse with the same environment transformers uses (sandbox, `loopcontrols`, a
-no-op `{% generation %}` tag), walk the AST and report every walk towards Python internals
-with the exact expression and its line. Parsing never runs template code.
+transformers and llama-cpp-python render `tokenizer.chat_template` with jinja2. Two kinds of
+attack hide in one:
+- code: in a plain `Environment` (CVE-2024-34359) a template reaches Python through attribute
+  walks such as `cycler.__init__.__globals__.os.popen(...)`; even in the sandbox such walks are an
+  attack attempt (TPL001–003, the walker below);
+- no code at all: valid Jinja that injects instructions into every prompt, or only when a message
+  contains a trigger, or rewrites what the user wrote, or hides text in invisible Unicode
+  (TPL005–008, template_emits.py, hidden_text.py). The catalogue of known templates
+  (template_catalog.py) names the family of a known template and shows how an unknown one drifts
+  from the closest family.
+We parse with the environment transformers uses (sandbox, `loopcontrols`, a no-op
+`{% generation %}` tag) and walk the AST; every walk is linear in the template's size and checks
+the scan's deadline. Every finding quotes the expression or text and its line, and the template
+node's `marks` point the GUI at the spots.
 """
 
 from __future__ import annotations
@@ -14,58 +22,80 @@ import functools
 import re
 from typing import TYPE_CHECKING, Any
 
+from airlock.core.errors import LimitExceeded
 from airlock.core.findings import Rule, Severity
+from airlock.core.template_ast import reads_messages, render_expr
+from airlock.core.template_escapes import TemplateEscape, Walker
 from airlock.core.text import safe_text
 
 if TYPE_CHECKING:
     from airlock.core.context import ScanContext
+    from airlock.core.template_catalog import Catalog
+    from airlock.core.template_emits import Analysis
     from airlock.core.tree import Node
 
-
-class TemplateEscape(Rule):
-    id = "TPL001"
-    severity = Severity.CRITICAL
-    title = "Chat template reaches Python internals"
-    help = ("The template walks dunder/private attributes, attributes of Jinja's own globals "
-            "(cycler, joiner, namespace, lipsum) or names such as os/popen/eval: a sandbox escape "
-            "(CVE-2024-34359 class). Ordinary chat templates never do this.")
-
-
-class TemplateComputedAttribute(Rule):
-    id = "TPL002"
-    severity = Severity.HIGH
-    title = "Chat template computes an attribute name"
-    help = "`|attr(...)` with a name built at render time cannot be proven harmless."
-
-
-class TemplateLoadsTemplates(Rule):
-    id = "TPL003"
-    severity = Severity.HIGH
-    title = "Chat template loads other templates"
-    help = "include/import/extends read other templates through the host's loader; chat templates never do."
+__all__ = ["analyze_template", "parse_template", "render_expr"]
 
 
 class TemplateNotAnalysed(Rule):
     id = "TPL004"
     severity = Severity.MEDIUM
     title = "Chat template not analysed"
+    incomplete = True
     help = "Jinja could not parse the template, so Airlock could not analyse it."
 
 
-# Jinja's default globals: calling them is normal, walking their attributes reaches Python.
-JINJA_GLOBALS = frozenset({"cycler", "joiner", "namespace", "lipsum", "range", "dict"})
-# Names no chat template has a reason to mention (unless it defines them itself).
-DANGEROUS_NAMES = frozenset({"os", "popen", "import", "eval", "exec", "subprocess", "system",
-                             "builtins", "globals", "getattr", "setattr", "open", "compile",
-                             "mro", "subclasses", "func_globals", "f_globals", "gi_frame", "tb_frame"})
-# Filters whose first argument names an attribute to read; any filter's `attribute=` does too.
-_ATTRIBUTE_FILTERS = frozenset({"attr", "selectattr", "rejectattr", "groupby"})
-_ATTRIBUTE_KW = "attribute"
-_FORMAT_FIELD = re.compile(r"\{[^{}]*(?:\._|\[_)")
+class TemplateTrigger(Rule):
+    id = "TPL005"
+    severity = Severity.HIGH
+    title = "Chat template injects text when a message contains a trigger"
+    help = ("Natural-language text the template emits only when a message's content passes a test "
+            "(`in`, `startswith`, comparisons, length checks, filters over it, or a flag set by one): "
+            "a trigger-conditional backdoor. Real templates test roles and types, not what users write.")
 
 
-def _is_private(name: str) -> bool:
-    return name.startswith("_")
+class TemplatePayload(Rule):
+    id = "TPL006"
+    severity = Severity.HIGH
+    title = "Chat template emits a URL, address, encoded blob or concealment instruction"
+    help = ("Text the template itself adds to the prompt carries a URL, an e-mail address, a base64 or "
+            "hex blob, an HTML comment, or an instruction to conceal or override (\"do not mention\", "
+            "\"ignore previous\"): no catalogued template does.")
+
+
+class TemplateRewritesContent(Rule):
+    id = "TPL007"
+    severity = Severity.HIGH
+    title = "Chat template rewrites message content"
+    help = ("The template changes what a message says before the model sees it (replace, slicing, case "
+            "changes, messages dropped by content or role). Trimming whitespace and cutting reasoning "
+            "off at a special token are not counted.")
+
+
+class TemplateInjectsText(Rule):
+    id = "TPL008"
+    severity = Severity.MEDIUM
+    title = "Chat template adds text found in no known template"
+    help = ("The template adds natural-language text to every prompt that no catalogued template "
+            "contains. Real default system prompts (Qwen's, Llama 3.1's knowledge date) are catalogued.")
+
+
+class KnownTemplate(Rule):
+    id = "TPL009"
+    severity = Severity.INFO
+    title = "Known chat template"
+    help = "The template is, whitespace aside, one of the catalogued official templates."
+
+
+class TemplateDrift(Rule):
+    id = "TPL010"
+    severity = Severity.INFO
+    title = "Chat template differs from its closest known template"
+    help = "The finding's detail is a unified diff against the closest catalogued template (or its skeleton)."
+
+
+MAX_TEMPLATE_CHARS = 1024 * 1024  # real templates are a few KiB; the longest tool-use ones ~30 KiB
+MAX_PER_RULE = 20  # injection findings per rule and template; the rest are counted
 
 
 @functools.cache
@@ -88,180 +118,240 @@ def _environment() -> Any:
                                          extensions=[GenerationTag, loopcontrols])
 
 
+def parse_template(text: str, tick: Any = None) -> Any:
+    """jinja2's AST of `text` (never compiled). `tick` is called every token, so a huge hostile
+    template stops at the scan's deadline even while jinja2 is still lexing and parsing it. The
+    parser itself, not Environment.parse: on a syntax error that one rewrites the traceback by
+    compile()-ing a fake `raise` (jinja2.debug), and nothing in core may call compile."""
+    from jinja2.parser import Parser
+
+    parser = Parser(_environment(), text)
+    stream = parser.stream
+    if tick is not None and hasattr(stream, "_iter"):
+        stream._iter = _ticking(stream._iter, tick)
+    return parser.parse()
+
+
+def _ticking(tokens: Any, tick: Any) -> Any:
+    for token in tokens:
+        tick()
+        yield token
+
+
+class _Progress:
+    """Where the analysis of one template is, for a time-out message that says how far it got."""
+
+    def __init__(self, ctx: ScanContext, text: str) -> None:
+        self.ctx = ctx
+        self.stage = "parsing"
+        self.steps = 0
+        self.size = len(text)
+
+    def tick(self) -> None:
+        self.steps += 1
+        self.ctx.tick(256)
+
+
 def analyze_template(text: str, ctx: ScanContext, node: Node) -> None:
     """Parse `text` as a chat template and attach findings to `node` (never renders)."""
     from jinja2 import TemplateSyntaxError
 
     node.attrs.setdefault("text", text)
     node.attrs.setdefault("lines", text.count("\n") + 1)
+    report = _Reporter(text, ctx, node)
+    if len(text) > MAX_TEMPLATE_CHARS:
+        from airlock.core.findings import LimitExceeded as LimitRule
+
+        ctx.report(LimitRule, f"chat template of {len(text):,} characters is over the {MAX_TEMPLATE_CHARS:,}-"
+                   "character budget: not analysed", node=node)
+        return
+    from airlock.core.hidden_text import report_hidden
+
+    hidden = report_hidden(text, ctx, node, what="chat template", severity=Severity.HIGH, marks_too=True)
+    report.spans += hidden
+    report.hidden = bool(hidden)
+    progress = _Progress(ctx, text)
     try:
-        # The parser itself, not Environment.parse: on a syntax error that one rewrites the traceback
-        # by compile()-ing a fake `raise` (jinja2.debug), and nothing in core may call compile.
-        from jinja2.parser import Parser
+        try:
+            ast = parse_template(text, progress.tick)
+        except TemplateSyntaxError as exc:
+            line = exc.lineno or 0
+            report.line(line)
+            ctx.report(TemplateNotAnalysed,
+                       f"chat template not analysed: Jinja cannot parse it (line {line}: "
+                       f"{safe_text(str(exc.message or exc), 160)})", node=node)
+            return
+        except (RecursionError, MemoryError):
+            ctx.report(TemplateNotAnalysed, "chat template not analysed: too deeply nested to parse",
+                       node=node)
+            return
+        progress.stage = "looking for sandbox escapes"
+        walker = Walker(progress.tick)
+        for rule, line, expr, why, needle in walker.run(ast):
+            report.add(rule, line, f"`{safe_text(expr, 160)}` {why}", needle)
+        if walker.suppressed:
+            ctx.report(TemplateEscape, f"chat template: {walker.suppressed:,} more expressions reach Python "
+                       "internals (not listed)", node=node)
+        if reads_messages(ast, progress.tick):
+            progress.stage = "analysing what the template emits"
+            from airlock.core.template_emits import analyse
 
-        ast = Parser(_environment(), text).parse()
-    except TemplateSyntaxError as exc:
-        line = exc.lineno or 0
-        node.attrs["findings_lines"] = [line] if line else []
-        ctx.report(TemplateNotAnalysed,
-                   f"chat template not analysed: Jinja cannot parse it (line {line}: "
-                   f"{safe_text(str(exc.message or exc), 160)})", node=node)
+            _judge_emissions(analyse(ast, progress.tick), report)
+            progress.stage = "matching the catalogue of known templates"
+            _judge_catalogue(text, report)
+    except LimitExceeded as exc:
+        raise LimitExceeded(f"{exc.message} while {progress.stage} in a chat template of {progress.size:,} "
+                            f"characters ({progress.steps:,} steps done); the template was not fully "
+                            "analysed",
+                            exc.offset) from None
+    finally:
+        report.finish()
+
+
+class _Reporter:
+    """Findings for one template, each with its line; and the spans the GUI marks."""
+
+    def __init__(self, text: str, ctx: ScanContext, node: Node) -> None:
+        self.text = text
+        self.ctx = ctx
+        self.node = node
+        self.lines: set[int] = set()
+        self.spans: list[tuple[int, int]] = []
+        self.counts: dict[str, int] = {}
+        self.hidden = False  # invisible text found
+        self._starts: list[int] | None = None
+
+    def line(self, line: int, needle: str | None = None) -> None:
+        if line <= 0:
+            return
+        self.lines.add(line)
+        span = self._locate(line, needle)
+        if span is not None:
+            self.spans.append(span)
+
+    def add(self, rule: type[Rule], line: int, what: str, needle: str | None = None, *,
+            severity: Severity | None = None, detail: str | None = None) -> None:
+        count = self.counts[rule.id] = self.counts.get(rule.id, 0) + 1
+        if count > MAX_PER_RULE and rule is not TemplateEscape:
+            return
+        self.line(line, needle)
+        where = f"chat template line {line}: " if line else "chat template: "
+        kwargs: dict[str, Any] = {"severity": severity}
+        if detail is not None:
+            kwargs["detail"] = detail
+        self.ctx.report(rule, where + what, node=self.node, **kwargs)
+
+    def finish(self) -> None:
+        for rule_id, count in self.counts.items():
+            if count > MAX_PER_RULE and rule_id != TemplateEscape.id:
+                rule = Rule.registry[rule_id]
+                self.ctx.report(rule, f"chat template: {count - MAX_PER_RULE:,} more findings of this kind "
+                                "(not listed)", node=self.node)
+        if self.lines:
+            self.node.attrs["findings_lines"] = sorted(self.lines)
+        if self.spans:
+            self.node.attrs["marks"] = sorted(set(self.spans))[:500]
+
+    def _locate(self, line: int, needle: str | None) -> tuple[int, int] | None:
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
+        if line > len(self._starts):
+            return None
+        start = self._starts[line - 1]
+        end = self.text.find("\n", start)
+        end = len(self.text) if end < 0 else end
+        if needle:
+            at = self.text.find(needle, start, min(len(self.text), start + 256 * 1024))
+            if at >= 0:
+                return at, at + len(needle)
+        return (start, min(end, start + 200)) if end > start else None
+
+
+def _needle(literal: str) -> str | None:
+    """A piece of an emitted literal that appears verbatim in the template source (escapes such as
+    `\\n` differ between the value and the source, so stop at the first such character)."""
+    for segment in re.split(r"[\n\t\r\\'\"]", literal):
+        segment = segment.strip()
+        if len(segment) >= 4:
+            return segment[:60]
+    return None
+
+
+def _judge_emissions(analysis: Analysis, report: _Reporter) -> None:
+    from airlock.core.template_catalog import catalog
+    from airlock.core.template_literals import padding, payloads, text_segments
+
+    try:
+        cat: Catalog | None = catalog()
+    except (OSError, ValueError, KeyError):  # catalogue missing or broken: nothing counts as known
+        cat = None
+
+    def known(literal: str) -> bool:
+        return cat is not None and cat.known_literal(literal)
+    for e in analysis.emissions:
+        if known(e.literal):
+            continue
+        # Line by line: a copy of a real template that differs in one sentence keeps its other
+        # (catalogued) lines quiet, and the finding quotes only what is new.
+        fresh = [line for line in e.literal.split("\n") if line.strip() and not known(line)]
+        segments = [seg for line in fresh for seg in text_segments(line)]
+        quoted = safe_text(" … ".join(segments) if segments else " ".join(fresh).strip(), 200)
+        needle = _needle(" ".join(segments) if segments else " ".join(fresh))
+        found = [p for line in fresh for p in payloads(line)]
+        if found:
+            report.add(TemplatePayload, e.line, f"the template emits text carrying {', '.join(found[:3])}: "
+                       f"\"{quoted}\"", needle)
+        if not segments:
+            continue
+        blank = padding(e.literal)
+        hidden = f" (after {blank:,} whitespace characters that push it out of view)" if blank else ""
+        if e.trigger is not None:
+            report.add(TemplateTrigger, e.line, f"emits \"{quoted}\" only when a message's content passes "
+                       f"`{safe_text(e.trigger.expr, 160)}` (line {e.trigger.line}){hidden}", needle)
+        else:
+            report.add(TemplateInjectsText, e.line,
+                       f"adds text that is in no catalogued template: \"{quoted}\""
+                       f"{hidden}", needle, severity=Severity.HIGH if hidden else None)
+    for r in analysis.rewrites:
+        word = re.search(r"[.|](\w+)", r.why)
+        report.add(TemplateRewritesContent, r.line, f"`{safe_text(r.expr, 160)}` {r.why}: the model does not "
+                   "see what the user wrote", word.group(1) if word else None)
+    if analysis.more_rewrites:
+        report.add(TemplateRewritesContent, 0,
+                   f"{analysis.more_rewrites:,} more places rewrite message content")
+    if analysis.truncated:
+        from airlock.core.findings import LimitExceeded as LimitRule
+
+        report.add(LimitRule, 0, "emits more literal pieces than Airlock follows; the rest was not analysed")
+
+
+def _judge_catalogue(text: str, report: _Reporter) -> None:
+    from airlock.core.template_catalog import catalog, drift
+
+    try:
+        cat = catalog()
+    except (OSError, ValueError, KeyError):
         return
-    except (RecursionError, MemoryError):
-        ctx.report(TemplateNotAnalysed, "chat template not analysed: too deeply nested to parse", node=node)
+    entry = cat.exact(text)
+    node = report.node
+    if entry is not None:
+        family = cat.families[entry.sha256]
+        node.attrs["known_template"] = family
+        report.add(KnownTemplate, 0,
+                   f"known template: {family} ({safe_text(entry.model, 80)}; {entry.licence})")
         return
-    hits = _Walker().run(ast)
-    lines: set[int] = set()
-    for rule, line, expr, why in hits:
-        lines.add(line)
-        ctx.report(rule, f"chat template line {line}: `{safe_text(expr, 160)}` {why}", node=node)
-    if lines:
-        node.attrs["findings_lines"] = sorted(lines)
+    found = drift(text, cat)
+    if found is None or not (found.added or found.removed):
+        return
+    node.attrs["closest_template"] = found.entry.family
+    node.attrs["drift"] = found.diff
+    # In reports the drift goes with the findings it explains; a template that only drifts
+    # (re-indented, reordered, a fixed typo) shows it in the template view, not as noise in CI.
+    if any(report.counts.get(rule.id) for rule in _INJECTIONS) or report.hidden:
+        report.add(TemplateDrift, 0, f"differs from the closest known template, {found.entry.family} "
+                   f"({safe_text(found.entry.model, 80)}, {found.similarity:.0%} of its lines shared): "
+                   f"{found.added} line(s) added, {found.removed} removed (the detail shows the diff)",
+                   detail=found.diff)
 
 
-class _Walker:
-    """Collects (rule, line, expression, why) for every suspicious expression in a template AST."""
-
-    def __init__(self) -> None:
-        self.parents: dict[int, Any] = {}
-        self.defined: set[str] = set()
-        self.hits: list[tuple[type[Rule], int, str, str]] = []
-        self._index: dict[tuple[str, int, str], int] = {}
-
-    def run(self, ast: Any) -> list[tuple[type[Rule], int, str, str]]:
-        from jinja2 import nodes
-
-        every: list[Any] = []
-        stack = [ast]
-        while stack:  # iterative: a hostile template may nest deeper than the recursion limit
-            current = stack.pop()
-            every.append(current)
-            for child in current.iter_child_nodes():
-                self.parents[id(child)] = current
-                stack.append(child)
-        for n in every:  # names the template binds itself are its own data
-            if (isinstance(n, nodes.Name) and n.ctx in ("store", "param")) or isinstance(n, nodes.Macro):
-                self.defined.add(n.name)
-        for n in reversed(every):  # innermost first, so reasons read in the order they are written
-            self._check(n, nodes)
-        return self.hits
-
-    def _check(self, n: Any, nodes: Any) -> None:
-        if isinstance(n, nodes.Getattr):
-            if _is_private(n.attr):
-                kind = "dunder" if n.attr.startswith("__") and n.attr.endswith("__") else "private"
-                self._hit(TemplateEscape, n, f"reads the {kind} attribute {n.attr!r}")
-            elif n.attr in DANGEROUS_NAMES:
-                self._hit(TemplateEscape, n, f"reads the attribute {n.attr!r}")
-            elif isinstance(n.node, nodes.Name) and n.node.name in JINJA_GLOBALS \
-                    and n.node.name not in self.defined:
-                self._hit(TemplateEscape, n, f"reads an attribute of Jinja's global {n.node.name!r}")
-            elif n.attr in ("format", "format_map") and _format_string_escapes(n.node, nodes):
-                self._hit(TemplateEscape, n, "formats a string whose fields read private attributes")
-        elif isinstance(n, nodes.Getitem):
-            key = n.arg.value if isinstance(n.arg, nodes.Const) else None
-            if isinstance(key, str) and (key.startswith("__") or key in DANGEROUS_NAMES):
-                self._hit(TemplateEscape, n, f"reads the item {key!r}")
-            elif isinstance(n.node, nodes.Name) and n.node.name in JINJA_GLOBALS \
-                    and n.node.name not in self.defined:
-                self._hit(TemplateEscape, n, f"reads an item of Jinja's global {n.node.name!r}")
-        elif isinstance(n, nodes.Name) and n.ctx == "load":
-            if n.name in DANGEROUS_NAMES and n.name not in self.defined:
-                self._hit(TemplateEscape, n, f"uses the name {n.name!r}, which no chat template needs")
-            elif _is_private(n.name) and n.name.startswith("__"):
-                self._hit(TemplateEscape, n, f"uses the name {n.name!r}")
-        elif isinstance(n, nodes.Filter | nodes.Test):
-            self._check_filter(n, nodes)
-        elif isinstance(n, nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends):
-            self._hit(TemplateLoadsTemplates, n, "loads another template through the host's loader")
-
-    def _check_filter(self, n: Any, nodes: Any) -> None:
-        names: list[Any] = []
-        if n.name in _ATTRIBUTE_FILTERS and n.args:
-            names.append(n.args[0])
-        names.extend(kw.value for kw in n.kwargs if kw.key == _ATTRIBUTE_KW)
-        for arg in names:
-            if isinstance(arg, nodes.Const):
-                if isinstance(arg.value, str) and any(
-                        _is_private(part) or part in DANGEROUS_NAMES for part in arg.value.split(".")):
-                    self._hit(TemplateEscape, n, f"reads the attribute {arg.value!r} through |{n.name}")
-            elif n.name == "attr":
-                self._hit(TemplateComputedAttribute, n, "reads an attribute whose name is computed")
-        if n.name == "format" and _format_string_escapes(n.node, nodes):
-            self._hit(TemplateEscape, n, "formats a string whose fields read private attributes")
-
-    def _hit(self, rule: type[Rule], n: Any, why: str) -> None:
-        expr = render_expr(self._outermost(n))
-        line = getattr(n, "lineno", 0) or 0
-        key = (rule.id, line, expr)
-        i = self._index.get(key)
-        if i is None:
-            self._index[key] = len(self.hits)
-            self.hits.append((rule, line, expr, why))
-        elif why not in self.hits[i][3]:  # `a.__class__.__mro__` is one finding with both reasons
-            self.hits[i] = (rule, line, expr, f"{self.hits[i][3]}; {why}")
-
-    def _outermost(self, n: Any) -> Any:
-        """Climb to the whole expression this access is part of (`x.__class__.__mro__[1]()`)."""
-        from jinja2 import nodes
-
-        while True:
-            parent = self.parents.get(id(n))
-            if isinstance(parent, nodes.Getattr | nodes.Getitem | nodes.Call | nodes.Filter) \
-                    and parent.node is n:
-                n = parent
-            else:
-                return n
-
-
-def _format_string_escapes(n: Any, nodes: Any) -> bool:
-    return isinstance(n, nodes.Const) and isinstance(n.value, str) and bool(_FORMAT_FIELD.search(n.value))
-
-
-_BINOPS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "FloorDiv": "//", "Mod": "%", "Pow": "**",
-           "And": "and", "Or": "or"}
-
-
-def render_expr(n: Any, depth: int = 0) -> str:
-    """Jinja source for an expression node, close to how it was written."""
-    from jinja2 import nodes
-
-    if depth > 40:
-        return "…"
-    d = depth + 1
-    if isinstance(n, nodes.Name):
-        return str(n.name)
-    if isinstance(n, nodes.Const):
-        return repr(n.value)
-    if isinstance(n, nodes.Getattr):
-        return f"{render_expr(n.node, d)}.{n.attr}"
-    if isinstance(n, nodes.Getitem):
-        return f"{render_expr(n.node, d)}[{render_expr(n.arg, d)}]"
-    if isinstance(n, nodes.Call):
-        return f"{render_expr(n.node, d)}({_render_args(n, d)})"
-    if isinstance(n, nodes.Filter):
-        args = _render_args(n, d)
-        return f"{render_expr(n.node, d)}|{n.name}" + (f"({args})" if args else "")
-    if isinstance(n, nodes.Test):
-        return f"{render_expr(n.node, d)} is {n.name}"
-    if isinstance(n, nodes.Concat):
-        return " ~ ".join(render_expr(x, d) for x in n.nodes)
-    if isinstance(n, nodes.BinExpr):
-        return f"{render_expr(n.left, d)} {_BINOPS.get(type(n).__name__, '?')} {render_expr(n.right, d)}"
-    if isinstance(n, nodes.Tuple | nodes.List):
-        return "[" + ", ".join(render_expr(x, d) for x in n.items) + "]"
-    if isinstance(n, nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends):
-        return f"{type(n).__name__.lower()} {render_expr(n.template, d)}"
-    if isinstance(n, nodes.Slice):
-        return ":".join(render_expr(x, d) if x is not None else "" for x in (n.start, n.stop))
-    return f"<{type(n).__name__}>"
-
-
-def _render_args(n: Any, depth: int) -> str:
-    parts = [render_expr(a, depth) for a in n.args]
-    parts += [f"{kw.key}={render_expr(kw.value, depth)}" for kw in n.kwargs]
-    if n.dyn_args is not None:
-        parts.append("*" + render_expr(n.dyn_args, depth))
-    if n.dyn_kwargs is not None:
-        parts.append("**" + render_expr(n.dyn_kwargs, depth))
-    return ", ".join(parts)
+_INJECTIONS = (TemplateTrigger, TemplatePayload, TemplateRewritesContent, TemplateInjectsText)

@@ -87,6 +87,9 @@ def node_tooltip(node: Node) -> str:
     lines = [safe_text(node.path(), 400)]
     if node.member:
         lines.append(f"* offsets are relative to container member {safe_text(node.member, 200)}")
+    role = node.attrs.get("trigger_path")
+    if isinstance(role, str):
+        lines.append(f"on a trigger path: {safe_text(role, 80)}")
     for finding in node.findings[:8]:
         lines.append(f"{finding.severity.label.upper()} {finding.rule}: {safe_text(finding.message, 300)}")
     return plain_tooltip("\n".join(lines))
@@ -207,7 +210,9 @@ class NodeTreeModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.ForegroundRole and column == COL_RISK:
             return theme.text_color(node.severity)
         if role == Qt.ItemDataRole.BackgroundRole:
-            return theme.tint(node.severity)
+            # Operators on an ONNX trigger path (core/formats/onnx_triggers.py) are tinted like the finding.
+            on_path = "trigger_path" in node.attrs
+            return theme.tint(max(node.severity, Severity.HIGH) if on_path else node.severity)
         if role == Qt.ItemDataRole.ToolTipRole:
             return node_tooltip(node)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (COL_SIZE, COL_OFFSET):

@@ -107,7 +107,8 @@ def link_tree(where: Path) -> Path:
     """
     pkg = where / "airlock"
     pkg.mkdir(parents=True, exist_ok=True)
-    (pkg / "__init__.py").write_text('"""Airlock: links to a checkout (packaging/bundle.py)."""\n', encoding="utf-8")
+    init = '"""Airlock: links to a checkout (packaging/bundle.py)."""\n'
+    (pkg / "__init__.py").write_text(init, encoding="utf-8")
     for folder in PACKAGES:
         link = pkg / folder
         target = ROOT / folder

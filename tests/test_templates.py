@@ -108,7 +108,7 @@ QWEN_TOOLS = """{%- if tools %}
         {{- "\\n" }}
         {{- tool | tojson }}
     {%- endfor %}
-    {{- "\\n</tools>\\n\\nFor each function call, return a json object within <tool_call></tool_call> XML tags<|im_end|>\\n" }}
+    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}
 {%- endif %}
 {%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
 {%- for message in messages[::-1] %}
@@ -327,8 +327,11 @@ def analyze(text):
 @pytest.mark.parametrize("name", sorted(BENIGN))
 def test_real_templates_stay_clean(name):
     ctx, node = analyze(BENIGN[name])
-    assert ctx.findings == [], [f.message for f in ctx.findings]
-    assert node.severity == Severity.NONE
+    # Info findings name the known family, or the drift from it (these copies differ from the
+    # catalogued ones in whitespace and order); nothing may rise above info.
+    risky = [f for f in ctx.findings if f.severity > Severity.INFO]
+    assert risky == [], [f.message for f in risky]
+    assert node.severity <= Severity.INFO
     assert node.attrs["text"] == BENIGN[name]
 
 

@@ -240,6 +240,7 @@ class Parser:
                              "reads it)")
 
     def add_kv_nodes(self, group: Node) -> None:
+        from airlock.core.hidden_text import report_hidden
         from airlock.core.templates import analyze_template  # jinja2 only when a template is present
 
         kvs = self.kvs
@@ -257,6 +258,10 @@ class Parser:
                                 offset=kv.offset)
             seen.add(kv.key)
             if not is_template(kv.key):
+                if kv.vtype == self.c.string:  # invisible or look-alike text in metadata
+                    start, length = kv.value
+                    value = self.r.text(start, length, 1 << 20)
+                    report_hidden(value, self.ctx, node, what=f"GGUF {kv.key!r}")
                 continue
             text = self.template_text(kv, node)
             if text is None:

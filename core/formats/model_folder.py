@@ -17,6 +17,7 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded, Malformed, NotInspected, Rule, Severity
+from airlock.core.hidden_text import report_hidden_in_json
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, GROUP, METADATA, TEMPLATE, Node
@@ -84,6 +85,8 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     if refs:
         _judge_code(refs, source, ctx, root)
     _check_templates(data, ctx, root)
+    if name in HF_CONFIG_NAMES:  # invisible or look-alike text (tokenizer.json's vocabulary is exempt)
+        report_hidden_in_json(data, ctx, root, what=name, skip_keys=frozenset({"chat_template"}))
     return root
 
 

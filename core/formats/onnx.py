@@ -17,7 +17,7 @@ from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.errors import LimitExceeded as LimitExceeded_
 from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
-from airlock.core.formats import onnx_checks
+from airlock.core.formats import onnx_checks, onnx_triggers
 from airlock.core.isolate import (
     MALFORMED,
     TIMEOUT,
@@ -223,7 +223,8 @@ def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node,
         ctx.report(Malformed, "malformed onnx: the model has no graph; loaders refuse it",
                    node=root, offset=0)
     else:
-        _add_graph(graph, root, checker, "graph", spans.graph if spans else None)
+        marks = onnx_triggers.analyse(graph, ctx, root)  # ShadowLogic-style trigger logic
+        _add_graph(graph, root, checker, "graph", spans.graph if spans else None, marks)
     if functions:
         fgroup = root.child(GROUP, f"functions ({len(functions)})")
         for i, fn in enumerate(functions):
@@ -243,7 +244,7 @@ def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node,
 
 
 def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker, what: str,
-               spans: GraphSpans | None) -> Node:
+               spans: GraphSpans | None, marks: onnx_triggers.Marks | None = None) -> Node:
     if spans is not None and not spans.fits(graph):
         spans = None  # the file changed under us, or the walk disagrees: no offsets rather than wrong ones
     member = checker.source.member
@@ -254,7 +255,7 @@ def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker
         group = node.child(GROUP, f"{key} ({len(items)})")
         for vi in items[:EAGER_LIMIT]:
             group.child(FIELD, safe_text(vi["name"], 120), attrs=_value_attrs(vi))
-    _add_nodes(graph["nodes"], node, checker, spans)
+    _add_nodes(graph["nodes"], node, checker, spans, marks)
     inits = graph["initializers"] + graph["sparse_initializers"]
     group = node.child(GROUP, f"initializers ({len(inits)})")
     where: Callable[[int], Span | None] = spans.initializer if spans is not None else _nowhere
@@ -274,7 +275,7 @@ def _nowhere(_i: int) -> None:
 
 
 def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.Checker,
-               spans: GraphSpans | None) -> None:
+               spans: GraphSpans | None, marks: onnx_triggers.Marks | None = None) -> None:
     group = parent.child(GROUP, f"nodes ({len(nodes)})")
     eager = len(nodes) <= EAGER_LIMIT
     subgraphs: Node | None = None
@@ -282,8 +283,10 @@ def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.C
     where: Callable[[int], Span | None] = spans.node if spans is not None else _nowhere
     for i, op in enumerate(checker.ctx.each(nodes, "operators")):
         span = where(i)
-        node = group.add(_op_node(op, span, member)) if eager else None
+        node = group.add(_op_node(op, span, member, marks.roles.get(i) if marks else None)) if eager else None
         checker.operator(op, node or group, span)
+        if marks is not None and i in marks.messages:
+            marks.report(i, checker.ctx, node or group, span, member)
         for j, attr in enumerate(op["attributes"]):
             for tensor in attr.get("tensors", ()):
                 checker.tensor(tensor, node or group, span)  # a Constant's value: inside the operator
@@ -297,11 +300,12 @@ def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.C
                 _add_graph(sub, node or subgraphs or parent, checker,
                            f"{safe_text(attr['name'], 40)} of {safe_text(op['op_type'], 60)}", sub_spans)
     if not eager:
-        group.set_lazy_children(len(nodes), lambda a, b: [_op_node(nodes[i], where(i), member)
+        roles = marks.roles if marks is not None else {}
+        group.set_lazy_children(len(nodes), lambda a, b: [_op_node(nodes[i], where(i), member, roles.get(i))
                                                           for i in range(a, b)])
 
 
-def _op_node(op: dict[str, Any], span: Span | None, member: str | None) -> Node:
+def _op_node(op: dict[str, Any], span: Span | None, member: str | None, role: str | None = None) -> Node:
     domain = safe_text(op["domain"])
     label = f"{domain + '.' if domain else ''}{safe_text(op['op_type'], 80)}"
     if op["name"]:
@@ -312,6 +316,8 @@ def _op_node(op: dict[str, Any], span: Span | None, member: str | None) -> Node:
         "inputs": ", ".join(safe_text(x, 60) for x in op["inputs"][:16]),
         "outputs": ", ".join(safe_text(x, 60) for x in op["outputs"][:16]),
     })
+    if role is not None:  # part of a trigger: the tree (and a graph view) highlight it
+        node.attrs["trigger_path"] = role
     for attr in op["attributes"]:
         if not attr.get("graphs"):
             node.child(FIELD, f"{safe_text(attr['name'], 60)} = {safe_text(str(attr.get('value', '')), 120)}",

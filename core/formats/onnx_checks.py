@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airlock.core import dtypes
 from airlock.core.context import ScanContext
 from airlock.core.findings import Rule
+from airlock.core.formats.onnx_triggers import small_values
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
@@ -369,7 +370,7 @@ def _tensor(t: Any) -> dict[str, Any]:
     return {"name": _text(t.name), "dtype": int(t.data_type), "dims": [int(d) for d in t.dims[:_MAX_LIST]],
             "location": "external" if t.data_location == 1 else "default",
             "external": [[_text(e.key), _text(e.value)] for e in t.external_data[:_MAX_LIST]],
-            "raw": len(t.raw_data), "typed": typed}
+            "raw": len(t.raw_data), "typed": typed, "values": small_values(t)}
 
 
 def _sparse(s: Any) -> dict[str, Any]:

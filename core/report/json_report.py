@@ -27,6 +27,8 @@ def finding_dict(f: Finding) -> dict[str, Any]:
     location = f.node.attrs.get("location") if f.node is not None else None
     if isinstance(location, dict):
         out["location"] = {k: int(v) for k, v in location.items() if isinstance(v, int)}
+    if f.detail is not None:  # several lines (a template's drift diff): a list, each line escaped
+        out["detail"] = [safe_text(line, 400) for line in f.detail.splitlines()[:200]]
     return out
 
 

@@ -218,6 +218,8 @@ def render(files: list[dict[str, Any]], interruption: Interruption | None = None
             if code_at and "cell" in code_at:
                 result["properties"].update(cell=code_at["cell"], cell_line=code_at["cell_line"],
                                             cell_column=code_at["cell_column"])
+            if f.get("detail"):
+                result["properties"]["detail"] = f["detail"]
             if f["rule"] in index:
                 result["ruleIndex"] = index[f["rule"]]
             if f.get("suppressed_by"):  # a policy file's [[suppress]]: kept, marked, not counted

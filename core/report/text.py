@@ -43,6 +43,7 @@ def render(files: list[dict[str, Any]], *, colour: bool, interruption: Interrupt
                 where = f"{f['member']}{where}"
             lines.append(f"    {paint(f['severity'], f['severity'].upper()):<10} {f['rule']} {where}  "
                          f"{f['message']}{_policy_mark(f)}")
+            lines.extend(f"        | {line}" for line in f.get("detail", ()))
     summary = ", ".join(f"{n} {level}" for level, n in sorted(
         counts.items(), key=lambda kv: -Severity.parse(kv[0])))
     lines.append(f"{len(files)} file(s) scanned: {summary}; {not_full} not fully inspected")

@@ -19,7 +19,7 @@ from airlock.core.errors import AirlockError
 from airlock.core.findings import Finding
 from airlock.core.locate import Location, finding_location, node_location
 from airlock.core.text import human_size, safe_text
-from airlock.core.tree import TEMPLATE, TENSOR, Node
+from airlock.core.tree import TEMPLATE, TENSOR, TEXT, Node
 from airlock.gui.details.code import CodeView, code_holder
 from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
 from airlock.gui.details.hex import HexView
@@ -43,7 +43,7 @@ def attribute_rows(node: Node) -> list[tuple[str, str]]:
     for key, value in node.attrs.items():
         if key == "span":
             continue  # where the Code tab marks the call
-        if key in ("text", "marks"):
+        if key in ("text", "marks", "drift"):
             tab = "Code" if code_holder(node) is not None else "Template"
             shown = f"{len(value):,} characters, see the {tab} tab" if isinstance(value, str) else ""
         elif key == "shape" and isinstance(value, tuple | list):
@@ -136,7 +136,7 @@ class DetailsPane(QSplitter):
         loc = finding_location(finding, node) if finding is not None else node_location(node)
         self._show_hex(loc, node)
         special = self._show_special(node)
-        if special is not None and (finding is not None or node.kind in (TENSOR, TEMPLATE)
+        if special is not None and (finding is not None or node.kind in (TENSOR, TEMPLATE, TEXT)
                                     or special == TAB_CODE):
             self.tabs.setCurrentIndex(special)  # the view made for this node says more than its bytes
         elif finding is not None or not self.tabs.isTabVisible(self.tabs.currentIndex()):
@@ -154,14 +154,17 @@ class DetailsPane(QSplitter):
         """Show the view that fits this node; returns its tab, or None."""
         anc = pickle_ancestor(node)
         self.tabs.setTabVisible(TAB_DECOMPILED, anc is not None)
-        self.tabs.setTabVisible(TAB_TEMPLATE, node.kind == TEMPLATE)
+        text_node = code_holder(node) is None and (
+            node.kind == TEMPLATE or (node.kind == TEXT and isinstance(node.attrs.get("text"), str)))
+        self.tabs.setTabVisible(TAB_TEMPLATE, text_node)
         self.tabs.setTabVisible(TAB_TENSOR, node.kind == TENSOR)
         holder = code_holder(node)
         self.tabs.setTabVisible(TAB_CODE, holder is not None)
         if holder is not None:
             self.code.show_node(node)
             return TAB_CODE
-        if node.kind == TEMPLATE:
+        if text_node:  # a chat template, or a model card's text: marks and drift
+            self.tabs.setTabText(TAB_TEMPLATE, "Template" if node.kind == TEMPLATE else "Text")
             self.template.show_node(node)
             return TAB_TEMPLATE
         if node.kind == TENSOR:

@@ -164,3 +164,75 @@ def test_a_complex_tensor_says_why_it_has_no_statistics(qtbot, tmp_path):
     view.show_tensor(tensor_nodes(result)["c"], result.source.read, result.source.size)
     assert "complex" in view.summary.text() and view.worker is None
     result.close()
+
+
+def test_template_view_shows_the_injected_text_and_the_drift(qtbot):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fixtures.template_backdoor_files import variants
+
+    text = variants()["unconditional"][0]
+    result = scan_bytes(text.encode(), "chat_template.jinja")
+    (node,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
+    view = TemplateView()
+    qtbot.addWidget(view)
+    view.show_node(node)
+    shown = view.text.toPlainText()
+    assert any("evilpkg helper library" in shown[s:e] for s, e in view.text.marks)
+    assert view.lower.isVisibleTo(view) and "Drift from Qwen 2.5" in view.drift_label.text()
+    drift = view.drift.toPlainText()
+    marked = [drift[s:e] for s, e in view.drift.marks]
+    assert any(m.startswith("+") and "evilpkg" in m for m in marked)
+
+
+def test_template_view_hides_the_drift_of_a_known_template(qtbot):
+    from airlock.core.template_catalog import catalog
+
+    text = next(e for e in catalog().entries if e.id == "qwen3").text()
+    result = scan_bytes(text.encode(), "chat_template.jinja")
+    (node,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
+    view = TemplateView()
+    qtbot.addWidget(view)
+    view.show_node(node)
+    assert not view.lower.isVisibleTo(view) and "Known template: Qwen 3" in view.status.text()
+
+
+def test_pane_shows_a_model_card_with_its_hidden_text_marked(qtbot):
+    from airlock.gui.details.pane import TAB_TEMPLATE
+
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "obey")
+    result = scan_bytes(f"# Card\n\nText{hidden}.\n".encode(), "README.md")
+    (node,) = [n for n in result.root.walk() if n.kind == "text"]
+    pane = DetailsPane()
+    qtbot.addWidget(pane)
+    pane.set_source(result.source)
+    pane.show_node(node)
+    assert pane.tabs.currentIndex() == TAB_TEMPLATE and pane.tabs.tabText(TAB_TEMPLATE) == "Text"
+    assert pane.template.text.marks and "\\U000e006f" in pane.template.text.toPlainText()
+    pane.set_source(None)
+
+
+def test_tree_tints_the_operators_of_an_onnx_trigger(qtbot):
+    import sys
+    from pathlib import Path
+
+    from PySide6.QtCore import Qt
+
+    from airlock.gui import theme
+    from airlock.gui.tree_model import NodeTreeModel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fixtures.onnx_trigger_files import backdoor, classifier
+
+    result = scan_bytes(backdoor(classifier(), "where").SerializeToString(), "m.onnx")
+    model = NodeTreeModel(result.root)
+    path = [n for n in result.root.walk() if "trigger_path" in n.attrs]
+    plain = [n for n in result.root.walk() if n.kind == "operator" and "trigger_path" not in n.attrs]
+    assert path and plain
+    high = theme.tint(Severity.HIGH)
+    for node in path:
+        assert model.data(model.index_for(node), Qt.ItemDataRole.BackgroundRole) == high
+        assert "on a trigger path" in model.data(model.index_for(node), Qt.ItemDataRole.ToolTipRole)
+    assert model.data(model.index_for(plain[0]), Qt.ItemDataRole.BackgroundRole) != high

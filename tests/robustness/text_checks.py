@@ -5,7 +5,8 @@ Every node label, every string attribute, every line of the text report and ever
 JSON and SARIF documents must be printable (no control, bidi, zero-width or surrogate characters)
 and bounded. A template node's `text` attribute holds the raw template for the GUI's template view,
 and a code or cell node's `text` the raw source for the code view; both views show it as plain
-text, escaped line by line: these attributes are bounded, not escaped.
+text, escaped line by line: these attributes are bounded, not escaped. So are a template's `drift`
+diff and a model card's `text` (shown in the Template/Text tab).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 MAX_LABEL = 2_000  # a node label is a few escaped, elided previews
 MAX_LINE = 20_000  # a report line or JSON string: a message with a few previews
 MAX_NODES = 20_000
-# (node kind, attribute) shown verbatim in a plain-text view: a template's raw text, Python code and
-# notebook cells, and TorchScript code (each line escaped, joined by newlines: core/formats/torchscript.py).
-RAW_ATTRS = {("template", "text"), ("code", "text"), ("cell", "text"), ("text", "text")}
+# (node kind, attribute) shown verbatim in a plain-text view: a template's raw text and its drift diff,
+# Python code and notebook cells, TorchScript code (each line escaped, joined by newlines:
+# core/formats/torchscript.py), and a model card's text.
+RAW_ATTRS = {("template", "text"), ("template", "drift"), ("code", "text"), ("cell", "text"), ("text", "text")}
 MAX_RAW = 10 * 1024**2
 
 
