@@ -119,7 +119,7 @@ def _replay(buf: Any, pos: int, end: int, policy: _WeightsOnlyPolicy) -> str | N
             name, arg = entry[0], None
             pos += 1
         elif entry is not None and entry[2] == FIXEDARG and pos + entry[3] < wend:
-            name, arg = entry[0], entry[4].unpack_from(win, pos + 1 - base)[0]  # type: ignore[union-attr]
+            name, arg = entry[0], entry[4].unpack_from(win, pos + 1 - base)[0]
             pos += 1 + entry[3]
         else:
             op = read_op_in(buf, win, base, wend, pos, end)

@@ -134,12 +134,12 @@ def read_op(buf: Any, pos: int, end: int) -> Op:
     if category == FIXEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} needs {size} argument bytes, {end - p} remain", pos)
-        (arg,) = fmt.unpack(buf[p : p + size])  # type: ignore[union-attr]
+        (arg,) = fmt.unpack(buf[p : p + size])
         return Op(name, arg, pos, 1 + size)
     if category == _SIZEDARG:
         if p + size > end:
             raise PickleTruncated(f"truncated: {name} length field needs {size} bytes", pos)
-        (n,) = fmt.unpack(buf[p : p + size])  # type: ignore[union-attr]
+        (n,) = fmt.unpack(buf[p : p + size])
         p += size
         if n < 0:
             raise FormatError(f"malformed: {name} has negative length {n}", pos)
@@ -359,7 +359,7 @@ def unpeeked(buf: Any, start: int, end: int, max_ops: int) -> list[tuple[int, in
             if category == FIXEDARG:
                 at = read(size)
                 if name == "FRAME":
-                    (length,) = fmt.unpack(buf[at : at + size])  # type: ignore[union-attr]
+                    (length,) = fmt.unpack(buf[at : at + size])
                     if limit and cur + length <= limit:
                         continue  # the frame is already in the buffer
                     if limit and cur < limit:

@@ -78,14 +78,14 @@ class TemplateView(StatusTextView):
         self.split.setStretchFactor(0, 3)
         self.split.setStretchFactor(1, 2)
         layout.addWidget(self.split, 1)
-        self.lower = lower
+        self.drift_panel = lower
 
     def show_node(self, node: Node) -> None:
         text = template_text(node)
         if text is None:
             self.status.setText("This node carries no text.")
             self.text.show_text("")
-            self.lower.setVisible(False)
+            self.drift_panel.setVisible(False)
             return
         marks = template_marks(node, text)
         severity = node.severity if node.severity >= Severity.LOW else Severity.MEDIUM
@@ -107,7 +107,7 @@ class TemplateView(StatusTextView):
         diff = node.attrs.get("drift")
         closest = node.attrs.get("closest_template")
         if not isinstance(diff, str) or not diff:
-            self.lower.setVisible(False)
+            self.drift_panel.setVisible(False)
             self.drift.show_text("")
             return
         added = sum(1 for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
@@ -115,5 +115,5 @@ class TemplateView(StatusTextView):
         family = safe_text(closest, 80) if isinstance(closest, str) else "the closest known template"
         self.drift_label.setText(f"Drift from {family}: {added} line(s) added (marked), {removed} removed. "
                                  "Lines are tags and text runs, whitespace collapsed.")
-        self.lower.setVisible(True)
+        self.drift_panel.setVisible(True)
         self.drift.show_text(diff, drift_marks(diff), Severity.MEDIUM)

@@ -181,7 +181,7 @@ def test_template_view_shows_the_injected_text_and_the_drift(qtbot):
     view.show_node(node)
     shown = view.text.toPlainText()
     assert any("evilpkg helper library" in shown[s:e] for s, e in view.text.marks)
-    assert view.lower.isVisibleTo(view) and "Drift from Qwen 2.5" in view.drift_label.text()
+    assert view.drift_panel.isVisibleTo(view) and "Drift from Qwen 2.5" in view.drift_label.text()
     drift = view.drift.toPlainText()
     marked = [drift[s:e] for s, e in view.drift.marks]
     assert any(m.startswith("+") and "evilpkg" in m for m in marked)
@@ -196,7 +196,7 @@ def test_template_view_hides_the_drift_of_a_known_template(qtbot):
     view = TemplateView()
     qtbot.addWidget(view)
     view.show_node(node)
-    assert not view.lower.isVisibleTo(view) and "Known template: Qwen 3" in view.status.text()
+    assert not view.drift_panel.isVisibleTo(view) and "Known template: Qwen 3" in view.status.text()
 
 
 def test_pane_shows_a_model_card_with_its_hidden_text_marked(qtbot):
