@@ -71,6 +71,16 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def _refuse_missing_named(url: str | None) -> None:
+    """Look-ups only: an SQLite file named by --db or AIRLOCK_DB that does not exist is a typo, not an
+    empty trail (ReviewDbError). The default file may not exist yet: nothing was decided so far."""
+    from airlock.core.review.db import ReviewDbError, resolve
+
+    target = resolve(url)
+    if target.kind == "sqlite" and not target.is_default and not os.path.exists(target.location):
+        raise ReviewDbError(f"no such approvals database: {target.location}")
+
+
 def _open(url: str | None, write: bool) -> Any:
     from airlock.core.review.queries import open_store
 
@@ -143,6 +153,7 @@ def run_history(args: argparse.Namespace) -> int:
             return _fail(error or f"cannot hash {target}")
         hashes.append((target, sha))
     try:
+        _refuse_missing_named(args.db)
         with _open(args.db, write=False) as store:
             trails = [(target, sha, store.history(sha)) for target, sha in hashes]
             shown = store.shown
@@ -192,13 +203,11 @@ def scan_gate(args: argparse.Namespace, policy: Any) -> Any:
     require = bool(args.require_approved or (policy and policy.get("require-approved")))
     if not require and not args.db:
         return None
-    from airlock.core.review.db import ReviewDbError, resolve
+    from airlock.core.review.db import ReviewDbError
     from airlock.core.review.gate import gate
 
     try:
-        target = resolve(args.db)
-        if target.kind == "sqlite" and not target.is_default and not os.path.exists(target.location):
-            return _fail(f"no such approvals database: {target.location}")
+        _refuse_missing_named(args.db)
         store = _open(args.db, write=False)
     except ReviewDbError as exc:
         return _fail(str(exc))

@@ -278,6 +278,11 @@ def test_bad_input_exits_2_with_one_line(files, capsys, tmp_path):
     assert code == 2 and "no such approvals database" in err
     code, _, err = run(capsys, "history", "--db", "mysql://u@h/db", "0" * 64)
     assert code == 2 and "unsupported database URL" in err
+    # A named database file that does not exist is a typo, not an empty trail (as for the gate).
+    for missing in (tmp_path / "missing.db", tmp_path / "no" / "such" / "folder.db"):
+        code, out, err = run(capsys, "history", "--db", str(missing), "0" * 64)
+        assert code == 2 and "no such approvals database" in err and out == ""
+        assert not missing.exists()
 
 
 def test_unreachable_postgresql_exits_2_without_its_password(files, capsys):
