@@ -21,12 +21,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # test_isolate.py and test_confine.py check the confinement itself, which the measured child skips.
-DRIVERS = ["tests/formats/test_keras.py", "tests/formats/test_onnx.py", "tests/test_parallel.py"]
+DRIVERS = ["tests/formats/test_keras.py", "tests/formats/test_onnx.py", "tests/test_parallel.py",
+           # the child's bound on variable-length HDF5 data (the global heap walk)
+           "tests/test_budgets.py::test_hdf5_variable_length_config_is_capped_by_its_real_size",
+           "tests/test_budgets.py::test_the_onnx_child_walk_stops_at_its_deadline"]
 FLOORS = {  # percent of statements, a few points under what was measured (74, 76, 90, 87 %)
     "core/formats/keras_hdf5.py": 70,  # runs only in the isolated child (0 % before children were measured)
     "core/parser_child.py": 70,  # the child's request loop
     "core/formats/onnx.py": 85,  # describe() runs in the isolated child, the tree in the parent
-    "core/parallel.py": 82,  # the --jobs workers
+    # the --jobs workers; their stop-signal paths are tested by tests/test_interrupt.py, which cannot
+    # run under coverage (a signal landing in coverage's own SQLite write fails the run), so unmeasured
+    "core/parallel.py": 78,
 }
 
 
