@@ -317,6 +317,32 @@ def code_rows(work: Path, runs: int, peers: dict, row) -> None:
     row(f"scan 1,000 Python files ({size / 2**20:.1f} MiB, --jobs 1)", found.pop("airlock"), found)
 
 
+# Chat templates (issue 14): one attribute chain of N links took 18-30 s (10k) and > 60 s (20k),
+# quadratic. The floor is jinja2's parser alone over the same text (Airlock parses with it too).
+
+FLOOR_JINJA_PARSE = """
+import sys
+from jinja2 import Environment
+Environment().parse(open(sys.argv[1], encoding="utf-8").read())
+"""
+
+
+def template_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """A chat_template.jinja holding one attribute chain of 10,000 and 20,000 links: Airlock's whole
+    scan against jinja2's parse alone (target: within a few times the parse, linear in the links)."""
+    folder = work / "templates"
+    folder.mkdir(parents=True, exist_ok=True)
+    for links in (10_000, 20_000):
+        path = folder / f"chain-{links}" / "chat_template.jinja"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("{% for message in messages %}{{ x" + ".__class__" * links + " }}{% endfor %}")
+        both = measure_together({"airlock": Cmd(airlock_cmd("scan", "--format", "json", str(path))),
+                                 "jinja2 parse only": Cmd([sys.executable, "-c", FLOOR_JINJA_PARSE, str(path)],
+                                                          ok_codes=(0,))}, runs)
+        row(f"template: {links:,}-link attribute chain ({path.stat().st_size / 1e3:.0f} KB)", both.pop("airlock"),
+            both)
+
+
 # Bombs (issue 14): each kind expanding to ~2 GB, made by tests/fixtures/bomb_files.py (streaming).
 
 BOMB_BYTES = 2_000_000_000
@@ -399,12 +425,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs"), default="all",
+    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "templates"), default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
                              "the ONNX parser process rows; code: only the Python files row; bombs: only the "
-                             "decompression-bomb rows")
+                             "decompression-bomb rows; templates: only the chat-template chain rows")
     args = parser.parse_args()
-    if args.only in ("hash", "code", "bombs"):
+    if args.only in ("hash", "code", "bombs", "templates"):
         args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
@@ -422,6 +448,8 @@ def main() -> int:
         return only_rows(args, work, code_rows)
     if args.only == "bombs":
         return only_rows(args, work, bomb_rows)
+    if args.only == "templates":
+        return only_rows(args, work, template_rows)
     gib = 1024**3
     s = args.scale
     files = {
@@ -540,6 +568,9 @@ def main() -> int:
 
     # 7. decompression bombs
     bomb_rows(work, runs, peers, row)
+
+    # 8. chat templates
+    template_rows(work, runs, peers, row)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
