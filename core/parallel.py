@@ -296,11 +296,14 @@ def _start(scanner: Scanner, memory_budget: int, workers: dict[int, _Worker]) ->
     finally:
         gc.unfreeze()
     if pid == 0:  # the child: never returns
-        for other in workers.values():  # else a worker never sees the end of its input
-            _close(other)
-        os.close(task_write)
-        os.close(result_read)
-        _worker_main(task_read, result_write, scanner, memory_budget)
+        try:
+            for other in workers.values():  # else a worker never sees the end of its input
+                _close(other)
+            os.close(task_write)
+            os.close(result_read)
+            _worker_main(task_read, result_write, scanner, memory_budget)
+        finally:
+            _exit_worker(1)
     _own_group(pid)
     os.close(task_read)
     os.close(result_write)
@@ -328,7 +331,22 @@ def _worker_main(tasks: int, results: int, scanner: Scanner, memory_budget: int)
         scanner.close()
         code = 0
     finally:
-        os._exit(code)  # no atexit handlers, no flushing the parent's inherited stdio buffers
+        _exit_worker(code)
+
+
+def _exit_worker(code: int) -> None:
+    """os._exit: no atexit handlers, no flushing the parent's inherited stdio buffers. A stop
+    signal landing here must not raise: the exception would unwind, in the worker, into the
+    parent's code below the fork (its scan loop, its report). Seen under coverage, whose patched
+    os._exit saves its data in Python while the parent's SIGTERM arrives."""
+    for _ in range(3):
+        try:
+            for sig in interrupt.STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+            os._exit(code)
+        except BaseException:  # noqa: BLE001 - a signal caught before it was ignored: once more
+            continue
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _scan_batch(batch: list[list[Any]], scanner: Scanner, out: int) -> None:
