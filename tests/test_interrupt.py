@@ -17,11 +17,8 @@ import sys
 from pathlib import Path
 
 import jsonschema
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import leases
+import pytest
 
 pytestmark = pytest.mark.skipif(not leases.AVAILABLE, reason="pausing a scan at a file needs Linux file leases")
 
