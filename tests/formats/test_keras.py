@@ -14,7 +14,17 @@ from fixtures import keras_files as K
 from airlock.core.findings import Severity
 from airlock.core.formats import keras as keras_format
 from airlock.core.formats.keras_config import readable_names
+from airlock.core.isolate import ParserSession
 from airlock.core.scan import scan_bytes, scan_file
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_parser_child():
+    """Files here share one parser child, as a CLI scan's files do (core/isolate.py's ParserSession):
+    a child per file costs a fresh interpreter and h5py's import each time. The session replaces its
+    child after any answer but a clean one, so a failing file still never meets the next."""
+    with ParserSession() as session, session.scanning():
+        yield
 
 
 def _rules(result):
