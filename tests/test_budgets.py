@@ -216,6 +216,7 @@ def test_each_names_how_far_the_loop_got():
         list(ctx.each(range(1000), "things"))
 
 
+@pytest.mark.slow
 def test_safetensors_with_many_tensors_stops_at_the_time_budget():
     header = {f"t.{i}": {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i in range(100_000)}
     raw = json.dumps(header).encode()

@@ -90,6 +90,7 @@ _values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_values)
 def test_round_trips_python_reprs(value):

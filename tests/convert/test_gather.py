@@ -46,6 +46,7 @@ def tiny_buffers():
     gather.WINDOW, gather.OUT_BLOCK, gather.SMALL_READ = saved
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(view=views())
 def test_any_view_matches_numpy_indexing(tmp_path, tiny_buffers, view):
@@ -98,6 +99,7 @@ def marks(index):
 needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS is read from /proc")
 
 
+@pytest.mark.slow
 @needs_proc
 def test_sparse_view_of_a_deflated_storage(tmp_path):
     """A 2×2 view with a 2^25 stride over a 256 MiB deflated storage (a file of ~250 KiB): the old

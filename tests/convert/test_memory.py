@@ -25,6 +25,7 @@ print(json.dumps({"before": before, "after": rss(), "bytes": report.bytes}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS is read from Linux /proc")
 def test_peak_memory_does_not_grow_with_the_checkpoint(tmp_path):
     # 12 contiguous tensors of 16 MiB (192 MiB) and one transposed 16 MiB tensor.

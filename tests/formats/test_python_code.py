@@ -120,6 +120,7 @@ def test_size_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "over the 1,000-byte budget" in result.findings[0].message
 
 
+@pytest.mark.slow
 def test_time_budget_is_checked_inside_the_walk(tmp_path) -> None:
     path = tmp_path / "slow.py"
     path.write_text("import torch\n" + "def f():\n    torch.load(p)\n" * 20_000)

@@ -115,6 +115,7 @@ def test_legacy_tar(tmp_path):
     check_against_torch(path, weights_only=False)
 
 
+@pytest.mark.slow
 def test_nested_checkpoint_keeps_dicts_symbolic(tmp_path):
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

@@ -155,6 +155,7 @@ print(json.dumps({"scan_time": time.monotonic() - started, "gaps": gaps}))
 """
 
 
+@pytest.mark.slow
 def test_event_loop_stays_responsive_during_a_large_scan(tmp_path):
     # Measured in a fresh process: work and objects left by other tests in this one (their
     # workers, collections over their objects) would be counted as this window's stalls.

@@ -91,6 +91,7 @@ def mime_db(tmp_path):
     return tmp_path / "mime", system.is_file()
 
 
+@pytest.mark.slow
 def test_update_mime_database_accepts_the_types(mime_db):
     folder, with_system = mime_db
     globs = {}
