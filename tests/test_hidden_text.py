@@ -2,14 +2,10 @@
 zero-width characters, bidi controls, look-alike special tokens. Legitimate uses stay quiet."""
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from fixtures.template_backdoor_files import tags
 
 from airlock.core.findings import Severity

@@ -3,13 +3,8 @@ in LLM Chat Templates"): every catalogued template reads clean, every poisoned v
 with its text and line, the walkers are linear and stop at the scan's deadline (issue 14)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from fixtures.template_backdoor_files import qwen, variants
 
 from airlock.core.context import ScanContext
@@ -206,8 +201,7 @@ def test_time_budget_stops_the_analysis_with_how_far_it_got(links):
 def test_time_budget_is_a_high_finding_in_every_container(container, make):
     text = "{% for message in messages %}{{ x" + ".__class__" * 20_000 + " }}{% endfor %}"
     if make is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
-        from gguf_files import STRING, G
+        from fixtures.gguf_files import STRING, G
 
         g = G()
         data = b"GGUF" + g.u32(3) + g.n(0) + g.n(1) + g.kv("tokenizer.chat_template", STRING, g.s(text))
