@@ -37,7 +37,15 @@ ARRAY = "array"
 ELEMENT = "element"
 DATA = "data"
 
+# Roles (attrs["role"]): how a view should open a tree, decided by the format that built it.
+ROLE = "role"
+CONTENTS = "contents"  # what the file holds (a checkpoint's tensors): open on it when nothing is risky
+INTERNALS = "internals"  # the container's plumbing (a checkpoint's pickles): kept folded
+
 PageFactory = Callable[[int, int], Sequence["Node"]]
+# What a search matches for children start..stop-1 of a lazy node whose children are leaves, without
+# building them: one string per child (its label, kind and values, newline-separated).
+TextFactory = Callable[[int, int], Sequence[str]]
 
 PAGE_SIZE = 256
 
@@ -48,6 +56,7 @@ class Node:
         "_children",
         "_lazy_count",
         "_page_factory",
+        "_texts",
         "attrs",
         "findings",
         "index",
@@ -83,6 +92,7 @@ class Node:
         self._children: list[Node] = []
         self._lazy_count = 0
         self._page_factory: PageFactory | None = None
+        self._texts: TextFactory | None = None
         self._cache: dict[int, Node] | None = None
 
     def __repr__(self) -> str:
@@ -104,13 +114,24 @@ class Node:
               member: str | None = None, attrs: dict[str, Any] | None = None) -> Node:
         return self.add(Node(kind, label, offset=offset, length=length, member=member, attrs=attrs))
 
-    def set_lazy_children(self, count: int, page_factory: PageFactory) -> None:
-        """`page_factory(start, stop)` must return the nodes for indices start..stop-1."""
+    def set_lazy_children(self, count: int, page_factory: PageFactory,
+                          texts: TextFactory | None = None) -> None:
+        """`page_factory(start, stop)` must return the nodes for indices start..stop-1.
+
+        `texts(start, stop)`, when the children are leaves, gives what a search matches for each of
+        them without building them (a 150k-token vocabulary is searched as strings, not as nodes).
+        """
         if self._children:
             raise ValueError("a node has either eager or lazy children, not both")
         self._lazy_count = count
         self._page_factory = page_factory
+        self._texts = texts
         self._cache = {}
+
+    def adopt_lazy_children(self, other: Node) -> None:
+        """Take over `other`'s lazy children (a parser's root moved into a placeholder node)."""
+        assert other._page_factory is not None
+        self.set_lazy_children(other._lazy_count, other._page_factory, other._texts)
 
     # Reading
 
@@ -149,6 +170,27 @@ class Node:
         if self._page_factory is None:
             return self._children[start:stop]
         return [self.child_at(i) for i in range(start, stop)]
+
+    def peek_children(self, start: int, stop: int) -> list[Node]:
+        """Children start..stop-1 for a one-pass walk such as a search: those already built as they are,
+        the others built afresh and not kept, so that walking a million-opcode list leaves nothing
+        behind. Never attach findings to the fresh ones: they are not the tree's nodes."""
+        stop = min(stop, self.child_count)
+        if self._page_factory is None:
+            return self._children[start:stop]
+        assert self._cache is not None
+        cache = self._cache
+        if all(i in cache for i in range(start, stop)):
+            return [cache[i] for i in range(start, stop)]
+        fresh = list(self._page_factory(start, stop))
+        return [cache.get(i) or node for i, node in enumerate(fresh, start)]
+
+    def child_texts(self, start: int, stop: int) -> Sequence[str] | None:
+        """What a search matches for children start..stop-1 (leaves), when the format can say it
+        without building them; None otherwise."""
+        if self._texts is None:
+            return None
+        return self._texts(start, min(stop, self.child_count))
 
     def __iter__(self) -> Iterator[Node]:
         for i in range(self.child_count):

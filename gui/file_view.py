@@ -3,26 +3,63 @@
 from __future__ import annotations
 
 import os
+import time
+from collections import deque
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
-from PySide6.QtWidgets import QHeaderView, QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from airlock.core.findings import Finding, Severity
 from airlock.core.provenance.hf_cache import provenance_line
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_path, safe_text
-from airlock.core.tree import Node
+from airlock.core.tree import CONTENTS, INTERNALS, ROLE, Node
+from airlock.gui import columns
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
-from airlock.gui.tree_model import HEADERS, NODE_ROLE, NodeFilter, NodeTreeModel, node_matches
+from airlock.gui.search import SHOWN_MAX, ResultsModel, SearchWorker
+from airlock.gui.tree_model import NODE_ROLE, NodeModelBase, NodeTreeModel
 from airlock.gui.workers import ScanWorker, pool
 
-FIND_LIMIT = 500_000  # nodes visited by one "find next" (lazy lists included)
-COLUMN_WIDTHS = (240, 64, 92, 78, 70, 66, 66)  # Name … Risk: all visible in the default window
+RESOLVE_SLICE_S = 0.012  # GUI time spent turning found paths into rows before the event loop runs again
+
+
+class FilterBar(QWidget):
+    """Says that a filter is on, what it keeps and how much was searched; Clear turns it off."""
+
+    cleared = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("filter_bar")
+        self.label = QLabel()
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
+        self.clear_button = QPushButton("Clear filter")
+        self.clear_button.setFlat(True)
+        self.clear_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.clear_button.clicked.connect(self.cleared)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.clear_button)
+        self.setStyleSheet("QWidget#filter_bar { background: palette(alternate-base); border-radius: 4px; }")
+        self.setVisible(False)
 
 
 class FileView(QWidget):
     scan_finished = Signal(object)  # self
+    filter_changed = Signal(object)  # self: its filter text or "risky only" changed (Clear, a jump)
+    search_started = Signal(object)  # the SearchWorker just handed to the pool
+    search_finished = Signal(object)  # self: the current search ended (done, failed)
 
     def __init__(self, path: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -30,26 +67,48 @@ class FileView(QWidget):
         self.result: ScanResult | None = None
         self.error: str | None = None
         self.model: NodeTreeModel | None = None
-        self.proxy = NodeFilter(self)
+        self.results: ResultsModel | None = None  # the tree while a filter is on
         self.worker: ScanWorker | None = None
+        # This tab's filter: each tab keeps its own, and shows it in its filter bar.
+        self.filter_text = ""
+        self.risky_only = False
+        self.search_worker: SearchWorker | None = None
+        self.search_visited = 0
+        self.search_found = 0
+        self.search_done = True
+        self._pending: deque[tuple[int, ...]] = deque()
+        self._draining = False
 
         self.banner = VerdictBanner()
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.info = QLabel()
         self.info.setTextFormat(Qt.TextFormat.PlainText)
+        self.filter_bar = FilterBar()
+        self.filter_bar.cleared.connect(self.clear_filter)
         self.tree = QTreeView()
         self.tree.setUniformRowHeights(True)  # keeps 100k-row lists fast
         self.tree.setAlternatingRowColors(True)
         self.tree.setAllColumnsShowFocus(True)
         self.tree.setAccessibleName("Structure")
-        self.tree.setModel(self.proxy)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # paths keep their start and their end
+        self.tree.expanded.connect(self._rows_shown)
         self.details = DetailsPane()
         self.findings = FindingsPanel()
         self.findings.activated_finding.connect(self.reveal_finding)
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(120)
+        self._fit_timer.timeout.connect(self.fit_columns)
 
+        tree_box = QWidget()
+        tree_layout = QVBoxLayout(tree_box)
+        tree_layout.setContentsMargins(0, 0, 0, 0)
+        tree_layout.setSpacing(2)
+        tree_layout.addWidget(self.filter_bar)
+        tree_layout.addWidget(self.tree, 1)
         top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(self.tree)
+        top.addWidget(tree_box)
         top.addWidget(self.details)
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
@@ -97,6 +156,7 @@ class FileView(QWidget):
     def cancel(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
+        self._stop_search()
 
     def _progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 100))
@@ -121,16 +181,8 @@ class FileView(QWidget):
     def set_result(self, result: ScanResult) -> None:
         self.result = result
         self.model = NodeTreeModel(result.root, self)
-        self.proxy.setSourceModel(self.model)
-        header = self.tree.header()
-        for col in range(len(HEADERS)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(col, COLUMN_WIDTHS[col])
-        self.tree.selectionModel().currentChanged.connect(self._node_changed)
-        root_index = self.proxy.index(0, 0)
-        self.tree.expand(root_index)
-        self._expand_small(root_index)
-        self._expand_risky(root_index, depth=0)
+        self._show_model(self.model)
+        self._open_on_what_matters()
         self.details.set_source(result.source)
         self.findings.set_findings(result.findings)
         self.banner.set_verdict(result.findings, result.format, result.inspected)
@@ -140,35 +192,96 @@ class FileView(QWidget):
                           f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s"
                           + (f"\n{safe_text(origin, 300)}" if origin else ""))
         self.details.show_node(result.root)
+        if self.filter_text or self.risky_only:  # set while the scan ran
+            self._start_search()
+
+    def _show_model(self, model: NodeModelBase) -> None:
+        """Show `model` in the tree (the whole tree, or a filter's results)."""
+        old = self.tree.selectionModel()
+        self.tree.setModel(model)
+        if old is not None and old is not self.tree.selectionModel():
+            old.deleteLater()
+        self.tree.selectionModel().currentChanged.connect(self._node_changed)
+        columns.setup(self.tree.header())
+        self._fit_timer.start()
+
+    def _open_on_what_matters(self) -> None:
+        """Risky branches when there are findings, else what the file holds (core marks it), never the
+        container's plumbing; small first levels open too."""
+        assert self.model is not None
+        root_index = self.model.index(0, 0)
+        self.tree.expand(root_index)
+        if self.model.root.severity >= Severity.MEDIUM:
+            self._expand_risky(root_index, depth=0)
+            return
+        opened = self._expand_contents(root_index, depth=0)
+        if not opened:
+            self._expand_small(root_index)
+
+    def _expand_contents(self, index: QModelIndex, depth: int) -> bool:
+        assert self.model is not None
+        opened = False
+        for row in range(min(self.model.rowCount(index), 50)):
+            child = self.model.index(row, 0, index)
+            node = child.data(NODE_ROLE)
+            if node is None or not node.child_count:
+                continue
+            role = node.attrs.get(ROLE)
+            if role == CONTENTS:
+                self.tree.expand(child)
+                opened = True
+            elif role != INTERNALS and depth < 2 and not node.is_lazy:
+                opened = self._expand_contents(child, depth + 1) or opened
+        if opened and depth > 0:
+            self.tree.expand(index)
+        return opened
 
     def _expand_small(self, root_index: QModelIndex) -> None:
         """Open the first level when it is short, so a small model shows its tensors at once."""
-        rows = self.proxy.rowCount(root_index)
+        assert self.model is not None
+        rows = self.model.rowCount(root_index)
         for row in range(min(rows, 8)):
-            child = self.proxy.index(row, 0, root_index)
+            child = self.model.index(row, 0, root_index)
             node = child.data(NODE_ROLE)
-            if node is not None and 0 < node.child_count <= 12 and not node.is_lazy:
+            if node is not None and 0 < node.child_count <= 12 and not node.is_lazy \
+                    and node.attrs.get(ROLE) != INTERNALS:
                 self.tree.expand(child)
 
     def _expand_risky(self, index: QModelIndex, depth: int) -> None:
         """Open the path to what matters: risky branches, a few levels deep."""
+        assert self.model is not None
         if depth > 5:
             return
-        for row in range(min(self.proxy.rowCount(index), 50)):
-            child = self.proxy.index(row, 0, index)
+        for row in range(min(self.model.rowCount(index), 50)):
+            child = self.model.index(row, 0, index)
             node = child.data(NODE_ROLE)
             if node is not None and node.severity >= Severity.MEDIUM and node.child_count:
                 self.tree.expand(child)
                 self._expand_risky(child, depth + 1)
 
+    def fit_columns(self) -> None:
+        model = self.tree.model()
+        if isinstance(model, NodeModelBase):
+            columns.fit(self.tree)
+
+    def _rows_shown(self, _index: QModelIndex) -> None:
+        self._fit_timer.start()  # a burst of expansions fits the columns once
+
     def close_result(self) -> None:
-        """Release the file. Models go first: lazy nodes read from the map while it is open."""
+        """Release the file: the search, the models, the details, then the map (lazy nodes read from it)."""
         self.cancel()
-        self.proxy.setSourceModel(None)  # type: ignore[arg-type]
+        self._pending.clear()
+        self.tree.setModel(None)
+        for model in (self.model, self.results):
+            if model is not None:
+                model.deleteLater()
         self.model = None
-        self.details.set_source(None)
+        self.results = None
+        self.details.release()
+        self.findings.set_findings([])
         if self.result is not None:
             self.result.close()
+            self.result = None
 
     # Selection
 
@@ -185,13 +298,11 @@ class FileView(QWidget):
         """Select and reveal `node` (loading pages along its path). Clears a filter that hides it."""
         if self.model is None:
             return False
-        source_index = self.model.index_for(node)
-        if not source_index.isValid():
-            return False
-        index = self.proxy.mapFromSource(source_index)
-        if not index.isValid() and (self.proxy.text or self.proxy.risky_only):
-            self.proxy.set_text("")
-            index = self.proxy.mapFromSource(source_index)
+        shown = self.tree.model()
+        index = shown.index_for(node) if isinstance(shown, NodeModelBase) else QModelIndex()
+        if not index.isValid() and shown is not self.model:
+            self.clear_filter()
+            index = self.model.index_for(node)
         if not index.isValid():
             return False
         self.details.node = node  # the details follow the finding, not the plain node selection
@@ -212,34 +323,159 @@ class FileView(QWidget):
         self.findings.select_row(0)
         return True
 
-    # Search
+    # Filter: search text and "show only risky", this tab's own
 
-    def set_filter(self, text: str) -> None:
-        self.proxy.set_text(text)
-        if text and self.proxy.rowCount():
-            self.tree.expandRecursively(self.proxy.index(0, 0), 4)
+    @property
+    def filtered(self) -> bool:
+        return bool(self.filter_text or self.risky_only)
+
+    def set_filter(self, text: str, risky_only: bool | None = None) -> None:
+        """Filter this tab's tree. The search runs in a worker; a newer filter cancels an older one."""
+        text = text.strip()
+        risky = self.risky_only if risky_only is None else risky_only
+        unchanged = text == self.filter_text and risky == self.risky_only
+        if unchanged and (self.results is not None or not self.filtered):
+            return
+        self.filter_text, self.risky_only = text, risky
+        self._start_search()
 
     def set_risky_only(self, on: bool) -> None:
-        self.proxy.set_risky_only(on)
-        if on and self.proxy.rowCount():
-            self.tree.expandRecursively(self.proxy.index(0, 0), 6)
+        self.set_filter(self.filter_text, on)
 
-    def find_next(self, text: str) -> Node | None:
-        """The next node after the current one whose name or values match, lazy lists included."""
-        if self.result is None or not text.strip():
+    def clear_filter(self) -> None:
+        if not self.filtered:
+            return
+        self.filter_text, self.risky_only = "", False
+        self._start_search()
+        self.filter_changed.emit(self)
+
+    def _stop_search(self) -> None:
+        if self.search_worker is not None:
+            self.search_worker.cancel()
+            self.search_worker = None
+        self._pending.clear()
+
+    def _start_search(self) -> None:
+        self._stop_search()
+        if self.result is None or self.model is None:
+            self._update_filter_bar()
+            return
+        if not self.filtered:
+            keep = self.current_node()
+            old = self.results
+            self.results = None
+            self._show_model(self.model)
+            self._open_on_what_matters()
+            if keep is not None:
+                self.select_node(keep)  # the node looked at in the results, now in its context
+            if old is not None:
+                old.deleteLater()
+            self._update_filter_bar()
+            return
+        old = self.results
+        self.results = ResultsModel(self.result.root, self)
+        self.results.rowsInserted.connect(self._results_inserted)
+        self._show_model(self.results)
+        if old is not None:
+            old.deleteLater()
+        self.search_visited = self.search_found = 0
+        self.search_done = False
+        worker = SearchWorker(self.result.root, self.filter_text, self.risky_only, keep=SHOWN_MAX)
+        worker.search_signals.found.connect(
+            lambda paths, visited, found, w=worker: self._found(w, paths, visited, found))
+        worker.signals.returned.connect(lambda search, w=worker: self._search_returned(w, search))
+        worker.signals.errored.connect(lambda message, w=worker: self._search_failed(w, message))
+        self.search_worker = worker
+        pool().start(worker)
+        self.search_started.emit(worker)
+        self._update_filter_bar()
+
+    def _found(self, worker: SearchWorker, paths: list[tuple[int, ...]], visited: int, found: int) -> None:
+        if worker is not self.search_worker:
+            return  # a stale search: its results never reach the view
+        self.search_visited, self.search_found = visited, found
+        self._pending.extend(paths)
+        self._drain()
+        self._update_filter_bar()
+
+    def _drain(self) -> None:
+        """Turn found paths into rows for a few milliseconds, then let the event loop run."""
+        results = self.results
+        if results is None:
+            self._pending.clear()
+            return
+        deadline = time.monotonic() + RESOLVE_SLICE_S
+        while self._pending and time.monotonic() < deadline:
+            results.add_paths([self._pending.popleft() for _ in range(min(16, len(self._pending)))])
+        if self._pending and not self._draining:
+            self._draining = True
+            QTimer.singleShot(0, self._drain_later)
+        self._update_filter_bar()
+
+    def _drain_later(self) -> None:
+        self._draining = False
+        self._drain()
+
+    def _results_inserted(self, parent: QModelIndex, _first: int, _last: int) -> None:
+        if parent.isValid():
+            self.tree.expand(parent)  # results are shown open: they are what was asked for
+        else:
+            self.tree.expand(self.tree.model().index(0, 0))
+        self._fit_timer.start()
+
+    def _search_returned(self, worker: SearchWorker, search: object) -> None:
+        if worker is not self.search_worker:
+            return
+        self.search_worker = None
+        if search is not None:
+            self.search_done = True
+            self.search_visited = getattr(search, "visited", self.search_visited)
+            self.search_found = getattr(search, "found", self.search_found)
+        self._update_filter_bar()
+        self.search_finished.emit(self)
+
+    def _search_failed(self, worker: SearchWorker, message: str) -> None:
+        if worker is self.search_worker:
+            self.search_worker = None
+            self.search_done = True
+            self.filter_bar.label.setText(f"The search failed: {safe_text(message, 200)}")
+            self.search_finished.emit(self)
+
+    @property
+    def shown_matches(self) -> int:
+        return len(self.results.matches) if self.results is not None else 0
+
+    def filter_summary(self) -> str:
+        """What the filter bar says: "Filter “chat” · showing 12 of 150,321 items searched"."""
+        what = []
+        if self.filter_text:
+            what.append(f"“{safe_text(self.filter_text, 60)}”")
+        if self.risky_only:
+            what.append("risky only")
+        found, shown, visited = self.search_found, self.shown_matches, self.search_visited
+        if not self.search_done:
+            count = f"{shown:,} so far, {visited:,} items searched — searching…"
+        elif found > shown:
+            count = f"the first {shown:,} of {found:,} matches ({visited:,} items searched); refine it"
+        else:
+            count = f"{shown:,} of {visited:,} items searched"
+        return f"Filter {' + '.join(what)} · showing {count}"
+
+    def _update_filter_bar(self) -> None:
+        self.filter_bar.setVisible(self.filtered and self.result is not None)
+        if self.filtered:
+            self.filter_bar.label.setText(self.filter_summary())
+
+    def find_next(self) -> Node | None:
+        """The next match after the selected node (wrapping), among the results shown so far."""
+        if self.results is None or not self.results.matches:
             return None
-        needle = text.strip().casefold()
+        matches = self.results.matches
         current = self.current_node()
-        passed = current is None
-        visited = 0
-        for node in self.result.root.walk(expand_lazy=True):
-            visited += 1
-            if visited > FIND_LIMIT:
-                break
-            if not passed:
-                passed = node is current
-                continue
-            if node_matches(node, needle):
-                self.select_node(node)
-                return node
-        return None
+        start = 0
+        if current is not None:
+            here = current.index_path()
+            start = next((i for i, node in enumerate(matches) if node.index_path() > here), 0)
+        node = matches[start]
+        self.select_node(node)
+        return node

@@ -37,6 +37,7 @@ from airlock.gui.file_view import FileView
 from airlock.gui.workers import pool, release_frozen
 
 MIN_WIDTH, MIN_HEIGHT = 1280, 800
+SEARCH_DEBOUNCE_MS = 250  # a pause in the typing this long starts the search
 MAX_RECENT = 12
 MAX_FILES_PER_FOLDER = 200
 
@@ -111,6 +112,12 @@ class MainWindow(QMainWindow):
         self.search.setMinimumWidth(360)
         self.search.textChanged.connect(self._search_changed)
         self.search.returnPressed.connect(self.find_next)
+        # Typing only restarts this timer; the search starts once the typing pauses, in a worker.
+        self.search_timer = QTimer(self)
+        self.search_timer.setSingleShot(True)
+        self.search_timer.setInterval(SEARCH_DEBOUNCE_MS)
+        self.search_timer.timeout.connect(self.apply_search)
+        self._search_target: FileView | None = None  # the tab the pending text was typed for
         self.risky_only = QCheckBox("Show only risky")
         self.risky_only.toggled.connect(self._risky_toggled)
         self._build_actions()
@@ -224,6 +231,7 @@ class MainWindow(QMainWindow):
         for path in files:
             view = FileView(path)
             view.scan_finished.connect(self._scan_finished)
+            view.filter_changed.connect(self._view_filter_changed)
             index = self.tabs.addTab(view, theme.severity_icon(Severity.INFO), safe_path(view.name, 60))
             self.tabs.setTabToolTip(index, "")
             view.start_scan()
@@ -233,8 +241,6 @@ class MainWindow(QMainWindow):
         if opened:
             self.stack.setCurrentWidget(self.tabs)
             self.tabs.setCurrentWidget(opened[0])
-            view = opened[0]
-            view.proxy.set_risky_only(self.risky_only.isChecked())
         self._update_actions()
         return opened
 
@@ -256,10 +262,6 @@ class MainWindow(QMainWindow):
             word = shown.word if shown is not None else "CANCELLED"
             self.tabs.setTabIcon(index, theme.severity_icon(sev))
             self.tabs.setTabText(index, f"{safe_path(view.name, 60)} — {word}")
-        if view is self.current_view():
-            view.set_risky_only(self.risky_only.isChecked())
-            if self.search.text():
-                view.set_filter(self.search.text())
         self._update_actions()
         if not any(v.busy for v in self.views()):
             self.all_scans_finished.emit()
@@ -268,6 +270,9 @@ class MainWindow(QMainWindow):
         view = self.tabs.widget(index)
         if not isinstance(view, FileView):
             return
+        if self._search_target is view:
+            self.search_timer.stop()
+            self._search_target = None
         self.tabs.removeTab(index)
         view.close_result()
         view.deleteLater()
@@ -326,30 +331,56 @@ class MainWindow(QMainWindow):
         self.search.setFocus()
         self.search.selectAll()
 
-    def _search_changed(self, text: str) -> None:
-        view = self.current_view()
-        if view is not None and view.result is not None:
-            view.set_filter(text)
+    def _search_changed(self, _text: str) -> None:
+        self._search_target = self.current_view()
+        self.search_timer.start()  # restarted by every keystroke: nothing runs while typing
+
+    def apply_search(self) -> None:
+        """Hand the typed text to the tab it was typed for (its own filter, searched in a worker)."""
+        self.search_timer.stop()
+        view, self._search_target = self._search_target, None
+        if view is not None and self.tabs.indexOf(view) >= 0:
+            view.set_filter(self.search.text())
 
     def find_next(self) -> None:
         view = self.current_view()
         if view is None:
             return
-        found = view.find_next(self.search.text())
+        if self.search_timer.isActive() or view.filter_text != self.search.text().strip():
+            self._search_target = view
+            self.apply_search()  # Enter does not wait for the pause
+        found = view.find_next()
         if found is None and self.search.text().strip():
-            self.statusBar().showMessage("No further match.", 4000)
+            more = "" if view.search_done else " yet (still searching)"
+            self.statusBar().showMessage(f"No match{more}.", 4000)
 
     def _risky_toggled(self, on: bool) -> None:
         self.risky_action.setChecked(on)
         view = self.current_view()
-        if view is not None and view.result is not None:
+        if view is not None:
             view.set_risky_only(on)
 
+    def _show_filter_of(self, view: FileView | None) -> None:
+        """The search box and the risky toggle show the current tab's own filter."""
+        for widget in (self.search, self.risky_only, self.risky_action):
+            widget.blockSignals(True)
+        self.search.setText(view.filter_text if view is not None else "")
+        on = view.risky_only if view is not None else False
+        self.risky_only.setChecked(on)
+        self.risky_action.setChecked(on)
+        for widget in (self.search, self.risky_only, self.risky_action):
+            widget.blockSignals(False)
+
+    def _view_filter_changed(self, view: FileView) -> None:
+        if view is self.current_view():
+            self.search_timer.stop()
+            self._search_target = None
+            self._show_filter_of(view)
+
     def _tab_changed(self, _index: int) -> None:
-        view = self.current_view()
-        if view is not None and view.result is not None:
-            view.set_filter(self.search.text())
-            view.set_risky_only(self.risky_only.isChecked())
+        if self.search_timer.isActive():
+            self.apply_search()  # the text typed belongs to the tab it was typed in
+        self._show_filter_of(self.current_view())
         self._update_actions()
 
     def focus_part(self, part: str) -> None:

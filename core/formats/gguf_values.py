@@ -339,7 +339,9 @@ class ValueReader:
         node = self.node(ARRAY, f"{label} = [{ename} × {arr.count:,}] [{safe_text(preview, 100)}{more}]",
                          span, attrs)
         if arr.count:
-            node.set_lazy_children(arr.count, lambda a, b: self.elements(arr, a, b))
+            leaves = arr.etype != self.c.array  # strings and numbers: searchable without building nodes
+            node.set_lazy_children(arr.count, lambda a, b: self.elements(arr, a, b),
+                                   (lambda a, b: self.element_texts(arr, a, b)) if leaves else None)
         return node
 
     def string_elements(self, arr: Array) -> Iterator[str]:
@@ -350,6 +352,26 @@ class ValueReader:
             pos += r.cnt.size
             yield r.read(pos, length).decode("utf-8", errors="replace")
             pos += length
+
+    def element_texts(self, arr: Array, start: int, stop: int) -> list[str]:
+        """What a search matches for elements start..stop-1 (label, kind, value), without their nodes."""
+        c, r = self.c, self.r
+        if start >= stop:
+            return []
+        fmt = c.scalar_fmt.get(arr.etype)
+        if fmt is not None:
+            size = struct.calcsize(fmt)
+            values = struct.unpack_from(f"{r.endian}{stop - start}{fmt}", r.buf, arr.start + start * size)
+            return [f"[{i:,}] {scalar(v)}\n{ELEMENT}\n{v}" for i, v in enumerate(values, start)]
+        assert arr.marks is not None
+        pos = arr.marks[start // PAGE_SIZE]
+        for _ in range(start % PAGE_SIZE):
+            _, pos = self.skip_value(arr.etype, pos, "element")
+        out = []
+        for i in range(start, stop):
+            begin, length, pos = r.string(pos, f"element {i:,}")
+            out.append(f"[{i:,}] {r.text(begin, length)}\n{ELEMENT}\n{length}")
+        return out
 
     def elements(self, arr: Array, start: int, stop: int) -> list[Node]:
         """Nodes for elements start..stop-1, read from the map when a view asks for them."""

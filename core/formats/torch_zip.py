@@ -23,7 +23,7 @@ from airlock.core.pickle import PickleRun
 from airlock.core.pickle.machine import Machine
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import FILE, GROUP, MEMBER, TENSOR, Node
+from airlock.core.tree import CONTENTS, FILE, GROUP, INTERNALS, MEMBER, ROLE, TENSOR, Node
 from airlock.core.zipread import ZipArchive, ZipMember, open_archive, peek_names, read_member
 
 NAME = "torch_zip"
@@ -97,6 +97,7 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
         if id(m) in storage_members:
             continue
         nodes[m.index] = node = zipf.member_node(root, m, source)
+        node.attrs[ROLE] = INTERNALS  # records and the pickle: a view keeps them folded
         rel = m.name[len(layout.prefix):] if m.name.startswith(layout.prefix) else None
         if m is layout.main:
             main_runs = zipf.scan_member(source, ctx, node, archive, m, force_pickle=True, policy=policy)
@@ -172,7 +173,8 @@ def add_tensors(source: Source, ctx: ScanContext, root: Node, run: PickleRun,
         return
     infos = list(walk(run.result, lookup, persistent=persistent))
     root.attrs["tensors"] = len(infos)
-    group = root.child(GROUP, f"tensors ({len(infos):,})", offset=run.start, member=pickle_member)
+    group = root.child(GROUP, f"tensors ({len(infos):,})", offset=run.start, member=pickle_member,
+                       attrs={ROLE: CONTENTS})  # what a checkpoint is for: a view opens on it
     problems = [i for i in infos if i.problem]
     for info in problems[:MAX_PROBLEMS]:
         # Malformed is what torch.load fails on; anything else was simply not described (fail closed).

@@ -122,6 +122,15 @@ class DetailsPane(QSplitter):
         for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE):
             self.tabs.setTabVisible(tab, False)
 
+    def release(self) -> None:
+        """Let go of the file's bytes and nodes (the tab is closing): nothing here keeps them alive."""
+        self.set_source(None)
+        self.node = None
+        self.attributes.show_rows([])
+        self.decompiled.show_message("")
+        self.template.text.show_text("")
+        self.tensor.release()
+
     def read(self, offset: int, n: int) -> bytes:
         """Bytes of the open file, read with pread: a file truncated since the scan raises
         FormatError ("truncated"), which each view shows; never SIGBUS."""
