@@ -4,8 +4,8 @@ Made to run off the GUI thread while the user types: it checks a `cancelled` cal
 hundred nodes, hands back matches as it finds them, and keeps nothing behind. Matches are index
 paths from the root (`node.index_path()`), in tree order; the caller resolves the ones it shows to
 the tree's own nodes. Lazy lists are walked without filling the tree's page caches
-(`Node.peek_children`), and lists that can say what their children read (`Node.child_texts`: a
-150k-token vocabulary) are matched as strings, without building a node per element.
+(`Node.peek_children`), and lists that can search their own children (`Node.find_children`: a
+150k-token vocabulary, searched in its bytes) are asked to, without building a node per element.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from airlock.core.findings import Severity
 from airlock.core.tree import PAGE_SIZE, Node
 
 CHECK_EVERY = 256  # nodes between two looks at `cancelled`
+FIND_CHUNK = 2_048  # children a format searches in one call, between two looks at `cancelled`
 RISKY = Severity.LOW  # "show only risky" keeps nodes at or above this
 
 
@@ -81,8 +82,8 @@ class Search:
                 yield path
             if not node.child_count:
                 continue
-            if node.is_lazy and not risky_only and node.child_texts(0, 0) is not None:
-                yield from self._leaf_texts(node, path)
+            if node.is_lazy and not risky_only and node.can_find_children:
+                yield from self._find_leaves(node, path)
                 continue
             stack.append(self._children(node, path))
         self.complete = True
@@ -106,12 +107,15 @@ class Search:
             for i, kid in enumerate(node.peek_children(start, start + PAGE_SIZE), start):
                 yield kid, (*path, i)
 
-    def _leaf_texts(self, node: Node, path: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
-        """Leaves that say what they read: strings are matched, no node is built. (Not under "risky
-        only": lazily built leaves carry no finding, and a risky list is walked node by node.)"""
-        needle = self._needle
-        for start in range(0, node.child_count, PAGE_SIZE):
-            for i, text in enumerate(node.child_texts(start, start + PAGE_SIZE) or (), start):
-                self._tick()
-                if (not needle or needle in text.casefold()) and self._hit():
+    def _find_leaves(self, node: Node, path: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+        """Leaves the format searches itself (not under "risky only": lazily built leaves carry no
+        finding, and a risky list is walked node by node)."""
+        for start in range(0, node.child_count, FIND_CHUNK):
+            stop = min(start + FIND_CHUNK, node.child_count)
+            hits = node.find_children(self._needle, start, stop)
+            self.visited += stop - start
+            if self.cancelled is not None and self.cancelled():
+                raise Cancelled("search cancelled")
+            for i in hits:
+                if self._hit():
                     yield (*path, i)

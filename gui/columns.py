@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QHeaderView, QStyle, QTreeView
 
 from airlock.gui.tree_model import COL_NAME, COL_RISK, HEADERS
 
-SAMPLE_ROWS = 400
+SAMPLE_ROWS = 200
 PADDING = 18  # the cell's margins and a little air
 ICON = 22  # the severity icon drawn before the Risk text
 NAME_MIN = 220  # Name keeps at least this many pixels

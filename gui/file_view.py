@@ -30,7 +30,10 @@ from airlock.gui.search import SHOWN_MAX, ResultsModel, SearchWorker
 from airlock.gui.tree_model import NODE_ROLE, NodeModelBase, NodeTreeModel
 from airlock.gui.workers import ScanWorker, pool
 
-RESOLVE_SLICE_S = 0.012  # GUI time spent turning found paths into rows before the event loop runs again
+# Rows are added in slices of GUI time, then the event loop runs: the view lays out every shown row again
+# after each slice (a cost that grows with the rows), so slices are few and a little apart.
+ROWS_SLICE_S = 0.015
+ROWS_PAUSE_MS = 60
 
 
 class FilterBar(QWidget):
@@ -76,7 +79,7 @@ class FileView(QWidget):
         self.search_visited = 0
         self.search_found = 0
         self.search_done = True
-        self._pending: deque[tuple[int, ...]] = deque()
+        self._pending: deque[Node] = deque()  # found nodes not shown yet
         self._draining = False
 
         self.banner = VerdictBanner()
@@ -92,6 +95,7 @@ class FileView(QWidget):
         self.tree.setAllColumnsShowFocus(True)
         self.tree.setAccessibleName("Structure")
         self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # paths keep their start and their end
+        self.tree.setEditTriggers(QTreeView.EditTrigger.NoEditTriggers)  # a viewer: results rows too
         self.tree.expanded.connect(self._rows_shown)
         self.details = DetailsPane()
         self.findings = FindingsPanel()
@@ -195,7 +199,7 @@ class FileView(QWidget):
         if self.filter_text or self.risky_only:  # set while the scan ran
             self._start_search()
 
-    def _show_model(self, model: NodeModelBase) -> None:
+    def _show_model(self, model: NodeModelBase | ResultsModel) -> None:
         """Show `model` in the tree (the whole tree, or a filter's results)."""
         old = self.tree.selectionModel()
         self.tree.setModel(model)
@@ -260,8 +264,7 @@ class FileView(QWidget):
                 self._expand_risky(child, depth + 1)
 
     def fit_columns(self) -> None:
-        model = self.tree.model()
-        if isinstance(model, NodeModelBase):
+        if isinstance(self.tree.model(), NodeModelBase | ResultsModel):
             columns.fit(self.tree)
 
     def _rows_shown(self, _index: QModelIndex) -> None:
@@ -299,7 +302,7 @@ class FileView(QWidget):
         if self.model is None:
             return False
         shown = self.tree.model()
-        index = shown.index_for(node) if isinstance(shown, NodeModelBase) else QModelIndex()
+        index = shown.index_for(node) if isinstance(shown, NodeModelBase | ResultsModel) else QModelIndex()
         if not index.isValid() and shown is not self.model:
             self.clear_filter()
             index = self.model.index_for(node)
@@ -382,7 +385,7 @@ class FileView(QWidget):
         self.search_done = False
         worker = SearchWorker(self.result.root, self.filter_text, self.risky_only, keep=SHOWN_MAX)
         worker.search_signals.found.connect(
-            lambda paths, visited, found, w=worker: self._found(w, paths, visited, found))
+            lambda nodes, visited, found, w=worker: self._found(w, nodes, visited, found))
         worker.signals.returned.connect(lambda search, w=worker: self._search_returned(w, search))
         worker.signals.errored.connect(lambda message, w=worker: self._search_failed(w, message))
         self.search_worker = worker
@@ -390,26 +393,29 @@ class FileView(QWidget):
         self.search_started.emit(worker)
         self._update_filter_bar()
 
-    def _found(self, worker: SearchWorker, paths: list[tuple[int, ...]], visited: int, found: int) -> None:
+    def _found(self, worker: SearchWorker, nodes: list[Node], visited: int, found: int) -> None:
         if worker is not self.search_worker:
             return  # a stale search: its results never reach the view
         self.search_visited, self.search_found = visited, found
-        self._pending.extend(paths)
+        self._pending.extend(nodes)
         self._drain()
         self._update_filter_bar()
 
     def _drain(self) -> None:
-        """Turn found paths into rows for a few milliseconds, then let the event loop run."""
+        """Turn found nodes into rows for a few milliseconds, then let the event loop run."""
         results = self.results
         if results is None:
             self._pending.clear()
             return
-        deadline = time.monotonic() + RESOLVE_SLICE_S
+        if self._draining:
+            return  # a slice is due soon; it takes these too
+        deadline = time.monotonic() + ROWS_SLICE_S
         while self._pending and time.monotonic() < deadline:
-            results.add_paths([self._pending.popleft() for _ in range(min(16, len(self._pending)))])
-        if self._pending and not self._draining:
+            for _ in range(min(8, len(self._pending))):
+                results.add_node(self._pending.popleft())
+        if self._pending:
             self._draining = True
-            QTimer.singleShot(0, self._drain_later)
+            QTimer.singleShot(ROWS_PAUSE_MS, self._drain_later)
         self._update_filter_bar()
 
     def _drain_later(self) -> None:
@@ -417,11 +423,10 @@ class FileView(QWidget):
         self._drain()
 
     def _results_inserted(self, parent: QModelIndex, _first: int, _last: int) -> None:
-        if parent.isValid():
+        if parent.isValid() and not self.tree.isExpanded(parent):
             self.tree.expand(parent)  # results are shown open: they are what was asked for
-        else:
-            self.tree.expand(self.tree.model().index(0, 0))
-        self._fit_timer.start()
+        if not self._fit_timer.isActive() and self.shown_matches < 200:
+            self._fit_timer.start()  # the first results decide the columns; later ones rarely change them
 
     def _search_returned(self, worker: SearchWorker, search: object) -> None:
         if worker is not self.search_worker:
@@ -432,6 +437,7 @@ class FileView(QWidget):
             self.search_visited = getattr(search, "visited", self.search_visited)
             self.search_found = getattr(search, "found", self.search_found)
         self._update_filter_bar()
+        self._fit_timer.start()
         self.search_finished.emit(self)
 
     def _search_failed(self, worker: SearchWorker, message: str) -> None:

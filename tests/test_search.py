@@ -32,8 +32,17 @@ def lazy_tree(count: int):
 
 
 def naive(root: Node, text: str) -> list[tuple[int, ...]]:
+    """Build every node and test it. A list element is matched on its kind and value, not its position."""
     needle = normalise(text)
-    return [tuple(n.index_path()) for n in root.walk(expand_lazy=True) if matches(n, needle)]
+    out = []
+    for n in root.walk(expand_lazy=True):
+        if n.kind == "element":
+            hit = needle in f"{n.kind}\n{n.attrs['value']}".casefold()
+        else:
+            hit = matches(n, needle)
+        if hit:
+            out.append(tuple(n.index_path()))
+    return out
 
 
 def test_matches_names_kinds_and_values_in_tree_order():
@@ -101,7 +110,7 @@ def test_risky_only_keeps_risky_nodes_and_skips_clean_branches():
     assert with_text and set(with_text) < set(paths)
 
 
-def test_a_150k_vocabulary_is_searched_as_strings_without_building_nodes():
+def test_a_vocabulary_is_searched_in_its_bytes_without_building_nodes():
     tokens = [f"tok{i}" for i in range(VOCAB)] + ["<|im_start|>"]
     g = G()
     data = g.file([g.kv_str("general.architecture", "qwen2"), g.kv_strings("tokenizer.ggml.tokens", tokens),
@@ -109,7 +118,7 @@ def test_a_150k_vocabulary_is_searched_as_strings_without_building_nodes():
     result = scan_bytes(data, "vocab.gguf")
     arrays = [n for n in result.root.walk() if n.is_lazy and n.child_count == len(tokens)]
     tokens_node = next(n for n in arrays if "tokens" in n.label)
-    assert tokens_node.child_texts(0, 2) is not None
+    assert tokens_node.can_find_children
     search = Search(result.root, "<|IM_START|>")
     (path,) = list(search.run())
     assert search.visited >= 2 * len(tokens)
@@ -118,19 +127,29 @@ def test_a_150k_vocabulary_is_searched_as_strings_without_building_nodes():
     for i in path:
         node = node.child_at(i)
     assert node.label == f"[{VOCAB:,}] <|im_start|>"
-    # The same matches as building every node and testing it.
-    assert list(Search(result.root, "tok1999").run()) == naive(result.root, "tok1999")
-    assert list(Search(result.root, "0.5").run())[:3] == naive(result.root, "0.5")[:3]
+    # The same matches as building every node and testing its value (its position is not searched).
+    for needle in ("tok1999", "TOK19", "0.5", "im_", "k1"):
+        assert list(Search(result.root, needle).run()) == naive(result.root, needle), needle
 
 
-def test_gguf_element_texts_agree_with_the_nodes_past_the_first_page():
+def test_vocabulary_search_agrees_with_casefolding_the_strings():
+    # Strings where lowercasing bytes is not casefolding: non-ASCII needles, ß (→ ss), the Kelvin sign,
+    # invalid UTF-8 shown as \xNN, needles that would straddle a length field or two strings.
+    tokens = ["Straße", "STRASSE", "ÉCOLE", "école", "\u212aelvin", "kelvin", "plain", "AB", "CD", "A", "x" * 65]
+    raw = [t.encode() for t in tokens] + [b"bad\xffbyte", b"ok"]
+    g = G()
+    body = b"".join(g.s(t) for t in raw)
+    kv = g.kv("tokenizer.ggml.tokens", 9, g.u32(8) + g.n(len(raw)) + body)
+    result = scan_bytes(g.file([kv], []), "v.gguf")
+    for needle in ("ss", "SS", "straße", "école", "kelvin", "\u212a", "bcd", "abcd", "xff", "\\xff", "a", "xx", "A\x00"):
+        assert list(Search(result.root, needle).run()) == naive(result.root, needle), needle
+
+
+def test_gguf_finder_agrees_with_the_nodes_past_the_first_page():
     result = scan_bytes(vocabulary(1_000), "v.gguf")
     node = next(n for n in result.root.walk() if n.is_lazy and n.child_count == 1_000)
-    texts = node.child_texts(300, 310)
-    built = node.children(300, 310)
-    for text, element in zip(texts, built, strict=True):
-        assert element.label in text and element.kind in text
-        assert str(element.attrs["size"]) in text
+    assert list(node.find_children("tok30", 300, 310)) == [300, 301, 302, 303, 304, 305, 306, 307, 308, 309]
+    assert list(node.find_children("tok3", 290, 310)) == list(range(300, 310))
 
 
 def test_a_deep_tree_does_not_recurse():

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from airlock.core.scan import scan_bytes
 from airlock.gui.demo import hostile_pickle_bytes, safetensors_bytes
 from airlock.gui.main_window import MainWindow
-from airlock.gui.search import ResultsModel, SearchWorker
+from airlock.gui.search import SHOWN_MAX, ResultsModel, SearchWorker
 from airlock.gui.tree_model import NODE_ROLE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -100,9 +100,9 @@ def test_results_arrive_incrementally(qtbot, window, big_vocab):
     wait_search(qtbot, view)
     assert len(seen) > 2
     assert any(shown > 0 and not done for shown, done in seen)
-    assert view.shown_matches == 2_000  # SHOWN_MAX; the count goes on
+    assert view.shown_matches == SHOWN_MAX  # the count goes on
     assert view.search_found > VOCAB
-    assert "the first 2,000 of" in view.filter_bar.label.text()
+    assert f"the first {SHOWN_MAX:,} of" in view.filter_bar.label.text()
 
 
 def test_a_new_filter_cancels_the_stale_search_and_its_results_never_show(qtbot, window, big_vocab):
