@@ -34,10 +34,11 @@ from airlock.core.findings import Severity
 from airlock.core.text import safe_path
 from airlock.gui import export, theme
 from airlock.gui.file_view import FileView
-from airlock.gui.workers import pool, release_frozen
+from airlock.gui.workers import FunctionWorker, pool, release_frozen, warm_up_plotting
 
 MIN_WIDTH, MIN_HEIGHT = 1280, 800
 SEARCH_DEBOUNCE_MS = 250  # a pause in the typing this long starts the search
+WARM_UP_DELAY_MS = 1500  # after start-up, matplotlib is imported in the background (the first histogram)
 MAX_RECENT = 12
 MAX_FILES_PER_FOLDER = 200
 
@@ -126,6 +127,14 @@ class MainWindow(QMainWindow):
         review.install(self)  # Review ▸ Approve… / Reject… / Show History, and each file's Review tab
         self._update_actions()
         self.statusBar().showMessage("Ready. Nothing you open is ever executed.")
+        self.warm_up: FunctionWorker | None = None
+        QTimer.singleShot(WARM_UP_DELAY_MS, self.start_warm_up)
+
+    def start_warm_up(self) -> None:
+        """matplotlib (~1 s to import and set up its fonts) is loaded in a pool thread, once."""
+        if self.warm_up is None:
+            self.warm_up = FunctionWorker(warm_up_plotting, plain=True)
+            pool().start(self.warm_up)
 
     # Menus and toolbar
 

@@ -31,6 +31,8 @@ class WorkerBase(QRunnable):
         super().__init__()
         self.signals = WorkerSignals()
         self._cancel = threading.Event()
+        self.done = threading.Event()  # set once run() has returned or raised
+        self.value: Any = None  # what work() returned
         self.setAutoDelete(False)  # the Python object owns it; Qt must not delete it under us
 
     # Subclasses implement this; it runs in a pool thread.
@@ -56,8 +58,10 @@ class WorkerBase(QRunnable):
             traceback.print_exc()
             signals.errored.emit(f"{type(exc).__name__}: {exc}")
         else:
+            self.value = result
             signals.returned.emit(result)
         finally:
+            self.done.set()
             signals.finished.emit()
 
 
@@ -128,6 +132,19 @@ class ScanWorker(WorkerBase):
                 return scan_file(self.path, keep_tree=True, progress=progress, cancelled=cancelled).result
             except Cancelled:
                 return None
+
+
+def warm_up_plotting() -> int:
+    """Import matplotlib's Qt canvas and draw one throw-away figure off screen (fonts, Agg), so the first
+    histogram does not stall the window for a second. Runs in a pool thread; returns its thread id."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg  # noqa: F401 - the import is the point
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2, 1))
+    figure.add_subplot().bar([0, 1], [1, 2])
+    FigureCanvasAgg(figure).draw()  # loads the font cache; an Agg canvas is not a widget: fine off the GUI thread
+    return threading.get_ident()
 
 
 class Pool:
