@@ -72,6 +72,8 @@ class SearchWorker(WorkerBase):
         self._batch: list[Node] = []
         self._sent = time.monotonic()
         self.thread_id: int | None = None  # the thread that ran it (never the GUI's)
+        self.complete = False  # the search walked the whole tree (not cancelled)
+        self.visited = 0
 
     def _flush(self) -> None:
         self.search_signals.found.emit(self._batch, self.search.visited, self.search.found)
@@ -101,8 +103,17 @@ class SearchWorker(WorkerBase):
                     self._flush()
         except Cancelled:
             return None
+        finally:
+            self.visited = search.visited
         self._flush()
+        self.complete = search.complete
         return search
+
+    def release(self) -> None:
+        super().release()
+        self.search_signals.deleteLater()
+        self.search = Search(Node("file", "(released)"), self.search.text)  # the tree is not kept through it
+        self._batch = []
 
 
 class ResultsModel(QStandardItemModel):

@@ -32,7 +32,6 @@ class WorkerBase(QRunnable):
         self.signals = WorkerSignals()
         self._cancel = threading.Event()
         self.done = threading.Event()  # set once run() has returned or raised
-        self.value: Any = None  # what work() returned
         self.setAutoDelete(False)  # the Python object owns it; Qt must not delete it under us
 
     # Subclasses implement this; it runs in a pool thread.
@@ -41,6 +40,12 @@ class WorkerBase(QRunnable):
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def release(self) -> None:
+        """Called once the worker's signals have all been delivered. PySide's thread pool keeps every
+        runnable it ran, so a finished worker must hold nothing: its inputs are dropped (subclasses) and
+        its signals object deleted, which also frees the slots (and the views they captured)."""
+        self.signals.deleteLater()
 
     @property
     def is_cancelled(self) -> bool:
@@ -58,8 +63,8 @@ class WorkerBase(QRunnable):
             traceback.print_exc()
             signals.errored.emit(f"{type(exc).__name__}: {exc}")
         else:
-            self.value = result
             signals.returned.emit(result)
+            del result
         finally:
             self.done.set()
             signals.finished.emit()
@@ -76,6 +81,14 @@ class FunctionWorker(WorkerBase):
         if self._plain:
             return self._fn(*self._args, **self._kwargs)
         return self._fn(*self._args, progress=progress, cancelled=cancelled, **self._kwargs)
+
+    def release(self) -> None:
+        super().release()
+        self._fn, self._args, self._kwargs = _nothing, (), {}
+
+
+def _nothing(*_args: Any, **_kwargs: Any) -> None:
+    return None
 
 
 class _GcPause:
@@ -134,17 +147,20 @@ class ScanWorker(WorkerBase):
                 return None
 
 
-def warm_up_plotting() -> int:
+WARMED_UP_IN: list[int] = []  # the thread that ran warm_up_plotting (tests: never the GUI's)
+
+
+def warm_up_plotting() -> None:
     """Import matplotlib's Qt canvas and draw one throw-away figure off screen (fonts, Agg), so the first
-    histogram does not stall the window for a second. Runs in a pool thread; returns its thread id."""
+    histogram does not stall the window for a second. Runs in a pool thread."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg  # noqa: F401 - the import is the point
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(2, 1))
     figure.add_subplot().bar([0, 1], [1, 2])
-    FigureCanvasAgg(figure).draw()  # loads the font cache; an Agg canvas is not a widget: fine off the GUI thread
-    return threading.get_ident()
+    FigureCanvasAgg(figure).draw()  # loads the fonts; an Agg canvas is no widget: fine off the GUI thread
+    WARMED_UP_IN.append(threading.get_ident())
 
 
 class Pool:
@@ -156,9 +172,14 @@ class Pool:
 
     def start(self, worker: WorkerBase) -> WorkerBase:
         self._live.add(worker)
-        worker.signals.finished.connect(lambda w=worker: self._live.discard(w))
+        # Connected last, so it runs after every other slot of `finished` (queued signals keep their order).
+        worker.signals.finished.connect(lambda w=worker: self._finished(w))
         self.pool.start(worker)
         return worker
+
+    def _finished(self, worker: WorkerBase) -> None:
+        self._live.discard(worker)
+        worker.release()
 
     @property
     def busy(self) -> bool:

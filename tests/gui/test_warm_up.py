@@ -18,7 +18,8 @@ deadline = time.monotonic() + 120
 while time.monotonic() < deadline and (window.warm_up is None or not window.warm_up.done.is_set()):
     app.processEvents()
     time.sleep(0.01)
-thread = window.warm_up.value if window.warm_up is not None else None
+from airlock.gui.workers import WARMED_UP_IN
+thread = WARMED_UP_IN[0] if WARMED_UP_IN else None
 print(json.dumps({"before": before, "thread": thread, "main": threading.get_ident(),
                   "canvas": "matplotlib.backends.backend_qtagg" in sys.modules}))
 """
