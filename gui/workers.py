@@ -7,6 +7,7 @@ never touches widgets. Results cross to the GUI thread through queued signal con
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 import traceback
@@ -159,7 +160,7 @@ def warm_up_plotting() -> None:
 
     figure = Figure(figsize=(2, 1))
     figure.add_subplot().bar([0, 1], [1, 2])
-    FigureCanvasAgg(figure).draw()  # loads the fonts; an Agg canvas is no widget: fine off the GUI thread
+    FigureCanvasAgg(figure).draw()  # type: ignore[no-untyped-call]  # loads the fonts; no widget: any thread
     WARMED_UP_IN.append(threading.get_ident())
 
 
@@ -173,7 +174,7 @@ class Pool:
     def start(self, worker: WorkerBase) -> WorkerBase:
         self._live.add(worker)
         # Connected last, so it runs after every other slot of `finished` (queued signals keep their order).
-        worker.signals.finished.connect(lambda w=worker: self._finished(w))
+        worker.signals.finished.connect(functools.partial(self._finished, worker))
         self.pool.start(worker)
         return worker
 
