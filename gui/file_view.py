@@ -15,6 +15,7 @@ from airlock.core.tree import CONTENTS, INTERNALS, ROLE, Node
 from airlock.gui import columns
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
+from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
 from airlock.gui.search import ResultsModel
 from airlock.gui.tab_filter import TabFilter
 from airlock.gui.tree_model import NODE_ROLE, NodeModelBase, NodeTreeModel
@@ -26,6 +27,7 @@ class FileView(TabFilter, QWidget):
     filter_changed = Signal(object)  # self: its filter text or "risky only" changed (Clear, a jump)
     search_started = Signal(object)  # the SearchWorker just handed to the pool
     search_finished = Signal(object)  # self: the current search ended (done, failed)
+    reload_requested = Signal(object)  # self: its Reload button (the window reloads the tab)
 
     def __init__(self, path: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -34,6 +36,8 @@ class FileView(TabFilter, QWidget):
         self.error: str | None = None
         self.model: NodeTreeModel | None = None
         self.worker: ScanWorker | None = None
+        self.stamp: Stamp = None  # size and mtime of the file when it was read
+        self.stale: str | None = None  # what changed on disk since, when something did
         self._init_filter()  # this tab's own filter (TabFilter): text, "risky only", its bar and worker
 
         self.banner = VerdictBanner()
@@ -41,6 +45,8 @@ class FileView(TabFilter, QWidget):
         self.progress.setRange(0, 100)
         self.info = QLabel()
         self.info.setTextFormat(Qt.TextFormat.PlainText)
+        self.stale_bar = StaleBar()
+        self.stale_bar.reload_clicked.connect(lambda: self.reload_requested.emit(self))
         self.tree = QTreeView()
         self.tree.setUniformRowHeights(True)  # keeps 100k-row lists fast
         self.tree.setAlternatingRowColors(True)
@@ -81,6 +87,7 @@ class FileView(TabFilter, QWidget):
         layout.addWidget(self.banner)
         layout.addWidget(self.progress)
         layout.addWidget(self.info)
+        layout.addWidget(self.stale_bar)
         layout.addWidget(main, 1)
 
     # Scanning
@@ -98,6 +105,7 @@ class FileView(TabFilter, QWidget):
         return self.result.severity if self.result is not None else Severity.NONE
 
     def start_scan(self) -> None:
+        self.stamp = stamp_of(self.path)  # taken before reading: a change during the scan shows later
         self.banner.set_pending(f"Analysing {safe_path(self.name, 120)}… (nothing in it is executed)")
         self.progress.setValue(0)
         self.progress.setVisible(True)
@@ -238,6 +246,34 @@ class FileView(TabFilter, QWidget):
             self.result.close()
             self.result = None
 
+    # The file on disk
+
+    def check_on_disk(self) -> bool:
+        """Compare the file with what was read; mark the tab stale if it changed. True when stale."""
+        if self.stale is None and self.result is not None:
+            change = describe_change(self.stamp, stamp_of(self.path))
+            if change is not None:
+                self.mark_stale(change)
+        return self.stale is not None
+
+    def mark_stale(self, change: str) -> None:
+        """Keep what was read on screen, stop reading the file: a mapped file that shrank is not safe to
+        touch (lazy lists, hex, statistics all read it), and a changed one no longer matches the tree."""
+        self.stale = change
+        self.cancel()
+        self.details.set_source(None)
+        self.splitter.setEnabled(False)
+        self.stale_bar.show_change(self.path, change)
+
+    def reload(self) -> None:
+        """Analyse the file again, in this tab (its filter kept)."""
+        self.close_result()
+        self.stale = None
+        self.stale_bar.setVisible(False)
+        self.splitter.setEnabled(True)
+        self.error = None
+        self.start_scan()
+
     # Selection
 
     def current_node(self) -> Node | None:
@@ -251,8 +287,8 @@ class FileView(TabFilter, QWidget):
 
     def select_node(self, node: Node, finding: Finding | None = None) -> bool:
         """Select and reveal `node` (loading pages along its path). Clears a filter that hides it."""
-        if self.model is None:
-            return False
+        if self.model is None or self.stale is not None:
+            return False  # a stale tab reads nothing more from its file
         shown = self.tree.model()
         index = shown.index_for(node) if isinstance(shown, NodeModelBase | ResultsModel) else QModelIndex()
         if not index.isValid() and shown is not self.model:

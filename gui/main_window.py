@@ -7,7 +7,7 @@ import functools
 import os
 from collections.abc import Iterable
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -34,6 +34,7 @@ from airlock.core.findings import Severity
 from airlock.core.text import safe_path
 from airlock.gui import export, theme
 from airlock.gui.file_view import FileView
+from airlock.gui.on_disk import DiskWatch
 from airlock.gui.workers import FunctionWorker, pool, release_frozen, warm_up_plotting
 
 MIN_WIDTH, MIN_HEIGHT = 1280, 800
@@ -129,6 +130,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Ready. Nothing you open is ever executed.")
         self.warm_up: FunctionWorker | None = None
         QTimer.singleShot(WARM_UP_DELAY_MS, self.start_warm_up)
+        self.disk = DiskWatch(self)  # opened files that change on disk make their tab stale
+        self.disk.changed.connect(self._file_changed)
 
     def start_warm_up(self) -> None:
         """matplotlib (~1 s to import and set up its fonts) is loaded in a pool thread, once."""
@@ -210,7 +213,7 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         view = self.current_view()
-        ready = view is not None and view.result is not None
+        ready = view is not None and view.result is not None and view.stale is None
         for act in self.report_actions:
             act.setEnabled(ready)
         self.export_st_action.setEnabled(ready and view is not None and export.can_convert(view))
@@ -241,6 +244,8 @@ class MainWindow(QMainWindow):
             view = FileView(path)
             view.scan_finished.connect(self._scan_finished)
             view.filter_changed.connect(self._view_filter_changed)
+            view.reload_requested.connect(self.reload_view)
+            self.disk.watch(path)
             index = self.tabs.addTab(view, theme.severity_icon(Severity.INFO), safe_path(view.name, 60))
             self.tabs.setTabToolTip(index, "")
             view.start_scan()
@@ -264,16 +269,47 @@ class MainWindow(QMainWindow):
             self.open_paths([path])
 
     def _scan_finished(self, view: FileView) -> None:
-        index = self.tabs.indexOf(view)
-        if index >= 0:
-            shown = view.banner.verdict  # None when the scan was cancelled
-            sev = shown.severity if shown is not None else Severity.HIGH  # not read: never looks clean
-            word = shown.word if shown is not None else "CANCELLED"
-            self.tabs.setTabIcon(index, theme.severity_icon(sev))
-            self.tabs.setTabText(index, f"{safe_path(view.name, 60)} — {word}")
+        self._show_tab_state(view)
         self._update_actions()
         if not any(v.busy for v in self.views()):
             self.all_scans_finished.emit()
+
+    def _show_tab_state(self, view: FileView) -> None:
+        index = self.tabs.indexOf(view)
+        if index < 0:
+            return
+        if view.busy:
+            self.tabs.setTabIcon(index, theme.severity_icon(Severity.INFO))
+            self.tabs.setTabText(index, safe_path(view.name, 60))
+            return
+        shown = view.banner.verdict  # core's wording (airlock.core.verdict); None when the scan was cancelled
+        sev = shown.severity if shown is not None else Severity.HIGH  # not read: never looks clean
+        word = shown.word if shown is not None else "CANCELLED"
+        self.tabs.setTabIcon(index, theme.severity_icon(sev))
+        stale = " · changed on disk" if view.stale is not None else ""
+        self.tabs.setTabText(index, f"{safe_path(view.name, 60)} — {word}{stale}")
+
+    # The files on disk
+
+    def _file_changed(self, path: str) -> None:
+        for view in self.views():
+            if view.path == path and view.check_on_disk():
+                self._show_tab_state(view)
+        self._update_actions()
+
+    def reload_current_tab(self) -> None:
+        """Analyse the current tab's file again (its "changed on disk" bar; Reload, F5)."""
+        view = self.current_view()
+        if view is not None:
+            self.reload_view(view)
+
+    def reload_view(self, view: FileView) -> None:
+        if self.tabs.indexOf(view) < 0 or view.busy:
+            return
+        view.reload()
+        self.disk.watch(view.path)
+        self._show_tab_state(view)
+        self._update_actions()
 
     def close_tab(self, index: int) -> None:
         view = self.tabs.widget(index)
@@ -283,12 +319,21 @@ class MainWindow(QMainWindow):
             self.search_timer.stop()
             self._search_target = None
         self.tabs.removeTab(index)
+        self.disk.forget(view.path, lambda p: any(v.path == p for v in self.views()))
         view.close_result()
         view.deleteLater()
         release_frozen()
         if not self.tabs.count():
             self.stack.setCurrentWidget(self.welcome)
         self._update_actions()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            view = self.current_view()  # back in the window: was its file changed meanwhile?
+            if view is not None and view.check_on_disk():
+                self._show_tab_state(view)
+                self._update_actions()
+        super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         pool().cancel_all()
@@ -389,7 +434,10 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, _index: int) -> None:
         if self.search_timer.isActive():
             self.apply_search()  # the text typed belongs to the tab it was typed in
-        self._show_filter_of(self.current_view())
+        view = self.current_view()
+        self._show_filter_of(view)
+        if view is not None and view.check_on_disk():  # where the watcher said nothing
+            self._show_tab_state(view)
         self._update_actions()
 
     def focus_part(self, part: str) -> None:

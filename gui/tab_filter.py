@@ -58,6 +58,7 @@ class TabFilter:
     """The filter half of a FileView (which provides the tree, the models and the signals used here)."""
 
     tree: QTreeView
+    stale: str | None
     model: NodeTreeModel | None
     result: ScanResult | None
     filter_bar: FilterBar
@@ -126,7 +127,7 @@ class TabFilter:
 
     def _start_search(self) -> None:
         self._stop_search()
-        if self.result is None or self.model is None:
+        if self.result is None or self.model is None or self.stale is not None:
             self._update_filter_bar()
             return
         if not self.filtered:
