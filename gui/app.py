@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     demo = bool(argv) and argv[0] == "demo"
     args = build_parser().parse_args(argv[1:] if demo else argv)
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:  # said before Qt starts: no window flashes up for a typo
+        print(f"airlock: no such file or folder: {missing[0]}", file=sys.stderr)
+        return 2
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         app = QApplication([sys.argv[0] if sys.argv else "airlock"])
@@ -110,10 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     theme.apply(args.theme, remember=False)  # --theme is for this run; View ▸ Theme is remembered
 
     paths = list(args.paths)
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        print(f"airlock: no such file or folder: {missing[0]}", file=sys.stderr)
-        return 2
     if demo:
         from airlock.gui.demo import write_demo_files
 
