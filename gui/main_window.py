@@ -44,14 +44,25 @@ MAX_RECENT = 12
 MAX_FILES_PER_FOLDER = 200
 
 
-def expand_paths(paths: Iterable[str]) -> list[str]:
-    """Files for the given paths: a folder contributes the files below it (sorted)."""
+MODEL_FILTERS = (
+    "Model files (*.safetensors *.gguf *.pt *.pth *.ckpt *.bin *.pkl *.pickle *.joblib *.npy *.npz *.onnx "
+    "*.keras *.h5 *.hdf5 *.nemo *.pt2 *.tflite *.jinja *.json *.yaml *.yml *.tar *.tgz *.gz *.7z *.zip)",
+    "All files (*)",
+)
+
+
+def expand_paths(paths: Iterable[str], empty: list[str] | None = None) -> list[str]:
+    """Files for the given paths: a folder contributes the files below it (sorted). Folders that
+    contribute none go to `empty` when given."""
     from airlock.core.scan import iter_files
 
     out: list[str] = []
     for path in paths:
         if os.path.isdir(path):
-            out.extend(real for _, real in iter_files(path))
+            found = [real for _, real in iter_files(path)]
+            if not found and empty is not None:
+                empty.append(path)
+            out.extend(found)
         else:
             out.append(path)
     return out
@@ -78,6 +89,17 @@ def _from_setting(value: str) -> str:
         except ValueError:
             return ""
     return value
+
+
+def empty_folder_words(folders: list[str]) -> str:
+    lines = []
+    for folder in folders[:5]:
+        shown = safe_path(folder, 200)
+        if not os.access(folder, os.R_OK | os.X_OK):
+            lines.append(f"{shown}: its contents cannot be read (permission denied).")
+        else:
+            lines.append(f"{shown}: there is no file in it, nor in its subfolders.")
+    return "Nothing to open.\n\n" + "\n".join(lines)
 
 
 class MainWindow(QMainWindow):
@@ -122,12 +144,16 @@ class MainWindow(QMainWindow):
         self._search_target: FileView | None = None  # the tab the pending text was typed for
         self.risky_only = QCheckBox("Show only risky")
         self.risky_only.toggled.connect(self._risky_toggled)
+        # The state stays in a permanent label; showMessage() is for passing messages (they expire).
+        self.state_label = QLabel("Ready. Nothing you open is ever executed.")
+        self.state_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.statusBar().addPermanentWidget(self.state_label)
+        self.notice: QMessageBox | None = None
         self._build_actions()
         from airlock.gui import review
 
         review.install(self)  # Review ▸ Approve… / Reject… / Show History, and each file's Review tab
         self._update_actions()
-        self.statusBar().showMessage("Ready. Nothing you open is ever executed.")
         self.warm_up: FunctionWorker | None = None
         QTimer.singleShot(WARM_UP_DELAY_MS, self.start_warm_up)
         self.disk = DiskWatch(self)  # opened files that change on disk make their tab stale
@@ -219,9 +245,11 @@ class MainWindow(QMainWindow):
         self.export_st_action.setEnabled(ready and view is not None and export.can_convert(view))
         busy = sum(1 for v in self.views() if v.busy)
         if busy:
-            self.statusBar().showMessage(f"{len(self.views())} file(s) open · analysing {busy}…")
+            self.state_label.setText(f"{len(self.views())} file(s) open · analysing {busy}… (nothing runs)")
         elif self.views():
-            self.statusBar().showMessage(f"{len(self.views())} file(s) open. Nothing was executed.")
+            self.state_label.setText(f"{len(self.views())} file(s) open. Nothing was executed.")
+        else:
+            self.state_label.setText("Ready. Nothing you open is ever executed.")
 
     # Opening
 
@@ -234,10 +262,15 @@ class MainWindow(QMainWindow):
 
     def open_paths(self, paths: Iterable[str]) -> list[FileView]:
         paths = list(paths)
-        files = expand_paths(paths)
+        empty: list[str] = []
+        files = expand_paths(paths, empty)
+        if empty and not files:
+            self.notify("Empty folder", empty_folder_words(empty))
+        elif empty:
+            self.statusBar().showMessage(f"{len(empty)} folder(s) held no files.", 6000)
         if len(files) > MAX_FILES_PER_FOLDER:
-            QMessageBox.information(self, "Airlock", f"{len(files):,} files found; opening the first "
-                                    f"{MAX_FILES_PER_FOLDER}. Use `airlock scan` for whole trees.")
+            self.notify("Airlock", f"{len(files):,} files found; opening the first {MAX_FILES_PER_FOLDER}. "
+                        "Use `airlock scan` for whole trees.")
             files = files[:MAX_FILES_PER_FOLDER]
         opened = []
         for path in files:
@@ -258,10 +291,25 @@ class MainWindow(QMainWindow):
         self._update_actions()
         return opened
 
+    def notify(self, title: str, text: str) -> QMessageBox:
+        """A message that does not block the window (the app goes on analysing behind it)."""
+        box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # folder names come from the disk
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.notice = box
+        return box
+
+    def open_file_dialog(self) -> QFileDialog:
+        dialog = QFileDialog(self, "Open model files")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setNameFilters(list(MODEL_FILTERS))
+        return dialog
+
     def open_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open model files")
-        if paths:
-            self.open_paths(paths)
+        dialog = self.open_file_dialog()
+        if dialog.exec() and dialog.selectedFiles():
+            self.open_paths(dialog.selectedFiles())
 
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a model folder")

@@ -16,6 +16,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from airlock.core.errors import AirlockError, Cancelled
+
 
 class WorkerSignals(QObject):
     started = Signal()
@@ -60,6 +62,10 @@ class WorkerBase(QRunnable):
 
         try:
             result = self.work(progress, self._cancel.is_set)
+        except Cancelled:
+            signals.returned.emit(None)  # asked for: no error, and no traceback on the terminal
+        except AirlockError as exc:  # an expected failure, said in one line (a refusal, a bad input)
+            signals.errored.emit(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a worker failure is shown to the user, never a crash
             traceback.print_exc()
             signals.errored.emit(f"{type(exc).__name__}: {exc}")
