@@ -74,7 +74,7 @@ class FileView(TabFilter, QWidget):
         top.addWidget(self.details)
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
-        top.setSizes([680, 580])
+        top.setSizes([760, 500])  # the tree gets the room: names and shapes are what people read
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
         main.addWidget(self.findings)

@@ -93,11 +93,14 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
     nodes: dict[int, Node] = {}
     main_runs: list[PickleRun] | None = None
     code_members: list[tuple[ZipMember, Node]] = []
+    # The archive's records (data.pkl, version, byteorder…) are torch's plumbing: one folded group, so that
+    # a view opens on the tensors (or on what a finding points at).
+    records = root.child(GROUP, "archive records", offset=archive.start, member=source.member,
+                         attrs={ROLE: INTERNALS})
     for m in ctx.each(archive.members, "members", every=1):
         if id(m) in storage_members:
             continue
-        nodes[m.index] = node = zipf.member_node(root, m, source)
-        node.attrs[ROLE] = INTERNALS  # records and the pickle: a view keeps them folded
+        nodes[m.index] = node = zipf.member_node(records, m, source)
         rel = m.name[len(layout.prefix):] if m.name.startswith(layout.prefix) else None
         if m is layout.main:
             main_runs = zipf.scan_member(source, ctx, node, archive, m, force_pickle=True, policy=policy)
@@ -109,6 +112,7 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
             code_members.append((m, node))
         else:
             zipf.scan_member(source, ctx, node, archive, m, policy=policy)
+    records.label = f"archive records ({records.child_count:,})"
     referenced: set[str] = set()
     if layout.main is None:
         ctx.report(Malformed, f"malformed torch archive: no {safe_text(layout.prefix)}data.pkl record "
