@@ -103,7 +103,7 @@ def _add_calls(run: PickleRun, node: Node, member: str | None) -> dict[int, Node
 
 
 def _call_attrs(call: Call) -> dict[str, Any]:
-    attrs = {
+    attrs: dict[str, Any] = {
         "callable": safe_text(call.target.dotted if call.target else preview(call.func, 80)),
         "opcode": {"reduce": "REDUCE", "newobj": "NEWOBJ", "newobj_ex": "NEWOBJ_EX", "inst": "INST",
                    "obj": "OBJ", "setstate": "BUILD", "append": "APPEND", "additems": "ADDITEMS",
