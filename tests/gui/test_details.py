@@ -8,7 +8,7 @@ from airlock.core.scan import scan_bytes, scan_file
 from airlock.core.tree import FILE, TEMPLATE, TENSOR
 from airlock.gui.demo import hostile_pickle_bytes
 from airlock.gui.details.decompiled import DecompiledView, decompile
-from airlock.gui.details.pane import TAB_DECOMPILED, TAB_TENSOR, DetailsPane
+from airlock.gui.details.pane import TAB_DECOMPILED, TAB_HEX, TAB_TENSOR, DetailsPane
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
 
@@ -47,8 +47,12 @@ def test_pane_shows_the_decompiled_pickle_of_a_finding(qtbot):
     pane.set_source(result.source)
     finding = max(result.findings, key=lambda f: f.severity)
     pane.show_node(finding.node, finding)
-    assert pane.tabs.currentIndex() == TAB_DECOMPILED
-    assert pane.hex.marked == (finding.offset, 1)
+    # The finding opens on its bytes, the call marked whole (GLOBAL … REDUCE); the decompiled pickle
+    # is one tab away.
+    assert pane.tabs.currentIndex() == TAB_HEX
+    start = finding.node.attrs["call_start"]
+    assert pane.hex.marked == (start, finding.offset + 1 - start)
+    assert pane.tabs.isTabVisible(TAB_DECOMPILED)
     qtbot.waitUntil(lambda: "system(" in pane.decompiled.text.toPlainText(), timeout=10_000)
     pane.set_source(None)
 

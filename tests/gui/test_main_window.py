@@ -15,7 +15,7 @@ from airlock.core.findings import Severity
 from airlock.gui import theme
 from airlock.gui.app import Screenshot
 from airlock.gui.demo import hostile_pickle_bytes, safetensors_bytes
-from airlock.gui.details.pane import TAB_DECOMPILED
+from airlock.gui.details.pane import TAB_DECOMPILED, TAB_HEX
 from airlock.gui.export import html_report, report_text
 from airlock.gui.main_window import MainWindow
 from airlock.gui.tree_model import NODE_ROLE
@@ -93,8 +93,10 @@ def test_selecting_a_finding_selects_its_node_and_bytes(qtbot, window, hostile):
     current = view.tree.currentIndex()
     assert current.data(NODE_ROLE) is finding.node
     assert view.tree.isExpanded(current.parent())  # revealed
-    assert view.details.hex.marked == (finding.offset, 1)
-    assert view.details.tabs.currentIndex() == TAB_DECOMPILED
+    start = finding.node.attrs["call_start"]  # the call whole: its GLOBAL through its REDUCE
+    assert view.details.hex.marked == (start, finding.offset + 1 - start)
+    assert view.details.tabs.currentIndex() == TAB_HEX
+    assert view.details.tabs.isTabVisible(TAB_DECOMPILED)
     qtbot.waitUntil(lambda: "system(" in view.details.decompiled.text.toPlainText(), timeout=10_000)
 
 
