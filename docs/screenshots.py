@@ -135,6 +135,7 @@ def main() -> int:
     if "demo" in wanted:
         from airlock.gui.demo import write_demo_files
 
+        (work / "demo").mkdir()
         views = shooter.open(write_demo_files(str(work / "demo")))
         worst = max(views, key=lambda v: int(v.severity))
 
