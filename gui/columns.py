@@ -3,21 +3,34 @@
 Fitting measures the header and a sample of the rows the view shows (the first few hundred, in
 display order), never every row: a tree can expose 150,000 of them. A column is never made so wide
 that Name has no room; a cell that still does not fit is elided in the middle (paths keep their
-start and their end) and its tooltip holds the full value.
+start and their end) and its tooltip holds the full value. Tensor names are elided at the left:
+state_dict.model.layers.0.self_attn.q_proj.weight and its layer 1 twin differ in their middle and end.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, Qt
-from PySide6.QtWidgets import QHeaderView, QStyle, QTreeView
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtWidgets import QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTreeView
 
-from airlock.gui.tree_model import COL_NAME, COL_RISK, HEADERS
+from airlock.core.tree import INITIALIZER, TENSOR, Node
+from airlock.gui.tree_model import COL_NAME, COL_RISK, HEADERS, NODE_ROLE
 
 SAMPLE_ROWS = 200
 PADDING = 18  # the cell's margins and a little air
 ICON = 22  # the severity icon drawn before the Risk text
 NAME_MIN = 220  # Name keeps at least this many pixels
 COLUMN_SHARE = 0.3  # no other column takes more than this share of the view
+
+
+class NameDelegate(QStyledItemDelegate):
+    """The Name column: a tensor's name keeps its end (the layer and the weight), others their ends."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem,
+                        index: QModelIndex | QPersistentModelIndex) -> None:
+        super().initStyleOption(option, index)
+        node = index.data(NODE_ROLE)
+        if isinstance(node, Node) and node.kind in (TENSOR, INITIALIZER):
+            option.textElideMode = Qt.TextElideMode.ElideLeft  # type: ignore[attr-defined]
 
 
 def setup(header: QHeaderView) -> None:

@@ -18,7 +18,7 @@ from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
 from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
 from airlock.gui.search import ResultsModel
 from airlock.gui.tab_filter import TabFilter
-from airlock.gui.tree_model import NODE_ROLE, NodeModelBase, NodeTreeModel
+from airlock.gui.tree_model import COL_NAME, NODE_ROLE, NodeModelBase, NodeTreeModel
 from airlock.gui.workers import ScanWorker, pool
 
 
@@ -53,6 +53,7 @@ class FileView(TabFilter, QWidget):
         self.tree.setAllColumnsShowFocus(True)
         self.tree.setAccessibleName("Structure")
         self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # paths keep their start and their end
+        self.tree.setItemDelegateForColumn(COL_NAME, columns.NameDelegate(self.tree))  # tensors: their end
         self.tree.setEditTriggers(QTreeView.EditTrigger.NoEditTriggers)  # a viewer: results rows too
         self.tree.expanded.connect(self._rows_shown)
         self.details = DetailsPane()

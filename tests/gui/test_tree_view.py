@@ -5,6 +5,7 @@ import io
 import pytest
 import torch
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QStyleOptionViewItem
 
 from airlock.gui import columns
 from airlock.gui.demo import hostile_pickle_bytes
@@ -101,3 +102,15 @@ def test_tooltips_hold_the_full_value(qtbot, window, tmp_path):
     assert "float16" in index.siblingAtColumn(COL_TYPE).data(Qt.ItemDataRole.ToolTipRole)
     offset_tip = index.siblingAtColumn(COL_OFFSET).data(Qt.ItemDataRole.ToolTipRole)
     assert f"offset {tensor.offset:,} (0x{tensor.offset:x})" in offset_tip
+
+
+def test_tensor_names_keep_their_end_when_they_do_not_fit(qtbot, window, tmp_path):
+    (view,) = open_and_wait(qtbot, window, [torch_file(tmp_path, "m.pt")])
+    delegate = view.tree.itemDelegateForColumn(COL_NAME)
+    tensor = next(n for n in visible_nodes(view) if n.kind == "tensor")
+    group = tensor.parent
+    for node, mode in ((tensor, Qt.TextElideMode.ElideLeft), (group, Qt.TextElideMode.ElideMiddle)):
+        option = QStyleOptionViewItem()
+        option.textElideMode = view.tree.textElideMode()  # what the view hands its delegate
+        delegate.initStyleOption(option, view.model.index_for(node))
+        assert option.textElideMode == mode, node.label
