@@ -120,6 +120,7 @@ class Reader:
 
     def __init__(self, source: Source, endian: str, wide: bool) -> None:
         self.size, self.endian = source.size, endian
+        self.source = source
         view = source.view()
         self._window = getattr(view, "window", None)
         self._data: Any = b"" if self._window is not None else view  # the window (or all bytes)
@@ -140,6 +141,11 @@ class Reader:
     def read(self, start: int, n: int) -> bytes:
         data, i = self.span(start, n)
         return bytes(data[i : i + n])
+
+    def read_apart(self, start: int, n: int) -> bytes:
+        """Bytes start..start+n read from the source itself, not through the shared window: what a
+        search worker uses while the window serves the view's pages on another thread."""
+        return bytes(self.source.read(start, n))
 
     def need(self, pos: int, n: int, what: str) -> None:
         if n > self.size - pos:
@@ -370,7 +376,8 @@ class ValueReader:
         fmt = c.scalar_fmt.get(arr.etype)
         if fmt is not None:
             size = struct.calcsize(fmt)
-            values = struct.unpack_from(f"{r.endian}{stop - start}{fmt}", r.buf, arr.start + start * size)
+            data = r.read_apart(arr.start + start * size, (stop - start) * size)
+            values = struct.unpack_from(f"{r.endian}{stop - start}{fmt}", data)
             hits = {v for v in set(values) if needle in scalar(v).casefold()}
             return [i for i, v in enumerate(values, start) if v in hits]
         assert arr.marks is not None
@@ -378,7 +385,7 @@ class ValueReader:
         first_page, last_page = start // PAGE_SIZE, (stop - 1) // PAGE_SIZE
         low = marks[first_page]
         high = marks[last_page + 1] if last_page + 1 < len(marks) else arr.end
-        region = bytes(r.buf[low:high])  # whole pages: strings and their length fields
+        region = r.read_apart(low, high - low)  # whole pages: strings and their length fields
         if _bytes_searchable(region, needle):
             # One pass over the bytes finds the pages worth walking; most searches walk none.
             lowered, pages = region.lower(), []
@@ -400,21 +407,25 @@ class ValueReader:
         """Elements start..stop-1 (all on one page) whose text contains needle (casefolded)."""
         r = self.r
         assert arr.marks is not None
-        unpack, width, buf = r.cnt.unpack_from, r.cnt.size, r.buf
-        pos = arr.marks[page]
+        unpack, width = r.cnt.unpack_from, r.cnt.size
+        low = arr.marks[page]
+        high = arr.marks[page + 1] if page + 1 < len(arr.marks) else arr.end
+        page_bytes = r.read_apart(low, high - low)  # the page's strings and their length fields
+        pos = low
         spans = []  # (start, end) of each string's bytes; the scan walked them: lengths are in bounds
         for i in range(page * PAGE_SIZE, stop):
             begin = pos + width
-            pos = begin + unpack(buf, pos)[0]
+            pos = begin + unpack(page_bytes, pos - low)[0]
             if i >= start:
                 spans.append((begin, pos))
-        if pos > r.size:
-            raise FormatError("an element ends past the end of the file", spans[-1][0])
-        region = bytes(buf[spans[0][0]:spans[-1][1]])
+        if pos > high:
+            raise FormatError("an element ends past its page", spans[-1][0])
+        region = page_bytes[spans[0][0] - low:spans[-1][1] - low]
         if _bytes_searchable(region, needle):
             return _find_in_bytes(region, needle.encode(), spans, start)
-        return [i for i, (begin, end) in enumerate(spans, start)
-                if needle in r.text(begin, end - begin, end - begin).casefold()]
+        texts = (page_bytes[begin - low:end - low].decode("utf-8", errors="backslashreplace")
+                 for begin, end in spans)
+        return [i for i, text in enumerate(texts, start) if needle in text.casefold()]
 
     def elements(self, arr: Array, start: int, stop: int) -> list[Node]:
         """Nodes for elements start..stop-1, read from the map when a view asks for them."""
