@@ -30,7 +30,7 @@ class NameDelegate(QStyledItemDelegate):
         super().initStyleOption(option, index)
         node = index.data(NODE_ROLE)
         if isinstance(node, Node) and node.kind in (TENSOR, INITIALIZER):
-            option.textElideMode = Qt.TextElideMode.ElideLeft  # type: ignore[attr-defined]
+            option.textElideMode = Qt.TextElideMode.ElideLeft
 
 
 def setup(header: QHeaderView) -> None:
