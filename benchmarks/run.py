@@ -317,7 +317,6 @@ def code_rows(work: Path, runs: int, peers: dict, row) -> None:
     row(f"scan 1,000 Python files ({size / 2**20:.1f} MiB, --jobs 1)", found.pop("airlock"), found)
 
 
-<<<<<<< HEAD
 # Bombs (issue 14): each kind expanding to ~2 GB, made by tests/fixtures/bomb_files.py (streaming).
 
 BOMB_BYTES = 2_000_000_000
@@ -382,7 +381,10 @@ def bomb_rows(work: Path, runs: int, peers: dict, row) -> None:
                and mine.seconds < BOMB_TARGET_S and mine.peak_mb < BOMB_TARGET_MB)
         row(f"bomb: {kind} ({path.stat().st_size / 1e6:.2f} MB file) -> {verdict}, exit {check.returncode}"
             f"{'' if met else ', TARGET MISSED'}", mine, both)
-=======
+
+
+# The desktop app (issue 19): the longest event-loop stall while typing in the search box.
+
 def make_big_gguf(path: Path, vocab: int, tensor_bytes: int) -> None:
     """A 95 MB-class GGUF: a Qwen-sized vocabulary (tokens, types, merges), a chat template, ~300 tensors."""
     import gguf
@@ -443,7 +445,6 @@ def gui_rows(work: Path, runs: int, peers: dict, row) -> None:
         if sync:  # node by node on the GUI thread: seconds per key; two keys, one run say enough
             base["filter on the GUI thread per key"] = measure_typist(path, "sync", 1, text="ch")
         row(task, measure_typist(path, "airlock", runs), base)
->>>>>>> 411575f (Search fast enough to never stall the window: GGUF string and number arrays are searched by the format (Node.find_children: one pass over the array's bytes finds the pages worth walking; strings are casefolded as text wherever bytes would differ), pages are built once under a lock so the search worker hands over the tree's own nodes, results are a Qt-side item model added in paced slices (at most 1,000 shown), the worker lets go of the GIL at each check. Benchmark rows (python benchmarks/run.py --only gui): the longest event-loop stall while typing chat_template at 30 ms/key into a 95 MB GGUF and a 150k-entry pickle, beside the same typing with the search off and a node-by-node filter on the GUI thread (benchmarks/gui_typist.py))
 
 
 def airlock_cmd(*args: str) -> list[str]:
@@ -462,19 +463,13 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-<<<<<<< HEAD
-    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs"), default="all",
+    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "gui"), default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
                              "the ONNX parser process rows; code: only the Python files row; bombs: only the "
-                             "decompression-bomb rows")
-=======
-    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "gui"), default="all",
-                        help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
-                             "the ONNX parser process rows; code: only the Python files row; gui: only the "
-                             "desktop app's typing rows (the figure is the longest event-loop stall, in seconds)")
->>>>>>> 411575f (Search fast enough to never stall the window: GGUF string and number arrays are searched by the format (Node.find_children: one pass over the array's bytes finds the pages worth walking; strings are casefolded as text wherever bytes would differ), pages are built once under a lock so the search worker hands over the tree's own nodes, results are a Qt-side item model added in paced slices (at most 1,000 shown), the worker lets go of the GIL at each check. Benchmark rows (python benchmarks/run.py --only gui): the longest event-loop stall while typing chat_template at 30 ms/key into a 95 MB GGUF and a 150k-entry pickle, beside the same typing with the search off and a node-by-node filter on the GUI thread (benchmarks/gui_typist.py))
+                             "decompression-bomb rows; gui: only the desktop app's typing rows (the figure is "
+                             "the longest event-loop stall, in seconds)")
     args = parser.parse_args()
-    if args.only in ("hash", "code", "bombs"):
+    if args.only in ("hash", "code", "bombs", "gui"):
         args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
@@ -490,14 +485,11 @@ def main() -> int:
         return only_rows(args, work, isolation_rows)
     if args.only == "code":
         return only_rows(args, work, code_rows)
-<<<<<<< HEAD
     if args.only == "bombs":
         return only_rows(args, work, bomb_rows)
-=======
     if args.only == "gui":
         os.environ["AIRLOCK_BENCH_SCALE"] = str(args.scale)
         return only_rows(args, work, gui_rows)
->>>>>>> 411575f (Search fast enough to never stall the window: GGUF string and number arrays are searched by the format (Node.find_children: one pass over the array's bytes finds the pages worth walking; strings are casefolded as text wherever bytes would differ), pages are built once under a lock so the search worker hands over the tree's own nodes, results are a Qt-side item model added in paced slices (at most 1,000 shown), the worker lets go of the GIL at each check. Benchmark rows (python benchmarks/run.py --only gui): the longest event-loop stall while typing chat_template at 30 ms/key into a 95 MB GGUF and a 150k-entry pickle, beside the same typing with the search off and a node-by-node filter on the GUI thread (benchmarks/gui_typist.py))
     gib = 1024**3
     s = args.scale
     files = {
@@ -614,14 +606,12 @@ def main() -> int:
     # 6. Python code
     code_rows(work, runs, peers, row)
 
-<<<<<<< HEAD
     # 7. decompression bombs
     bomb_rows(work, runs, peers, row)
-=======
-    # 7. the desktop app: typing in the search box never stalls the window
+
+    # 8. the desktop app: typing in the search box never stalls the window
     os.environ["AIRLOCK_BENCH_SCALE"] = str(s)
     gui_rows(work, runs, peers, row)
->>>>>>> 411575f (Search fast enough to never stall the window: GGUF string and number arrays are searched by the format (Node.find_children: one pass over the array's bytes finds the pages worth walking; strings are casefolded as text wherever bytes would differ), pages are built once under a lock so the search worker hands over the tree's own nodes, results are a Qt-side item model added in paced slices (at most 1,000 shown), the worker lets go of the GIL at each check. Benchmark rows (python benchmarks/run.py --only gui): the longest event-loop stall while typing chat_template at 30 ms/key into a 95 MB GGUF and a 150k-entry pickle, beside the same typing with the search off and a node-by-node filter on the GUI thread (benchmarks/gui_typist.py))
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
