@@ -86,7 +86,9 @@ def check_name(name: str, fmt: str, source: Source, ctx: ScanContext, node: Node
     if not mismatch or fmt in ("unknown", "empty") or fmt in INERT_FORMATS:
         return
     table = formats.known_extensions()
-    owner = next((table[e] for e in exts if e in table), None)
+    # Said as the name's claim when it makes one: .pth is "PyTorch checkpoint", not the first format
+    # module that lists it (TorchScript), which made a truncated checkpoint read "(torchscript)".
+    owner = next((CLAIMS[e].title if e in CLAIMS else table[e] for e in exts if e in table), None)
     if owner is None:
         return
     try:

@@ -51,11 +51,16 @@ class _Parser(argparse.ArgumentParser):
 
 PROVENANCE_COMMANDS = ("hash", "verify", "lock")
 REVIEW_COMMANDS = ("approve", "reject", "history")
+DESKTOP_APP_HELP = ("desktop app: `airlock [FILE|FOLDER ...]` opens the inspector, one tab per file; "
+                    "`airlock demo` opens it on sample files it writes; `airlock --screenshot OUT.png "
+                    "[--size WxH] FILE ...` renders the window to a PNG and exits (with no screen: "
+                    "QT_QPA_PLATFORM=offscreen); `airlock demo --help` lists the app's options.")
 
 
 def build_parser(with_convert: bool = True, with_provenance: bool = True,
                  with_review: bool = True) -> argparse.ArgumentParser:
-    parser = _Parser(prog="airlock", description="Look inside model files without loading them.")
+    parser = _Parser(prog="airlock", description="Look inside model files without loading them.",
+                     epilog=DESKTOP_APP_HELP)
     parser.add_argument("--version", action="version", version=f"airlock {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     scan = sub.add_parser("scan", help="scan files or folders and report findings")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airlock.core.text import safe_text
-from airlock.core.tree import Node
+from airlock.core.tree import INTERNALS, ROLE, Node
 
 if TYPE_CHECKING:
     from airlock.core.findings import Finding
@@ -68,7 +68,10 @@ def _data_start(entry: Node) -> int | None:
 def _entries_for(container_node: Node | None, member: str) -> list[Node]:
     if container_node is None or container_node.is_lazy:
         return []
-    return [child for child in container_node.children(0, 5000)
+    children = container_node.children(0, 5000)
+    for group in [c for c in children if c.attrs.get(ROLE) == INTERNALS and not c.is_lazy]:
+        children += group.children(0, 5000)  # a checkpoint's records, folded under one group
+    return [child for child in children
             if child.member == member or (child.label == member and child.member != member)]
 
 

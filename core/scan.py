@@ -158,7 +158,7 @@ def _adopt(placeholder: Node, node: Node) -> None:
     placeholder.kind = node.kind
     placeholder.attrs = {**placeholder.attrs, **node.attrs}
     if node.is_lazy:
-        placeholder.set_lazy_children(node.child_count, node._page_factory)  # type: ignore[arg-type]
+        placeholder.adopt_lazy_children(node)
     else:
         for child in node.children():
             placeholder.add(child)

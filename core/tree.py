@@ -7,6 +7,7 @@ creates only the nodes a person actually expands.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,15 +38,25 @@ ARRAY = "array"
 ELEMENT = "element"
 DATA = "data"
 
+# Roles (attrs["role"]): how a view should open a tree, decided by the format that built it.
+ROLE = "role"
+CONTENTS = "contents"  # what the file holds (a checkpoint's tensors): open on it when nothing is risky
+INTERNALS = "internals"  # the container's plumbing (a checkpoint's pickles): kept folded
+
 PageFactory = Callable[[int, int], Sequence["Node"]]
+# For a lazy node whose children are leaves: finder(needle, start, stop) -> the indices in start..stop-1 of
+# the children whose kind or value contains `needle` (casefolded), found without building them.
+Finder = Callable[[str, int, int], Sequence[int]]
 
 PAGE_SIZE = 256
+_PAGE_LOCK = threading.RLock()  # page factories may build nested lazy nodes: re-entrant
 
 
 class Node:
     __slots__ = (
         "_cache",
         "_children",
+        "_finder",
         "_lazy_count",
         "_page_factory",
         "attrs",
@@ -83,6 +94,7 @@ class Node:
         self._children: list[Node] = []
         self._lazy_count = 0
         self._page_factory: PageFactory | None = None
+        self._finder: Finder | None = None
         self._cache: dict[int, Node] | None = None
 
     def __repr__(self) -> str:
@@ -104,13 +116,23 @@ class Node:
               member: str | None = None, attrs: dict[str, Any] | None = None) -> Node:
         return self.add(Node(kind, label, offset=offset, length=length, member=member, attrs=attrs))
 
-    def set_lazy_children(self, count: int, page_factory: PageFactory) -> None:
-        """`page_factory(start, stop)` must return the nodes for indices start..stop-1."""
+    def set_lazy_children(self, count: int, page_factory: PageFactory, finder: Finder | None = None) -> None:
+        """`page_factory(start, stop)` must return the nodes for indices start..stop-1.
+
+        `finder`, when the children are leaves, finds which of them a search matches without building
+        them (a 150k-token vocabulary is searched in its bytes, not node by node).
+        """
         if self._children:
             raise ValueError("a node has either eager or lazy children, not both")
         self._lazy_count = count
         self._page_factory = page_factory
+        self._finder = finder
         self._cache = {}
+
+    def adopt_lazy_children(self, other: Node) -> None:
+        """Take over `other`'s lazy children (a parser's root moved into a placeholder node)."""
+        assert other._page_factory is not None
+        self.set_lazy_children(other._lazy_count, other._page_factory, other._finder)
 
     # Reading
 
@@ -130,18 +152,23 @@ class Node:
         assert self._cache is not None
         node = self._cache.get(i)
         if node is None:
-            start = i - i % PAGE_SIZE
-            stop = min(start + PAGE_SIZE, self._lazy_count)
-            try:
-                page = self._page_factory(start, stop)
-            except (AirlockError, OSError) as exc:
-                # The file changed or went away since the scan (a page reads it again): say so.
-                page = [Node(DATA, f"(cannot be read any more: {exc})") for _ in range(start, stop)]
-            for j, built in enumerate(page, start):
-                built.parent = self
-                built.index = j
-                self._cache[j] = built
-            node = self._cache[i]
+            # A view's thread and a search worker may both ask for a page: it is built once, under a lock,
+            # so that every caller gets the same node (views keep pointers to them).
+            with _PAGE_LOCK:
+                node = self._cache.get(i)
+                if node is None:
+                    start = i - i % PAGE_SIZE
+                    stop = min(start + PAGE_SIZE, self._lazy_count)
+                    try:
+                        page = self._page_factory(start, stop)
+                    except (AirlockError, OSError) as exc:
+                        # The file changed or went away since the scan (a page reads it again): say so.
+                        page = [Node(DATA, f"(cannot be read any more: {exc})") for _ in range(start, stop)]
+                    for j, built in enumerate(page, start):
+                        built.parent = self
+                        built.index = j
+                        self._cache[j] = built
+                    node = self._cache[i]
         return node
 
     def children(self, start: int = 0, stop: int | None = None) -> list[Node]:
@@ -149,6 +176,31 @@ class Node:
         if self._page_factory is None:
             return self._children[start:stop]
         return [self.child_at(i) for i in range(start, stop)]
+
+    def peek_children(self, start: int, stop: int) -> list[Node]:
+        """Children start..stop-1 for a one-pass walk such as a search: those already built as they are,
+        the others built afresh and not kept, so that walking a million-opcode list leaves nothing
+        behind. Never attach findings to the fresh ones: they are not the tree's nodes."""
+        stop = min(stop, self.child_count)
+        if self._page_factory is None:
+            return self._children[start:stop]
+        assert self._cache is not None
+        cache = self._cache
+        if all(i in cache for i in range(start, stop)):
+            return [cache[i] for i in range(start, stop)]
+        fresh = list(self._page_factory(start, stop))
+        return [cache.get(i) or node for i, node in enumerate(fresh, start)]
+
+    @property
+    def can_find_children(self) -> bool:
+        return self._finder is not None
+
+    def find_children(self, needle: str, start: int, stop: int) -> Sequence[int]:
+        """Indices in start..stop-1 of the children (leaves) whose kind or value contains `needle`
+        (casefolded), when the format can tell without building them (`can_find_children`)."""
+        if self._finder is None:
+            raise ValueError("this node's children cannot be searched without building them")
+        return self._finder(needle, start, min(stop, self.child_count))
 
     def __iter__(self) -> Iterator[Node]:
         for i in range(self.child_count):

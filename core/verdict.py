@@ -1,10 +1,12 @@
 """How a file's verdict reads and which colour it wears, for every view (the desktop app, HTML reports).
 
-A verdict is in one of three states: judged by its worst finding's severity; "not fully inspected"
-(a grey badge beside the severity, never a green check, saying why); or "could not open" (Airlock
-itself failed on the file). The words and colours of each state are defined here once, so that a
-window, a tab title and an exported page never disagree. Colours are plain "#rrggbb" strings (white
-text on each passes WCAG AA); nothing here knows Qt.
+A verdict is in one of three states: judged by its worst finding's severity (notes alone, such as
+torch's weights-only tier, read like no findings at all: NO RISK FOUND; a 0-byte file never does);
+"not fully inspected" (a grey badge beside the severity, never a green check, saying why); or
+"could not open" (the file could not be read: permission, I/O error; or Airlock itself failed on
+it). The words and colours of each state are defined here once, so that a window, a tab title and
+an exported page never disagree. Colours are plain "#rrggbb" strings (white text on each passes
+WCAG AA); nothing here knows Qt.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from airlock.core import inspection
-from airlock.core.findings import Finding, Rule, Severity
+from airlock.core.findings import EmptyFile, Finding, Rule, Severity, Unreadable
 from airlock.core.text import safe_text
 
 # By severity: the badge (strong, for white text on it) ...
@@ -32,7 +34,7 @@ TEXT_LIGHT = {
 }
 WORD = {
     Severity.CRITICAL: "CRITICAL", Severity.HIGH: "HIGH RISK", Severity.MEDIUM: "MEDIUM",
-    Severity.LOW: "LOW", Severity.INFO: "INFO", Severity.NONE: "NO FINDINGS",
+    Severity.LOW: "LOW", Severity.INFO: "INFO", Severity.NONE: "NO RISK FOUND",
 }
 # Beside the severity of a file Airlock did not fully read: grey, whatever the severity.
 NOT_INSPECTED = "#64748b"
@@ -64,12 +66,25 @@ def rule_title(rule_id: str) -> str:
     return rule.title if rule is not None else ""
 
 
+def notes_only(findings: Sequence[Finding]) -> bool:
+    """Only notes, nothing judged risky (torch's weights-only tier, a name that disagrees with the
+    content): the same clean state as no findings at all. A 0-byte file is not clean (nothing was there
+    to inspect), nor is a file Airlock could not read."""
+    not_clean = (EmptyFile.id, Unreadable.id)
+    return (any(f.severity == Severity.INFO for f in findings)
+            and all(f.severity <= Severity.INFO and f.rule not in not_clean for f in findings))
+
+
 def sentence(findings: Sequence[Finding], fmt: str) -> str:
     """One line: the worst severity and the worst finding in words."""
     ordered = sorted_findings(findings)
+    clean = f"{WORD[Severity.NONE]} — nothing in this {safe_text(fmt, 40)} file was judged risky"
     if not ordered or ordered[0].severity == Severity.NONE:
-        return f"NO FINDINGS — nothing in this {safe_text(fmt, 40)} file was judged risky"
+        return clean
     worst = ordered[0]
+    if notes_only(ordered):
+        notes = len([f for f in ordered if f.severity == Severity.INFO])
+        return f"{clean} ({notes} note{'s' if notes > 1 else ''}: {safe_text(worst.message, 160)})"
     more = len([f for f in ordered if f.severity >= Severity.MEDIUM]) - 1
     tail = f"  (+{more} more)" if more > 0 else ""
     if worst.severity == Severity.CRITICAL:
@@ -83,8 +98,13 @@ def sentence(findings: Sequence[Finding], fmt: str) -> str:
 
 def of_findings(findings: Sequence[Finding], fmt: str, inspected: str = inspection.FULL) -> Verdict:
     """The verdict of a scanned file from its findings and its inspected state."""
+    unreadable = next((f for f in findings if f.rule == Unreadable.id), None)
+    if unreadable is not None:  # an I/O error (permission, a vanished file): not something found in it
+        return could_not_open(unreadable.message)
     worst = max((f.severity for f in findings), default=Severity.NONE)
     if inspected == inspection.FULL:
+        if notes_only(findings):
+            worst = Severity.NONE  # a clean torch checkpoint reads like a clean SafeTensors file
         return Verdict(BY_SEVERITY, worst, WORD[worst], sentence(findings, fmt), BADGE[worst])
     if worst == Severity.NONE:
         worst = Severity.INFO  # never the green check for a file Airlock did not fully read

@@ -26,10 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="files or folders to open ('demo' first writes and opens samples)")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="open the files, wait for the analysis, save the window as PNG and exit")
+    parser.add_argument("--size", metavar="WxH", type=window_size,
+                        help="window size in pixels, e.g. 2560x1440 (default 1280x800)")
     parser.add_argument("--theme", choices=(theme.SYSTEM, theme.LIGHT, theme.DARK), help="colour theme")
     parser.add_argument("--new-window", action="store_true",
                         help="open a separate window instead of adding the files to a running Airlock")
     return parser
+
+
+def window_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 2560x1440, not {text!r}") from None
+    if not (640 <= width <= 16384 and 480 <= height <= 16384):
+        raise argparse.ArgumentTypeError(f"{text}: width 640–16384 and height 480–16384 pixels")
+    return width, height
 
 
 class Screenshot(QObject):
@@ -87,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     demo = bool(argv) and argv[0] == "demo"
     args = build_parser().parse_args(argv[1:] if demo else argv)
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:  # said before Qt starts: no window flashes up for a typo
+        print(f"airlock: no such file or folder: {missing[0]}", file=sys.stderr)
+        return 2
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         app = QApplication([sys.argv[0] if sys.argv else "airlock"])
@@ -98,10 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     theme.apply(args.theme, remember=False)  # --theme is for this run; View ▸ Theme is remembered
 
     paths = list(args.paths)
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        print(f"airlock: no such file or folder: {missing[0]}", file=sys.stderr)
-        return 2
     if demo:
         from airlock.gui.demo import write_demo_files
 
@@ -118,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
     window = MainWindow()
+    if args.size:
+        window.resize(*args.size)
     window.show()
     window.open_paths(paths)
     if server is not None:

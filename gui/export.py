@@ -11,8 +11,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
+from PySide6.QtCore import QObject, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QPushButton, QWidget
 
 from airlock.core.findings import Severity
 from airlock.core.scan import ScanResult
@@ -20,7 +21,8 @@ from airlock.core.text import human_size, safe_text
 from airlock.core.verdict import sentence
 from airlock.gui.workers import FunctionWorker, pool
 
-CONVERTIBLE = ("npz", "npy", "gguf")
+CONVERTIBLE = ("npz", "npy", "gguf", "onnx")  # and torch_*; what airlock convert reads
+SHARDED_INDEX = ".bin.index.json"  # a sharded torch checkpoint: the converter reads its shards
 
 _FLOWS: set[ConvertFlow] = set()  # alive until they finish
 
@@ -38,12 +40,37 @@ def can_convert(view: Any) -> bool:
     if result is None or converter() is None:
         return False
     fmt = str(result.format)
-    return fmt.startswith("torch") or fmt in CONVERTIBLE
+    return fmt.startswith("torch") or fmt in CONVERTIBLE or str(result.path).endswith(SHARDED_INDEX)
 
 
 def default_output(path: str) -> str:
+    if path.endswith(SHARDED_INDEX):  # the whole checkpoint, as `airlock convert FOLDER` names it
+        return os.path.join(os.path.dirname(path), "model.safetensors")
     stem, _ = os.path.splitext(path)
     return stem + ".safetensors"
+
+
+def umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_umask_mode(paths: list[str], created: set[str]) -> None:
+    """Files this conversion created get the mode any new file gets (0666 less the umask), not the 0600
+    of the temporary file they were renamed from; files it replaced keep theirs."""
+    mode = 0o666 & ~umask()
+    for path in paths:
+        try:
+            if path in created and os.stat(path).st_mode & 0o777 == 0o600 and mode != 0o600:
+                os.chmod(path, mode)
+        except OSError:
+            continue
+
+
+def show_in_folder(path: str) -> bool:
+    """Open the file manager on the folder holding `path` (QDesktopServices: xdg-open, Finder, Explorer)."""
+    return QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.dirname(os.path.abspath(path))))
 
 
 def message_box(parent: QWidget | None, icon: QMessageBox.Icon, title: str, text: str,
@@ -71,7 +98,10 @@ class ConvertFlow(QObject):
         self.dialog: QProgressDialog | None = None
         self.worker: FunctionWorker | None = None
         self.summary: QMessageBox | None = None
+        self.show_folder: QPushButton | None = None
         self.fraction = 0.0  # last progress the converter reported
+        self.output = ""
+        self.existed: set[str] = set()
 
     def start(self) -> bool:
         result: ScanResult | None = self.view.result
@@ -85,6 +115,8 @@ class ConvertFlow(QObject):
         if not output:
             self.done.emit("declined", None)
             return False
+        self.output = output
+        self.existed = {p for p in (output,) if os.path.exists(p)}
         dialog = QProgressDialog("Converting to SafeTensors (nothing in the input is executed)…", "Cancel",
                                  0, 1000, self.window)
         dialog.setWindowTitle("Export to SafeTensors")
@@ -117,21 +149,31 @@ class ConvertFlow(QObject):
             if message:
                 self.dialog.setLabelText(safe_text(message, 120))
 
-    def _finish(self, status: str, payload: object, title: str, text: str, icon: QMessageBox.Icon) -> None:
+    def _finish(self, status: str, payload: object, title: str, text: str, icon: QMessageBox.Icon,
+                folder_of: str | None = None) -> None:
         if self.dialog is not None:
             self.dialog.close()
         _FLOWS.discard(self)
+        self.summary = message_box(self.window, icon, title, text)
+        if folder_of is not None:
+            self.show_folder = self.summary.addButton("Show in Folder", QMessageBox.ButtonRole.ActionRole)
+            self.show_folder.clicked.connect(lambda: show_in_folder(folder_of))
+        self.summary.addButton(QMessageBox.StandardButton.Ok)
         if not self.quiet:
-            self.summary = message_box(self.window, icon, title, text)
             self.summary.open()
         self.done.emit(status, payload)
 
     def _returned(self, report: Any) -> None:
-        if self.worker is not None and self.worker.is_cancelled:
+        if report is None or (self.worker is not None and self.worker.is_cancelled):
             self._finish("cancelled", None, "Export cancelled",
                          "The conversion was cancelled; nothing was written.", QMessageBox.Icon.Information)
             return
-        self._finish("ok", report, "Export finished", summary_text(report), QMessageBox.Icon.Information)
+        outputs = [str(p) for p in getattr(report, "outputs", None) or []]
+        index = getattr(report, "index_path", None)
+        written = outputs + ([str(index)] if index else [])
+        give_umask_mode(written, {p for p in written if p not in self.existed})
+        self._finish("ok", report, "Export finished", summary_text(report), QMessageBox.Icon.Information,
+                     folder_of=outputs[0] if outputs else self.output)
 
     def _errored(self, message: str) -> None:
         if self.worker is not None and self.worker.is_cancelled:

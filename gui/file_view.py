@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
-from PySide6.QtWidgets import QHeaderView, QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtWidgets import QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
 
 from airlock.core.findings import Finding, Severity
 from airlock.core.provenance.hf_cache import provenance_line
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_path, safe_text
-from airlock.core.tree import Node
+from airlock.core.tree import CONTENTS, INTERNALS, ROLE, Node
+from airlock.gui import columns
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
-from airlock.gui.tree_model import HEADERS, NODE_ROLE, NodeFilter, NodeTreeModel, node_matches
+from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
+from airlock.gui.search import ResultsModel
+from airlock.gui.tab_filter import TabFilter
+from airlock.gui.tree_model import COL_NAME, NODE_ROLE, NodeModelBase, NodeTreeModel
 from airlock.gui.workers import ScanWorker, pool
 
-FIND_LIMIT = 500_000  # nodes visited by one "find next" (lazy lists included)
-COLUMN_WIDTHS = (240, 64, 92, 78, 70, 66, 66)  # Name … Risk: all visible in the default window
 
-
-class FileView(QWidget):
+class FileView(TabFilter, QWidget):
     scan_finished = Signal(object)  # self
+    filter_changed = Signal(object)  # self: its filter text or "risky only" changed (Clear, a jump)
+    search_started = Signal(object)  # the SearchWorker just handed to the pool
+    search_finished = Signal(object)  # self: the current search ended (done, failed)
+    reload_requested = Signal(object)  # self: its Reload button (the window reloads the tab)
 
     def __init__(self, path: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -30,30 +35,47 @@ class FileView(QWidget):
         self.result: ScanResult | None = None
         self.error: str | None = None
         self.model: NodeTreeModel | None = None
-        self.proxy = NodeFilter(self)
         self.worker: ScanWorker | None = None
+        self.stamp: Stamp = None  # size and mtime of the file when it was read
+        self.stale: str | None = None  # what changed on disk since, when something did
+        self._init_filter()  # this tab's own filter (TabFilter): text, "risky only", its bar and worker
 
         self.banner = VerdictBanner()
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.info = QLabel()
         self.info.setTextFormat(Qt.TextFormat.PlainText)
+        self.stale_bar = StaleBar()
+        self.stale_bar.reload_clicked.connect(lambda: self.reload_requested.emit(self))
         self.tree = QTreeView()
         self.tree.setUniformRowHeights(True)  # keeps 100k-row lists fast
         self.tree.setAlternatingRowColors(True)
         self.tree.setAllColumnsShowFocus(True)
         self.tree.setAccessibleName("Structure")
-        self.tree.setModel(self.proxy)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # paths keep their start and their end
+        self.tree.setItemDelegateForColumn(COL_NAME, columns.NameDelegate(self.tree))  # tensors: their end
+        self.tree.setEditTriggers(QTreeView.EditTrigger.NoEditTriggers)  # a viewer: results rows too
+        self.tree.expanded.connect(self._rows_shown)
         self.details = DetailsPane()
         self.findings = FindingsPanel()
         self.findings.activated_finding.connect(self.reveal_finding)
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(120)
+        self._fit_timer.timeout.connect(self.fit_columns)
 
+        tree_box = QWidget()
+        tree_layout = QVBoxLayout(tree_box)
+        tree_layout.setContentsMargins(0, 0, 0, 0)
+        tree_layout.setSpacing(2)
+        tree_layout.addWidget(self.filter_bar)
+        tree_layout.addWidget(self.tree, 1)
         top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(self.tree)
+        top.addWidget(tree_box)
         top.addWidget(self.details)
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
-        top.setSizes([680, 580])
+        top.setSizes([760, 500])  # the tree gets the room: names and shapes are what people read
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
         main.addWidget(self.findings)
@@ -66,6 +88,7 @@ class FileView(QWidget):
         layout.addWidget(self.banner)
         layout.addWidget(self.progress)
         layout.addWidget(self.info)
+        layout.addWidget(self.stale_bar)
         layout.addWidget(main, 1)
 
     # Scanning
@@ -83,6 +106,7 @@ class FileView(QWidget):
         return self.result.severity if self.result is not None else Severity.NONE
 
     def start_scan(self) -> None:
+        self.stamp = stamp_of(self.path)  # taken before reading: a change during the scan shows later
         self.banner.set_pending(f"Analysing {safe_path(self.name, 120)}… (nothing in it is executed)")
         self.progress.setValue(0)
         self.progress.setVisible(True)
@@ -97,6 +121,7 @@ class FileView(QWidget):
     def cancel(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
+        self._stop_search()
 
     def _progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 100))
@@ -121,16 +146,8 @@ class FileView(QWidget):
     def set_result(self, result: ScanResult) -> None:
         self.result = result
         self.model = NodeTreeModel(result.root, self)
-        self.proxy.setSourceModel(self.model)
-        header = self.tree.header()
-        for col in range(len(HEADERS)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(col, COLUMN_WIDTHS[col])
-        self.tree.selectionModel().currentChanged.connect(self._node_changed)
-        root_index = self.proxy.index(0, 0)
-        self.tree.expand(root_index)
-        self._expand_small(root_index)
-        self._expand_risky(root_index, depth=0)
+        self._show_model(self.model)
+        self._open_on_what_matters()
         self.details.set_source(result.source)
         self.findings.set_findings(result.findings)
         self.banner.set_verdict(result.findings, result.format, result.inspected)
@@ -140,35 +157,123 @@ class FileView(QWidget):
                           f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s"
                           + (f"\n{safe_text(origin, 300)}" if origin else ""))
         self.details.show_node(result.root)
+        if self.filter_text or self.risky_only:  # set while the scan ran
+            self._start_search()
+
+    def _show_model(self, model: NodeModelBase | ResultsModel) -> None:
+        """Show `model` in the tree (the whole tree, or a filter's results)."""
+        old = self.tree.selectionModel()
+        self.tree.setModel(model)
+        if old is not None and old is not self.tree.selectionModel():
+            old.deleteLater()
+        self.tree.selectionModel().currentChanged.connect(self._node_changed)
+        columns.setup(self.tree.header())
+        self._fit_timer.start()
+
+    def _open_on_what_matters(self) -> None:
+        """Risky branches when there are findings, else what the file holds (core marks it), never the
+        container's plumbing; small first levels open too."""
+        assert self.model is not None
+        root_index = self.model.index(0, 0)
+        self.tree.expand(root_index)
+        if self.model.root.severity >= Severity.MEDIUM:
+            self._expand_risky(root_index, depth=0)
+            return
+        opened = self._expand_contents(root_index, depth=0)
+        if not opened:
+            self._expand_small(root_index)
+
+    def _expand_contents(self, index: QModelIndex, depth: int) -> bool:
+        assert self.model is not None
+        opened = False
+        for row in range(min(self.model.rowCount(index), 50)):
+            child = self.model.index(row, 0, index)
+            node = child.data(NODE_ROLE)
+            if node is None or not node.child_count:
+                continue
+            role = node.attrs.get(ROLE)
+            if role == CONTENTS:
+                self.tree.expand(child)
+                opened = True
+            elif role != INTERNALS and depth < 2 and not node.is_lazy:
+                opened = self._expand_contents(child, depth + 1) or opened
+        if opened and depth > 0:
+            self.tree.expand(index)
+        return opened
 
     def _expand_small(self, root_index: QModelIndex) -> None:
         """Open the first level when it is short, so a small model shows its tensors at once."""
-        rows = self.proxy.rowCount(root_index)
+        assert self.model is not None
+        rows = self.model.rowCount(root_index)
         for row in range(min(rows, 8)):
-            child = self.proxy.index(row, 0, root_index)
+            child = self.model.index(row, 0, root_index)
             node = child.data(NODE_ROLE)
-            if node is not None and 0 < node.child_count <= 12 and not node.is_lazy:
+            if node is not None and 0 < node.child_count <= 12 and not node.is_lazy \
+                    and node.attrs.get(ROLE) != INTERNALS:
                 self.tree.expand(child)
 
     def _expand_risky(self, index: QModelIndex, depth: int) -> None:
         """Open the path to what matters: risky branches, a few levels deep."""
+        assert self.model is not None
         if depth > 5:
             return
-        for row in range(min(self.proxy.rowCount(index), 50)):
-            child = self.proxy.index(row, 0, index)
+        for row in range(min(self.model.rowCount(index), 50)):
+            child = self.model.index(row, 0, index)
             node = child.data(NODE_ROLE)
             if node is not None and node.severity >= Severity.MEDIUM and node.child_count:
                 self.tree.expand(child)
                 self._expand_risky(child, depth + 1)
 
+    def fit_columns(self) -> None:
+        if isinstance(self.tree.model(), NodeModelBase | ResultsModel):
+            columns.fit(self.tree)
+
+    def _rows_shown(self, _index: QModelIndex) -> None:
+        self._fit_timer.start()  # a burst of expansions fits the columns once
+
     def close_result(self) -> None:
-        """Release the file. Models go first: lazy nodes read from the map while it is open."""
+        """Release the file: the search, the models, the details, then the map (lazy nodes read from it)."""
         self.cancel()
-        self.proxy.setSourceModel(None)  # type: ignore[arg-type]
+        self._pending.clear()
+        self.tree.setModel(None)
+        for model in (self.model, self.results):
+            if model is not None:
+                model.deleteLater()
         self.model = None
-        self.details.set_source(None)
+        self.results = None
+        self.details.release()
+        self.findings.set_findings([])
         if self.result is not None:
             self.result.close()
+            self.result = None
+
+    # The file on disk
+
+    def check_on_disk(self) -> bool:
+        """Compare the file with what was read; mark the tab stale if it changed. True when stale."""
+        if self.stale is None and self.result is not None:
+            change = describe_change(self.stamp, stamp_of(self.path))
+            if change is not None:
+                self.mark_stale(change)
+        return self.stale is not None
+
+    def mark_stale(self, change: str) -> None:
+        """Keep what was read on screen, stop reading the file: a mapped file that shrank is not safe to
+        touch (lazy lists, hex, statistics all read it), and a changed one no longer matches the tree."""
+        self.stale = change
+        self.cancel()
+        self.details.set_source(None)
+        self.splitter.setEnabled(False)
+        self.stale_bar.show_change(self.path, change)
+
+    def reload(self) -> None:
+        """Analyse the file again, in this tab (its filter kept)."""
+        self.close_result()
+        self.stale = None
+        self.stale_bar.setVisible(False)
+        self.splitter.setEnabled(True)
+        self.error = None
+        self.start_scan()
 
     # Selection
 
@@ -183,15 +288,13 @@ class FileView(QWidget):
 
     def select_node(self, node: Node, finding: Finding | None = None) -> bool:
         """Select and reveal `node` (loading pages along its path). Clears a filter that hides it."""
-        if self.model is None:
-            return False
-        source_index = self.model.index_for(node)
-        if not source_index.isValid():
-            return False
-        index = self.proxy.mapFromSource(source_index)
-        if not index.isValid() and (self.proxy.text or self.proxy.risky_only):
-            self.proxy.set_text("")
-            index = self.proxy.mapFromSource(source_index)
+        if self.model is None or self.stale is not None:
+            return False  # a stale tab reads nothing more from its file
+        shown = self.tree.model()
+        index = shown.index_for(node) if isinstance(shown, NodeModelBase | ResultsModel) else QModelIndex()
+        if not index.isValid() and shown is not self.model:
+            self.clear_filter()
+            index = self.model.index_for(node)
         if not index.isValid():
             return False
         self.details.node = node  # the details follow the finding, not the plain node selection
@@ -211,35 +314,3 @@ class FileView(QWidget):
             return False
         self.findings.select_row(0)
         return True
-
-    # Search
-
-    def set_filter(self, text: str) -> None:
-        self.proxy.set_text(text)
-        if text and self.proxy.rowCount():
-            self.tree.expandRecursively(self.proxy.index(0, 0), 4)
-
-    def set_risky_only(self, on: bool) -> None:
-        self.proxy.set_risky_only(on)
-        if on and self.proxy.rowCount():
-            self.tree.expandRecursively(self.proxy.index(0, 0), 6)
-
-    def find_next(self, text: str) -> Node | None:
-        """The next node after the current one whose name or values match, lazy lists included."""
-        if self.result is None or not text.strip():
-            return None
-        needle = text.strip().casefold()
-        current = self.current_node()
-        passed = current is None
-        visited = 0
-        for node in self.result.root.walk(expand_lazy=True):
-            visited += 1
-            if visited > FIND_LIMIT:
-                break
-            if not passed:
-                passed = node is current
-                continue
-            if node_matches(node, needle):
-                self.select_node(node)
-                return node
-        return None

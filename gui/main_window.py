@@ -7,7 +7,7 @@ import functools
 import os
 from collections.abc import Iterable
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -34,21 +34,35 @@ from airlock.core.findings import Severity
 from airlock.core.text import safe_path
 from airlock.gui import export, theme
 from airlock.gui.file_view import FileView
-from airlock.gui.workers import pool, release_frozen
+from airlock.gui.on_disk import DiskWatch
+from airlock.gui.workers import FunctionWorker, pool, release_frozen, warm_up_plotting
 
 MIN_WIDTH, MIN_HEIGHT = 1280, 800
+SEARCH_DEBOUNCE_MS = 250  # a pause in the typing this long starts the search
+WARM_UP_DELAY_MS = 1500  # after start-up, matplotlib is imported in the background (the first histogram)
 MAX_RECENT = 12
 MAX_FILES_PER_FOLDER = 200
 
 
-def expand_paths(paths: Iterable[str]) -> list[str]:
-    """Files for the given paths: a folder contributes the files below it (sorted)."""
+MODEL_FILTERS = (
+    "Model files (*.safetensors *.gguf *.pt *.pth *.ckpt *.bin *.pkl *.pickle *.joblib *.npy *.npz *.onnx "
+    "*.keras *.h5 *.hdf5 *.nemo *.pt2 *.tflite *.jinja *.json *.yaml *.yml *.tar *.tgz *.gz *.7z *.zip)",
+    "All files (*)",
+)
+
+
+def expand_paths(paths: Iterable[str], empty: list[str] | None = None) -> list[str]:
+    """Files for the given paths: a folder contributes the files below it (sorted). Folders that
+    contribute none go to `empty` when given."""
     from airlock.core.scan import iter_files
 
     out: list[str] = []
     for path in paths:
         if os.path.isdir(path):
-            out.extend(real for _, real in iter_files(path))
+            found = [real for _, real in iter_files(path)]
+            if not found and empty is not None:
+                empty.append(path)
+            out.extend(found)
         else:
             out.append(path)
     return out
@@ -75,6 +89,17 @@ def _from_setting(value: str) -> str:
         except ValueError:
             return ""
     return value
+
+
+def empty_folder_words(folders: list[str]) -> str:
+    lines = []
+    for folder in folders[:5]:
+        shown = safe_path(folder, 200)
+        if not os.access(folder, os.R_OK | os.X_OK):
+            lines.append(f"{shown}: its contents cannot be read (permission denied).")
+        else:
+            lines.append(f"{shown}: there is no file in it, nor in its subfolders.")
+    return "Nothing to open.\n\n" + "\n".join(lines)
 
 
 class MainWindow(QMainWindow):
@@ -111,14 +136,34 @@ class MainWindow(QMainWindow):
         self.search.setMinimumWidth(360)
         self.search.textChanged.connect(self._search_changed)
         self.search.returnPressed.connect(self.find_next)
+        # Typing only restarts this timer; the search starts once the typing pauses, in a worker.
+        self.search_timer = QTimer(self)
+        self.search_timer.setSingleShot(True)
+        self.search_timer.setInterval(SEARCH_DEBOUNCE_MS)
+        self.search_timer.timeout.connect(self.apply_search)
+        self._search_target: FileView | None = None  # the tab the pending text was typed for
         self.risky_only = QCheckBox("Show only risky")
         self.risky_only.toggled.connect(self._risky_toggled)
+        # The state stays in a permanent label; showMessage() is for passing messages (they expire).
+        self.state_label = QLabel("Ready. Nothing you open is ever executed.")
+        self.state_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.statusBar().addPermanentWidget(self.state_label)
+        self.notice: QMessageBox | None = None
         self._build_actions()
         from airlock.gui import review
 
         review.install(self)  # Review ▸ Approve… / Reject… / Show History, and each file's Review tab
         self._update_actions()
-        self.statusBar().showMessage("Ready. Nothing you open is ever executed.")
+        self.warm_up: FunctionWorker | None = None
+        QTimer.singleShot(WARM_UP_DELAY_MS, self.start_warm_up)
+        self.disk = DiskWatch(self)  # opened files that change on disk make their tab stale
+        self.disk.changed.connect(self._file_changed)
+
+    def start_warm_up(self) -> None:
+        """matplotlib (~1 s to import and set up its fonts) is loaded in a pool thread, once."""
+        if self.warm_up is None:
+            self.warm_up = FunctionWorker(warm_up_plotting, plain=True)
+            pool().start(self.warm_up)
 
     # Menus and toolbar
 
@@ -194,15 +239,17 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         view = self.current_view()
-        ready = view is not None and view.result is not None
+        ready = view is not None and view.result is not None and view.stale is None
         for act in self.report_actions:
             act.setEnabled(ready)
         self.export_st_action.setEnabled(ready and view is not None and export.can_convert(view))
         busy = sum(1 for v in self.views() if v.busy)
         if busy:
-            self.statusBar().showMessage(f"{len(self.views())} file(s) open · analysing {busy}…")
+            self.state_label.setText(f"{len(self.views())} file(s) open · analysing {busy}… (nothing runs)")
         elif self.views():
-            self.statusBar().showMessage(f"{len(self.views())} file(s) open. Nothing was executed.")
+            self.state_label.setText(f"{len(self.views())} file(s) open. Nothing was executed.")
+        else:
+            self.state_label.setText("Ready. Nothing you open is ever executed.")
 
     # Opening
 
@@ -215,15 +262,23 @@ class MainWindow(QMainWindow):
 
     def open_paths(self, paths: Iterable[str]) -> list[FileView]:
         paths = list(paths)
-        files = expand_paths(paths)
+        empty: list[str] = []
+        files = expand_paths(paths, empty)
+        if empty and not files:
+            self.notify("Empty folder", empty_folder_words(empty))
+        elif empty:
+            self.statusBar().showMessage(f"{len(empty)} folder(s) held no files.", 6000)
         if len(files) > MAX_FILES_PER_FOLDER:
-            QMessageBox.information(self, "Airlock", f"{len(files):,} files found; opening the first "
-                                    f"{MAX_FILES_PER_FOLDER}. Use `airlock scan` for whole trees.")
+            self.notify("Airlock", f"{len(files):,} files found; opening the first {MAX_FILES_PER_FOLDER}. "
+                        "Use `airlock scan` for whole trees.")
             files = files[:MAX_FILES_PER_FOLDER]
         opened = []
         for path in files:
             view = FileView(path)
             view.scan_finished.connect(self._scan_finished)
+            view.filter_changed.connect(self._view_filter_changed)
+            view.reload_requested.connect(self.reload_view)
+            self.disk.watch(path)
             index = self.tabs.addTab(view, theme.severity_icon(Severity.INFO), safe_path(view.name, 60))
             self.tabs.setTabToolTip(index, "")
             view.start_scan()
@@ -233,15 +288,28 @@ class MainWindow(QMainWindow):
         if opened:
             self.stack.setCurrentWidget(self.tabs)
             self.tabs.setCurrentWidget(opened[0])
-            view = opened[0]
-            view.proxy.set_risky_only(self.risky_only.isChecked())
         self._update_actions()
         return opened
 
+    def notify(self, title: str, text: str) -> QMessageBox:
+        """A message that does not block the window (the app goes on analysing behind it)."""
+        box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # folder names come from the disk
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.notice = box
+        return box
+
+    def open_file_dialog(self) -> QFileDialog:
+        dialog = QFileDialog(self, "Open model files")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setNameFilters(list(MODEL_FILTERS))
+        return dialog
+
     def open_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open model files")
-        if paths:
-            self.open_paths(paths)
+        dialog = self.open_file_dialog()
+        if dialog.exec() and dialog.selectedFiles():
+            self.open_paths(dialog.selectedFiles())
 
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a model folder")
@@ -249,32 +317,71 @@ class MainWindow(QMainWindow):
             self.open_paths([path])
 
     def _scan_finished(self, view: FileView) -> None:
-        index = self.tabs.indexOf(view)
-        if index >= 0:
-            shown = view.banner.verdict  # None when the scan was cancelled
-            sev = shown.severity if shown is not None else Severity.HIGH  # not read: never looks clean
-            word = shown.word if shown is not None else "CANCELLED"
-            self.tabs.setTabIcon(index, theme.severity_icon(sev))
-            self.tabs.setTabText(index, f"{safe_path(view.name, 60)} — {word}")
-        if view is self.current_view():
-            view.set_risky_only(self.risky_only.isChecked())
-            if self.search.text():
-                view.set_filter(self.search.text())
+        self._show_tab_state(view)
         self._update_actions()
         if not any(v.busy for v in self.views()):
             self.all_scans_finished.emit()
+
+    def _show_tab_state(self, view: FileView) -> None:
+        index = self.tabs.indexOf(view)
+        if index < 0:
+            return
+        if view.busy:
+            self.tabs.setTabIcon(index, theme.severity_icon(Severity.INFO))
+            self.tabs.setTabText(index, safe_path(view.name, 60))
+            return
+        shown = view.banner.verdict  # core's wording (airlock.core.verdict); None when the scan was cancelled
+        sev = shown.severity if shown is not None else Severity.HIGH  # not read: never looks clean
+        word = shown.word if shown is not None else "CANCELLED"
+        self.tabs.setTabIcon(index, theme.severity_icon(sev))
+        stale = " · changed on disk" if view.stale is not None else ""
+        self.tabs.setTabText(index, f"{safe_path(view.name, 60)} — {word}{stale}")
+
+    # The files on disk
+
+    def _file_changed(self, path: str) -> None:
+        for view in self.views():
+            if view.path == path and view.check_on_disk():
+                self._show_tab_state(view)
+        self._update_actions()
+
+    def reload_current_tab(self) -> None:
+        """Analyse the current tab's file again (its "changed on disk" bar; Reload, F5)."""
+        view = self.current_view()
+        if view is not None:
+            self.reload_view(view)
+
+    def reload_view(self, view: FileView) -> None:
+        if self.tabs.indexOf(view) < 0 or view.busy:
+            return
+        view.reload()
+        self.disk.watch(view.path)
+        self._show_tab_state(view)
+        self._update_actions()
 
     def close_tab(self, index: int) -> None:
         view = self.tabs.widget(index)
         if not isinstance(view, FileView):
             return
+        if self._search_target is view:
+            self.search_timer.stop()
+            self._search_target = None
         self.tabs.removeTab(index)
+        self.disk.forget(view.path, lambda p: any(v.path == p for v in self.views()))
         view.close_result()
         view.deleteLater()
         release_frozen()
         if not self.tabs.count():
             self.stack.setCurrentWidget(self.welcome)
         self._update_actions()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            view = self.current_view()  # back in the window: was its file changed meanwhile?
+            if view is not None and view.check_on_disk():
+                self._show_tab_state(view)
+                self._update_actions()
+        super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         pool().cancel_all()
@@ -326,30 +433,59 @@ class MainWindow(QMainWindow):
         self.search.setFocus()
         self.search.selectAll()
 
-    def _search_changed(self, text: str) -> None:
-        view = self.current_view()
-        if view is not None and view.result is not None:
-            view.set_filter(text)
+    def _search_changed(self, _text: str) -> None:
+        self._search_target = self.current_view()
+        self.search_timer.start()  # restarted by every keystroke: nothing runs while typing
+
+    def apply_search(self) -> None:
+        """Hand the typed text to the tab it was typed for (its own filter, searched in a worker)."""
+        self.search_timer.stop()
+        view, self._search_target = self._search_target, None
+        if view is not None and self.tabs.indexOf(view) >= 0:
+            view.set_filter(self.search.text())
 
     def find_next(self) -> None:
         view = self.current_view()
         if view is None:
             return
-        found = view.find_next(self.search.text())
+        if self.search_timer.isActive() or view.filter_text != self.search.text().strip():
+            self._search_target = view
+            self.apply_search()  # Enter does not wait for the pause
+        found = view.find_next()
         if found is None and self.search.text().strip():
-            self.statusBar().showMessage("No further match.", 4000)
+            more = "" if view.search_done else " yet (still searching)"
+            self.statusBar().showMessage(f"No match{more}.", 4000)
 
     def _risky_toggled(self, on: bool) -> None:
         self.risky_action.setChecked(on)
         view = self.current_view()
-        if view is not None and view.result is not None:
+        if view is not None:
             view.set_risky_only(on)
 
+    def _show_filter_of(self, view: FileView | None) -> None:
+        """The search box and the risky toggle show the current tab's own filter."""
+        for widget in (self.search, self.risky_only, self.risky_action):
+            widget.blockSignals(True)
+        self.search.setText(view.filter_text if view is not None else "")
+        on = view.risky_only if view is not None else False
+        self.risky_only.setChecked(on)
+        self.risky_action.setChecked(on)
+        for widget in (self.search, self.risky_only, self.risky_action):
+            widget.blockSignals(False)
+
+    def _view_filter_changed(self, view: FileView) -> None:
+        if view is self.current_view():
+            self.search_timer.stop()
+            self._search_target = None
+            self._show_filter_of(view)
+
     def _tab_changed(self, _index: int) -> None:
+        if self.search_timer.isActive():
+            self.apply_search()  # the text typed belongs to the tab it was typed in
         view = self.current_view()
-        if view is not None and view.result is not None:
-            view.set_filter(self.search.text())
-            view.set_risky_only(self.risky_only.isChecked())
+        self._show_filter_of(view)
+        if view is not None and view.check_on_disk():  # where the watcher said nothing
+            self._show_tab_state(view)
         self._update_actions()
 
     def focus_part(self, part: str) -> None:

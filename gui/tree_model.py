@@ -1,4 +1,4 @@
-"""The core Node tree as a Qt item model, loaded page by page, plus a filter for search and risk.
+"""The core Node tree as a Qt item model, loaded page by page (search results: airlock.gui.search).
 
 The model wraps core `Node`s and never parses: a lazy node (150,000 vocabulary strings, a million
 opcodes) builds only the pages the view asks for through `canFetchMore` / `fetchMore`.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt
 
 from airlock.core.findings import Severity
 from airlock.core.text import human_size, safe_text
@@ -83,8 +83,38 @@ def cell_text(node: Node, column: int) -> str:
     return ""
 
 
-def node_tooltip(node: Node) -> str:
-    lines = [safe_text(node.path(), 400)]
+def full_cell_text(node: Node, column: int) -> str:
+    """A cell's value as long as a tooltip can usefully show it (the cell itself may be elided)."""
+    if column == COL_NAME:
+        return safe_text(node.label, 4000)
+    if column == COL_TYPE:
+        for key in _TYPE_KEYS:
+            value = node.attrs.get(key)
+            if value not in (None, ""):
+                return safe_text(str(value), 4000)
+        return ""
+    if column == COL_SHAPE and "shape" in node.attrs:
+        shape = node.attrs["shape"]
+        if isinstance(shape, tuple | list):
+            return " × ".join(safe_text(str(d), 40) for d in shape) or "scalar"
+        return safe_text(str(shape), 4000)
+    if column == COL_SIZE:
+        size = node.attrs.get("size", node.length)
+        text = size_text(node)
+        return f"{text} ({size:,} bytes)" if isinstance(size, int) and size >= 1024 else text
+    if column == COL_OFFSET and node.offset is not None:
+        where = f" in member {safe_text(node.member, 300)}" if node.member else ""
+        return f"offset {node.offset:,} (0x{node.offset:x}){where}"
+    return cell_text(node, column)
+
+
+def node_tooltip(node: Node, column: int = COL_NAME) -> str:
+    lines = []
+    if column != COL_NAME:
+        value = full_cell_text(node, column)
+        if value:
+            lines.append(value)
+    lines.append(safe_text(node.path(), 4000) if column == COL_NAME else safe_text(node.path(), 400))
     if node.member:
         lines.append(f"* offsets are relative to container member {safe_text(node.member, 200)}")
     role = node.attrs.get("trigger_path")
@@ -95,44 +125,16 @@ def node_tooltip(node: Node) -> str:
     return plain_tooltip("\n".join(lines))
 
 
-class NodeTreeModel(QAbstractItemModel):
-    """One file's tree. The file node is the single top-level row."""
+class NodeModelBase(QAbstractItemModel):
+    """What every view of a core tree shows for a node: cells, icons, colours, tooltips.
+
+    Subclasses say which nodes are rows (`index`, `parent`, `rowCount`); the file node is the single
+    top-level row. Index pointers are core `Node`s, kept alive by the tree (or by the subclass).
+    """
 
     def __init__(self, root: Node, parent: Any = None) -> None:
         super().__init__(parent)
         self.root = root
-        self._loaded: dict[int, int] = {}  # id(node) -> rows exposed so far
-
-    # Paging
-
-    def loaded(self, node: Node) -> int:
-        count = self._loaded.get(id(node))
-        if count is None:
-            count = min(node.child_count, BATCH)
-            self._loaded[id(node)] = count
-        return count
-
-    def _grow(self, node: Node, parent: QModelIndex, new_count: int) -> None:
-        old = self.loaded(node)
-        new_count = min(new_count, node.child_count)
-        if new_count <= old:
-            return
-        self.beginInsertRows(parent, old, new_count - 1)
-        self._loaded[id(node)] = new_count
-        self.endInsertRows()
-
-    def canFetchMore(self, parent: AnyIndex) -> bool:
-        node = self.node(parent)
-        return node is not None and self.loaded(node) < node.child_count
-
-    def fetchMore(self, parent: AnyIndex) -> None:
-        node = self.node(parent)
-        if node is not None:
-            plain = parent if isinstance(parent, QModelIndex) else \
-                self.index(parent.row(), parent.column(), parent.parent())
-            self._grow(node, plain, self.loaded(node) + BATCH)
-
-    # Structure
 
     def node(self, index: AnyIndex) -> Node | None:
         """The node at index; the invisible root's "node" is None (its one child is the file)."""
@@ -140,45 +142,8 @@ class NodeTreeModel(QAbstractItemModel):
             return None
         return index.internalPointer()  # type: ignore[no-any-return]
 
-    def index(self, row: int, column: int, parent: AnyIndex = _NO_INDEX) -> QModelIndex:
-        if column < 0 or column >= len(HEADERS) or row < 0:
-            return QModelIndex()
-        if not parent.isValid():
-            return self.createIndex(row, column, self.root) if row == 0 else QModelIndex()
-        node = self.node(parent)
-        if node is None or parent.column() != 0 or row >= self.loaded(node):
-            return QModelIndex()
-        return self.createIndex(row, column, node.child_at(row))
-
-    def parent(self, index: AnyIndex = _NO_INDEX) -> QModelIndex:  # type: ignore[override]
-        node = self.node(index)
-        if node is None or node is self.root:
-            return QModelIndex()
-        up = node.parent
-        if up is None:
-            return QModelIndex()
-        if up is self.root:
-            return self.createIndex(0, 0, self.root)
-        return self.createIndex(up.index, 0, up)
-
-    def rowCount(self, parent: AnyIndex = _NO_INDEX) -> int:
-        if not parent.isValid():
-            return 1
-        if parent.column() != 0:
-            return 0
-        node = self.node(parent)
-        return 0 if node is None else self.loaded(node)
-
     def columnCount(self, parent: AnyIndex = _NO_INDEX) -> int:
         return len(HEADERS)
-
-    def hasChildren(self, parent: AnyIndex = _NO_INDEX) -> bool:
-        if not parent.isValid():
-            return True
-        if parent.column() != 0:
-            return False
-        node = self.node(parent)
-        return node is not None and node.child_count > 0
 
     def flags(self, index: AnyIndex) -> Qt.ItemFlag:
         if not index.isValid():
@@ -214,13 +179,92 @@ class NodeTreeModel(QAbstractItemModel):
             on_path = "trigger_path" in node.attrs
             return theme.tint(max(node.severity, Severity.HIGH) if on_path else node.severity)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return node_tooltip(node)
+            return node_tooltip(node, column)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (COL_SIZE, COL_OFFSET):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.AccessibleTextRole:
             text = cell_text(node, column)
             return f"{text}, risk {node.severity.label}" if column == COL_NAME else text
         return None
+
+    def index_for(self, node: Node) -> QModelIndex:
+        raise NotImplementedError
+
+
+class NodeTreeModel(NodeModelBase):
+    """One file's whole tree, loaded page by page."""
+
+    def __init__(self, root: Node, parent: Any = None) -> None:
+        super().__init__(root, parent)
+        self._loaded: dict[int, int] = {}  # id(node) -> rows exposed so far
+
+    # Paging
+
+    def loaded(self, node: Node) -> int:
+        count = self._loaded.get(id(node))
+        if count is None:
+            count = min(node.child_count, BATCH)
+            self._loaded[id(node)] = count
+        return count
+
+    def _grow(self, node: Node, parent: QModelIndex, new_count: int) -> None:
+        old = self.loaded(node)
+        new_count = min(new_count, node.child_count)
+        if new_count <= old:
+            return
+        self.beginInsertRows(parent, old, new_count - 1)
+        self._loaded[id(node)] = new_count
+        self.endInsertRows()
+
+    def canFetchMore(self, parent: AnyIndex) -> bool:
+        node = self.node(parent)
+        return node is not None and self.loaded(node) < node.child_count
+
+    def fetchMore(self, parent: AnyIndex) -> None:
+        node = self.node(parent)
+        if node is not None:
+            plain = parent if isinstance(parent, QModelIndex) else \
+                self.index(parent.row(), parent.column(), parent.parent())
+            self._grow(node, plain, self.loaded(node) + BATCH)
+
+    # Structure
+
+    def index(self, row: int, column: int, parent: AnyIndex = _NO_INDEX) -> QModelIndex:
+        if column < 0 or column >= len(HEADERS) or row < 0:
+            return QModelIndex()
+        if not parent.isValid():
+            return self.createIndex(row, column, self.root) if row == 0 else QModelIndex()
+        node = self.node(parent)
+        if node is None or parent.column() != 0 or row >= self.loaded(node):
+            return QModelIndex()
+        return self.createIndex(row, column, node.child_at(row))
+
+    def parent(self, index: AnyIndex = _NO_INDEX) -> QModelIndex:  # type: ignore[override]
+        node = self.node(index)
+        if node is None or node is self.root:
+            return QModelIndex()
+        up = node.parent
+        if up is None:
+            return QModelIndex()
+        if up is self.root:
+            return self.createIndex(0, 0, self.root)
+        return self.createIndex(up.index, 0, up)
+
+    def rowCount(self, parent: AnyIndex = _NO_INDEX) -> int:
+        if not parent.isValid():
+            return 1
+        if parent.column() != 0:
+            return 0
+        node = self.node(parent)
+        return 0 if node is None else self.loaded(node)
+
+    def hasChildren(self, parent: AnyIndex = _NO_INDEX) -> bool:
+        if not parent.isValid():
+            return True
+        if parent.column() != 0:
+            return False
+        node = self.node(parent)
+        return node is not None and node.child_count > 0
 
     # Finding a node again
 
@@ -243,58 +287,3 @@ class NodeTreeModel(QAbstractItemModel):
             if not index.isValid():
                 return QModelIndex()
         return index
-
-
-class NodeFilter(QSortFilterProxyModel):
-    """Search (over names and attribute values) and "show only risky", over the loaded rows."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._text = ""
-        self._risky_only = False
-        self.setRecursiveFilteringEnabled(True)  # keep the parents of a match
-        self.setDynamicSortFilter(False)
-
-    @property
-    def text(self) -> str:
-        return self._text
-
-    @property
-    def risky_only(self) -> bool:
-        return self._risky_only
-
-    def set_text(self, text: str) -> None:
-        self._refilter(lambda: setattr(self, "_text", text.strip().casefold()))
-
-    def set_risky_only(self, on: bool) -> None:
-        self._refilter(lambda: setattr(self, "_risky_only", on))
-
-    def _refilter(self, change: Any) -> None:
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9; invalidateFilter() is deprecated there
-            self.beginFilterChange()
-            change()
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            change()
-            self.invalidateFilter()
-
-    def filterAcceptsRow(self, row: int, parent: AnyIndex) -> bool:
-        model = self.sourceModel()
-        if not isinstance(model, NodeTreeModel):
-            return True
-        node = model.node(model.index(row, 0, parent))
-        if node is None:
-            return False
-        if node is model.root:
-            return True
-        if self._risky_only and node.severity < Severity.LOW:
-            return False
-        if not self._text:
-            return True
-        return node_matches(node, self._text)
-
-
-def node_matches(node: Node, needle: str) -> bool:
-    if needle in node.label.casefold() or needle in node.kind:
-        return True
-    return any(needle in str(v).casefold() for v in node.attrs.values() if isinstance(v, str | int | tuple))

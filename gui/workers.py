@@ -7,6 +7,7 @@ never touches widgets. Results cross to the GUI thread through queued signal con
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 import traceback
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from airlock.core.errors import AirlockError, Cancelled
 
 
 class WorkerSignals(QObject):
@@ -31,6 +34,7 @@ class WorkerBase(QRunnable):
         super().__init__()
         self.signals = WorkerSignals()
         self._cancel = threading.Event()
+        self.done = threading.Event()  # set once run() has returned or raised
         self.setAutoDelete(False)  # the Python object owns it; Qt must not delete it under us
 
     # Subclasses implement this; it runs in a pool thread.
@@ -39,6 +43,12 @@ class WorkerBase(QRunnable):
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def release(self) -> None:
+        """Called once the worker's signals have all been delivered. PySide's thread pool keeps every
+        runnable it ran, so a finished worker must hold nothing: its inputs are dropped (subclasses) and
+        its signals object deleted, which also frees the slots (and the views they captured)."""
+        self.signals.deleteLater()
 
     @property
     def is_cancelled(self) -> bool:
@@ -52,12 +62,18 @@ class WorkerBase(QRunnable):
 
         try:
             result = self.work(progress, self._cancel.is_set)
+        except Cancelled:
+            signals.returned.emit(None)  # asked for: no error, and no traceback on the terminal
+        except AirlockError as exc:  # an expected failure, said in one line (a refusal, a bad input)
+            signals.errored.emit(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a worker failure is shown to the user, never a crash
             traceback.print_exc()
             signals.errored.emit(f"{type(exc).__name__}: {exc}")
         else:
             signals.returned.emit(result)
+            del result
         finally:
+            self.done.set()
             signals.finished.emit()
 
 
@@ -72,6 +88,14 @@ class FunctionWorker(WorkerBase):
         if self._plain:
             return self._fn(*self._args, **self._kwargs)
         return self._fn(*self._args, progress=progress, cancelled=cancelled, **self._kwargs)
+
+    def release(self) -> None:
+        super().release()
+        self._fn, self._args, self._kwargs = _nothing, (), {}
+
+
+def _nothing(*_args: Any, **_kwargs: Any) -> None:
+    return None
 
 
 class _GcPause:
@@ -130,6 +154,22 @@ class ScanWorker(WorkerBase):
                 return None
 
 
+WARMED_UP_IN: list[int] = []  # the thread that ran warm_up_plotting (tests: never the GUI's)
+
+
+def warm_up_plotting() -> None:
+    """Import matplotlib's Qt canvas and draw one throw-away figure off screen (fonts, Agg), so the first
+    histogram does not stall the window for a second. Runs in a pool thread."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg  # noqa: F401 - the import is the point
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2, 1))
+    figure.add_subplot().bar([0, 1], [1, 2])
+    FigureCanvasAgg(figure).draw()  # type: ignore[no-untyped-call]  # loads the fonts; no widget: any thread
+    WARMED_UP_IN.append(threading.get_ident())
+
+
 class Pool:
     """The application's pool, plus the set of live workers so that they are not collected early."""
 
@@ -139,9 +179,14 @@ class Pool:
 
     def start(self, worker: WorkerBase) -> WorkerBase:
         self._live.add(worker)
-        worker.signals.finished.connect(lambda w=worker: self._live.discard(w))
+        # Connected last, so it runs after every other slot of `finished` (queued signals keep their order).
+        worker.signals.finished.connect(functools.partial(self._finished, worker))
         self.pool.start(worker)
         return worker
+
+    def _finished(self, worker: WorkerBase) -> None:
+        self._live.discard(worker)
+        worker.release()
 
     @property
     def busy(self) -> bool:

@@ -45,6 +45,7 @@ from airlock.gui.main_window import MainWindow
 
 window = MainWindow()
 window.show()
+window.start_warm_up()  # matplotlib's background import (otherwise 1.5 s after start-up) before the hook
 
 
 def open_all(paths):

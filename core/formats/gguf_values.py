@@ -23,7 +23,9 @@ Which reader is followed where they differ (ggml's `gguf_init_from_reader`, read
 
 from __future__ import annotations
 
+import bisect
 import functools
+import re
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -118,6 +120,7 @@ class Reader:
 
     def __init__(self, source: Source, endian: str, wide: bool) -> None:
         self.size, self.endian = source.size, endian
+        self.source = source
         view = source.view()
         self._window = getattr(view, "window", None)
         self._data: Any = b"" if self._window is not None else view  # the window (or all bytes)
@@ -138,6 +141,11 @@ class Reader:
     def read(self, start: int, n: int) -> bytes:
         data, i = self.span(start, n)
         return bytes(data[i : i + n])
+
+    def read_apart(self, start: int, n: int) -> bytes:
+        """Bytes start..start+n read from the source itself, not through the shared window: what a
+        search worker uses while the window serves the view's pages on another thread."""
+        return bytes(self.source.read(start, n))
 
     def need(self, pos: int, n: int, what: str) -> None:
         if n > self.size - pos:
@@ -339,7 +347,9 @@ class ValueReader:
         node = self.node(ARRAY, f"{label} = [{ename} × {arr.count:,}] [{safe_text(preview, 100)}{more}]",
                          span, attrs)
         if arr.count:
-            node.set_lazy_children(arr.count, lambda a, b: self.elements(arr, a, b))
+            leaves = arr.etype != self.c.array  # strings and numbers: searchable without building nodes
+            finder = (lambda needle, a, b: self.find_elements(arr, needle, a, b)) if leaves else None
+            node.set_lazy_children(arr.count, lambda a, b: self.elements(arr, a, b), finder)
         return node
 
     def string_elements(self, arr: Array) -> Iterator[str]:
@@ -350,6 +360,72 @@ class ValueReader:
             pos += r.cnt.size
             yield r.read(pos, length).decode("utf-8", errors="replace")
             pos += length
+
+    def find_elements(self, arr: Array, needle: str, start: int, stop: int) -> list[int]:
+        """Elements start..stop-1 whose kind or value contains `needle` (casefolded), without their nodes.
+
+        Strings are searched in the file's bytes, lowercased as ASCII, wherever that is the same as
+        casefolding their text: an ASCII needle, valid UTF-8, none of the few characters whose casefold
+        is ASCII (ß → ss). Otherwise each string is decoded and casefolded as its node would be.
+        """
+        c, r = self.c, self.r
+        if start >= stop or not needle:
+            return list(range(start, stop))
+        if needle in ELEMENT:
+            return list(range(start, stop))  # the kind column says "element" on every row
+        fmt = c.scalar_fmt.get(arr.etype)
+        if fmt is not None:
+            size = struct.calcsize(fmt)
+            data = r.read_apart(arr.start + start * size, (stop - start) * size)
+            values = struct.unpack_from(f"{r.endian}{stop - start}{fmt}", data)
+            hits = {v for v in set(values) if needle in scalar(v).casefold()}
+            return [i for i, v in enumerate(values, start) if v in hits]
+        assert arr.marks is not None
+        marks = arr.marks
+        first_page, last_page = start // PAGE_SIZE, (stop - 1) // PAGE_SIZE
+        low = marks[first_page]
+        high = marks[last_page + 1] if last_page + 1 < len(marks) else arr.end
+        region = r.read_apart(low, high - low)  # whole pages: strings and their length fields
+        if _bytes_searchable(region, needle):
+            # One pass over the bytes finds the pages worth walking; most searches walk none.
+            lowered, pages = region.lower(), []
+            at = lowered.find(needle.encode())
+            while at >= 0:
+                page = bisect.bisect_right(marks, low + at, first_page, last_page + 1) - 1
+                pages.append(page)
+                next_page = marks[page + 1] - low if page + 1 < len(marks) else len(region)
+                at = lowered.find(needle.encode(), next_page)
+        else:
+            pages = list(range(first_page, last_page + 1))
+        found = []
+        for page in pages:
+            a, b = max(start, page * PAGE_SIZE), min(stop, (page + 1) * PAGE_SIZE)
+            found += self._find_in_page(arr, needle, page, a, b)
+        return found
+
+    def _find_in_page(self, arr: Array, needle: str, page: int, start: int, stop: int) -> list[int]:
+        """Elements start..stop-1 (all on one page) whose text contains needle (casefolded)."""
+        r = self.r
+        assert arr.marks is not None
+        unpack, width = r.cnt.unpack_from, r.cnt.size
+        low = arr.marks[page]
+        high = arr.marks[page + 1] if page + 1 < len(arr.marks) else arr.end
+        page_bytes = r.read_apart(low, high - low)  # the page's strings and their length fields
+        pos = low
+        spans = []  # (start, end) of each string's bytes; the scan walked them: lengths are in bounds
+        for i in range(page * PAGE_SIZE, stop):
+            begin = pos + width
+            pos = begin + unpack(page_bytes, pos - low)[0]
+            if i >= start:
+                spans.append((begin, pos))
+        if pos > high:
+            raise FormatError("an element ends past its page", spans[-1][0])
+        region = page_bytes[spans[0][0] - low:spans[-1][1] - low]
+        if _bytes_searchable(region, needle):
+            return _find_in_bytes(region, needle.encode(), spans, start)
+        texts = (page_bytes[begin - low:end - low].decode("utf-8", errors="backslashreplace")
+                 for begin, end in spans)
+        return [i for i, text in enumerate(texts, start) if needle in text.casefold()]
 
     def elements(self, arr: Array, start: int, stop: int) -> list[Node]:
         """Nodes for elements start..stop-1, read from the map when a view asks for them."""
@@ -379,6 +455,43 @@ class ValueReader:
                                      {"value": safe_text(text, 400), "size": value[1]}))
             pos = end
         return out
+
+
+# Non-ASCII characters whose casefold holds ASCII letters: where they occur, lowercasing bytes is not
+# casefolding text.
+_CASEFOLD_TO_ASCII = re.compile(b"|".join(re.escape(ch.encode()) for ch in "ßİŉſǰẖẗẘẙẚẞKﬀﬁﬂﬃﬄﬅﬆ"))
+
+
+def _bytes_searchable(region: bytes, needle: str) -> bool:
+    if not needle.isascii():
+        return False
+    if region.isascii():
+        return True
+    try:
+        region.decode("utf-8")
+    except UnicodeDecodeError:
+        return False  # the nodes show \xNN for these bytes: search their text instead
+    return _CASEFOLD_TO_ASCII.search(region) is None
+
+
+def _find_in_bytes(region: bytes, needle: bytes, spans: list[tuple[int, int]], first: int) -> list[int]:
+    """Indices of the spans (absolute offsets; region starts at the first) that contain needle."""
+    lowered = region.lower()
+    base = spans[0][0]
+    ends = [end - base for _, end in spans]
+    found: list[int] = []
+    at = lowered.find(needle)
+    while at >= 0:
+        k = bisect.bisect_right(ends, at)  # the string this occurrence starts in (or a length field)
+        if k >= len(spans):
+            break
+        begin, end = spans[k][0] - base, ends[k]
+        if at >= begin and at + len(needle) <= end:
+            found.append(first + k)
+            at = lowered.find(needle, end)  # one hit per string is enough
+        else:
+            at = lowered.find(needle, max(at + 1, begin))
+    return found
 
 
 def is_template(key: str) -> bool:

@@ -29,7 +29,7 @@ from airlock.core.pickle.opcodes import looks_like_pickle
 from airlock.core.pickle.values import Global, PersistentRef, PList, PTuple
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
-from airlock.core.tree import DATA, FILE, GROUP, MEMBER, Node
+from airlock.core.tree import DATA, FILE, GROUP, INTERNALS, MEMBER, ROLE, Node
 
 if TYPE_CHECKING:
     import tarfile
@@ -156,9 +156,14 @@ def _read_pickles(source: Source, ctx: ScanContext, root: Node) -> list[PickleRu
     machine = LegacyMachine(source.view(), limits=ctx.limits, tick=ctx.check)
     runs: list[PickleRun] = []
     pos = 0
+    # The five pickles are torch's plumbing (magic number, protocol, sys_info, the main pickle, storage
+    # keys): one folded group, so that a view opens on the tensors (or on what a finding points at).
+    group = root.child(GROUP, "pickles", offset=0, member=source.member, attrs={ROLE: INTERNALS})
     for label in _PICKLES:
         run = machine.run_one(pos, source.size)
-        add_run(run, source, ctx, root, label)
+        add_run(run, source, ctx, group, label)
+        group.label = f"pickles ({len(runs) + 1})"
+        group.length = run.end
         runs.append(run)
         if not run.complete:
             ctx.report(Malformed, f"truncated legacy checkpoint: the {label} pickle does not end", node=root,

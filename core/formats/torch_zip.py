@@ -23,7 +23,7 @@ from airlock.core.pickle import PickleRun
 from airlock.core.pickle.machine import Machine
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import FILE, GROUP, MEMBER, TENSOR, Node
+from airlock.core.tree import CONTENTS, FILE, GROUP, INTERNALS, MEMBER, ROLE, TENSOR, Node
 from airlock.core.zipread import ZipArchive, ZipMember, open_archive, peek_names, read_member
 
 NAME = "torch_zip"
@@ -93,10 +93,14 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
     nodes: dict[int, Node] = {}
     main_runs: list[PickleRun] | None = None
     code_members: list[tuple[ZipMember, Node]] = []
+    # The archive's records (data.pkl, version, byteorder…) are torch's plumbing: one folded group, so that
+    # a view opens on the tensors (or on what a finding points at).
+    records = root.child(GROUP, "archive records", offset=archive.start, member=source.member,
+                         attrs={ROLE: INTERNALS})
     for m in ctx.each(archive.members, "members", every=1):
         if id(m) in storage_members:
             continue
-        nodes[m.index] = node = zipf.member_node(root, m, source)
+        nodes[m.index] = node = zipf.member_node(records, m, source)
         rel = m.name[len(layout.prefix):] if m.name.startswith(layout.prefix) else None
         if m is layout.main:
             main_runs = zipf.scan_member(source, ctx, node, archive, m, force_pickle=True, policy=policy)
@@ -108,6 +112,7 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
             code_members.append((m, node))
         else:
             zipf.scan_member(source, ctx, node, archive, m, policy=policy)
+    records.label = f"archive records ({records.child_count:,})"
     referenced: set[str] = set()
     if layout.main is None:
         ctx.report(Malformed, f"malformed torch archive: no {safe_text(layout.prefix)}data.pkl record "
@@ -172,7 +177,8 @@ def add_tensors(source: Source, ctx: ScanContext, root: Node, run: PickleRun,
         return
     infos = list(walk(run.result, lookup, persistent=persistent))
     root.attrs["tensors"] = len(infos)
-    group = root.child(GROUP, f"tensors ({len(infos):,})", offset=run.start, member=pickle_member)
+    group = root.child(GROUP, f"tensors ({len(infos):,})", offset=run.start, member=pickle_member,
+                       attrs={ROLE: CONTENTS})  # what a checkpoint is for: a view opens on it
     problems = [i for i in infos if i.problem]
     for info in problems[:MAX_PROBLEMS]:
         # Malformed is what torch.load fails on; anything else was simply not described (fail closed).

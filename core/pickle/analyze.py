@@ -10,7 +10,7 @@ from airlock.core.pickle import rules
 from airlock.core.pickle.machine import DANGEROUS_CALL, DANGEROUS_GLOBAL, BuildHook, Machine, PickleRun
 from airlock.core.pickle.opcodes import read_op
 from airlock.core.pickle.policy import SAFE, Policy, load_policy
-from airlock.core.pickle.values import Call, preview
+from airlock.core.pickle.values import Call, Global, preview
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import CALL, GLOBAL, GROUP, OPCODE, PICKLE, Node
@@ -103,13 +103,19 @@ def _add_calls(run: PickleRun, node: Node, member: str | None) -> dict[int, Node
 
 
 def _call_attrs(call: Call) -> dict[str, Any]:
-    return {
+    attrs: dict[str, Any] = {
         "callable": safe_text(call.target.dotted if call.target else preview(call.func, 80)),
         "opcode": {"reduce": "REDUCE", "newobj": "NEWOBJ", "newobj_ex": "NEWOBJ_EX", "inst": "INST",
                    "obj": "OBJ", "setstate": "BUILD", "append": "APPEND", "additems": "ADDITEMS",
                    }.get(call.kind, call.kind.upper()),
         "arguments": safe_text(preview(call.args, 200), 400),
     }
+    # Where the call's bytes begin: the GLOBAL / STACK_GLOBAL naming the callable (the node's offset is
+    # the opcode that calls it), so a view can show the whole call, from the name through the arguments.
+    glob = call.func if isinstance(call.func, Global) else call.target
+    if glob is not None and 0 <= glob.offset < call.offset:
+        attrs["call_start"] = glob.offset
+    return attrs
 
 
 def _add_globals(run: PickleRun, node: Node, member: str | None, policy: Policy | None = None

@@ -89,15 +89,18 @@ class HexView(QWidget):
         self.page_start = 0
         self._mark = None
 
-    def show_at(self, offset: int | None, length: int | None = None, note: str = "") -> None:
-        """Show the page holding `offset` with [offset, offset+length) marked."""
+    def show_at(self, offset: int | None, length: int | None = None, note: str = "", *,
+                whole: bool = False) -> None:
+        """Show the page holding `offset` with [offset, offset+length) marked (its first MAX_MARK bytes
+        unless `whole`: a call is marked from the name it calls through the opcode calling it)."""
         self.note.setText(note)
         self.note.setVisible(bool(note))
         if self._reader is None or offset is None or not 0 <= offset <= max(self._size - 1, 0):
             self._mark = None
             self._render(0 if offset is None or self._reader is None else self.page_start)
             return
-        self._mark = (offset, max(1, min(length or 1, MAX_MARK))) if length != 0 else None
+        cap = self._size if whole else MAX_MARK
+        self._mark = (offset, max(1, min(length or 1, cap))) if length != 0 else None
         start = offset - offset % PAGE
         # Keep some bytes before the mark visible when it sits at the top of a page.
         if offset - start < 64 and start >= PAGE:

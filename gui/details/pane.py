@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
 
 from airlock.core.errors import AirlockError
 from airlock.core.findings import Finding
-from airlock.core.locate import Location, finding_location, node_location
+from airlock.core.locate import Location, finding_location, node_location, resolve
 from airlock.core.text import human_size, safe_text
-from airlock.core.tree import TEMPLATE, TENSOR, TEXT, Node
+from airlock.core.tree import CALL, TEMPLATE, TENSOR, TEXT, Node
 from airlock.gui.details.code import CodeView, code_holder
 from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
 from airlock.gui.details.hex import HexView
@@ -63,6 +63,23 @@ def _plain(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value[:50]) + (" …" if len(value) > 50 else "")
     return str(value)
+
+
+def call_span(node: Node, loc: Location) -> Location | None:
+    """A call's whole span in the file, from the GLOBAL / STACK_GLOBAL naming the callable (core records
+    it as attrs["call_start"], in the node's coordinates) through the opcode that calls it; None when
+    `node` is no call located at `loc`."""
+    start = node.attrs.get("call_start")
+    if node.kind != CALL or not isinstance(start, int) or not isinstance(node.offset, int) \
+            or loc.offset is None:
+        return None
+    begin = resolve(node, start, from_member=node.member).offset
+    if begin is None or not 0 <= start <= node.offset:
+        return None
+    end = begin + (node.offset - start) + max(node.length or 1, 1)  # past the calling opcode
+    if not begin <= loc.offset < end:
+        return None  # the finding points outside the call
+    return Location(begin, end - begin, loc.note)
 
 
 class AttributesTable(QTableWidget):
@@ -122,6 +139,15 @@ class DetailsPane(QSplitter):
         for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE):
             self.tabs.setTabVisible(tab, False)
 
+    def release(self) -> None:
+        """Let go of the file's bytes and nodes (the tab is closing): nothing here keeps them alive."""
+        self.set_source(None)
+        self.node = None
+        self.attributes.show_rows([])
+        self.decompiled.show_message("")
+        self.template.text.show_text("")
+        self.tensor.release()
+
     def read(self, offset: int, n: int) -> bytes:
         """Bytes of the open file, read with pread: a file truncated since the scan raises
         FormatError ("truncated"), which each view shows; never SIGBUS."""
@@ -134,21 +160,24 @@ class DetailsPane(QSplitter):
             return
         self.attributes.show_rows(attribute_rows(node))
         loc = finding_location(finding, node) if finding is not None else node_location(node)
-        self._show_hex(loc, node)
+        span = call_span(node, loc)
+        self._show_hex(span or loc, node, whole=span is not None)
         special = self._show_special(node)
-        if special is not None and (finding is not None or node.kind in (TENSOR, TEMPLATE, TEXT)
-                                    or special == TAB_CODE):
-            self.tabs.setCurrentIndex(special)  # the view made for this node says more than its bytes
+        # A finding in a pickle opens on its bytes (the call marked whole); a template's, a tensor's or a
+        # code file's finding on the view made for that node, where it is marked.
+        if special is not None and (node.kind in (TENSOR, TEMPLATE, TEXT) or special == TAB_CODE
+                                    or (finding is not None and special != TAB_DECOMPILED)):
+            self.tabs.setCurrentIndex(special)
         elif finding is not None or not self.tabs.isTabVisible(self.tabs.currentIndex()):
             self.tabs.setCurrentIndex(TAB_HEX)
 
-    def _show_hex(self, loc: Location, node: Node) -> None:
+    def _show_hex(self, loc: Location, node: Node, *, whole: bool = False) -> None:
         if self._source is None:
             return
         length = loc.length if loc.length is not None else node.length
         if node.parent is None and loc.offset == 0:
             length = 0  # the whole file: marking every byte would hide nothing and show nothing
-        self.hex.show_at(loc.offset, length, loc.note)
+        self.hex.show_at(loc.offset, length, loc.note, whole=whole)
 
     def _show_special(self, node: Node) -> int | None:
         """Show the view that fits this node; returns its tab, or None."""

@@ -50,6 +50,16 @@ class TensorStatsView(QWidget):
         if self._canvas is not None:
             self._canvas.setVisible(False)
 
+    def release(self) -> None:
+        """Drop the histogram's figure and canvas (matplotlib keeps both large)."""
+        self.show_message("")
+        if self._canvas is not None:
+            self._layout.removeWidget(self._canvas)
+            self._canvas.setParent(None)
+            self._canvas.deleteLater()
+            self._figure.clear()
+            self._canvas = self._figure = None
+
     def show_tensor(self, node: Node, read: Read, file_size: int) -> None:
         ref = tensors.describe(node)
         why = ref if isinstance(ref, str) else tensor_stats.unsupported(ref)

@@ -14,8 +14,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DATA="${XDG_DATA_HOME:-$HOME/.local/share}"
 BIN="${AIRLOCK_BIN_DIR:-$HOME/.local/bin}"
 APP_DIR="$DATA/airlock/app"
-# Types that only Airlock registers: it becomes their default application. System types (.h5,
-# .bin) only get Airlock as one more choice in "Open with".
+# Types that only Airlock registers: it becomes their default application. The system's HDF5 types
+# (.h5) only get Airlock as one more choice in "Open with"; a plain .bin is not claimed at all.
 OWN_TYPES="application/x-safetensors application/x-gguf application/x-onnx application/x-pytorch
 application/x-python-pickle application/x-npy application/x-npz application/x-joblib application/x-keras"
 

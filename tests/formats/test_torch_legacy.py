@@ -66,9 +66,13 @@ def test_every_dtype_and_the_storage_table():
         assert node.attrs["dtype"] == name
         raw = data[node.offset : node.offset + node.attrs["size"]]
         assert raw == t.contiguous().view(-1).view(torch.uint8).numpy().tobytes(), name
-    labels = [n.label for n in result.root.children()]
-    assert labels[:5] == ["magic number (protocol 2)", "protocol version (protocol 2)", "sys_info (protocol 2)",
-                          "main pickle (protocol 2)", "storage keys (protocol 2)"]
+    assert [n.label for n in result.root.children()] == ["pickles (5)", f"tensors ({len(sd)})",
+                                                         f"storages ({len(sd)})"]
+    pickles = result.root.child_at(0)
+    assert pickles.attrs["role"] == "internals" and result.root.child_at(1).attrs["role"] == "contents"
+    labels = [n.label for n in pickles.children()]
+    assert labels == ["magic number (protocol 2)", "protocol version (protocol 2)", "sys_info (protocol 2)",
+                      "main pickle (protocol 2)", "storage keys (protocol 2)"]
 
 
 def test_shared_storage_views_and_parameters():

@@ -1,14 +1,14 @@
-"""Detail views: decompiled pickle, template marks, tensor statistics (worker + histogram)."""
+"""Detail views: decompiled pickle, tensor statistics (worker + histogram). Templates: test_template_view."""
 
 import torch
 from safetensors.torch import save_file
 
 from airlock.core.findings import Severity
 from airlock.core.scan import scan_bytes, scan_file
-from airlock.core.tree import FILE, TEMPLATE, TENSOR, Node
-from airlock.gui.demo import HOSTILE_TEMPLATE, hostile_pickle_bytes
+from airlock.core.tree import FILE, TEMPLATE, TENSOR
+from airlock.gui.demo import hostile_pickle_bytes
 from airlock.gui.details.decompiled import DecompiledView, decompile
-from airlock.gui.details.pane import TAB_DECOMPILED, TAB_TENSOR, DetailsPane
+from airlock.gui.details.pane import TAB_DECOMPILED, TAB_HEX, TAB_TENSOR, DetailsPane
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
 
@@ -47,31 +47,16 @@ def test_pane_shows_the_decompiled_pickle_of_a_finding(qtbot):
     pane.set_source(result.source)
     finding = max(result.findings, key=lambda f: f.severity)
     pane.show_node(finding.node, finding)
-    assert pane.tabs.currentIndex() == TAB_DECOMPILED
-    assert pane.hex.marked == (finding.offset, 1)
+    # The finding opens on its bytes, the call marked whole (GLOBAL … REDUCE); the decompiled pickle
+    # is one tab away.
+    assert pane.tabs.currentIndex() == TAB_HEX
+    start = finding.node.attrs["call_start"]
+    assert pane.hex.marked == (start, finding.offset + 1 - start)
+    assert pane.tabs.isTabVisible(TAB_DECOMPILED)
     qtbot.waitUntil(lambda: "system(" in pane.decompiled.text.toPlainText(), timeout=10_000)
     pane.set_source(None)
 
 
-def test_template_view_marks_the_sandbox_escape(qtbot):
-    node = Node(TEMPLATE, "tokenizer.chat_template", attrs={"text": HOSTILE_TEMPLATE + "\u202e"})
-    view = TemplateView()
-    qtbot.addWidget(view)
-    view.show_node(node)
-    shown = view.text.toPlainText()
-    assert "\u202e" not in shown and "\\u202e" in shown
-    marked = [shown[s:e] for s, e in view.text.marks]
-    assert "__init__" in marked and "__globals__" in marked and "popen" in marked
-    assert "{{ message['content'] }}" in shown  # the benign part is shown as is, unmarked
-
-
-def test_template_view_prefers_the_spans_core_recorded(qtbot):
-    text = "{{ a }}{{ x.__class__ }}"
-    node = Node(TEMPLATE, "t", attrs={"text": text, "marks": [(7, 24)]})
-    view = TemplateView()
-    qtbot.addWidget(view)
-    view.show_node(node)
-    assert view.text.marks == [(7, 24)]
 
 
 def test_histogram_worker_fills_the_view(qtbot, tmp_path):

@@ -15,7 +15,7 @@ from airlock.core.findings import Severity
 from airlock.gui import theme
 from airlock.gui.app import Screenshot
 from airlock.gui.demo import hostile_pickle_bytes, safetensors_bytes
-from airlock.gui.details.pane import TAB_DECOMPILED
+from airlock.gui.details.pane import TAB_DECOMPILED, TAB_HEX
 from airlock.gui.export import html_report, report_text
 from airlock.gui.main_window import MainWindow
 from airlock.gui.tree_model import NODE_ROLE
@@ -34,6 +34,14 @@ def open_and_wait(qtbot, win, paths):
     with qtbot.waitSignal(win.all_scans_finished, timeout=60_000):
         views = win.open_paths([str(p) for p in paths])
     return views
+
+
+def search_and_wait(qtbot, win, view, text):
+    """Type `text` as a user would, and wait for the tab's search to finish (results drained)."""
+    with qtbot.waitSignal(view.search_finished, timeout=60_000):
+        win.search.setText(text)
+        win.apply_search()
+    qtbot.waitUntil(lambda: not view._pending, timeout=10_000)
 
 
 @pytest.fixture
@@ -85,40 +93,52 @@ def test_selecting_a_finding_selects_its_node_and_bytes(qtbot, window, hostile):
     current = view.tree.currentIndex()
     assert current.data(NODE_ROLE) is finding.node
     assert view.tree.isExpanded(current.parent())  # revealed
-    assert view.details.hex.marked == (finding.offset, 1)
-    assert view.details.tabs.currentIndex() == TAB_DECOMPILED
+    start = finding.node.attrs["call_start"]  # the call whole: its GLOBAL through its REDUCE
+    assert view.details.hex.marked == (start, finding.offset + 1 - start)
+    assert view.details.tabs.currentIndex() == TAB_HEX
+    assert view.details.tabs.isTabVisible(TAB_DECOMPILED)
     qtbot.waitUntil(lambda: "system(" in view.details.decompiled.text.toPlainText(), timeout=10_000)
 
 
 def test_finding_on_a_node_hidden_by_the_filter_clears_the_filter(qtbot, window, hostile):
     (view,) = open_and_wait(qtbot, window, [hostile])
-    window.search.setText("no such text anywhere")
-    assert view.proxy.rowCount(view.proxy.index(0, 0)) == 0
+    search_and_wait(qtbot, window, view, "no such text anywhere")
+    model = view.tree.model()
+    assert model is view.results and model.rowCount(model.index(0, 0)) == 0
+    assert "showing 0 of" in view.filter_bar.label.text()
     view.findings.select_row(0)
     assert view.tree.currentIndex().data(NODE_ROLE) is view.findings.findings[0].node
+    assert view.tree.model() is view.model and not view.filter_bar.isVisibleTo(view)
+    assert window.search.text() == ""  # the box shows the tab's filter: none now
 
 
 def test_find_next_reaches_into_lazy_opcode_lists(qtbot, window, hostile):
     (view,) = open_and_wait(qtbot, window, [hostile])
-    window.search.setText("STACK_GLOBAL")  # protocol 2 has none: nothing found
+    search_and_wait(qtbot, window, view, "STACK_GLOBAL")  # protocol 2 has none: nothing found
     window.find_next()
-    assert window.statusBar().currentMessage() == "No further match."
-    window.search.setText("REDUCE")
+    assert window.statusBar().currentMessage() == "No match."
+    search_and_wait(qtbot, window, view, "REDUCE")
     window.find_next()
     assert view.current_node().kind == "call"  # its attrs say opcode REDUCE
     window.find_next()
     node = view.current_node()
     assert node.kind == "opcode" and node.label == "REDUCE"
     assert node.parent.is_lazy  # the opcode list was never expanded by hand
+    window.find_next()
+    assert view.current_node().kind == "call"  # wraps around to the first match
 
 
 def test_show_only_risky_hides_the_rest(qtbot, window, hostile):
     (view,) = open_and_wait(qtbot, window, [hostile])
-    window.risky_action.setChecked(True)
-    assert window.risky_only.isChecked()
-    root = view.proxy.index(0, 0)
-    pickle_index = view.proxy.index(0, 0, root)
-    assert view.proxy.rowCount(pickle_index) == 1  # only "calls"
+    with qtbot.waitSignal(view.search_finished, timeout=60_000):
+        window.risky_action.setChecked(True)
+    qtbot.waitUntil(lambda: not view._pending, timeout=10_000)
+    assert window.risky_only.isChecked() and view.risky_only
+    model = view.tree.model()
+    root = model.index(0, 0)
+    pickle_index = model.index(0, 0, root)
+    assert model.rowCount(pickle_index) == 1  # only "calls"
+    assert "risky only" in view.filter_bar.label.text()
 
 
 RESPONSIVENESS_CHILD = r"""

@@ -1,4 +1,4 @@
-"""The item model over core Nodes: Qt's own model checks, paged loading, filtering, plain text."""
+"""The item model over core Nodes: Qt's own model checks, paged loading, plain text (filters: test_search)."""
 
 from PySide6.QtCore import QModelIndex, Qt
 
@@ -14,7 +14,6 @@ from airlock.gui.tree_model import (
     COL_SIZE,
     COL_TYPE,
     NODE_ROLE,
-    NodeFilter,
     NodeTreeModel,
 )
 
@@ -130,27 +129,6 @@ def test_hostile_strings_are_escaped_plain_text(qapp):
     assert "\u202e" not in model.data(idx.siblingAtColumn(COL_TYPE))
     tip = model.data(idx, Qt.ItemDataRole.ToolTipRole)
     assert "<b>" not in tip and "&lt;b&gt;" in tip and "\u202e" not in tip
-
-
-def test_filter_shows_only_risky_and_searches_values(qapp):
-    result = scan_bytes(hostile_pickle_bytes(), "hostile.pkl")
-    model = NodeTreeModel(result.root)
-    proxy = NodeFilter()
-    proxy.setSourceModel(model)
-    pickle_index = proxy.index(0, 0, proxy.index(0, 0))
-    labels = lambda parent: [proxy.index(r, 0, parent).data() for r in range(proxy.rowCount(parent))]  # noqa: E731
-    assert any(label.startswith("opcodes") for label in labels(pickle_index))
-    proxy.set_risky_only(True)
-    pickle_index = proxy.index(0, 0, proxy.index(0, 0))
-    assert [label.split(" ")[0] for label in labels(pickle_index)] == ["calls"]
-    for label in labels(pickle_index):
-        assert "opcodes" not in label
-    proxy.set_risky_only(False)
-    proxy.set_text("os.system")
-    pickle_index = proxy.index(0, 0, proxy.index(0, 0))
-    assert "opcodes" not in " ".join(labels(pickle_index))
-    calls = proxy.index(0, 0, pickle_index)
-    assert "os.system" in proxy.index(0, 0, calls).data()
 
 
 def test_severity_of_a_risky_leaf_reaches_the_root(qapp):

@@ -1,6 +1,7 @@
 """Linux desktop integration: the menu entry, the file types, and install.sh in a scratch home."""
 
 import configparser
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -12,16 +13,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LINUX = ROOT / "packaging" / "linux"
 NS = {"m": "http://www.freedesktop.org/standards/shared-mime-info"}
-# The extensions issue 7 asks for, and the type each must resolve to. .h5 and .bin keep the
-# system's types (Airlock is one more handler); the others are declared by airlock-mime.xml.
+# The extensions issue 7 asks for, and the type each must resolve to. .h5 keeps the system's type
+# (Airlock is one more handler); the others are declared by airlock-mime.xml. A plain .bin is claimed
+# by nothing (issue 19: never application/octet-stream), only the names checkpoints are given.
 EXPECTED = {
     "safetensors": "application/x-safetensors", "gguf": "application/x-gguf", "onnx": "application/x-onnx",
     "pt": "application/x-pytorch", "pth": "application/x-pytorch", "ckpt": "application/x-pytorch",
     "pkl": "application/x-python-pickle", "npy": "application/x-npy", "npz": "application/x-npz",
     "joblib": "application/x-joblib", "keras": "application/x-keras",
-    "h5": "application/x-hdf", "bin": "application/octet-stream",
+    "h5": "application/x-hdf",
 }
-SYSTEM_TYPES = {"application/x-hdf", "application/octet-stream"}
+SYSTEM_TYPES = {"application/x-hdf"}
+CHECKPOINT_NAMES = ("pytorch_model.bin", "pytorch_model-00001-of-00002.bin", "adapter_model.bin",
+                    "training_args.bin")
 
 
 def desktop_entry(path=LINUX / "airlock.desktop"):
@@ -57,6 +61,16 @@ def test_desktop_entry_opens_files_and_lists_every_type():
     assert set(mime_types()) <= set(listed)
     for line in (LINUX / "airlock.desktop").read_text().splitlines():
         assert line == line.strip() and (not line or line.startswith("[") or "=" in line), line
+    # Only model types: Airlock must not be offered for every unknown file.
+    assert "application/octet-stream" not in listed and "application/x-executable" not in listed
+
+
+def test_desktop_file_validate_accepts_the_entry():
+    tool = shutil.which("desktop-file-validate")
+    if tool is None:
+        pytest.skip("desktop-file-validate (desktop-file-utils) is not installed on this machine")
+    proc = subprocess.run([tool, str(LINUX / "airlock.desktop")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), proc.stdout + proc.stderr
 
 
 def test_mime_xml_declares_only_new_types_with_globs_and_magic():
@@ -105,6 +119,11 @@ def test_update_mime_database_accepts_the_types(mime_db):
                 assert globs["*.h5"] == {"application/x-hdf"}  # still HDF; Airlock only offers to open it
             continue
         assert globs[f"*.{ext}"] == {mime}, ext  # one type per extension: no ambiguity to sniff
+    checkpoint_globs = {p: m for p, ms in globs.items() for m in ms if m == "application/x-pytorch"}
+    assert {"pytorch_model*.bin", "adapter_model.bin", "training_args.bin"} <= set(checkpoint_globs)
+    assert not any(p == "*.bin" and "application/x-pytorch" in ms for p, ms in globs.items())
+    for name in CHECKPOINT_NAMES:
+        assert any(fnmatch.fnmatchcase(name, pattern) for pattern in checkpoint_globs), name
     magic = (folder / "magic").read_bytes()
     assert b"[60:application/x-gguf]\n>0=\x00\x04GGUF" in magic
     assert b"[60:application/x-npy]\n>0=\x00\x06\x93NUMPY" in magic
