@@ -1,4 +1,4 @@
-"""A paged hex view: one page of bytes at a time, sliced from the file's memory map."""
+"""A paged hex view: one page of bytes at a time, read from the file with pread (never a memory map)."""
 
 from __future__ import annotations
 
