@@ -1,6 +1,6 @@
 """SafeTensors: an 8-byte header length, a JSON header, then raw tensor bytes.
 
-Only the header is read (through the map), so a 10 GB file opens as fast as a 10 kB one. We
+Only the header is read (with pread), so a 10 GB file opens as fast as a 10 kB one. We
 check what the `safetensors` library checks (and refuses), because a file it refuses is either
 broken or built to be read differently by another tool: the header length against the file and
 a cap, UTF-8 then JSON, duplicate keys, dtype × shape against the byte span, offsets contiguous
@@ -12,13 +12,14 @@ declared tensor are data, whatever they look like.
 from __future__ import annotations
 
 import json
+import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from airlock.core import dtypes
 from airlock.core.context import ScanContext
-from airlock.core.errors import FormatError
+from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import Rule, Severity
 from airlock.core.source import Source
 from airlock.core.tensor_tree import add_tensor_tree
@@ -128,8 +129,9 @@ def sniff(head: bytes, size: int) -> int:
     return 70 if (b'"dtype"' in head or b'"__metadata__"' in head) else 0
 
 
-def read_header(source: Source, max_bytes: int) -> Header:
-    """Length, UTF-8 and JSON checks, in that order, before anything is allocated."""
+def read_header(source: Source, max_bytes: int, ctx: ScanContext | None = None) -> Header:
+    """Length, UTF-8 and JSON checks, in that order, before anything is allocated. With a `ctx`, the
+    JSON is parsed entry by entry under its time budget (a header of 10^6 tensors takes seconds)."""
     if source.size < 8:
         raise FormatError(f"file of {source.size} bytes is shorter than the 8-byte header length", 0)
     (n,) = struct.unpack("<Q", source.read(0, 8))
@@ -145,7 +147,7 @@ def read_header(source: Source, max_bytes: int) -> Header:
         raise FormatError(f"header is not UTF-8 (byte {exc.start}: {exc.reason})", 8 + exc.start) from None
     if not text.startswith("{"):
         raise FormatError(f"header does not start with '{{' (starts {safe_text(text[:20])!r})", 8)
-    obj, duplicates, top = load_json(text, 8)
+    obj, duplicates, top = load_json(text, 8, None if ctx is None else _header_clock(ctx, len(text)))
     if not isinstance(obj, dict):
         raise FormatError("header is not a JSON object", 8)
     header = Header(length=n, data_start=8 + n, data_size=source.size - 8 - n, duplicates=duplicates)
@@ -157,8 +159,27 @@ def read_header(source: Source, max_bytes: int) -> Header:
     return header
 
 
-def load_json(text: str, base: int) -> tuple[Any, list[str], list[tuple[str, Any]]]:
-    """(value, duplicate keys anywhere, the top-level object's pairs in order). FormatError if not JSON."""
+# Called every _CLOCK_EVERY top-level entries with (entries read, characters read): raises to stop.
+Clock = Callable[[int, int], None]
+_CLOCK_EVERY = 1024
+_WS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, as the json module skips it
+
+
+def _header_clock(ctx: ScanContext, total: int) -> Clock:
+    def clock(entries: int, at: int) -> None:
+        try:
+            ctx.check()
+        except LimitExceeded as exc:
+            raise LimitExceeded(f"{exc.message} after reading {entries:,} entries of the header "
+                                f"({at:,} of its {total:,} characters)", 8 + at) from None
+    return clock
+
+
+def load_json(text: str, base: int,
+              clock: Clock | None = None) -> tuple[Any, list[str], list[tuple[str, Any]]]:
+    """(value, duplicate keys anywhere, the top-level object's pairs in order). FormatError if not JSON.
+    With a clock, a top-level object is read one entry at a time and the clock is called between
+    entries; values are read by the json module either way, so both ways accept the same texts."""
     duplicates: list[str] = []
     last: list[list[tuple[str, Any]]] = [[]]
 
@@ -172,13 +193,48 @@ def load_json(text: str, base: int) -> tuple[Any, list[str], list[tuple[str, Any
         return out
 
     try:
-        obj = json.loads(text, object_pairs_hook=pairs)
+        if clock is not None and text.startswith("{"):
+            obj: Any = _load_object(text, pairs, clock)
+        else:
+            obj = json.loads(text, object_pairs_hook=pairs)
     except RecursionError:
         raise FormatError("JSON nests too deeply", base) from None
     except ValueError as exc:  # JSONDecodeError, and ints longer than Python's digit limit
         pos = getattr(exc, "pos", 0)
         raise FormatError(f"not valid JSON: {safe_text(str(exc), 120)}", base + pos) from None
     return obj, duplicates, last[0]
+
+
+def _load_object(text: str, pairs: Callable[[list[tuple[str, Any]]], dict[str, Any]], clock: Clock) -> Any:
+    """The top-level object of `text` (which starts with '{'), as json.loads reads it, entry by entry."""
+    value_at = json.JSONDecoder(object_pairs_hook=pairs).raw_decode
+    items: list[tuple[str, Any]] = []
+    i = _WS.match(text, 1).end()  # type: ignore[union-attr]
+    if text.startswith("}", i):
+        i += 1
+    else:
+        while True:
+            if items and not len(items) % _CLOCK_EVERY:
+                clock(len(items), i)
+            if not text.startswith('"', i):
+                raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+            key, i = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]
+            i = _WS.match(text, i).end()  # type: ignore[union-attr]
+            if not text.startswith(":", i):
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+            value, i = value_at(text, _WS.match(text, i + 1).end())  # type: ignore[union-attr]
+            items.append((key, value))
+            i = _WS.match(text, i).end()  # type: ignore[union-attr]
+            if text.startswith("}", i):
+                i += 1
+                break
+            if not text.startswith(",", i):
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+            i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+    end = _WS.match(text, i).end()  # type: ignore[union-attr]
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return pairs(items)
 
 
 def _int(value: Any) -> bool:
@@ -213,7 +269,7 @@ def expected_bytes(dtype: str, shape: Sequence[int]) -> int | None:
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     try:
-        header = read_header(source, ctx.limits.max_header_bytes)
+        header = read_header(source, ctx.limits.max_header_bytes, ctx)
     except FormatError as exc:
         ctx.report(HeaderInvalid, f"safetensors header invalid: {exc.message}", node=root, offset=exc.offset)
         return root
