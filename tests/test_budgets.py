@@ -273,6 +273,31 @@ def test_the_onnx_child_walk_stops_at_its_deadline():
     assert len(whole["graph"]["nodes"]) == 5000
 
 
+def test_an_onnx_model_still_loading_at_the_deadline_says_so():
+    """Regression: 3 M operators (54 MB) ran > 60 s; onnx.load alone outlasts a short budget. The
+    parent stops the child and says the model was still being loaded."""
+    from onnx import helper
+
+    node = helper.make_node("Relu", ["x"], ["y"]).SerializeToString()
+    nodes = (b"\x0a" + bytes([len(node)]) + node) * 200_000  # GraphProto.node, repeated
+    opset = helper.make_opsetid("", 17).SerializeToString()
+    model = b"\x08\x08" + b"\x42" + bytes([len(opset)]) + opset + b"\x3a" + _varint(len(nodes)) + nodes
+    result = scan_bytes(model, "big.onnx", limits=DEFAULT_LIMITS.replace(time_budget_s=0.05))
+    found = [f for f in result.findings if f.rule == "AIR003"]
+    assert found and "time budget" in found[0].message, [f.message for f in result.findings]
+    assert "while the parser process was still loading" in found[0].message or "after describing" in found[0].message
+    assert result.severity == Severity.HIGH
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
 # Memory: the single-process scan runs under the same limit as a worker.
 
 def test_the_single_process_scan_runs_under_the_memory_limit(tmp_path):

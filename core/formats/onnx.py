@@ -172,6 +172,12 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         # The child's walk stops by a wall-clock deadline (shared by both processes), early enough
         # for this process to read its answer and say how far it got.
         desc = run_isolated("onnx", source, ctx, {"deadline": time.time() + 0.8 * ctx.time_left()})
+    except LimitExceeded_ as exc:  # the child was stopped before its walk began: say so
+        if not exc.message.startswith("time budget"):
+            raise
+        raise LimitExceeded_(f"{exc.message} while the parser process was still loading the model's "
+                             f"{source.size:,} bytes (onnx.load builds every operator before any is "
+                             "described)", 0) from None
     except IsolationFailure as failure:
         if failure.kind == MALFORMED:
             raise FormatError(f"the protobuf does not parse ({failure.message})", 0) from None
