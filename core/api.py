@@ -298,6 +298,10 @@ def _files_below(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str,
 
 
 def _size(path: str) -> int:
+    from airlock.core.source import is_url
+
+    if is_url(path):  # read by airlock.core.remote: never looked up on disk
+        return 0
     try:
         return os.stat(path).st_size
     except OSError:

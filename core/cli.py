@@ -83,6 +83,9 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True,
                       help="bytes each file may decompress, all nested containers together (e.g. "
                            "512MiB, 4GiB; default: the policy's max-decompressed, else 1GiB); past it, a "
                            "high finding")
+    scan.add_argument("--max-remote-bytes", type=_byte_size, default=None, metavar="SIZE",
+                      help="bytes fetched per remote file (http(s)://, hf://org/name[@rev]/path) by range "
+                           "requests (default 64MiB); past it, a high 'not fully inspected' finding")
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     scan.add_argument("--quiet", "-q", action="store_true", help="no progress display on the terminal")
     scan.add_argument("--hash", action="store_true",
@@ -185,7 +188,9 @@ def run_scan(args: argparse.Namespace) -> int:
     except PolicyMissing as exc:
         print(f"airlock: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    missing = [p for p in args.paths if not os.path.lexists(p)]
+    from airlock.core.source import is_url
+
+    missing = [p for p in args.paths if not is_url(p) and not os.path.lexists(p)]
     if missing:
         for p in missing:
             print(f"airlock: no such file or directory: {p}", file=sys.stderr)
@@ -201,6 +206,8 @@ def run_scan(args: argparse.Namespace) -> int:
         limits = limits.replace(time_budget_s=args.timeout)
     if args.max_decompressed is not None:
         limits = limits.replace(max_decompressed_bytes=args.max_decompressed)
+    if args.max_remote_bytes is not None:
+        limits = limits.replace(max_remote_bytes=args.max_remote_bytes)
     fail_on = args.fail_on or (Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
     from airlock.core import api, formats
     from airlock.core.progress import for_terminal

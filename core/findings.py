@@ -94,6 +94,7 @@ def _load_rule_modules() -> None:
     # Rules live next to the format they judge; importing the registry of formats imports them all.
     from airlock.core import (
         formats,
+        remote,  # noqa: F401 - remote range reads (a misbehaving server, the byte budget)
         templates,  # noqa: F401 - chat-template rules (jinja2 is imported only to parse)
     )
     from airlock.core.formats import model_folder_context  # noqa: F401 - code shipped with a model

@@ -10,8 +10,8 @@ class Limits:
     # start-up, and each dataclass ~0.3 ms more.
     __slots__ = ("max_calls_recorded", "max_decompressed_bytes", "max_header_bytes", "max_memo_entries",
                  "max_nesting_depth", "max_opcodes", "max_pickle_member_bytes", "max_pickles_per_stream",
-                 "max_stack_depth", "max_string_preview", "max_zip_members", "memory_budget_bytes",
-                 "time_budget_s")
+                 "max_remote_bytes", "max_stack_depth", "max_string_preview", "max_zip_members",
+                 "memory_budget_bytes", "remote_timeout_s", "time_budget_s")
 
     def __init__(
         self,
@@ -30,6 +30,8 @@ class Limits:
         max_string_preview: int = 200,         # characters of any string shown in a node label
         time_budget_s: float = 60.0,           # per file
         memory_budget_bytes: int = 4 * 1024**3,  # per scanning worker (RLIMIT_DATA)
+        max_remote_bytes: int = 64 * 1024**2,  # per remote file: bytes fetched by range requests
+        remote_timeout_s: float = 20.0,        # per socket operation of a remote read (connect, a recv)
     ) -> None:
         self.max_opcodes = max_opcodes
         self.max_stack_depth = max_stack_depth
@@ -44,6 +46,8 @@ class Limits:
         self.max_string_preview = max_string_preview
         self.time_budget_s = time_budget_s
         self.memory_budget_bytes = memory_budget_bytes
+        self.max_remote_bytes = max_remote_bytes
+        self.remote_timeout_s = remote_timeout_s
         for name in self.__slots__:
             value = getattr(self, name)
             if value <= 0:

@@ -23,7 +23,7 @@ from airlock.core.findings import (
 )
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.limits import DEFAULT_LIMITS, Limits
-from airlock.core.source import Source
+from airlock.core.source import Source, is_url
 from airlock.core.text import safe_path, safe_text
 from airlock.core.tree import FILE, Node
 
@@ -192,6 +192,10 @@ def scan_file(
     """
     display = display_path if display_path is not None else os.fspath(path)
     path = os.fspath(path)
+    if is_url(path):  # read by range requests; never looked up as a local path
+        from airlock.core import remote
+
+        return remote.scan_url(path, display, ScanContext(limits, progress=progress, cancelled=cancelled))
     ctx = ScanContext(limits, progress=progress, cancelled=cancelled, path=path)
     start = time.monotonic()
     try:
@@ -265,7 +269,7 @@ def iter_files(path: str) -> Iterator[tuple[str, str]]:
     `provenance.hf_cache` (each revision's files under their snapshot paths, blobs no snapshot
     links to under blobs/).
     """
-    if not os.path.isdir(path):
+    if is_url(path) or not os.path.isdir(path):
         yield path, path
         return
     if os.path.basename(os.path.normpath(path)).startswith(_HF_REPO_PREFIXES):

@@ -20,6 +20,7 @@ from typing import Any
 from airlock.core.errors import FormatError
 
 HEAD_BYTES = 4096
+URL_SCHEMES = ("http://", "https://", "hf://")  # read by airlock.core.remote, never as local paths
 SMALL_FILE_BYTES = 64 * 1024  # read whole at open: fewer system calls than reading it in pieces
 
 
@@ -147,6 +148,12 @@ class FileSource(Source):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def is_url(path: object) -> bool:
+    """A path argument that names a remote file (airlock.core.remote reads it; importing that module
+    costs every scan the http client's import, so this check lives here)."""
+    return isinstance(path, str) and path[:8].lower().startswith(URL_SCHEMES)
 
 
 def _read_fd(fd: int, offset: int, n: int) -> bytes:

@@ -163,8 +163,9 @@ class Checker:
                 self._bounds(location, numbers, tensor, target, name)
         if self.base is None and not self.container_noted:
             self.container_noted = True
-            self._report(ExternalDataUnchecked, "the model uses external data but sits inside a "
-                        "container: its data files were not looked up", node=target)
+            where = "is read remotely" if self.source.member is None else "sits inside a container"
+            self._report(ExternalDataUnchecked, f"the model uses external data but {where}: its data files "
+                         "were not looked up", node=target)
 
     def _at(self, span: tuple[int, int] | None) -> dict[str, Any]:
         if span is None:

@@ -33,13 +33,17 @@ def finding_dict(f: Finding) -> dict[str, Any]:
 
 
 def file_dict(result: ScanResult) -> dict[str, Any]:
-    return {
+    entry: dict[str, Any] = {
         **path_fields(result.path),  # "path", and "path_bytes_b64" for a name that is not UTF-8
         "format": result.format,
         "severity": result.severity.label,
         "inspected": result.inspected,  # "full" | "partial" | "none" (airlock.core.inspection)
         "findings": [finding_dict(f) for f in result.findings],
     }
+    bytes_read = result.root.attrs.get("bytes_read")
+    if isinstance(bytes_read, int):  # a remote file (airlock.core.remote): what its range reads fetched
+        entry["bytes_read"] = bytes_read
+    return entry
 
 
 def not_inspected_count(results: list[dict[str, Any]]) -> int:
