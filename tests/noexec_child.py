@@ -102,6 +102,8 @@ class Guard:
             return None
         if event == "compile" and _parse_by_code_reader():
             return None  # a syntax tree of a .py/.ipynb being inspected: no code object is made
+        if event.startswith(NETWORK_PREFIXES) and _remote_read_to_loopback(event, args):
+            return None  # airlock.core.remote's range reads from the test's own server on 127.0.0.1
         if event == "pickle.find_class" and _called_from(IPC_MODULES):
             return None  # the worker pool's own messages (file paths in, report dicts out)
         if event in SPAWN or event.startswith("os.exec") or event.startswith("os.spawn"):
@@ -151,6 +153,26 @@ def _parse_by_code_reader() -> bool:
         return False
     caller = frame.f_back
     return caller is not None and caller.f_globals.get("__name__") == CODE_READER
+
+
+REMOTE_MODULE = "airlock.core.remote"
+LOOPBACK = "127.0.0.1"
+
+
+def _remote_read_to_loopback(event: str, args: tuple[Any, ...]) -> bool:
+    """The network events of one HTTP range read, allowed only from airlock.core.remote and only
+    to 127.0.0.1: name resolution and connect must name that address; creating the socket, and
+    http.client's connect and send, carry the connection's host where the event has one."""
+    if not _called_from({REMOTE_MODULE}):
+        return False
+    if event == "socket.getaddrinfo":
+        return args[0] == LOOPBACK
+    if event == "socket.connect":
+        address = args[1]
+        return isinstance(address, tuple) and address[0] == LOOPBACK
+    if event == "http.client.connect":
+        return args[1] == LOOPBACK
+    return event in ("socket.__new__", "http.client.send")
 
 
 # multiprocessing pickles the pool's tasks and results; never a scanned file's bytes.
@@ -257,8 +279,9 @@ def patch_workers(log: str, isolated: list[str] | None) -> None:
     concurrent.futures.ProcessPoolExecutor = pool  # type: ignore[misc]
 
 
-def canary(workdir: str) -> dict[str, str]:
+def canary(workdir: str, remote: dict[str, Any] | None = None) -> dict[str, str]:
     """Each deliberate violation must be blocked by the hook (PermissionError from it)."""
+    import http.client
     import socket
     import subprocess
 
@@ -274,6 +297,24 @@ def canary(workdir: str) -> dict[str, str]:
         "socket": lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(),
         "subprocess": lambda: subprocess.Popen(["true"]).wait(),
     }
+    if remote:
+        port = int(remote["endpoint"].rsplit(":", 1)[1])
+
+        def other_host() -> None:
+            # the remote reader itself, sent to another address: the hook blocks the connection, and
+            # the scan reports a remote read failure
+            from airlock.core import remote as remote_module
+            from airlock.core.errors import LimitExceeded
+
+            try:
+                remote_module.RemoteSource.open_url(f"http://127.0.0.2:{port}/x", budget=1 << 20,
+                                                    timeout=2, time_budget=5)
+            except LimitExceeded as exc:
+                raise PermissionError(f"{exc}") from None
+
+        # the test's own server, but not through airlock.core.remote
+        attempts["loopback-elsewhere"] = lambda: http.client.HTTPConnection(LOOPBACK, port, timeout=2).connect()
+        attempts["remote-other-host"] = other_host
     outcome = {}
     for name, attempt in attempts.items():
         try:
@@ -306,6 +347,9 @@ def main(config_path: str) -> int:
     review_runs = config.get("review_runs", [])
     for argv in review_runs:  # approve, reject, history, the gate: SQLAlchemy and sqlite3 load here
         run_cli(argv)
+    remote = config.get("remote")
+    if remote:  # one range read before the hook: http.client's lazy imports happen here
+        scan_one(remote["warmup"])
     warm_s = time.monotonic() - t0
     guard = install(log, "scan", isolated)
     guard.outputs = [os.path.abspath(p) for p in config.get("outputs", [])]
@@ -325,11 +369,17 @@ def main(config_path: str) -> int:
     code, out = run_cli(["scan", "--format", "jsonl", "--jobs", "1", config["folders"][-1]])
     cli_codes["lines of jsonl"] = len(out.splitlines())
     review = [run_cli(argv)[0] for argv in review_runs]
+    remote_results = []
+    if remote:  # remote scans against the test's local server: one by one, then the CLI with workers
+        remote_results = [scan_one(url) for url in remote["urls"]]
+        code, out = run_cli(["scan", "--format", "jsonl", "--jobs", "2", *remote["urls"]])
+        cli_codes["remote jsonl"] = code
+        cli_codes["lines of remote jsonl"] = len(out.splitlines())
     scan_s = time.monotonic() - t1
 
     guard.phase = "canary"
-    caught = canary(config["workdir"])
-    summary = {"results": results, "cli": cli_codes, "canary": caught, "import_problems": problems,
+    caught = canary(config["workdir"], remote)
+    summary = {"results": results, "remote": remote_results, "cli": cli_codes, "canary": caught, "import_problems": problems,
                "provenance": provenance, "review": review,
                "warmup_s": round(warm_s, 2), "scan_s": round(scan_s, 2)}
     sys.stdout.write(json.dumps(summary) + "\n")

@@ -10,7 +10,9 @@ worker processes. A canary at the end proves the hook does catch os.system, exec
 import, a file write, a socket and subprocess.Popen. The hostile corpus includes Python files and
 notebooks (tests/fixtures/code_files.py): reading them calls `ast.parse`, whose `compile` audit event
 the hook accepts only from airlock.core.code.reader (a canary checks ast.parse from anywhere else
-is still blocked).
+is still blocked). Remote scans (hf:// URLs of the hostile files, served by a real local HTTP server)
+run under the hook too: network events are allowed only from airlock.core.remote and only to
+127.0.0.1 (canaries: the same server reached from elsewhere, the reader sent to another address).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import corpus
 import pytest
+import range_server
 
 from airlock.core.scan import scan_bytes
 
@@ -154,14 +157,27 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     config = {"log": str(log), "warmup": warmup, "warmup_dir": str(warm_dir), "files": files,
               "folders": [str(scan_dir / "pickle"), str(scan_dir)], "workdir": str(work),
               "provenance_runs": runs, "outputs": outputs + review_outputs, "review_runs": review_runs}
-    (root / "config.json").write_text(json.dumps(config))
-    env = {**os.environ, "HOME": str(work), "TMPDIR": str(work)}
-    proc = subprocess.run([sys.executable, str(CHILD), str(root / "config.json")], capture_output=True,
-                          cwd=work, env=env, timeout=600, check=False)
+    # Remote scans: the hostile files served by a real local HTTP server (Range honoured) as the
+    # repository org/hostile, read through hf:// URLs (HF_ENDPOINT at the server).
+    served = root / "served"
+    (served / "org" / "hostile" / "resolve").mkdir(parents=True)
+    (served / "org" / "hostile" / "resolve" / "main").symlink_to(scan_dir)
+    (served / "org" / "warm" / "resolve").mkdir(parents=True)
+    (served / "org" / "warm" / "resolve" / "main").symlink_to(warm_dir)
+    hostile_paths = files[:len(hostile)]
+    urls = [f"hf://org/hostile/{os.path.relpath(p, scan_dir)}" for p in hostile_paths]
+    with range_server.serve(served) as server:
+        config["remote"] = {"endpoint": server.endpoint, "urls": urls,
+                            "warmup": f"hf://org/warm/{os.path.relpath(warmup[0], warm_dir)}"}
+        (root / "config.json").write_text(json.dumps(config))
+        env = {**os.environ, "HOME": str(work), "TMPDIR": str(work), "HF_ENDPOINT": server.endpoint}
+        proc = subprocess.run([sys.executable, str(CHILD), str(root / "config.json")], capture_output=True,
+                              cwd=work, env=env, timeout=600, check=False)
     assert proc.returncode == 0, f"child failed ({proc.returncode}): {proc.stderr.decode()[-4000:]}"
     summary: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     summary.update(records=records, n_files=len(files), n_hostile=len(hostile), formats=sorted(by_format))
+    summary["local_hostile"] = summary["results"][:len(hostile)]
     return summary
 
 
@@ -199,6 +215,25 @@ def test_hash_verify_and_lock_ran_under_the_hook(proof: dict[str, Any]) -> None:
     assert codes[6] == 1  # the ML-BOM of hostile files: exit 1 like any scan
 
 
+def test_remote_scans_ran_under_the_hook(proof: dict[str, Any]) -> None:
+    """Every hostile file scanned again through an hf:// URL from the local server, under the hook
+    (socket.connect allowed only to 127.0.0.1 and only from airlock.core.remote): the same verdicts,
+    and the CLI with two workers reports every URL."""
+    remote, local = proof["remote"], proof["local_hostile"]
+    assert len(remote) == len(local) == proof["n_hostile"]
+    # Pickles judge themselves (no folder context, which a remote file lacks: tests/test_remote.py
+    # compares every corpus file, each alone in its folder).
+    differ = [(r["path"], r["severity"], mine["severity"]) for r, mine in zip(remote, local, strict=True)
+              if r["path"].endswith(".pkl") and (r["format"], r["severity"]) != (mine["format"], mine["severity"])]
+    assert not differ, differ[:10]
+    assert sum(r["path"].endswith(".pkl") for r in remote) >= 20
+    assert all(not {"RMT001", "RMT002"} & set(r["rules"]) for r in remote)
+    assert proof["cli"]["lines of remote jsonl"] == proof["n_hostile"]
+    assert proof["cli"]["remote jsonl"] == 1
+    network = [r for r in proof["records"] if r["phase"] == "canary" and r["event"].startswith(("socket.", "http."))]
+    assert {r["event"] for r in network} >= {"socket.getaddrinfo", "http.client.connect"}
+
+
 def test_approve_reject_history_and_the_gate_ran_under_the_hook(proof: dict[str, Any]) -> None:
     # approve (critical accepted), reject, history found, history of an unknown hash ("no record"),
     # the gate in HTML and in SARIF with workers (the rejected file and the mutants fail it)
@@ -208,7 +243,7 @@ def test_approve_reject_history_and_the_gate_ran_under_the_hook(proof: dict[str,
 def test_canary_proves_the_hook_fires(proof: dict[str, Any]) -> None:
     assert proof["canary"] == {name: "blocked" for name in
                                ("os.system", "exec", "exec-source", "compile", "ast.parse", "import", "open-write",
-                                "socket", "subprocess")}
+                                "socket", "subprocess", "loopback-elsewhere", "remote-other-host")}
     caught = {r["event"] for r in proof["records"] if r["phase"] == "canary"}
     assert {"os.system", "exec", "compile", "import", "open", "socket.__new__", "subprocess.Popen"} <= caught
     # and in the confined parser children (their records leave through a pipe: they may write no file)
