@@ -290,6 +290,11 @@ class _Walk:
             yield task
 
 
+def files_below(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, str]]:
+    """Internal: (path shown, path opened) of every file below the paths, walked lazily."""
+    return _files_below(paths)
+
+
 def _files_below(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, str]]:
     from airlock.core.scan import iter_files
 

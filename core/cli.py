@@ -86,6 +86,10 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True,
     scan.add_argument("--max-remote-bytes", type=_byte_size, default=None, metavar="SIZE",
                       help="bytes fetched per remote file (http(s)://, hf://org/name[@rev]/path) by range "
                            "requests (default 64MiB); past it, a high 'not fully inspected' finding")
+    scan.add_argument("--cache", metavar="DB",
+                      help="a SQLite file of earlier results, keyed by content (SHA-256, or a registry's "
+                           "own hash), Airlock's version, the policy and the limits: unchanged files are "
+                           "not scanned again (their entries say \"cached\": true)")
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     scan.add_argument("--quiet", "-q", action="store_true", help="no progress display on the terminal")
     scan.add_argument("--hash", action="store_true",
@@ -218,8 +222,20 @@ def run_scan(args: argparse.Namespace) -> int:
     # This process scans too (one process, or a file whose worker died): the same memory limit as a
     # worker's, so that what the budgets miss is a MemoryError, a finding for that file, not swap.
     limit_memory(limits.memory_budget_bytes)
+    cache = _result_cache(args, policy, limits)
+    if isinstance(cache, int):
+        if review is not None:
+            review.close()
+        return cache
     progress = for_terminal(sys.stderr, quiet=args.quiet)
-    reports = api.iter_reports(args.paths, limits=limits, jobs=args.jobs, observer=progress)
+    if cache is None:
+        reports = api.iter_reports(args.paths, limits=limits, jobs=args.jobs, observer=progress)
+    else:
+        from airlock.core.result_cache import through_cache
+
+        reports = through_cache(api.files_below(args.paths), cache, limits,
+                                lambda files: api.iter_listed(files, limits=limits, jobs=args.jobs,
+                                                              observer=progress))
     try:
         if args.format == "jsonl":
             try:
@@ -242,11 +258,26 @@ def run_scan(args: argparse.Namespace) -> int:
             progress.close()
         if review is not None:
             review.close()
+        if cache is not None:
+            cache.close()
     if stopped is not None:
         print(f"airlock: {stopped}: the report lists the files finished before it and is marked "
               "incomplete", file=sys.stderr)
         return stopped.exit_code
     return EXIT_FINDINGS if worst >= fail_on else EXIT_CLEAN
+
+
+def _result_cache(args: argparse.Namespace, policy: Any, limits: Any) -> Any:
+    """None, the --cache database opened, or exit code 2 when it cannot be used."""
+    if not args.cache:
+        return None
+    from airlock.core import result_cache
+
+    try:
+        return result_cache.ResultCache(args.cache, result_cache.settings_key(policy or None, limits))
+    except Exception as exc:  # noqa: BLE001 - sqlite3.Error or OSError: a cache that cannot be used
+        print(f"airlock: cannot use the cache {args.cache}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _stopped(caught: interrupt.Interrupted | None) -> interrupt.Interrupted | None:

@@ -1,0 +1,168 @@
+"""A content-addressed cache of scan results (`airlock scan --cache DB`): a mirror rescans only what changed.
+
+A file's result is keyed by its content and by everything else a result depends on: Airlock's
+version, the policy digest (built-in allow/deny data plus the user's file) and the limits. The
+content key of a local file is its SHA-256 (read whole: the user asked for the cache); of a remote
+file, the registry's own hash when the server gives one (the hub's X-Linked-Etag on a `resolve`
+URL is the LFS object's SHA-256, so a local copy and the hub share a key), else the URL with its
+ETag. A remote file without an ETag is scanned every time (nothing says it did not change).
+
+Stored: the report entry as the scan made it, before the chain of custody's additions (hashes,
+the policy's marks, the approvals gate), which are made afresh on every run. A cached entry says
+`"cached": true`.
+
+Stdlib sqlite3, not the approvals database layer (airlock.core.review.db): that layer carries
+PostgreSQL, schema migrations and audit semantics for decisions people make; this is one
+key→JSON table on a local disk, disposable (delete the file to empty it), where a schema change just
+means a new table name. WAL mode and a busy timeout let parallel runs share the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from airlock.core import __version__
+from airlock.core.source import is_url
+
+if TYPE_CHECKING:
+    from airlock.core.api import Report
+    from airlock.core.limits import Limits
+    from airlock.core.policy_file import UserPolicy
+
+TABLE = "scan_results_v1"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def settings_key(policy: UserPolicy | None, limits: Limits) -> str:
+    """What a result depends on besides the content: version, policy digest, limits."""
+    from airlock.core.policy_file import EMPTY, digest
+
+    budgets = ",".join(f"{name}={getattr(limits, name)!r}" for name in limits.__slots__)
+    text = f"{__version__}|{digest(policy or EMPTY)}|{budgets}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ResultCache:
+    def __init__(self, path: str, settings: str) -> None:
+        self.path = path
+        self.settings = settings
+        self.hits = 0
+        self.stored = 0
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (content TEXT NOT NULL, "
+                         "settings TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (content, settings))")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def content_key(self, real: str, limits: Limits) -> str | None:
+        """The file's content key, or None when it has none (unreadable, a remote file without ETag)."""
+        if is_url(real):
+            return _remote_key(real, limits)
+        from airlock.core.provenance.hashing import sha256_file
+
+        try:
+            return "sha256:" + sha256_file(real)[0]
+        except OSError:
+            return None  # scanned: the scan says why it cannot be read
+
+    def get(self, content: str) -> dict[str, Any] | None:
+        row = self._db.execute(f"SELECT entry FROM {TABLE} WHERE content = ? AND settings = ?",
+                               (content, self.settings)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put(self, content: str, entry: dict[str, Any]) -> None:
+        self._db.execute(f"INSERT OR REPLACE INTO {TABLE} (content, settings, entry) VALUES (?, ?, ?)",
+                         (content, self.settings, json.dumps(entry)))
+        self.stored += 1
+
+
+def _remote_key(url: str, limits: Limits) -> str | None:
+    from airlock.core.errors import LimitExceeded
+    from airlock.core.remote import RemoteSource
+
+    try:
+        source = RemoteSource.open_url(url, budget=min(limits.max_remote_bytes, 1024),
+                                       timeout=limits.remote_timeout_s, time_budget=limits.time_budget_s)
+    except (LimitExceeded, ValueError):
+        return None
+    try:
+        etag = (source.reader.etag or "").strip().removeprefix("W/").strip('"')
+    finally:
+        source.close()
+    if not etag:
+        return None
+    return f"sha256:{etag}" if _SHA256.match(etag) else f"etag:{source.reader.url}:{etag}"
+
+
+def through_cache(files: Iterable[tuple[str, str]], cache: ResultCache, limits: Limits,
+                  scan: Callable[[Iterable[tuple[str, str]]], Iterator[Report]]) -> Iterator[Report]:
+    """Reports of the listed (display, real) files: a cached file's entry without scanning it, the
+    others scanned by `scan` and stored. Each report's `index` is its place in `files`."""
+    from airlock.core.api import Report
+
+    ready: deque[Report] = deque()
+    positions: list[int] = []  # index in `files` of each file handed to the scan
+    keys: list[str | None] = []
+
+    def misses() -> Iterator[tuple[str, str]]:
+        for index, (display, real) in enumerate(files):
+            key = cache.content_key(real, limits)
+            entry = cache.get(key) if key is not None else None
+            if entry is not None:
+                cache.hits += 1
+                ready.append(Report(_renamed(entry, display), index=index, real_path=real))
+                continue
+            positions.append(index)
+            keys.append(key)
+            yield display, real
+
+    for report in scan(misses()):
+        while ready:
+            yield ready.popleft()
+        sub = report.index or 0
+        key = keys[sub]
+        if key is not None and _cacheable(report):
+            cache.put(key, report.to_dict())
+        yield Report(report.to_dict(), index=positions[sub], real_path=report.real_path)
+    while ready:
+        yield ready.popleft()
+
+
+def _renamed(entry: dict[str, Any], display: str) -> dict[str, Any]:
+    """A cached entry for the file at `display` (the same bytes may have had another name): its path,
+    and the findings' node paths, which start with the file's own label."""
+    from airlock.core.report.paths import path_fields
+    from airlock.core.scan import _label
+    from airlock.core.text import safe_text
+
+    old = safe_text(_label(str(entry.get("path", ""))), 1000)
+    new = safe_text(_label(display), 1000)
+    findings = []
+    for finding in entry.get("findings", []):
+        node = finding.get("node")
+        if isinstance(node, str) and (node == old or node.startswith(old + " / ")):
+            finding = {**finding, "node": new + node[len(old):]}
+        findings.append(finding)
+    rest = {k: v for k, v in entry.items() if k not in ("path", "path_bytes_b64", "findings")}
+    return {**path_fields(display), **rest, "findings": findings, "cached": True}
+
+
+def _cacheable(report: Report) -> bool:
+    """A result that depends on this run only is not kept: a remote read that failed, a worker
+    that died, a file that could not be read (next time it may work)."""
+    for finding in report.findings:
+        if finding["rule"] in ("RMT001", "AIR007", "ISO001"):  # remote read, unreadable, isolation
+            return False
+        if finding["rule"] == "AIR001" and "worker failed" in finding["message"]:
+            return False
+        if finding["rule"] == "AIR003" and "time budget" in finding["message"]:  # a loaded machine
+            return False
+    return True

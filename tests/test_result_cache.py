@@ -1,0 +1,112 @@
+"""`airlock scan --cache DB`: results keyed by content + version + policy + limits (airlock.core.result_cache).
+
+Real SQLite files, real scans through the command line; remote files from a real local Range server
+keyed by the hub's X-Linked-Etag (the LFS SHA-256), which a local copy of the same bytes shares."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import corpus
+import pytest
+import range_server
+
+EVIL = corpus.call("posix", "system", corpus.MARKER)
+BENIGN = corpus.asm(corpus.PROTO(2), corpus.STR("weights"), corpus.STOP)
+
+
+def _scan(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[dict[str, Any]]]:
+    proc = subprocess.run([sys.executable, "-m", "airlock.core.cli", "scan", "--no-policy", "--format", "jsonl",
+                           "--jobs", "1", *args], capture_output=True, timeout=300, check=False,
+                          env={**os.environ, **(env or {})})
+    assert proc.returncode in (0, 1), proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr
+    return proc.returncode, [json.loads(line) for line in proc.stdout.decode().splitlines()]
+
+
+def _mirror(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "evil.pkl").write_bytes(EVIL)
+    (folder / "ok.pkl").write_bytes(BENIGN)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "other.pkl").write_bytes(BENIGN)  # the same bytes as ok.pkl: one key
+
+
+def test_second_run_scans_nothing_and_a_changed_file_is_rescanned(tmp_path: Path) -> None:
+    mirror, db = tmp_path / "mirror", str(tmp_path / "cache.sqlite3")
+    _mirror(mirror)
+    code1, first = _scan("--cache", db, str(mirror))
+    assert code1 == 1 and not any(e.get("cached") for e in first)
+    code2, second = _scan("--cache", db, str(mirror))
+    assert code2 == 1 and all(e.get("cached") for e in second)
+    strip = [{k: v for k, v in e.items() if k != "cached"} for e in second]
+    assert sorted(strip, key=lambda e: e["path"]) == sorted(first, key=lambda e: e["path"])
+    (mirror / "ok.pkl").write_bytes(corpus.call("os", "system", corpus.MARKER))  # changed: rescanned
+    _, third = _scan("--cache", db, str(mirror))
+    by_path = {Path(e["path"]).name: e for e in third}
+    assert not by_path["ok.pkl"].get("cached") and by_path["ok.pkl"]["severity"] == "critical"
+    assert by_path["evil.pkl"]["cached"] and by_path["other.pkl"]["cached"]
+    # the same bytes under another name: the key is the content, the path is the new one's
+    (mirror / "copy.pkl").write_bytes(EVIL)
+    _, fourth = _scan("--cache", db, str(mirror / "copy.pkl"))
+    assert fourth[0]["cached"] and fourth[0]["path"] == str(mirror / "copy.pkl")
+
+
+def test_settings_change_the_key(tmp_path: Path) -> None:
+    mirror, db = tmp_path / "mirror", str(tmp_path / "cache.sqlite3")
+    _mirror(mirror)
+    _scan("--cache", db, str(mirror))
+    _, other_limits = _scan("--cache", db, "--max-decompressed", "1MiB", str(mirror))
+    assert not any(e.get("cached") for e in other_limits)
+
+
+def test_documents_and_workers_through_the_cache(tmp_path: Path) -> None:
+    mirror, db = tmp_path / "mirror", str(tmp_path / "cache.sqlite3")
+    _mirror(mirror)
+    _scan("--cache", db, "--jobs", "2", str(mirror))
+    proc = subprocess.run([sys.executable, "-m", "airlock.core.cli", "scan", "--no-policy", "--format", "json",
+                           "--jobs", "2", "--cache", db, str(mirror)], capture_output=True, timeout=300, check=False)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and [Path(e["path"]).name for e in doc["files"]] == ["evil.pkl", "ok.pkl", "other.pkl"]
+    assert all(e["cached"] for e in doc["files"])
+
+
+def test_unusable_cache_is_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "airlock.core.cli", "scan", "--no-policy", "--cache",
+                           str(tmp_path / "no" / "such" / "dir.sqlite3"), str(tmp_path)],
+                          capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 2 and b"cannot use the cache" in proc.stderr
+
+
+def test_remote_files_keyed_by_the_hubs_lfs_hash(tmp_path: Path) -> None:
+    import hashlib
+
+    root = tmp_path / "served"
+    path = range_server.hf_path(root, "org/name", "main", "evil.pkl")
+    path.write_bytes(EVIL)
+    db = str(tmp_path / "cache.sqlite3")
+    with range_server.serve(root) as server:
+        env = {"HF_ENDPOINT": server.endpoint}
+        server.mode = "redirect"
+        range_server.LFS_OID = hashlib.sha256(EVIL).hexdigest()  # what the hub's X-Linked-Etag says
+        _, first = _scan("--cache", db, "hf://org/name/evil.pkl", env=env)
+        assert first[0]["severity"] == "critical" and not first[0].get("cached")
+        _, second = _scan("--cache", db, "hf://org/name/evil.pkl", env=env)
+        assert second[0]["cached"] and second[0]["path"] == "hf://org/name/evil.pkl"
+        # a local copy of the same bytes: keyed by its SHA-256, the same key as the hub's LFS oid
+        local = tmp_path / "copy.pkl"
+        local.write_bytes(EVIL)
+        _, third = _scan("--cache", db, str(local), env=env)
+        assert third[0]["cached"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_oid() -> Any:
+    saved = range_server.LFS_OID
+    yield
+    range_server.LFS_OID = saved
