@@ -473,6 +473,40 @@ def gui_rows(work: Path, runs: int, peers: dict, row) -> None:
         row(task, measure_typist(path, "airlock", runs), base)
 
 
+def remote_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """Remote scans (issue 24): a 4 GiB SafeTensors and a 2 GiB torch zip (sparse files) served by a
+    local HTTP server honouring Range, scanned through hf:// URLs, against the same scan of the local
+    file. The task names the bytes fetched and their share of the file (target: at most 1 %)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import range_server
+
+    gib = 1024**3
+    root = work / "served"
+    inputs = {"model.safetensors": (4 * gib, range_server.big_safetensors),
+              "pytorch_model.bin": (2 * gib, range_server.big_torch_zip)}
+    with range_server.serve(root) as server:
+        env = {**os.environ, "HF_ENDPOINT": server.endpoint}
+        for name, (size, make) in inputs.items():
+            path = range_server.hf_path(root, "org/name", "main", name)
+            if not path.exists():
+                make(path, size)
+            url = f"hf://org/name/{name}"
+            check = subprocess.run(airlock_cmd("scan", "--format", "json", url), capture_output=True, text=True,
+                                   env=env)
+            try:
+                entry = json.loads(check.stdout)["files"][0]
+                read, verdict = int(entry["bytes_read"]), entry["severity"]
+            except (ValueError, KeyError, IndexError):
+                read, verdict = -1, "no report"
+            share = 100 * read / path.stat().st_size
+            both = measure_together({"airlock": Cmd(airlock_cmd("scan", "--format", "json", url), env=env),
+                                     "local scan": Cmd(airlock_cmd("scan", "--format", "json", str(path)))}, runs)
+            mine = both.pop("airlock")
+            met = read >= 0 and share <= 1.0 and not mine.error
+            row(f"remote {name} ({size / gib:g} GiB) by ranges: {read:,} bytes read ({share:.3f} %), {verdict}"
+                f"{'' if met else ', TARGET MISSED'}", mine, both)
+
+
 def airlock_cmd(*args: str) -> list[str]:
     """The `airlock` command a user runs (the console script beside this interpreter)."""
     script = Path(sys.executable).with_name("airlock")
@@ -489,15 +523,16 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "templates", "gui"),
+    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "templates", "gui",
+                                           "remote"),
                         default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
                              "the ONNX parser process rows; code: only the Python files row; bombs: only the "
                              "decompression-bomb rows; templates: only the chat-template chain rows; gui: only "
                              "the desktop app's typing rows (the figure is the longest event-loop stall, in "
-                             "seconds)")
+                             "seconds); remote: only the remote range-read rows")
     args = parser.parse_args()
-    if args.only in ("hash", "code", "bombs", "templates", "gui"):
+    if args.only in ("hash", "code", "bombs", "templates", "gui", "remote"):
         args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
@@ -520,6 +555,8 @@ def main() -> int:
     if args.only == "gui":
         os.environ["AIRLOCK_BENCH_SCALE"] = str(args.scale)
         return only_rows(args, work, gui_rows)
+    if args.only == "remote":
+        return only_rows(args, work, remote_rows)
     gib = 1024**3
     s = args.scale
     files = {

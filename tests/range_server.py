@@ -20,9 +20,12 @@ Mode "*-after-first" variants ("short-after-first", "stall-after-first", "drop-a
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import struct
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -186,3 +189,41 @@ def sparse_file(path: Path, size: int) -> None:
     with open(path, "r+b") as fh:
         fh.truncate(size)
     os.utime(path, (time.time(), time.time()))
+
+
+def big_safetensors(path: Path, size: int) -> None:
+    """A SafeTensors file of one F32 tensor of `size` bytes, its data a hole (sparse)."""
+    n = size // 4
+    header = b'{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[%d],"data_offsets":[0,%d]}}' % (n, 4 * n)
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    sparse_file(path, 8 + len(header) + 4 * n)
+
+
+def big_torch_zip(path: Path, size: int) -> None:
+    """A real torch.save checkpoint whose storage member is rewritten as a `size`-byte stored member
+    of zeros left as a hole in the file (zip written by hand: zipfile would write every byte)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(4)}, buf)
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
+        members = [(info.filename, zf.read(info)) for info in zf.infolist()]
+    central = b""
+    with open(path, "wb") as fh:
+        for name, data in members:
+            big = name.endswith("/data/0")
+            length = size if big else len(data)
+            crc = 0 if big else zipfile.crc32(data)  # type: ignore[attr-defined]
+            offset = fh.tell()
+            raw = name.encode()
+            fh.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, length, length, len(raw), 0) + raw)
+            if big:
+                fh.seek(length, 1)  # a hole: nothing written
+            else:
+                fh.write(data)
+            central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, crc, length, length,
+                                   len(raw), 0, 0, 0, 0, 0, offset) + raw
+        start = fh.tell()
+        fh.write(central)
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), start, 0))

@@ -9,12 +9,9 @@ size, stall or drop the connection give a clear finding within the timeout, neve
 
 from __future__ import annotations
 
-import io
 import json
-import struct
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from typing import Any
 import corpus
 import pytest
 import range_server
-from range_server import RangeServer, hf_path, serve, sparse_file
+from range_server import RangeServer, big_safetensors, big_torch_zip, hf_path, serve
 
 from airlock.core import api
 from airlock.core.limits import Limits
@@ -113,45 +110,8 @@ def test_http_url_and_hf_revision(server: RangeServer) -> None:
 
 # Big files: a few ranges, never the whole file
 
-def _big_safetensors(path: Path, size: int) -> None:
-    n = size // 4
-    header = b'{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[%d],"data_offsets":[0,%d]}}' % (n, 4 * n)
-    header += b" " * (-len(header) % 8)
-    path.write_bytes(struct.pack("<Q", len(header)) + header)
-    sparse_file(path, 8 + len(header) + 4 * n)
-
-
-def _big_torch_zip(path: Path, size: int) -> None:
-    """A real torch.save checkpoint whose storage member is rewritten as a `size`-byte stored member
-    of zeros left as a hole in the file (zip written by hand: zipfile would write every byte)."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save({"w": torch.zeros(4)}, buf)
-    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
-        members = [(info.filename, zf.read(info)) for info in zf.infolist()]
-    central = b""
-    with open(path, "wb") as fh:
-        for name, data in members:
-            big = name.endswith("/data/0")
-            length = size if big else len(data)
-            crc = 0 if big else zipfile.crc32(data)  # type: ignore[attr-defined]
-            offset = fh.tell()
-            raw = name.encode()
-            fh.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, length, length, len(raw), 0) + raw)
-            if big:
-                fh.seek(length, 1)  # a hole: nothing written
-            else:
-                fh.write(data)
-            central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, crc, length, length,
-                                   len(raw), 0, 0, 0, 0, 0, offset) + raw
-        start = fh.tell()
-        fh.write(central)
-        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), start, 0))
-
-
-@pytest.mark.parametrize(("name", "size", "make"), [("model.safetensors", 4 * GiB, _big_safetensors),
-                                                     ("pytorch_model.bin", 2 * GiB, _big_torch_zip)])
+@pytest.mark.parametrize(("name", "size", "make"), [("model.safetensors", 4 * GiB, big_safetensors),
+                                                     ("pytorch_model.bin", 2 * GiB, big_torch_zip)])
 def test_big_files_read_at_most_one_percent(server: RangeServer, name: str, size: int, make: Any) -> None:
     path = hf_path(server.root, REPO, REV, name)
     make(path, size)
@@ -169,7 +129,7 @@ def test_big_files_read_at_most_one_percent(server: RangeServer, name: str, size
 
 def test_byte_budget_is_a_high_finding_never_a_full_download(server: RangeServer) -> None:
     path = hf_path(server.root, REPO, REV, "model.safetensors")
-    _big_safetensors(path, 64 * 1024**2)
+    big_safetensors(path, 64 * 1024**2)
     limits = Limits(max_remote_bytes=100_000)
     entry = api.scan_file(f"hf://{REPO}/model.safetensors", limits=limits).to_dict()
     assert entry["severity"] == "high" and entry["inspected"] != "full"
@@ -201,7 +161,7 @@ MISBEHAVIOURS = {
 @pytest.mark.parametrize("mode", sorted(MISBEHAVIOURS))
 def test_misbehaving_server_gives_a_clear_finding(server: RangeServer, mode: str) -> None:
     path = hf_path(server.root, REPO, REV, "model.safetensors")
-    _big_safetensors(path, 64 * 1024**2)
+    big_safetensors(path, 64 * 1024**2)
     entry = _misbehaving(server, mode, "model.safetensors", Limits(remote_timeout_s=0.5, time_budget_s=20))
     failed = [f for f in entry["findings"] if f["rule"] == "RMT001"]
     assert failed, entry["findings"]
@@ -218,7 +178,7 @@ def test_stall_and_first_stall_messages(server: RangeServer) -> None:
 
 def test_server_ignoring_range(server: RangeServer) -> None:
     path = hf_path(server.root, REPO, REV, "model.safetensors")
-    _big_safetensors(path, 8 * 1024**2)
+    big_safetensors(path, 8 * 1024**2)
     big = _misbehaving(server, "ignore", "model.safetensors", Limits(max_remote_bytes=1024**2))
     assert [f["rule"] for f in big["findings"]] == ["RMT002"]
     assert "ignores Range" in big["findings"][0]["message"] and big["severity"] == "high"
@@ -244,7 +204,7 @@ def test_nothing_listening_is_a_finding(server: RangeServer) -> None:
 
 def test_hub_redirect_and_lfs_etag(server: RangeServer) -> None:
     path = hf_path(server.root, REPO, REV, "model.safetensors")
-    _big_safetensors(path, 64 * 1024**2)
+    big_safetensors(path, 64 * 1024**2)
     server.mode = "redirect"
     report = api.scan_file(f"hf://{REPO}/model.safetensors", keep_tree=True)
     try:
@@ -261,7 +221,7 @@ def test_hub_redirect_and_lfs_etag(server: RangeServer) -> None:
 def test_cli_scans_urls_never_as_local_paths(server: RangeServer, tmp_path: Path) -> None:
     _put(server, "evil.pkl", corpus.call("posix", "system", corpus.MARKER))
     path = hf_path(server.root, REPO, REV, "model.safetensors")
-    _big_safetensors(path, 64 * 1024**2)
+    big_safetensors(path, 64 * 1024**2)
     out = tmp_path / "r.jsonl"
     proc = subprocess.run([sys.executable, "-m", "airlock.core.cli", "scan", "--no-policy", "--format", "jsonl",
                            "-o", str(out), "--max-remote-bytes", "1MiB", f"hf://{REPO}/evil.pkl",
