@@ -20,6 +20,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QMainWindow,
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from airlock.core.findings import Severity
+from airlock.core.source import is_url
 from airlock.core.text import safe_path
 from airlock.gui import export, theme
 from airlock.gui.file_view import FileView
@@ -58,7 +60,7 @@ def expand_paths(paths: Iterable[str], empty: list[str] | None = None) -> list[s
 
     out: list[str] = []
     for path in paths:
-        if os.path.isdir(path):
+        if not is_url(path) and os.path.isdir(path):  # a URL is never looked up on disk
             found = [real for _, real in iter_files(path)]
             if not found and empty is not None:
                 empty.append(path)
@@ -173,6 +175,7 @@ class MainWindow(QMainWindow):
         self.open_action = file_menu.addAction("&Open…", self.open_dialog)
         self.open_action.setShortcut(QKeySequence.StandardKey.Open)
         self.open_folder_action = file_menu.addAction("Open &Folder…", self.open_folder_dialog)
+        self.open_url_action = file_menu.addAction("Open &URL…", self.open_url_dialog)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
@@ -284,7 +287,8 @@ class MainWindow(QMainWindow):
             view.start_scan()
             opened.append(view)
         for path in paths:
-            self.add_recent(path)
+            if not is_url(path):
+                self.add_recent(path)
         if opened:
             self.stack.setCurrentWidget(self.tabs)
             self.tabs.setCurrentWidget(opened[0])
@@ -310,6 +314,18 @@ class MainWindow(QMainWindow):
         dialog = self.open_file_dialog()
         if dialog.exec() and dialog.selectedFiles():
             self.open_paths(dialog.selectedFiles())
+
+    def open_url_dialog(self) -> None:
+        """A remote file (https://…, hf://org/name[@revision]/path), read by range requests only."""
+        text, ok = QInputDialog.getText(self, "Open URL", "URL of a model file (https://… or "
+                                        "hf://org/name[@revision]/path):")
+        url = text.strip()
+        if not ok or not url:
+            return
+        if not is_url(url):
+            QMessageBox.information(self, "Airlock", "Not a URL Airlock reads: use https://, http:// or hf://.")
+            return
+        self.open_paths([url])
 
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a model folder")
