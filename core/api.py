@@ -181,7 +181,7 @@ PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 
 def scan_paths(paths: Iterable[str | os.PathLike[str]], *, policy: UserPolicy | None = None,
                limits: Limits | None = None, jobs: int | None = 1,
-               observer: ScanObserver | None = None) -> Iterator[Report]:
+               observer: ScanObserver | None = None, client: Any = None) -> Iterator[Report]:
     """Scan files and everything below folders, yielding each file's report as it finishes.
 
     Folders are walked while files are scanned (sorted, symlinks to files followed, symlinked
@@ -189,10 +189,17 @@ def scan_paths(paths: Iterable[str | os.PathLike[str]], *, policy: UserPolicy | 
     finish, each with `index`, its place in the walk. `jobs` > 1 scans in that many worker
     processes (forked where the OS allows it); `jobs=None` chooses: one per core for 100 files or
     more (or more than 64 MiB), else one. Nothing is kept once yielded: a million files stream
-    through in bounded memory. `policy` and `limits` as for `scan_file`.
+    through in bounded memory. `policy` and `limits` as for `scan_file`. `client`, a
+    `distributed.Client`, scans on that Dask cluster instead (airlock.core.dask_map; `jobs` unused).
     """
     limits = _limits(limits, policy)
-    for report in iter_reports(paths, limits=limits, jobs=jobs, observer=observer):
+    if client is not None:
+        from airlock.core.dask_map import scan_on_cluster
+
+        reports = scan_on_cluster(_files_below(paths), client, limits, observer)
+    else:
+        reports = iter_reports(paths, limits=limits, jobs=jobs, observer=observer)
+    for report in reports:
         entry = _finish(report.to_dict(), report.real_path, policy)
         yield Report(entry, index=report.index, real_path=report.real_path)
 

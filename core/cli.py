@@ -86,6 +86,9 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True,
     scan.add_argument("--max-remote-bytes", type=_byte_size, default=None, metavar="SIZE",
                       help="bytes fetched per remote file (http(s)://, hf://org/name[@rev]/path) by range "
                            "requests (default 64MiB); past it, a high 'not fully inspected' finding")
+    scan.add_argument("--dask", metavar="ADDRESS",
+                      help="scan on a Dask distributed cluster, e.g. tcp://scheduler:8786 (the workers must "
+                           "reach the paths; needs the [dask] extra)")
     scan.add_argument("--cache", metavar="DB",
                       help="a SQLite file of earlier results, keyed by content (SHA-256, or a registry's "
                            "own hash), Airlock's version, the policy and the limits: unchanged files are "
@@ -227,15 +230,26 @@ def run_scan(args: argparse.Namespace) -> int:
         if review is not None:
             review.close()
         return cache
+    client = _dask_client(args)
+    if isinstance(client, int):
+        if review is not None:
+            review.close()
+        return client
     progress = for_terminal(sys.stderr, quiet=args.quiet)
+
+    def scan_listed(files: Any) -> Iterator[Report]:
+        if client is not None:
+            from airlock.core.dask_map import scan_on_cluster
+
+            return scan_on_cluster(files, client, limits, progress)
+        return api.iter_listed(files, limits=limits, jobs=args.jobs, observer=progress)
+
     if cache is None:
-        reports = api.iter_reports(args.paths, limits=limits, jobs=args.jobs, observer=progress)
+        reports = scan_listed(api.files_below(args.paths))
     else:
         from airlock.core.result_cache import through_cache
 
-        reports = through_cache(api.files_below(args.paths), cache, limits,
-                                lambda files: api.iter_listed(files, limits=limits, jobs=args.jobs,
-                                                              observer=progress))
+        reports = through_cache(api.files_below(args.paths), cache, limits, scan_listed)
     try:
         if args.format == "jsonl":
             try:
@@ -260,6 +274,8 @@ def run_scan(args: argparse.Namespace) -> int:
             review.close()
         if cache is not None:
             cache.close()
+        if client is not None:
+            client.close()
     if stopped is not None:
         print(f"airlock: {stopped}: the report lists the files finished before it and is marked "
               "incomplete", file=sys.stderr)
@@ -277,6 +293,22 @@ def _result_cache(args: argparse.Namespace, policy: Any, limits: Any) -> Any:
         return result_cache.ResultCache(args.cache, result_cache.settings_key(policy or None, limits))
     except Exception as exc:  # noqa: BLE001 - sqlite3.Error or OSError: a cache that cannot be used
         print(f"airlock: cannot use the cache {args.cache}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _dask_client(args: argparse.Namespace) -> Any:
+    """None, a client of the --dask scheduler, or exit code 2 (distributed missing, no scheduler)."""
+    if not args.dask:
+        return None
+    from airlock.core import dask_map
+
+    if not dask_map.available():
+        print(f"airlock: --dask needs the distributed package: {dask_map.INSTALL_HINT}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return dask_map.connect(args.dask)
+    except (OSError, TimeoutError, ValueError) as exc:
+        print(f"airlock: cannot reach the Dask scheduler {args.dask}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 

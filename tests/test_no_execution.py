@@ -231,7 +231,7 @@ def test_remote_scans_ran_under_the_hook(proof: dict[str, Any]) -> None:
     assert proof["cli"]["lines of remote jsonl"] == proof["n_hostile"]
     assert proof["cli"]["remote jsonl"] == 1
     network = [r for r in proof["records"] if r["phase"] == "canary" and r["event"].startswith(("socket.", "http."))]
-    assert {r["event"] for r in network} >= {"socket.getaddrinfo", "http.client.connect"}
+    assert "http.client.connect" in {r["event"] for r in network}  # 127.0.0.2 refused at the first event
 
 
 def test_approve_reject_history_and_the_gate_ran_under_the_hook(proof: dict[str, Any]) -> None:
