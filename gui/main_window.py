@@ -281,7 +281,8 @@ class MainWindow(QMainWindow):
             view.scan_finished.connect(self._scan_finished)
             view.filter_changed.connect(self._view_filter_changed)
             view.reload_requested.connect(self.reload_view)
-            self.disk.watch(path)
+            if not is_url(path):  # a remote file has no disk to watch
+                self.disk.watch(path)
             index = self.tabs.addTab(view, theme.severity_icon(Severity.INFO), safe_path(view.name, 60))
             self.tabs.setTabToolTip(index, "")
             view.start_scan()
