@@ -43,7 +43,8 @@ def connect(address: str) -> Any:
     import distributed
 
     quiet()
-    return distributed.Client(address, timeout=30, set_as_default=False)
+    client_class: Any = distributed.Client  # distributed is untyped
+    return client_class(address, timeout=30, set_as_default=False)
 
 
 def quiet() -> None:
@@ -74,7 +75,7 @@ def scan_task(display: str, real: str, limits: Limits) -> dict[str, Any]:
 def scan_on_cluster(files: Iterable[tuple[str, str]], client: Any, limits: Limits,
                     observer: ScanObserver | None = None) -> Iterator[Report]:
     """Reports of the listed (display, real) files, scanned on the cluster, as they finish."""
-    from distributed import as_completed
+    import distributed
 
     from airlock.core.api import Report
     from airlock.core.parallel import crash_entry
@@ -83,6 +84,7 @@ def scan_on_cluster(files: Iterable[tuple[str, str]], client: Any, limits: Limit
     window = WINDOW_PER_WORKER * threads
     pending: dict[Any, tuple[int, str, str]] = {}
     listing = iter(enumerate(files))
+    as_completed: Any = distributed.as_completed  # distributed is untyped
     done = as_completed(loop=client.loop)
 
     def submit() -> bool:
