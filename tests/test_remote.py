@@ -241,3 +241,10 @@ def test_cli_scans_urls_never_as_local_paths(server: RangeServer, tmp_path: Path
 def test_is_url() -> None:
     assert is_url("https://x/y") and is_url("HF://o/n/p") and is_url("http://127.0.0.1:1/a")
     assert not is_url("model.bin") and not is_url("s3://b/k") and not is_url("./https:/x")
+
+
+def test_converter_needs_local_files(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "airlock.core.cli", "convert", "hf://org/name/model.bin",
+                           "-o", str(tmp_path / "out.safetensors")], capture_output=True, timeout=120, check=False)
+    assert proc.returncode != 0 and b"conversion needs a local file" in proc.stderr
+    assert not (tmp_path / "out.safetensors").exists()

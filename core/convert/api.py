@@ -55,6 +55,11 @@ def convert(
     (None: no limit)."""
     start = time.monotonic()
     src = os.fspath(input_path)
+    from airlock.core.source import is_url
+
+    if is_url(src):  # converting reads every tensor: a remote file is scanned, never converted in place
+        raise ConvertError(f"conversion needs a local file: download {src} first (airlock scan reads it "
+                           "remotely)")
     if not os.path.exists(src):
         raise ConvertError(f"no such file or directory: {src}")
     if max_shard_size <= 0:
