@@ -16,6 +16,7 @@ from airlock.gui import columns
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
 from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
+from airlock.gui.policy_marks import Marks, counted
 from airlock.gui.search import ResultsModel
 from airlock.gui.tab_filter import TabFilter
 from airlock.gui.tree_model import COL_NAME, NODE_ROLE, NodeModelBase, NodeTreeModel
@@ -39,6 +40,9 @@ class FileView(TabFilter, QWidget):
         self.stamp: Stamp = None  # size and mtime of the file when it was read
         self.stale: str | None = None  # what changed on disk since, when something did
         self._init_filter()  # this tab's own filter (TabFilter): text, "risky only", its bar and worker
+        self.marks: Marks = {}  # what the policy file changed in the findings
+        self.policy_note = ""
+        self.known_sha256: tuple[str, int] | None = None  # hashed during the scan for the policy
 
         self.banner = VerdictBanner()
         self.progress = QProgressBar()
@@ -132,7 +136,10 @@ class FileView(TabFilter, QWidget):
         if result is None:
             self.banner.set_pending("Cancelled.")
             return
-        self.set_result(result)
+        if self.worker is not None:
+            self.policy_note = self.worker.policy_note
+            self.known_sha256 = self.worker.sha256
+        self.set_result(result, self.worker.marks if self.worker is not None else None)
 
     def _failed(self, message: str) -> None:
         self.error = message
@@ -143,19 +150,22 @@ class FileView(TabFilter, QWidget):
         self.progress.setVisible(False)
         self.scan_finished.emit(self)
 
-    def set_result(self, result: ScanResult) -> None:
+    def set_result(self, result: ScanResult, marks: Marks | None = None) -> None:
         self.result = result
+        self.marks = marks or {}
         self.model = NodeTreeModel(result.root, self)
         self._show_model(self.model)
         self._open_on_what_matters()
         self.details.set_source(result.source)
-        self.findings.set_findings(result.findings)
-        self.banner.set_verdict(result.findings, result.format, result.inspected)
+        self.details.file_hash.set_file(self.path, result.size, self.known_sha256)
+        self.findings.set_findings(result.findings, self.marks)
+        self.banner.set_verdict(counted(result.findings, self.marks), result.format, result.inspected)
         size = human_size(result.size) if result.size is not None else "?"
         origin = provenance_line(result.path)  # a Hugging Face cache file: repo, revision, signature
         self.info.setText(f"{safe_path(result.path, 300)}   ·   format {result.format}   ·   {size}   ·   "
                           f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s"
-                          + (f"\n{safe_text(origin, 300)}" if origin else ""))
+                          + (f"\n{safe_text(origin, 300)}" if origin else "")
+                          + (f"\n{self.policy_note}" if self.policy_note else ""))
         self.details.show_node(result.root)
         if self.filter_text or self.risky_only:  # set while the scan ran
             self._start_search()
@@ -234,6 +244,7 @@ class FileView(TabFilter, QWidget):
     def close_result(self) -> None:
         """Release the file: the search, the models, the details, then the map (lazy nodes read from it)."""
         self.cancel()
+        self.details.file_hash.cancel()
         self._pending.clear()
         self.tree.setModel(None)
         for model in (self.model, self.results):

@@ -22,6 +22,7 @@ from airlock.core.text import human_size, safe_text
 from airlock.core.tree import CALL, TEMPLATE, TENSOR, TEXT, Node
 from airlock.gui.details.code import CodeView, code_holder
 from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
+from airlock.gui.details.file_hash import FileHashBar
 from airlock.gui.details.hex import HexView
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
@@ -123,6 +124,10 @@ class DetailsPane(QSplitter):
         self.addWidget(self.tabs)
         self.setStretchFactor(0, 2)
         self.setStretchFactor(1, 3)
+        self.file_hash = FileHashBar()  # the file's SHA-256 and size, computed in a worker
+        self.insertWidget(0, self.file_hash)
+        self.setStretchFactor(0, 0)
+        self.setCollapsible(0, False)
         self._source: Any = None
         self._pickle_shown: Node | None = None
         self.node: Node | None = None
