@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from airlock.core.findings import Severity
 from airlock.core.text import safe_path
-from airlock.gui import export, theme
+from airlock.gui import export, provenance_view, theme
 from airlock.gui.file_view import FileView
 from airlock.gui.on_disk import DiskWatch
 from airlock.gui.workers import FunctionWorker, pool, release_frozen, warm_up_plotting
@@ -263,11 +263,14 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: Iterable[str]) -> list[FileView]:
         paths = list(paths)
         empty: list[str] = []
-        files = expand_paths(paths, empty)
+        files = expand_paths([p for p in paths if not provenance_view.is_hf_folder(p)], empty)
         if empty and not files:
             self.notify("Empty folder", empty_folder_words(empty))
         elif empty:
             self.statusBar().showMessage(f"{len(empty)} folder(s) held no files.", 6000)
+        # A folder gets a tab of its own (signature state, files and verdicts); a Hugging Face cache
+        # is only that tab, each revision scanned once (its files open from it on double-click).
+        folders = provenance_view.open_folders(self, [p for p in paths if os.path.isdir(p) and p not in empty])
         if len(files) > MAX_FILES_PER_FOLDER:
             self.notify("Airlock", f"{len(files):,} files found; opening the first {MAX_FILES_PER_FOLDER}. "
                         "Use `airlock scan` for whole trees.")
@@ -285,9 +288,9 @@ class MainWindow(QMainWindow):
             opened.append(view)
         for path in paths:
             self.add_recent(path)
-        if opened:
+        if opened or folders:
             self.stack.setCurrentWidget(self.tabs)
-            self.tabs.setCurrentWidget(opened[0])
+            self.tabs.setCurrentWidget(folders[0] if folders else opened[0])
         self._update_actions()
         return opened
 
@@ -319,7 +322,7 @@ class MainWindow(QMainWindow):
     def _scan_finished(self, view: FileView) -> None:
         self._show_tab_state(view)
         self._update_actions()
-        if not any(v.busy for v in self.views()):
+        if not any(v.busy for v in self.views()) and not provenance_view.any_busy(self):
             self.all_scans_finished.emit()
 
     def _show_tab_state(self, view: FileView) -> None:
@@ -361,6 +364,8 @@ class MainWindow(QMainWindow):
 
     def close_tab(self, index: int) -> None:
         view = self.tabs.widget(index)
+        if provenance_view.close_folder_tab(self, index):
+            return
         if not isinstance(view, FileView):
             return
         if self._search_target is view:
