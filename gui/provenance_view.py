@@ -149,6 +149,7 @@ class FolderView(QWidget):
         self.tree.setAccessibleName("Folder files")
         self.tree.setUniformRowHeights(True)
         self.tree.header().resizeSection(COL_NAME, 420)
+        self.tree.header().resizeSection(COL_VERDICT, 220)
         self.tree.itemDoubleClicked.connect(self._double_clicked)
         row = QHBoxLayout()
         row.addWidget(self.signature, 1)
@@ -313,7 +314,7 @@ class FolderView(QWidget):
             item.setText(COL_NAME, safe_path(text, 300))
             item.setExpanded(True)
             self._groups[key] = item
-            if key[0] == "rev":
+            if key[0] == "rev" and len(key) == 2:  # a revision, not a folder inside it
                 state = dict(self.states).get(key[1])
                 if state is not None:
                     item.setText(COL_VERDICT, safe_text(state, 200))

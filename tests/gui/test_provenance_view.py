@@ -50,6 +50,7 @@ def test_cache_folder_opens_as_one_tab_each_revision_once(qtbot, window, tmp_pat
     assert revision.parent().text(COL_NAME) == "org/model"
     nested = items[str(paths["nested"])]
     assert nested.text(COL_NAME) == "notes.txt" and nested.parent().text(COL_NAME) == "onnx/"
+    assert nested.parent().text(COL_VERDICT) == ""  # a folder of a revision has no signature of its own
     orphan = items[str(paths["orphan"])]
     assert orphan.parent().text(COL_NAME) == "blobs/ (not in any snapshot)"
     assert orphan.text(COL_VERDICT) == "INFO"  # "not in any snapshot": never a silent pass
