@@ -4,7 +4,8 @@ A fresh interpreter imports Airlock, the GUI and every format dependency, opens 
 per format plus a hostile pickle in the main window (warm-up: tree, findings, the decompiled view
 of the worst finding, one review decision and history look-up), then installs tests/noexec_child.py's
 blocking audit hook, opens the hostile corpus in the same window and records review decisions about
-some of it in the Review menu's worker (the approvals database is the one file it may write). Nothing may spawn, exec, compile, open a file for writing or
+some of it in the Review menu's worker, then opens a Hugging Face cache holding a hostile pickle as a
+folder tab (the approvals database is the one file it may write). Nothing may spawn, exec, compile, open a file for writing or
 import a new module; the canary shows the hook is live.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import corpus
 import pytest
+from provenance.hf_fake import build as hf_build
 
 from airlock.core.scan import scan_bytes
 
@@ -83,12 +85,19 @@ def in_worker(fn, *args):
 
 
 open_all(config["warmup"])
+open_all([config["hf_warmup"]])
 db = config["review_db"]
 in_worker(review.record_decision, config["warmup"][-1], "approve", "warm-up", "proof", True, db)
 in_worker(review.look_up_history, config["warmup"][-1], db)
 guard = nx.install(config["log"], "gui", isolated)
 guard.outputs = [db, db + "-wal", db + "-shm", db + "-journal"]  # the approvals database: its only writes
 views = open_all(config["files"])
+# A Hugging Face cache holding a hostile pickle opens as one folder tab: scanned through core's
+# scan_paths in a worker, each snapshot's signature state checked in another.
+open_all([config["hf_cache"]])
+from airlock.gui.provenance_view import folder_views
+
+hf_files = sum(len(v.file_items()) for v in folder_views(window))
 decided = [in_worker(review.record_decision, path, "reject", "hostile", "proof", False, db)
            for path in config["files"][:10]]
 looked_up = [in_worker(review.look_up_history, path, db) for path in config["files"][:10]]
@@ -96,7 +105,7 @@ reviewed = sum("returned" in box for box in decided + looked_up)
 guard.phase = "canary"
 caught = nx.canary(config["workdir"])
 print(json.dumps({"opened": len(views), "tabs": window.tabs.count(), "canary": caught, "reviewed": reviewed,
-                  "import_problems": problems}))
+                  "hf_files": hf_files, "import_problems": problems}))
 sys.stdout.flush()
 os._exit(0)  # skip interpreter teardown: Qt's exit path is not what this proves
 """
@@ -128,9 +137,12 @@ def test_opening_hostile_files_in_the_window_runs_nothing(tmp_path):
         path = scan / f"{i:03d}_{fixture.name.rsplit('/', 1)[-1]}"
         path.write_bytes(fixture.data)
         files.append(str(path))
+    hf_build(warm / "hub")
+    hf_paths = hf_build(scan / "hub")
     log = tmp_path / "audit.jsonl"
     config = {"log": str(log), "warmup": warmup, "files": files, "workdir": str(work),
-              "review_db": str(work / "approvals.sqlite3")}
+              "review_db": str(work / "approvals.sqlite3"), "hf_warmup": str(warm / "hub"),
+              "hf_cache": str(hf_paths["storage"].parent)}
     (tmp_path / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "HOME": str(work), "TMPDIR": str(work), "XDG_CONFIG_HOME": str(work),
            "XDG_CACHE_HOME": str(work), "MPLCONFIGDIR": str(work)}
@@ -142,6 +154,7 @@ def test_opening_hostile_files_in_the_window_runs_nothing(tmp_path):
     violations = [r for r in records if r["phase"] == "gui"]
     assert not summary["import_problems"], summary["import_problems"]
     assert summary["opened"] == len(files)
+    assert summary["hf_files"] == 2 * 8  # the warm-up cache's tab and the hostile one's: every file listed
     assert summary["reviewed"] == 20  # 10 rejections recorded and 10 histories looked up, under the hook
     assert not violations, "\n".join(json.dumps(v) for v in violations[:20])
     assert set(summary["canary"].values()) == {"blocked"}, summary["canary"]
