@@ -157,6 +157,7 @@ class FileView(TabFilter, QWidget):
         self._show_model(self.model)
         self._open_on_what_matters()
         self.details.set_source(result.source)
+        self.details.marks = self.marks
         self.details.file_hash.set_file(self.path, result.size, self.known_sha256)
         self.findings.set_findings(result.findings, self.marks)
         self.banner.set_verdict(counted(result.findings, self.marks), result.format, result.inspected)

@@ -26,11 +26,12 @@ from airlock.gui.details.file_hash import FileHashBar
 from airlock.gui.details.hex import HexView
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
+from airlock.gui.policy_marks import Marks
 
 TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE = range(5)
 
 
-def attribute_rows(node: Node) -> list[tuple[str, str]]:
+def attribute_rows(node: Node, marks: Marks | None = None) -> list[tuple[str, str]]:
     rows = [("path", safe_text(node.path(), 400)), ("kind", node.kind)]
     if node.offset is not None:
         rows.append(("offset", f"{node.offset:,} (0x{node.offset:x})"))
@@ -53,8 +54,9 @@ def attribute_rows(node: Node) -> list[tuple[str, str]]:
             shown = safe_text(_plain(value), 400)
         rows.append((safe_text(str(key), 60), shown))
     for finding in node.findings:
+        changed = "".join(f"  [{m.describe()}]" for m in (marks or {}).get(id(finding), ()))  # the policy's
         rows.append((f"finding {finding.rule}",
-                     f"{finding.severity.label.upper()}: {safe_text(finding.message, 400)}"))
+                     f"{finding.severity.label.upper()}: {safe_text(finding.message, 400)}{changed}"))
     return rows
 
 
@@ -131,6 +133,7 @@ class DetailsPane(QSplitter):
         self._source: Any = None
         self._pickle_shown: Node | None = None
         self.node: Node | None = None
+        self.marks: Marks = {}  # what the policy file changed in the findings (airlock.gui.policy_marks)
         self.set_source(None)
 
     def set_source(self, source: Any) -> None:
@@ -163,7 +166,7 @@ class DetailsPane(QSplitter):
         if node is None:
             self.attributes.show_rows([])
             return
-        self.attributes.show_rows(attribute_rows(node))
+        self.attributes.show_rows(attribute_rows(node, self.marks))
         loc = finding_location(finding, node) if finding is not None else node_location(node)
         span = call_span(node, loc)
         self._show_hex(span or loc, node, whole=span is not None)

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from airlock.core.findings import Severity
 from airlock.gui.file_view import FileView
 from airlock.gui.findings_panel import COL_MESSAGE, COL_SEVERITY
+from airlock.gui.workers import pool
 
 EVIL = b"\x80\x02cposix\nsystem\nq\x00X\x06\x00\x00\x00echo xq\x01\x85q\x02Rq\x03."
 CUSTOM = (b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x0bmypkg.model\x94\x8c\x06Config\x94\x93\x94"
@@ -80,6 +81,12 @@ def test_overridden_finding_says_what_it_was_and_why(qtbot, work):
     assert "severity overridden by airlock.toml:1 (was MEDIUM): our own class" in text[COL_MESSAGE]
     assert font is None  # re-rated, not suppressed
     assert view.banner.verdict.severity == Severity.LOW
+    view.reveal_finding(finding)  # the details pane's row for it says so too
+    table = view.details.attributes
+    cells = [table.item(r, 1).text() for r in range(table.rowCount()) if table.item(r, 0).text() == "finding PKL005"]
+    assert cells and "(was MEDIUM): our own class" in cells[0]
+    # Selecting it started the decompiled view's worker: let it finish before the view goes away.
+    qtbot.waitUntil(lambda: not pool().busy, timeout=60_000)
 
 
 def test_a_broken_policy_is_not_applied_and_the_view_says_so(qtbot, work):
