@@ -270,7 +270,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{len(empty)} folder(s) held no files.", 6000)
         # A folder gets a tab of its own (signature state, files and verdicts); a Hugging Face cache
         # is only that tab, each revision scanned once (its files open from it on double-click).
-        folders = provenance_view.open_folders(self, [p for p in paths if os.path.isdir(p) and p not in empty])
+        listed = [p for p in paths if os.path.isdir(p) and p not in empty]
+        folders = provenance_view.open_folders(self, listed)
         if len(files) > MAX_FILES_PER_FOLDER:
             self.notify("Airlock", f"{len(files):,} files found; opening the first {MAX_FILES_PER_FOLDER}. "
                         "Use `airlock scan` for whole trees.")
