@@ -161,6 +161,10 @@ class FileView(TabFilter, QWidget):
         self.details.file_hash.set_file(self.path, result.size, self.known_sha256)
         self.findings.set_findings(result.findings, self.marks)
         self.banner.set_verdict(counted(result.findings, self.marks), result.format, result.inspected)
+        hidden = len(result.findings) - len(counted(result.findings, self.marks))
+        if hidden:  # a policy never hides silently: the verdict says what it left out
+            note = f"{hidden} finding(s) suppressed by the policy (listed below, struck through)"
+            self.banner.label.setText(f"{self.banner.label.text()} · {note}")
         size = human_size(result.size) if result.size is not None else "?"
         origin = provenance_line(result.path)  # a Hugging Face cache file: repo, revision, signature
         self.info.setText(f"{safe_path(result.path, 300)}   ·   format {result.format}   ·   {size}   ·   "

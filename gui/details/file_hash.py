@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from airlock.core.text import human_size, safe_path
+from airlock.core.text import human_size, safe_text
 from airlock.gui.workers import FunctionWorker, pool
 
 AUTO_HASH_BYTES = 64 * 1024 * 1024  # a fraction of a second to read; larger files wait for the user
@@ -50,10 +50,13 @@ class FileHashBar(QWidget):
         self.file_size: int | None = None
         self.sha256: str | None = None
         self.worker: FunctionWorker | None = None
-        self.label = QLabel()
+        self.label = QLabel()  # the digest: a line of its own, selectable, never wrapped mid-digest
         self.label.setTextFormat(Qt.TextFormat.PlainText)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.label.setWordWrap(True)
+        self.label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.note = QLabel()  # size, or what is happening
+        self.note.setTextFormat(Qt.TextFormat.PlainText)
+        self.note.setWordWrap(True)
         self.compute_button = QPushButton("Compute SHA-256")
         self.compute_button.clicked.connect(self.compute)
         self.cancel_button = QPushButton("Cancel")
@@ -64,11 +67,15 @@ class FileHashBar(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setMaximumWidth(160)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 2, 4, 2)
-        layout.addWidget(self.label, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.note, 1)
         for widget in (self.progress, self.compute_button, self.cancel_button, self.copy_button):
-            layout.addWidget(widget)
+            row.addWidget(widget)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.addWidget(self.label)
+        layout.addLayout(row)
+        self.setMinimumHeight(self.sizeHint().height())  # the splitter must not squeeze it away
         self.set_file(None, None)
 
     def set_file(self, path: str | None, size: int | None, known: tuple[str, int] | None = None) -> None:
@@ -77,7 +84,7 @@ class FileHashBar(QWidget):
         self.worker = None
         self.path, self.file_size, self.sha256 = path, size, None
         if path is None:
-            self._show("SHA-256: no file.", busy=False)
+            self._show("no file", busy=False)
             self.compute_button.setVisible(False)
             return
         if known is not None:
@@ -86,7 +93,7 @@ class FileHashBar(QWidget):
             self.compute()
         else:
             what = human_size(size) if size is not None else "an unknown size"
-            self._show(f"SHA-256: not computed (it reads the whole file: {what}).", busy=False)
+            self._show(f"not computed: it reads the whole file ({what})", busy=False)
 
     def compute(self) -> None:
         if self.path is None or self.worker is not None:
@@ -98,7 +105,7 @@ class FileHashBar(QWidget):
         worker.signals.errored.connect(self._errored)
         self.worker = worker
         self.progress.setValue(0)
-        self._show(f"SHA-256: reading {safe_path(self.path, 120)}…", busy=True)
+        self._show("reading the whole file…", busy=True)
         pool().start(worker)
 
     def cancel(self) -> None:
@@ -123,26 +130,27 @@ class FileHashBar(QWidget):
             return
         self.worker = None
         if result is None:
-            self._show("SHA-256: cancelled, not computed.", busy=False)
+            self._show("cancelled, not computed", busy=False)
         else:
             self._hashed(result)
 
     def _errored(self, message: str) -> None:
         if self._current():
             self.worker = None
-            self._show(f"SHA-256: the file cannot be read: {safe_path(message, 300)}", busy=False)
+            self._show(f"the file cannot be read: {safe_text(message, 300)}", busy=False)
 
     def _hashed(self, result: tuple[str, int]) -> None:
         digest, size = result
         self.sha256 = digest
-        text = f"SHA-256 {digest}   ·   {size:,} bytes ({human_size(size)})"
+        text = f"{size:,} bytes ({human_size(size)})"
         if self.file_size is not None and size != self.file_size:
-            text += f"   ·   the file changed since the scan ({self.file_size:,} bytes then)"
+            text += f" · the file changed since the scan ({self.file_size:,} bytes then)"
         self._show(text, busy=False)
         self.compute_button.setVisible(False)
 
     def _show(self, text: str, *, busy: bool) -> None:
-        self.label.setText(text)
+        self.label.setText(f"SHA-256 {self.sha256}" if self.sha256 is not None else "SHA-256")
+        self.note.setText(text)
         self.progress.setVisible(busy)
         self.cancel_button.setVisible(busy)
         self.compute_button.setVisible(not busy and self.path is not None)

@@ -25,7 +25,7 @@ def test_small_file_is_hashed_in_a_worker_and_the_digest_copied(qtbot, tmp_path)
     qtbot.waitUntil(lambda: bar.sha256 is not None, timeout=30_000)
     digest = hashlib.sha256(data).hexdigest()
     assert bar.sha256 == digest
-    assert digest in bar.label.text() and f"{len(data):,} bytes" in bar.label.text()
+    assert bar.label.text() == f"SHA-256 {digest}" and f"{len(data):,} bytes" in bar.note.text()
     assert bar.copy_button.isVisibleTo(view) and not bar.compute_button.isVisibleTo(view)
     bar.copy_button.click()
     assert QGuiApplication.clipboard().text() == digest
@@ -40,7 +40,7 @@ def test_large_file_waits_for_the_button(qtbot, tmp_path, monkeypatch):
     qtbot.addWidget(bar)
     bar.set_file(str(path), len(data))
     assert bar.sha256 is None and bar.worker is None
-    assert "not computed" in bar.label.text() and not bar.compute_button.isHidden()
+    assert "not computed" in bar.note.text() and not bar.compute_button.isHidden()
     bar.compute_button.click()
     qtbot.waitUntil(lambda: bar.sha256 is not None, timeout=30_000)
     assert bar.sha256 == hashlib.sha256(data).hexdigest()
@@ -61,7 +61,7 @@ def test_cancel_stops_the_hash_and_says_so(qtbot, tmp_path):
     with contextlib.suppress(BrokenPipeError), open(path, "wb") as fh:
         fh.write(b"x" * 100)
     qtbot.waitUntil(lambda: bar.worker is None, timeout=30_000)
-    assert bar.sha256 is None and "cancelled" in bar.label.text()
+    assert bar.sha256 is None and "cancelled" in bar.note.text()
     assert not bar.compute_button.isHidden()  # the user can start again
 
 
@@ -81,4 +81,4 @@ def test_unreadable_file_says_why(qtbot, tmp_path):
     qtbot.addWidget(bar)
     bar.set_file(str(tmp_path / "gone.bin"), 10)
     qtbot.waitUntil(lambda: bar.worker is None, timeout=30_000)
-    assert bar.sha256 is None and "cannot be read" in bar.label.text()
+    assert bar.sha256 is None and "cannot be read" in bar.note.text()

@@ -57,6 +57,7 @@ def test_suppressed_finding_is_struck_through_with_its_reason_and_not_counted(qt
     assert finding.severity == Severity.CRITICAL  # suppressed, not re-rated: still says what it is
     assert shown[-1][0] is finding  # suppressed findings go last, still listed
     assert view.banner.verdict.severity < Severity.CRITICAL  # the verdict does not count it
+    assert "1 finding(s) suppressed by the policy" in view.banner.label.text()  # and says so
     assert f"policy {work / 'airlock.toml'}" in view.info.text()
     # The policy entry keyed by sha256 made the scan hash the file: the details show it at once.
     assert view.details.file_hash.sha256 == sha
