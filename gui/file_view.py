@@ -12,8 +12,10 @@ from airlock.core.provenance.hf_cache import provenance_line
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_path, safe_text
 from airlock.core.tree import Node
+from airlock.gui import graph_view, node_menu
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
+from airlock.gui.graph_view import GraphView
 from airlock.gui.tree_model import HEADERS, NODE_ROLE, NodeFilter, NodeTreeModel, node_matches
 from airlock.gui.workers import ScanWorker, pool
 
@@ -32,6 +34,7 @@ class FileView(QWidget):
         self.model: NodeTreeModel | None = None
         self.proxy = NodeFilter(self)
         self.worker: ScanWorker | None = None
+        self.graph_view: GraphView | None = None  # a Graph tab beside the tree, for files with a graph
 
         self.banner = VerdictBanner()
         self.progress = QProgressBar()
@@ -44,6 +47,7 @@ class FileView(QWidget):
         self.tree.setAllColumnsShowFocus(True)
         self.tree.setAccessibleName("Structure")
         self.tree.setModel(self.proxy)
+        node_menu.install(self)
         self.details = DetailsPane()
         self.findings = FindingsPanel()
         self.findings.activated_finding.connect(self.reveal_finding)
@@ -140,6 +144,7 @@ class FileView(QWidget):
                           f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s"
                           + (f"\n{safe_text(origin, 300)}" if origin else ""))
         self.details.show_node(result.root)
+        graph_view.attach(self)
 
     def _expand_small(self, root_index: QModelIndex) -> None:
         """Open the first level when it is short, so a small model shows its tensors at once."""

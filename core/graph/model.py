@@ -73,15 +73,18 @@ class Graph:
     """Nodes and edges, plus how to find a node's element in the file's tree."""
 
     def __init__(self, title: str, locate: Callable[[GraphNode], Node | None] | None = None,
-                 locate_tensor: Callable[[str], Node | None] | None = None) -> None:
+                 locate_tensor: Callable[[str], Node | None] | None = None,
+                 index_of: Callable[[Node], int | None] | None = None) -> None:
         self.title = title
         self.nodes: list[GraphNode] = []
         self.edges: list[tuple[int, int]] = []
         self.edge_names: list[str] = []  # the tensor each edge carries (escaped)
         self.edge_marks: list[bool] = []  # True when both ends are on a trigger path
         self.note = ""  # what the builder left out, said in the view
+        self.by_ref: dict[tuple[str, int], int] = {}  # tree_ref -> box index, for tree-to-graph jumps
         self._locate = locate
         self._locate_tensor = locate_tensor
+        self._index_of = index_of
 
     def add(self, node: GraphNode) -> int:
         self.nodes.append(node)
@@ -96,10 +99,15 @@ class Graph:
         """Mark edges inside a trigger path, so the view can draw the whole path highlighted."""
         nodes = self.nodes
         self.edge_marks = [TRIGGER in nodes[a].marks and TRIGGER in nodes[b].marks for a, b in self.edges]
+        self.by_ref = {n.tree_ref: i for i, n in enumerate(nodes) if n.tree_ref is not None}
 
     def locate(self, node: GraphNode) -> Node | None:
         """The tree node for a box (an operator, a graph input or output), if the tree has one."""
         return self._locate(node) if self._locate is not None else None
+
+    def index_of(self, tree_node: Node) -> int | None:
+        """The box of a tree node (an operator, a graph input or output), if it is in this graph."""
+        return self._index_of(tree_node) if self._index_of is not None else None
 
     def locate_tensor(self, name: str) -> Node | None:
         """The tree node of a constant input (an initializer), by its escaped name."""

@@ -73,6 +73,12 @@ class OnnxGraphSource:
             return None
         return group.child_at(index)
 
+    def index_of(self, graph: Graph, node: Node) -> int | None:
+        for kind, group in ((OP, self.nodes), (INPUT, self.inputs), (OUTPUT, self.outputs)):
+            if group is not None and node.parent is group:
+                return graph.by_ref.get((kind, node.index))
+        return None
+
     def locate_tensor(self, shown_name: str) -> Node | None:
         group = self.initializers
         if group is None:
@@ -97,7 +103,8 @@ class _Builder:
     def __init__(self, source: OnnxGraphSource, cancelled: Callable[[], bool] | None) -> None:
         self.source = source
         self.cancelled = cancelled
-        self.graph = Graph(source.title, source.locate, source.locate_tensor)
+        self.graph = Graph(source.title, source.locate, source.locate_tensor,
+                           lambda node: source.index_of(self.graph, node))
         self.producer: dict[str, int] = {}
         self.inits = {t["name"]: t for t in _initializers(source.desc)}
 

@@ -179,3 +179,11 @@ def test_a_cycle_in_a_hostile_graph_is_built_and_laid_out():
     sizes = [box_size(n, 7.0, 16.0) for n in graph.nodes]
     layout = layered_layout(len(graph.nodes), graph.edges, [w for w, _ in sizes], [h for _, h in sizes])
     assert len(layout.reversed) == 1
+
+
+def test_a_tree_node_leads_back_to_its_box(exported):
+    (source,) = graph_sources(exported.root)
+    graph = source.build()
+    for i, box in enumerate(graph.nodes):
+        assert graph.index_of(graph.locate(box)) == i
+    assert graph.index_of(exported.root) is None
