@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
     window = MainWindow()
+    if not args.screenshot:  # a screenshot shows the default layout, not this user's
+        from airlock.gui.session import restore_window
+
+        restore_window(window)
     window.show()
     window.open_paths(paths)
     if server is not None:
