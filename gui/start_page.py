@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QStyle,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -32,7 +34,7 @@ PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 # Formats as users name them (the registry's names are short ids). Modules not listed here still
 # appear, under their id, so a new reader shows up without an edit here.
 FRIENDLY = {
-    "pickle": "Pickle", "torch_zip": "PyTorch checkpoint (zip)",
+    "torch_zip": "PyTorch checkpoint (zip)", "pickle": "Pickle",
     "torch_legacy": "PyTorch legacy / tar checkpoint", "torchscript": "TorchScript",
     "safetensors": "SafeTensors", "safetensors-index": "Sharded SafeTensors index", "gguf": "GGUF",
     "onnx": "ONNX (with a graph view)", "keras": "Keras (.keras, HDF5)", "npy": "NumPy .npy",
@@ -48,13 +50,11 @@ def supported_formats() -> list[tuple[str, str]]:
     """(name, usual extensions) for every reader in the format registry, in its order."""
     from airlock.core.formats import load_all_modules
 
-    out = []
-    for module in load_all_modules():
-        if module.NAME in HIDDEN_FORMATS:
-            continue
-        extensions = " ".join(dict.fromkeys(getattr(module, "EXTENSIONS", ())))
-        out.append((FRIENDLY.get(module.NAME, module.NAME), extensions))
-    return out
+    order = list(FRIENDLY)
+    modules = [m for m in load_all_modules() if m.NAME not in HIDDEN_FORMATS]
+    modules.sort(key=lambda m: order.index(m.NAME) if m.NAME in order else len(order))
+    return [(FRIENDLY.get(m.NAME, m.NAME), " ".join(dict.fromkeys(getattr(m, "EXTENSIONS", ()))))
+            for m in modules]
 
 
 class DropFrame(QFrame):
@@ -135,14 +135,16 @@ class StartPage(QScrollArea):
         recent_head = QHBoxLayout()
         recent_head.addWidget(_heading("Recent files and folders"), 1)
         recent_head.addWidget(self.clear_recent)
-        self.formats = QListWidget()
+        self.formats = QTreeWidget()
         self.formats.setAccessibleName("Formats Airlock reads")
-        self.formats.setSelectionMode(QListWidget.SelectionMode.NoSelection)
+        self.formats.setHeaderLabels(["Format", "Usual extensions"])
+        self.formats.setRootIsDecorated(False)
+        self.formats.setSelectionMode(QTreeWidget.SelectionMode.NoSelection)
         self.formats.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         for name, extensions in supported_formats():
-            item = QListWidgetItem(f"{name}    {extensions}".rstrip())
-            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
-            self.formats.addItem(item)
+            item = QTreeWidgetItem(self.formats, [name, extensions])
+            item.setToolTip(1, extensions)
+        self.formats.resizeColumnToContents(0)
         columns = QGridLayout()
         columns.addLayout(recent_head, 0, 0)
         columns.addWidget(_heading("Formats Airlock reads (by content, whatever the name)"), 0, 1)

@@ -41,8 +41,10 @@ def test_start_page_is_shown_first_and_lists_the_formats(window):
     names = [name for name, _ in supported_formats()]
     assert "ONNX (with a graph view)" in names and "SafeTensors" in names and "GGUF" in names
     assert "inert" not in names and "not-inspected" not in names
-    shown = [window.welcome.formats.item(i).text() for i in range(window.welcome.formats.count())]
-    assert any(line.startswith("SafeTensors") and ".safetensors" in line for line in shown)
+    table = window.welcome.formats
+    shown = [(table.topLevelItem(i).text(0), table.topLevelItem(i).text(1)) for i in range(table.topLevelItemCount())]
+    assert shown[0] == ("PyTorch checkpoint (zip)", ".pt .pth .bin .ckpt .pt.tar .model")  # model formats first
+    assert ("SafeTensors", ".safetensors") in shown and len(shown) == len(names)
     assert window.welcome.recent.item(0).text() == "Files and folders you open appear here."
     assert not window.welcome.clear_recent.isEnabled()
 
