@@ -383,6 +383,61 @@ def bomb_rows(work: Path, runs: int, peers: dict, row) -> None:
             f"{'' if met else ', TARGET MISSED'}", mine, both)
 
 
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # the graph generator the layout tests use
+# The graph view (issue 20): lay out a generated 5,000-operator graph (transformer blocks, a residual
+# join per block, a mask every block reads), against a topological sort of the same graph, the
+# least any layered layout does; and the whole wait for the Graph tab of a 5,000-operator ONNX file
+# (scan, build, lay out) against the scan alone.
+LAYOUT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from fixtures.graph_files import transformer_edges
+from airlock.core.graph.layout import layered_layout
+count, edges = transformer_edges(5000)
+layered_layout(count, edges, [120.0] * count, [40.0] * count)
+"""
+FLOOR_TOPOLOGICAL = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from fixtures.graph_files import transformer_edges
+from airlock.core.graph.layout import topological_order
+count, edges = transformer_edges(5000)
+topological_order(count, edges)
+"""
+GRAPH_TAB = """
+import sys
+from airlock.core.api import scan_file
+from airlock.core.graph import build_and_lay_out, graph_sources
+result = scan_file(sys.argv[1], keep_tree=True).result
+laid = build_and_lay_out(graph_sources(result.root)[0], 7.0, 16.0)
+assert len(laid.graph.nodes) > 5000
+"""
+SCAN_ONLY = """
+import sys
+from airlock.core.api import scan_file
+scan_file(sys.argv[1], keep_tree=True).result.close()
+"""
+
+
+def view_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """The inspector's views (issue 20): the graph layout, and the first page of a big tensor's values."""
+    found = measure_together({"airlock": Cmd([sys.executable, "-c", LAYOUT, str(TESTS)], ok_codes=(0,)),
+                              "topological sort only": Cmd([sys.executable, "-c", FLOOR_TOPOLOGICAL, str(TESTS)],
+                                                           ok_codes=(0,))}, runs)
+    row("lay out a 5,000-operator graph", found.pop("airlock"), found)
+    model = work / "graph_5000.onnx"
+    if not model.exists():
+        import onnx
+
+        sys.path.insert(0, str(TESTS))
+        from fixtures.graph_files import transformer_onnx
+
+        onnx.save(transformer_onnx(5000), str(model))
+    found = measure_together({"airlock": Cmd([sys.executable, "-c", GRAPH_TAB, str(model)], ok_codes=(0,)),
+                              "scan only": Cmd([sys.executable, "-c", SCAN_ONLY, str(model)], ok_codes=(0,))}, runs)
+    row("Graph tab of a 5,000-operator ONNX file", found.pop("airlock"), found)
+
+
 def airlock_cmd(*args: str) -> list[str]:
     """The `airlock` command a user runs (the console script beside this interpreter)."""
     script = Path(sys.executable).with_name("airlock")
@@ -399,12 +454,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs"), default="all",
+    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "views"), default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
                              "the ONNX parser process rows; code: only the Python files row; bombs: only the "
-                             "decompression-bomb rows")
+                             "decompression-bomb rows; views: only the graph layout and tensor values rows")
     args = parser.parse_args()
-    if args.only in ("hash", "code", "bombs"):
+    if args.only in ("hash", "code", "bombs", "views"):
         args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
@@ -422,6 +477,8 @@ def main() -> int:
         return only_rows(args, work, code_rows)
     if args.only == "bombs":
         return only_rows(args, work, bomb_rows)
+    if args.only == "views":
+        return only_rows(args, work, view_rows)
     gib = 1024**3
     s = args.scale
     files = {
@@ -540,6 +597,9 @@ def main() -> int:
 
     # 7. decompression bombs
     bomb_rows(work, runs, peers, row)
+
+    # 8. the graph view and the values table
+    view_rows(work, runs, peers, row)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
