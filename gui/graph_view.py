@@ -200,6 +200,8 @@ class GraphView(QWidget):
             parts.append(f"{len(risky):,} highlighted")
         if layout.long_edges:
             parts.append(f"{len(layout.long_edges):,} long edges drawn along the side")
+        if graph.note:
+            parts.append(graph.note)
         self.status.setText(" · ".join(parts))
         self.risky_button.setEnabled(bool(risky))
         self._risky_at = -1

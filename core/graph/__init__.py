@@ -33,6 +33,7 @@ def graph_sources(root: Node, limit: int = MAX_VISITED) -> list[GraphSource]:
             found.append(source)
         if node.kind in _HOLDERS and not node.is_lazy:
             stack.extend(reversed(node.children()))
+    found.sort(key=lambda s: getattr(s, "rank", 0))  # a format's main graph first
     return found
 
 

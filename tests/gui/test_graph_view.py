@@ -176,3 +176,16 @@ def test_a_box_menu_copies_and_leads_to_the_tree(qtbot, window, export_path, mon
     from airlock.gui.details.pane import TAB_HEX
 
     assert view.details.tabs.currentIndex() == TAB_HEX and view.current_node() is node
+
+
+def test_a_torchscript_archive_shows_its_forward(qtbot, window, tmp_path):
+    from fixtures import torchscript_files as TSF
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(TSF.hostile()["reads_a_file.pt"])
+    view, graph = open_graph(qtbot, window, path)
+    laid = graph.current
+    assert any(n.kind == OP for n in laid.graph.nodes)
+    risky = graph.next_risky()
+    assert laid.graph.nodes[risky].title == "from_file"
+    assert view.current_node().kind == "text"  # a box leads to its code file
