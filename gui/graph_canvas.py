@@ -253,10 +253,13 @@ class GraphCanvas(QGraphicsView):
             tint = QColor(border)
             tint.setAlpha(40)
             body = QColor(border.red() // 4, border.green() // 4, border.blue() // 4 + 20) if dark else tint
-        if v in self.matches:
-            border, width = QColor("#eab308"), 3.5
-        if v == self.selected:
-            border, width = QColor("#3b82f6"), 3.5
+        halo = QColor("#3b82f6") if v == self.selected else QColor("#eab308") if v in self.matches else None
+        if halo is not None:  # outside the box, so a risky box keeps its own border colour
+            painter.setPen(QPen(halo, 3.0))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            outer = rect.adjusted(-4, -4, 4, 4)
+            pill_radius = outer.height() / 2 if node.kind in (INPUT, OUTPUT) else 8.0
+            painter.drawRoundedRect(outer, pill_radius, pill_radius)
         painter.setPen(QPen(border, width))
         painter.setBrush(QBrush(body))
         pill = node.kind in (INPUT, OUTPUT)
