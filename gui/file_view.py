@@ -49,6 +49,7 @@ class FileView(QWidget):
         self.tree.setModel(self.proxy)
         node_menu.install(self)
         self.details = DetailsPane()
+        self.details.values.view = self  # the .npy export never writes over this file
         self.findings = FindingsPanel()
         self.findings.activated_finding.connect(self.reveal_finding)
 

@@ -79,6 +79,10 @@ def build_menu(view: FileView, node: Node, parent: QWidget,
     graph = getattr(view, "graph_view", None)
     if graph is not None and graph.can_show(node):
         menu.addAction("Show in Graph", lambda: graph.show_tree_node(node))
+    from airlock.gui import values_view
+
+    if values_view.can_export(node):
+        menu.addAction("Export This Tensor as .npy…", lambda: values_view.export_dialog(view, node))
     for label, action in extra or []:
         menu.addAction(label, action)
     return menu

@@ -19,14 +19,15 @@ from airlock.core.errors import AirlockError
 from airlock.core.findings import Finding
 from airlock.core.locate import Location, finding_location, node_location
 from airlock.core.text import human_size, safe_text
-from airlock.core.tree import TEMPLATE, TENSOR, TEXT, Node
+from airlock.core.tree import INITIALIZER, TEMPLATE, TENSOR, TEXT, Node
 from airlock.gui.details.code import CodeView, code_holder
 from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
 from airlock.gui.details.hex import HexView
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
+from airlock.gui.values_view import ValuesView
 
-TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE = range(5)
+TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE, TAB_VALUES = range(6)
 
 
 def attribute_rows(node: Node) -> list[tuple[str, str]]:
@@ -102,6 +103,8 @@ class DetailsPane(QSplitter):
         self.tabs.addTab(self.template, "Template")
         self.tabs.addTab(self.tensor, "Tensor statistics")
         self.tabs.addTab(self.code, "Code")
+        self.values = ValuesView()  # gui/values_view.py: the values table and the .npy export
+        self.tabs.addTab(self.values, "Values")
         self.addWidget(self.attributes)
         self.addWidget(self.tabs)
         self.setStretchFactor(0, 2)
@@ -119,7 +122,7 @@ class DetailsPane(QSplitter):
         else:
             self.hex.set_source(source.read, source.size)
         self._pickle_shown = None
-        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE):
+        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE, TAB_VALUES):
             self.tabs.setTabVisible(tab, False)
 
     def read(self, offset: int, n: int) -> bytes:
@@ -136,7 +139,7 @@ class DetailsPane(QSplitter):
         loc = finding_location(finding, node) if finding is not None else node_location(node)
         self._show_hex(loc, node)
         special = self._show_special(node)
-        if special is not None and (finding is not None or node.kind in (TENSOR, TEMPLATE, TEXT)
+        if special is not None and (finding is not None or node.kind in (TENSOR, TEMPLATE, TEXT, INITIALIZER)
                                     or special == TAB_CODE):
             self.tabs.setCurrentIndex(special)  # the view made for this node says more than its bytes
         elif finding is not None or not self.tabs.isTabVisible(self.tabs.currentIndex()):
@@ -158,6 +161,10 @@ class DetailsPane(QSplitter):
             node.kind == TEMPLATE or (node.kind == TEXT and isinstance(node.attrs.get("text"), str)))
         self.tabs.setTabVisible(TAB_TEMPLATE, text_node)
         self.tabs.setTabVisible(TAB_TENSOR, node.kind == TENSOR)
+        has_values = node.kind in (TENSOR, INITIALIZER) and self._source is not None
+        self.tabs.setTabVisible(TAB_VALUES, has_values)
+        if has_values:
+            self.values.show_node(node, self.read, self._source.size)
         holder = code_holder(node)
         self.tabs.setTabVisible(TAB_CODE, holder is not None)
         if holder is not None:
@@ -173,6 +180,8 @@ class DetailsPane(QSplitter):
             else:
                 self.tensor.show_tensor(node, self.read, self._source.size)
             return TAB_TENSOR
+        if node.kind == INITIALIZER and has_values:
+            return TAB_VALUES
         if anc is not None:
             if anc is not self._pickle_shown:
                 self._pickle_shown = anc
@@ -196,3 +205,8 @@ class DetailsPane(QSplitter):
             self.decompiled.show_pickle(None, f"the file cannot be read any more: {exc}")
             return
         self.decompiled.show_pickle(data, names=risky_names(anc))
+
+    def show_values(self) -> None:
+        """Bring up the Values tab (for the node shown, when it has values)."""
+        if self.tabs.isTabVisible(TAB_VALUES):
+            self.tabs.setCurrentIndex(TAB_VALUES)
