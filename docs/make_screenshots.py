@@ -156,7 +156,8 @@ def _values_shot(app, window, gguf: Path):
         return None
     (view,) = window.open_paths([str(gguf)])
     settle(app)
-    node = next(n for n in view.result.root.walk(expand_lazy=True) if n.label.endswith("attn_q.weight"))
+    node = next(n for n in view.result.root.walk(expand_lazy=True)
+                if n.attrs.get("name") == "blk.0.attn_q.weight")
     view.select_node(node)
     view.details.show_values()
     settle(app, 0.6)
