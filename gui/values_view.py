@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 _NO_INDEX = QModelIndex()
+SPIN_MAX = 2**31 - 1  # the largest row a QSpinBox can hold
 MODES = (("first", "First values"), ("sample", "Evenly spaced sample"), ("slice", "Slice…"))
 
 
@@ -229,8 +230,9 @@ class ValuesView(QWidget):
             lines.append(page.note)
         self.status.setText("\n".join(lines))
         self.row_box.blockSignals(True)
-        self.row_box.setMaximum(max(0, page.total_rows - 1))
-        self.row_box.setValue(page.start_row)
+        # A spin box holds a C int: rows past 2**31 (a hostile shape) are reached with ▶, not typed.
+        self.row_box.setMaximum(min(max(0, page.total_rows - 1), SPIN_MAX))
+        self.row_box.setValue(min(page.start_row, SPIN_MAX))
         self.row_box.blockSignals(False)
         self._update_controls()
 

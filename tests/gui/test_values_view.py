@@ -186,3 +186,18 @@ def test_export_npy_from_the_values_tab_and_the_tree_menu(qtbot, window, every_d
     with qtbot.waitSignal(worker.signals.finished, timeout=30_000):
         pass
     assert "would overwrite the file being inspected" in values.status.text()
+
+
+def test_a_hostile_shape_pages_without_overflowing_the_row_box(qtbot, window, tmp_path):
+    # GGUF dims whose product overflows 64 bits: far more rows than a spin box (a C int) can hold.
+    import corpus
+
+    fixture = next(f for f in corpus.hostile() if f.name == "gguf_files/dims_product_overflows.gguf")
+    path = tmp_path / "dims.gguf"
+    path.write_bytes(fixture.data)
+    view = open_file(qtbot, window, path)
+    values = show_values(qtbot, view, tensor_node(view, "w"))
+    assert values.page.total_rows > 2**31 and values.row_box.maximum() == 2**31 - 1
+    assert "the file ends before this tensor does" in values.status.text()
+    values.next_button.click()
+    qtbot.waitUntil(lambda: values.worker is None and values.page.start_row > 0, timeout=30_000)
