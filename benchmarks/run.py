@@ -418,6 +418,36 @@ from airlock.core.api import scan_file
 scan_file(sys.argv[1], keep_tree=True).result.close()
 """
 
+# Tensor values (issue 20): the wait for the values table's first page (scan, locate the tensor,
+# decode one page) and for an evenly spaced sample over the whole tensor, against the same scan and
+# numpy reading a page of values from the offset the tree gives (numpy's import is in both).
+VALUES_PAGE = """
+import sys
+from airlock.core import values
+from airlock.core.api import scan_file
+from airlock.core.tree import TENSOR
+result = scan_file(sys.argv[1], keep_tree=True).result
+node = next(n for n in result.root.walk() if n.kind == TENSOR)
+read = lambda offset, n: bytes(result.source.read(offset, n))
+t = values.describe(node, read)
+page = (values.first_page(read, t, file_size=result.size) if sys.argv[2] == "first"
+        else values.sample_page(read, t, file_size=result.size))
+assert page.values.size >= 1000 and float(page.values[0, 0]) == 1.0
+result.close()
+"""
+# The floor: the same scan, then numpy reading those bytes straight from the file (it knows where).
+VALUES_FLOOR = """
+import sys
+import numpy as np
+from airlock.core.api import scan_file
+from airlock.core.tree import TENSOR
+result = scan_file(sys.argv[1], keep_tree=True).result
+node = next(n for n in result.root.walk() if n.kind == TENSOR)
+page = np.fromfile(sys.argv[1], dtype="<f4", count=20_000, offset=node.offset)
+assert float(page[0]) == 1.0
+result.close()
+"""
+
 
 def view_rows(work: Path, runs: int, peers: dict, row) -> None:
     """The inspector's views (issue 20): the graph layout, and the first page of a big tensor's values."""
@@ -436,6 +466,30 @@ def view_rows(work: Path, runs: int, peers: dict, row) -> None:
     found = measure_together({"airlock": Cmd([sys.executable, "-c", GRAPH_TAB, str(model)], ok_codes=(0,)),
                               "scan only": Cmd([sys.executable, "-c", SCAN_ONLY, str(model)], ok_codes=(0,))}, runs)
     row("Graph tab of a 5,000-operator ONNX file", found.pop("airlock"), found)
+    big = work / "values_one_tensor.safetensors"
+    if not big.exists():
+        make_big_tensor(big, 512 * 2**20)
+    floor = Cmd([sys.executable, "-c", VALUES_FLOOR, str(big)], ok_codes=(0,))
+    for mode, task in (("first", "first page of a 512 MiB tensor's values"),
+                       ("sample", "1,000 evenly spaced values of it")):
+        found = measure_together({"airlock": Cmd([sys.executable, "-c", VALUES_PAGE, str(big), mode], ok_codes=(0,)),
+                                  "scan + numpy reads 20,000 values": floor}, runs)
+        row(task, found.pop("airlock"), found)
+
+
+def make_big_tensor(path: Path, total_bytes: int) -> None:
+    """One F32 tensor (rows of 4,096) in a SafeTensors file, its bytes really on disk (not sparse)."""
+    rows = total_bytes // (4096 * 4)
+    raw = json.dumps({"big": {"dtype": "F32", "shape": [rows, 4096], "data_offsets": [0, rows * 4096 * 4]}}).encode()
+    raw += b" " * (-len(raw) % 8)
+    chunk = b"\x00\x00\x80\x3f" * (2 << 20)  # 1.0f
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw)
+        left = rows * 4096 * 4
+        while left:
+            n = min(left, len(chunk))
+            fh.write(chunk[:n])
+            left -= n
 
 
 def airlock_cmd(*args: str) -> list[str]:
