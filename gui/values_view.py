@@ -245,10 +245,12 @@ class ValuesView(QWidget):
         self.status.setText(f"{self._describe(self.tensor) if self.tensor else ''}\n{safe_text(shown, 400)}")
         self._update_controls()
 
-    @staticmethod
-    def _describe(t: TensorData) -> str:
+    def _describe(self, t: TensorData) -> str:
         shape = " × ".join(str(d) for d in t.shape) or "scalar"
-        return f"{t.dtype.code}  {shape}  ({t.numel:,} values, from file offset {t.offset:,})"
+        order = ""
+        if self.node is not None and self.node.attrs.get("innermost_first"):
+            order = " (row-major: the file lists its dimensions innermost first)"  # GGUF's 256 × 64
+        return f"{t.dtype.code}  {shape}{order}  ({t.numel:,} values, from file offset {t.offset:,})"
 
     def _start(self) -> int:
         return self.page.start_row if self.page is not None else 0

@@ -142,7 +142,8 @@ def test_quantised_gguf_values_are_dequantised(qtbot, window, tmp_path):
     values = show_values(qtbot, view, tensor_node(view, "w"))
     want = quants.dequantize(blocks, Q.Q4_0).reshape(4, 64)
     assert table(values) == [[format_value(np.float32(v)) for v in row] for row in want]
-    assert values.status.text().startswith("Q4_0  4 × 64  (256 values")
+    assert values.status.text().startswith("Q4_0  4 × 64 (row-major: the file lists its dimensions innermost first)  "
+                                           "(256 values")
 
 
 def test_an_initializer_chosen_in_the_graph_shows_its_values(qtbot, window, tmp_path):
