@@ -139,9 +139,8 @@ def main() -> int:
         settle(app)
         written.append(_save(window, args.out / f"graph-view-{suffix}.png"))
         # The values table: a quantised GGUF tensor, dequantised on the fly
-        values = _values_shot(app, window, gguf)
-        if values is not None:
-            written.append(_save(window, args.out / f"values-table-{suffix}.png"))
+        _values_shot(app, window, gguf)
+        written.append(_save(window, args.out / f"values-table-{suffix}.png"))
         window.close()
     for path in written:
         print(path)
@@ -149,11 +148,7 @@ def main() -> int:
 
 
 def _values_shot(app, window, gguf: Path):
-    """Open the GGUF file and show its quantised tensor's values; None while the view is missing."""
-    try:
-        from airlock.gui.values_view import ValuesView  # noqa: F401
-    except ImportError:
-        return None
+    """Open the GGUF file and show its quantised tensor's values."""
     (view,) = window.open_paths([str(gguf)])
     settle(app)
     node = next(n for n in view.result.root.walk(expand_lazy=True)
