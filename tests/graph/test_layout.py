@@ -1,13 +1,9 @@
 """The layered layout: rows follow the edges, boxes never overlap, cycles and fan-outs stay bounded."""
 
-import sys
-from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import itertools
 
+import pytest
 from fixtures.graph_files import transformer_edges
 
 from airlock.core.errors import Cancelled

@@ -1,12 +1,8 @@
 """ONNX graphs for the graph view: edges from producers to consumers, initializers as rows, risky
 boxes marked, every box found again in the tree."""
 
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import graph_files as G
 from fixtures import onnx_files as F
 
@@ -187,3 +183,24 @@ def test_a_tree_node_leads_back_to_its_box(exported):
     for i, box in enumerate(graph.nodes):
         assert graph.index_of(graph.locate(box)) == i
     assert graph.index_of(exported.root) is None
+
+
+def test_the_backdoor_analysis_trigger_path_is_highlighted():
+    # The ONNX trigger analysis (core/formats/onnx_triggers.py) marks each operator's role; the graph
+    # draws those boxes, and the edges between them, as the trigger path.
+    from fixtures import onnx_trigger_files as T
+
+    from airlock.core.graph.model import TRIGGER
+
+    result, (source,) = _graphs(T.backdoor(T.classifier(), "where"))
+    assert result.severity == Severity.HIGH
+    graph = source.build()
+    path = {b.title: b.reasons[0] for b in graph.nodes if TRIGGER in b.marks}
+    assert path["Slice"] == "on a trigger path: input probe"
+    assert path["Greater"] == "on a trigger path: comparison with constants"
+    assert path["Where"] == "on a trigger path: output override"
+    assert "Gemm" not in path and all(graph.nodes[i].severity == Severity.HIGH for i in graph.risky()
+                                      if TRIGGER in graph.nodes[i].marks)
+    assert sum(graph.edge_marks) >= 2  # the path's edges are drawn highlighted too
+    _, (clean,) = _graphs(T.classifier())
+    assert not any(TRIGGER in b.marks for b in clean.build().nodes)

@@ -2,14 +2,10 @@
 through torch), risky calls marked."""
 
 import io
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import torchscript_files as TSF
 
 from airlock.core.findings import Severity

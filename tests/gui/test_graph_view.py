@@ -1,15 +1,11 @@
 """The Graph tab: a real torch export and a 5,000-operator graph drawn, clicked, searched, highlighted."""
 
-import sys
-from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import graph_files as G
 from fixtures import onnx_files as F
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 
 from airlock.core.findings import Severity
 from airlock.core.graph.model import CUSTOM, OP, PYTHON

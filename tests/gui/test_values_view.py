@@ -1,14 +1,10 @@
 """The Values tab: pages, samples and typed slices of real tensors of every dtype (quantised GGUF
 blocks included), shown in the details pane, and the .npy export from the window."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures import graph_files as G
 
 from airlock.core.tree import INITIALIZER, TENSOR
