@@ -14,7 +14,7 @@ import bisect
 import itertools
 from typing import Any
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -188,7 +188,8 @@ class GraphCanvas(QGraphicsView):
 
     # Painting
 
-    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+    def drawBackground(self, painter: QPainter, rect: QRectF | QRect) -> None:
+        rect = QRectF(rect)
         dark = theme.is_dark()
         painter.fillRect(rect, QColor("#15181c" if dark else "#fbfbfc"))
         if self.graph is None or self.layout_ is None:

@@ -40,6 +40,8 @@ TENSOR_ROLE = Qt.ItemDataRole.UserRole + 1  # on an input row: the initializer's
 
 
 class GraphView(QWidget):
+    canvas: GraphCanvas  # made below the toolbar whose buttons call it
+
     def __init__(self, view: FileView, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.view = view
@@ -137,7 +139,8 @@ class GraphView(QWidget):
         details (once; the user's own splitter moves are kept after that)."""
         tabs = _tabs_of(self)
         splitter = tabs.parentWidget() if tabs is not None else None
-        if isinstance(splitter, QSplitter) and splitter.orientation() == Qt.Orientation.Horizontal:
+        if (tabs is not None and isinstance(splitter, QSplitter)
+                and splitter.orientation() == Qt.Orientation.Horizontal):
             sizes = splitter.sizes()
             total = sum(sizes)
             position = splitter.indexOf(tabs)
@@ -295,7 +298,7 @@ class GraphView(QWidget):
             return None
         risky.sort(key=lambda i: -int(self.current.graph.nodes[i].severity) if self.current else 0)
         self._risky_at = (self._risky_at + 1) % len(risky)
-        index = risky[self._risky_at]
+        index = int(risky[self._risky_at])
         self.select(index)
         self.canvas.reveal(index)
         return index
@@ -385,9 +388,10 @@ def attach(view: FileView) -> GraphView | None:
     # The tree's own container (the tree, or the box holding it and its filter bar) moves into a
     # tab; the splitter it sat in keeps its place and sizes.
     container: QWidget = view.tree
-    while container.parentWidget() is not None and not isinstance(container.parentWidget(), QSplitter):
-        container = container.parentWidget()
-    splitter = container.parentWidget()
+    parent = container.parentWidget()
+    while parent is not None and not isinstance(parent, QSplitter):
+        container, parent = parent, parent.parentWidget()
+    splitter = parent
     if not isinstance(splitter, QSplitter):
         return None
     position = splitter.indexOf(container)

@@ -3,6 +3,7 @@ elsewhere. Everything copied is the node's escaped text, never raw bytes from th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +73,7 @@ def build_menu(view: FileView, node: Node, parent: QWidget,
                extra: list[tuple[str, Callable[[], Any]]] | None = None) -> QMenu:
     menu = QMenu(parent)
     for label, text in copy_items(node):
-        menu.addAction(label, lambda t=text: copy_text(t))
+        menu.addAction(label, functools.partial(copy_text, text))
     menu.addSeparator()
     show_hex = menu.addAction("Show in Hex", lambda: show_in_hex(view, node))
     show_hex.setEnabled(node.offset is not None)
