@@ -12,9 +12,10 @@ from airlock.core.provenance.hf_cache import provenance_line
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_path, safe_text
 from airlock.core.tree import CONTENTS, INTERNALS, ROLE, Node
-from airlock.gui import columns
+from airlock.gui import columns, graph_view, node_menu
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
+from airlock.gui.graph_view import GraphView
 from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
 from airlock.gui.search import ResultsModel
 from airlock.gui.tab_filter import TabFilter
@@ -39,6 +40,7 @@ class FileView(TabFilter, QWidget):
         self.stamp: Stamp = None  # size and mtime of the file when it was read
         self.stale: str | None = None  # what changed on disk since, when something did
         self._init_filter()  # this tab's own filter (TabFilter): text, "risky only", its bar and worker
+        self.graph_view: GraphView | None = None  # a Graph tab beside the tree, for files with a graph
 
         self.banner = VerdictBanner()
         self.progress = QProgressBar()
@@ -56,7 +58,9 @@ class FileView(TabFilter, QWidget):
         self.tree.setItemDelegateForColumn(COL_NAME, columns.NameDelegate(self.tree))  # tensors: their end
         self.tree.setEditTriggers(QTreeView.EditTrigger.NoEditTriggers)  # a viewer: results rows too
         self.tree.expanded.connect(self._rows_shown)
+        node_menu.install(self)
         self.details = DetailsPane()
+        self.details.values.view = self  # the .npy export never writes over this file
         self.findings = FindingsPanel()
         self.findings.activated_finding.connect(self.reveal_finding)
         self._fit_timer = QTimer(self)
@@ -157,6 +161,7 @@ class FileView(TabFilter, QWidget):
                           f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s"
                           + (f"\n{safe_text(origin, 300)}" if origin else ""))
         self.details.show_node(result.root)
+        graph_view.attach(self)
         if self.filter_text or self.risky_only:  # set while the scan ran
             self._start_search()
 
