@@ -48,8 +48,8 @@ def hash_span(path: str, offset: int, length: int, *, cancelled: CancelledFn | N
 
 
 def compare_values(read_a: Read, a: TensorData, read_b: Read, b: TensorData, *,
-                   cancelled: CancelledFn | None = None,
-                   progress: Callable[[float], object] | None = None) -> dict[str, Any]:
+                   cancelled: CancelledFn | None = None, progress: Callable[[float], object] | None = None,
+                   chunk: int = COMPARE_CHUNK) -> dict[str, Any]:
     """Difference statistics of two tensors with the same number of elements, B against A:
     `max_abs_diff`, `rel_l2` (‖B−A‖ / ‖A‖), `cosine`, `changed` (elements that differ; NaN on both
     sides counts as equal) and `changed_share`. Values are compared as float64 (complex: their
@@ -61,7 +61,7 @@ def compare_values(read_a: Read, a: TensorData, read_b: Read, b: TensorData, *,
     changed = nan_mismatch = 0
     total = a.numel
     done = 0
-    for ca, cb in paired_chunks(read_a, a, read_b, b, chunk=COMPARE_CHUNK):
+    for ca, cb in paired_chunks(read_a, a, read_b, b, chunk=chunk):
         if cancelled is not None and cancelled():
             raise Cancelled("cancelled")
         va, vb = ca.values, cb.values
