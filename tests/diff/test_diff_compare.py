@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fixtures import diff_files
 
+from airlock.core import dtypes
 from airlock.core.diff.compare import compare_files, compare_paths
 from airlock.core.diff.values import compare_values, hash_span
 from airlock.core.findings import Severity
 from airlock.core.tensors import TensorData
-from airlock.core import dtypes
 
 
 def _by_name(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
