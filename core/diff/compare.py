@@ -18,6 +18,7 @@ from typing import Any
 from airlock.core.diff.side import Side, Tensor, open_side
 from airlock.core.diff.values import HASH_NAME, compare_values, hash_span
 from airlock.core.dtypes import QUANT
+from airlock.core.errors import Cancelled
 from airlock.core.findings import Severity
 from airlock.core.text import safe_text
 
@@ -242,17 +243,32 @@ def _security(entry: dict[str, Any]) -> list[str]:
     return reasons
 
 
-def compare_files(path_a: str, path_b: str, *, fail_on: Severity = Severity.HIGH, limits: Any = None,
-                  cancelled: CancelledFn | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    a = open_side(path_a, limits=limits)
+def compare_files(path_a: str | None, path_b: str | None, *, fail_on: Severity = Severity.HIGH,
+                  limits: Any = None, cancelled: CancelledFn | None = None,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """One pair (a path may be None: a file only one folder has). Never raises on bad input: a
+    failure of the diff itself is an error of the pair (exit 2), never a traceback."""
+    a = b = None
     try:
-        b = open_side(path_b, limits=limits)
-        try:
-            return compare_sides(a, b, fail_on=fail_on, cancelled=cancelled, progress=progress)
-        finally:
-            b.close()
+        a = open_side(path_a, limits=limits) if path_a is not None else None
+        b = open_side(path_b, limits=limits) if path_b is not None else None
+        return compare_sides(a, b, fail_on=fail_on, cancelled=cancelled, progress=progress)
+    except Cancelled:
+        raise
+    except (MemoryError, RecursionError) as exc:
+        return _failed(path_a, path_b, f"{type(exc).__name__} while comparing")
+    except Exception as exc:  # noqa: BLE001 - a bug on one pair is an error of that pair, never a lost diff
+        return _failed(path_a, path_b, f"the diff failed: {type(exc).__name__}: {safe_text(str(exc), 200)}")
     finally:
-        a.close()
+        for side in (a, b):
+            if side is not None:
+                side.close()
+
+
+def _failed(path_a: str | None, path_b: str | None, why: str) -> dict[str, Any]:
+    entry = compare_sides(None, None)
+    entry.update(a=path_a, b=path_b, errors=[why])
+    return entry
 
 
 # Folders
@@ -302,7 +318,12 @@ def pair_folders(dir_a: str, dir_b: str, *,
 
 
 def _tensor_names(path: str, limits: Any) -> set[str]:
-    side = open_side(path, limits=limits)
+    try:
+        side = open_side(path, limits=limits)
+    except Cancelled:
+        raise
+    except Exception:  # noqa: BLE001 - unreadable here: the pair's own diff reports it
+        return set()
     try:
         return set(side.tensors)
     finally:
@@ -318,14 +339,7 @@ def compare_paths(path_a: str, path_b: str, *, fail_on: Severity = Severity.HIGH
                               progress=progress)]
     out = []
     for pa, pb, how in pair_folders(path_a, path_b, limits=limits):
-        a = open_side(pa, limits=limits) if pa is not None else None
-        b = open_side(pb, limits=limits) if pb is not None else None
-        try:
-            entry = compare_sides(a, b, fail_on=fail_on, cancelled=cancelled, progress=progress)
-        finally:
-            for side in (a, b):
-                if side is not None:
-                    side.close()
+        entry = compare_files(pa, pb, fail_on=fail_on, limits=limits, cancelled=cancelled, progress=progress)
         entry["matched_by"] = how
         out.append(entry)
     return out

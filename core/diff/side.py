@@ -32,7 +32,10 @@ class Tensor:
 
         self.name = name
         self.node = node
-        described = describe(node)
+        try:
+            described: TensorData | str = describe(node)
+        except (ValueError, OverflowError, TypeError, IndexError) as exc:  # a hostile node's attributes
+            described = f"its bytes cannot be located: {type(exc).__name__}: {exc}"
         self.data: TensorData | None = described if not isinstance(described, str) else None
         self.why: str | None = described if isinstance(described, str) else None
         dtype = node.attrs.get("st_dtype") or node.attrs.get("dtype")
