@@ -153,6 +153,9 @@ class MainWindow(QMainWindow):
         from airlock.gui import review
 
         review.install(self)  # Review ▸ Approve… / Reject… / Show History, and each file's Review tab
+        from airlock.gui import diff_view
+
+        diff_view.install(self)  # File ▸ Compare with…: a diff tab
         self._update_actions()
         self.warm_up: FunctionWorker | None = None
         QTimer.singleShot(WARM_UP_DELAY_MS, self.start_warm_up)
@@ -362,6 +365,10 @@ class MainWindow(QMainWindow):
     def close_tab(self, index: int) -> None:
         view = self.tabs.widget(index)
         if not isinstance(view, FileView):
+            if hasattr(view, "cancel"):  # a diff tab (gui/diff_view.py)
+                self.tabs.removeTab(index)
+                view.cancel()
+                view.deleteLater()
             return
         if self._search_target is view:
             self.search_timer.stop()
