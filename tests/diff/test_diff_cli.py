@@ -106,3 +106,16 @@ def test_the_airlock_command_stays_headless(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "layers.0.attn.weight" in proc.stdout
     assert "PySide6" not in proc.stderr
+
+
+def test_html_page_carries_the_same_escaped(tmp_path: Path, capsys: object) -> None:
+    a, b = diff_files.template_changed(tmp_path)
+    out_file = tmp_path / "diff.html"
+    code, _ = _run(capsys, "--format", "html", "-o", str(out_file), str(a), str(b))
+    assert code == 1
+    page = out_file.read_text(encoding="utf-8")
+    assert "default-src 'none'" in page and "<script" not in page
+    assert "layers.0.attn.weight" in page and "identical" in page
+    assert "exit 1" in page and "chat template chat_template changed" in page
+    # the template's text is escaped, never markup: its '<|im_start|>' shows as text
+    assert "&lt;|im_start|&gt;" in page and "<|im_start|>" not in page
