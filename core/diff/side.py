@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from airlock.core.tree import CALL, ELEMENT, GLOBAL, INITIALIZER, METADATA, OPCODE, OPERATOR, TEMPLATE, TENSOR
+from airlock.core.tree import (
+    ARRAY,
+    CALL,
+    ELEMENT,
+    GLOBAL,
+    INITIALIZER,
+    METADATA,
+    OPCODE,
+    OPERATOR,
+    TEMPLATE,
+    TENSOR,
+)
 
 if TYPE_CHECKING:
     from airlock.core.api import Report
@@ -75,9 +86,13 @@ class Side:
         self.globals: dict[str, str] = {}  # name → the allowlist's verdict ("safe", "unknown", …)
         self.calls: Counter[str] = Counter()  # callable → number of calls
         self.operators: Counter[str] = Counter()  # "domain.op_type" → count
+        self._arrays: list[tuple[str, int, int, str]] = []  # GGUF arrays: key, span, description
         result = report.result if report is not None else None
         if result is not None:
             self._read(result.root)
+            self._array_digests()
+            if self.format == "safetensors":
+                self._full_metadata()
 
     @property
     def read(self) -> Any:
@@ -120,10 +135,45 @@ class Side:
             callable_name = attrs.get("callable")
             if isinstance(callable_name, str):
                 self.calls[callable_name] += 1
+        elif kind == ARRAY and isinstance(attrs.get("key"), str) and node.member is None \
+                and isinstance(node.offset, int) and isinstance(node.length, int):
+            count = attrs.get("count")
+            desc = f"[{attrs.get('element_type', '?')} × {count:,}]" if isinstance(count, int) else "[array]"
+            self._arrays.append((attrs["key"], node.offset, node.length, desc))
         elif kind == OPERATOR:
             op = attrs.get("op_type")
             if isinstance(op, str):
                 self.operators[f"{attrs.get('domain', 'ai.onnx')}.{op}"] += 1
+
+    def _array_digests(self) -> None:
+        """A GGUF array (a vocabulary, merges, scores) compared by the hash of its bytes: its values
+        are too many to list, and a changed token must still show."""
+        from airlock.core.diff.values import HASH_NAME, hash_span
+
+        for key, offset, length, desc in self._arrays:
+            digest = hash_span(self.real_path, offset, length) if self.real_path is not None else None
+            self.metadata.setdefault(key, f"{desc} {HASH_NAME} {digest or 'unreadable'}")
+
+    def _full_metadata(self) -> None:
+        """SafeTensors metadata values in full: the tree keeps a preview of each (400 characters), and
+        a change past it must still show. The header is read again (size-capped as the scan caps it)."""
+        import json
+
+        read, limit = self.read, 256 * 1024 * 1024
+        if read is None:
+            return
+        head = read(0, 8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else 0
+        if not 0 < n <= limit:
+            return
+        try:
+            meta = json.loads(read(8, n)).get("__metadata__")
+        except (ValueError, AttributeError):
+            return  # the scan reported why; the previews stand
+        if isinstance(meta, dict):
+            for key, value in meta.items():
+                if key in self.metadata and isinstance(value, str):
+                    self.metadata[key] = value
 
     def close(self) -> None:
         if self.report is not None:

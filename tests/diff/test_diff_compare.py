@@ -226,3 +226,33 @@ def test_hash_span_reads_exactly_the_span(tmp_path: Path) -> None:
     span = 20_000_000  # more than one read of READ_CHUNK bytes
     assert hash_span(str(path), 123, span) == xxhash.xxh3_128(payload[123: 123 + span]).hexdigest()
     assert hash_span(str(path), len(payload) - 10, 11) is None  # past the end: truncated, no digest
+
+
+def test_a_long_metadata_value_changed_past_its_preview(tmp_path: Path) -> None:
+    sd = diff_files.state_dict()
+    long_a = "x" * 1000
+    a = diff_files.write_safetensors(tmp_path / "a.safetensors", sd, {"notes": long_a})
+    b = diff_files.write_safetensors(tmp_path / "b.safetensors", sd, {"notes": long_a[:-1] + "y"})
+    entry = compare_files(str(a), str(b))
+    assert list(entry["metadata"]["changed"]) == ["notes"]
+    assert entry["metadata"]["changed"]["notes"][1].endswith("y")
+
+
+def test_a_gguf_vocabulary_change_shows_as_its_array_hash(tmp_path: Path) -> None:
+    import gguf
+
+    paths = []
+    for name, tokens in (("a.gguf", ["<s>", "</s>", "hello"]), ("b.gguf", ["<s>", "</s>", "hellO"])):
+        path = tmp_path / name
+        w = gguf.GGUFWriter(str(path), "llama")
+        w.add_token_list(tokens)
+        w.add_tensor("output.weight", np.ones((4, 32), dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        paths.append(str(path))
+    entry = compare_files(*paths)
+    old, new = entry["metadata"]["changed"]["tokenizer.ggml.tokens"]
+    assert old.startswith("[string × 3] xxh3-128 ") and old != new
+    assert [t["status"] for t in entry["tensors"]] == ["identical"]
