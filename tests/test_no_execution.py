@@ -123,12 +123,12 @@ DIFF_PAIRS = ("torch_and_conversion", "one_value_changed", "renamed", "template_
               "pickle_with_one_more_import", "gguf_requantised", "onnx_extra_operator", "unrelated")
 
 
-def _diff_runs(root: Path, hostile: list[tuple[str, bytes]]) -> list[list[str]]:
+def _diff_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list[list[str]], list[str]]:
     """`airlock diff` over hostile pairs: two folders of hostile files, B's copies with bytes flipped
     (paired by path, so every parser's error paths meet the tensor hashing and the numeric
     comparison), a hostile file against a benign one of each pair, and the generated pairs of
     tests/fixtures/diff_files.py (a conversion, a GGUF re-quantised, ONNX through the isolated
-    parser…). A diff writes nothing."""
+    parser…). A diff writes nothing but its report (-o)."""
     from fixtures import diff_files
 
     rng = random.Random(18)
@@ -139,13 +139,14 @@ def _diff_runs(root: Path, hostile: list[tuple[str, bytes]]) -> list[list[str]]:
         for _ in range(rng.randint(1, 4) if data else 0):
             flipped[rng.randrange(len(flipped))] ^= rng.randint(1, 255)
         _write(root / "b", name, bytes(flipped))
+    html = str(root / "diff.html")
     runs = [["diff", "--format", "json", str(root / "a"), str(root / "b")],
-            ["diff", "--format", "text", str(root / "b"), str(root / "a")]]
+            ["diff", "--format", "html", "-o", html, str(root / "b"), str(root / "a")]]
     pairs = [getattr(diff_files, name)(root / "pairs" / name) for name in DIFF_PAIRS]
     runs += [["diff", "--format", "json", str(a), str(b)] for a, b in pairs]
     for i, (name, _data) in enumerate(spread[:20]):  # a hostile candidate against a benign reference
         runs.append(["diff", str(pairs[i % len(pairs)][0]), str(root / "a" / _safe_name(name))])
-    return runs
+    return runs, [html]
 
 
 class _Summary:
@@ -180,10 +181,10 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     log = root / "audit.jsonl"
     runs, outputs = _provenance_runs(root / "provenance", hostile)
     review_runs, review_outputs = _review_runs(root / "review", hostile)
-    diff_runs = _diff_runs(root / "diff", hostile)
+    diff_runs, diff_outputs = _diff_runs(root / "diff", hostile)
     config = {"log": str(log), "warmup": warmup, "warmup_dir": str(warm_dir), "files": files,
               "folders": [str(scan_dir / "pickle"), str(scan_dir)], "workdir": str(work),
-              "provenance_runs": runs, "outputs": outputs + review_outputs, "review_runs": review_runs,
+              "provenance_runs": runs, "outputs": outputs + review_outputs + diff_outputs, "review_runs": review_runs,
               "diff_runs": diff_runs}
     (root / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "HOME": str(work), "TMPDIR": str(work)}
