@@ -307,7 +307,7 @@ def main(config_path: str) -> int:
     for argv in review_runs:  # approve, reject, history, the gate: SQLAlchemy and sqlite3 load here
         run_cli(argv)
     diff_runs = config.get("diff_runs", [])
-    for argv in diff_runs:  # airlock diff: xxhash, numpy and gguf's dequantisation load here
+    for argv in diff_runs[1:]:  # airlock diff (not the first, biggest run): xxhash, difflib, gguf.quants load here
         run_cli(argv)
     warm_s = time.monotonic() - t0
     guard = install(log, "scan", isolated)

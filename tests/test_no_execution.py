@@ -132,7 +132,7 @@ def _diff_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list[list[
     from fixtures import diff_files
 
     rng = random.Random(18)
-    spread = hostile[:: max(1, len(hostile) // 80)]
+    spread = hostile[:: max(1, len(hostile) // 40)]
     for name, data in spread:
         _write(root / "a", name, data)
         flipped = bytearray(data)
@@ -144,7 +144,7 @@ def _diff_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list[list[
             ["diff", "--format", "html", "-o", html, str(root / "b"), str(root / "a")]]
     pairs = [getattr(diff_files, name)(root / "pairs" / name) for name in DIFF_PAIRS]
     runs += [["diff", "--format", "json", str(a), str(b)] for a, b in pairs]
-    for i, (name, _data) in enumerate(spread[:20]):  # a hostile candidate against a benign reference
+    for i, (name, _data) in enumerate(spread[:8]):  # a hostile candidate against a benign reference
         runs.append(["diff", str(pairs[i % len(pairs)][0]), str(root / "a" / _safe_name(name))])
     return runs, [html]
 
