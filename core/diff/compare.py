@@ -87,6 +87,9 @@ def _compare_tensor(ta: Tensor, tb: Tensor, a: Side, b: Side, ha: _Hasher, hb: _
     entry["status"] = CHANGED if same_dtype else DTYPE_CHANGED
     if not same_dtype and QUANT in (ta.data.dtype.kind, tb.data.dtype.kind):
         entry["note"] = "dequantised to float32 block by block"
+    elif stats["changed"] == 0:
+        entry["note"] = ("every value equal" if not same_dtype
+                         else "the bytes differ but every value is equal (signed zeros or NaN payloads)")
     return entry
 
 
