@@ -365,7 +365,9 @@ class MainWindow(QMainWindow):
     def close_tab(self, index: int) -> None:
         view = self.tabs.widget(index)
         if not isinstance(view, FileView):
-            if hasattr(view, "cancel"):  # a diff tab (gui/diff_view.py)
+            from airlock.gui.diff_view import DiffView
+
+            if isinstance(view, DiffView):  # a diff tab (File ▸ Compare with…)
                 self.tabs.removeTab(index)
                 view.cancel()
                 view.deleteLater()
