@@ -336,13 +336,18 @@ def _tensor_names(path: str, limits: Any) -> set[str]:
 def compare_paths(path_a: str, path_b: str, *, fail_on: Severity = Severity.HIGH, limits: Any = None,
                   cancelled: CancelledFn | None = None,
                   progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Every pair's entry: one for two files, one per file of either folder for two folders."""
-    if not (os.path.isdir(path_a) and os.path.isdir(path_b)):
-        return [compare_files(path_a, path_b, fail_on=fail_on, limits=limits, cancelled=cancelled,
-                              progress=progress)]
-    out = []
-    for pa, pb, how in pair_folders(path_a, path_b, limits=limits):
-        entry = compare_files(pa, pb, fail_on=fail_on, limits=limits, cancelled=cancelled, progress=progress)
-        entry["matched_by"] = how
-        out.append(entry)
-    return out
+    """Every pair's entry: one for two files, one per file of either folder for two folders. ONNX and
+    HDF5 files are parsed in one confined parser process for the whole diff (as `airlock scan` does)."""
+    from airlock.core.isolate import ParserSession
+
+    with ParserSession() as session, session.scanning():
+        if not (os.path.isdir(path_a) and os.path.isdir(path_b)):
+            return [compare_files(path_a, path_b, fail_on=fail_on, limits=limits, cancelled=cancelled,
+                                  progress=progress)]
+        out = []
+        for pa, pb, how in pair_folders(path_a, path_b, limits=limits):
+            entry = compare_files(pa, pb, fail_on=fail_on, limits=limits, cancelled=cancelled,
+                                  progress=progress)
+            entry["matched_by"] = how
+            out.append(entry)
+        return out
