@@ -9,6 +9,8 @@ initializers. Pure Python; never imports Qt.
     side.py     what one file holds, read from its scan tree
     values.py   hashing a tensor's byte span, and the streamed numeric comparison of two tensors
     compare.py  one pair of files; pairing the files of two folders
-    render.py   text and JSON (the HTML page reuses airlock.core.report.html's look)
+    render.py   the report document (JSON), its text, the exit code
+    html.py     the HTML page (airlock.core.report.html's look and escaping)
+    detail.py   one tensor's two histograms and difference statistics (the GUI's diff tab)
     cli.py      the `airlock diff` command and its exit codes
 """
