@@ -582,6 +582,25 @@ def make_big_tensor(path: Path, total_bytes: int) -> None:
             left -= n
 
 
+def diff_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """`airlock diff` of two 4 GiB SafeTensors files (×scale) that differ in one value of the last
+    tensor (so that `cmp`, which stops at the first difference, reads nearly all of both files too):
+    every tensor hashed on both sides (xxh3-128), the changed one compared value by value. Target
+    (issue 18): disk read speed, i.e. about `cmp` of the same files; peak RSS under 200 MB."""
+    scale = getattr(diff_rows, "scale", 1.0)
+    a, b = work / "diff_a.safetensors", work / "diff_b.safetensors"
+    if not (a.exists() and b.exists()):
+        make_safetensors(a, int(4 * 1024**3 * scale), 300)
+        shutil.copyfile(a, b)
+        with open(b, "r+b") as fh:  # one float32 of the last tensor set to 1.0
+            fh.seek(-4096, os.SEEK_END)
+            fh.write(bytes.fromhex("0000803f"))  # 1.0, little-endian
+    size = a.stat().st_size / 1024**3
+    both = measure_together({"airlock": Cmd(airlock_cmd("diff", "--format", "json", str(a), str(b)), ok_codes=(0,)),
+                             "cmp": Cmd(["cmp", "-s", str(a), str(b)], ok_codes=(1,))}, runs)
+    row(f"diff two {size:.2f} GiB SafeTensors, one value changed", both.pop("airlock"), both)
+
+
 def airlock_cmd(*args: str) -> list[str]:
     """The `airlock` command a user runs (the console script beside this interpreter)."""
     script = Path(sys.executable).with_name("airlock")
@@ -598,15 +617,18 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "templates", "gui", "views"),
+    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "templates", "gui", "views",
+                                           "diff"),
                         default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
                              "the ONNX parser process rows; code: only the Python files row; bombs: only the "
                              "decompression-bomb rows; templates: only the chat-template chain rows; gui: only "
                              "the desktop app's typing rows (the figure is the longest event-loop stall, in "
-                             "seconds); views: only the graph layout and tensor values rows")
+                             "seconds); views: only the graph layout and tensor values rows; diff: only the "
+                             "airlock diff row (against cmp)")
     args = parser.parse_args()
-    if args.only in ("hash", "code", "bombs", "templates", "gui", "views"):
+    diff_rows.scale = args.scale  # type: ignore[attr-defined]
+    if args.only in ("hash", "code", "bombs", "templates", "gui", "views", "diff"):
         args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
@@ -631,6 +653,8 @@ def main() -> int:
         return only_rows(args, work, gui_rows)
     if args.only == "views":
         return only_rows(args, work, view_rows)
+    if args.only == "diff":
+        return only_rows(args, work, diff_rows)
     gib = 1024**3
     s = args.scale
     files = {
@@ -759,6 +783,9 @@ def main() -> int:
 
     # 10. the graph view and the values table
     view_rows(work, runs, peers, row)
+
+    # 11. airlock diff against cmp
+    diff_rows(work, runs, peers, row)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

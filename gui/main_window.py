@@ -148,6 +148,9 @@ class MainWindow(QMainWindow):
         from airlock.gui import review
 
         review.install(self)  # Review ▸ Approve… / Reject… / Show History, and each file's Review tab
+        from airlock.gui import diff_view
+
+        diff_view.install(self)  # File ▸ Compare with…: a diff tab
         self._update_actions()
         self.warm_up: FunctionWorker | None = None
         QTimer.singleShot(WARM_UP_DELAY_MS, self.start_warm_up)
@@ -361,6 +364,12 @@ class MainWindow(QMainWindow):
     def close_tab(self, index: int) -> None:
         view = self.tabs.widget(index)
         if not isinstance(view, FileView):
+            from airlock.gui.diff_view import DiffView
+
+            if isinstance(view, DiffView):  # a diff tab (File ▸ Compare with…)
+                self.tabs.removeTab(index)
+                view.cancel()
+                view.deleteLater()
             return
         if self._search_target is view:
             self.search_timer.stop()
