@@ -12,9 +12,10 @@ from airlock.core.provenance.hf_cache import provenance_line
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_path, safe_text
 from airlock.core.tree import CONTENTS, INTERNALS, ROLE, Node
-from airlock.gui import columns
+from airlock.gui import columns, graph_view, node_menu
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
+from airlock.gui.graph_view import GraphView
 from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
 from airlock.gui.policy_marks import Marks, counted
 from airlock.gui.search import ResultsModel
@@ -43,6 +44,7 @@ class FileView(TabFilter, QWidget):
         self.marks: Marks = {}  # what the policy file changed in the findings
         self.policy_note = ""
         self.known_sha256: tuple[str, int] | None = None  # hashed during the scan for the policy
+        self.graph_view: GraphView | None = None  # a Graph tab beside the tree, for files with a graph
 
         self.banner = VerdictBanner()
         self.progress = QProgressBar()
@@ -60,7 +62,9 @@ class FileView(TabFilter, QWidget):
         self.tree.setItemDelegateForColumn(COL_NAME, columns.NameDelegate(self.tree))  # tensors: their end
         self.tree.setEditTriggers(QTreeView.EditTrigger.NoEditTriggers)  # a viewer: results rows too
         self.tree.expanded.connect(self._rows_shown)
+        node_menu.install(self)
         self.details = DetailsPane()
+        self.details.values.view = self  # the .npy export never writes over this file
         self.findings = FindingsPanel()
         self.findings.activated_finding.connect(self.reveal_finding)
         self._fit_timer = QTimer(self)
@@ -172,6 +176,7 @@ class FileView(TabFilter, QWidget):
                           + (f"\n{safe_text(origin, 300)}" if origin else "")
                           + (f"\n{self.policy_note}" if self.policy_note else ""))
         self.details.show_node(result.root)
+        graph_view.attach(self)
         if self.filter_text or self.risky_only:  # set while the scan ran
             self._start_search()
 

@@ -306,6 +306,9 @@ def main(config_path: str) -> int:
     review_runs = config.get("review_runs", [])
     for argv in review_runs:  # approve, reject, history, the gate: SQLAlchemy and sqlite3 load here
         run_cli(argv)
+    diff_runs = config.get("diff_runs", [])
+    for argv in diff_runs[1:]:  # airlock diff (not the first, biggest run): xxhash, difflib, gguf.quants load here
+        run_cli(argv)
     warm_s = time.monotonic() - t0
     guard = install(log, "scan", isolated)
     guard.outputs = [os.path.abspath(p) for p in config.get("outputs", [])]
@@ -325,12 +328,13 @@ def main(config_path: str) -> int:
     code, out = run_cli(["scan", "--format", "jsonl", "--jobs", "1", config["folders"][-1]])
     cli_codes["lines of jsonl"] = len(out.splitlines())
     review = [run_cli(argv)[0] for argv in review_runs]
+    diff = [run_cli(argv)[0] for argv in diff_runs]
     scan_s = time.monotonic() - t1
 
     guard.phase = "canary"
     caught = canary(config["workdir"])
     summary = {"results": results, "cli": cli_codes, "canary": caught, "import_problems": problems,
-               "provenance": provenance, "review": review,
+               "provenance": provenance, "review": review, "diff": diff,
                "warmup_s": round(warm_s, 2), "scan_s": round(scan_s, 2)}
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()

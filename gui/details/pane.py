@@ -19,7 +19,7 @@ from airlock.core.errors import AirlockError
 from airlock.core.findings import Finding
 from airlock.core.locate import Location, finding_location, node_location, resolve
 from airlock.core.text import human_size, safe_text
-from airlock.core.tree import CALL, TEMPLATE, TENSOR, TEXT, Node
+from airlock.core.tree import CALL, INITIALIZER, TEMPLATE, TENSOR, TEXT, Node
 from airlock.gui.details.code import CodeView, code_holder
 from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
 from airlock.gui.details.file_hash import FileHashBar
@@ -27,8 +27,9 @@ from airlock.gui.details.hex import HexView
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
 from airlock.gui.policy_marks import Marks
+from airlock.gui.values_view import ValuesView
 
-TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE = range(5)
+TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE, TAB_VALUES = range(6)
 
 
 def attribute_rows(node: Node, marks: Marks | None = None) -> list[tuple[str, str]]:
@@ -122,6 +123,8 @@ class DetailsPane(QSplitter):
         self.tabs.addTab(self.template, "Template")
         self.tabs.addTab(self.tensor, "Tensor statistics")
         self.tabs.addTab(self.code, "Code")
+        self.values = ValuesView()  # gui/values_view.py: the values table and the .npy export
+        self.tabs.addTab(self.values, "Values")
         self.addWidget(self.attributes)
         self.addWidget(self.tabs)
         self.setStretchFactor(0, 2)
@@ -144,7 +147,7 @@ class DetailsPane(QSplitter):
         else:
             self.hex.set_source(source.read, source.size)
         self._pickle_shown = None
-        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE):
+        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE, TAB_VALUES):
             self.tabs.setTabVisible(tab, False)
 
     def release(self) -> None:
@@ -173,7 +176,7 @@ class DetailsPane(QSplitter):
         special = self._show_special(node)
         # A finding in a pickle opens on its bytes (the call marked whole); a template's, a tensor's or a
         # code file's finding on the view made for that node, where it is marked.
-        if special is not None and (node.kind in (TENSOR, TEMPLATE, TEXT) or special == TAB_CODE
+        if special is not None and (node.kind in (TENSOR, TEMPLATE, TEXT, INITIALIZER) or special == TAB_CODE
                                     or (finding is not None and special != TAB_DECOMPILED)):
             self.tabs.setCurrentIndex(special)
         elif finding is not None or not self.tabs.isTabVisible(self.tabs.currentIndex()):
@@ -195,6 +198,10 @@ class DetailsPane(QSplitter):
             node.kind == TEMPLATE or (node.kind == TEXT and isinstance(node.attrs.get("text"), str)))
         self.tabs.setTabVisible(TAB_TEMPLATE, text_node)
         self.tabs.setTabVisible(TAB_TENSOR, node.kind == TENSOR)
+        has_values = node.kind in (TENSOR, INITIALIZER) and self._source is not None
+        self.tabs.setTabVisible(TAB_VALUES, has_values)
+        if has_values:
+            self.values.show_node(node, self.read, self._source.size)
         holder = code_holder(node)
         self.tabs.setTabVisible(TAB_CODE, holder is not None)
         if holder is not None:
@@ -210,6 +217,8 @@ class DetailsPane(QSplitter):
             else:
                 self.tensor.show_tensor(node, self.read, self._source.size)
             return TAB_TENSOR
+        if node.kind == INITIALIZER and has_values:
+            return TAB_VALUES
         if anc is not None:
             if anc is not self._pickle_shown:
                 self._pickle_shown = anc
@@ -233,3 +242,8 @@ class DetailsPane(QSplitter):
             self.decompiled.show_pickle(None, f"the file cannot be read any more: {exc}")
             return
         self.decompiled.show_pickle(data, names=risky_names(anc))
+
+    def show_values(self) -> None:
+        """Bring up the Values tab (for the node shown, when it has values)."""
+        if self.tabs.isTabVisible(TAB_VALUES):
+            self.tabs.setCurrentIndex(TAB_VALUES)
