@@ -507,6 +507,134 @@ def remote_rows(work: Path, runs: int, peers: dict, row) -> None:
                 f"{'' if met else ', TARGET MISSED'}", mine, both)
 
 
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # the graph generator the layout tests use
+# The graph view (issue 20): lay out a generated 5,000-operator graph (transformer blocks, a residual
+# join per block, a mask every block reads), against a topological sort of the same graph, the
+# least any layered layout does; and the whole wait for the Graph tab of a 5,000-operator ONNX file
+# (scan, build, lay out) against the scan alone.
+LAYOUT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from fixtures.graph_files import transformer_edges
+from airlock.core.graph.layout import layered_layout
+count, edges = transformer_edges(5000)
+layered_layout(count, edges, [120.0] * count, [40.0] * count)
+"""
+FLOOR_TOPOLOGICAL = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from fixtures.graph_files import transformer_edges
+from airlock.core.graph.layout import topological_order
+count, edges = transformer_edges(5000)
+topological_order(count, edges)
+"""
+GRAPH_TAB = """
+import sys
+from airlock.core.api import scan_file
+from airlock.core.graph import build_and_lay_out, graph_sources
+result = scan_file(sys.argv[1], keep_tree=True).result
+laid = build_and_lay_out(graph_sources(result.root)[0], 7.0, 16.0)
+assert len(laid.graph.nodes) > 5000
+"""
+SCAN_ONLY = """
+import sys
+from airlock.core.api import scan_file
+scan_file(sys.argv[1], keep_tree=True).result.close()
+"""
+
+# Tensor values (issue 20): the wait for the values table's first page (scan, locate the tensor,
+# decode one page) and for an evenly spaced sample over the whole tensor, against the same scan and
+# numpy reading a page of values from the offset the tree gives (numpy's import is in both).
+VALUES_PAGE = """
+import sys
+from airlock.core import values
+from airlock.core.api import scan_file
+from airlock.core.tree import TENSOR
+result = scan_file(sys.argv[1], keep_tree=True).result
+node = next(n for n in result.root.walk() if n.kind == TENSOR)
+read = lambda offset, n: bytes(result.source.read(offset, n))
+t = values.describe(node, read)
+page = (values.first_page(read, t, file_size=result.size) if sys.argv[2] == "first"
+        else values.sample_page(read, t, file_size=result.size))
+assert page.values.size >= 1000 and float(page.values[0, 0]) == 1.0
+result.close()
+"""
+# The floor: the same scan, then numpy reading those bytes straight from the file (it knows where).
+VALUES_FLOOR = """
+import sys
+import numpy as np
+from airlock.core.api import scan_file
+from airlock.core.tree import TENSOR
+result = scan_file(sys.argv[1], keep_tree=True).result
+node = next(n for n in result.root.walk() if n.kind == TENSOR)
+page = np.fromfile(sys.argv[1], dtype="<f4", count=20_000, offset=node.offset)
+assert float(page[0]) == 1.0
+result.close()
+"""
+
+
+def view_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """The inspector's views (issue 20): the graph layout, and the first page of a big tensor's values."""
+    found = measure_together({"airlock": Cmd([sys.executable, "-c", LAYOUT, str(TESTS)], ok_codes=(0,)),
+                              "topological sort only": Cmd([sys.executable, "-c", FLOOR_TOPOLOGICAL, str(TESTS)],
+                                                           ok_codes=(0,))}, runs)
+    row("lay out a 5,000-operator graph", found.pop("airlock"), found)
+    model = work / "graph_5000.onnx"
+    if not model.exists():
+        import onnx
+
+        sys.path.insert(0, str(TESTS))
+        from fixtures.graph_files import transformer_onnx
+
+        onnx.save(transformer_onnx(5000), str(model))
+    found = measure_together({"airlock": Cmd([sys.executable, "-c", GRAPH_TAB, str(model)], ok_codes=(0,)),
+                              "scan only": Cmd([sys.executable, "-c", SCAN_ONLY, str(model)], ok_codes=(0,))}, runs)
+    row("Graph tab of a 5,000-operator ONNX file", found.pop("airlock"), found)
+    big = work / "values_one_tensor.safetensors"
+    if not big.exists():
+        make_big_tensor(big, 512 * 2**20)
+    floor = Cmd([sys.executable, "-c", VALUES_FLOOR, str(big)], ok_codes=(0,))
+    for mode, task in (("first", "first page of a 512 MiB tensor's values"),
+                       ("sample", "1,000 evenly spaced values of it")):
+        found = measure_together({"airlock": Cmd([sys.executable, "-c", VALUES_PAGE, str(big), mode], ok_codes=(0,)),
+                                  "scan + numpy reads 20,000 values": floor}, runs)
+        row(task, found.pop("airlock"), found)
+
+
+def make_big_tensor(path: Path, total_bytes: int) -> None:
+    """One F32 tensor (rows of 4,096) in a SafeTensors file, its bytes really on disk (not sparse)."""
+    rows = total_bytes // (4096 * 4)
+    raw = json.dumps({"big": {"dtype": "F32", "shape": [rows, 4096], "data_offsets": [0, rows * 4096 * 4]}}).encode()
+    raw += b" " * (-len(raw) % 8)
+    chunk = b"\x00\x00\x80\x3f" * (2 << 20)  # 1.0f
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw)
+        left = rows * 4096 * 4
+        while left:
+            n = min(left, len(chunk))
+            fh.write(chunk[:n])
+            left -= n
+
+
+def diff_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """`airlock diff` of two 4 GiB SafeTensors files (×scale) that differ in one value of the last
+    tensor (so that `cmp`, which stops at the first difference, reads nearly all of both files too):
+    every tensor hashed on both sides (xxh3-128), the changed one compared value by value. Target
+    (issue 18): disk read speed, i.e. about `cmp` of the same files; peak RSS under 200 MB."""
+    scale = getattr(diff_rows, "scale", 1.0)
+    a, b = work / "diff_a.safetensors", work / "diff_b.safetensors"
+    if not (a.exists() and b.exists()):
+        make_safetensors(a, int(4 * 1024**3 * scale), 300)
+        shutil.copyfile(a, b)
+        with open(b, "r+b") as fh:  # one float32 of the last tensor set to 1.0
+            fh.seek(-4096, os.SEEK_END)
+            fh.write(bytes.fromhex("0000803f"))  # 1.0, little-endian
+    size = a.stat().st_size / 1024**3
+    both = measure_together({"airlock": Cmd(airlock_cmd("diff", "--format", "json", str(a), str(b)), ok_codes=(0,)),
+                             "cmp": Cmd(["cmp", "-s", str(a), str(b)], ok_codes=(1,))}, runs)
+    row(f"diff two {size:.2f} GiB SafeTensors, one value changed", both.pop("airlock"), both)
+
+
 def airlock_cmd(*args: str) -> list[str]:
     """The `airlock` command a user runs (the console script beside this interpreter)."""
     script = Path(sys.executable).with_name("airlock")
@@ -523,16 +651,18 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
-    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "templates", "gui",
-                                           "remote"),
+    parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "templates", "gui", "views",
+                                           "diff", "remote"),
                         default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
                              "the ONNX parser process rows; code: only the Python files row; bombs: only the "
                              "decompression-bomb rows; templates: only the chat-template chain rows; gui: only "
                              "the desktop app's typing rows (the figure is the longest event-loop stall, in "
-                             "seconds); remote: only the remote range-read rows")
+                             "seconds); views: only the graph layout and tensor values rows; diff: only the "
+                             "airlock diff row (against cmp); remote: only the remote range-read rows")
     args = parser.parse_args()
-    if args.only in ("hash", "code", "bombs", "templates", "gui", "remote"):
+    diff_rows.scale = args.scale  # type: ignore[attr-defined]
+    if args.only in ("hash", "code", "bombs", "templates", "gui", "views", "diff", "remote"):
         args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
@@ -555,6 +685,10 @@ def main() -> int:
     if args.only == "gui":
         os.environ["AIRLOCK_BENCH_SCALE"] = str(args.scale)
         return only_rows(args, work, gui_rows)
+    if args.only == "views":
+        return only_rows(args, work, view_rows)
+    if args.only == "diff":
+        return only_rows(args, work, diff_rows)
     if args.only == "remote":
         return only_rows(args, work, remote_rows)
     gib = 1024**3
@@ -682,6 +816,12 @@ def main() -> int:
     # 9. the desktop app: typing in the search box never stalls the window
     os.environ["AIRLOCK_BENCH_SCALE"] = str(s)
     gui_rows(work, runs, peers, row)
+
+    # 10. the graph view and the values table
+    view_rows(work, runs, peers, row)
+
+    # 11. airlock diff against cmp
+    diff_rows(work, runs, peers, row)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

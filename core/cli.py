@@ -118,6 +118,9 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True,
                            ("reject", "record that you reject these exact files (airlock reject -h)"),
                            ("history", "the decisions recorded for a file or sha256 (airlock history -h)")):
             sub.add_parser(name, help=text)
+    from airlock.core.diff import cli as diff_cli  # a small module: the diff itself loads when it runs
+
+    diff_cli.add_parser(sub)
     if with_convert:
         _add_convert(sub)
     else:

@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
     window = MainWindow()
+    if not args.screenshot:  # a screenshot shows the default layout, not this user's
+        from airlock.gui.session import restore_window
+
+        restore_window(window)
     if args.size:
         window.resize(*args.size)
     window.show()

@@ -2,7 +2,8 @@
 
 Written into a fresh temporary folder: a clean PyTorch-style checkpoint (a zip with a pickle
 written opcode by opcode, no torch needed), a hostile pickle that would run a shell command, a
-GGUF model whose chat template escapes the Jinja sandbox, and a clean SafeTensors file.
+GGUF model whose chat template escapes the Jinja sandbox, a clean SafeTensors file and an ONNX
+classifier with one custom operator (demo_onnx.py), which the graph view highlights.
 Nothing here is ever loaded: the files are only written, then scanned.
 """
 
@@ -169,4 +170,10 @@ def write_demo_files(folder: str | None = None) -> list[str]:
     gguf_path = os.path.join(folder, GGUF_MODEL)
     gguf_bytes(gguf_path)
     paths.insert(2, gguf_path)
+    from airlock.gui.demo_onnx import ONNX_MODEL, onnx_model_bytes  # the graph view's sample
+
+    onnx_path = os.path.join(folder, ONNX_MODEL)
+    with open(onnx_path, "wb") as fh:
+        fh.write(onnx_model_bytes())
+    paths.append(onnx_path)
     return paths

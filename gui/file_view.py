@@ -12,10 +12,12 @@ from airlock.core.provenance.hf_cache import provenance_line
 from airlock.core.scan import ScanResult
 from airlock.core.text import human_size, safe_path, safe_text
 from airlock.core.tree import CONTENTS, INTERNALS, ROLE, Node
-from airlock.gui import columns
+from airlock.gui import columns, graph_view, node_menu
 from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
+from airlock.gui.graph_view import GraphView
 from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
+from airlock.gui.policy_marks import Marks, counted
 from airlock.gui.search import ResultsModel
 from airlock.gui.tab_filter import TabFilter
 from airlock.gui.tree_model import COL_NAME, NODE_ROLE, NodeModelBase, NodeTreeModel
@@ -39,6 +41,10 @@ class FileView(TabFilter, QWidget):
         self.stamp: Stamp = None  # size and mtime of the file when it was read
         self.stale: str | None = None  # what changed on disk since, when something did
         self._init_filter()  # this tab's own filter (TabFilter): text, "risky only", its bar and worker
+        self.marks: Marks = {}  # what the policy file changed in the findings
+        self.policy_note = ""
+        self.known_sha256: tuple[str, int] | None = None  # hashed during the scan for the policy
+        self.graph_view: GraphView | None = None  # a Graph tab beside the tree, for files with a graph
 
         self.banner = VerdictBanner()
         self.progress = QProgressBar()
@@ -56,7 +62,9 @@ class FileView(TabFilter, QWidget):
         self.tree.setItemDelegateForColumn(COL_NAME, columns.NameDelegate(self.tree))  # tensors: their end
         self.tree.setEditTriggers(QTreeView.EditTrigger.NoEditTriggers)  # a viewer: results rows too
         self.tree.expanded.connect(self._rows_shown)
+        node_menu.install(self)
         self.details = DetailsPane()
+        self.details.values.view = self  # the .npy export never writes over this file
         self.findings = FindingsPanel()
         self.findings.activated_finding.connect(self.reveal_finding)
         self._fit_timer = QTimer(self)
@@ -132,7 +140,10 @@ class FileView(TabFilter, QWidget):
         if result is None:
             self.banner.set_pending("Cancelled.")
             return
-        self.set_result(result)
+        if self.worker is not None:
+            self.policy_note = self.worker.policy_note
+            self.known_sha256 = self.worker.sha256
+        self.set_result(result, self.worker.marks if self.worker is not None else None)
 
     def _failed(self, message: str) -> None:
         self.error = message
@@ -143,20 +154,29 @@ class FileView(TabFilter, QWidget):
         self.progress.setVisible(False)
         self.scan_finished.emit(self)
 
-    def set_result(self, result: ScanResult) -> None:
+    def set_result(self, result: ScanResult, marks: Marks | None = None) -> None:
         self.result = result
+        self.marks = marks or {}
         self.model = NodeTreeModel(result.root, self)
         self._show_model(self.model)
         self._open_on_what_matters()
         self.details.set_source(result.source)
-        self.findings.set_findings(result.findings)
-        self.banner.set_verdict(result.findings, result.format, result.inspected)
+        self.details.marks = self.marks
+        self.details.file_hash.set_file(self.path, result.size, self.known_sha256)
+        self.findings.set_findings(result.findings, self.marks)
+        self.banner.set_verdict(counted(result.findings, self.marks), result.format, result.inspected)
+        hidden = len(result.findings) - len(counted(result.findings, self.marks))
+        if hidden:  # a policy never hides silently: the verdict says what it left out
+            note = f"{hidden} finding(s) suppressed by the policy (listed below, struck through)"
+            self.banner.label.setText(f"{self.banner.label.text()} · {note}")
         size = human_size(result.size) if result.size is not None else "?"
         origin = provenance_line(result.path)  # a Hugging Face cache file: repo, revision, signature
         self.info.setText(f"{safe_path(result.path, 300)}   ·   format {result.format}   ·   {size}   ·   "
                           f"{len(result.findings)} finding(s)   ·   scanned in {result.elapsed_s:.2f} s"
-                          + (f"\n{safe_text(origin, 300)}" if origin else ""))
+                          + (f"\n{safe_text(origin, 300)}" if origin else "")
+                          + (f"\n{self.policy_note}" if self.policy_note else ""))
         self.details.show_node(result.root)
+        graph_view.attach(self)
         if self.filter_text or self.risky_only:  # set while the scan ran
             self._start_search()
 
@@ -234,6 +254,7 @@ class FileView(TabFilter, QWidget):
     def close_result(self) -> None:
         """Release the file: the search, the models, the details, then the map (lazy nodes read from it)."""
         self.cancel()
+        self.details.file_hash.cancel()
         self._pending.clear()
         self.tree.setModel(None)
         for model in (self.model, self.results):

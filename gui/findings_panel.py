@@ -13,6 +13,7 @@ from airlock.core.findings import Finding, Severity
 from airlock.core.text import safe_text
 from airlock.core.verdict import Verdict, could_not_open, of_findings, rule_title, sorted_findings
 from airlock.gui import theme
+from airlock.gui.policy_marks import Marks, is_suppressed, policy_data
 from airlock.gui.tree_model import plain_tooltip
 
 COL_SEVERITY, COL_RULE, COL_MESSAGE, COL_OFFSET, COL_WHERE = range(5)
@@ -85,9 +86,12 @@ class VerdictBanner(QFrame):
 
 
 class FindingsModel(QAbstractTableModel):
-    def __init__(self, findings: list[Finding], parent: Any = None) -> None:
+    def __init__(self, findings: list[Finding], parent: Any = None, marks: Marks | None = None) -> None:
         super().__init__(parent)
-        self.findings = sorted_findings(findings)
+        self.marks: Marks = marks or {}
+        ordered = sorted_findings(findings)  # what a policy suppressed goes last, still shown
+        self.findings = [f for f in ordered if not is_suppressed(f, self.marks)] + \
+                        [f for f in ordered if is_suppressed(f, self.marks)]
 
     def rowCount(self, parent: AnyIndex = _NO_INDEX) -> int:
         return 0 if parent.isValid() else len(self.findings)
@@ -107,6 +111,11 @@ class FindingsModel(QAbstractTableModel):
             return None
         f = self.findings[index.row()]
         col = index.column()
+        marks = self.marks.get(id(f))
+        if marks:
+            marked = policy_data(f, marks, col, role)
+            if marked is not None:
+                return marked
         if role == Qt.ItemDataRole.DisplayRole:
             if col == COL_SEVERITY:
                 return f.severity.label.upper()
@@ -151,8 +160,8 @@ class FindingsPanel(QTableView):
         self.setAccessibleName("Findings")
         self.set_findings([])
 
-    def set_findings(self, findings: list[Finding]) -> None:
-        model = FindingsModel(findings, self)
+    def set_findings(self, findings: list[Finding], marks: Marks | None = None) -> None:
+        model = FindingsModel(findings, self, marks)
         old = self.model()
         self.setModel(model)
         if old is not None:

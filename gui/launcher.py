@@ -13,8 +13,8 @@ import difflib
 import os
 import sys
 
-HEADLESS_COMMANDS = {"scan", "convert", "hash", "verify", "lock", "approve", "reject", "history", "--version",
-                     "-h", "--help"}
+HEADLESS_COMMANDS = {"scan", "convert", "diff", "hash", "verify", "lock", "approve", "reject", "history",
+                     "--version", "-h", "--help"}
 GUI_COMMANDS = ("demo",)
 EXIT_USAGE = 2
 

@@ -34,9 +34,10 @@ from PySide6.QtWidgets import (
 from airlock.core.findings import Severity
 from airlock.core.source import is_url
 from airlock.core.text import safe_path
-from airlock.gui import export, theme
+from airlock.gui import export, provenance_view, session, theme
 from airlock.gui.file_view import FileView
 from airlock.gui.on_disk import DiskWatch
+from airlock.gui.start_page import StartPage
 from airlock.gui.workers import FunctionWorker, pool, release_frozen, warm_up_plotting
 
 MIN_WIDTH, MIN_HEIGHT = 1280, 800
@@ -121,13 +122,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(self._tab_changed)
-        self.welcome = QLabel(
-            "Drop model files or folders here, or use File ▸ Open (Ctrl+O).\n\n"
-            "Airlock reads pickles, PyTorch checkpoints, SafeTensors, GGUF, ONNX, Keras, NumPy and joblib "
-            "files without ever loading or executing them.")
-        self.welcome.setTextFormat(Qt.TextFormat.PlainText)
-        self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.welcome.setWordWrap(True)
+        self.welcome = StartPage(self)  # recent files, samples, drop target, formats
         self.stack = QStackedWidget()
         self.stack.addWidget(self.welcome)
         self.stack.addWidget(self.tabs)
@@ -155,6 +150,9 @@ class MainWindow(QMainWindow):
         from airlock.gui import review
 
         review.install(self)  # Review ▸ Approve… / Reject… / Show History, and each file's Review tab
+        from airlock.gui import diff_view
+
+        diff_view.install(self)  # File ▸ Compare with…: a diff tab
         self._update_actions()
         self.warm_up: FunctionWorker | None = None
         QTimer.singleShot(WARM_UP_DELAY_MS, self.start_warm_up)
@@ -178,6 +176,8 @@ class MainWindow(QMainWindow):
         self.open_url_action = file_menu.addAction("Open &URL…", self.open_url_dialog)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.reload_action = file_menu.addAction("Re&load from Disk", self.reload_current_tab)
+        self.reload_action.setShortcut("F5")
         file_menu.addSeparator()
         self.export_st_action = file_menu.addAction("&Export to SafeTensors…", self.export_safetensors)
         self.export_st_action.setShortcut("Ctrl+E")
@@ -243,6 +243,7 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         view = self.current_view()
         ready = view is not None and view.result is not None and view.stale is None
+        self.reload_action.setEnabled(view is not None and not view.busy)
         for act in self.report_actions:
             act.setEnabled(ready)
         self.export_st_action.setEnabled(ready and view is not None and export.can_convert(view))
@@ -266,11 +267,15 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: Iterable[str]) -> list[FileView]:
         paths = list(paths)
         empty: list[str] = []
-        files = expand_paths(paths, empty)
+        files = expand_paths([p for p in paths if not provenance_view.is_hf_folder(p)], empty)
         if empty and not files:
             self.notify("Empty folder", empty_folder_words(empty))
         elif empty:
             self.statusBar().showMessage(f"{len(empty)} folder(s) held no files.", 6000)
+        # A folder gets a tab of its own (signature state, files and verdicts); a Hugging Face cache
+        # is only that tab, each revision scanned once (its files open from it on double-click).
+        listed = [p for p in paths if os.path.isdir(p) and p not in empty]
+        folders = provenance_view.open_folders(self, listed)
         if len(files) > MAX_FILES_PER_FOLDER:
             self.notify("Airlock", f"{len(files):,} files found; opening the first {MAX_FILES_PER_FOLDER}. "
                         "Use `airlock scan` for whole trees.")
@@ -278,6 +283,7 @@ class MainWindow(QMainWindow):
         opened = []
         for path in files:
             view = FileView(path)
+            session.apply_splitters(view)
             view.scan_finished.connect(self._scan_finished)
             view.filter_changed.connect(self._view_filter_changed)
             view.reload_requested.connect(self.reload_view)
@@ -290,9 +296,9 @@ class MainWindow(QMainWindow):
         for path in paths:
             if not is_url(path):
                 self.add_recent(path)
-        if opened:
+        if opened or folders:
             self.stack.setCurrentWidget(self.tabs)
-            self.tabs.setCurrentWidget(opened[0])
+            self.tabs.setCurrentWidget(folders[0] if folders else opened[0])
         self._update_actions()
         return opened
 
@@ -336,7 +342,7 @@ class MainWindow(QMainWindow):
     def _scan_finished(self, view: FileView) -> None:
         self._show_tab_state(view)
         self._update_actions()
-        if not any(v.busy for v in self.views()):
+        if not any(v.busy for v in self.views()) and not provenance_view.any_busy(self):
             self.all_scans_finished.emit()
 
     def _show_tab_state(self, view: FileView) -> None:
@@ -362,23 +368,31 @@ class MainWindow(QMainWindow):
                 self._show_tab_state(view)
         self._update_actions()
 
-    def reload_current_tab(self) -> None:
-        """Analyse the current tab's file again (its "changed on disk" bar; Reload, F5)."""
+    def reload_current_tab(self) -> bool:
+        """Analyse the current tab's file again (its "changed on disk" bar; Reload, F5); the selected
+        node is selected again where it still exists. False when there is nothing to reload or it is busy."""
         view = self.current_view()
-        if view is not None:
-            self.reload_view(view)
+        return view is not None and self.reload_view(view)
 
-    def reload_view(self, view: FileView) -> None:
-        if self.tabs.indexOf(view) < 0 or view.busy:
-            return
-        view.reload()
+    def reload_view(self, view: FileView) -> bool:
+        if self.tabs.indexOf(view) < 0 or not session.reload_view(view):
+            return False
         self.disk.watch(view.path)
         self._show_tab_state(view)
         self._update_actions()
+        return True
 
     def close_tab(self, index: int) -> None:
         view = self.tabs.widget(index)
+        if provenance_view.close_folder_tab(self, index):
+            return
         if not isinstance(view, FileView):
+            from airlock.gui.diff_view import DiffView
+
+            if isinstance(view, DiffView):  # a diff tab (File ▸ Compare with…)
+                self.tabs.removeTab(index)
+                view.cancel()
+                view.deleteLater()
             return
         if self._search_target is view:
             self.search_timer.stop()
@@ -401,6 +415,7 @@ class MainWindow(QMainWindow):
         super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        session.save_window(self)
         pool().cancel_all()
         pool().wait(5000)
         for view in self.views():
@@ -418,6 +433,9 @@ class MainWindow(QMainWindow):
         path = os.path.abspath(path)
         items = [path] + [p for p in self.recent() if p != path]
         QSettings().setValue("recent", [_to_setting(p) for p in items[:MAX_RECENT]])
+
+    def clear_recent(self) -> None:
+        QSettings().remove("recent")
 
     def _fill_recent(self) -> None:
         items = [p for p in self.recent() if os.path.exists(p)]

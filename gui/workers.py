@@ -137,21 +137,40 @@ def release_frozen() -> None:
 
 class ScanWorker(WorkerBase):
     """Scans one file through the public API (airlock.core.api.scan_file, as the CLI does); returns
-    the report's tree, a ScanResult (or None if cancelled)."""
+    the report's tree, a ScanResult (or None if cancelled). With a policy (airlock.toml), its marks
+    are carried over to the tree's findings and kept in `marks` (airlock.gui.policy_marks); without
+    one given, the policy file is looked up from the current folder upward, as `airlock scan` does."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, policy: Any = None) -> None:
         super().__init__()
         self.path = path
+        self.policy = policy
+        self.marks: dict[int, Any] = {}
+        self.policy_note = ""  # which policy file applies, or why it does not
+        self.sha256: tuple[str, int] | None = None  # (digest, size) when the policy needed the hash
 
     def work(self, progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> Any:
         from airlock.core.api import scan_file
         from airlock.core.errors import Cancelled
 
+        if self.policy is None:
+            from airlock.gui.policy_marks import load_policy
+
+            self.policy, self.policy_note = load_policy()
         with GC_PAUSE:
             try:
-                return scan_file(self.path, keep_tree=True, progress=progress, cancelled=cancelled).result
+                report = scan_file(self.path, keep_tree=True, policy=self.policy, progress=progress,
+                                   cancelled=cancelled)
             except Cancelled:
                 return None
+            if report.result is not None:
+                from airlock.gui.policy_marks import carry_marks
+
+                entry = report.to_dict()
+                self.marks = carry_marks(entry, report.result.findings)
+                if entry.get("sha256") is not None:
+                    self.sha256 = (str(entry["sha256"]), int(entry["size"]))
+            return report.result
 
 
 WARMED_UP_IN: list[int] = []  # the thread that ran warm_up_plotting (tests: never the GUI's)

@@ -350,6 +350,9 @@ def main(config_path: str) -> int:
     remote = config.get("remote")
     if remote:  # one range read before the hook: http.client's lazy imports happen here
         scan_one(remote["warmup"])
+    diff_runs = config.get("diff_runs", [])
+    for argv in diff_runs[1:]:  # airlock diff (not the first, biggest run): xxhash, difflib, gguf.quants load here
+        run_cli(argv)
     warm_s = time.monotonic() - t0
     guard = install(log, "scan", isolated)
     guard.outputs = [os.path.abspath(p) for p in config.get("outputs", [])]
@@ -369,6 +372,7 @@ def main(config_path: str) -> int:
     code, out = run_cli(["scan", "--format", "jsonl", "--jobs", "1", config["folders"][-1]])
     cli_codes["lines of jsonl"] = len(out.splitlines())
     review = [run_cli(argv)[0] for argv in review_runs]
+    diff = [run_cli(argv)[0] for argv in diff_runs]
     remote_results = []
     if remote:  # remote scans against the test's local server: one by one, then the CLI with workers
         remote_results = [scan_one(url) for url in remote["urls"]]
@@ -379,8 +383,8 @@ def main(config_path: str) -> int:
 
     guard.phase = "canary"
     caught = canary(config["workdir"], remote)
-    summary = {"results": results, "remote": remote_results, "cli": cli_codes, "canary": caught, "import_problems": problems,
-               "provenance": provenance, "review": review,
+    summary = {"results": results, "remote": remote_results, "cli": cli_codes, "canary": caught,
+               "import_problems": problems, "provenance": provenance, "review": review, "diff": diff,
                "warmup_s": round(warm_s, 2), "scan_s": round(scan_s, 2)}
     sys.stdout.write(json.dumps(summary) + "\n")
     sys.stdout.flush()

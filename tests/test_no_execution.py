@@ -122,6 +122,36 @@ def _review_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list[lis
     return runs, [db, f"{db}-wal", f"{db}-shm", f"{db}-journal", html]
 
 
+DIFF_PAIRS = ("torch_and_conversion", "one_value_changed", "renamed", "template_changed",
+              "pickle_with_one_more_import", "gguf_requantised", "onnx_extra_operator", "unrelated")
+
+
+def _diff_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list[list[str]], list[str]]:
+    """`airlock diff` over hostile pairs: two folders of hostile files, B's copies with bytes flipped
+    (paired by path, so every parser's error paths meet the tensor hashing and the numeric
+    comparison), a hostile file against a benign one of each pair, and the generated pairs of
+    tests/fixtures/diff_files.py (a conversion, a GGUF re-quantised, ONNX through the isolated
+    parser…). A diff writes nothing but its report (-o)."""
+    from fixtures import diff_files
+
+    rng = random.Random(18)
+    spread = hostile[:: max(1, len(hostile) // 40)]
+    for name, data in spread:
+        _write(root / "a", name, data)
+        flipped = bytearray(data)
+        for _ in range(rng.randint(1, 4) if data else 0):
+            flipped[rng.randrange(len(flipped))] ^= rng.randint(1, 255)
+        _write(root / "b", name, bytes(flipped))
+    html = str(root / "diff.html")
+    runs = [["diff", "--format", "json", str(root / "a"), str(root / "b")],
+            ["diff", "--format", "html", "-o", html, str(root / "b"), str(root / "a")]]
+    pairs = [getattr(diff_files, name)(root / "pairs" / name) for name in DIFF_PAIRS]
+    runs += [["diff", "--format", "json", str(a), str(b)] for a, b in pairs]
+    for i, (name, _data) in enumerate(spread[:8]):  # a hostile candidate against a benign reference
+        runs.append(["diff", str(pairs[i % len(pairs)][0]), str(root / "a" / _safe_name(name))])
+    return runs, [html]
+
+
 class _Summary:
     lines: list[str] = []
 
@@ -154,9 +184,11 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     log = root / "audit.jsonl"
     runs, outputs = _provenance_runs(root / "provenance", hostile)
     review_runs, review_outputs = _review_runs(root / "review", hostile)
+    diff_runs, diff_outputs = _diff_runs(root / "diff", hostile)
     config = {"log": str(log), "warmup": warmup, "warmup_dir": str(warm_dir), "files": files,
               "folders": [str(scan_dir / "pickle"), str(scan_dir)], "workdir": str(work),
-              "provenance_runs": runs, "outputs": outputs + review_outputs, "review_runs": review_runs}
+              "provenance_runs": runs, "outputs": outputs + review_outputs + diff_outputs, "review_runs": review_runs,
+              "diff_runs": diff_runs}
     # Remote scans: the hostile files served by a real local HTTP server (Range honoured) as the
     # repository org/hostile, read through hf:// URLs (HF_ENDPOINT at the server).
     served = root / "served"
@@ -238,6 +270,16 @@ def test_approve_reject_history_and_the_gate_ran_under_the_hook(proof: dict[str,
     # approve (critical accepted), reject, history found, history of an unknown hash ("no record"),
     # the gate in HTML and in SARIF with workers (the rejected file and the mutants fail it)
     assert proof["review"] == [0, 0, 0, 1, 1, 1]
+
+
+def test_diff_ran_under_the_hook(proof: dict[str, Any]) -> None:
+    codes = proof["diff"]
+    assert codes[0] in (1, 2) and codes[1] in (1, 2)  # hostile folders: new imports, findings, unreadable
+    pairs = dict(zip(DIFF_PAIRS, codes[2: 2 + len(DIFF_PAIRS)], strict=True))
+    assert pairs == {"torch_and_conversion": 0, "one_value_changed": 0, "renamed": 0, "template_changed": 1,
+                     "pickle_with_one_more_import": 1, "gguf_requantised": 0, "onnx_extra_operator": 1,
+                     "unrelated": 2}
+    assert all(code in (1, 2) for code in codes[2 + len(DIFF_PAIRS):]), codes  # a hostile candidate
 
 
 def test_canary_proves_the_hook_fires(proof: dict[str, Any]) -> None:

@@ -3,8 +3,11 @@
 A fresh interpreter imports Airlock, the GUI and every format dependency, opens one benign file
 per format plus a hostile pickle in the main window (warm-up: tree, findings, the decompiled view
 of the worst finding, one review decision and history look-up), then installs tests/noexec_child.py's
-blocking audit hook, opens the hostile corpus in the same window and records review decisions about
-some of it in the Review menu's worker (the approvals database is the one file it may write). Nothing may spawn, exec, compile, open a file for writing or
+blocking audit hook, opens the hostile corpus in the same window, building, laying out and drawing the
+graph of every file that has one and showing a page of values of a few tensors of each (the Values
+tab), records review decisions about some of it in the Review menu's worker, then opens a Hugging Face
+cache holding a hostile pickle as a folder tab (the approvals database is the one file it may write).
+Nothing may spawn, exec, compile, open a file for writing or
 import a new module; the canary shows the hook is live.
 """
 
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import corpus
 import pytest
+from provenance.hf_fake import build as hf_build
 
 from airlock.core.scan import scan_bytes
 
@@ -82,13 +86,61 @@ def in_worker(fn, *args):
     return box
 
 
-open_all(config["warmup"])
+def draw_graphs(views):
+    # The Graph tab's work, as its worker does it (build and lay out each graph), then one paint.
+    from airlock.core.graph import build_and_lay_out
+    from airlock.gui.graph_canvas import text_metrics
+
+    _, char_width, line_height = text_metrics()
+    drawn = 0
+    for view in views:
+        graph = view.graph_view
+        for source in (graph.sources if graph is not None else []):
+            laid = build_and_lay_out(source, char_width, line_height)
+            graph.canvas.set_graph(laid.graph, laid.layout, laid.sizes)
+            graph.canvas.grab()
+            drawn += 1
+    return drawn
+
+
+def show_values(views):
+    # The Values tab's work: select a few tensors and initializers per file, let their pages decode.
+    from airlock.core.tree import INITIALIZER, TENSOR
+
+    shown = 0
+    for view in views:
+        if view.result is None:
+            continue
+        picked = [n for n in view.result.root.walk() if n.kind in (TENSOR, INITIALIZER)][:6]
+        for node in picked:
+            view.select_node(node)
+            view.details.show_values()
+            QThreadPool.globalInstance().waitForDone(20000)
+            app.processEvents()
+            if view.details.values.page is not None:
+                view.details.values.table.grab()
+                shown += 1
+    return shown
+
+
+warm_views = open_all(config["warmup"])
+draw_graphs(warm_views)
+show_values(warm_views)
+open_all([config["hf_warmup"]])
 db = config["review_db"]
 in_worker(review.record_decision, config["warmup"][-1], "approve", "warm-up", "proof", True, db)
 in_worker(review.look_up_history, config["warmup"][-1], db)
 guard = nx.install(config["log"], "gui", isolated)
 guard.outputs = [db, db + "-wal", db + "-shm", db + "-journal"]  # the approvals database: its only writes
 views = open_all(config["files"])
+graphs = draw_graphs(views)
+values = show_values(views)
+# A Hugging Face cache holding a hostile pickle opens as one folder tab: scanned through core's
+# scan_paths in a worker, each snapshot's signature state checked in another.
+open_all([config["hf_cache"]])
+from airlock.gui.provenance_view import folder_views
+
+hf_files = sum(len(v.file_items()) for v in folder_views(window))
 decided = [in_worker(review.record_decision, path, "reject", "hostile", "proof", False, db)
            for path in config["files"][:10]]
 looked_up = [in_worker(review.look_up_history, path, db) for path in config["files"][:10]]
@@ -96,6 +148,7 @@ reviewed = sum("returned" in box for box in decided + looked_up)
 guard.phase = "canary"
 caught = nx.canary(config["workdir"])
 print(json.dumps({"opened": len(views), "tabs": window.tabs.count(), "canary": caught, "reviewed": reviewed,
+                  "graphs": graphs, "values": values, "hf_files": hf_files,
                   "import_problems": problems}))
 sys.stdout.flush()
 os._exit(0)  # skip interpreter teardown: Qt's exit path is not what this proves
@@ -123,14 +176,20 @@ def test_opening_hostile_files_in_the_window_runs_nothing(tmp_path):
     files = []
     # The window opens a tab per file: keep it bounded, but open every Python file and notebook (their
     # code view and cell tree are part of the open path).
-    opened = list(hostile[:60]) + [f for f in hostile[60:] if f.name.startswith("code_files/")]
+    # So is every ONNX and TorchScript file: their graphs are built, laid out and drawn (the Graph tab).
+    # And every malformed SafeTensors and GGUF file: a page of their tensors' values is decoded.
+    graphs = ("code_files/", "onnx_files/", "torchscript_files/", "safetensors_files/", "gguf_files/")
+    opened = list(hostile[:60]) + [f for f in hostile[60:] if f.name.startswith(graphs)]
     for i, fixture in enumerate(opened):
         path = scan / f"{i:03d}_{fixture.name.rsplit('/', 1)[-1]}"
         path.write_bytes(fixture.data)
         files.append(str(path))
+    hf_build(warm / "hub")
+    hf_paths = hf_build(scan / "hub")
     log = tmp_path / "audit.jsonl"
     config = {"log": str(log), "warmup": warmup, "files": files, "workdir": str(work),
-              "review_db": str(work / "approvals.sqlite3")}
+              "review_db": str(work / "approvals.sqlite3"), "hf_warmup": str(warm / "hub"),
+              "hf_cache": str(hf_paths["storage"].parent)}
     (tmp_path / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "HOME": str(work), "TMPDIR": str(work), "XDG_CONFIG_HOME": str(work),
            "XDG_CACHE_HOME": str(work), "MPLCONFIGDIR": str(work)}
@@ -142,6 +201,9 @@ def test_opening_hostile_files_in_the_window_runs_nothing(tmp_path):
     violations = [r for r in records if r["phase"] == "gui"]
     assert not summary["import_problems"], summary["import_problems"]
     assert summary["opened"] == len(files)
+    assert summary["hf_files"] == 2 * 8  # the warm-up cache's tab and the hostile one's: every file listed
     assert summary["reviewed"] == 20  # 10 rejections recorded and 10 histories looked up, under the hook
+    assert summary["graphs"] >= 10  # the ONNX and TorchScript files' graphs were drawn under the hook
+    assert summary["values"] >= 5, summary  # so were pages of tensor values (the Values tab)
     assert not violations, "\n".join(json.dumps(v) for v in violations[:20])
     assert set(summary["canary"].values()) == {"blocked"}, summary["canary"]

@@ -18,6 +18,7 @@ from airlock.core.errors import FormatError
 from airlock.core.errors import LimitExceeded as LimitExceeded_
 from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
 from airlock.core.formats import onnx_checks, onnx_triggers
+from airlock.core.graph.onnx_graph import OnnxGraphSource
 from airlock.core.isolate import (
     MALFORMED,
     TIMEOUT,
@@ -238,7 +239,10 @@ def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node,
             fnode = fgroup.child(GROUP, f"function {label}", attrs={"inputs": len(fn["inputs"]),
                                                                    "outputs": len(fn["outputs"])})
             fspans = spans.function(i, len(functions)) if spans else None
-            _add_nodes(fn["nodes"], fnode, checker, fspans if fspans and fspans.fits(fn) else None)
+            graph_source = OnnxGraphSource(label, fn, checker.local_functions)
+            graph_source.nodes = _add_nodes(fn["nodes"], fnode, checker,
+                                            fspans if fspans and fspans.fits(fn) else None)
+            fnode.attrs["graph"] = graph_source
     training = desc.get("training_info") or []
     for i, info in enumerate(training):
         tnode = root.child(GROUP, f"training info #{i + 1}")
@@ -254,16 +258,23 @@ def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker
     if spans is not None and not spans.fits(graph):
         spans = None  # the file changed under us, or the walk disagrees: no offsets rather than wrong ones
     member = checker.source.member
-    node = parent.child(GROUP, f"{what} {safe_text(graph['name'], 80)}".strip(),
-                        attrs={"nodes": len(graph["nodes"]), "initializers": len(graph["initializers"])})
+    title = f"{what} {safe_text(graph['name'], 80)}".strip()
+    # Kept for the graph view (core/graph): full tensor names and where each element is in this tree.
+    graph_source = OnnxGraphSource(title, graph, checker.local_functions)
+    node = parent.child(GROUP, title, attrs={"nodes": len(graph["nodes"]), "graph": graph_source,
+                                             "initializers": len(graph["initializers"])})
     for key in ("inputs", "outputs"):
         items = graph[key]
         group = node.child(GROUP, f"{key} ({len(items)})")
+        setattr(graph_source, key, group)
         for vi in items[:EAGER_LIMIT]:
             group.child(FIELD, safe_text(vi["name"], 120), attrs=_value_attrs(vi))
-    _add_nodes(graph["nodes"], node, checker, spans, marks)
+    graph_source.nodes = _add_nodes(graph["nodes"], node, checker, spans, marks)
+    if marks is not None:
+        graph_source.roles = dict(marks.roles)  # the graph view highlights the trigger path
     inits = graph["initializers"] + graph["sparse_initializers"]
     group = node.child(GROUP, f"initializers ({len(inits)})")
+    graph_source.initializers = group
     where: Callable[[int], Span | None] = spans.initializer if spans is not None else _nowhere
     if len(inits) <= EAGER_LIMIT:
         for i, tensor in enumerate(inits):
@@ -281,7 +292,7 @@ def _nowhere(_i: int) -> None:
 
 
 def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.Checker,
-               spans: GraphSpans | None, marks: onnx_triggers.Marks | None = None) -> None:
+               spans: GraphSpans | None, marks: onnx_triggers.Marks | None = None) -> Node:
     group = parent.child(GROUP, f"nodes ({len(nodes)})")
     eager = len(nodes) <= EAGER_LIMIT
     subgraphs: Node | None = None
@@ -309,6 +320,7 @@ def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.C
         roles = marks.roles if marks is not None else {}
         group.set_lazy_children(len(nodes), lambda a, b: [_op_node(nodes[i], where(i), member, roles.get(i))
                                                           for i in range(a, b)])
+    return group
 
 
 def _op_node(op: dict[str, Any], span: Span | None, member: str | None, role: str | None = None) -> Node:

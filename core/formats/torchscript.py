@@ -132,6 +132,9 @@ def scan_code(source: Source, ctx: ScanContext, archive: ZipArchive,
             if ns not in STANDARD_NAMESPACES and ns not in custom:
                 custom[ns] = (node, match.start(), zipf.member_source(source, m, b"").member or m.name)
         _judge_calls(text, ctx, node, zipf.member_source(source, m, b"").member or m.name)
+    from airlock.core.graph.torchscript_graph import attach  # the graph view's source, built on demand
+
+    attach([node for _m, node in members if "text" in node.attrs])
     for ns, (node, at, member) in custom.items():
         ctx.report(CustomOperator, f"TorchScript code calls operators of namespace {safe_text(ns, 60)!s} "
                    "(torch.ops." + safe_text(ns, 60) + "), which needs a native library outside torch",

@@ -19,17 +19,20 @@ from airlock.core.errors import AirlockError
 from airlock.core.findings import Finding
 from airlock.core.locate import Location, finding_location, node_location, resolve
 from airlock.core.text import human_size, safe_text
-from airlock.core.tree import CALL, TEMPLATE, TENSOR, TEXT, Node
+from airlock.core.tree import CALL, INITIALIZER, TEMPLATE, TENSOR, TEXT, Node
 from airlock.gui.details.code import CodeView, code_holder
 from airlock.gui.details.decompiled import MAX_PICKLE_BYTES, DecompiledView, pickle_ancestor, risky_names
+from airlock.gui.details.file_hash import FileHashBar
 from airlock.gui.details.hex import HexView
 from airlock.gui.details.template import TemplateView
 from airlock.gui.details.tensor_stats import TensorStatsView
+from airlock.gui.policy_marks import Marks
+from airlock.gui.values_view import ValuesView
 
-TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE = range(5)
+TAB_HEX, TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE, TAB_VALUES = range(6)
 
 
-def attribute_rows(node: Node) -> list[tuple[str, str]]:
+def attribute_rows(node: Node, marks: Marks | None = None) -> list[tuple[str, str]]:
     rows = [("path", safe_text(node.path(), 400)), ("kind", node.kind)]
     if node.offset is not None:
         rows.append(("offset", f"{node.offset:,} (0x{node.offset:x})"))
@@ -52,8 +55,9 @@ def attribute_rows(node: Node) -> list[tuple[str, str]]:
             shown = safe_text(_plain(value), 400)
         rows.append((safe_text(str(key), 60), shown))
     for finding in node.findings:
+        changed = "".join(f"  [{m.describe()}]" for m in (marks or {}).get(id(finding), ()))  # the policy's
         rows.append((f"finding {finding.rule}",
-                     f"{finding.severity.label.upper()}: {safe_text(finding.message, 400)}"))
+                     f"{finding.severity.label.upper()}: {safe_text(finding.message, 400)}{changed}"))
     return rows
 
 
@@ -119,13 +123,20 @@ class DetailsPane(QSplitter):
         self.tabs.addTab(self.template, "Template")
         self.tabs.addTab(self.tensor, "Tensor statistics")
         self.tabs.addTab(self.code, "Code")
+        self.values = ValuesView()  # gui/values_view.py: the values table and the .npy export
+        self.tabs.addTab(self.values, "Values")
         self.addWidget(self.attributes)
         self.addWidget(self.tabs)
         self.setStretchFactor(0, 2)
         self.setStretchFactor(1, 3)
+        self.file_hash = FileHashBar()  # the file's SHA-256 and size, computed in a worker
+        self.insertWidget(0, self.file_hash)
+        self.setStretchFactor(0, 0)
+        self.setCollapsible(0, False)
         self._source: Any = None
         self._pickle_shown: Node | None = None
         self.node: Node | None = None
+        self.marks: Marks = {}  # what the policy file changed in the findings (airlock.gui.policy_marks)
         self.set_source(None)
 
     def set_source(self, source: Any) -> None:
@@ -136,7 +147,7 @@ class DetailsPane(QSplitter):
         else:
             self.hex.set_source(source.read, source.size)
         self._pickle_shown = None
-        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE):
+        for tab in (TAB_DECOMPILED, TAB_TEMPLATE, TAB_TENSOR, TAB_CODE, TAB_VALUES):
             self.tabs.setTabVisible(tab, False)
 
     def release(self) -> None:
@@ -158,14 +169,14 @@ class DetailsPane(QSplitter):
         if node is None:
             self.attributes.show_rows([])
             return
-        self.attributes.show_rows(attribute_rows(node))
+        self.attributes.show_rows(attribute_rows(node, self.marks))
         loc = finding_location(finding, node) if finding is not None else node_location(node)
         span = call_span(node, loc)
         self._show_hex(span or loc, node, whole=span is not None)
         special = self._show_special(node)
         # A finding in a pickle opens on its bytes (the call marked whole); a template's, a tensor's or a
         # code file's finding on the view made for that node, where it is marked.
-        if special is not None and (node.kind in (TENSOR, TEMPLATE, TEXT) or special == TAB_CODE
+        if special is not None and (node.kind in (TENSOR, TEMPLATE, TEXT, INITIALIZER) or special == TAB_CODE
                                     or (finding is not None and special != TAB_DECOMPILED)):
             self.tabs.setCurrentIndex(special)
         elif finding is not None or not self.tabs.isTabVisible(self.tabs.currentIndex()):
@@ -187,6 +198,10 @@ class DetailsPane(QSplitter):
             node.kind == TEMPLATE or (node.kind == TEXT and isinstance(node.attrs.get("text"), str)))
         self.tabs.setTabVisible(TAB_TEMPLATE, text_node)
         self.tabs.setTabVisible(TAB_TENSOR, node.kind == TENSOR)
+        has_values = node.kind in (TENSOR, INITIALIZER) and self._source is not None
+        self.tabs.setTabVisible(TAB_VALUES, has_values)
+        if has_values:
+            self.values.show_node(node, self.read, self._source.size)
         holder = code_holder(node)
         self.tabs.setTabVisible(TAB_CODE, holder is not None)
         if holder is not None:
@@ -202,6 +217,8 @@ class DetailsPane(QSplitter):
             else:
                 self.tensor.show_tensor(node, self.read, self._source.size)
             return TAB_TENSOR
+        if node.kind == INITIALIZER and has_values:
+            return TAB_VALUES
         if anc is not None:
             if anc is not self._pickle_shown:
                 self._pickle_shown = anc
@@ -225,3 +242,8 @@ class DetailsPane(QSplitter):
             self.decompiled.show_pickle(None, f"the file cannot be read any more: {exc}")
             return
         self.decompiled.show_pickle(data, names=risky_names(anc))
+
+    def show_values(self) -> None:
+        """Bring up the Values tab (for the node shown, when it has values)."""
+        if self.tabs.isTabVisible(TAB_VALUES):
+            self.tabs.setCurrentIndex(TAB_VALUES)

@@ -19,11 +19,12 @@ from airlock.gui.demo import (
     SAFETENSORS_MODEL,
     write_demo_files,
 )
+from airlock.gui.demo_onnx import ONNX_MODEL
 
 
 def test_demo_files(tmp_path):
     paths = {os.path.basename(p): p for p in write_demo_files(str(tmp_path))}
-    assert set(paths) == {CLEAN_CHECKPOINT, HOSTILE_PICKLE, GGUF_MODEL, SAFETENSORS_MODEL}
+    assert set(paths) == {CLEAN_CHECKPOINT, HOSTILE_PICKLE, GGUF_MODEL, SAFETENSORS_MODEL, ONNX_MODEL}
 
     state = torch.load(paths[CLEAN_CHECKPOINT], weights_only=True)  # benign: torch accepts it
     assert {k: tuple(v.shape) for k, v in state.items()} == {
@@ -41,6 +42,12 @@ def test_demo_files(tmp_path):
     assert bytes(field.parts[-1]).decode() == HOSTILE_TEMPLATE
     assert np.asarray(reader.tensors[0].data).shape == (32, 16)
 
+    import onnx
+
+    model = onnx.load(paths[ONNX_MODEL])
+    onnx.checker.check_model(model)  # a valid model, written by hand as protobuf
+    assert [n.op_type for n in model.graph.node][:3] == ["Conv", "Relu", "MaxPool"]
+
     for name, path in paths.items():
         result = scan_file(path)
         try:
@@ -48,6 +55,8 @@ def test_demo_files(tmp_path):
                 assert result.severity == Severity.CRITICAL
             if name in (CLEAN_CHECKPOINT, SAFETENSORS_MODEL):
                 assert result.severity < Severity.MEDIUM, [f.message for f in result.findings]
+            if name == ONNX_MODEL:  # its custom operator domain, and nothing else
+                assert [f.rule for f in result.findings] == ["ONX002"]
         finally:
             result.close()
 
