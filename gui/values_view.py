@@ -306,9 +306,12 @@ class ValuesView(QWidget):
 
     def _export_failed(self, message: str) -> None:
         self.status.setText(f"Export failed: {safe_text(message, 400)}")
-        if self.isVisible():
+        if self.isVisible():  # not modal: this runs from a worker's signal, nothing may block on it
             text = "The tensor could not be exported:\n" + safe_text(message, 400)
-            QMessageBox.warning(self, "Airlock", text)
+            box = QMessageBox(QMessageBox.Icon.Warning, "Airlock", text, QMessageBox.StandardButton.Ok, self)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.setModal(False)
+            box.show()
 
 
 def can_export(node: Node) -> bool:
