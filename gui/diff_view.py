@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from airlock.core.text import safe_path, safe_text
 from airlock.gui import theme
+from airlock.gui.details import tensor_stats
 from airlock.gui.workers import FunctionWorker, pool
 
 ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1  # the tensor's entry (a dict) on tensor rows
@@ -316,22 +317,14 @@ class DiffView(QWidget):
             self._canvas = FigureCanvasQTAgg(self._figure)  # type: ignore[no-untyped-call]  # matplotlib's Qt canvas
             self._canvas.setMinimumHeight(160)
             self._lower.addWidget(self._canvas, 1)
-        dark = theme.is_dark()
-        fg, bg = ("#e6e9ee", "#16191d") if dark else ("#111827", "#ffffff")
-        fig = self._figure
-        fig.clear()
-        fig.set_facecolor(bg)
-        ax = fig.add_subplot()
-        ax.set_facecolor(bg)
+        ax = tensor_stats.themed_axes(self._figure)
         edges = detail["edges"]
         widths = [b - a for a, b in pairwise(edges)]
         for key, colour in (("a", "#3b82f6"), ("b", "#f97316")):
             ax.bar(edges[:-1], detail[f"counts_{key}"], width=widths, align="edge", color=colour, alpha=0.55,
                    label=key.upper())
         ax.legend()
-        ax.set_xlabel("value", color=fg)
-        ax.set_ylabel("count", color=fg)
-        ax.tick_params(colors=fg)
+        tensor_stats.label_axes(ax, "value")
         self._canvas.setVisible(True)
         self._canvas.draw_idle()
 

@@ -107,13 +107,7 @@ class TensorStatsView(QWidget):
             self._canvas = FigureCanvasQTAgg(self._figure)  # type: ignore[no-untyped-call]  # matplotlib's Qt canvas
             self._canvas.setMinimumHeight(180)
             self._layout.addWidget(self._canvas, 1)
-        dark = theme.is_dark()
-        fg, bg = ("#e6e9ee", "#16191d") if dark else ("#111827", "#ffffff")
-        fig = self._figure
-        fig.clear()
-        fig.set_facecolor(bg)
-        ax = fig.add_subplot()
-        ax.set_facecolor(bg)
+        ax = themed_axes(self._figure)
         counts, edges = stats["counts"], stats["edges"]
         if counts:
             widths = [b - a for a, b in pairwise(edges)]
@@ -121,10 +115,31 @@ class TensorStatsView(QWidget):
             nonzero = [c for c in counts if c]
             if nonzero and max(nonzero) / min(nonzero) > 1000:
                 ax.set_yscale("log")
-        ax.set_xlabel("value" + (" (sample)" if stats["sampled"] else ""), color=fg)
-        ax.set_ylabel("count", color=fg)
-        ax.tick_params(colors=fg)
-        for spine in ax.spines.values():
-            spine.set_color(fg)
+        label_axes(ax, "value" + (" (sample)" if stats["sampled"] else ""))
         self._canvas.setVisible(True)
         self._canvas.draw_idle()
+
+
+def _colours() -> tuple[str, str]:
+    """Text and background colours of a histogram in the window's theme."""
+    return ("#e6e9ee", "#16191d") if theme.is_dark() else ("#111827", "#ffffff")
+
+
+def themed_axes(figure: Any) -> Any:
+    """`figure` cleared, with one axes on the theme's background (the tensor and diff histograms)."""
+    bg = _colours()[1]
+    figure.clear()
+    figure.set_facecolor(bg)
+    ax = figure.add_subplot()
+    ax.set_facecolor(bg)
+    return ax
+
+
+def label_axes(ax: Any, xlabel: str) -> None:
+    """Value and count labels, ticks and frame in the theme's text colour."""
+    fg = _colours()[0]
+    ax.set_xlabel(xlabel, color=fg)
+    ax.set_ylabel("count", color=fg)
+    ax.tick_params(colors=fg)
+    for spine in ax.spines.values():
+        spine.set_color(fg)
