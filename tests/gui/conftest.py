@@ -30,3 +30,15 @@ def idle_pool():
 
     pool().cancel_all()
     pool().wait(10_000)
+
+
+@pytest.fixture
+def window(qtbot):
+    """The main window, shown (offscreen) and closed after the test."""
+    from airlock.gui.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()

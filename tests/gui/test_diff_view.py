@@ -13,16 +13,6 @@ from airlock.core.diff.compare import compare_paths
 from airlock.core.diff.render import document
 from airlock.gui import diff_view
 from airlock.gui.diff_view import COL_NAME, COL_STATUS, ENTRY_ROLE, DiffView, build_model
-from airlock.gui.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def _rows(model, parent=QModelIndex()):

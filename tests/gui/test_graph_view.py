@@ -11,16 +11,6 @@ from airlock.core.findings import Severity
 from airlock.core.graph.model import CUSTOM, OP, PYTHON
 from airlock.core.tree import INITIALIZER, OPERATOR
 from airlock.gui.graph_canvas import DETAIL_SCALE
-from airlock.gui.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def open_graph(qtbot, win, path):

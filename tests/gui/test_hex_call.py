@@ -3,14 +3,12 @@ through the opcode that calls it, in a plain pickle and inside a torch checkpoin
 
 import os
 
-import pytest
 import torch
 
 from airlock.core.findings import Severity
 from airlock.core.tree import CALL
 from airlock.gui.demo import hostile_pickle_bytes
 from airlock.gui.details.pane import TAB_HEX
-from airlock.gui.main_window import MainWindow
 
 GLOBAL, STACK_GLOBAL, REDUCE = 0x63, 0x93, 0x52  # c, \x93, R
 
@@ -18,15 +16,6 @@ GLOBAL, STACK_GLOBAL, REDUCE = 0x63, 0x93, 0x52  # c, \x93, R
 class Hostile:
     def __reduce__(self):
         return (os.system, ("echo pwned",))  # pickled by name; nothing here runs it
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def open_one(qtbot, win, path):

@@ -17,17 +17,7 @@ from airlock.gui.app import Screenshot
 from airlock.gui.demo import hostile_pickle_bytes, safetensors_bytes
 from airlock.gui.details.pane import TAB_DECOMPILED, TAB_HEX
 from airlock.gui.export import html_report, report_text
-from airlock.gui.main_window import MainWindow
 from airlock.gui.tree_model import NODE_ROLE
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def open_and_wait(qtbot, win, paths):

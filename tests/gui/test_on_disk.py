@@ -8,17 +8,7 @@ from safetensors.torch import save_file
 
 from airlock.core.findings import Severity
 from airlock.gui.demo import hostile_pickle_bytes
-from airlock.gui.main_window import MainWindow
 from airlock.gui.on_disk import describe_change
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def open_and_wait(qtbot, win, paths):

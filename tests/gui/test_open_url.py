@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import range_server
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from airlock.core.findings import Severity
 from airlock.gui.demo import hostile_pickle_bytes
-from airlock.gui.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def test_open_url_scans_a_remote_file(qtbot, window, tmp_path, monkeypatch):

@@ -4,21 +4,10 @@ once verified with a key; a cache file opened alone still names its repository a
 
 import os
 
-import pytest
 from provenance.hf_fake import COMMIT_1, COMMIT_2, build
 from provenance.test_signing import signed  # noqa: F401 - the signed-folder fixture, reused
 
-from airlock.gui.main_window import MainWindow
 from airlock.gui.provenance_view import COL_NAME, COL_VERDICT, FolderView, folder_views, is_hf_folder
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def open_and_wait(qtbot, window, paths):

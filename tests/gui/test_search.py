@@ -10,7 +10,6 @@ from PySide6.QtCore import Qt
 
 from airlock.core.scan import scan_bytes
 from airlock.gui.demo import hostile_pickle_bytes, safetensors_bytes
-from airlock.gui.main_window import MainWindow
 from airlock.gui.search import SHOWN_MAX, ResultsModel, SearchWorker
 from airlock.gui.tree_model import NODE_ROLE
 
@@ -18,15 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures.gguf_files import vocabulary
 
 VOCAB = 150_000
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ window layout remembered between runs."""
 import os
 import pickle
 
-import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QSplitter
@@ -15,15 +14,6 @@ from airlock.gui.demo import hostile_pickle_bytes
 from airlock.gui.demo_onnx import ONNX_MODEL
 from airlock.gui.main_window import MainWindow
 from airlock.gui.start_page import PATH_ROLE, StartPage, supported_formats
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def open_and_wait(qtbot, win, paths):

@@ -9,17 +9,7 @@ from PySide6.QtWidgets import QStyleOptionViewItem
 
 from airlock.gui import columns
 from airlock.gui.demo import hostile_pickle_bytes
-from airlock.gui.main_window import MainWindow
 from airlock.gui.tree_model import COL_NAME, COL_OFFSET, COL_SHAPE, COL_TYPE, NODE_ROLE
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def open_and_wait(qtbot, win, paths):

@@ -10,18 +10,8 @@ from fixtures import graph_files as G
 from airlock.core.tree import INITIALIZER, TENSOR
 from airlock.core.values import format_value
 from airlock.gui.details.pane import TAB_VALUES
-from airlock.gui.main_window import MainWindow
 
 RNG = np.random.default_rng(11)
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def open_file(qtbot, win, path):

@@ -2,22 +2,11 @@
 clean torch checkpoint reads like a clean SafeTensors file, a 0-byte file is never green, a file that
 cannot be read says COULD NOT OPEN instead of HIGH RISK."""
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
 from airlock.core import verdict
 from airlock.core.findings import Severity
-from airlock.gui.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
 
 
 def test_each_state_has_one_wording_and_colour(qtbot, window, tmp_path):

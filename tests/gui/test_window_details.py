@@ -13,16 +13,7 @@ from PySide6.QtGui import QDesktopServices
 
 from airlock.gui.demo import hostile_pickle_bytes
 from airlock.gui.export import ConvertFlow, can_convert, write_report
-from airlock.gui.main_window import MODEL_FILTERS, MainWindow
-
-
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.close()
+from airlock.gui.main_window import MODEL_FILTERS
 
 
 @pytest.fixture
