@@ -453,7 +453,9 @@ def gui_rows(work: Path, runs: int, peers: dict, row) -> None:
     """Issue 19's target: no UI stall over 50 ms while typing in the search box, on any file. A typist
     types `chat_template` at 30 ms per key (offscreen) and the longest gap of a 2 ms timer is the row's
     figure (seconds), beside the same typing with the search off (the event loop's own floor) and a
-    search run on the GUI thread at every keystroke (what main did: it froze the window per key)."""
+    search run on the GUI thread at every keystroke (what main did: it froze the window per key).
+    A last row: the longest stall while a large pickle scans in a worker, beside the same scan with
+    Python's default GIL switch interval (what the app had before gui/workers.py shortened it)."""
     del peers
     scale = float(os.environ.get("AIRLOCK_BENCH_SCALE", "1"))
     big = work / "gui_95mb.gguf"
@@ -471,6 +473,26 @@ def gui_rows(work: Path, runs: int, peers: dict, row) -> None:
         if sync:  # node by node on the GUI thread: seconds per key; two keys, one run say enough
             base["filter on the GUI thread per key"] = measure_typist(path, "sync", 1, text="ch")
         row(task, measure_typist(path, "airlock", runs), base)
+    row("GUI: longest stall while a 150k-entry pickle scans", measure_scan_stall(pickled, runs),
+        {"Python's default switch interval (5 ms)": measure_scan_stall(pickled, runs, switch_interval=0.005)})
+
+
+SCAN_STALL = str(Path(__file__).resolve().with_name("gui_scan_stall.py"))
+
+
+def measure_scan_stall(path: Path, runs: int, switch_interval: float | None = None) -> Measure:
+    """Median longest event-loop gap (as `seconds`) while benchmarks/gui_scan_stall.py opens `path`."""
+    gaps, peaks = [], []
+    extra = [] if switch_interval is None else ["--switch-interval", str(switch_interval)]
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, SCAN_STALL, str(path), *extra],
+                              env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return Measure(0, 0, error=f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        gaps.append(result["max_gap"])
+        peaks.append(result["peak_mb"])
+    return Measure(statistics.median(gaps), statistics.median(peaks), gaps)
 
 
 def remote_rows(work: Path, runs: int, peers: dict, row) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -189,12 +190,21 @@ def warm_up_plotting() -> None:
     WARMED_UP_IN.append(threading.get_ident())
 
 
+# Workers share the GIL with the GUI thread. Painting a new tab calls into Python (item models,
+# paint overrides) dozens of times, and each call waits for the GIL until the worker drops it: up to
+# Python's switch interval, 5 ms by default. A scan starting beside a first paint froze the window
+# for 0.3-0.4 s that way (benchmarks/gui_scan_stall.py); at 0.5 ms the wait is short enough. A
+# worker running alone is not slowed: the GIL is only handed over when another thread asks for it.
+GUI_SWITCH_INTERVAL_S = 0.0005
+
+
 class Pool:
     """The application's pool, plus the set of live workers so that they are not collected early."""
 
     def __init__(self, pool: QThreadPool | None = None) -> None:
         self.pool = pool or QThreadPool.globalInstance()
         self._live: set[WorkerBase] = set()
+        sys.setswitchinterval(min(sys.getswitchinterval(), GUI_SWITCH_INTERVAL_S))
 
     def start(self, worker: WorkerBase) -> WorkerBase:
         self._live.add(worker)
