@@ -421,8 +421,9 @@ def crc_issue(archive: ZipArchive, m: ZipMember, data: bytes | int) -> Issue | N
                  f"0x{actual:08x}: it was changed after the archive was written", m.central_offset, m)
 
 
-def peek_names(source: Source, limit: int = 4096) -> list[str] | None:
-    """Names of the first `limit` members, cheaply, for sniffing. None when there is no zip."""
+def _directory(source: Source) -> tuple[int, int, int] | None:
+    """(members, first central record, end of the directory) as the end records declare them, read
+    cheaply for sniffing; None when there is no zip or the records do not add up."""
     eocd = find_eocd(source)
     if eocd is None:
         return None
@@ -436,12 +437,28 @@ def peek_names(source: Source, limit: int = 4096) -> list[str] | None:
             if len(raw) == _EOCD64_FMT.size and raw[:4] == EOCD64:
                 (*_, n_total, cd_size, cd_offset) = _EOCD64_FMT.unpack(raw)
                 record_start = phys
-        concat = record_start - cd_size - cd_offset
-        if concat < 0:
-            return None
-        names = []
-        pos = cd_offset + concat
-        end = pos + cd_size
+    except struct.error:
+        return None
+    concat = record_start - cd_size - cd_offset
+    if concat < 0:
+        return None
+    return n_total, cd_offset + concat, cd_offset + concat + cd_size
+
+
+def declared_members(source: Source) -> int | None:
+    """How many members the end records declare (not checked against the directory). None: no zip."""
+    directory = _directory(source)
+    return None if directory is None else directory[0]
+
+
+def peek_names(source: Source, limit: int = 4096) -> list[str] | None:
+    """Names of the first `limit` members, cheaply, for sniffing. None when there is no zip."""
+    directory = _directory(source)
+    if directory is None:
+        return None
+    n_total, pos, end = directory
+    names = []
+    try:
         for _ in range(min(n_total, limit)):
             head = source.read(pos, _CENTRAL_FMT.size)
             if len(head) < _CENTRAL_FMT.size or head[:4] != CENTRAL or pos >= end:
@@ -450,9 +467,9 @@ def peek_names(source: Source, limit: int = 4096) -> list[str] | None:
             n_len, e_len, c_len = fields[12:15]
             names.append(_decode_name(source.read(pos + _CENTRAL_FMT.size, n_len), fields[5]))
             pos += _CENTRAL_FMT.size + n_len + e_len + c_len
-        return names
     except struct.error:
         return None
+    return names
 
 
 class PicklePrefix(Rule):

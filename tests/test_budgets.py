@@ -308,3 +308,32 @@ def test_the_single_process_scan_runs_under_the_memory_limit(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.split()[-1]) == DEFAULT_LIMITS.memory_budget_bytes
+
+
+def _npz_of_many(count: int) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for i in range(count):
+            zf.writestr(f"a{i}.npy", b"\x93NUMPY")
+    return out.getvalue()
+
+
+def test_sniffers_do_not_list_a_huge_directory_with_zipfile(monkeypatch):
+    # Regression: a 1,000,000-member zip overran `--timeout 3` (6.6 s): the npz and Keras sniffers
+    # listed it with Python's zipfile, one uninterruptible call, before any clock was looked at.
+    from airlock.core.formats import zip as zip_format
+    from airlock.core.source import MemorySource
+
+    monkeypatch.setattr(zip_format, "ZIPFILE_LISTING_CAP", 1000)  # scaled down, as the bombs are
+    assert zip_format.zipfile_names(MemorySource(_npz_of_many(1000), name="ok.npz")) is not None
+    assert zip_format.zipfile_names(MemorySource(_npz_of_many(1001), name="big.npz")) is None
+
+
+def test_an_npz_past_the_listing_cap_is_read_by_the_clocked_zip_reader(monkeypatch):
+    from airlock.core.formats import zip as zip_format
+
+    monkeypatch.setattr(zip_format, "ZIPFILE_LISTING_CAP", 1000)
+    result = scan_bytes(_npz_of_many(3000), "big.npz", limits=_expired())
+    found = [f for f in result.findings if f.rule == "AIR003"]
+    assert found and "after reading 1,024 of the 3,000 members' headers" in found[0].message
+    assert result.severity == Severity.HIGH

@@ -31,6 +31,7 @@ from airlock.core.zipread import (
     ZipArchive,
     ZipMember,
     crc_issue,
+    declared_members,
     member_crc,
     open_archive,
     open_member,
@@ -60,16 +61,28 @@ def zipfile_errors() -> tuple[type[BaseException], ...]:
             zlib.error, lzma.LZMAError)
 
 
+# Python's zipfile lists a directory in one call that no clock can interrupt (~6 us a member: 1M
+# members took 6.3 s, past a 3 s --timeout). Sniffers have no clock, so they ask zipfile only about
+# archives it lists in a fraction of a second; larger ones are read by Airlock's own zip parser,
+# which looks at the clock every 1,024 members and judges each member like a file (an .npz's arrays
+# and a .keras's config.json included).
+ZIPFILE_LISTING_CAP = 65_536
+
+
 def zipfile_names(source: Source) -> list[str] | None:
     """Member names as Python's zipfile lists them (numpy.load and Keras open zips with it), or None
-    when zipfile refuses the file. Read once per source, however many sniffers ask."""
+    when zipfile refuses the file or it declares more than ZIPFILE_LISTING_CAP members. Read once
+    per source, however many sniffers ask."""
     cached: Any = source.cache.get("zipfile_names", source)
     if cached is not source:
         return cached  # type: ignore[no-any-return]
     import zipfile
 
     names: list[str] | None
+    declared = declared_members(source)
     try:
+        if declared is not None and declared > ZIPFILE_LISTING_CAP:
+            raise zipfile.BadZipFile(f"{declared:,} members: more than zipfile lists within a sniff")
         with zipfile.ZipFile(SourceFile(source)) as archive:
             names = archive.namelist()
     except zipfile_errors():
