@@ -20,6 +20,7 @@ from airlock.core.diff.values import HASH_NAME, compare_values, hash_span
 from airlock.core.dtypes import QUANT
 from airlock.core.errors import Cancelled
 from airlock.core.findings import Severity
+from airlock.core.pickle.policy import SAFE
 from airlock.core.text import safe_text
 
 IDENTICAL, CHANGED, DTYPE_CHANGED, SHAPE_CHANGED = "identical", "changed", "dtype changed", "shape changed"
@@ -201,6 +202,7 @@ def compare_sides(a: Side | None, b: Side | None, *, fail_on: Severity = Severit
         "calls_added": sorted(k for k in side_b.calls if k not in side_a.calls),
         "calls_count_changed": {k: [side_a.calls[k], n] for k, n in sorted(side_b.calls.items())
                                 if k in side_a.calls and side_a.calls[k] != n},
+        "allowlisted": sorted(k for k, kind in side_b.globals.items() if kind == SAFE),
         "operators": _operators(side_a, side_b),
         "findings_b": [f for f in side_b.findings if Severity.parse(f["severity"]) >= fail_on],
         "errors": _errors(a, "A") + _errors(b, "B"),
@@ -232,10 +234,16 @@ def _same_file(a: Side, b: Side) -> bool:
 def _security(entry: dict[str, Any]) -> list[str]:
     """Why this pair is security-relevant (exit 1): what B adds that can run or steer the model."""
     reasons = []
-    if entry["imports_added"]:
-        reasons.append("B imports " + ", ".join(safe_text(n, 80) for n in entry["imports_added"][:8]))
-    if entry["calls_added"]:
-        reasons.append("B calls " + ", ".join(safe_text(n, 80) for n in entry["calls_added"][:8]))
+    # Globals on the allowlist (each with its reason there: torch's tensor rebuilders, OrderedDict,
+    # numpy arrays) are listed but change nothing a loader would do: a torch .bin against its own
+    # SafeTensors conversion adds only those. A call counts unless its callable is such a global.
+    harmless = set(entry["allowlisted"])
+    imports = [n for n in entry["imports_added"] if n not in harmless]
+    calls = [n for n in entry["calls_added"] if n not in harmless]
+    if imports:
+        reasons.append("B imports " + ", ".join(safe_text(n, 80) for n in imports[:8]))
+    if calls:
+        reasons.append("B calls " + ", ".join(safe_text(n, 80) for n in calls[:8]))
     for t in entry["templates"]:
         if t["status"] in (CHANGED, ADDED):
             reasons.append(f"chat template {safe_text(t['key'], 80)} {t['status']}")

@@ -102,8 +102,9 @@ def render_html(doc: dict[str, Any]) -> str:
         verdict += "<p class='security'><b>exit 1</b>: security-relevant changes in B:</p><ul>" + "".join(
             f"<li>{e(x, 600)}</li>" for x in doc["security"]) + "</ul>"
     if not doc["errors"] and not doc["security"]:
-        verdict = ("<p><b>exit 0</b>: nothing security-relevant is new in B (no new imports, calls, "
-                   f"templates or operators, no finding at or above {e(doc['fail_on'])}).</p>")
+        verdict = ("<p><b>exit 0</b>: nothing security-relevant is new in B (no new imports or calls off "
+                   "the allowlist, no new templates or operators, no finding at or above "
+                   f"{e(doc['fail_on'])}).</p>")
     sections = "\n".join(_pair(i, p) for i, p in enumerate(doc["pairs"]))
     heading = f"Airlock diff: {doc['a']} ↔ {doc['b']}"
     return f"""<!DOCTYPE html>

@@ -138,7 +138,9 @@ def _pair_lines(p: dict[str, Any]) -> list[str]:
     for label, key in (("imports added", "imports_added"), ("imports removed", "imports_removed"),
                        ("calls added", "calls_added")):
         if p[key]:
-            lines.append(f"  pickle {label}: " + ", ".join(safe_text(n, 120) for n in p[key]))
+            allowed = set(p.get("allowlisted", ()))
+            lines.append(f"  pickle {label}: " + ", ".join(
+                safe_text(n, 120) + (" (allowlisted)" if n in allowed else "") for n in p[key]))
     for name, (old, new) in p["calls_count_changed"].items():
         lines.append(f"  pickle calls of {safe_text(name, 120)}: {old:,} → {new:,}")
     ops = p["operators"]
@@ -173,6 +175,6 @@ def render_text(doc: dict[str, Any]) -> str:
                      f"({len(doc['security'])}):")
         lines += [f"  {safe_text(s, 300)}" for s in doc["security"]]
     if not doc["errors"] and not doc["security"]:
-        lines.append(f"exit 0: nothing security-relevant is new in B (no new imports, calls, templates or "
-                     f"operators, no finding at or above {doc['fail_on']})")
+        lines.append("exit 0: nothing security-relevant is new in B (no new imports or calls off the "
+                     f"allowlist, no new templates or operators, no finding at or above {doc['fail_on']})")
     return "\n".join(lines) + "\n"

@@ -256,3 +256,12 @@ def test_a_gguf_vocabulary_change_shows_as_its_array_hash(tmp_path: Path) -> Non
     old, new = entry["metadata"]["changed"]["tokenizer.ggml.tokens"]
     assert old.startswith("[string × 3] xxh3-128 ") and old != new
     assert [t["status"] for t in entry["tensors"]] == ["identical"]
+
+
+def test_a_torch_file_against_its_conversion_adds_only_allowlisted_imports(tmp_path: Path) -> None:
+    # The other direction of a conversion: B (the .bin) references torch's tensor rebuilders and
+    # OrderedDict, all on the allowlist. They are listed, but no reason for exit 1.
+    src, converted = diff_files.torch_and_conversion(tmp_path)
+    entry = compare_files(str(converted), str(src))
+    assert entry["imports_added"] and set(entry["imports_added"]) <= set(entry["allowlisted"])
+    assert entry["security"] == []
