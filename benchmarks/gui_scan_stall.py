@@ -33,7 +33,7 @@ def main() -> int:
     from airlock.gui import workers
     from airlock.gui.main_window import MainWindow
 
-    app = QApplication([])
+    _app = QApplication([])  # kept referenced for the whole run
     window = MainWindow()
     window.show()
     workers.pool()  # the app's pool sets its switch interval; a baseline replaces it below

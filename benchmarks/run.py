@@ -437,10 +437,16 @@ TYPIST = str(Path(__file__).resolve().with_name("gui_typist.py"))
 
 def measure_typist(path: Path, mode: str, runs: int, text: str = "chat_template") -> Measure:
     """Median longest event-loop gap (as `seconds`) and peak RSS of benchmarks/gui_typist.py runs."""
+    return measure_gui_script([TYPIST, str(path), "--mode", mode, "--text", text], runs)
+
+
+def measure_gui_script(argv: list[str], runs: int) -> Measure:
+    """Run a GUI benchmark script (offscreen) `runs` times; its last stdout line is JSON with the
+    longest event-loop gap (`max_gap`, s) and `peak_mb`: the median of each."""
     gaps, peaks = [], []
     for _ in range(runs):
-        proc = subprocess.run([sys.executable, TYPIST, str(path), "--mode", mode, "--text", text],
-                              env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, *argv], env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             return Measure(0, 0, error=f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -482,17 +488,8 @@ SCAN_STALL = str(Path(__file__).resolve().with_name("gui_scan_stall.py"))
 
 def measure_scan_stall(path: Path, runs: int, switch_interval: float | None = None) -> Measure:
     """Median longest event-loop gap (as `seconds`) while benchmarks/gui_scan_stall.py opens `path`."""
-    gaps, peaks = [], []
     extra = [] if switch_interval is None else ["--switch-interval", str(switch_interval)]
-    for _ in range(runs):
-        proc = subprocess.run([sys.executable, SCAN_STALL, str(path), *extra],
-                              env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True)
-        if proc.returncode != 0:
-            return Measure(0, 0, error=f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        gaps.append(result["max_gap"])
-        peaks.append(result["peak_mb"])
-    return Measure(statistics.median(gaps), statistics.median(peaks), gaps)
+    return measure_gui_script([SCAN_STALL, str(path), *extra], runs)
 
 
 def remote_rows(work: Path, runs: int, peers: dict, row) -> None:
