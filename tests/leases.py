@@ -90,6 +90,14 @@ def gate() -> Iterator[LeaseGate]:
         signal.signal(signal.SIGIO, previous)
 
 
+def stop_signals_default() -> None:
+    """A `preexec_fn` for a child that a test stops with SIGINT. A shell without job control starts
+    background commands (`pytest &` in a script) with SIGINT ignored, children inherit that, and
+    Airlock rightly keeps an ignored signal ignored (`nohup`): the child must start with the default."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def killed_on_error(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
     """A test that fails mid-way leaves no process behind (nor a ResourceWarning)."""

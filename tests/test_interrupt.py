@@ -42,6 +42,7 @@ def folder(tmp_path):
 
 
 def start(*argv, **kwargs):
+    kwargs.setdefault("preexec_fn", leases.stop_signals_default)
     return subprocess.Popen([sys.executable, "-m", "airlock.core.cli", "scan", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, **kwargs)
 

@@ -37,7 +37,8 @@ def two_shards(folder: Path, value: float) -> tuple[Path, list[str]]:
 
 def start_convert(*argv):
     return subprocess.Popen([sys.executable, "-m", "airlock.core.cli", "convert", *map(str, argv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=leases.stop_signals_default)
 
 
 def parts_of(proc, target: Path) -> list[str]:
