@@ -11,6 +11,18 @@ from airlock.core import interrupt
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="signals sent with os.kill")
 
 
+@pytest.fixture(autouse=True)
+def _stop_signals_not_ignored():
+    """These tests send themselves SIGINT. A test run started in the background by a shell without
+    job control starts with SIGINT ignored, and handle_signals() rightly leaves an ignored signal
+    alone (nohup): give the tests Python's own SIGINT handler, as an interactive run has."""
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_a_signal_raises_interrupted_with_its_exit_code():
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(interrupt.Interrupted) as caught, interrupt.handle_signals():
