@@ -17,7 +17,7 @@ from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
 from airlock.gui.graph_view import GraphView
 from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
-from airlock.gui.policy_marks import Marks, counted
+from airlock.gui.policy_marks import Marks, SeverityWas, counted
 from airlock.gui.search import ResultsModel
 from airlock.gui.tab_filter import TabFilter
 from airlock.gui.tree_model import COL_NAME, NODE_ROLE, NodeModelBase, NodeTreeModel
@@ -42,6 +42,7 @@ class FileView(TabFilter, QWidget):
         self.stale: str | None = None  # what changed on disk since, when something did
         self._init_filter()  # this tab's own filter (TabFilter): text, "risky only", its bar and worker
         self.marks: Marks = {}  # what the policy file changed in the findings
+        self.severity_was: SeverityWas = {}  # the tree's nodes whose Risk the policy changed, and from what
         self.policy_note = ""
         self.known_sha256: tuple[str, int] | None = None  # hashed during the scan for the policy
         self.graph_view: GraphView | None = None  # a Graph tab beside the tree, for files with a graph
@@ -143,6 +144,8 @@ class FileView(TabFilter, QWidget):
         if self.worker is not None:
             self.policy_note = self.worker.policy_note
             self.known_sha256 = self.worker.sha256
+        if self.worker is not None:
+            self.severity_was = self.worker.severity_was
         self.set_result(result, self.worker.marks if self.worker is not None else None)
 
     def _failed(self, message: str) -> None:
@@ -157,7 +160,7 @@ class FileView(TabFilter, QWidget):
     def set_result(self, result: ScanResult, marks: Marks | None = None) -> None:
         self.result = result
         self.marks = marks or {}
-        self.model = NodeTreeModel(result.root, self)
+        self.model = NodeTreeModel(result.root, self, self.severity_was)
         self._show_model(self.model)
         self._open_on_what_matters()
         self.details.set_source(result.source)
