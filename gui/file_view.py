@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
@@ -44,6 +45,7 @@ class FileView(TabFilter, QWidget):
         self.marks: Marks = {}  # what the policy file changed in the findings
         self.severity_was: SeverityWas = {}  # the tree's nodes whose Risk the policy changed, and from what
         self.policy_note = ""
+        self.entry: dict[str, Any] | None = None  # the last scan's report entry (a folder tab shows it)
         self.known_sha256: tuple[str, int] | None = None  # hashed during the scan for the policy
         self.graph_view: GraphView | None = None  # a Graph tab beside the tree, for files with a graph
 
@@ -138,6 +140,7 @@ class FileView(TabFilter, QWidget):
             self.progress.setFormat(f"%p%  {safe_text(message, 80)}")
 
     def _scanned(self, result: ScanResult | None) -> None:
+        self.entry = self.worker.entry if self.worker is not None and result is not None else None
         if result is None:
             self.banner.set_pending("Cancelled.")
             return
@@ -297,6 +300,7 @@ class FileView(TabFilter, QWidget):
         self.stale_bar.setVisible(False)
         self.splitter.setEnabled(True)
         self.error = None
+        self.entry = None
         self.start_scan()
 
     # Selection
