@@ -244,6 +244,7 @@ def main() -> int:
             shooter.window.search.setText("im_start")
             shooter.window.apply_search()
             shooter.wait(lambda: view.search_done and not view._pending)
+            view.tree.setCurrentIndex(view.tree.model().index(0, 0))  # from the top: the same match each size
             shooter.window.find_next()
 
         written += shooter.shoot("gguf-search", search)
