@@ -239,8 +239,8 @@ class DiffView(QWidget):
         """core's diff says how far it is (by bytes of tensors compared, pair by pair for folders)."""
         if self.bar.maximum() == 0:
             self.bar.setRange(0, PROGRESS_STEPS)
-        self.bar.setValue(max(self.bar.value(), int(min(max(fraction, 0.0), 1.0) * PROGRESS_STEPS)))
         self.bar.setFormat(f"%p%  {safe_text(message, 100)}" if message else "%p%")
+        self.bar.setValue(max(self.bar.value(), int(min(max(fraction, 0.0), 1.0) * PROGRESS_STEPS)))
 
     @property
     def cancelled(self) -> bool:
