@@ -177,6 +177,14 @@ class Node:
             return self._children[start:stop]
         return [self.child_at(i) for i in range(start, stop)]
 
+    def built_children(self) -> list[Node]:
+        """The children that exist as nodes now, building none: all of an eager node's, the pages of a lazy
+        one built so far (only those can carry findings: peek_children's fresh nodes never do)."""
+        if self._page_factory is None:
+            return list(self._children)
+        assert self._cache is not None
+        return list(self._cache.values())
+
     def peek_children(self, start: int, stop: int) -> list[Node]:
         """Children start..stop-1 for a one-pass walk such as a search: those already built as they are,
         the others built afresh and not kept, so that walking a million-opcode list leaves nothing

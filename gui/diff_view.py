@@ -15,9 +15,11 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QFileDialog,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
+    QPushButton,
     QSplitter,
     QTreeView,
     QVBoxLayout,
@@ -32,6 +34,8 @@ from airlock.gui.workers import FunctionWorker, pool
 ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1  # the tensor's entry (a dict) on tensor rows
 PAIR_ROLE = Qt.ItemDataRole.UserRole + 2  # the pair's entry on every row below it
 COL_NAME, COL_STATUS, COL_A, COL_B, COL_CHANGE = range(5)
+PROGRESS_STEPS = 1000
+CANCELLED = "Diff cancelled."
 HEADERS = ("name", "status", "A", "B", "change")
 
 MARKS = {"identical": "=", "changed": "~", "dtype changed": "~", "shape changed": "~", "renamed": "→",
@@ -183,7 +187,7 @@ class DiffView(QWidget):
         self.banner.setTextFormat(Qt.TextFormat.PlainText)
         self.banner.setWordWrap(True)
         self.bar = QProgressBar()
-        self.bar.setRange(0, 0)
+        self.bar.setRange(0, 0)  # busy until core reports how far it is (see _progress)
         self.tree = QTreeView()
         self.tree.setModel(self.model)
         self.tree.setUniformRowHeights(True)
@@ -201,9 +205,15 @@ class DiffView(QWidget):
         split.addWidget(lower)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the diff (nothing is shown as compared that was not)")
+        self.cancel_button.clicked.connect(self.cancel)
+        busy = QHBoxLayout()
+        busy.addWidget(self.bar, 1)
+        busy.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
-        layout.addWidget(self.bar)
+        layout.addLayout(busy)
         layout.addWidget(split, 1)
         self._canvas: Any = None
         self._figure: Any = None
@@ -219,22 +229,39 @@ class DiffView(QWidget):
         from airlock.core.diff.compare import compare_paths
 
         worker = FunctionWorker(compare_paths, self.path_a, self.path_b)
+        worker.signals.progress.connect(self._progress)
         worker.signals.returned.connect(self._done)
         worker.signals.errored.connect(self._failed)
         self.worker = worker
         pool().start(worker)
 
+    def _progress(self, fraction: float, message: str) -> None:
+        """core's diff says how far it is (by bytes of tensors compared, pair by pair for folders)."""
+        if self.bar.maximum() == 0:
+            self.bar.setRange(0, PROGRESS_STEPS)
+        self.bar.setFormat(f"%p%  {safe_text(message, 100)}" if message else "%p%")
+        self.bar.setValue(max(self.bar.value(), int(min(max(fraction, 0.0), 1.0) * PROGRESS_STEPS)))
+
+    @property
+    def cancelled(self) -> bool:
+        return self.worker is not None and self.worker.is_cancelled
+
     def _failed(self, message: str) -> None:
         self.bar.setVisible(False)
-        self.banner.setText(f"The diff failed: {safe_text(message, 300)}")
+        self.cancel_button.setVisible(False)
+        if self.cancelled or message.startswith("Cancelled"):  # asked for: neutral, never "failed"
+            self.banner.setText(CANCELLED)
+        else:
+            self.banner.setText(f"The diff failed: {safe_text(message, 300)}")
         self.diff_finished.emit()
 
     def _done(self, pairs: list[dict[str, Any]] | None) -> None:
         from airlock.core.diff.render import document
 
         self.bar.setVisible(False)
+        self.cancel_button.setVisible(False)
         if pairs is None:
-            self.banner.setText("Cancelled.")
+            self.banner.setText(CANCELLED)
             self.diff_finished.emit()
             return
         self.doc = document(self.path_a, self.path_b, pairs, "high")

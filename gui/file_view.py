@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
@@ -17,7 +18,7 @@ from airlock.gui.details.pane import DetailsPane
 from airlock.gui.findings_panel import FindingsPanel, VerdictBanner
 from airlock.gui.graph_view import GraphView
 from airlock.gui.on_disk import StaleBar, Stamp, describe_change, stamp_of
-from airlock.gui.policy_marks import Marks, counted
+from airlock.gui.policy_marks import Marks, SeverityWas, counted
 from airlock.gui.search import ResultsModel
 from airlock.gui.tab_filter import TabFilter
 from airlock.gui.tree_model import COL_NAME, NODE_ROLE, NodeModelBase, NodeTreeModel
@@ -42,7 +43,9 @@ class FileView(TabFilter, QWidget):
         self.stale: str | None = None  # what changed on disk since, when something did
         self._init_filter()  # this tab's own filter (TabFilter): text, "risky only", its bar and worker
         self.marks: Marks = {}  # what the policy file changed in the findings
+        self.severity_was: SeverityWas = {}  # the tree's nodes whose Risk the policy changed, and from what
         self.policy_note = ""
+        self.entry: dict[str, Any] | None = None  # the last scan's report entry (a folder tab shows it)
         self.known_sha256: tuple[str, int] | None = None  # hashed during the scan for the policy
         self.graph_view: GraphView | None = None  # a Graph tab beside the tree, for files with a graph
 
@@ -137,12 +140,15 @@ class FileView(TabFilter, QWidget):
             self.progress.setFormat(f"%p%  {safe_text(message, 80)}")
 
     def _scanned(self, result: ScanResult | None) -> None:
+        self.entry = self.worker.entry if self.worker is not None and result is not None else None
         if result is None:
             self.banner.set_pending("Cancelled.")
             return
         if self.worker is not None:
             self.policy_note = self.worker.policy_note
             self.known_sha256 = self.worker.sha256
+        if self.worker is not None:
+            self.severity_was = self.worker.severity_was
         self.set_result(result, self.worker.marks if self.worker is not None else None)
 
     def _failed(self, message: str) -> None:
@@ -157,7 +163,7 @@ class FileView(TabFilter, QWidget):
     def set_result(self, result: ScanResult, marks: Marks | None = None) -> None:
         self.result = result
         self.marks = marks or {}
-        self.model = NodeTreeModel(result.root, self)
+        self.model = NodeTreeModel(result.root, self, self.severity_was)
         self._show_model(self.model)
         self._open_on_what_matters()
         self.details.set_source(result.source)
@@ -294,6 +300,7 @@ class FileView(TabFilter, QWidget):
         self.stale_bar.setVisible(False)
         self.splitter.setEnabled(True)
         self.error = None
+        self.entry = None
         self.start_scan()
 
     # Selection

@@ -398,6 +398,10 @@ def attach(view: FileView) -> GraphView | None:
     tabs = QTabWidget()
     tabs.setDocumentMode(True)
     splitter.replaceWidget(position, tabs)
+    # A splitter's stretch factor lives in its widget's size policy: the tabs take the tree's, or a
+    # wider window would give all its new room to the details pane.
+    policy = container.sizePolicy()
+    splitter.setStretchFactor(position, max(policy.horizontalStretch(), policy.verticalStretch()))
     tabs.addTab(container, "Structure")
     graph = GraphView(view)
     tabs.addTab(graph, "Graph")

@@ -54,18 +54,22 @@ MODEL_FILTERS = (
 )
 
 
-def expand_paths(paths: Iterable[str], empty: list[str] | None = None) -> list[str]:
+def expand_paths(paths: Iterable[str], empty: list[str] | None = None,
+                 listing: dict[str, list[tuple[str, str]]] | None = None) -> list[str]:
     """Files for the given paths: a folder contributes the files below it (sorted). Folders that
-    contribute none go to `empty` when given."""
+    contribute none go to `empty` when given; `listing`, when given, gets each folder's files as
+    (path shown, path read)."""
     from airlock.core.scan import iter_files
 
     out: list[str] = []
     for path in paths:
         if not is_url(path) and os.path.isdir(path):  # a URL is never looked up on disk
-            found = [real for _, real in iter_files(path)]
-            if not found and empty is not None:
+            pairs = list(iter_files(path))
+            if not pairs and empty is not None:
                 empty.append(path)
-            out.extend(found)
+            if listing is not None:
+                listing[path] = pairs
+            out.extend(real for _, real in pairs)
         else:
             out.append(path)
     return out
@@ -267,7 +271,8 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: Iterable[str]) -> list[FileView]:
         paths = list(paths)
         empty: list[str] = []
-        files = expand_paths([p for p in paths if not provenance_view.is_hf_folder(p)], empty)
+        listing: dict[str, list[tuple[str, str]]] = {}
+        files = expand_paths([p for p in paths if not provenance_view.is_hf_folder(p)], empty, listing)
         if empty and not files:
             self.notify("Empty folder", empty_folder_words(empty))
         elif empty:
@@ -275,7 +280,7 @@ class MainWindow(QMainWindow):
         # A folder gets a tab of its own (signature state, files and verdicts); a Hugging Face cache
         # is only that tab, each revision scanned once (its files open from it on double-click).
         listed = [p for p in paths if os.path.isdir(p) and p not in empty]
-        folders = provenance_view.open_folders(self, listed)
+        folders = provenance_view.open_folders(self, listed, start=False)
         if len(files) > MAX_FILES_PER_FOLDER:
             self.notify("Airlock", f"{len(files):,} files found; opening the first {MAX_FILES_PER_FOLDER}. "
                         "Use `airlock scan` for whole trees.")
@@ -293,6 +298,7 @@ class MainWindow(QMainWindow):
             self.tabs.setTabToolTip(index, "")
             view.start_scan()
             opened.append(view)
+        provenance_view.start_folders(folders, listing, opened)  # each file scanned once, in its tab
         for path in paths:
             if not is_url(path):
                 self.add_recent(path)
@@ -397,6 +403,7 @@ class MainWindow(QMainWindow):
         if self._search_target is view:
             self.search_timer.stop()
             self._search_target = None
+        provenance_view.tab_closing(self, view)
         self.tabs.removeTab(index)
         self.disk.forget(view.path, lambda p: any(v.path == p for v in self.views()))
         view.close_result()

@@ -16,6 +16,7 @@ from typing import Any
 
 from airlock.core.findings import Finding, Severity
 from airlock.core.text import safe_text
+from airlock.core.tree import Node
 
 SUPPRESSED, OVERRIDDEN = "suppressed", "overridden"
 
@@ -95,6 +96,40 @@ def carry_marks(entry: dict[str, Any], findings: list[Finding]) -> Marks:
         if got:
             marks[id(finding)] = got
     return marks
+
+
+SeverityWas = dict[int, Severity]  # id(Node) → the node's severity before the policy changed it
+
+
+def settle_severities(findings: list[Finding], marks: Marks) -> SeverityWas:
+    """Make the tree's node severities (its Risk column, tint and "show only risky") the effective ones:
+    an overridden finding counts with its new severity, a suppressed one not at all, as in the verdict.
+    Only the nodes from the changed findings' nodes up to the root are recomputed, each from the counted
+    findings at or below it (a node may sit under a lazy list without being one of its built pages) and
+    from its built children. Returns what each changed node showed before, so the tree can say
+    "low (was medium)" as the findings panel does."""
+    starts = {id(f.node): f.node for f in findings if id(f) in marks and f.node is not None}
+    if not starts:
+        return {}
+    reach: dict[int, Severity] = {}  # id(Node) → the worst counted finding at or below it
+    for finding in findings:
+        if is_suppressed(finding, marks):
+            continue
+        node = finding.node
+        while node is not None:
+            if reach.get(id(node), Severity.NONE) < finding.severity:
+                reach[id(node)] = finding.severity
+            node = node.parent
+    before: dict[int, tuple[Node, Severity]] = {}
+    for start in starts.values():
+        walk: Node | None = start
+        while walk is not None:
+            own = [f.severity for f in walk.findings if not is_suppressed(f, marks)]
+            below = [child.severity for child in walk.built_children()]
+            before.setdefault(id(walk), (walk, walk.severity))
+            walk.severity = max([reach.get(id(walk), Severity.NONE), *own, *below])
+            walk = walk.parent
+    return {key: old for key, (node, old) in before.items() if node.severity != old}
 
 
 def is_suppressed(finding: Finding, marks: Marks) -> bool:

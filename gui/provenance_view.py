@@ -91,12 +91,14 @@ class FolderSignals(WorkerSignals):
 
 
 class FolderScanWorker(WorkerBase):
-    """Scans every file below a folder through core's `scan_paths`, emitting each entry."""
+    """Scans every file below a folder (or the files listed) through core's `scan_paths`, emitting each
+    entry."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, files: list[str] | None = None) -> None:
         super().__init__()
         self.signals: FolderSignals = FolderSignals()
         self.path = path
+        self.files = files
         self.policy_note = ""
 
     def work(self, progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> Any:
@@ -105,7 +107,7 @@ class FolderScanWorker(WorkerBase):
 
         policy, self.policy_note = load_policy()
         count = 0
-        for report in scan_paths([self.path], policy=policy, jobs=1):
+        for report in scan_paths([self.path] if self.files is None else self.files, policy=policy, jobs=1):
             if cancelled():
                 return None
             count += 1
@@ -130,6 +132,10 @@ class FolderView(QWidget):
         self.worker: FolderScanWorker | None = None
         self.sig_worker: FunctionWorker | None = None
         self._groups: dict[tuple[str, ...], QTreeWidgetItem] = {}
+        self._items: dict[str, QTreeWidgetItem] = {}  # a file's row by its path: a tab's rescan updates it
+        self._shown: dict[str, str] = {}  # the file tabs it takes rows from: path read → path shown
+        self._waiting: set[str] = set()  # those whose tab has not finished its scan yet
+        self.policy_note = ""
 
         kind = "Hugging Face cache" if self.hf else "Folder"
         self.title = QLabel(f"{kind}: {safe_path(path, 300)}")
@@ -167,7 +173,7 @@ class FolderView(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self.worker is not None or self.sig_worker is not None
+        return self.worker is not None or self.sig_worker is not None or bool(self._waiting)
 
     @property
     def severity(self) -> Severity:
@@ -177,15 +183,47 @@ class FolderView(QWidget):
 
     # Work
 
-    def start_scan(self) -> None:
-        worker = FolderScanWorker(self.path)
-        worker.signals.report.connect(self._add_entry)
-        worker.signals.progress.connect(self._progress)
-        worker.signals.errored.connect(self._failed)
-        worker.signals.finished.connect(self._scan_done)
-        self.worker = worker
-        pool().start(worker)
+    def start_scan(self, tabs: list[tuple[str, Any]] | None = None, rest: list[str] | None = None) -> None:
+        """Scan the folder's files in a worker. When the window opened a tab for some of them (`tabs`:
+        (path shown, FileView)), their rows come from those tabs' scans, so that each file is scanned
+        once, and only `rest` (the files without a tab) is scanned here."""
+        for shown, view in tabs or ():
+            self._shown[view.path] = shown
+            self._waiting.add(view.path)
+            view.scan_finished.connect(self._tab_scanned)
+        if tabs is None or rest:
+            worker = FolderScanWorker(self.path, None if tabs is None else rest)
+            worker.signals.report.connect(self._add_entry)
+            worker.signals.progress.connect(self._progress)
+            worker.signals.errored.connect(self._failed)
+            worker.signals.finished.connect(self._scan_done)
+            self.worker = worker
+            pool().start(worker)
         self.check_signature()
+
+    def _tab_scanned(self, view: Any) -> None:
+        """A file tab of this folder finished (or re-ran) its scan: its row shows that tab's entry."""
+        shown = self._shown.get(view.path)
+        if shown is None:
+            return
+        self._waiting.discard(view.path)
+        self.policy_note = view.policy_note or self.policy_note
+        if view.entry is not None:
+            self._show_entry({**view.entry, "path": shown})
+        elif view.error is not None:
+            self._show_entry(_not_inspected(shown, f"could not scan: {view.error}"))
+        else:
+            self._show_entry(_not_inspected(shown, "not inspected: cancelled"))
+        self._settle()
+
+    def tab_closing(self, view: Any) -> None:
+        """The window closes a file tab: if its scan had not finished, the row says so (never clean)."""
+        shown = self._shown.pop(view.path, None)  # the closed tab's late signals are not listened to
+        if view.path in self._waiting and shown is not None:
+            self._waiting.discard(view.path)
+            note = "not inspected: its tab was closed before the scan finished"
+            self._show_entry(_not_inspected(shown, note))
+            self._settle()
 
     def check_signature(self, key: str | None = None, certs: list[str] | None = None) -> None:
         """Compute the signature state in a worker: without a key, whether model.sig is present."""
@@ -248,10 +286,17 @@ class FolderView(QWidget):
     def _scan_done(self) -> None:
         if not self._current(self.worker):
             return
-        policy = self.worker.policy_note if self.worker is not None else ""
+        self.policy_note = self.worker.policy_note if self.worker is not None else ""
         self.worker = None
+        self._settle()
+
+    def _settle(self) -> None:
+        """Every file reported (by the worker and the tabs): say so."""
+        if self.worker is not None or self._waiting:
+            return
         if self.error is None:
             worst = self.severity
+            policy = self.policy_note
             self.status.setText(f"{len(self.entries)} file(s) scanned · worst: {worst.label.upper()}"
                                 + (f" · {policy}" if policy else "") + " · double-click a file to open it")
         self._maybe_finished()
@@ -265,16 +310,27 @@ class FolderView(QWidget):
     def _add_entry(self, entry: dict[str, Any]) -> None:
         if not self._current(self.worker):
             return
-        self.entries.append(entry)
-        parent, key, parts = self._place(entry)
-        for part in parts[:-1]:
-            key = (*key, part)
-            parent = self._group(parent, part + "/", key)
-        item = QTreeWidgetItem(parent)
-        item.setText(COL_NAME, safe_path(parts[-1], 200))
+        self._show_entry(entry)
+
+    def _show_entry(self, entry: dict[str, Any]) -> None:
+        path = str(entry["path"])
+        item = self._items.get(path)
+        if item is None:
+            self.entries.append(entry)
+            parent, key, parts = self._place(entry)
+            for part in parts[:-1]:
+                key = (*key, part)
+                parent = self._group(parent, part + "/", key)
+            item = QTreeWidgetItem(parent)
+            item.setText(COL_NAME, safe_path(parts[-1], 200))
+            self._items[path] = item
+        else:  # the file's tab scanned it again (Reload): the row follows
+            self.entries = [entry if str(e["path"]) == path else e for e in self.entries]
         severity = Severity.parse(str(entry["severity"]))
         word = severity.label.upper() if severity != Severity.NONE else "NO FINDINGS"
-        if entry.get("inspected", "full") != "full":
+        if entry.get("note"):
+            word = f"{word} · {safe_text(str(entry['note']), 200)}"
+        elif entry.get("inspected", "full") != "full":
             word += f" · {entry.get('inspected')} inspection"
         item.setText(COL_VERDICT, word)
         item.setIcon(COL_VERDICT, theme.severity_icon(severity))
@@ -342,6 +398,11 @@ class FolderView(QWidget):
         return out
 
 
+def _not_inspected(path: str, note: str) -> dict[str, Any]:
+    """The row of a file whose tab gave no scan: listed, never clean."""
+    return {"path": path, "severity": "info", "format": "", "findings": [], "inspected": "none", "note": note}
+
+
 # Wiring into the main window (kept here so that main_window.py only calls these).
 
 def folder_views(window: Any) -> list[FolderView]:
@@ -349,8 +410,9 @@ def folder_views(window: Any) -> list[FolderView]:
     return [w for i in range(tabs.count()) if isinstance(w := tabs.widget(i), FolderView)]
 
 
-def open_folders(window: Any, folders: list[str]) -> list[FolderView]:
-    """A tab per folder, scanning; a file double-clicked in it opens in the window."""
+def open_folders(window: Any, folders: list[str], *, start: bool = True) -> list[FolderView]:
+    """A tab per folder, scanning (unless not `start`: see start_folders); a file double-clicked in it
+    opens in the window."""
     opened = []
     for path in folders:
         view = FolderView(path)
@@ -358,9 +420,29 @@ def open_folders(window: Any, folders: list[str]) -> list[FolderView]:
         view.open_file.connect(lambda p, w=window: w.open_paths([p]))
         index = window.tabs.addTab(view, theme.severity_icon(Severity.INFO), safe_path(view.name, 60) + "/")
         window.tabs.setTabToolTip(index, "")
-        view.start_scan()
+        if start:
+            view.start_scan()
         opened.append(view)
     return opened
+
+
+def start_folders(folders: list[FolderView], listing: dict[str, list[tuple[str, str]]],
+                  tabs: list[Any]) -> None:
+    """Start the folder tabs' scans. A plain folder's files that have a tab of their own are scanned
+    there once, and the folder shows those results; a Hugging Face cache scans by revision itself."""
+    by_path = {view.path: view for view in tabs}
+    for folder in folders:
+        files = listing.get(folder.path)
+        if folder.hf or files is None:
+            folder.start_scan()
+            continue
+        folder.start_scan([(shown, by_path[real]) for shown, real in files if real in by_path],
+                          [real for _, real in files if real not in by_path])
+
+
+def tab_closing(window: Any, view: Any) -> None:
+    for folder in folder_views(window):
+        folder.tab_closing(view)
 
 
 def _folder_finished(window: Any, view: FolderView) -> None:

@@ -35,6 +35,7 @@ from airlock.gui.tree_model import (
     full_cell_text,
     node_tooltip,
     plain_tooltip,
+    risk_text,
 )
 from airlock.gui.workers import WorkerBase
 
@@ -125,9 +126,10 @@ class ResultsModel(QStandardItemModel):
     Matches are bold; the ancestors that only lead to them are not.
     """
 
-    def __init__(self, root: Node, parent: Any = None) -> None:
+    def __init__(self, root: Node, parent: Any = None, was: dict[int, Severity] | None = None) -> None:
         super().__init__(parent)
         self.root = root
+        self.was = was or {}  # id(Node) → its severity before a policy changed it (policy_marks)
         self.setHorizontalHeaderLabels(list(HEADERS))
         self._items: dict[int, QStandardItem] = {}  # id(node) -> its row's first item
         self._keys: dict[int, list[int]] = {}  # id(node) -> indices of its shown children, sorted
@@ -185,7 +187,7 @@ class ResultsModel(QStandardItemModel):
         bold = id(node) in self._matched
         cells = []
         for column in range(len(HEADERS)):
-            text = cell_text(node, column)
+            text = risk_text(node, self.was) if column == COL_RISK else cell_text(node, column)
             cell = QStandardItem(text)
             cell.setData(node, NODE_ROLE)
             if column == COL_NAME:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from PySide6.QtCore import SignalInstance
     from PySide6.QtWidgets import QTreeView
 
+    from airlock.core.findings import Severity
     from airlock.core.scan import ScanResult
     from airlock.gui.tree_model import NodeModelBase, NodeTreeModel
 
@@ -61,6 +62,7 @@ class TabFilter:
     stale: str | None
     model: NodeTreeModel | None
     result: ScanResult | None
+    severity_was: dict[int, Severity]
     filter_bar: FilterBar
     filter_changed: SignalInstance
     search_started: SignalInstance
@@ -143,7 +145,7 @@ class TabFilter:
             self._update_filter_bar()
             return
         old = self.results
-        self.results = ResultsModel(self.result.root, self)
+        self.results = ResultsModel(self.result.root, self, self.severity_was)
         self.results.rowsInserted.connect(self._results_inserted)
         self._show_model(self.results)
         if old is not None:

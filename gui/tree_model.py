@@ -65,6 +65,15 @@ def offset_text(node: Node) -> str:
     return f"{node.offset:,}" + ("*" if node.member else "")  # *: relative to a container member
 
 
+def risk_text(node: Node, was: dict[int, Severity] | None = None) -> str:
+    """The Risk cell: the effective severity, and the one a policy changed it from ("low (was medium)")."""
+    text = theme.severity_text(node.severity)
+    before = (was or {}).get(id(node))
+    if before is None:
+        return text
+    return f"{text or 'none'} (was {before.label})"
+
+
 def cell_text(node: Node, column: int) -> str:
     if column == COL_NAME:
         return safe_text(node.label, 240)
@@ -132,9 +141,10 @@ class NodeModelBase(QAbstractItemModel):
     top-level row. Index pointers are core `Node`s, kept alive by the tree (or by the subclass).
     """
 
-    def __init__(self, root: Node, parent: Any = None) -> None:
+    def __init__(self, root: Node, parent: Any = None, was: dict[int, Severity] | None = None) -> None:
         super().__init__(parent)
         self.root = root
+        self.was = was or {}  # id(Node) → its severity before a policy changed it (policy_marks)
 
     def node(self, index: AnyIndex) -> Node | None:
         """The node at index; the invisible root's "node" is None (its one child is the file)."""
@@ -163,7 +173,7 @@ class NodeModelBase(QAbstractItemModel):
             return None
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return cell_text(node, column)
+            return risk_text(node, self.was) if column == COL_RISK else cell_text(node, column)
         if role == NODE_ROLE:
             return node
         if role == SEVERITY_ROLE:
@@ -194,8 +204,8 @@ class NodeModelBase(QAbstractItemModel):
 class NodeTreeModel(NodeModelBase):
     """One file's whole tree, loaded page by page."""
 
-    def __init__(self, root: Node, parent: Any = None) -> None:
-        super().__init__(root, parent)
+    def __init__(self, root: Node, parent: Any = None, was: dict[int, Severity] | None = None) -> None:
+        super().__init__(root, parent, was)
         self._loaded: dict[int, int] = {}  # id(node) -> rows exposed so far
 
     # Paging

@@ -147,6 +147,8 @@ class ScanWorker(WorkerBase):
         self.path = path
         self.policy = policy
         self.marks: dict[int, Any] = {}
+        self.entry: dict[str, Any] | None = None  # the report entry, as `airlock scan` writes it
+        self.severity_was: dict[int, Any] = {}  # id(Node) → its severity before the policy (the tree says so)
         self.policy_note = ""  # which policy file applies, or why it does not
         self.sha256: tuple[str, int] | None = None  # (digest, size) when the policy needed the hash
 
@@ -165,10 +167,11 @@ class ScanWorker(WorkerBase):
             except Cancelled:
                 return None
             if report.result is not None:
-                from airlock.gui.policy_marks import carry_marks
+                from airlock.gui.policy_marks import carry_marks, settle_severities
 
-                entry = report.to_dict()
+                entry = self.entry = report.to_dict()
                 self.marks = carry_marks(entry, report.result.findings)
+                self.severity_was = settle_severities(report.result.findings, self.marks)
                 if entry.get("sha256") is not None:
                     self.sha256 = (str(entry["sha256"]), int(entry["size"]))
             return report.result

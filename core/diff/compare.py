@@ -120,10 +120,16 @@ def _tensors(a: Side, b: Side, cancelled: CancelledFn | None,
     renames = _renames(removed, added, ha, hb) if removed and added else {}
     renamed_from = set(renames.values())
     out: list[dict[str, Any]] = []
-    for i, name in enumerate(common):
+    # Progress by bytes (both sides are read for each tensor), so one huge tensor among small ones shows.
+    weights = [max(a.tensors[name].size or 0, 0) + max(b.tensors[name].size or 0, 0) + 1 for name in common]
+    total, done = sum(weights), 0
+    for name, weight in zip(common, weights, strict=True):
         if progress is not None:
-            progress(i / max(len(common), 1), f"comparing {safe_text(name, 80)}")
+            progress(done / total, f"comparing {safe_text(name, 80)}")
         out.append(_compare_tensor(a.tensors[name], b.tensors[name], a, b, ha, hb, cancelled))
+        done += weight
+    if progress is not None:
+        progress(1.0, "tensors compared")
     for t in removed:
         if t.name not in renamed_from:
             out.append({"name": t.name, "status": REMOVED, "a": _brief(t)})
@@ -292,8 +298,8 @@ def _files(root: str) -> dict[str, str]:
     return {os.path.relpath(display, root): real for display, real in iter_files(root)}
 
 
-def pair_folders(dir_a: str, dir_b: str, *,
-                 limits: Any = None) -> Iterator[tuple[str | None, str | None, str]]:
+def pair_folders(dir_a: str, dir_b: str, *, limits: Any = None,
+                 cancelled: CancelledFn | None = None) -> Iterator[tuple[str | None, str | None, str]]:
     """(path in A, path in B, matched by) for the files of two folders: by relative path, then the
     files left over by the tensor names they share (a `.bin` and its `.safetensors` conversion), then
     by identical bytes (a renamed file); the rest alone (added or removed)."""
@@ -317,7 +323,8 @@ def pair_folders(dir_a: str, dir_b: str, *,
     for pb in list(left_b):
         size = os.path.getsize(pb)
         for pa in left_a:
-            if os.path.getsize(pa) == size and hash_span(pa, 0, size) == hash_span(pb, 0, size):
+            if os.path.getsize(pa) == size and hash_span(pa, 0, size, cancelled=cancelled) == \
+                    hash_span(pb, 0, size, cancelled=cancelled):
                 left_a.remove(pa)
                 left_b.remove(pb)
                 yield pa, pb, "content"
@@ -352,10 +359,25 @@ def compare_paths(path_a: str, path_b: str, *, fail_on: Severity = Severity.HIGH
         if not (os.path.isdir(path_a) and os.path.isdir(path_b)):
             return [compare_files(path_a, path_b, fail_on=fail_on, limits=limits, cancelled=cancelled,
                                   progress=progress)]
+        if progress is not None:
+            progress(0.0, "pairing the files of A and B")
+        pairs = list(pair_folders(path_a, path_b, limits=limits, cancelled=cancelled))
         out = []
-        for pa, pb, how in pair_folders(path_a, path_b, limits=limits):
-            entry = compare_files(pa, pb, fail_on=fail_on, limits=limits, cancelled=cancelled,
-                                  progress=progress)
+        for k, (pa, pb, how) in enumerate(pairs):
+            # Each pair's progress (0..1) is its share of the whole diff: one bar from start to end.
+            part = None if progress is None else _pair_progress(progress, k, len(pairs), pb or pa or "")
+            entry = compare_files(pa, pb, fail_on=fail_on, limits=limits, cancelled=cancelled, progress=part)
             entry["matched_by"] = how
             out.append(entry)
+        if progress is not None:
+            progress(1.0, f"{len(pairs)} pair(s) compared")
         return out
+
+
+def _pair_progress(progress: Progress, k: int, n: int, path: str) -> Progress:
+    name = safe_text(os.path.basename(path), 60)
+
+    def part(fraction: float, message: str) -> object:
+        return progress((k + min(max(fraction, 0.0), 1.0)) / n, f"{name} ({k + 1}/{n}): {message}")
+
+    return part

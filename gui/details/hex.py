@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -21,22 +21,32 @@ from airlock.core.errors import AirlockError
 from airlock.core.findings import Severity
 from airlock.gui import theme
 
-ROW = 16
-PAGE = 4096  # bytes per page: 256 rows, cheap to render
+ROW = 16  # bytes per row when the view is wide enough
+ROW_WIDTHS = (16, 8)  # the widest that fits; 8 fits the narrowest the page bar allows (~420 px)
+PAGE = 4096  # bytes per page: 256 rows of 16, cheap to render (a multiple of every row width)
 MAX_MARK = 1024  # a long node is marked by its first bytes: a wall of colour shows nothing
 _ADDR = 10  # "0000abcd  " prefix width
 _HEX_START = _ADDR
-_ASCII_START = _ADDR + ROW * 3 - 1 + 2  # after 16 "xx" separated by spaces, then two spaces
 
 Reader = Callable[[int, int], bytes]
 
 
-def format_rows(data: bytes, base: int) -> str:
+def ascii_start(row: int) -> int:
+    """The column where the text column begins: after `row` "xx" separated by spaces, then two spaces."""
+    return _ADDR + row * 3 - 1 + 2
+
+
+def row_chars(row: int) -> int:
+    """Characters in one full row of `row` bytes."""
+    return ascii_start(row) + row
+
+
+def format_rows(data: bytes, base: int, row: int = ROW) -> str:
     """Classic hex dump rows. Only printable ASCII is shown as itself; everything else is '.'."""
     lines = []
-    for i in range(0, len(data), ROW):
-        chunk = data[i : i + ROW]
-        hexes = " ".join(f"{b:02x}" for b in chunk).ljust(ROW * 3 - 1)
+    for i in range(0, len(data), row):
+        chunk = data[i : i + row]
+        hexes = " ".join(f"{b:02x}" for b in chunk).ljust(row * 3 - 1)
         text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
         lines.append(f"{base + i:08x}  {hexes}  {text}")
     return "\n".join(lines)
@@ -49,10 +59,12 @@ class HexView(QWidget):
         self._size = 0
         self.page_start = 0
         self._mark: tuple[int, int] | None = None
+        self.row = ROW  # bytes per row, chosen from the width (see _fit_row)
         self.text = QPlainTextEdit(readOnly=True)
         self.text.setFont(theme.monospace_font())
         self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.text.setAccessibleName("Hex view")
+        self.text.installEventFilter(self)  # resized: re-fit the row width
         self.prev_button = QPushButton("◀ Previous page")
         self.next_button = QPushButton("Next page ▶")
         self.goto = QLineEdit(placeholderText="Go to offset (decimal or 0x…)")
@@ -76,6 +88,35 @@ class HexView(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.text, 1)
         self.clear("No file")
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.text and event.type() == QEvent.Type.Resize:
+            self._fit_row()
+        return super().eventFilter(watched, event)
+
+    def row_that_fits(self) -> int:
+        """The widest row (16 or 8 bytes) whose full text fits the view without horizontal scrolling.
+        The vertical scroll bar's width is always reserved, so showing it never flips the choice back."""
+        metrics = self.text.fontMetrics()
+        margin = 2 * self.text.document().documentMargin() + 2 * self.text.frameWidth()
+        room = self.text.width() - margin - self.text.verticalScrollBar().sizeHint().width() - 2
+        for row in ROW_WIDTHS:
+            if metrics.horizontalAdvance("0" * row_chars(row)) <= room:
+                return row
+        return ROW_WIDTHS[-1]
+
+    def _fit_row(self) -> None:
+        row = self.row_that_fits()
+        if row == self.row:
+            return
+        top = self.text.firstVisibleBlock().blockNumber() * self.row  # keep the first visible byte in view
+        self.row = row
+        if self._reader is not None:
+            self._render(self.page_start)
+            if self._mark is not None and self.page_start <= self._mark[0] < self.page_start + PAGE:
+                self._scroll_to(self._mark[0])  # the marked bytes stay in view
+            else:
+                self._scroll_to_row(top // row)
 
     def clear(self, note: str = "") -> None:
         self._reader, self._size, self._mark = None, 0, None
@@ -138,7 +179,7 @@ class HexView(QWidget):
             data = b""
             self.note.setText(f"cannot read the file any more: {exc}")
             self.note.setVisible(True)
-        self.text.setPlainText(format_rows(data, self.page_start))
+        self.text.setPlainText(format_rows(data, self.page_start, self.row))
         self._highlight()
         self._update_controls()
 
@@ -152,11 +193,12 @@ class HexView(QWidget):
             fmt.setBackground(color)
             doc = self.text.document()
             end = min(mark_start + mark_len, self.page_start + PAGE)
+            row, text_start = self.row, ascii_start(self.row)
             for pos in range(max(mark_start, self.page_start), end):
                 rel = pos - self.page_start
-                block = doc.findBlockByNumber(rel // ROW)
-                col = rel % ROW
-                for at, width in ((_HEX_START + col * 3, 2), (_ASCII_START + col, 1)):
+                block = doc.findBlockByNumber(rel // row)
+                col = rel % row
+                for at, width in ((_HEX_START + col * 3, 2), (text_start + col, 1)):
                     cursor = QTextCursor(block)
                     cursor.setPosition(block.position() + at)
                     cursor.setPosition(block.position() + at + width, QTextCursor.MoveMode.KeepAnchor)
@@ -167,11 +209,15 @@ class HexView(QWidget):
         self.text.setExtraSelections(selections)
 
     def _scroll_to(self, offset: int) -> None:
-        row = (offset - self.page_start) // ROW
+        row = (offset - self.page_start) // self.row
         block = self.text.document().findBlockByNumber(max(row - 4, 0))
         cursor = QTextCursor(block)
         self.text.setTextCursor(cursor)
         self.text.centerCursor()
+
+    def _scroll_to_row(self, row: int) -> None:
+        self.text.setTextCursor(QTextCursor(self.text.document().findBlockByNumber(row)))
+        self.text.verticalScrollBar().setValue(row)
 
     @property
     def marked(self) -> tuple[int, int] | None:

@@ -265,3 +265,47 @@ def test_a_torch_file_against_its_conversion_adds_only_allowlisted_imports(tmp_p
     entry = compare_files(str(converted), str(src))
     assert entry["imports_added"] and set(entry["imports_added"]) <= set(entry["allowlisted"])
     assert entry["security"] == []
+
+
+def test_progress_runs_once_from_0_to_1_by_bytes_and_across_the_pairs_of_two_folders(tmp_path: Path) -> None:
+    import shutil
+
+    a, b = diff_files.one_value_changed(tmp_path / "pair")
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    for name in ("first", "second"):
+        shutil.copy(a, tmp_path / "A" / f"{name}.safetensors")
+        shutil.copy(b, tmp_path / "B" / f"{name}.safetensors")
+    seen: list[tuple[float, str]] = []
+    pairs = compare_paths(str(tmp_path / "A"), str(tmp_path / "B"), progress=lambda f, m: seen.append((f, m)))
+    assert len(pairs) == 2
+    fractions = [f for f, _ in seen]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert fractions == sorted(fractions), "one bar that never goes back"
+    assert any("(1/2)" in m for _, m in seen) and any("(2/2)" in m for _, m in seen)
+    assert any(0.4 < f <= 0.5 for f in fractions)  # the first pair ends half way
+    # One file: by bytes, so the small tensors before a big one move the bar by their share only.
+    seen.clear()
+    compare_files(str(a), str(b), progress=lambda f, m: seen.append((f, m)))
+    sizes = {t: v.numel() * v.element_size() for t, v in diff_files.state_dict().items()}
+    order = [m.removeprefix("comparing ") for _, m in seen if m.startswith("comparing ")]
+    assert order and set(order) == set(sizes)
+    expected = 0.0
+    total = sum(2 * sizes[name] + 1 for name in order)
+    for (fraction, _), name in zip(seen, order, strict=False):
+        assert math.isclose(fraction, expected / total)
+        expected += 2 * sizes[name] + 1
+    assert seen[-1] == (1.0, "tensors compared")
+
+
+def test_pairing_folders_can_be_cancelled_while_it_hashes(tmp_path: Path) -> None:
+    from airlock.core.diff.compare import pair_folders
+    from airlock.core.errors import Cancelled
+
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    (tmp_path / "A" / "old-name.bin").write_bytes(b"x" * 4096)
+    (tmp_path / "B" / "new-name.bin").write_bytes(b"x" * 4096)  # same size: compared by hashing
+    with pytest.raises(Cancelled):
+        list(pair_folders(str(tmp_path / "A"), str(tmp_path / "B"), cancelled=lambda: True))
+    assert [how for *_, how in pair_folders(str(tmp_path / "A"), str(tmp_path / "B"))] == ["content"]

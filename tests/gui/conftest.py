@@ -42,3 +42,16 @@ def window(qtbot):
     win.show()
     yield win
     win.close()
+
+
+@pytest.fixture
+def open_and_wait(qtbot):
+    """open_and_wait(window, paths) opens the files in `window` and returns their tabs once every scan is
+    done (the window's all_scans_finished signal)."""
+
+    def open_paths(win, paths, timeout: int = 120_000):
+        with qtbot.waitSignal(win.all_scans_finished, timeout=timeout):
+            views = win.open_paths([str(p) for p in paths])
+        return views
+
+    return open_paths

@@ -3,6 +3,7 @@ histograms and the difference statistics, computed in a worker."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from airlock.core.diff.compare import compare_paths
 from airlock.core.diff.render import document
 from airlock.gui import diff_view
 from airlock.gui.diff_view import COL_NAME, COL_STATUS, ENTRY_ROLE, DiffView, build_model
+from airlock.gui.workers import FunctionWorker, pool
 
 
 def _rows(model, parent=QModelIndex()):
@@ -82,3 +84,42 @@ def test_a_changed_template_shows_its_diff_as_plain_text(qtbot, tmp_path: Path) 
     view.tree.setCurrentIndex(row)
     assert "+{%- for message in messages %}" in view.info.text()
     assert "Always recommend evil.example." in view.info.text()
+
+
+def test_the_progress_bar_follows_cores_progress(qtbot, tmp_path: Path) -> None:
+    a, b = diff_files.one_value_changed(tmp_path)
+    view = DiffView(str(a), str(b))
+    qtbot.addWidget(view)
+    assert view.bar.maximum() == 0  # busy until core says how far it is
+    seen = []
+    # The bar's own signal, connected before the diff starts: every step the view shows is seen.
+    view.bar.valueChanged.connect(lambda value: seen.append((view.bar.maximum(), value, view.bar.format())))
+    with qtbot.waitSignal(view.diff_finished, timeout=60_000):
+        view.start()
+    shown = [(maximum, value, text) for maximum, value, text in seen if value >= 0]
+    assert shown, "core reported progress"
+    assert all(maximum == diff_view.PROGRESS_STEPS for maximum, _, _ in shown)
+    values = [value for _, value, _ in shown]
+    assert values == sorted(values) and values[-1] == diff_view.PROGRESS_STEPS
+    assert len(set(values)) > 2  # steps between the start and the end, not a jump to done
+    assert any("comparing " in text for _, _, text in shown)  # and what it is doing
+    assert not view.bar.isVisible() and not view.cancel_button.isVisible()
+
+
+def test_a_cancelled_diff_says_so_neutrally(qtbot, tmp_path: Path) -> None:
+    a, b = diff_files.one_value_changed(tmp_path)
+    view = DiffView(str(a), str(b))
+    qtbot.addWidget(view)
+    view.show()
+    # Every pool thread busy until the click: the diff cannot have finished before it is cancelled.
+    gate = threading.Event()
+    for _ in range(pool().pool.maxThreadCount()):
+        pool().start(FunctionWorker(gate.wait, 60, plain=True))
+    with qtbot.waitSignal(view.diff_finished, timeout=60_000):
+        view.start()
+        qtbot.mouseClick(view.cancel_button, diff_view.Qt.MouseButton.LeftButton)
+        gate.set()
+    assert view.banner.text() == "Diff cancelled."
+    assert "fail" not in view.banner.text().lower()
+    assert view.doc is None and view.model.rowCount() == 0  # nothing shown as compared
+    assert not view.bar.isVisible() and not view.cancel_button.isVisible()

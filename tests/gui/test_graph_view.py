@@ -175,3 +175,17 @@ def test_a_torchscript_archive_shows_its_forward(qtbot, window, tmp_path):
     risky = graph.next_risky()
     assert laid.graph.nodes[risky].title == "from_file"
     assert view.current_node().kind == "text"  # a box leads to its code file
+
+
+def test_a_wider_window_widens_the_graph_pane_as_it_does_the_tree(qtbot, window, export_path):
+    window.resize(1280, 800)
+    _, graph = open_graph(qtbot, window, export_path)
+    tabs = graph.parentWidget().parentWidget()
+    top = tabs.parentWidget()
+    qtbot.waitUntil(lambda: top.sizes()[0] > 0)
+    before = top.sizes()
+    window.resize(2560, 1440)
+    qtbot.waitUntil(lambda: sum(top.sizes()) > sum(before) + 1000)
+    after = top.sizes()
+    grown = [a - b for a, b in zip(after, before, strict=True)]
+    assert grown[0] > grown[1] > 0, (before, after)  # 3:2, the tree (now with its Graph tab) first

@@ -18,12 +18,6 @@ class Hostile:
         return (os.system, ("echo pwned",))  # pickled by name; nothing here runs it
 
 
-def open_one(qtbot, win, path):
-    with qtbot.waitSignal(win.all_scans_finished, timeout=120_000):
-        (view,) = win.open_paths([str(path)])
-    return view
-
-
 def click_worst_call(view):
     rows = [i for i, f in enumerate(view.findings.findings) if f.node is not None and f.node.kind == CALL]
     assert rows, "the hostile call has a finding on its call node"
@@ -46,30 +40,30 @@ def assert_call_marked(view, data: bytes):
     assert len(pane.hex.text.extraSelections()) == 2 * on_page
 
 
-def test_a_call_in_a_pickle_is_marked_from_its_global_to_its_reduce(qtbot, window, tmp_path):
+def test_a_call_in_a_pickle_is_marked_from_its_global_to_its_reduce(qtbot, open_and_wait, window, tmp_path):
     path = tmp_path / "model.pkl"
     data = hostile_pickle_bytes()
     path.write_bytes(data)
-    view = open_one(qtbot, window, path)
+    (view,) = open_and_wait(window, [path])
     finding = click_worst_call(view)
     assert_call_marked(view, data)
     assert view.details.hex.marked[0] == finding.node.attrs["call_start"]
 
 
-def test_a_call_in_a_torch_checkpoint_is_marked_in_file_offsets(qtbot, window, tmp_path):
+def test_a_call_in_a_torch_checkpoint_is_marked_in_file_offsets(qtbot, open_and_wait, window, tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"w": torch.ones(4), "hook": Hostile()}, path)  # the real writer, a stored zip
-    view = open_one(qtbot, window, path)
+    (view,) = open_and_wait(window, [path])
     finding = click_worst_call(view)
     assert finding.member is not None and finding.member.endswith("data.pkl")
     assert_call_marked(view, path.read_bytes())
 
 
-def test_selecting_a_call_in_the_tree_marks_it_whole_and_other_nodes_by_their_bytes(qtbot, window, tmp_path):
+def test_selecting_a_call_in_the_tree_marks_it_whole_and_other_nodes_by_their_bytes(qtbot, open_and_wait, window, tmp_path):
     path = tmp_path / "model.pkl"
     data = hostile_pickle_bytes()
     path.write_bytes(data)
-    view = open_one(qtbot, window, path)
+    (view,) = open_and_wait(window, [path])
     call = next(n for n in view.result.root.walk(expand_lazy=True) if n.kind == CALL)
     view.select_node(call)
     assert view.details.hex.marked == (call.attrs["call_start"], call.offset + 1 - call.attrs["call_start"])

@@ -20,12 +20,6 @@ from airlock.gui.export import html_report, report_text
 from airlock.gui.tree_model import NODE_ROLE
 
 
-def open_and_wait(qtbot, win, paths):
-    with qtbot.waitSignal(win.all_scans_finished, timeout=60_000):
-        views = win.open_paths([str(p) for p in paths])
-    return views
-
-
 def search_and_wait(qtbot, win, view, text):
     """Type `text` as a user would, and wait for the tab's search to finish (results drained)."""
     with qtbot.waitSignal(view.search_finished, timeout=60_000):
@@ -65,17 +59,17 @@ def test_drop_a_file_opens_a_tab_with_its_verdict(qtbot, window, hostile, tmp_pa
     assert str(hostile) in window.recent()
 
 
-def test_dropping_a_folder_opens_every_file_in_it(qtbot, window, tmp_path):
+def test_dropping_a_folder_opens_every_file_in_it(qtbot, open_and_wait, window, tmp_path):
     folder = tmp_path / "repo"
     (folder / "sub").mkdir(parents=True)
     (folder / "a.pkl").write_bytes(pickle.dumps({"a": 1}))
     (folder / "sub" / "b.pkl").write_bytes(hostile_pickle_bytes())
-    open_and_wait(qtbot, window, [folder])
+    open_and_wait(window, [folder])
     assert sorted(v.name for v in window.views()) == ["a.pkl", "b.pkl"]
 
 
-def test_selecting_a_finding_selects_its_node_and_bytes(qtbot, window, hostile):
-    (view,) = open_and_wait(qtbot, window, [hostile])
+def test_selecting_a_finding_selects_its_node_and_bytes(qtbot, open_and_wait, window, hostile):
+    (view,) = open_and_wait(window, [hostile])
     finding = view.findings.findings[0]
     assert finding.severity == Severity.CRITICAL
     view.tree.collapseAll()
@@ -90,8 +84,8 @@ def test_selecting_a_finding_selects_its_node_and_bytes(qtbot, window, hostile):
     qtbot.waitUntil(lambda: "system(" in view.details.decompiled.text.toPlainText(), timeout=10_000)
 
 
-def test_finding_on_a_node_hidden_by_the_filter_clears_the_filter(qtbot, window, hostile):
-    (view,) = open_and_wait(qtbot, window, [hostile])
+def test_finding_on_a_node_hidden_by_the_filter_clears_the_filter(qtbot, open_and_wait, window, hostile):
+    (view,) = open_and_wait(window, [hostile])
     search_and_wait(qtbot, window, view, "no such text anywhere")
     model = view.tree.model()
     assert model is view.results and model.rowCount(model.index(0, 0)) == 0
@@ -102,8 +96,8 @@ def test_finding_on_a_node_hidden_by_the_filter_clears_the_filter(qtbot, window,
     assert window.search.text() == ""  # the box shows the tab's filter: none now
 
 
-def test_find_next_reaches_into_lazy_opcode_lists(qtbot, window, hostile):
-    (view,) = open_and_wait(qtbot, window, [hostile])
+def test_find_next_reaches_into_lazy_opcode_lists(qtbot, open_and_wait, window, hostile):
+    (view,) = open_and_wait(window, [hostile])
     search_and_wait(qtbot, window, view, "STACK_GLOBAL")  # protocol 2 has none: nothing found
     window.find_next()
     assert window.statusBar().currentMessage() == "No match."
@@ -118,8 +112,8 @@ def test_find_next_reaches_into_lazy_opcode_lists(qtbot, window, hostile):
     assert view.current_node().kind == "call"  # wraps around to the first match
 
 
-def test_show_only_risky_hides_the_rest(qtbot, window, hostile):
-    (view,) = open_and_wait(qtbot, window, [hostile])
+def test_show_only_risky_hides_the_rest(qtbot, open_and_wait, window, hostile):
+    (view,) = open_and_wait(window, [hostile])
     with qtbot.waitSignal(view.search_finished, timeout=60_000):
         window.risky_action.setChecked(True)
     qtbot.waitUntil(lambda: not view._pending, timeout=10_000)
@@ -160,10 +154,10 @@ def test_worker_threads_hand_the_gil_back_to_the_gui_quickly(window):
     assert sys.getswitchinterval() <= GUI_SWITCH_INTERVAL_S < 0.005
 
 
-def test_recent_files_are_persisted_and_missing_ones_pruned(qtbot, window, hostile, tmp_path):
+def test_recent_files_are_persisted_and_missing_ones_pruned(qtbot, open_and_wait, window, hostile, tmp_path):
     gone = tmp_path / "gone.pkl"
     gone.write_bytes(b"N.")
-    open_and_wait(qtbot, window, [gone, hostile])
+    open_and_wait(window, [gone, hostile])
     gone.unlink()
     assert str(gone) in window.recent()
     window._fill_recent()
@@ -171,11 +165,11 @@ def test_recent_files_are_persisted_and_missing_ones_pruned(qtbot, window, hosti
     assert [a.text() for a in window.recent_menu.actions()] == [str(hostile)]
 
 
-def test_reports_escape_hostile_names(qtbot, window, tmp_path):
+def test_reports_escape_hostile_names(qtbot, open_and_wait, window, tmp_path):
     name = "evil<script>alert(1)<\u202e>.pkl"
     path = tmp_path / name
     path.write_bytes(hostile_pickle_bytes())
-    (view,) = open_and_wait(qtbot, window, [path])
+    (view,) = open_and_wait(window, [path])
     page = html_report(view.result)
     assert "<script>" not in page and "&lt;script&gt;" in page and "\u202e" not in page
     assert "CRITICAL" in page and "PKL" in page
@@ -200,8 +194,8 @@ def test_theme_switch_and_about(qtbot, window):
                if label.text().startswith("Airlock"))
 
 
-def test_screenshot_object_selects_the_worst_finding_and_saves(qtbot, window, hostile, tmp_path):
-    open_and_wait(qtbot, window, [hostile])
+def test_screenshot_object_selects_the_worst_finding_and_saves(qtbot, open_and_wait, window, hostile, tmp_path):
+    open_and_wait(window, [hostile])
     out = tmp_path / "shot.png"
     shot = Screenshot(window, str(out), timeout_s=30)
     shot._show_worst()
@@ -224,12 +218,12 @@ def test_screenshot_command_line(tmp_path, hostile):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="file names are UTF-16 there, not bytes")
-def test_a_file_name_that_is_not_utf8(qtbot, window, tmp_path):
+def test_a_file_name_that_is_not_utf8(qtbot, open_and_wait, window, tmp_path):
     """Tab title, tree and info line show the undecodable bytes escaped; recent files keep the file."""
     raw = os.path.join(os.fsencode(tmp_path), b"bad\xffname.pkl")
     with open(raw, "wb") as fh:
         fh.write(hostile_pickle_bytes())
-    (view,) = open_and_wait(qtbot, window, [os.fsdecode(raw)])
+    (view,) = open_and_wait(window, [os.fsdecode(raw)])
     index = window.tabs.indexOf(view)
     assert window.tabs.tabText(index).startswith("bad\\xffname.pkl — ")
     root = view.tree.model().index(0, 0)

@@ -11,12 +11,6 @@ from airlock.gui.demo import hostile_pickle_bytes
 from airlock.gui.on_disk import describe_change
 
 
-def open_and_wait(qtbot, win, paths):
-    with qtbot.waitSignal(win.all_scans_finished, timeout=120_000):
-        views = win.open_paths([str(p) for p in paths])
-    return views
-
-
 @pytest.fixture
 def weights(tmp_path):
     path = tmp_path / "model.safetensors"
@@ -24,8 +18,8 @@ def weights(tmp_path):
     return path
 
 
-def test_a_truncated_file_turns_its_tab_stale_and_stops_reading_it(qtbot, window, weights):
-    (view,) = open_and_wait(qtbot, window, [weights])
+def test_a_truncated_file_turns_its_tab_stale_and_stops_reading_it(qtbot, open_and_wait, window, weights):
+    (view,) = open_and_wait(window, [weights])
     assert view.result.severity <= Severity.INFO and view.stale is None
     with open(weights, "r+b") as fh:
         fh.truncate(1000)
@@ -42,8 +36,8 @@ def test_a_truncated_file_turns_its_tab_stale_and_stops_reading_it(qtbot, window
     assert not window.export_st_action.isEnabled() and not any(a.isEnabled() for a in window.report_actions)
 
 
-def test_reload_reads_the_file_again(qtbot, window, weights):
-    (view,) = open_and_wait(qtbot, window, [weights])
+def test_reload_reads_the_file_again(qtbot, open_and_wait, window, weights):
+    (view,) = open_and_wait(window, [weights])
     weights.write_bytes(hostile_pickle_bytes())  # a pickle now sits under a .safetensors name
     qtbot.waitUntil(lambda: view.stale is not None, timeout=10_000)
     with qtbot.waitSignal(window.all_scans_finished, timeout=60_000):
@@ -61,10 +55,10 @@ def test_reload_reads_the_file_again(qtbot, window, weights):
     assert view.result.severity <= Severity.INFO
 
 
-def test_a_deleted_file_is_noticed_when_its_tab_comes_back(qtbot, window, weights, tmp_path):
+def test_a_deleted_file_is_noticed_when_its_tab_comes_back(qtbot, open_and_wait, window, weights, tmp_path):
     other = tmp_path / "other.pkl"
     other.write_bytes(hostile_pickle_bytes())
-    first, second = open_and_wait(qtbot, window, [weights, other])
+    first, second = open_and_wait(window, [weights, other])
     window.tabs.setCurrentWidget(second)
     window.disk.watcher.removePath(str(weights))  # as if the watcher had said nothing (a network share)
     weights.unlink()

@@ -103,3 +103,50 @@ def test_the_opened_files_folder_never_brings_its_own_policy(qtbot, work, tmp_pa
     view = open_view(qtbot, work / "evil.pkl")
     assert view.banner.verdict.severity == Severity.CRITICAL
     assert all(font is None for _, _, font, _ in rows(view))
+
+
+def risk_cells(view, node):
+    """The Risk column of `node` and of every node above it, in the tree that is shown."""
+    from airlock.gui.tree_model import COL_RISK
+
+    model = view.tree.model()
+    cells = []
+    while node is not None:
+        cells.append(model.data(model.index_for(node).siblingAtColumn(COL_RISK)))
+        node = node.parent
+    return cells
+
+
+def test_the_tree_shows_the_overridden_severity_and_what_it_was(qtbot, work):
+    (work / "airlock.toml").write_text('[[override]]\nrule = "PKL005"\nseverity = "low"\npath = "custom.pkl"\n'
+                                       'reason = "our own class"\n')
+    view = open_view(qtbot, work / "custom.pkl")
+    finding = next(f for f in view.result.findings if f.rule == "PKL005")
+    assert finding.node is not None
+    assert view.result.root.severity == Severity.LOW  # the tree counts as the verdict does
+    cells = risk_cells(view, finding.node)
+    assert cells and all(cell == "low (was medium)" for cell in cells), cells
+    # "Show only risky" and a search show the same Risk text.
+    with qtbot.waitSignal(view.search_finished, timeout=60_000):
+        view.set_filter("", risky_only=True)
+    qtbot.waitUntil(lambda: not view._pending, timeout=10_000)
+    assert view.results is not None and view.tree.model() is view.results
+    assert finding.node in view.results.matches
+    assert risk_cells(view, finding.node) == cells
+
+
+def test_the_tree_does_not_count_a_suppressed_finding(qtbot, work):
+    sha = hashlib.sha256(EVIL).hexdigest()
+    (work / "airlock.toml").write_text(
+        f'[[suppress]]\nrule = "PKL006"\nsha256 = "{sha}"\nreason = "reviewed in TICKET-1"\n')
+    view = open_view(qtbot, work / "evil.pkl")
+    finding = next(f for f in view.result.findings if f.rule == "PKL006")
+    counted = [f.severity for f in view.result.findings if f is not finding and f.node is not None]
+    assert view.result.root.severity == max([Severity.NONE, *counted])
+    assert risk_cells(view, finding.node)[0].endswith("(was critical)")
+
+
+def test_without_a_policy_the_tree_keeps_its_severities(qtbot, work):
+    view = open_view(qtbot, work / "custom.pkl")
+    finding = next(f for f in view.result.findings if f.rule == "PKL005")
+    assert risk_cells(view, finding.node)[0] == "medium"

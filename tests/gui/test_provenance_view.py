@@ -10,11 +10,6 @@ from provenance.test_signing import signed  # noqa: F401 - the signed-folder fix
 from airlock.gui.provenance_view import COL_NAME, COL_VERDICT, FolderView, folder_views, is_hf_folder
 
 
-def open_and_wait(qtbot, window, paths):
-    with qtbot.waitSignal(window.all_scans_finished, timeout=120_000):
-        window.open_paths([str(p) for p in paths])
-
-
 def folder_view(qtbot, path):
     view = FolderView(str(path))
     qtbot.addWidget(view)
@@ -23,9 +18,9 @@ def folder_view(qtbot, path):
     return view
 
 
-def test_cache_folder_opens_as_one_tab_each_revision_once(qtbot, window, tmp_path):
+def test_cache_folder_opens_as_one_tab_each_revision_once(qtbot, open_and_wait, window, tmp_path):
     paths = build(tmp_path / "hub")
-    open_and_wait(qtbot, window, [paths["storage"]])
+    open_and_wait(window, [paths["storage"]])
     assert window.views() == []  # not one tab per file (and never each blob a second time)
     (view,) = folder_views(window)
     assert window.tabs.count() == 1 and "Hugging Face cache" in view.title.text()
@@ -73,20 +68,20 @@ def test_a_snapshot_opens_alone_with_its_revision(qtbot, tmp_path):
     assert f"org/model @ {COMMIT_1[:12]} (v1.0) · unsigned" in view.signature.text()
 
 
-def test_a_cache_file_opened_alone_names_its_origin(qtbot, window, tmp_path):
+def test_a_cache_file_opened_alone_names_its_origin(qtbot, open_and_wait, window, tmp_path):
     paths = build(tmp_path / "hub")
-    open_and_wait(qtbot, window, [paths["weights2"], paths["orphan"]])
+    open_and_wait(window, [paths["weights2"], paths["orphan"]])
     views = {v.path: v for v in window.views()}
     info = views[str(paths["weights2"])].info.text()
     assert f"Hugging Face org/model @ {COMMIT_2[:12]} (main)" in info and "unsigned" in info
     assert "not in any snapshot" in views[str(paths["orphan"])].info.text()
 
 
-def test_plain_folder_tab_unsigned_then_signed(qtbot, window, tmp_path, signed):  # noqa: F811
+def test_plain_folder_tab_unsigned_then_signed(qtbot, open_and_wait, window, tmp_path, signed):  # noqa: F811
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "config.json").write_bytes(b'{"a": 1}')
-    open_and_wait(qtbot, window, [plain])
+    open_and_wait(window, [plain])
     (view,) = folder_views(window)
     assert view.signature.text() == "Signature: unsigned"
     assert len(window.views()) == 1  # the folder's files still open in their own tabs

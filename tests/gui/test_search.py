@@ -26,12 +26,6 @@ def big_vocab(tmp_path_factory):
     return path
 
 
-def open_and_wait(qtbot, win, paths):
-    with qtbot.waitSignal(win.all_scans_finished, timeout=120_000):
-        views = win.open_paths([str(p) for p in paths])
-    return views
-
-
 def wait_search(qtbot, view):
     qtbot.waitUntil(lambda: view.search_done and not view._pending, timeout=60_000)
 
@@ -45,8 +39,8 @@ def shown_labels(model, index=None, out=None):
     return out
 
 
-def test_typing_starts_nothing_until_the_pause_then_one_search_in_a_worker(qtbot, window, big_vocab):
-    (view,) = open_and_wait(qtbot, window, [big_vocab])
+def test_typing_starts_nothing_until_the_pause_then_one_search_in_a_worker(qtbot, open_and_wait, window, big_vocab):
+    (view,) = open_and_wait(window, [big_vocab])
     started = []
     view.search_started.connect(started.append)
     window.search.setFocus()
@@ -63,8 +57,8 @@ def test_typing_starts_nothing_until_the_pause_then_one_search_in_a_worker(qtbot
     assert view.tree.model() is view.results
 
 
-def test_the_search_runs_off_the_gui_thread_over_the_core_tree(qtbot, window, big_vocab):
-    (view,) = open_and_wait(qtbot, window, [big_vocab])
+def test_the_search_runs_off_the_gui_thread_over_the_core_tree(qtbot, open_and_wait, window, big_vocab):
+    (view,) = open_and_wait(window, [big_vocab])
     threads = []
     view.search_started.connect(threads.append)
     view.set_filter("Ġtok149999")
@@ -78,8 +72,8 @@ def test_the_search_runs_off_the_gui_thread_over_the_core_tree(qtbot, window, bi
     assert match.label == "[149,999] Ġtok149999" and match.parent is tokens
 
 
-def test_results_arrive_incrementally(qtbot, window, big_vocab):
-    (view,) = open_and_wait(qtbot, window, [big_vocab])
+def test_results_arrive_incrementally(qtbot, open_and_wait, window, big_vocab):
+    (view,) = open_and_wait(window, [big_vocab])
     seen = []
 
     def on_batch(_paths, _visited, _found):
@@ -95,8 +89,8 @@ def test_results_arrive_incrementally(qtbot, window, big_vocab):
     assert f"the first {SHOWN_MAX:,} of" in view.filter_bar.label.text()
 
 
-def test_a_new_filter_cancels_the_stale_search_and_its_results_never_show(qtbot, window, big_vocab):
-    (view,) = open_and_wait(qtbot, window, [big_vocab])
+def test_a_new_filter_cancels_the_stale_search_and_its_results_never_show(qtbot, open_and_wait, window, big_vocab):
+    (view,) = open_and_wait(window, [big_vocab])
     workers, finished = [], []
 
     def started(worker):
@@ -115,10 +109,10 @@ def test_a_new_filter_cancels_the_stale_search_and_its_results_never_show(qtbot,
     assert not first.complete and first.visited < 3 * VOCAB  # it stopped early, at a cancellation check
 
 
-def test_each_tab_keeps_its_own_filter_and_shows_it(qtbot, window, tmp_path, big_vocab):
+def test_each_tab_keeps_its_own_filter_and_shows_it(qtbot, open_and_wait, window, tmp_path, big_vocab):
     clean = tmp_path / "model.safetensors"
     clean.write_bytes(safetensors_bytes())
-    vocab_view, clean_view = open_and_wait(qtbot, window, [big_vocab, clean])
+    vocab_view, clean_view = open_and_wait(window, [big_vocab, clean])
     window.tabs.setCurrentWidget(vocab_view)
     window.search.setText("chat_template")
     window.apply_search()
@@ -141,10 +135,10 @@ def test_each_tab_keeps_its_own_filter_and_shows_it(qtbot, window, tmp_path, big
     assert not vocab_view.filter_bar.isVisibleTo(vocab_view)
 
 
-def test_text_typed_then_switching_tab_stays_with_its_tab(qtbot, window, tmp_path, big_vocab):
+def test_text_typed_then_switching_tab_stays_with_its_tab(qtbot, open_and_wait, window, tmp_path, big_vocab):
     clean = tmp_path / "model.safetensors"
     clean.write_bytes(safetensors_bytes())
-    vocab_view, clean_view = open_and_wait(qtbot, window, [big_vocab, clean])
+    vocab_view, clean_view = open_and_wait(window, [big_vocab, clean])
     window.tabs.setCurrentWidget(vocab_view)
     qtbot.keyClicks(window.search, "general")
     window.tabs.setCurrentWidget(clean_view)  # before the pause
@@ -152,12 +146,12 @@ def test_text_typed_then_switching_tab_stays_with_its_tab(qtbot, window, tmp_pat
     assert window.search.text() == ""
 
 
-def test_risky_only_is_per_tab(qtbot, window, tmp_path):
+def test_risky_only_is_per_tab(qtbot, open_and_wait, window, tmp_path):
     hostile = tmp_path / "hostile.pkl"
     hostile.write_bytes(hostile_pickle_bytes())
     clean = tmp_path / "model.safetensors"
     clean.write_bytes(safetensors_bytes())
-    bad_view, clean_view = open_and_wait(qtbot, window, [hostile, clean])
+    bad_view, clean_view = open_and_wait(window, [hostile, clean])
     window.tabs.setCurrentWidget(bad_view)
     window.risky_only.setChecked(True)
     wait_search(qtbot, bad_view)

@@ -16,11 +16,6 @@ from airlock.gui.main_window import MainWindow
 from airlock.gui.start_page import PATH_ROLE, StartPage, supported_formats
 
 
-def open_and_wait(qtbot, win, paths):
-    with qtbot.waitSignal(win.all_scans_finished, timeout=120_000):
-        return win.open_paths([str(p) for p in paths])
-
-
 def recent_rows(page: StartPage):
     return [(page.recent.item(i).text(), page.recent.item(i).data(PATH_ROLE), bool(page.recent.item(i).flags()))
             for i in range(page.recent.count())]
@@ -39,7 +34,7 @@ def test_start_page_is_shown_first_and_lists_the_formats(window):
     assert not window.welcome.clear_recent.isEnabled()
 
 
-def test_recent_files_and_folders_persist_and_open_again(qtbot, window, tmp_path):
+def test_recent_files_and_folders_persist_and_open_again(qtbot, open_and_wait, window, tmp_path):
     folder = tmp_path / "models"
     folder.mkdir()
     (folder / "a.pkl").write_bytes(pickle.dumps({"a": 1}))
@@ -47,8 +42,8 @@ def test_recent_files_and_folders_persist_and_open_again(qtbot, window, tmp_path
     single.write_bytes(pickle.dumps([1, 2]))
     gone = tmp_path / "gone.pkl"
     gone.write_bytes(b"")
-    open_and_wait(qtbot, window, [gone])
-    open_and_wait(qtbot, window, [folder, single])
+    open_and_wait(window, [gone])
+    open_and_wait(window, [folder, single])
     gone.unlink()
     # a new window (a new run) sees them: they live in QSettings
     again = MainWindow()
@@ -95,10 +90,10 @@ def test_dropping_on_the_start_page_opens_the_files(qtbot, window, tmp_path):
     assert window.views()[0].severity == Severity.CRITICAL
 
 
-def test_reload_reads_the_file_again_and_keeps_the_selection(qtbot, window, tmp_path):
+def test_reload_reads_the_file_again_and_keeps_the_selection(qtbot, open_and_wait, window, tmp_path):
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps({"epoch": 1}, protocol=2))
-    (view,) = open_and_wait(qtbot, window, [path])
+    (view,) = open_and_wait(window, [path])
     assert view.severity < Severity.MEDIUM
     first_root = view.result.root
     node = next(n for n in first_root.walk(expand_lazy=True) if n.kind == "opcode")

@@ -12,12 +12,6 @@ from airlock.gui.demo import hostile_pickle_bytes
 from airlock.gui.tree_model import COL_NAME, COL_OFFSET, COL_SHAPE, COL_TYPE, NODE_ROLE
 
 
-def open_and_wait(qtbot, win, paths):
-    with qtbot.waitSignal(win.all_scans_finished, timeout=120_000):
-        views = win.open_paths([str(p) for p in paths])
-    return views
-
-
 def torch_file(tmp_path, name, *, legacy=False):
     state = {"model.layers.0.mlp.down_proj.weight": torch.zeros(3584, 2, dtype=torch.float16),
              "model.embed_tokens.weight": torch.zeros(4, 3), "lm_head.bias": torch.zeros(4)}
@@ -37,8 +31,8 @@ def visible_nodes(view):
 
 
 @pytest.mark.parametrize("legacy", [False, True])
-def test_a_clean_checkpoint_opens_on_its_tensors_with_the_pickles_folded(qtbot, window, tmp_path, legacy):
-    (view,) = open_and_wait(qtbot, window, [torch_file(tmp_path, "m.pt", legacy=legacy)])
+def test_a_clean_checkpoint_opens_on_its_tensors_with_the_pickles_folded(qtbot, open_and_wait, window, tmp_path, legacy):
+    (view,) = open_and_wait(window, [torch_file(tmp_path, "m.pt", legacy=legacy)])
     shown = visible_nodes(view)
     assert "model.layers.0.mlp.down_proj.weight" in [n.label for n in shown]  # open, not a row to find
     kinds = [n.kind for n in shown]
@@ -51,17 +45,17 @@ def test_a_clean_checkpoint_opens_on_its_tensors_with_the_pickles_folded(qtbot, 
         assert shown[1].label == "pickles (5)"  # the five legacy pickles under one row
 
 
-def test_a_risky_file_opens_on_its_risky_nodes(qtbot, window, tmp_path):
+def test_a_risky_file_opens_on_its_risky_nodes(qtbot, open_and_wait, window, tmp_path):
     path = tmp_path / "hostile.pkl"
     path.write_bytes(hostile_pickle_bytes())
-    (view,) = open_and_wait(qtbot, window, [path])
+    (view,) = open_and_wait(window, [path])
     shown = visible_nodes(view)
     assert any(n.kind == "call" and "os.system" in n.label for n in shown)
     assert not any(n.kind == "opcode" for n in shown)
 
 
-def test_columns_fit_what_they_hold_and_name_takes_the_rest(qtbot, window, tmp_path):
-    (view,) = open_and_wait(qtbot, window, [torch_file(tmp_path, "m.pt")])
+def test_columns_fit_what_they_hold_and_name_takes_the_rest(qtbot, open_and_wait, window, tmp_path):
+    (view,) = open_and_wait(window, [torch_file(tmp_path, "m.pt")])
     view.fit_columns()
     header = view.tree.header()
     metrics = view.tree.fontMetrics()
@@ -75,15 +69,15 @@ def test_columns_fit_what_they_hold_and_name_takes_the_rest(qtbot, window, tmp_p
     assert view.tree.textElideMode() == Qt.TextElideMode.ElideMiddle
 
 
-def test_a_column_never_squeezes_name_out(qtbot, window, tmp_path):
-    (view,) = open_and_wait(qtbot, window, [torch_file(tmp_path, "m.pt")])
+def test_a_column_never_squeezes_name_out(qtbot, open_and_wait, window, tmp_path):
+    (view,) = open_and_wait(window, [torch_file(tmp_path, "m.pt")])
     widths = columns.fit(view.tree)
     assert sum(widths.values()) <= view.tree.viewport().width() - columns.NAME_MIN
     assert view.tree.header().sectionSize(COL_NAME) >= columns.NAME_MIN - 2
 
 
-def test_tooltips_hold_the_full_value(qtbot, window, tmp_path):
-    (view,) = open_and_wait(qtbot, window, [torch_file(tmp_path, "m.pt")])
+def test_tooltips_hold_the_full_value(qtbot, open_and_wait, window, tmp_path):
+    (view,) = open_and_wait(window, [torch_file(tmp_path, "m.pt")])
     model = view.model
     tensor = next(n for n in visible_nodes(view) if n.kind == "tensor" and n.attrs["shape"] == (3584, 2))
     index = model.index_for(tensor)
@@ -94,8 +88,8 @@ def test_tooltips_hold_the_full_value(qtbot, window, tmp_path):
     assert f"offset {tensor.offset:,} (0x{tensor.offset:x})" in offset_tip
 
 
-def test_tensor_names_keep_their_end_when_they_do_not_fit(qtbot, window, tmp_path):
-    (view,) = open_and_wait(qtbot, window, [torch_file(tmp_path, "m.pt")])
+def test_tensor_names_keep_their_end_when_they_do_not_fit(qtbot, open_and_wait, window, tmp_path):
+    (view,) = open_and_wait(window, [torch_file(tmp_path, "m.pt")])
     delegate = view.tree.itemDelegateForColumn(COL_NAME)
     tensor = next(n for n in visible_nodes(view) if n.kind == "tensor")
     group = tensor.parent

@@ -23,12 +23,6 @@ def umask_022():
     os.umask(old)
 
 
-def open_and_wait(qtbot, win, paths):
-    with qtbot.waitSignal(win.all_scans_finished, timeout=120_000):
-        views = win.open_paths([str(p) for p in paths])
-    return views
-
-
 def checkpoint(path, megabytes=1):
     buf = io.BytesIO()
     n = megabytes * 2**20 // 4
@@ -55,8 +49,8 @@ def test_an_empty_folder_says_so(qtbot, window, tmp_path):
     assert window.tabs.count() == 0
 
 
-def test_cancelling_an_export_prints_no_traceback(qtbot, window, tmp_path, capfd):
-    (view,) = open_and_wait(qtbot, window, [checkpoint(tmp_path / "big.pt", megabytes=64)])
+def test_cancelling_an_export_prints_no_traceback(qtbot, open_and_wait, window, tmp_path, capfd):
+    (view,) = open_and_wait(window, [checkpoint(tmp_path / "big.pt", megabytes=64)])
     out = tmp_path / "big.safetensors"
     flow = ConvertFlow(window, view, quiet=True, ask_output=lambda _s: str(out), confirm_critical=lambda _v: True)
     with qtbot.waitSignal(flow.done, timeout=120_000) as blocker:
@@ -69,8 +63,8 @@ def test_cancelling_an_export_prints_no_traceback(qtbot, window, tmp_path, capfd
     assert "nothing was written" in flow.summary.text()
 
 
-def test_exported_files_get_the_umask_mode_and_a_show_in_folder_button(qtbot, window, tmp_path, umask_022):
-    (view,) = open_and_wait(qtbot, window, [checkpoint(tmp_path / "model.pt")])
+def test_exported_files_get_the_umask_mode_and_a_show_in_folder_button(qtbot, open_and_wait, window, tmp_path, umask_022):
+    (view,) = open_and_wait(window, [checkpoint(tmp_path / "model.pt")])
     out = tmp_path / "model.safetensors"
     flow, (status, _report) = export(qtbot, window, view, out)  # the real converter
     assert status == "ok" and out.is_file()
@@ -100,13 +94,13 @@ class UrlCatcher(QObject):
         self.urls.append(url.toString())
 
 
-def test_export_is_offered_for_onnx_and_sharded_checkpoints(qtbot, window, tmp_path):
+def test_export_is_offered_for_onnx_and_sharded_checkpoints(qtbot, open_and_wait, window, tmp_path):
     onnx_path = tmp_path / "m.onnx"
     onnx_path.write_bytes(onnx_files.matmul().SerializeToString())
     folder = tmp_path / "sharded"
     folder.mkdir()
     index = convert_files.sharded(folder, [{"a": torch.ones(4)}, {"b": torch.zeros(3)}])
-    onnx_view, index_view = open_and_wait(qtbot, window, [onnx_path, index])
+    onnx_view, index_view = open_and_wait(window, [onnx_path, index])
     for view in (onnx_view, index_view):
         window.tabs.setCurrentWidget(view)
         assert can_convert(view) and window.export_st_action.isEnabled(), view.name
@@ -130,10 +124,10 @@ def test_file_open_offers_model_types_first(window):
     assert dialog.fileMode() == dialog.FileMode.ExistingFiles
 
 
-def test_the_status_bar_keeps_its_state_after_a_message(qtbot, window, tmp_path):
+def test_the_status_bar_keeps_its_state_after_a_message(qtbot, open_and_wait, window, tmp_path):
     path = tmp_path / "h.pkl"
     path.write_bytes(hostile_pickle_bytes())
-    open_and_wait(qtbot, window, [path])
+    open_and_wait(window, [path])
     assert window.state_label.text() == "1 file(s) open. Nothing was executed."
     window.statusBar().showMessage("No match.", 20)
     qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "", timeout=5_000)
