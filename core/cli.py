@@ -233,7 +233,7 @@ def run_scan(args: argparse.Namespace) -> int:
         if review is not None:
             review.close()
         return cache
-    client = _dask_client(args)
+    client = _dask_client(args, limits.memory_budget_bytes)
     if isinstance(client, int):
         if review is not None:
             review.close()
@@ -299,8 +299,9 @@ def _result_cache(args: argparse.Namespace, policy: Any, limits: Any) -> Any:
         return EXIT_USAGE
 
 
-def _dask_client(args: argparse.Namespace) -> Any:
-    """None, a client of the --dask scheduler, or exit code 2 (distributed missing, no scheduler)."""
+def _dask_client(args: argparse.Namespace, memory_budget: int) -> Any:
+    """None, a client of the --dask scheduler with its workers guarded (airlock.core.worker_guard), or
+    exit code 2 (distributed missing, no scheduler, a worker that cannot be guarded)."""
     if not args.dask:
         return None
     from airlock.core import dask_map
@@ -309,10 +310,17 @@ def _dask_client(args: argparse.Namespace) -> Any:
         print(f"airlock: --dask needs the distributed package: {dask_map.INSTALL_HINT}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return dask_map.connect(args.dask)
+        client = dask_map.connect(args.dask)
     except (OSError, TimeoutError, ValueError) as exc:
         print(f"airlock: cannot reach the Dask scheduler {args.dask}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        dask_map.guard_cluster(client, memory_budget)
+    except RuntimeError as exc:  # never scan on an unguarded worker
+        print(f"airlock: {exc}", file=sys.stderr)
+        client.close()
+        return EXIT_USAGE
+    return client
 
 
 def _stopped(caught: interrupt.Interrupted | None) -> interrupt.Interrupted | None:
