@@ -222,6 +222,7 @@ def _own_process(event: str, args: tuple[Any, ...]) -> bool:
 
 
 _GUARD: Guard | None = None
+_BASE_DATA: int | None = None  # the worker's data segment when first guarded
 _LOCK = threading.Lock()
 
 
@@ -268,10 +269,15 @@ def prepare() -> None:
 def limit_memory(memory_budget: int) -> int:
     """RLIMIT_DATA for this worker: what the worker uses now (distributed's own threads and buffers)
     plus the per-file budget, since the worker process is not forked fresh for each file as a --jobs
-    worker is. Returns the limit set (0 where the platform has none)."""
+    worker is. What the worker used is measured once, when it is first guarded: registering the
+    guard again (each scan does) sets the same limit for the same budget. Returns the limit set (0
+    where the platform has none)."""
     from airlock.core.parallel import limit_memory as set_limit
 
-    limit = data_size() + memory_budget
+    global _BASE_DATA
+    if _BASE_DATA is None:
+        _BASE_DATA = data_size()
+    limit = _BASE_DATA + memory_budget
     set_limit(limit)
     return limit if sys.platform.startswith("linux") else 0
 

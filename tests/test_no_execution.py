@@ -13,6 +13,10 @@ the hook accepts only from airlock.core.code.reader (a canary checks ast.parse f
 is still blocked). Remote scans (hf:// URLs of the hostile files, served by a real local HTTP server)
 run under the hook too: network events are allowed only from airlock.core.remote and only to
 127.0.0.1 (canaries: the same server reached from elsewhere, the reader sent to another address).
+`airlock scan --dask` runs the hostile corpus on a real LocalCluster whose process workers carry
+Airlock's own worker guard (airlock.core.worker_guard), recording every refusal to a file the test
+reads: none while scanning, and a canary task proves the workers' hook fires (tests/test_dask_guard.py
+has the other canaries: exec, compile, eval, subprocess, unpickling, a worker that joins later).
 """
 
 from __future__ import annotations
@@ -327,3 +331,42 @@ def test_only_the_code_readers_ast_parse_may_compile(tmp_path: Path) -> None:
                        "exec": "blocked"}
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert sorted(r["event"] for r in records) == ["compile", "compile", "exec"]
+
+
+def test_dask_workers_scan_the_hostile_corpus_with_nothing_run(tmp_path: Path) -> None:
+    """`airlock scan --dask` over the hostile corpus and its mutants, on a real LocalCluster of process
+    workers guarded by airlock.core.worker_guard (the audit hook every --dask worker gets, recording
+    each refusal to a file read here): the same verdicts as the one-machine scan, and no refusal in
+    any worker. A canary task afterwards proves the workers' hook fires and records."""
+    distributed = pytest.importorskip("distributed")
+    from airlock.core import api, dask_map
+    from airlock.core.limits import DEFAULT_LIMITS
+
+    hostile = [(f.name, f.data) for f in corpus.hostile()]
+    everything = hostile + _mutants(hostile + [(f.name, f.data) for f in corpus.benign()], MUTATIONS)
+    folder = tmp_path / "scan"
+    files = [str(_write(folder, name, data)) for name, data in everything]
+    log = tmp_path / "worker-refusals.jsonl"
+    log.touch()
+    dask_map.quiet()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=50) as local, distributed.Client(local) as client:
+        dask_map.guard_cluster(client, DEFAULT_LIMITS.memory_budget_bytes, str(log))  # before the CLI's own
+        proc = subprocess.run([sys.executable, "-m", "airlock.core.cli", "scan", "--no-policy", "--format", "jsonl",
+                               "--dask", local.scheduler_address, str(folder)],
+                              capture_output=True, timeout=600, check=False)
+        scanning = [json.loads(line) for line in log.read_text().splitlines()]
+        with pytest.raises(PermissionError):
+            client.submit(os.system, "echo AIRLOCK_CANARY", pure=False).result(timeout=60)
+        canary = [json.loads(line) for line in log.read_text().splitlines()][len(scanning):]
+    assert proc.returncode == 1 and proc.stderr.decode().strip() == "", proc.stderr.decode()[-2000:]
+    on_cluster = {e["path"]: e for e in map(json.loads, proc.stdout.decode().splitlines())}
+    local_scan = {r.path: r.to_dict() for r in api.scan_paths(files)}
+
+    def verdict(entry: dict[str, Any]) -> tuple[str, str, list[str]]:
+        return entry["format"], entry["severity"], sorted({f["rule"] for f in entry["findings"]})
+
+    assert len(on_cluster) == len(files)
+    assert {p: verdict(e) for p, e in on_cluster.items()} == {p: verdict(e) for p, e in local_scan.items()}
+    assert not scanning, "\n".join(json.dumps(r) for r in scanning[:20])
+    assert [r["event"] for r in canary] == ["os.system"]
