@@ -592,6 +592,27 @@ result.close()
 """
 
 
+def dask_rows(work: Path, runs: int, peers: dict, row) -> None:
+    """The distributed map (issue 24): 1,000 small pickles scanned with `--dask` on a LocalCluster of
+    2 process workers (1 thread each; started once, not timed; the workers guarded before the first
+    run) against `--jobs 2` on the same machine, in the same rounds. The task names files/s of both."""
+    import distributed
+
+    folder = work / "pickles"
+    if not folder.exists():
+        make_small_pickles(folder, 1000)
+    count = sum(1 for _ in folder.iterdir())
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=50) as cluster:
+        found = measure_together({
+            "--dask": Cmd(airlock_cmd("scan", "--format", "jsonl", "--dask", cluster.scheduler_address, str(folder))),
+            "--jobs 2": Cmd(airlock_cmd("scan", "--format", "jsonl", "--jobs", "2", str(folder)))}, runs)
+    mine, base = found.pop("--dask"), found
+    rate = f"{count / mine.seconds:,.0f} files/s" if mine.seconds else "?"
+    base_rate = f"{count / base['--jobs 2'].seconds:,.0f}" if base["--jobs 2"].seconds else "?"
+    row(f"scan {count:,} small pickles --dask LocalCluster(2) ({rate}; --jobs 2: {base_rate})", mine, base)
+
+
 def view_rows(work: Path, runs: int, peers: dict, row) -> None:
     """The inspector's views (issue 20): the graph layout, and the first page of a big tensor's values."""
     found = measure_together({"airlock": Cmd([sys.executable, "-c", LAYOUT, str(TESTS)], ok_codes=(0,)),
@@ -671,17 +692,18 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="measure Airlock and the floors only")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--only", choices=("all", "hash", "isolation", "code", "bombs", "templates", "gui", "views",
-                                           "diff", "remote"),
+                                           "diff", "remote", "dask"),
                         default="all",
                         help="hash: only the hashing rows (airlock hash against sha256sum); isolation: only "
                              "the ONNX parser process rows; code: only the Python files row; bombs: only the "
                              "decompression-bomb rows; templates: only the chat-template chain rows; gui: only "
                              "the desktop app's typing rows (the figure is the longest event-loop stall, in "
                              "seconds); views: only the graph layout and tensor values rows; diff: only the "
-                             "airlock diff row (against cmp); remote: only the remote range-read rows")
+                             "airlock diff row (against cmp); remote: only the remote range-read rows; dask: only "
+                             "the --dask LocalCluster row (against --jobs 2)")
     args = parser.parse_args()
     diff_rows.scale = args.scale  # type: ignore[attr-defined]
-    if args.only in ("hash", "code", "bombs", "templates", "gui", "views", "diff", "remote"):
+    if args.only in ("hash", "code", "bombs", "templates", "gui", "views", "diff", "remote", "dask"):
         args.no_peers = True  # no peer reads these inputs
 
     if not args.no_peers:
@@ -710,6 +732,8 @@ def main() -> int:
         return only_rows(args, work, diff_rows)
     if args.only == "remote":
         return only_rows(args, work, remote_rows)
+    if args.only == "dask":
+        return only_rows(args, work, dask_rows)
     gib = 1024**3
     s = args.scale
     files = {
