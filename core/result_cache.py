@@ -11,6 +11,14 @@ Stored: the report entry as the scan made it, before the chain of custody's addi
 the policy's marks, the approvals gate), which are made afresh on every run. A cached entry says
 `"cached": true`.
 
+Hashing a large mirror on every run costs more than the scans it saves, so a local file's SHA-256 is
+memoized in a second table by what says it did not change: (path, size, mtime_ns, ctime_ns, inode,
+device). The key stays the content's hash; the memo only spares re-reading a file that is provably
+the same file, untouched: any write changes mtime, and ctime too (which a user cannot set back, as
+`touch -d` or `rsync -t` can set back mtime); a file whose mtime is within MEMO_SETTLE_NS of now,
+or that changed while it was hashed, is hashed again next time (a write in the same clock tick
+would not show in its times).
+
 Stdlib sqlite3, not the approvals database layer (airlock.core.review.db): that layer carries
 PostgreSQL, schema migrations and audit semantics for decisions people make; this is one
 key→JSON table on a local disk, disposable (delete the file to empty it), where a schema change just
@@ -36,6 +44,8 @@ if TYPE_CHECKING:
     from airlock.core.policy_file import UserPolicy
 
 TABLE = "scan_results_v1"
+MEMO_TABLE = "file_sha256_v1"
+MEMO_SETTLE_NS = 2_000_000_000  # younger files are not memoized: a write may still share their times
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -54,10 +64,14 @@ class ResultCache:
         self.settings = settings
         self.hits = 0
         self.stored = 0
+        self.hashed = 0  # local files read whole for their hash in this run (the memo spared the others)
         self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (content TEXT NOT NULL, "
                          "settings TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (content, settings))")
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS {MEMO_TABLE} (path TEXT PRIMARY KEY, "
+                         "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, "
+                         "inode INTEGER NOT NULL, device INTEGER NOT NULL, sha256 TEXT NOT NULL)")
 
     def close(self) -> None:
         self._db.close()
@@ -66,12 +80,32 @@ class ResultCache:
         """The file's content key, or None when it has none (unreadable, a remote file without ETag)."""
         if is_url(real):
             return _remote_key(real, limits)
-        from airlock.core.provenance.hashing import sha256_file
-
         try:
-            return "sha256:" + sha256_file(real)[0]
+            return "sha256:" + self._local_sha256(real)
         except OSError:
             return None  # scanned: the scan says why it cannot be read
+
+    def _local_sha256(self, real: str) -> str:
+        """The file's SHA-256: from the memo when the file is the same, untouched, else read whole."""
+        import os
+        import time
+
+        from airlock.core.provenance.hashing import sha256_file
+
+        path = os.path.abspath(real)
+        before = os.stat(path)
+        stamp = _stamp(before)
+        row = self._db.execute(f"SELECT size, mtime_ns, ctime_ns, inode, device, sha256 FROM {MEMO_TABLE} "
+                               "WHERE path = ?", (path,)).fetchone()
+        if row is not None and tuple(row[:5]) == stamp and _SHA256.match(str(row[5])):
+            return str(row[5])
+        digest: str = sha256_file(real)[0]
+        self.hashed += 1
+        settled = time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns) > MEMO_SETTLE_NS
+        if settled and _stamp(os.stat(path)) == stamp:  # unchanged while it was read
+            self._db.execute(f"INSERT OR REPLACE INTO {MEMO_TABLE} (path, size, mtime_ns, ctime_ns, inode, "
+                             "device, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)", (path, *stamp, digest))
+        return digest
 
     def get(self, content: str) -> dict[str, Any] | None:
         row = self._db.execute(f"SELECT entry FROM {TABLE} WHERE content = ? AND settings = ?",
@@ -82,6 +116,10 @@ class ResultCache:
         self._db.execute(f"INSERT OR REPLACE INTO {TABLE} (content, settings, entry) VALUES (?, ?, ?)",
                          (content, self.settings, json.dumps(entry)))
         self.stored += 1
+
+
+def _stamp(st: Any) -> tuple[int, int, int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
 
 
 def _remote_key(url: str, limits: Limits) -> str | None:

@@ -5,10 +5,12 @@ keyed by the hub's X-Linked-Etag (the LFS SHA-256), which a local copy of the sa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,59 @@ def _restore_oid() -> Any:
     saved = range_server.LFS_OID
     yield
     range_server.LFS_OID = saved
+
+
+# The memo of local files' SHA-256 by (path, size, mtime_ns, ctime_ns, inode, device).
+
+def _touched_again(path: Path, data: bytes, before: os.stat_result) -> None:
+    """Rewrite `path` with `data` of the same size and set its mtime back: only ctime tells (rewritten
+    until the clock has moved on, so that ctime really differs from `before`'s)."""
+    for _ in range(1000):
+        path.write_bytes(data)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        if os.stat(path).st_ctime_ns != before.st_ctime_ns:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the file system's ctime never moved")
+
+
+def test_an_unchanged_file_is_not_hashed_again_and_a_changed_one_is(tmp_path: Path, monkeypatch: Any) -> None:
+    from airlock.core import result_cache
+    from airlock.core.limits import DEFAULT_LIMITS
+
+    monkeypatch.setattr(result_cache, "MEMO_SETTLE_NS", -1)  # the files here are seconds old at most
+    path, db = tmp_path / "model.pkl", str(tmp_path / "cache.sqlite3")
+    path.write_bytes(EVIL)
+    first = result_cache.ResultCache(db, "settings")
+    key = first.content_key(str(path), DEFAULT_LIMITS)
+    assert key == "sha256:" + hashlib.sha256(EVIL).hexdigest() and first.hashed == 1
+    assert first.content_key(str(path), DEFAULT_LIMITS) == key and first.hashed == 1
+    first.close()
+    second = result_cache.ResultCache(db, "settings")  # the next run: the memo is in the file
+    assert second.content_key(str(path), DEFAULT_LIMITS) == key and second.hashed == 0
+    # the same size, the mtime set back: the content is still hashed again, and the key follows it
+    changed = BENIGN.ljust(len(EVIL), b"\x00")[: len(EVIL)]
+    _touched_again(path, changed, os.stat(path))
+    assert second.content_key(str(path), DEFAULT_LIMITS) == "sha256:" + hashlib.sha256(changed).hexdigest()
+    assert second.hashed == 1
+    # replaced by another file (a new inode) with the old bytes: hashed again too
+    other = tmp_path / "other.pkl"
+    other.write_bytes(changed)
+    os.replace(other, path)
+    assert second.content_key(str(path), DEFAULT_LIMITS) == "sha256:" + hashlib.sha256(changed).hexdigest()
+    assert second.hashed == 2
+    second.close()
+
+
+def test_a_file_written_just_now_is_not_memoized(tmp_path: Path) -> None:
+    """A write within the same clock tick would not show in its times: a fresh file is hashed each run."""
+    from airlock.core import result_cache
+    from airlock.core.limits import DEFAULT_LIMITS
+
+    path = tmp_path / "fresh.pkl"
+    path.write_bytes(BENIGN)
+    cache = result_cache.ResultCache(str(tmp_path / "cache.sqlite3"), "settings")
+    for _ in range(2):
+        cache.content_key(str(path), DEFAULT_LIMITS)
+    assert cache.hashed == 2
+    cache.close()
