@@ -112,6 +112,40 @@ class _Answer:
         self.headers = response.headers
 
 
+def proxy_for(parts: urllib.parse.SplitResult) -> urllib.parse.SplitResult | None:
+    """The proxy of `HTTPS_PROXY`/`HTTP_PROXY` (lower case first, as curl does) for this URL, unless
+    `NO_PROXY` names its host; None without one. Only http:// proxies: another scheme is refused
+    (RemoteError), never silently bypassed."""
+    environment = {name.lower(): value for name, value in os.environ.items()
+                   if name.lower() in ("http_proxy", "https_proxy", "no_proxy") and value}
+    for name, value in os.environ.items():  # the lower-case spelling wins where both are set
+        if name in ("http_proxy", "https_proxy", "no_proxy") and value:
+            environment[name] = value
+    address = environment.get(f"{parts.scheme}_proxy")
+    if not address:
+        return None
+    import urllib.request
+
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # not in typeshed
+    if bypass(parts.hostname or "", {"no": environment.get("no_proxy", "")}):
+        return None
+    proxy = urllib.parse.urlsplit(address if "://" in address else "http://" + address)
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise RemoteError(f"remote read failed: unsupported proxy {safe_text(address, 200)} "
+                          "(only http:// proxies, with CONNECT for https)")
+    return proxy
+
+
+def _proxy_authorization(proxy: urllib.parse.SplitResult) -> dict[str, str]:
+    if proxy.username is None:
+        return {}
+    import base64
+
+    user = urllib.parse.unquote(proxy.username)
+    password = urllib.parse.unquote(proxy.password or "")
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
 class HttpRangeReader:
     """GETs with a Range header on one URL, over one kept-alive connection, every answer checked."""
 
@@ -122,6 +156,7 @@ class HttpRangeReader:
         self.etag: str | None = None  # the hub's own hash (X-Linked-Etag: the LFS sha256) or ETag
         self._conn: http.client.HTTPConnection | None = None
         self._conn_key: tuple[str, str] | None = None
+        self._proxy_headers: dict[str, str] = {}  # Proxy-Authorization of a plain http proxy
 
     # Connections
 
@@ -130,20 +165,40 @@ class HttpRangeReader:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RemoteError(f"remote read failed: unsupported URL {url!r}")
         key = (parts.scheme, parts.netloc)
+        proxy = proxy_for(parts)
         if self._conn is None or self._conn_key != key:
             self.close()
-            cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-            self._conn = cls(parts.hostname, parts.port, timeout=self._timeout())
+            self._conn = self._open(parts, proxy)
             self._conn_key = key
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
+        if proxy is not None and parts.scheme == "http":  # a plain request goes to the proxy, whole URL
+            target = urllib.parse.urlunsplit((parts.scheme, parts.netloc, target, "", ""))
         return self._conn, target
+
+    def _open(self, parts: urllib.parse.SplitResult, proxy: urllib.parse.SplitResult | None,
+              ) -> http.client.HTTPConnection:
+        https = parts.scheme == "https"
+        if proxy is None:
+            cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
+            return cls(parts.hostname or "", parts.port, timeout=self._timeout())
+        # An http:// proxy: https through a CONNECT tunnel (TLS end to end, the host's certificate
+        # checked as without a proxy), http as requests of the whole URL.
+        auth = _proxy_authorization(proxy)
+        if https:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                proxy.hostname or "", proxy.port or 80, timeout=self._timeout())
+            conn.set_tunnel(parts.hostname or "", parts.port or 443, headers=auth)
+            return conn
+        self._proxy_headers = auth
+        return http.client.HTTPConnection(proxy.hostname or "", proxy.port or 80, timeout=self._timeout())
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._proxy_headers = {}
 
     def _timeout(self) -> float:
         left = self.deadline - time.monotonic()
@@ -180,6 +235,7 @@ class HttpRangeReader:
                    "Accept-Encoding": "identity"}
         for attempt in (0, 1):
             conn, target = self._connection(url)
+            headers.update(self._proxy_headers)
             try:
                 conn.timeout = self._timeout()
                 if conn.sock is not None:
