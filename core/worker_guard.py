@@ -12,10 +12,10 @@ The hook (sys.addaudithook: it cannot be removed once added, so a worker stays g
 refuses, by raising PermissionError, and records:
 - always: running a program or a process (os.system, exec*, spawn*, fork, subprocess.Popen), executing
   or compiling code (exec, compile, code and function objects, marshal), unpickling (pickle.find_class),
-  loading native code through ctypes, adding another audit hook, tracing;
+  loading a native library through ctypes, adding another audit hook, tracing;
 - while Airlock's scan is on the calling thread's stack: also network use (except from
-  airlock.core.remote, the range reader of a URL being scanned), opening a file for writing and any
-  file system change.
+  airlock.core.remote, the range reader of a URL being scanned), opening a file for writing, any
+  file system change and calls through ctypes.
 Its allowances, each decided by inspecting the calling frames:
 - distributed's own messages are pickled: `pickle.find_class` (and the code and function objects of a
   by-value function cloudpickle rebuilds) is allowed while distributed's deserialization
@@ -48,7 +48,9 @@ SPAWN = frozenset({"os.system", "os.posix_spawn", "os.fork", "os.forkpty", "os.s
 CODE = frozenset({"exec", "compile", "code.__new__", "function.__new__", "marshal.load", "marshal.loads",
                   "pickle.find_class", "sys.addaudithook", "sys.settrace", "sys.setprofile",
                   "cpython.run_file", "cpython.run_command", "cpython.run_module", "cpython.run_startup",
-                  "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function"})
+                  "ctypes.dlopen"})
+# Calls into native code already loaded (a GPU monitor's, say): refused while a scan runs only.
+NATIVE_CALLS = frozenset({"ctypes.dlsym", "ctypes.call_function"})
 CHANGE = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.rmdir", "os.mkdir", "os.chmod",
                     "os.chown", "os.truncate", "os.symlink", "os.link", "os.utime", "os.putenv",
                     "os.unsetenv", "os.chdir", "os.setxattr", "os.removexattr", "shutil.copyfile",
@@ -100,6 +102,8 @@ class Guard:
             return "network during a scan" if _scanning() and not _called_from({REMOTE_MODULE}) else None
         if event in CHANGE:
             return "file system change during a scan" if _scanning() else None
+        if event in NATIVE_CALLS:
+            return "native call during a scan" if _scanning() else None
         return None
 
     def record(self, event: str, args: tuple[Any, ...], why: str) -> None:
@@ -314,24 +318,29 @@ def refused_finding(refused: list[str]) -> dict[str, Any]:
                        "file (expected none); the file was not fully inspected"}
 
 
-def _plugin_base() -> type:
-    try:
-        from distributed import WorkerPlugin  # the optional extra [dask]
-    except ImportError:  # without distributed there is no worker to guard
-        return object
-    return WorkerPlugin
+def __getattr__(name: str) -> Any:
+    """`AirlockWorkerGuard`, the distributed.WorkerPlugin, made on first use: distributed (the optional
+    extra [dask]) is imported only where a cluster is used, never by importing this module. Kept in
+    the module once made, so that pickle finds it by reference in the workers."""
+    if name != "AirlockWorkerGuard":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from distributed import WorkerPlugin
 
+    class AirlockWorkerGuard(WorkerPlugin):
+        """The WorkerPlugin: `setup` runs in each worker (now and on joining) before it scans."""
 
-class AirlockWorkerGuard(_plugin_base()):  # type: ignore[misc]
-    """The WorkerPlugin: `setup` runs in each worker (now and on joining) before it scans."""
+        name = "airlock-worker-guard"
+        idempotent = False  # registered again with other limits: setup runs again (the hook stays one)
 
-    name = "airlock-worker-guard"
-    idempotent = False  # registered again with other limits: setup runs again (the hook stays one)
+        def __init__(self, memory_budget: int, record_to: str | None = None) -> None:
+            self.memory_budget = memory_budget
+            self.record_to = record_to
 
-    def __init__(self, memory_budget: int, record_to: str | None = None) -> None:
-        self.memory_budget = memory_budget
-        self.record_to = record_to
+        def setup(self, worker: Any) -> None:
+            install(self.record_to)
+            limit_memory(self.memory_budget)
 
-    def setup(self, worker: Any) -> None:
-        install(self.record_to)
-        limit_memory(self.memory_budget)
+    AirlockWorkerGuard.__module__ = __name__
+    AirlockWorkerGuard.__qualname__ = "AirlockWorkerGuard"
+    globals()[name] = AirlockWorkerGuard
+    return AirlockWorkerGuard
