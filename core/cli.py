@@ -84,8 +84,8 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True,
                            "512MiB, 4GiB; default: the policy's max-decompressed, else 1GiB); past it, a "
                            "high finding")
     scan.add_argument("--max-remote-bytes", type=_byte_size, default=None, metavar="SIZE",
-                      help="bytes fetched per remote file (http(s)://, hf://org/name[@rev]/path) by range "
-                           "requests (default 64MiB); past it, a high 'not fully inspected' finding")
+                      help="bytes fetched per remote file (http(s)://, hf://org/name[@rev]/path, s3://) by "
+                           "range requests (default 64MiB); past it, a high 'not fully inspected' finding")
     scan.add_argument("--dask", metavar="ADDRESS",
                       help="scan on a Dask distributed cluster, e.g. tcp://scheduler:8786 (the workers must "
                            "reach the paths; needs the [dask] extra)")

@@ -451,8 +451,13 @@ def scan_url(url: str, display: str, ctx: ScanContext) -> ScanResult:
     start = time.monotonic()
     limits = ctx.limits
     try:
-        source = RemoteSource.open_url(url, budget=limits.max_remote_bytes, timeout=limits.remote_timeout_s,
-                                       time_budget=limits.time_budget_s, name=display)
+        opener = RemoteSource.open_url
+        if url[:5].lower() == "s3://":
+            from airlock.core.remote_s3 import S3Source
+
+            opener = S3Source.open_s3
+        source = opener(url, budget=limits.max_remote_bytes, timeout=limits.remote_timeout_s,
+                        time_budget=limits.time_budget_s, name=display)
     except (LimitExceeded, ValueError) as exc:
         root = Node(FILE, scan._label(display), attrs={"format": scan.UNKNOWN, "bytes_read": 0})
         rule = RemoteBudget if isinstance(exc, BudgetExceeded) else RemoteReadFailed

@@ -20,7 +20,7 @@ from typing import Any
 from airlock.core.errors import FormatError
 
 HEAD_BYTES = 4096
-URL_SCHEMES = ("http://", "https://", "hf://")  # read by airlock.core.remote, never as local paths
+URL_SCHEMES = ("http://", "https://", "hf://", "s3://")  # read by airlock.core.remote, never as local paths
 SMALL_FILE_BYTES = 64 * 1024  # read whole at open: fewer system calls than reading it in pieces
 
 

@@ -329,14 +329,15 @@ class MainWindow(QMainWindow):
             self.open_paths(dialog.selectedFiles())
 
     def open_url_dialog(self) -> None:
-        """A remote file (https://…, hf://org/name[@revision]/path), read by range requests only."""
-        text, ok = QInputDialog.getText(self, "Open URL", "URL of a model file (https://… or "
-                                        "hf://org/name[@revision]/path):")
+        """A remote file (https://…, hf://org/name[@revision]/path, s3://…), read by range requests only."""
+        text, ok = QInputDialog.getText(self, "Open URL", "URL of a model file (https://…, "
+                                        "hf://org/name[@revision]/path or s3://bucket/key):")
         url = text.strip()
         if not ok or not url:
             return
         if not is_url(url):
-            QMessageBox.information(self, "Airlock", "Not a URL Airlock reads: use https://, http:// or hf://.")
+            QMessageBox.information(self, "Airlock",
+                                    "Not a URL Airlock reads: use https://, http://, hf:// or s3://.")
             return
         self.open_paths([url])
 

@@ -144,10 +144,13 @@ def _called_from(modules: set[str]) -> bool:
 CODE_READER = "airlock.core.code.reader"
 
 
+HOOK_FILES = {__file__}  # the hook's own frames (a subclass elsewhere adds its file: s3_noexec_child)
+
+
 def _parse_by_code_reader() -> bool:
     """True when the `compile` event comes from `ast.parse`, called from Airlock's code reader."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename == __file__:
+    while frame is not None and frame.f_code.co_filename in HOOK_FILES:
         frame = frame.f_back  # type: ignore[assignment]  # the hook's own frames
     if frame is None or frame.f_code is not ast.parse.__code__:
         return False
