@@ -15,12 +15,12 @@ Content decides the format; the name only adds checks, never lowers a verdict:
 from __future__ import annotations
 
 import os
-from types import ModuleType
 
 from airlock.core import formats
 from airlock.core.context import ScanContext
 from airlock.core.errors import Cancelled, FormatError, LimitExceeded
 from airlock.core.findings import ExtensionMismatch, NamedButInvalid, Severity
+from airlock.core.formats.contract import FormatModule
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
@@ -120,7 +120,7 @@ def _content_words(fmt: str, node: Node) -> str:
     return safe_text(str(node.attrs.get("content") or fmt), 160)
 
 
-def _forced_parse(module: ModuleType, source: Source, ctx: ScanContext) -> tuple[str, int | None] | None:
+def _forced_parse(module: FormatModule, source: Source, ctx: ScanContext) -> tuple[str, int | None] | None:
     """Run the claimed format's parser on bytes its sniffer did not claim, in a scratch context (its
     findings are not the file's: the content was already judged as what it is). Returns the first
     problem it met, or None when it found none."""

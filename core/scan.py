@@ -6,7 +6,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from types import ModuleType
 
 from airlock.core import claims, formats, inspection, model_card
 from airlock.core.context import CancelledFn, ProgressFn, ScanContext
@@ -22,6 +21,7 @@ from airlock.core.findings import (
     Unreadable,
 )
 from airlock.core.findings import LimitExceeded as LimitRule
+from airlock.core.formats.contract import FormatModule
 from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.source import Source, is_url
 from airlock.core.text import safe_path, safe_text
@@ -59,7 +59,8 @@ class ScanResult:
         return inspection.derive(self.format, self.root, self.findings)
 
 
-def sniff(source: Source, failures: list[str] | None = None) -> tuple[ModuleType | None, list[ModuleType]]:
+def sniff(source: Source,
+          failures: list[str] | None = None) -> tuple[FormatModule | None, list[FormatModule]]:
     """The best format for these bytes, and every other format that also claims them.
 
     Modules sniff the head; one that needs more (a zip's central directory sits at the end)

@@ -1,11 +1,15 @@
 """The format registry. Each module answers "is this mine?" (`sniff`) and "show it" (`parse`).
 
-A format module defines:
+A format module meets `contract.FormatModule` (checked by mypy through the block below):
     NAME: str                       short format name, as reported ("pickle", "safetensors"...)
     EXTENSIONS: tuple[str, ...]     file extensions that usually carry it (for mismatch findings)
     sniff(head: bytes, size: int) -> int    0 = not mine ... 100 = certain, from content only
     sniff_source(source) -> int     optional, replaces sniff when the head is not enough (zip EOCD)
     parse(source: Source, ctx: ScanContext) -> Node
+    OVERLAPS: tuple[str, ...]       optional: formats it knowingly shares extensions or bytes with
+
+Loading refuses a repeated name or an undeclared shared extension (`contract.RegistryConflict`).
+To add a format, follow the checklist in docs/ARCHITECTURE.md (a test keeps it honest).
 
 Modules import heavy libraries (numpy, onnx, gguf, jinja2, h5py) inside `parse`, never at import
 time: `airlock scan` on a pickle must not pay for them.
@@ -15,8 +19,9 @@ from __future__ import annotations
 
 import functools
 import importlib
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, cast
+
+from airlock.core.formats.contract import FormatModule, SourceSniffer, check_names
 
 # Order breaks ties between equal sniff scores.
 MODULE_NAMES = [
@@ -45,20 +50,78 @@ MODULE_NAMES = [
     "airlock.core.formats.inert",
 ]
 
-_loaded: list[ModuleType] | None = None
+
+if TYPE_CHECKING:  # mypy checks every registered module against the contract; no import at run time
+    from airlock.core.formats import (
+        chat_template,
+        compressed,
+        gguf,
+        inert,
+        joblib,
+        keras,
+        model_folder,
+        nemo,
+        not_inspected,
+        notebook,
+        numpy_npy,
+        numpy_npz,
+        onnx,
+        pickle,
+        python_code,
+        safetensors,
+        safetensors_index,
+        sevenz,
+        tar,
+        torch_legacy,
+        torch_zip,
+        torchscript,
+        yaml_config,
+        zip,
+    )
+
+    CHECKED: tuple[FormatModule, ...] = (
+        numpy_npy,
+        numpy_npz,
+        joblib,
+        pickle,
+        compressed,
+        safetensors,
+        safetensors_index,
+        gguf,
+        onnx,
+        keras,
+        model_folder,
+        yaml_config,
+        python_code,
+        notebook,
+        chat_template,
+        torchscript,
+        torch_zip,
+        torch_legacy,
+        nemo,
+        sevenz,
+        tar,
+        zip,
+        not_inspected,
+        inert,
+    )
+
+_loaded: list[FormatModule] | None = None
 
 
-def load_all_modules() -> list[ModuleType]:
+def load_all_modules() -> list[FormatModule]:
     global _loaded
     if _loaded is None:
-        _loaded = [importlib.import_module(name) for name in MODULE_NAMES]
+        modules = [cast(FormatModule, importlib.import_module(name)) for name in MODULE_NAMES]
+        check_names(modules)  # a dict walk, no sniffing: start-up stays as cheap as the imports
+        _loaded = modules
     return _loaded
 
 
-_sniffers: tuple[list[ModuleType], list[tuple[ModuleType, Any]]] | None = None
+_sniffers: tuple[list[FormatModule], list[tuple[FormatModule, SourceSniffer | None]]] | None = None
 
 
-def sniffers() -> list[tuple[ModuleType, Any]]:
+def sniffers() -> list[tuple[FormatModule, SourceSniffer | None]]:
     """(module, its sniff_source or None) in registry order: looked up once, not per file."""
     global _sniffers
     modules = load_all_modules()
@@ -67,7 +130,7 @@ def sniffers() -> list[tuple[ModuleType, Any]]:
     return _sniffers[1]
 
 
-def by_name(name: str) -> ModuleType:
+def by_name(name: str) -> FormatModule:
     for module in load_all_modules():
         if name == module.NAME:
             return module

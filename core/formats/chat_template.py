@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded
+from airlock.core.formats.contract import file_node
 from airlock.core.source import Source
-from airlock.core.tree import FILE, TEMPLATE, Node
+from airlock.core.tree import TEMPLATE, Node
 
 NAME = "chat_template"
 EXTENSIONS = (".jinja", ".jinja2", ".j2")
@@ -62,7 +63,7 @@ def _score(text: bytes) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if _within_budget(source, ctx, root):
         node = root.child(TEMPLATE, "chat template", offset=0, length=source.size, member=source.member,
                           attrs={"size": source.size})

@@ -13,13 +13,15 @@ from airlock.core.decompress import Inflater, decompress, kind_of
 from airlock.core.errors import LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, TrailingData
+from airlock.core.formats.contract import file_node
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import DATA, FILE, Node
+from airlock.core.tree import DATA, Node
 
 NAME = "compressed"
 # joblib keeps .joblib / .pkl on its compressed dumps, so those names do not disagree with the content.
 EXTENSIONS = (".gz", ".bz2", ".xz", ".lzma", ".z", ".zlib", ".lz4", ".joblib", ".jbl", ".pkl")
+OVERLAPS = ("joblib", "pickle")  # compressed joblib dumps keep .joblib/.pkl
 
 
 def sniff(head: bytes, size: int) -> int:
@@ -30,7 +32,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     kind = kind_of(source.head(64)) or "unknown"
     root.attrs["compression"] = kind
     member = f"{source.member}!{kind}" if source.member else f"<{kind} content>"

@@ -20,6 +20,7 @@ import struct
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import LimitExceeded, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.gguf_values import (
     KV,
     REFUSED,
@@ -33,7 +34,7 @@ from airlock.core.formats.gguf_values import (
 )
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import FIELD, FILE, GROUP, HEADER, PAGE_SIZE, TEMPLATE, Node
+from airlock.core.tree import FIELD, GROUP, HEADER, PAGE_SIZE, TEMPLATE, Node
 
 NAME = "gguf"
 EXTENSIONS = (".gguf",)
@@ -336,7 +337,7 @@ class Parser:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if source.size < 8:
         raise FormatError(f"truncated: {source.size} bytes, shorter than the 8-byte magic and version", 0)
     parser = Parser(source, ctx, root)

@@ -19,10 +19,11 @@ import struct
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import InertContent, NotInspected, TrailingData
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.onnx import read_varint
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import DATA, FILE, Node
+from airlock.core.tree import DATA, Node
 
 NAME = "inert"
 EXTENSIONS = (".txt", ".md", ".rst", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
@@ -116,7 +117,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     kind = detect(source.head(), source.size)
     problem: str | None = None
     if kind == IMAGE:

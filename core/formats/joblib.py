@@ -23,6 +23,7 @@ from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import DataOnly, Malformed, Rule, Severity
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.formats import torch_legacy
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.pickle import report_trailing
 from airlock.core.pickle import is_data_only, scan_pickle
 from airlock.core.pickle.analyze import add_run
@@ -36,6 +37,7 @@ from airlock.core.tree import FILE, GROUP, MEMBER, TENSOR, Node
 NAME = "joblib"
 # joblib's own names for its dumps, compressed ones included: none of them disagrees with the content.
 EXTENSIONS = (".joblib", ".jbl", ".pkl", ".pickle", ".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4")
+OVERLAPS = ("pickle", "compressed")  # joblib dumps are pickles, plain or compressed, under these names
 
 ZF_PREFIX = b"ZF"
 ZF_LENGTH_CHARS = 19  # len(hex(2**64)): joblib pads the hex length to this width
@@ -117,7 +119,7 @@ def sniff_source(source: Source) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if _is_zf(source.head(64)):
         _parse_zf(source, ctx, root)
         return root

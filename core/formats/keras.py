@@ -15,6 +15,7 @@ from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.errors import LimitExceeded as LimitError
 from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.keras_config import ConfigWalker
 from airlock.core.formats.zip import open_zipfile_member, zipfile_errors, zipfile_names
 from airlock.core.isolate import MALFORMED, TIMEOUT, ChildFormatError, IsolationFailure, run_isolated
@@ -89,7 +90,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if _hdf5_offset(source) is not None:
         root.attrs["container"] = "hdf5"
         _parse_hdf5(source, ctx, root)

@@ -17,13 +17,15 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded, Malformed, NotInspected, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.hidden_text import report_hidden_in_json
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import FILE, GROUP, METADATA, TEMPLATE, Node
+from airlock.core.tree import GROUP, METADATA, TEMPLATE, Node
 
 NAME = "json"
 EXTENSIONS = (".json",)
+OVERLAPS = ("safetensors-index", "yaml")  # YAML is a superset of JSON
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # tokenizer.json files reach ~35 MB
 EAGER_KEYS = 1000
@@ -57,7 +59,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     name = os.path.basename(source.member or source.name)
     if source.size > MAX_JSON_BYTES:
         ctx.report(LimitExceeded if name in HF_CONFIG_NAMES else NotInspected,

@@ -15,9 +15,10 @@ import posixpath
 from airlock.core.context import ScanContext
 from airlock.core.findings import Malformed
 from airlock.core.formats import tar
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.tar_stream import compression
 from airlock.core.source import Source
-from airlock.core.tree import FILE, Node
+from airlock.core.tree import Node
 
 NAME = "nemo"
 EXTENSIONS = (".nemo",)
@@ -41,7 +42,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     names = tar.walk(source, ctx, root)
     if not is_nemo(names):
         ctx.report(Malformed, f"NeMo archive without {CONFIG}: NeMo cannot restore it", node=root, offset=0)

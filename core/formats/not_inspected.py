@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import NotInspected
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.onnx import read_varint
 from airlock.core.formats.zip import zipfile_names
 from airlock.core.source import Source
-from airlock.core.tree import FILE, Node
+from airlock.core.tree import Node
 
 if TYPE_CHECKING:
     pass
@@ -105,7 +106,7 @@ def _is_pt2(source: Source) -> bool:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     kind, _score = detect(source)
     what = kind or "unrecognised model format"
     root.attrs["detected"] = what

@@ -11,8 +11,9 @@ from __future__ import annotations
 from airlock.core.code import rules  # noqa: F401 - rules register their ids
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded
+from airlock.core.formats.contract import file_node
 from airlock.core.source import Source
-from airlock.core.tree import FILE, Node
+from airlock.core.tree import Node
 
 NAME = "notebook"
 EXTENSIONS = (".ipynb",)
@@ -32,7 +33,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if source.size > MAX_NOTEBOOK_BYTES:
         ctx.report(LimitExceeded, f"notebook of {source.size:,} bytes is over the {MAX_NOTEBOOK_BYTES:,}-"
                    "byte budget: not analysed", node=root, offset=0)

@@ -19,13 +19,14 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import Malformed, Rule, Severity, TrailingData
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.pickle import report_trailing
 from airlock.core.literal import LiteralError, read_literal
 from airlock.core.pickle import is_data_only, scan_pickle
 from airlock.core.pickle.opcodes import looks_like_pickle
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import DATA, FIELD, FILE, HEADER, TENSOR, Node
+from airlock.core.tree import DATA, FIELD, HEADER, TENSOR, Node
 
 NAME = "npy"
 EXTENSIONS = (".npy",)
@@ -58,7 +59,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     read_npy(source, ctx, root)
     return root
 

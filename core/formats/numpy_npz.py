@@ -17,10 +17,11 @@ from airlock.core.decompress import Decompressed
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.zip import member_data_start, open_zipfile_member, zipfile_errors, zipfile_names
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
-from airlock.core.tree import FILE, Node
+from airlock.core.tree import Node
 
 if TYPE_CHECKING:
     import zipfile
@@ -64,7 +65,7 @@ def sniff_source(source: Source) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     try:
         archive = open_zip(source)
     except zipfile_errors() as exc:

@@ -18,6 +18,7 @@ from airlock.core.errors import FormatError
 from airlock.core.errors import LimitExceeded as LimitExceeded_
 from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
 from airlock.core.formats import onnx_checks, onnx_triggers
+from airlock.core.formats.contract import file_node
 from airlock.core.graph.onnx_graph import OnnxGraphSource
 from airlock.core.isolate import (
     MALFORMED,
@@ -29,7 +30,7 @@ from airlock.core.isolate import (
 )
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import FIELD, FILE, GROUP, INITIALIZER, METADATA, OPERATOR, Node
+from airlock.core.tree import FIELD, GROUP, INITIALIZER, METADATA, OPERATOR, Node
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -164,7 +165,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     fields, problem = top_fields(source.view(), source.size, source.size)
     if problem is not None:
         offset = fields[-1][1] if fields and problem.startswith("truncated: field ") else None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import DataOnly, Malformed, TrailingData
+from airlock.core.formats.contract import file_node
 from airlock.core.pickle import is_data_only, scan_pickle
 from airlock.core.pickle.opcodes import PROTO, looks_like_pickle, probe
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import DATA, FILE, Node
+from airlock.core.tree import DATA, Node
 
 NAME = "pickle"
 EXTENSIONS = (".pkl", ".pickle", ".p")
+OVERLAPS = ("joblib", "compressed")  # joblib writes .pkl too; a compressed .pkl is a stream first
 
 
 _PROBE_WINDOW = 64 * 1024**2
@@ -31,7 +33,7 @@ def sniff_source(source: Source) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     runs = scan_pickle(source, ctx, root)
     root.attrs["pickles"] = len(runs)
     if not runs:

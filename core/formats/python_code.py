@@ -14,8 +14,9 @@ import re
 from airlock.core.code import MAX_SOURCE_BYTES, rules  # noqa: F401 - rules register their ids
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded
+from airlock.core.formats.contract import file_node
 from airlock.core.source import Source
-from airlock.core.tree import FILE, Node
+from airlock.core.tree import Node
 
 NAME = "python"
 EXTENSIONS = (".py", ".pyw", ".pyi")
@@ -66,7 +67,7 @@ def _score(head: bytes) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if source.size > MAX_SOURCE_BYTES:
         ctx.report(LimitExceeded, f"Python source of {source.size:,} bytes is over the {MAX_SOURCE_BYTES:,}-"
                    "byte budget: not analysed", node=root, offset=0)

@@ -21,10 +21,11 @@ from airlock.core import dtypes
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.source import Source
 from airlock.core.tensor_tree import add_tensor_tree
 from airlock.core.text import human_size, safe_text
-from airlock.core.tree import DATA, FILE, GROUP, HEADER, METADATA, TEMPLATE, TENSOR, Node
+from airlock.core.tree import DATA, GROUP, HEADER, METADATA, TEMPLATE, TENSOR, Node
 
 NAME = "safetensors"
 EXTENSIONS = (".safetensors",)
@@ -267,7 +268,7 @@ def expected_bytes(dtype: str, shape: Sequence[int]) -> int | None:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     try:
         header = read_header(source, ctx.limits.max_header_bytes, ctx)
     except FormatError as exc:

@@ -16,6 +16,7 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import NotInspected, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.safetensors import load_json, read_header
 from airlock.core.source import Source
 from airlock.core.tensor_tree import add_tensor_tree
@@ -24,6 +25,7 @@ from airlock.core.tree import FIELD, FILE, GROUP, METADATA, Node
 
 NAME = "safetensors-index"
 EXTENSIONS = (".json",)
+OVERLAPS = ("json", "yaml")  # an index is JSON, claimed by content above the generic reader
 MAX_NAMES = 5  # tensor names quoted per finding; the rest are counted
 
 
@@ -71,7 +73,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if source.size > ctx.limits.max_header_bytes:
         raise FormatError(f"index of {source.size:,} bytes exceeds the cap of "
                           f"{ctx.limits.max_header_bytes:,} bytes", 0)

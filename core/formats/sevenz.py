@@ -26,10 +26,11 @@ from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import sevenz_header as h
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.tar import EscapingMember, escapes, is_torch_storage, normalise
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import FILE, MEMBER, Node
+from airlock.core.tree import MEMBER, Node
 
 NAME = "7z"
 EXTENSIONS = (".7z",)
@@ -75,7 +76,7 @@ def method_name(method: bytes) -> str:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     streams, entries = read_archive(source, ctx)
     root.attrs["members"] = len(entries)
     root.attrs["folders"] = len(streams.folders) if streams else 0

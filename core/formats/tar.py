@@ -25,17 +25,19 @@ from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, NotInspected, Rule, Severity, TrailingData
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.tar_stream import DecompressingReader, compression, decompressor
 from airlock.core.limits import DEFAULT_LIMITS
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
-from airlock.core.tree import DATA, FILE, MEMBER, Node
+from airlock.core.tree import DATA, MEMBER, Node
 
 if TYPE_CHECKING:
     import tarfile
 
 NAME = "tar"
 EXTENSIONS = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+OVERLAPS = ("torch_legacy",)  # torch.save's oldest layout is a tar, handed to torch_legacy
 
 MAX_MEMBER_NODES = 10_000  # members shown and scanned one by one; the rest are summarised
 _CHUNK = 1 << 20
@@ -137,7 +139,7 @@ def first_names(source: Source, limit: int = 16) -> list[str]:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     names = walk(source, ctx, root)
     from airlock.core.formats import nemo
 

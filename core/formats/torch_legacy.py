@@ -20,6 +20,7 @@ from airlock.core.context import ScanContext
 from airlock.core.convert.spec import StorageRef, TensorSpec
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.torch_checkpoint import STORAGE_DTYPES, TensorInfo, persistent_refs, walk
 from airlock.core.formats.torch_rules import LegacyTrailing, weights_only_refusal
 from airlock.core.limits import Limits
@@ -29,13 +30,14 @@ from airlock.core.pickle.opcodes import looks_like_pickle
 from airlock.core.pickle.values import Global, PersistentRef, PList, PTuple
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
-from airlock.core.tree import DATA, FILE, GROUP, INTERNALS, MEMBER, ROLE, Node
+from airlock.core.tree import DATA, GROUP, INTERNALS, MEMBER, ROLE, Node
 
 if TYPE_CHECKING:
     import tarfile
 
 NAME = "torch_legacy"
 EXTENSIONS = (".pt", ".pth", ".bin", ".ckpt", ".pt.tar", ".tar", ".t7", ".model")
+OVERLAPS = ("torch_zip", "torchscript", "tar")  # the oldest torch.save wrote a tar
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
@@ -106,7 +108,7 @@ def _tar_checksum_ok(block: bytes) -> bool:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if _tar_name(source.head(512)) in TAR_MEMBERS and _tar_checksum_ok(source.head(512)):
         parse_tar(source, ctx, root)
         return root

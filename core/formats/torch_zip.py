@@ -16,6 +16,7 @@ from airlock.core.convert.spec import StorageRef
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, NotInspected, Severity
 from airlock.core.formats import zip as zipf
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.torch_checkpoint import ITEMSIZES, Lookup, PersistentTensor, TensorInfo, walk
 from airlock.core.formats.torch_rules import WeightsOnly, weights_only_refusal
 from airlock.core.limits import Limits
@@ -23,16 +24,21 @@ from airlock.core.pickle import PickleRun
 from airlock.core.pickle.machine import Machine
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, FILE, GROUP, INTERNALS, MEMBER, ROLE, TENSOR, Node
+from airlock.core.tree import CONTENTS, GROUP, INTERNALS, MEMBER, ROLE, TENSOR, Node
 from airlock.core.zipread import ZipArchive, ZipMember, open_archive, peek_names, read_member
 
 NAME = "torch_zip"
 EXTENSIONS = (".pt", ".pth", ".bin", ".ckpt", ".pt.tar", ".model")
+OVERLAPS = ("torchscript", "torch_legacy")  # the legacy torch.save layout used the same names
 
 _MAIN = re.compile(r"[^/]+/data\.pkl")
 _RECORDS = ("version", ".data/version", "byteorder", ".format_version", ".storage_alignment",
             ".data/serialization_id")
 MAX_PROBLEMS = 20  # tensor problems reported one by one; the rest are counted
+
+
+def sniff(head: bytes, size: int) -> int:
+    return 0  # sniff_source decides: a zip is known by its central directory at the end
 
 
 def sniff_source(source: Source) -> int:
@@ -43,7 +49,7 @@ def sniff_source(source: Source) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     parse_archive(source, ctx, root, torchscript=False)
     return root
 

@@ -23,15 +23,17 @@ from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import zip as zipf
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.torch_rules import CustomOperator
 from airlock.core.pickle.policy import SAFE, Policy, Verdict, load_policy
 from airlock.core.source import Source
 from airlock.core.text import escape, safe_text
-from airlock.core.tree import FILE, TEXT, Node
+from airlock.core.tree import TEXT, Node
 from airlock.core.zipread import ZipArchive, ZipMember, crc_issue, peek_names, read_member
 
 NAME = "torchscript"
 EXTENSIONS = (".pt", ".pth", ".ptl", ".torchscript", ".jit")
+OVERLAPS = ("torch_zip", "torch_legacy")  # torch.jit.save and torch.save share .pt/.pth
 
 _CONSTANTS = re.compile(r"[^/]+/constants\.pkl")
 _OP = re.compile(rb"\bops\.([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -93,6 +95,10 @@ def torchscript_policy() -> Policy:
     return _TorchScriptPolicy(base.allow, base.deny)
 
 
+def sniff(head: bytes, size: int) -> int:
+    return 0  # sniff_source decides: a zip is known by its central directory at the end
+
+
 def sniff_source(source: Source) -> int:
     names = peek_names(source)
     if not names:
@@ -103,7 +109,7 @@ def sniff_source(source: Source) -> int:
 def parse(source: Source, ctx: ScanContext) -> Node:
     from airlock.core.formats.torch_zip import parse_archive
 
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     parse_archive(source, ctx, root, torchscript=True)
     return root
 

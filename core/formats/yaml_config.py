@@ -18,13 +18,15 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.findings import InertContent, LimitExceeded, NotInspected
 from airlock.core.formats import hydra
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.inert import looks_like_text
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import FILE, Node
+from airlock.core.tree import Node
 
 NAME = "yaml"
 EXTENSIONS = (".yaml", ".yml", ".json")  # after the JSON module in the registry: .json stays "json"
+OVERLAPS = ("json", "safetensors-index")  # JSON is YAML: .json stays json by registry order
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # Hydra/NeMo configs are kilobytes; the pure-Python composer is slow
 _C_COMPOSER_DEPTH = 64  # deeper (estimated) documents go through the pure-Python composer
@@ -73,7 +75,7 @@ def sniff_source(source: Source) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if source.size > MAX_CONFIG_BYTES:
         ctx.report(NotInspected, f"config of {source.size:,} bytes is over the {MAX_CONFIG_BYTES:,}-byte "
                    "budget: its targets were not inspected", node=root, offset=0)

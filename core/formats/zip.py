@@ -17,12 +17,13 @@ from airlock.core.decompress import CHUNK, Decompressed, Inflater, decompress
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, NotInspected, Polyglot, TrailingData
+from airlock.core.formats.contract import file_node
 from airlock.core.pickle import PickleRun, scan_pickle
 from airlock.core.pickle.opcodes import HIGHEST_PROTOCOL, PROTO, iter_ops, looks_like_pickle
 from airlock.core.pickle.policy import Policy
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
-from airlock.core.tree import DATA, FILE, MEMBER, Node
+from airlock.core.tree import DATA, MEMBER, Node
 from airlock.core.zipread import (
     DEFLATED,
     LOCAL,
@@ -91,6 +92,10 @@ def zipfile_names(source: Source) -> list[str] | None:
     return names
 
 
+def sniff(head: bytes, size: int) -> int:
+    return 0  # sniff_source decides: a zip is known by its central directory at the end
+
+
 def sniff_source(source: Source) -> int:
     head = source.head(512)
     if peek_names(source, 1) is None:
@@ -104,7 +109,7 @@ def sniff_source(source: Source) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     try:
         archive = open_checked(source, ctx, root)
     except FormatError as exc:
