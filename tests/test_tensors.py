@@ -302,7 +302,7 @@ def test_sample_ranges_cover_the_ends():
 
 
 def test_converter_specs_become_tensor_data(tmp_path):
-    from airlock.core.convert.spec import StorageRef, TensorSpec, contiguous_strides
+    from airlock.core.tensor_spec import StorageRef, TensorSpec, contiguous_strides
 
     values = np.arange(12, dtype="<f4")
     path = tmp_path / "raw.bin"

@@ -14,8 +14,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: format readers import airlock.core.convert.spec, and a scan must not
-    # pay for the converter.
+    # Imported on first use: a scan must not pay for the converter.
     if name == "convert":
         from airlock.core.convert.api import convert
 

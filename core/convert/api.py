@@ -19,11 +19,11 @@ from airlock.core.convert.model import (
     WrittenFile,
 )
 from airlock.core.convert.publish import PartFile, publish, remove_stale_parts
-from airlock.core.convert.spec import DTYPE_SIZES
 from airlock.core.convert.stream import CHUNK, check_spec
 from airlock.core.convert.verify import verify_file
 from airlock.core.convert.writer import Progress, SourceFiles, write_file
 from airlock.core.limits import DEFAULT_LIMITS, Limits
+from airlock.core.tensor_spec import DTYPE_SIZES
 from airlock.core.text import safe_path, safe_text
 
 ALIASES_KEY = "airlock.aliases"

@@ -15,7 +15,7 @@ from typing import Any
 
 from airlock.core import dtypes
 from airlock.core.convert.model import ConvertError, OutTensor, Plan
-from airlock.core.convert.spec import StorageRef, TensorSpec, contiguous_strides
+from airlock.core.tensor_spec import StorageRef, TensorSpec, contiguous_strides
 from airlock.core.text import safe_text
 
 _PLAIN = dtypes.ggml_plain()  # GGML types that are plain arrays → their SafeTensors code
@@ -129,7 +129,7 @@ def _add_tensor(path: str, plan: Plan, name: str, shape: tuple[int, ...], ttype:
     label = safe_text(name)
     dtype = _PLAIN.get(ttype)
     if dtype is not None:
-        from airlock.core.convert.spec import DTYPE_SIZES
+        from airlock.core.tensor_spec import DTYPE_SIZES
 
         ref = StorageRef(name, dtype, numel * DTYPE_SIZES[dtype], offset)
         plan.tensors.append(OutTensor(name, dtype, shape, TensorSpec(dtype, shape, contiguous_strides(shape),

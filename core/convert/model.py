@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from airlock.core.convert.spec import DTYPE_SIZES, TensorSpec
 from airlock.core.errors import AirlockError
+from airlock.core.tensor_spec import DTYPE_SIZES, TensorSpec
 
 # An output larger than this many times the input's bytes on disk is refused unless asked for.
 # Copying tensors never expands a checkpoint; what does is dequantizing GGUF to F32 (up to 28.4x

@@ -14,7 +14,9 @@ import zlib
 from typing import Any
 
 from airlock.core.convert.model import ConvertError, OutTensor, Plan
-from airlock.core.convert.spec import (
+from airlock.core.errors import FormatError
+from airlock.core.literal import read_literal
+from airlock.core.tensor_spec import (
     DEFLATED,
     DTYPE_SIZES,
     STORED,
@@ -22,8 +24,6 @@ from airlock.core.convert.spec import (
     TensorSpec,
     contiguous_strides,
 )
-from airlock.core.errors import FormatError
-from airlock.core.literal import read_literal
 from airlock.core.text import safe_text
 
 NPY_MAGIC = b"\x93NUMPY"

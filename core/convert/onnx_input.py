@@ -12,7 +12,7 @@ from typing import Any
 
 from airlock.core import dtypes
 from airlock.core.convert.model import ConvertError, OutTensor, Plan
-from airlock.core.convert.spec import DTYPE_SIZES, StorageRef, TensorSpec, contiguous_strides
+from airlock.core.tensor_spec import DTYPE_SIZES, StorageRef, TensorSpec, contiguous_strides
 from airlock.core.text import safe_text
 
 # ONNX data types the converter writes → their SafeTensors code.

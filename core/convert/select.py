@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from airlock.core.convert.model import ConvertError, OutTensor, Plan
-from airlock.core.convert.spec import DTYPE_SIZES, TensorSpec, as_mapping
 from airlock.core.pickle.values import PList, PTuple, preview
+from airlock.core.tensor_spec import DTYPE_SIZES, TensorSpec, as_mapping
 from airlock.core.text import safe_text
 
 MAX_WALK = 1_000_000  # values visited while looking for the weights dict

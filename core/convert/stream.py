@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from airlock.core.convert.model import ConvertError
-from airlock.core.convert.spec import DEFLATED, DTYPE_SIZES, STORED, TensorSpec
+from airlock.core.tensor_spec import DEFLATED, DTYPE_SIZES, STORED, TensorSpec
 
 if TYPE_CHECKING:
     from airlock.core.convert.model import OutTensor

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from airlock.core import dtypes
-from airlock.core.convert.spec import StorageRef, TensorSpec, constructor_pairs
 from airlock.core.errors import FormatError
 from airlock.core.findings import Finding, Severity
 from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.pickle.values import Call, Global, PDict, PersistentRef, PList, PTuple
+from airlock.core.tensor_spec import StorageRef, TensorSpec, constructor_pairs
 
 # Storage class → (dtype code, bytes per element, torch dtype name). Codes without a SafeTensors
 # equivalent (C128, C32, the quantized ones) are still described for the tree.

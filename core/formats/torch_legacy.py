@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
-from airlock.core.convert.spec import StorageRef, TensorSpec
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Severity
 from airlock.core.formats.contract import file_node
@@ -29,6 +28,7 @@ from airlock.core.pickle.machine import Machine, PickleRun
 from airlock.core.pickle.opcodes import looks_like_pickle
 from airlock.core.pickle.values import Global, PersistentRef, PList, PTuple
 from airlock.core.source import Source, SourceFile
+from airlock.core.tensor_spec import StorageRef, TensorSpec
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, GROUP, INTERNALS, MEMBER, ROLE, Node
 

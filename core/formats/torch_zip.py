@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 
 from airlock.core.context import ScanContext
-from airlock.core.convert.spec import StorageRef
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, NotInspected, Severity
 from airlock.core.formats import zip as zipf
@@ -23,6 +22,7 @@ from airlock.core.limits import Limits
 from airlock.core.pickle import PickleRun
 from airlock.core.pickle.machine import Machine
 from airlock.core.source import Source
+from airlock.core.tensor_spec import StorageRef
 from airlock.core.text import safe_text
 from airlock.core.tree import CONTENTS, GROUP, INTERNALS, MEMBER, ROLE, TENSOR, Node
 from airlock.core.zipread import ZipArchive, ZipMember, open_archive, peek_names, read_member

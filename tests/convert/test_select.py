@@ -4,8 +4,8 @@ import pytest
 
 from airlock.core.convert.model import ConvertError, Plan
 from airlock.core.convert.select import find_weights, plan_from_value
-from airlock.core.convert.spec import StorageRef, TensorSpec
 from airlock.core.pickle.values import Call, Global, PDict, PList
+from airlock.core.tensor_spec import StorageRef, TensorSpec
 
 
 def spec(n=4, dtype="F32", key="0"):

@@ -1,5 +1,8 @@
 """Tensor descriptions shared by the format readers (which produce them) and the converter.
 
+It lives in the engine, not in `convert/`: format readers never import the converter (an
+import-linter contract in pyproject.toml).
+
 A reader describes every tensor from the file's structure alone: where its storage's bytes
 are, its dtype, shape, strides and storage offset. Nothing is loaded or executed. The
 converter streams the described bytes into a SafeTensors file.
