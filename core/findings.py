@@ -85,25 +85,6 @@ class Rule:
         Rule.registry[cls.id] = cls
 
 
-def all_rules() -> list[type[Rule]]:
-    _load_rule_modules()
-    return sorted(Rule.registry.values(), key=lambda r: r.id)
-
-
-def _load_rule_modules() -> None:
-    # Rules live next to the format they judge; importing the registry of formats imports them all.
-    from airlock.core import (
-        formats,
-        remote,  # noqa: F401 - remote range reads (a misbehaving server, the byte budget)
-        templates,  # noqa: F401 - chat-template rules (jinja2 is imported only to parse)
-    )
-    from airlock.core.formats import model_folder_context  # noqa: F401 - code shipped with a model
-    from airlock.core.provenance import rules  # noqa: F401 - hashes, pins, signatures, policy
-    from airlock.core.review import rules as review_rules  # noqa: F401 - approvals (--require-approved)
-
-    formats.load_all_modules()
-
-
 # Rules shared by every format.
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from airlock.core.findings import Finding, NotInspected, Rule, Severity, all_rules
+from airlock.core.findings import Finding, NotInspected, Rule, Severity
 
 if TYPE_CHECKING:
     from airlock.core.tree import Node
@@ -27,6 +27,8 @@ _NOT_READ = frozenset({"unknown", "skipped"})
 def is_incomplete(rule_id: str) -> bool:
     rule = Rule.registry.get(rule_id)
     if rule is None:  # rules register when their format module is imported: import them all once
+        from airlock.core.rule_catalog import all_rules  # imports every format: only when needed
+
         rule = {r.id: r for r in all_rules()}.get(rule_id)
     return rule is not None and rule.incomplete
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from airlock.core.findings import all_rules
 from airlock.core.report import rules_doc
+from airlock.core.rule_catalog import all_rules
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 
@@ -36,7 +36,7 @@ def test_all_rules_knows_every_rule_class_in_core_whatever_was_imported_before()
                     if (isinstance(stmt, ast.Assign) and any(getattr(t, "id", None) == "id" for t in stmt.targets)
                             and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)):
                         declared[stmt.value.value] = str(path)
-    fresh = subprocess.run([sys.executable, "-c", "import json; from airlock.core.findings import all_rules; "
+    fresh = subprocess.run([sys.executable, "-c", "import json; from airlock.core.rule_catalog import all_rules; "
                             "print(json.dumps([r.id for r in all_rules()]))"], capture_output=True, text=True,
                            check=True, timeout=120)
     registered = set(json.loads(fresh.stdout))

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 
 from airlock.core.cli import main
-from airlock.core.findings import all_rules
 from airlock.core.report import sarif
+from airlock.core.rule_catalog import all_rules
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "sarif-schema-2.1.0.json").read_text())
 EVIL = b"\x80\x02cposix\nsystem\nq\x00X\x06\x00\x00\x00echo xq\x01\x85q\x02Rq\x03."

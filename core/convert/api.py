@@ -10,6 +10,7 @@ from collections.abc import Callable
 from airlock.core import interrupt
 from airlock.core.convert.inputs import load_plan, resolve_input
 from airlock.core.convert.model import (
+    CHUNK,
     DEFAULT_MAX_EXPANSION,
     ConvertError,
     ConvertReport,
@@ -19,7 +20,7 @@ from airlock.core.convert.model import (
     WrittenFile,
 )
 from airlock.core.convert.publish import PartFile, publish, remove_stale_parts
-from airlock.core.convert.stream import CHUNK, check_spec
+from airlock.core.convert.stream import check_spec
 from airlock.core.convert.verify import verify_file
 from airlock.core.convert.writer import Progress, SourceFiles, write_file
 from airlock.core.limits import DEFAULT_LIMITS, Limits

@@ -22,8 +22,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from airlock.core.convert.model import ConvertError
-from airlock.core.convert.stream import CHUNK  # output pieces for the writer; compressed reads
+from airlock.core.convert.model import CHUNK, ConvertError  # output pieces for the writer; compressed reads
 from airlock.core.tensor_spec import DTYPE_SIZES, STORED, TensorSpec
 
 WINDOW = 16 * 1024 * 1024  # storage bytes read at once (a 2048×2048 f32 transposed fits whole)

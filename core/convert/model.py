@@ -18,6 +18,8 @@ from airlock.core.tensor_spec import DTYPE_SIZES, TensorSpec
 # file can describe 2 GiB.
 DEFAULT_MAX_EXPANSION = 32.0
 
+CHUNK = 256 * 1024  # bytes per piece the converter reads, inflates and writes
+
 
 class ConvertError(AirlockError):
     """The conversion cannot be done; the message is one clear line for the user."""

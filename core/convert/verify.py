@@ -13,8 +13,7 @@ from __future__ import annotations
 import io
 import os
 
-from airlock.core.convert.model import VerificationFailed, WrittenFile
-from airlock.core.convert.stream import CHUNK
+from airlock.core.convert.model import CHUNK, VerificationFailed, WrittenFile
 from airlock.core.convert.writer import Progress
 
 

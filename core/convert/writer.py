@@ -12,9 +12,9 @@ import json
 import os
 from collections.abc import Callable
 
-from airlock.core.convert.model import ConvertError, OutTensor, WrittenFile, WrittenTensor
+from airlock.core.convert.model import CHUNK, ConvertError, OutTensor, WrittenFile, WrittenTensor
 from airlock.core.convert.publish import PartFile
-from airlock.core.convert.stream import CHUNK, out_chunks
+from airlock.core.convert.stream import out_chunks
 from airlock.core.errors import Cancelled
 
 

@@ -28,7 +28,7 @@ from airlock.core.formats.pickle import report_trailing
 from airlock.core.pickle import is_data_only, scan_pickle
 from airlock.core.pickle.analyze import add_run
 from airlock.core.pickle.machine import Machine, PickleRun
-from airlock.core.pickle.opcodes import looks_like_pickle
+from airlock.core.pickle.probe import looks_like_pickle
 from airlock.core.pickle.values import Call, Global, PDict, PTuple, preview
 from airlock.core.source import Source
 from airlock.core.text import safe_text

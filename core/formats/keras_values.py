@@ -24,7 +24,8 @@ import re
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import Rule, Severity
-from airlock.core.pickle.opcodes import PROTO, looks_like_pickle, probe
+from airlock.core.pickle.opcodes import PROTO
+from airlock.core.pickle.probe import looks_like_pickle, probe
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, Node

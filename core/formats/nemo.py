@@ -10,8 +10,6 @@ member goes through the Hydra checks (airlock.core.formats.yaml_config), the con
 
 from __future__ import annotations
 
-import posixpath
-
 from airlock.core.context import ScanContext
 from airlock.core.findings import Malformed
 from airlock.core.formats import tar
@@ -22,17 +20,13 @@ from airlock.core.tree import Node
 
 NAME = "nemo"
 EXTENSIONS = (".nemo",)
-CONFIG = "model_config.yaml"
-
-
-def is_nemo(names: list[str]) -> bool:
-    return any(posixpath.basename(name) == CONFIG for name in names)
+CONFIG = tar.NEMO_CONFIG  # the tar reader knows it too: it names a NeMo archive whose config comes late
 
 
 def sniff_source(source: Source) -> int:
     if tar.sniff_source(source) == 0:
         return 0
-    if not is_nemo(tar.first_names(source)):
+    if not tar.is_nemo(tar.first_names(source)):
         return 0
     return 90 if compression(source.head(8)) is not None else 99  # above a generic tar
 
@@ -44,6 +38,6 @@ def sniff(head: bytes, size: int) -> int:
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = file_node(source, ctx)
     names = tar.walk(source, ctx, root)
-    if not is_nemo(names):
+    if not tar.is_nemo(names):
         ctx.report(Malformed, f"NeMo archive without {CONFIG}: NeMo cannot restore it", node=root, offset=0)
     return root

@@ -23,7 +23,7 @@ from airlock.core.formats.contract import file_node
 from airlock.core.formats.pickle import report_trailing
 from airlock.core.literal import LiteralError, read_literal
 from airlock.core.pickle import is_data_only, scan_pickle
-from airlock.core.pickle.opcodes import looks_like_pickle
+from airlock.core.pickle.probe import looks_like_pickle
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, FIELD, HEADER, TENSOR, Node

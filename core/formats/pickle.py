@@ -6,7 +6,8 @@ from airlock.core.context import ScanContext
 from airlock.core.findings import DataOnly, Malformed, TrailingData
 from airlock.core.formats.contract import file_node
 from airlock.core.pickle import is_data_only, scan_pickle
-from airlock.core.pickle.opcodes import PROTO, looks_like_pickle, probe
+from airlock.core.pickle.opcodes import PROTO
+from airlock.core.pickle.probe import looks_like_pickle, probe
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, Node

@@ -141,11 +141,18 @@ def first_names(source: Source, limit: int = 16) -> list[str]:
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = file_node(source, ctx)
     names = walk(source, ctx, root)
-    from airlock.core.formats import nemo
-
-    if nemo.is_nemo(names):  # model_config.yaml came too late for the sniffer to see it
-        root.attrs["format"] = nemo.NAME
+    if is_nemo(names):  # model_config.yaml came too late for the sniffer to see it
+        root.attrs["format"] = "nemo"
     return root
+
+
+# NeMo's .nemo is a tar holding this file: known here, so that the tar reader can name a NeMo
+# archive whose config comes late without importing the nemo module (which imports this one).
+NEMO_CONFIG = "model_config.yaml"
+
+
+def is_nemo(names: list[str]) -> bool:
+    return any(posixpath.basename(name) == NEMO_CONFIG for name in names)
 
 
 def walk(source: Source, ctx: ScanContext, root: Node) -> list[str]:
@@ -300,7 +307,7 @@ class _Walk:
 def is_torch_storage(name: str, prefixes: set[str], data: bytes) -> bool:
     """A storage of a torch checkpoint saved as a folder (`<prefix>/data/<key>` next to
     `<prefix>/data.pkl`): raw tensor bytes that torch reads as data, unless they parse as a pickle."""
-    from airlock.core.pickle.opcodes import looks_like_pickle
+    from airlock.core.pickle.probe import looks_like_pickle
 
     if "/data/" not in name:
         return False

@@ -25,7 +25,7 @@ from airlock.core.formats.torch_rules import LegacyTrailing, weights_only_refusa
 from airlock.core.limits import Limits
 from airlock.core.pickle.analyze import add_run, scan_pickle
 from airlock.core.pickle.machine import Machine, PickleRun
-from airlock.core.pickle.opcodes import looks_like_pickle
+from airlock.core.pickle.probe import looks_like_pickle
 from airlock.core.pickle.values import Global, PersistentRef, PList, PTuple
 from airlock.core.source import Source, SourceFile
 from airlock.core.tensor_spec import StorageRef, TensorSpec

@@ -19,8 +19,9 @@ from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, NotInspected, Polyglot, TrailingData
 from airlock.core.formats.contract import file_node
 from airlock.core.pickle import PickleRun, scan_pickle
-from airlock.core.pickle.opcodes import HIGHEST_PROTOCOL, PROTO, iter_ops, looks_like_pickle
+from airlock.core.pickle.opcodes import HIGHEST_PROTOCOL, PROTO, iter_ops
 from airlock.core.pickle.policy import Policy
+from airlock.core.pickle.probe import looks_like_pickle
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, MEMBER, Node

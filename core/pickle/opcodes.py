@@ -238,53 +238,6 @@ def iter_ops(buf: Any, start: int = 0, end: int | None = None) -> Iterator[Op]:
             return
 
 
-def looks_like_pickle(head: bytes) -> int:
-    """Score 0-100 for "these bytes start a pickle", from the first opcodes alone."""
-    if len(head) >= 2 and head[0] == PROTO and 2 <= head[1] <= HIGHEST_PROTOCOL:
-        return 90
-    if len(head) >= 2 and head[0] == PROTO and head[1] <= 0x0F:
-        return 60  # an unknown protocol: loaders refuse it, the machine reports it as malformed
-    return probe(head, 0, len(head), len(head))
-
-
-# Opcodes that build something. GLOBAL is left out: text whose lines start with "c" reads as a
-# run of GLOBALs, and importing without calling does nothing a reviewer must see.
-_STRUCTURAL = frozenset({"INST", "REDUCE", "BUILD", "DICT", "LIST", "TUPLE", "MARK", "EMPTY_DICT",
-                         "EMPTY_LIST", "SETITEM", "APPEND", "PERSID", "BINPERSID", "STACK_GLOBAL",
-                         "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "SETITEMS", "APPENDS"})
-PROBE_OPCODES = 4096
-
-
-def probe(buf: Any, start: int, end: int, size: int) -> int:
-    """Score a protocol 0/1 stream (no PROTO header) by running it on the symbolic machine.
-
-    Opcodes alone say little (much text decodes as a few opcodes); the machine's stack and memo
-    rules are the real loader's, so a stream that runs without a loader error is a pickle to
-    `pickle.load`, and one that breaks after importing or calling something still acted. `end` may
-    stop short of `size` (a window): running out of bytes there is not truncation.
-    """
-    from airlock.core.limits import Limits
-    from airlock.core.pickle.machine import Machine
-
-    if start >= end:
-        return 0
-    machine = Machine(buf, limits=Limits(max_opcodes=PROBE_OPCODES, max_pickles_per_stream=1))
-    run = machine.run_one(start, end)
-    seen = len(run.op_offsets)
-    if run.complete:
-        return 70 if seen > 1 else 20
-    error = run.error
-    window_cut = isinstance(error, PickleTruncated) and end < size
-    if seen >= PROBE_OPCODES or (window_cut and seen >= 2):
-        return 40  # every opcode so far ran like the loader's: a pickle, possibly a long one
-    if (run.calls or run.events) and seen >= 2:
-        return 45  # broken, but only after a call or a dangerous name: the loader ran up to there
-    codes = {buf[o] for o in run.op_offsets}
-    if isinstance(error, PickleTruncated) and seen >= 2 and any(OPCODES[c][0] in _STRUCTURAL for c in codes):
-        return 40
-    return 0
-
-
 # CPython's C unpickler reads a file through a buffer. After FRAME the buffer is the frame; when a
 # read does not fit in what is left of it and the file has no peek() (io.BytesIO: how torch.load
 # reads a zip member; or any frame of 128 KiB or more), the rest of the buffer is dropped and the

@@ -1,5 +1,5 @@
 """Rules of the chain of custody (ids PRV0xx): hashes, manifests, the Hugging Face cache, pins,
-signatures and the policy file. Imported by `findings.all_rules()` so that SARIF describes them."""
+signatures and the policy file. Imported by `rule_catalog.all_rules()` so that SARIF describes them."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def _badge(level: str) -> str:
 
 
 def _rule_titles() -> dict[str, str]:
-    from airlock.core.findings import all_rules
+    from airlock.core.rule_catalog import all_rules
 
     return {r.id: r.title for r in all_rules()}
 

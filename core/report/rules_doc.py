@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from airlock.core.findings import all_rules
 from airlock.core.report.sarif import rule_help
+from airlock.core.rule_catalog import all_rules
 
 COMMAND = "python -m airlock.core.report.rules_doc > docs/rules.md"
 

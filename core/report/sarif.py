@@ -22,9 +22,10 @@ from typing import Any
 from urllib.parse import quote_from_bytes
 
 from airlock.core import __version__
-from airlock.core.findings import Rule, Severity, all_rules
+from airlock.core.findings import Rule, Severity
 from airlock.core.report.json_report import Interruption, dumps
 from airlock.core.report.paths import entry_path_bytes
+from airlock.core.rule_catalog import all_rules
 from airlock.core.text import safe_text
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

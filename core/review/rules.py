@@ -1,6 +1,6 @@
 """Rules of the review trail (ids REV0xx): what `--require-approved` (or `require-approved = true` in
 the policy file) adds to a model file whose exact content has no approval. Imported by
-`findings.all_rules()` so that SARIF describes them; imports nothing but the registry."""
+`rule_catalog.all_rules()` so that SARIF describes them; imports nothing but the registry."""
 
 from __future__ import annotations
 

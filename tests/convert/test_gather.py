@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from airlock.core.cli import main
 from airlock.core.convert import gather
-from airlock.core.convert.stream import CHUNK, tensor_chunks
+from airlock.core.convert.model import CHUNK
+from airlock.core.convert.stream import tensor_chunks
 from airlock.core.tensor_spec import DEFLATED, STORED, StorageRef, TensorSpec
 
 WORDS = {"U8": "u1", "I16": "<i2", "F32": "<f4", "F64": "<f8"}

@@ -24,7 +24,8 @@ from fixtures.pickle_files import (
 
 from airlock.core.errors import FormatError
 from airlock.core.findings import Severity
-from airlock.core.pickle.opcodes import OPCODES, PickleTruncated, iter_ops, looks_like_pickle, read_op
+from airlock.core.pickle.opcodes import OPCODES, PickleTruncated, iter_ops, read_op
+from airlock.core.pickle.probe import looks_like_pickle
 from airlock.core.scan import scan_bytes
 
 SAMPLE = {"w": [1.5, -2, 2**70, None, True], "t": (b"\x00" * 300, "é" * 100), "s": {1, 2}, "f": frozenset("ab"),
