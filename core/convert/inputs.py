@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import zipfile
 import zlib
 from typing import Any
 
@@ -39,34 +38,25 @@ def resolve_input(path: str) -> str:
     raise ConvertError(f"{path} is a folder without pytorch_model.bin or pytorch_model.bin.index.json")
 
 
+# The engine's format name → the converter's reader. Anything else is handed to the checkpoint
+# reader, which says clearly what it could not read.
+_READERS = {"gguf": "gguf", "npy": "npy", "npz": "npz", "onnx": "onnx"}
+_JSON_FORMATS = ("safetensors-index", "json", "yaml")  # a shard index is JSON
+
+
 def detect(path: str) -> str:
-    with open(path, "rb") as fh:
-        head = fh.read(512)
-    if path.endswith(".index.json") or head.lstrip()[:1] == b"{":
+    """Which reader converts `path`: decided by the engine's own sniffing (`scan.sniff`), by content."""
+    from airlock.core.scan import sniff
+    from airlock.core.source import Source
+
+    with Source.open(path) as source:
+        module, _ = sniff(source)
+    fmt = module.NAME if module is not None else None
+    if path.endswith(".index.json") or fmt in _JSON_FORMATS:
         return "sharded"
-    if head[:4] == b"GGUF":
-        return "gguf"
-    if head[:6] == b"\x93NUMPY":
-        return "npy"
-    if len(head) > 9 and head[8:10] in (b'{"', b"{ ") and int.from_bytes(head[:8], "little") < 1 << 32:
+    if fmt == "safetensors":
         raise ConvertError("the input is already a SafeTensors file")
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and _is_npz(path):
-        return "npz"
-    from airlock.core.formats import onnx
-
-    if onnx.sniff(head, os.path.getsize(path)) >= 60:
-        return "onnx"
-    return "torch"
-
-
-def _is_npz(path: str) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
-        return False
-    pickles = any(n.endswith(".pkl") for n in names)
-    return not pickles and any(n.endswith(".npy") for n in names)
+    return _READERS.get(fmt or "", "torch")
 
 
 def load_plan(path: str, *, key: str | None = None, dequantize: bool = False,

@@ -1,8 +1,9 @@
 """`.npz` and `.npy` inputs, described as TensorSpecs from their headers (no `numpy.load`).
 
 `zipfile` only reads the directory here (the same view `numpy.load` has, since it uses
-`zipfile` too); member bytes are streamed by the writer. The `.npy` header is a Python dict
-literal, read with a tiny parser of our own: `ast.literal_eval` would call `compile`.
+`zipfile` too); member bytes are streamed by the writer. The `.npy` header is read by the
+engine's own reader (`formats.numpy_npy.read_layout` / `header_fields`, never `ast.literal_eval`,
+which would call `compile`): the converter accepts exactly the headers a scan accepts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from airlock.core.convert.model import ConvertError, OutTensor, Plan
 from airlock.core.errors import FormatError
-from airlock.core.literal import read_literal
+from airlock.core.formats import numpy_npy
 from airlock.core.tensor_spec import (
     DEFLATED,
     DTYPE_SIZES,
@@ -26,7 +27,6 @@ from airlock.core.tensor_spec import (
 )
 from airlock.core.text import safe_text
 
-NPY_MAGIC = b"\x93NUMPY"
 MAX_HEADER = 1 << 20  # numpy itself refuses headers over 10,000 bytes unless told otherwise
 
 _KINDS = {"f2": "F16", "f4": "F32", "f8": "F64", "i1": "I8", "i2": "I16", "i4": "I32", "i8": "I64",
@@ -40,28 +40,18 @@ class NpyHeader:
 
 def parse_npy_header(head: bytes) -> NpyHeader:
     """Header of a .npy stream; `data_offset` is where the array bytes start."""
-    if head[:6] != NPY_MAGIC or len(head) < 10:
-        raise ConvertError("not a .npy array (bad magic)")
-    major = head[6]
-    if major == 1:
-        (hlen,), start = struct.unpack_from("<H", head, 8), 10
-    elif major in (2, 3):
-        if len(head) < 12:
-            raise ConvertError(".npy header is truncated")
-        (hlen,), start = struct.unpack_from("<I", head, 8), 12
-    else:
-        raise ConvertError(f".npy version {major} is not supported")
-    if hlen > MAX_HEADER or start + hlen > len(head):
-        raise ConvertError(f".npy header of {hlen} bytes is truncated or too large")
-    text = head[start:start + hlen].decode("utf-8" if major == 3 else "latin-1", "replace")
     try:
-        value = read_literal(text, allow_long_suffix=major < 3)
+        version, encoding, _, hlen, start = numpy_npy.read_layout(head, len(head))
+        if hlen > MAX_HEADER or start + hlen > len(head):
+            raise ConvertError(f".npy header of {hlen} bytes is truncated or too large")
+        text = head[start:start + hlen].decode(encoding)
+        value = numpy_npy.header_fields(text, version, start)
     except FormatError as exc:
-        raise ConvertError(f".npy header is not a literal: {exc.message}") from None
-    if not isinstance(value, dict) or not {"descr", "fortran_order", "shape"} <= value.keys():
-        raise ConvertError(".npy header is not a dict with descr, fortran_order and shape")
+        raise ConvertError(f"not a readable .npy array: {exc.message}") from None
+    except UnicodeDecodeError as exc:
+        raise ConvertError(f"not a readable .npy array: header not {encoding} ({exc.reason})") from None
     descr, shape, fortran = value["descr"], value["shape"], value["fortran_order"]
-    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not all(d >= 0 for d in shape):
         raise ConvertError(f".npy shape {safe_text(repr(shape), 80)} is not a tuple of sizes")
     if not isinstance(descr, str):
         raise ConvertError("structured dtype: not a plain tensor")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
@@ -64,11 +64,22 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     return root
 
 
-def read_npy(source: Source, ctx: ScanContext, root: Node) -> None:
-    member = source.member
-    head = source.read(0, 12)
+class Layout(NamedTuple):
+    """Where a .npy header is: what `read_layout` finds in the first 12 bytes."""
+
+    version: tuple[int, int]
+    encoding: str  # of the header text
+    length_size: int  # bytes of the header-length field at offset 8
+    header_len: int
+    header_start: int  # offset of the header text; the data follows it
+
+
+def read_layout(head: bytes, size: int) -> Layout:
+    """Magic, version and header length from the first 12 bytes (FormatError where numpy refuses).
+
+    Shared with the converter (`convert/npz.py`), which reads .npy headers inside .npz members."""
     if len(head) < 10 or not head.startswith(MAGIC):
-        raise FormatError(f"truncated .npy: {source.size} bytes, the magic and version need 10", 0)
+        raise FormatError(f"truncated .npy: {size} bytes, the magic and version need 10", 0)
     version = (head[6], head[7])
     if version not in _VERSIONS:
         raise FormatError(f"unsupported .npy version {version[0]}.{version[1]} (numpy reads 1.0, 2.0, 3.0)",
@@ -78,7 +89,12 @@ def read_npy(source: Source, ctx: ScanContext, root: Node) -> None:
     if len(head) < 8 + length_size:
         raise FormatError("truncated .npy: the header length is cut off", 8)
     (header_len,) = struct.unpack_from(length_format, head, 8)
-    header_start = 8 + length_size
+    return Layout(version, encoding, length_size, header_len, 8 + length_size)
+
+
+def read_npy(source: Source, ctx: ScanContext, root: Node) -> None:
+    member = source.member
+    version, encoding, length_size, header_len, header_start = read_layout(source.read(0, 12), source.size)
     remaining = source.size - header_start
     header = root.child(HEADER, "header", offset=0, length=header_start + min(header_len, max(remaining, 0)),
                         member=member, attrs={"version": f"{version[0]}.{version[1]}",
@@ -99,7 +115,7 @@ def read_npy(source: Source, ctx: ScanContext, root: Node) -> None:
     if len(text) > NUMPY_MAX_HEADER:
         ctx.report(LongHeader, f".npy header of {len(text):,} characters: numpy.load refuses it unless "
                    "allow_pickle=True", node=header, offset=header_start)
-    fields = _header_dict(text, version, header_start)
+    fields = header_fields(text, version, header_start)
     descr, fortran, shape = fields["descr"], fields["fortran_order"], fields["shape"]
     header.child(FIELD, f"descr: {safe_text(repr(descr), 160)}", offset=header_start, length=header_len,
                  member=member, attrs={"value": safe_text(repr(descr), 400)})
@@ -112,7 +128,8 @@ def read_npy(source: Source, ctx: ScanContext, root: Node) -> None:
     add_array(source, ctx, root, dtype, shape, count, data_start, fortran_order=fortran)
 
 
-def _header_dict(text: str, version: tuple[int, int], offset: int) -> dict[str, Any]:
+def header_fields(text: str, version: tuple[int, int], offset: int) -> dict[str, Any]:
+    """The header dict, checked as numpy checks it: exactly descr, fortran_order (a bool), shape (ints)."""
     try:
         value = read_literal(text)
     except LiteralError as exc:

@@ -255,3 +255,33 @@ def test_gguf_dequantizes_block_by_block(tmp_path, monkeypatch):
     out = load_file(report.outputs[0])["q"]
     assert out.shape == (3, 5, 64)
     np.testing.assert_array_equal(out, gguf.quants.dequantize(q, q8))
+
+
+def test_the_converter_picks_its_reader_by_the_engines_sniffing(tmp_path):
+    # convert/inputs.py has no sniffer of its own: scan.sniff decides, by content, whatever the name.
+    from safetensors.numpy import save_file
+
+    from airlock.core import scan
+    from airlock.core.convert.inputs import detect
+    from airlock.core.source import Source
+
+    npy, npz, st = tmp_path / "weights.bin", tmp_path / "arrays.pt", tmp_path / "model.pt"
+    with open(npy, "wb") as fh:  # a file object: numpy would add .npy/.npz to a path
+        np.save(fh, np.ones(3, np.float32))
+    with open(npz, "wb") as fh:
+        np.savez(fh, a=np.ones(2, np.int8))
+    save_file({"a": np.ones(2, np.float32)}, str(st))
+    assert (detect(str(npy)), detect(str(npz))) == ("npy", "npz")
+    for path in (npy, npz):
+        with Source.open(path) as source:
+            assert detect(str(path)) == scan.sniff(source)[0].NAME
+    with pytest.raises(ConvertError, match="already a SafeTensors file"):
+        detect(str(st))
+
+
+def test_a_bad_npy_header_is_refused_with_the_engines_reason(tmp_path):
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'extra': 1}"
+    src = tmp_path / "odd.npy"
+    src.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 8)
+    with pytest.raises(ConvertError, match="numpy expects exactly descr, fortran_order, shape"):
+        convert(src)
