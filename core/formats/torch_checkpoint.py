@@ -82,71 +82,111 @@ def describe(call: Call, lookup: Lookup, path: str = "") -> TensorInfo | None:
     target = call.target.dotted if call.target is not None else ""
     args = call.args.items if isinstance(call.args, PTuple) else []
     if target in PARAMETER_REBUILDERS:
-        inner = args[0] if args else None
-        info = describe(inner, lookup, path) if isinstance(inner, Call) else None
-        if info is not None:
-            info.call, info.parameter = call, True
-            info.requires_grad = bool(args[1]) if len(args) > 1 and isinstance(args[1], bool) else True
-        return info
+        return _describe_parameter(call, args, lookup, path)
     if target == "torch._tensor._rebuild_from_type_v2" and len(args) >= 3:
-        inner = Call(args[0], args[2], "reduce", call.offset)
-        inner.target = args[0] if isinstance(args[0], Global) else None
-        info = describe(inner, lookup, path)
-        if info is not None:
-            info.call = call
-        return info
+        return _describe_from_type(call, args, lookup, path)
     if target not in TENSOR_REBUILDERS:
         return None
     info = TensorInfo(path, call)
+    try:
+        info.spec = _tensor_spec(target, args, lookup, info)
+    except _NotDescribed as why:
+        info.problem, info.malformed = why.problem, why.malformed
+    return info
+
+
+def _describe_parameter(call: Call, args: list[Any], lookup: Lookup, path: str) -> TensorInfo | None:
+    """`nn.Parameter` (or `_rebuild_parameter`) around a tensor: the tensor, marked as a parameter."""
+    inner = args[0] if args else None
+    info = describe(inner, lookup, path) if isinstance(inner, Call) else None
+    if info is not None:
+        info.call, info.parameter = call, True
+        info.requires_grad = bool(args[1]) if len(args) > 1 and isinstance(args[1], bool) else True
+    return info
+
+
+def _describe_from_type(call: Call, args: list[Any], lookup: Lookup, path: str) -> TensorInfo | None:
+    """`_rebuild_from_type_v2(func, type, args, state)`: a tensor subclass; the tensor is func(*args)."""
+    inner = Call(args[0], args[2], "reduce", call.offset)
+    inner.target = args[0] if isinstance(args[0], Global) else None
+    info = describe(inner, lookup, path)
+    if info is not None:
+        info.call = call
+    return info
+
+
+class _NotDescribed(Exception):
+    """Why a rebuild call gives no TensorSpec; `malformed` when torch.load would fail on it too."""
+
+    def __init__(self, problem: str, malformed: bool = True) -> None:
+        super().__init__(problem)
+        self.problem, self.malformed = problem, malformed
+
+
+def _tensor_spec(target: str, args: list[Any], lookup: Lookup, info: TensorInfo) -> TensorSpec:
+    """The spec of `_rebuild_tensor*(storage, offset, size, stride, ...)`; fills info's dtype,
+    location and requires_grad on the way. Raises _NotDescribed."""
     if len(args) < 4 or not isinstance(args[0], PersistentRef):
-        info.problem, info.malformed = f"{target} without a storage, offset, size and stride", True
-        return info
-    pid = args[0].pid.items if isinstance(args[0].pid, PTuple) else []
-    if len(pid) < 5 or _text(pid[0]) != "storage" or not isinstance(pid[1], Global):
-        info.problem, info.malformed = "persistent id is not a ('storage', type, key, location, numel)", True
-        return info
-    storage_class, key, location, numel = pid[1].name.rsplit(".", 1)[-1], _text(pid[2]), _text(pid[3]), pid[4]
-    view = pid[5] if len(pid) > 5 else None
-    info.location = location or ""
-    if storage_class not in STORAGE_DTYPES or key is None or type(numel) is not int or numel < 0:
-        info.problem, info.malformed = f"unknown storage {pid[1].dotted} or bad key/size", True
-        return info
-    code, itemsize, info.torch_dtype = STORAGE_DTYPES[storage_class]
-    storage_code, storage_itemsize = code, itemsize
+        raise _NotDescribed(f"{target} without a storage, offset, size and stride")
+    storage_class, key, numel, view = _storage_id(args[0], info)
+    storage_code, storage_itemsize, info.torch_dtype = STORAGE_DTYPES[storage_class]
+    code, itemsize = storage_code, storage_itemsize
     if target.endswith("_v3"):
-        dtype = args[6] if len(args) > 6 else None
-        name = dtype.name if isinstance(dtype, Global) and dtype.module == "torch" else None
-        if name is None:  # torch.load fails on anything but a torch.<dtype> here
-            info.problem, info.malformed = f"dtype {repr(dtype)[:80]} is not a torch dtype", True
-            return info
-        if name not in DTYPES:  # perhaps a dtype newer than Airlock: not described, not malformed
-            info.problem = f"dtype torch.{name} is not known to Airlock"
-            return info
-        info.torch_dtype = name
-        code, itemsize = DTYPES[name]
-    offset, size, stride = args[1], _int_tuple(args[2]), _int_tuple(args[3])
+        info.torch_dtype = _explicit_dtype(args)
+        code, itemsize = DTYPES[info.torch_dtype]
     info.requires_grad = len(args) > 4 and args[4] is True
-    if type(offset) is not int or size is None or stride is None or len(size) != len(stride):
-        info.problem, info.malformed = "storage offset, size or stride is not a list of integers", True
-        return info
-    if offset < 0 or any(d < 0 for d in size) or any(s < 0 for s in stride):
-        info.problem, info.malformed = f"negative offset, size or stride ({offset}, {size}, {stride})", True
-        return info
+    offset, size, stride = _geometry(args)
     ref = lookup(key, storage_code, storage_itemsize, numel, info.location)
     if isinstance(ref, str):
-        info.problem, info.malformed = ref, True
-        return info
+        raise _NotDescribed(ref)
     if isinstance(view, PTuple) and len(view.items) == 3 and type(view.items[1]) is int:
         offset += view.items[1] * storage_itemsize // itemsize  # legacy view into a root storage
     spec = TensorSpec(code, size, stride, offset, ref)
-    if spec.numel:
-        last = offset + sum((d - 1) * s for d, s in zip(size, stride, strict=True))
-        if (last + 1) * itemsize > ref.nbytes:
-            info.problem, info.malformed = (f"tensor reaches byte {(last + 1) * itemsize:,} of a storage of "
-                                            f"{ref.nbytes:,} bytes"), True
-            return info
-    info.spec = spec
-    return info
+    _check_extent(spec, itemsize)
+    return spec
+
+
+def _storage_id(ref: PersistentRef, info: TensorInfo) -> tuple[str, str, int, Any]:
+    """(storage class, key, numel, legacy view) of ('storage', type, key, location, numel[, view])."""
+    pid = ref.pid.items if isinstance(ref.pid, PTuple) else []
+    if len(pid) < 5 or _text(pid[0]) != "storage" or not isinstance(pid[1], Global):
+        raise _NotDescribed("persistent id is not a ('storage', type, key, location, numel)")
+    storage_class, key, location, numel = pid[1].name.rsplit(".", 1)[-1], _text(pid[2]), _text(pid[3]), pid[4]
+    info.location = location or ""
+    if storage_class not in STORAGE_DTYPES or key is None or type(numel) is not int or numel < 0:
+        raise _NotDescribed(f"unknown storage {pid[1].dotted} or bad key/size")
+    return storage_class, key, numel, pid[5] if len(pid) > 5 else None
+
+
+def _explicit_dtype(args: list[Any]) -> str:
+    """The torch dtype name `_rebuild_tensor_v3` is given (its 7th argument)."""
+    dtype = args[6] if len(args) > 6 else None
+    name = dtype.name if isinstance(dtype, Global) and dtype.module == "torch" else None
+    if name is None:  # torch.load fails on anything but a torch.<dtype> here
+        raise _NotDescribed(f"dtype {repr(dtype)[:80]} is not a torch dtype")
+    if name not in DTYPES:  # perhaps a dtype newer than Airlock: not described, not malformed
+        raise _NotDescribed(f"dtype torch.{name} is not known to Airlock", malformed=False)
+    return name
+
+
+def _geometry(args: list[Any]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """Storage offset, size and stride, checked to be non-negative integers of matching rank."""
+    offset, size, stride = args[1], _int_tuple(args[2]), _int_tuple(args[3])
+    if type(offset) is not int or size is None or stride is None or len(size) != len(stride):
+        raise _NotDescribed("storage offset, size or stride is not a list of integers")
+    if offset < 0 or any(d < 0 for d in size) or any(s < 0 for s in stride):
+        raise _NotDescribed(f"negative offset, size or stride ({offset}, {size}, {stride})")
+    return offset, size, stride
+
+
+def _check_extent(spec: TensorSpec, itemsize: int) -> None:
+    """The last element the view reaches must lie inside its storage."""
+    if not spec.numel:
+        return
+    last = spec.storage_offset + sum((d - 1) * s for d, s in zip(spec.shape, spec.strides, strict=True))
+    if (last + 1) * itemsize > spec.storage.nbytes:
+        raise _NotDescribed(f"tensor reaches byte {(last + 1) * itemsize:,} of a storage of "
+                            f"{spec.storage.nbytes:,} bytes")
 
 
 def _key_text(key: Any) -> str:
