@@ -68,6 +68,11 @@ def issue(site: CallSite, rule: type[Rule], message: str, severity: Severity | N
     return Issue(rule, message, site.node, site.unit, severity)
 
 
+def named(site: CallSite, rule: type[Rule], fallback: str, consequence: str) -> Issue:
+    """The usual issue: the function as the code names it (`callee`), then what calling it does."""
+    return issue(site, rule, f"{callee(site, fallback)} {consequence}")
+
+
 def callee(site: CallSite, fallback: str) -> str:
     """How a message names the function: as written in the code, else its dotted name."""
     node = site.node.func if isinstance(site.node, ast.Call) else site.node

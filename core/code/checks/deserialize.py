@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from airlock.core.code.callsite import FORWARDED, GIVEN, SPREAD, CallSite, literal_values, truths
-from airlock.core.code.checks import Issue, callee, check, issue
+from airlock.core.code.checks import Issue, callee, check, issue, named
 from airlock.core.code.rules import (
     CouldNotTell,
     JoblibLoad,
@@ -132,12 +132,9 @@ def pickle_load(site: CallSite) -> Iterator[Issue]:
         or _self_produced(site, 0, "string")
     ):
         return
-    yield issue(
-        site,
-        PickleLoad,
-        f"{callee(site, site.name or 'pickle')} unpickles its input: any callable "
-        "the data names runs (only bytes this code produced itself are safe)",
-    )
+    yield named(site, PickleLoad, site.name or "pickle",
+                "unpickles its input: any callable "
+                "the data names runs (only bytes this code produced itself are safe)")
 
 
 @check(PickleLoad, names=MSGPACK_LOADERS)
@@ -148,23 +145,17 @@ def msgpack_numpy_load(site: CallSite) -> Iterator[Issue]:
     hooked = hook.how == GIVEN and isinstance(hook.value, Ref) and hook.value.name == "msgpack_numpy.decode"
     if hooked or site.scope.module.names.get(MSGPACK_PATCHED) is not None:
         why = "object_hook=msgpack_numpy.decode" if hooked else "msgpack_numpy.patch()"
-        yield issue(
-            site,
-            PickleLoad,
-            f"{callee(site, site.name or 'msgpack')} with {why}: object arrays in "
-            "the data are unpickled, and any callable they name runs",
-        )
+        yield named(site, PickleLoad, site.name or "msgpack",
+                    f"with {why}: object arrays in "
+                    "the data are unpickled, and any callable they name runs")
 
 
 @check(JoblibLoad, names=("joblib.load",))
 def joblib_load(site: CallSite) -> Iterator[Issue]:
     """joblib.load (also through sklearn.externals.joblib): a pickle with numpy frames."""
-    yield issue(
-        site,
-        JoblibLoad,
-        f"{callee(site, 'joblib.load')} unpickles the file: any callable it names runs "
-        "(scikit-learn models saved with joblib are pickles)",
-    )
+    yield named(site, JoblibLoad, "joblib.load",
+                "unpickles the file: any callable it names runs "
+                "(scikit-learn models saved with joblib are pickles)")
 
 
 @check(NumpyAllowPickle, names=("numpy.load",))
@@ -193,11 +184,8 @@ def numpy_load(site: CallSite) -> Iterator[Issue]:
 @check(PandasReadPickle, names=("pandas.read_pickle",))
 def pandas_read_pickle(site: CallSite) -> Iterator[Issue]:
     """pandas.read_pickle."""
-    yield issue(
-        site,
-        PandasReadPickle,
-        f"{callee(site, 'pandas.read_pickle')} unpickles the file: any callable it names runs",
-    )
+    yield named(site, PandasReadPickle, "pandas.read_pickle",
+                "unpickles the file: any callable it names runs")
 
 
 @check(
@@ -209,15 +197,9 @@ def shelve_marshal(site: CallSite) -> Iterator[Issue]:
     if site.name and site.name.startswith("marshal."):
         if _self_produced(site, 0, "bytes") or _self_produced(site, 0, "file"):
             return
-        yield issue(
-            site,
-            ShelveMarshal,
-            f"{callee(site, site.name)} loads code objects and other values from the data (Bandit B302)",
-        )
+        yield named(site, ShelveMarshal, site.name,
+                    "loads code objects and other values from the data (Bandit B302)")
         return
-    yield issue(
-        site,
-        ShelveMarshal,
-        f"{callee(site, site.name or 'shelve.open')} unpickles every value read "
-        "from the shelf: any callable they name runs",
-    )
+    yield named(site, ShelveMarshal, site.name or "shelve.open",
+                "unpickles every value read "
+                "from the shelf: any callable they name runs")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from airlock.core.code.callsite import FORWARDED, GIVEN, SPREAD, CallSite, strings, truths
-from airlock.core.code.checks import Issue, callee, check, issue
+from airlock.core.code.checks import Issue, callee, check, issue, named
 from airlock.core.code.rules import (
     CouldNotTell,
     KerasLegacyLoad,
@@ -86,12 +86,9 @@ def keras_load_model(site: CallSite) -> Iterator[Issue]:
 @check(KerasUnsafe, names=("keras.config.enable_unsafe_deserialization",))
 def keras_enable_unsafe(site: CallSite) -> Iterator[Issue]:
     """keras.config.enable_unsafe_deserialization(): every later load runs Lambda layers."""
-    yield issue(
-        site,
-        KerasUnsafe,
-        f"{callee(site, 'enable_unsafe_deserialization')} turns Keras' safe_mode off "
-        "for every model loaded afterwards: Lambda layers run",
-    )
+    yield named(site, KerasUnsafe, "enable_unsafe_deserialization",
+                "turns Keras' safe_mode off "
+                "for every model loaded afterwards: Lambda layers run")
 
 
 SAFE_YAML_LOADERS = frozenset({"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"})
@@ -171,12 +168,9 @@ def _yaml_loader(value: Value | None, depth: int = 0) -> bool | None:
 @check(TorchPackage, names=("torch.package.PackageImporter",))
 def torch_package(site: CallSite) -> Iterator[Issue]:
     """torch.package.PackageImporter: the archive's own modules and pickles run when loaded."""
-    yield issue(
-        site,
-        TorchPackage,
-        f"{callee(site, 'torch.package.PackageImporter')} imports the Python code "
-        "packaged in the archive and unpickles its objects",
-    )
+    yield named(site, TorchPackage, "torch.package.PackageImporter",
+                "imports the Python code "
+                "packaged in the archive and unpickles its objects")
 
 
 MLFLOW_PICKLED = (
@@ -192,12 +186,9 @@ MLFLOW_PICKLED = (
 @check(MlflowPickledModel, names=MLFLOW_PICKLED)
 def mlflow_load(site: CallSite) -> Iterator[Issue]:
     """MLflow flavours stored as pickles (cloudpickle for pyfunc python models, pickle/joblib, torch.load)."""
-    yield issue(
-        site,
-        MlflowPickledModel,
-        f"{callee(site, site.name or 'mlflow')} loads a model flavour that is "
-        "stored as a pickle (cloudpickle, pickle or torch.load): any callable it names runs",
-    )
+    yield named(site, MlflowPickledModel, site.name or "mlflow",
+                "loads a model flavour that is "
+                "stored as a pickle (cloudpickle, pickle or torch.load): any callable it names runs")
 
 
 TORCH_OBJECT_COLLECTIVES = tuple(
@@ -215,12 +206,9 @@ TORCH_OBJECT_COLLECTIVES = tuple(
 @check(TorchDistributedObjects, names=TORCH_OBJECT_COLLECTIVES)
 def torch_distributed_objects(site: CallSite) -> Iterator[Issue]:
     """torch.distributed object collectives: the objects other ranks send are unpickled."""
-    yield issue(
-        site,
-        TorchDistributedObjects,
-        f"{callee(site, site.name or 'torch.distributed')} unpickles the "
-        "objects other ranks send: a compromised peer runs code here",
-    )
+    yield named(site, TorchDistributedObjects, site.name or "torch.distributed",
+                "unpickles the "
+                "objects other ranks send: a compromised peer runs code here")
 
 
 @check(TensorflowSavedModel, names=("tensorflow.saved_model.load", "tensorflow.saved_model.loader.load"))
@@ -229,9 +217,6 @@ def tf_saved_model(site: CallSite) -> Iterator[Issue]:
     arg = site.arg("export_dir", 0)
     if arg.how == GIVEN and isinstance(arg.value, Const):
         return
-    yield issue(
-        site,
-        TensorflowSavedModel,
-        f"{callee(site, 'tf.saved_model.load')} of a path the code computes: "
-        "the SavedModel's graph runs its own ops (file and system ops included)",
-    )
+    yield named(site, TensorflowSavedModel, "tf.saved_model.load",
+                "of a path the code computes: "
+                "the SavedModel's graph runs its own ops (file and system ops included)")
