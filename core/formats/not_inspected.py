@@ -2,10 +2,9 @@
 
 Each is detected by content where the format allows it (the `TFL3` and `ORTM` flatbuffer
 identifiers of TFLite and onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
-OpenVINO's `<net>` XML, the members of torch.export `.pt2` zips, a TensorFlow checkpoint index's
-footer magic) and reported with a `medium` "not inspected" finding (fail closed: never clean).
-Containers are still opened: `.pt2` members go through the generic zip reader, so a pickle inside
-is judged like any other. NeMo `.nemo` tars have their own module (airlock.core.formats.nemo).
+OpenVINO's `<net>` XML, a TensorFlow checkpoint index's footer magic) and reported with a `medium`
+"not inspected" finding (fail closed: never clean). NeMo `.nemo` tars and torch.export `.pt2` zips have
+their own modules (airlock.core.formats.nemo, airlock.core.formats.pt2).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING
 from airlock.core.context import ScanContext
 from airlock.core.findings import NotInspected
 from airlock.core.formats.onnx import read_varint
-from airlock.core.formats.zip import zipfile_names
 from airlock.core.source import Source
 from airlock.core.tree import FILE, Node
 
@@ -24,14 +22,13 @@ if TYPE_CHECKING:
     pass
 
 NAME = "not-inspected"
-EXTENSIONS = (".pt2", ".tflite", ".lite", ".mlmodel", ".pb", ".index", ".ort")
+EXTENSIONS = (".tflite", ".lite", ".mlmodel", ".pb", ".index", ".ort")
 
 TFLITE = "TensorFlow Lite flatbuffer"
 ORT = "onnxruntime ORT flatbuffer"
 SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"
 COREML = "Core ML model"
 OPENVINO = "OpenVINO IR (network XML)"
-PT2 = "torch.export archive (.pt2)"
 TF_INDEX = "TensorFlow checkpoint index"
 
 _TF_TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
@@ -47,8 +44,6 @@ def detect(source: Source) -> tuple[str | None, int]:
         return ORT, 90
     if head.lstrip()[:5] == b"<?xml" and b"<net " in head and b"version=" in head:
         return OPENVINO, 80
-    if source.read(0, 4) == b"PK\x03\x04" and _is_pt2(source):
-        return PT2, 60
     kind = _protobuf_kind(head, source.size)
     if kind is not None:
         if kind == SAVED_MODEL:
@@ -97,27 +92,11 @@ def _protobuf_kind(head: bytes, size: int) -> str | None:
     return SAVED_MODEL if set(numbers) == {1, 2} else None
 
 
-def _is_pt2(source: Source) -> bool:
-    names = zipfile_names(source)
-    if names is None:
-        return False
-    return any(n == "archive_format" or n.endswith("/archive_format") for n in names)
-
-
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     kind, _score = detect(source)
     what = kind or "unrecognised model format"
     root.attrs["detected"] = what
-    if kind == PT2:
-        _zip_members(source, ctx, root)
-    extra = " (its members were scanned; the format's own structure was not)" if kind == PT2 else ""
-    ctx.report(NotInspected, f"{what}: not inspected{extra}; Airlock does not read this format yet, so "
+    ctx.report(NotInspected, f"{what}: not inspected; Airlock does not read this format yet, so "
                "the file is not known to be safe", node=root, offset=0)
     return root
-
-
-def _zip_members(source: Source, ctx: ScanContext, root: Node) -> None:
-    from airlock.core.formats import zip as generic_zip
-
-    generic_zip.parse(source, ctx)

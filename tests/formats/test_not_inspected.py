@@ -1,6 +1,6 @@
 """Formats Airlock does not read yet: named by content, reported "not inspected" (medium: fail closed),
-never clean; containers among them (.pt2 zips) still have their members scanned. NeMo archives have
-their own module now: tests/formats/test_nemo.py."""
+never clean. NeMo archives and torch.export .pt2 zips have their own modules now: tests/formats/test_nemo.py,
+tests/formats/test_pt2.py."""
 
 
 import pytest
@@ -27,7 +27,6 @@ CASES = {
     "model.tflite": (tflite, ni.TFLITE),
     "model.ort": (ort, ni.ORT),
     "model.xml": (openvino, ni.OPENVINO),
-    "model.pt2": (pt2, ni.PT2),
     "variables.index": (tf_index, ni.TF_INDEX),
 }
 
@@ -40,8 +39,7 @@ def test_detected_by_content_and_reported_not_inspected(name):
         assert result.format == "not-inspected", (shown, result.format)
         assert result.root.attrs["detected"] == kind
         assert result.severity == Severity.MEDIUM  # never clean: not inspected is medium
-        # Only recognised: nothing read ("none"), or a container whose members were ("partial").
-        assert result.inspected == ("partial" if kind == ni.PT2 else "none")
+        assert result.inspected == "none"  # only recognised: nothing read
         notes = [f for f in result.findings if f.rule == "AIR005"]
         assert notes and notes[-1].message.startswith(kind)
 
@@ -59,7 +57,7 @@ def _source(data):
     return Source.from_bytes(data, "x")
 
 
-def test_pt2_members_are_scanned():
+def test_pt2_members_are_scanned():  # .pt2 has its own module now (tests/formats/test_pt2.py)
     result = scan_bytes(pt2({"model/data/constants/c0.pt": SYSTEM_PICKLE}), "m.pt2")
     assert result.severity == Severity.CRITICAL
     assert any("os.system" in f.message for f in result.findings)
