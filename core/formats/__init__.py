@@ -36,6 +36,7 @@ MODULE_NAMES = [
     "airlock.core.formats.chat_template",
     "airlock.core.formats.torchscript",
     "airlock.core.formats.pt2",
+    "airlock.core.formats.tflite",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.nemo",

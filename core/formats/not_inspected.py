@@ -1,10 +1,10 @@
 """Model formats Airlock recognises but does not inspect yet: named, never reported as clean.
 
-Each is detected by content where the format allows it (the `TFL3` and `ORTM` flatbuffer
-identifiers of TFLite and onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
+Each is detected by content where the format allows it (the `ORTM` flatbuffer identifier of
+onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
 OpenVINO's `<net>` XML, a TensorFlow checkpoint index's footer magic) and reported with a `medium`
-"not inspected" finding (fail closed: never clean). NeMo `.nemo` tars and torch.export `.pt2` zips have
-their own modules (airlock.core.formats.nemo, airlock.core.formats.pt2).
+"not inspected" finding (fail closed: never clean). NeMo `.nemo` tars, torch.export `.pt2` zips and TFLite
+flatbuffers have their own modules (airlock.core.formats.nemo, .pt2, .tflite).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ if TYPE_CHECKING:
     pass
 
 NAME = "not-inspected"
-EXTENSIONS = (".tflite", ".lite", ".mlmodel", ".pb", ".index", ".ort")
+EXTENSIONS = (".mlmodel", ".pb", ".index", ".ort")
 
-TFLITE = "TensorFlow Lite flatbuffer"
 ORT = "onnxruntime ORT flatbuffer"
 SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"
 COREML = "Core ML model"
@@ -38,8 +37,6 @@ def detect(source: Source) -> tuple[str | None, int]:
     """(what the content is, sniff score)."""
     head = source.head(1024)
     name = os.path.basename(source.member or source.name).lower()
-    if len(head) >= 8 and head[4:8] == b"TFL3":
-        return TFLITE, 90
     if len(head) >= 8 and head[4:8] == b"ORTM":
         return ORT, 90
     if head.lstrip()[:5] == b"<?xml" and b"<net " in head and b"version=" in head:

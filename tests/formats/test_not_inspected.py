@@ -14,7 +14,6 @@ from fixtures.model_folder_files import (
     pt2,
     saved_model,
     tf_index,
-    tflite,
 )
 
 from airlock.core.findings import Severity
@@ -24,7 +23,6 @@ from airlock.core.scan import scan_bytes
 CASES = {
     "saved_model.pb": (saved_model, ni.SAVED_MODEL),
     "model.mlmodel": (coreml, ni.COREML),
-    "model.tflite": (tflite, ni.TFLITE),
     "model.ort": (ort, ni.ORT),
     "model.xml": (openvino, ni.OPENVINO),
     "variables.index": (tf_index, ni.TF_INDEX),
