@@ -38,6 +38,7 @@ MODULE_NAMES = [
     "airlock.core.formats.pt2",
     "airlock.core.formats.tflite",
     "airlock.core.formats.skops",
+    "airlock.core.formats.msgpack_format",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.nemo",
