@@ -47,6 +47,7 @@ MODULE_NAMES = [
     "airlock.core.formats.zip",
     "airlock.core.formats.not_inspected",
     "airlock.core.formats.inert",
+    "airlock.core.formats.gbdt",  # after inert: .txt keeps naming text in known_extensions()
 ]
 
 _loaded: list[ModuleType] | None = None

@@ -68,7 +68,7 @@ class TypeUse(NamedTuple):
     loader: str
     module: str
     qualname: str  # the class or function (MethodNode: class.method)
-    count: int
+    uses: int
 
     @property
     def name(self) -> str:
@@ -191,7 +191,7 @@ def _judge(ctx: ScanContext, root: Node, uses: list[TypeUse], raw: bytes, at: in
         ctx.tick(64)
         trusted = use.name in known[use.loader] and use.loader != "MethodNode"
         node = group.child(GLOBAL, safe_text(use.name, 200), member=source.member,
-                           attrs={"loader": safe_text(use.loader, 40), "uses": use.count,
+                           attrs={"loader": safe_text(use.loader, 40), "uses": use.uses,
                                   "trusted by skops": trusted})
         if trusted:
             continue
