@@ -39,6 +39,7 @@ MODULE_NAMES = [
     "airlock.core.formats.tflite",
     "airlock.core.formats.skops",
     "airlock.core.formats.msgpack_format",
+    "airlock.core.formats.saved_model",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.nemo",

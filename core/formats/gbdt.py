@@ -175,7 +175,8 @@ def _xgboost(model: Any, ctx: ScanContext, root: Node, source: Source) -> None:
     booster = booster if isinstance(booster, dict) else {}
     root.attrs["booster"] = safe_text(str(booster.get("name", "?")), 40)
     inner = booster.get("model") if isinstance(booster.get("model"), dict) else booster.get("gbtree", {})
-    trees = inner.get("trees") if isinstance(inner, dict) and isinstance(inner.get("trees"), list) else []
+    found = inner.get("trees") if isinstance(inner, dict) else None
+    trees: list[Any] = found if isinstance(found, list) else []
     problems: list[str] = []
     summaries: list[tuple[int, str]] = []
     for i, tree in enumerate(ctx.each(trees, "trees")):
@@ -190,7 +191,8 @@ def _xgboost(model: Any, ctx: ScanContext, root: Node, source: Source) -> None:
 def _xgb_tree(tree: Any, num_feature: int | None) -> tuple[int, str | None]:
     if not isinstance(tree, dict):
         return 0, "not an object"
-    param = tree.get("tree_param") if isinstance(tree.get("tree_param"), dict) else {}
+    found = tree.get("tree_param")
+    param: dict[str, Any] = found if isinstance(found, dict) else {}
     n = _int(param.get("num_nodes"))
     if n is None or n < 1:
         return 0, f"num_nodes is {safe_text(str(param.get('num_nodes')), 20)}"

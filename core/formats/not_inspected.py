@@ -2,7 +2,8 @@
 
 Each is detected by content where the format allows it (the `ORTM` flatbuffer identifier of
 onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
-OpenVINO's `<net>` XML, a TensorFlow checkpoint index's footer magic) and reported with a `medium`
+OpenVINO's `<net>` XML, a TensorFlow checkpoint index's footer magic; SavedModels are only
+detected here, for airlock.core.formats.saved_model) and reported with a `medium`
 "not inspected" finding (fail closed: never clean). NeMo `.nemo` tars, torch.export `.pt2` zips and TFLite
 flatbuffers have their own modules (airlock.core.formats.nemo, .pt2, .tflite).
 """
@@ -52,7 +53,8 @@ def detect(source: Source) -> tuple[str | None, int]:
 
 
 def sniff_source(source: Source) -> int:
-    return detect(source)[1]
+    kind, score = detect(source)
+    return 0 if kind == SAVED_MODEL else score  # read by airlock.core.formats.saved_model
 
 
 def sniff(head: bytes, size: int) -> int:

@@ -1,6 +1,6 @@
 """Formats Airlock does not read yet: named by content, reported "not inspected" (medium: fail closed),
-never clean. NeMo archives and torch.export .pt2 zips have their own modules now: tests/formats/test_nemo.py,
-tests/formats/test_pt2.py."""
+never clean. NeMo archives, torch.export .pt2 zips, TFLite and SavedModel have their own modules now:
+tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py."""
 
 
 import pytest
@@ -21,7 +21,6 @@ from airlock.core.formats import not_inspected as ni
 from airlock.core.scan import scan_bytes
 
 CASES = {
-    "saved_model.pb": (saved_model, ni.SAVED_MODEL),
     "model.mlmodel": (coreml, ni.COREML),
     "model.ort": (ort, ni.ORT),
     "model.xml": (openvino, ni.OPENVINO),
@@ -46,7 +45,7 @@ def test_onnx_is_not_mistaken_for_a_savedmodel_and_back():
     data = onnx_files.matmul().SerializeToString()
     assert ni.sniff_source(_source(data)) == 0
     assert scan_bytes(data, "saved_model.pb").format == "onnx"
-    assert scan_bytes(saved_model(), "model.onnx").format == "not-inspected"
+    assert scan_bytes(saved_model(), "model.onnx").format == "saved_model"  # read by its own module now
 
 
 def _source(data):
