@@ -37,6 +37,7 @@ MODULE_NAMES = [
     "airlock.core.formats.torchscript",
     "airlock.core.formats.pt2",
     "airlock.core.formats.tflite",
+    "airlock.core.formats.executorch",
     "airlock.core.formats.skops",
     "airlock.core.formats.msgpack_format",
     "airlock.core.formats.saved_model",

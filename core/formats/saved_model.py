@@ -235,7 +235,7 @@ def _scope(parent: Node, label: str, nodes: list[GraphNode], ctx: ScanContext, s
     return group
 
 
-def _judge(n: GraphNode, consts: dict[str, str | None]) -> tuple[type[Rule] | None, str]:
+def _judge(n: GraphNode, consts: dict[str, str]) -> tuple[type[Rule] | None, str]:
     if n.op in tf_ops.PYTHON_OPS:
         return PythonOp, "calls a Python function registered in the loading process"
     if n.op not in tf_ops.FILE_OPS and n.op not in tf_ops.LIBRARY_OPS:
