@@ -41,6 +41,7 @@ MODULE_NAMES = [
     "airlock.core.formats.skops",
     "airlock.core.formats.msgpack_format",
     "airlock.core.formats.saved_model",
+    "airlock.core.formats.openvino",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.nemo",

@@ -1,9 +1,9 @@
 """Model formats Airlock recognises but does not inspect yet: named, never reported as clean.
 
 Each is detected by content where the format allows it (the `ORTM` flatbuffer identifier of
-onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
-OpenVINO's `<net>` XML, a TensorFlow checkpoint index's footer magic; SavedModels are only
-detected here, for airlock.core.formats.saved_model) and reported with a `medium`
+onnxruntime, the field layout of TF SavedModel and Core ML protobufs, OpenVINO's `<net>` XML, a
+TensorFlow checkpoint index's footer magic; SavedModels and OpenVINO IR are only detected here, and
+airlock.core.formats.saved_model and .openvino read them) and reported with a `medium`
 "not inspected" finding (fail closed: never clean). NeMo `.nemo` tars, torch.export `.pt2` zips and TFLite
 flatbuffers have their own modules (airlock.core.formats.nemo, .pt2, .tflite).
 """
@@ -54,7 +54,7 @@ def detect(source: Source) -> tuple[str | None, int]:
 
 def sniff_source(source: Source) -> int:
     kind, score = detect(source)
-    return 0 if kind == SAVED_MODEL else score  # read by airlock.core.formats.saved_model
+    return 0 if kind in (SAVED_MODEL, OPENVINO) else score  # read by formats.saved_model, formats.openvino
 
 
 def sniff(head: bytes, size: int) -> int:

@@ -9,7 +9,6 @@ from fixtures.model_folder_files import (
     SYSTEM_PICKLE,
     coreml,
     corpus,
-    openvino,
     ort,
     pt2,
     saved_model,
@@ -23,7 +22,6 @@ from airlock.core.scan import scan_bytes
 CASES = {
     "model.mlmodel": (coreml, ni.COREML),
     "model.ort": (ort, ni.ORT),
-    "model.xml": (openvino, ni.OPENVINO),
     "variables.index": (tf_index, ni.TF_INDEX),
 }
 
