@@ -42,6 +42,7 @@ MODULE_NAMES = [
     "airlock.core.formats.msgpack_format",
     "airlock.core.formats.saved_model",
     "airlock.core.formats.openvino",
+    "airlock.core.formats.coreml",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.nemo",

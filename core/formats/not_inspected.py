@@ -2,10 +2,9 @@
 
 Each is detected by content where the format allows it (the `ORTM` flatbuffer identifier of
 onnxruntime, the field layout of TF SavedModel and Core ML protobufs, OpenVINO's `<net>` XML, a
-TensorFlow checkpoint index's footer magic; SavedModels and OpenVINO IR are only detected here, and
-airlock.core.formats.saved_model and .openvino read them) and reported with a `medium`
-"not inspected" finding (fail closed: never clean). NeMo `.nemo` tars, torch.export `.pt2` zips and TFLite
-flatbuffers have their own modules (airlock.core.formats.nemo, .pt2, .tflite).
+TensorFlow checkpoint index's footer magic) and reported with a `medium` "not inspected" finding (fail
+closed: never clean). SavedModels, OpenVINO IR and Core ML are only detected here: their own modules
+(airlock.core.formats.saved_model, .openvino, .coreml) read them, as .nemo, .pt2 and TFLite are.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ def detect(source: Source) -> tuple[str | None, int]:
 
 def sniff_source(source: Source) -> int:
     kind, score = detect(source)
-    return 0 if kind in (SAVED_MODEL, OPENVINO) else score  # read by formats.saved_model, formats.openvino
+    return 0 if kind in (SAVED_MODEL, OPENVINO, COREML) else score  # read by their own modules now
 
 
 def sniff(head: bytes, size: int) -> int:

@@ -7,7 +7,6 @@ import pytest
 from fixtures import onnx_files
 from fixtures.model_folder_files import (
     SYSTEM_PICKLE,
-    coreml,
     corpus,
     ort,
     pt2,
@@ -20,7 +19,6 @@ from airlock.core.formats import not_inspected as ni
 from airlock.core.scan import scan_bytes
 
 CASES = {
-    "model.mlmodel": (coreml, ni.COREML),
     "model.ort": (ort, ni.ORT),
     "variables.index": (tf_index, ni.TF_INDEX),
 }
