@@ -246,7 +246,7 @@ def _operation(
 
 
 def _linked(view: Any, start: int, end: int, ctx: ScanContext, node: Node) -> None:
-    """LinkedModel.linkedModelFile (1): linkedModelFileName (1), linkedModelSearchPath (2) (StringParameters)."""
+    """LinkedModel.linkedModelFile (1): linkedModelFileName (1), linkedModelSearchPath (2)."""
     for number, wire, value, at in fields(view, start, end):
         if number != 1 or wire != LEN:
             continue

@@ -5,9 +5,9 @@ objects): every length is checked against the bytes left before anything is read
 and the tree keeps at most MAX_NODES nodes (the rest is still read and judged).
 
 Flax writes a state dict whose arrays are extension type 1 (a msgpack (shape, dtype name, bytes)
-triple), complex numbers type 2 and numpy scalars type 3; chunked big arrays are maps marked
-`__msgpack_chunked_array__`. Those become tensor nodes with the offset of their bytes. What is not
-plain data:
+triple), complex numbers type 2 and numpy scalars type 3 (the same triple, shape ()); chunked big
+arrays are maps marked `__msgpack_chunked_array__`. Those become tensor nodes with the offset of
+their bytes. What is not plain data:
 - an extension type Flax does not write (not 1-3, not the msgpack timestamp -1): its meaning is the
   loader's `ext_hook`, which Airlock cannot see (MSG001, medium);
 - a msgpack-numpy object array (`{nd: true, kind: "O", data: …}`): msgpack_numpy.decode runs
@@ -218,7 +218,7 @@ class Reader:
             self.unknown_ext.setdefault(code, pos)
             self.node(parent, FIELD, f"{label} = <extension {code}, {n:,} bytes>", pos, data + n - pos,
                       {"extension": code})
-        elif code == 1:
+        elif code in (1, 3):  # Flax packs numpy scalars as 0-d arrays
             self.read_flax_array(data, n, parent, label, pos)
         else:
             self.node(parent, FIELD, f"{label} = <{what}>", pos, data + n - pos, {"extension": code})

@@ -22,7 +22,7 @@ def test_flax_checkpoint_tree_of_arrays():
     assert result.format == "msgpack" and result.severity == Severity.NONE
     assert result.inspected == "full"
     tensors = {n.label: n for n in _nodes(result) if n.kind == "tensor"}
-    assert set(tensors) == {"kernel", "bias", "embedding"}
+    assert set(tensors) == {"kernel", "bias", "embedding", "step"}  # step: a numpy scalar, a 0-d array
     kernel = tensors["kernel"]
     assert kernel.attrs["shape"] == [3, 4] and kernel.attrs["dtype"] == "float32"
     expected = f.flax_state()["params"]["Dense_0"]["kernel"].tobytes()
