@@ -43,6 +43,7 @@ MODULE_NAMES = [
     "airlock.core.formats.saved_model",
     "airlock.core.formats.openvino",
     "airlock.core.formats.coreml",
+    "airlock.core.formats.catboost",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.nemo",
