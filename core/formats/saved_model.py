@@ -13,8 +13,9 @@ What loading and calling the model runs besides tensor math (names in airlock.co
 - any file op, checkpoint `Save`/`Restore` included, whose path is a constant that leaves the model's
   folder (absolute, `~`, or `..`) writes or reads where the model has no business (TFSM003, critical);
   the checkpoint ops every SavedModel has take their path from the loader, so they stay clean.
-Keras metadata (`SavedUserObject.metadata`, JSON) is judged like any Keras config
-(airlock.core.formats.keras_config: Lambda layers, non-Keras modules, gadgets).
+Keras metadata (`SavedUserObject.metadata`, and the `keras_metadata.pb` file next to saved_model.pb)
+is JSON judged like any Keras config (airlock.core.formats.keras_config: Lambda layers, non-Keras
+modules, gadgets).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def sniff_source(source: Source) -> int:
     kind, score = detect(source)
     if kind == SAVED_MODEL:
         return score + 10
+    if _is_keras_metadata(source):
+        return 70
     # Named saved_model.pb and opening like one (schema version, then a MetaGraphDef), but not whole:
     # claimed, so that the break is reported as malformed rather than as unknown content.
     name = (source.member or source.name).replace("\\", "/").rsplit("/", 1)[-1]
@@ -87,9 +90,22 @@ def sniff(head: bytes, size: int) -> int:
     return sniff_source(Source.from_bytes(head, "<head>"))
 
 
+def _is_keras_metadata(source: Source) -> bool:
+    """`keras_metadata.pb` next to saved_model.pb: SavedMetadata, repeated SavedObject at field 1."""
+    name = (source.member or source.name).replace("\\", "/").rsplit("/", 1)[-1]
+    return name == "keras_metadata.pb" and source.head(1) == b"\x0a"
+
+
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     view = source.view()
+    if _is_keras_metadata(source):
+        try:
+            _keras_metadata(view, source, ctx, root)
+        except FormatError as exc:
+            ctx.report(Malformed, f"malformed keras_metadata.pb: {exc.message}; Keras refuses it", node=root,
+                       offset=exc.offset)
+        return root
     try:
         metas = 0
         for number, wire, value, at in fields(view, 0, source.size):
@@ -254,10 +270,41 @@ def _judge(n: GraphNode, consts: dict[str, str]) -> tuple[type[Rule] | None, str
     return None, ""
 
 
-def _object_graph(view: Any, start: int, end: int, ctx: ScanContext, parent: Node, source: Source) -> None:
-    """SavedObjectGraph nodes (1) → SavedObject user_object (4) → SavedUserObject metadata (3): Keras JSON."""
+def _keras_metadata(view: Any, source: Source, ctx: ScanContext, root: Node) -> None:
+    """SavedMetadata.nodes (1) → SavedObject: identifier (4), metadata (5): each a Keras config (JSON)."""
+    found = 0
+    for number, wire, value, at in fields(view, 0, source.size):
+        ctx.tick(64)
+        if number != 1 or wire != LEN:
+            continue
+        identifier = metadata = ""
+        meta_at = at
+        for n2, w2, v2, a2 in fields(view, at, at + value):
+            if n2 == 4 and w2 == LEN:
+                identifier = text(view, a2, v2, 120)
+            elif n2 == 5 and w2 == LEN and v2 <= ctx.limits.max_header_bytes:
+                metadata, meta_at = text(view, a2, v2, v2), a2
+        if metadata:
+            found += 1
+            _judge_keras(metadata, identifier, meta_at, ctx, root, source)
+    root.attrs["keras objects"] = found
+
+
+def _judge_keras(metadata: str, identifier: str, at: int, ctx: ScanContext, parent: Node,
+                 source: Source) -> None:
     from airlock.core.formats.keras_config import ConfigWalker
 
+    node = parent.child(METADATA, f"Keras metadata ({safe_text(identifier, 60)})", offset=at,
+                        length=len(metadata.encode()), member=source.member)
+    try:
+        config = json.loads(metadata)
+    except (ValueError, RecursionError):
+        return  # Keras ignores metadata it cannot parse and rebuilds from the functions
+    ConfigWalker(ctx, "SavedModel Keras metadata").walk(config, node)
+
+
+def _object_graph(view: Any, start: int, end: int, ctx: ScanContext, parent: Node, source: Source) -> None:
+    """SavedObjectGraph nodes (1) → SavedObject user_object (4) → SavedUserObject metadata (3): Keras JSON."""
     found = 0
     for number, wire, value, at in fields(view, start, end):
         ctx.tick(64)
@@ -276,12 +323,6 @@ def _object_graph(view: Any, start: int, end: int, ctx: ScanContext, parent: Nod
             if not metadata:
                 continue
             found += 1
-            node = parent.child(METADATA, f"Keras metadata ({safe_text(identifier, 60)})", offset=meta_at,
-                                length=len(metadata.encode()), member=source.member)
-            try:
-                config = json.loads(metadata)
-            except (ValueError, RecursionError):
-                continue  # Keras ignores metadata it cannot parse and rebuilds from the functions
-            ConfigWalker(ctx, "SavedModel Keras metadata").walk(config, node)
+            _judge_keras(metadata, identifier, meta_at, ctx, parent, source)
     if found:
         parent.attrs["keras objects"] = found

@@ -57,6 +57,14 @@ def test_keras_metadata_is_judged_like_a_keras_config():
     assert any(n.label.startswith("Keras metadata") for n in result.root.walk(expand_lazy=True))
 
 
+def test_keras_metadata_pb_next_to_the_model():
+    lam = {"class_name": "exec", "module": "builtins", "config": {}}
+    result = scan_bytes(f.keras_metadata(f.keras_model([lam])), "keras_metadata.pb")
+    assert result.format == "saved_model" and result.severity == Severity.CRITICAL
+    assert result.root.attrs["keras objects"] == 1
+    assert scan_bytes(f.keras_metadata(f.keras_model([])), "keras_metadata.pb").severity == Severity.NONE
+
+
 def test_truncated_and_garbled():
     data = f.saved_model([f.node("cb", "PyFunc")])
     for cut in range(6, len(data), 11):
