@@ -13,9 +13,12 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from airlock.core.errors import FormatError
+from airlock.core.errors import FormatError, LimitExceeded
 
 MAX_STRING = 4096  # bytes of one string kept (names, custom codes); longer ones are cut
+# Tables walked per vector (tensors, operators, buffers): vectors of 4-byte offsets can all point at one
+# table, so a 400 MB file could ask for 100 M records. No real model comes near; past it is a limit.
+MAX_TABLES = 1_000_000
 
 
 class FlatBuffer:
@@ -131,7 +134,11 @@ class Table:
 
     def tables(self, slot: int, what: str) -> tuple[int, int]:
         """(first element's offset, count) of a vector of tables: open element i with `element`."""
-        return self.vector(slot, 4, what)
+        start, count = self.vector(slot, 4, what)
+        if count > MAX_TABLES:
+            raise LimitExceeded(f"{what}: {count:,} entries, more than the {MAX_TABLES:,} Airlock walks; "
+                                "the rest of the file was not inspected", start)
+        return start, count
 
     def element(self, start: int, i: int, what: str) -> Table:
         at = start + 4 * i

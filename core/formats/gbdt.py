@@ -28,6 +28,9 @@ EXTENSIONS = (".ubj", ".xgb", ".lgb", ".json", ".txt", ".model")  # what both li
 
 MAX_PROBLEMS = 20
 MAX_DEPTH = 64
+# Models are read whole (JSON, UBJSON's integer arrays become Python lists): 64 MiB keeps that under a
+# few hundred MB of memory. Bigger models are reported as over the budget, never as clean.
+MAX_MODEL_BYTES = 64 * 1024**2
 _UBJ_NUMBERS = {b"i": ">b", b"U": ">B", b"I": ">h", b"l": ">i", b"L": ">q", b"d": ">f", b"D": ">d"}
 
 
@@ -50,8 +53,8 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     kind = _kind(source.head())
     root.attrs["model"] = kind or "?"
-    if source.size > ctx.limits.max_header_bytes:
-        cap = ctx.limits.max_header_bytes
+    if source.size > min(ctx.limits.max_header_bytes, MAX_MODEL_BYTES):
+        cap = min(ctx.limits.max_header_bytes, MAX_MODEL_BYTES)
         ctx.report(LimitExceeded, f"model of {source.size:,} bytes is over the {cap:,}-byte "
                    "budget for models read whole: not inspected", node=root, offset=0)
         return root
@@ -140,6 +143,9 @@ class Ubjson:
             if self.pos + size > len(self.data):
                 raise FormatError(f"truncated typed array of {count:,} at {self.pos:,}", self.pos)
             self.ctx.check()
+            if typed in (b"d", b"D"):  # weights and thresholds: only how many there are matters
+                self.pos += size
+                return Floats(count)
             values = list(struct.unpack_from(f">{count}{fmt[1]}", self.data, self.pos))
             self.pos += size
             return values
@@ -156,6 +162,17 @@ class Ubjson:
                 out.append(self.read(typed, depth + 1))
             i += 1
         return out
+
+
+class Floats(list):  # type: ignore[type-arg]
+    """A typed float array of UBJSON, kept as its length only."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
 
 
 def _xgboost(model: Any, ctx: ScanContext, root: Node, source: Source) -> None:

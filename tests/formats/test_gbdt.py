@@ -69,3 +69,9 @@ def test_corpus_entry(entry):
     result = scan_bytes(data, name)
     assert result.format == "gbdt"
     assert result.severity == want, [x.message for x in result.findings]
+
+
+def test_models_over_the_budget_are_a_limit_finding(monkeypatch):
+    monkeypatch.setattr(gbdt, "MAX_MODEL_BYTES", 1000)  # scaled down
+    result = scan_bytes(f.xgboost("json"), "m.json")
+    assert [x.rule for x in result.findings] == ["AIR003"] and result.severity == Severity.HIGH

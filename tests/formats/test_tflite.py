@@ -87,3 +87,12 @@ def test_corpus_entry(entry):
     result = scan_bytes(data, name)
     assert result.format == "tflite"
     assert result.severity == want, [x.message for x in result.findings]
+
+
+def test_vectors_of_tables_past_the_walk_limit_are_a_limit_finding(monkeypatch):
+    from airlock.core.formats import flatbuf
+
+    monkeypatch.setattr(flatbuf, "MAX_TABLES", 2)  # scaled down: the model has 3-4 tensors
+    result = scan_bytes(f.build(), "m.tflite")
+    assert any(x.rule == "AIR003" and "more than the 2" in x.message for x in result.findings)
+    assert result.severity == Severity.HIGH and result.inspected != "full"
