@@ -34,7 +34,16 @@ _TF_TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 
 
 def detect(source: Source) -> tuple[str | None, int]:
-    """(what the content is, sniff score)."""
+    """(what the content is, sniff score). Cached per source: the SavedModel, Core ML and OpenVINO
+    readers ask too, and the TF index check reads the file's last bytes (a request when remote)."""
+    cached = source.cache.get("not_inspected.detect")
+    if cached is None:
+        cached = source.cache["not_inspected.detect"] = _detect(source)
+    result: tuple[str | None, int] = cached
+    return result
+
+
+def _detect(source: Source) -> tuple[str | None, int]:
     head = source.head(1024)
     name = os.path.basename(source.member or source.name).lower()
     if len(head) >= 8 and head[4:8] == b"ORTM":

@@ -102,8 +102,16 @@ class NativeCode(Rule):
             "found); aoti_load_package loads them into the process: native code no scan can prove safe.")
 
 
+def member_names(source: Source) -> list[str]:
+    """The first members' names, read once per source (the .pt2 and skops sniffers both ask)."""
+    names: list[str] | None = source.cache.get("peek_names")
+    if names is None:
+        names = source.cache["peek_names"] = peek_names(source) or []
+    return names
+
+
 def sniff_source(source: Source) -> int:
-    names = peek_names(source)
+    names = member_names(source)
     if not names:
         return 0
     return 96 if any(_FORMAT_RECORD.fullmatch(n) for n in names) else 0

@@ -81,8 +81,16 @@ def trusted_types() -> dict[str, frozenset[str]]:
     return {loader: frozenset(names) for loader, names in data["loaders"].items()}
 
 
+def member_names(source: Source) -> list[str]:
+    """The first members' names, read once per source (the .pt2 and skops sniffers both ask)."""
+    names: list[str] | None = source.cache.get("peek_names")
+    if names is None:
+        names = source.cache["peek_names"] = peek_names(source) or []
+    return names
+
+
 def sniff_source(source: Source) -> int:
-    names = peek_names(source)
+    names = member_names(source)
     if not names or SCHEMA not in names:
         return 0
     return 90 if all(n == SCHEMA or _ARRAY.fullmatch(n) for n in names) else 0
