@@ -3,6 +3,8 @@
 A format module defines:
     NAME: str                       short format name, as reported ("pickle", "safetensors"...)
     EXTENSIONS: tuple[str, ...]     file extensions that usually carry it (for mismatch findings)
+    ALSO_NAMED: tuple[str, ...]     optional: common names it is saved under (.json, .txt, .xml) that
+                                    agree with it but do not make a file a model by its name
     sniff(head: bytes, size: int) -> int    0 = not mine ... 100 = certain, from content only
     sniff_source(source) -> int     optional, replaces sniff when the head is not enough (zip EOCD)
     parse(source: Source, ctx: ScanContext) -> Node

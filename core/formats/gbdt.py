@@ -24,7 +24,8 @@ from airlock.core.text import safe_text
 from airlock.core.tree import CONTENTS, FILE, GROUP, LAYER, ROLE, Node
 
 NAME = "gbdt"
-EXTENSIONS = (".ubj", ".xgb", ".lgb", ".json", ".txt", ".model")  # what both libraries' docs save to
+EXTENSIONS = (".ubj", ".xgb", ".lgb", ".model")
+ALSO_NAMED = (".json", ".txt")  # what both libraries' docs save to; not model names by themselves
 
 MAX_PROBLEMS = 20
 MAX_DEPTH = 64

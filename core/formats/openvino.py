@@ -25,7 +25,8 @@ from airlock.core.text import safe_text
 from airlock.core.tree import CONTENTS, FILE, GROUP, LAYER, ROLE, Node
 
 NAME = "openvino"
-EXTENSIONS = (".xml",)
+EXTENSIONS = ()
+ALSO_NAMED = (".xml",)  # the network's usual name, not a model name by itself (XML is everywhere)
 
 _OPSET = re.compile(r"opset\d+")
 MAX_FINDINGS = 20
