@@ -165,15 +165,14 @@ class Ubjson:
         return out
 
 
-class Floats(list):  # type: ignore[type-arg]
-    """A typed float array of UBJSON, kept as its length only."""
+class Floats:
+    """A typed float array of UBJSON, kept as its length only (weights and thresholds are not judged)."""
 
-    def __init__(self, count: int) -> None:
-        super().__init__()
-        self.count = count
+    def __init__(self, length: int) -> None:
+        self.length = length
 
     def __len__(self) -> int:
-        return self.count
+        return self.length
 
 
 def _xgboost(model: Any, ctx: ScanContext, root: Node, source: Source) -> None:
@@ -217,8 +216,8 @@ def _xgb_tree(tree: Any, num_feature: int | None) -> tuple[int, str | None]:
     for key in ("left_children", "right_children", "parents", "split_indices", "split_conditions",
                 "default_left", "base_weights"):
         values = tree.get(key)
-        if not isinstance(values, list) or len(values) != n:
-            found = len(values) if isinstance(values, list) else "none"
+        if not isinstance(values, list | Floats) or len(values) != n:
+            found = len(values) if isinstance(values, list | Floats) else "none"
             return n, f"{key} has {found} entries, num_nodes is {n:,}"
     for key in ("left_children", "right_children"):
         bad = next((v for v in tree[key] if not isinstance(v, int) or not -1 <= v < n or v == 0), None)
