@@ -92,7 +92,10 @@ def check_name(name: str, fmt: str, source: Source, ctx: ScanContext, node: Node
     if owner is None:
         return
     try:
-        agreed = formats.by_name(fmt).EXTENSIONS
+        module = formats.by_name(fmt)
+        # ALSO_NAMED: common names a format is saved under that do not make a file a model by name
+        # (an XGBoost model.json, a LightGBM model.txt, OpenVINO's model.xml).
+        agreed = (*module.EXTENSIONS, *getattr(module, "ALSO_NAMED", ()))
     except KeyError:
         agreed = ()
     if not any(e in agreed for e in exts):

@@ -42,6 +42,9 @@ FRIENDLY = {
     "chat_template": "Chat templates (Jinja)", "nemo": "NeMo archives", "7z": "7z archives",
     "tar": "tar archives", "zip": "zip archives", "python": "Python code", "notebook": "Jupyter notebooks",
     "compressed": "gzip / bz2 / xz / lz4 wrapped files",
+    "pt2": "torch.export (.pt2)", "tflite": "TensorFlow Lite", "executorch": "ExecuTorch (.pte)",
+    "saved_model": "TF SavedModel", "skops": "skops", "msgpack": "Flax / msgpack checkpoints",
+    "gbdt": "XGBoost / LightGBM", "catboost": "CatBoost", "openvino": "OpenVINO IR", "coreml": "Core ML",
 }
 HIDDEN_FORMATS = frozenset({"inert", "not-inspected"})  # names for what is not a model format
 

@@ -3,6 +3,8 @@
 A format module meets `contract.FormatModule` (checked by mypy through the block below):
     NAME: str                       short format name, as reported ("pickle", "safetensors"...)
     EXTENSIONS: tuple[str, ...]     file extensions that usually carry it (for mismatch findings)
+    ALSO_NAMED: tuple[str, ...]     optional: common names it is saved under (.json, .txt, .xml) that
+                                    agree with it but do not make a file a model by its name
     sniff(head: bytes, size: int) -> int    0 = not mine ... 100 = certain, from content only
     sniff_source(source) -> int     optional, replaces sniff when the head is not enough (zip EOCD)
     parse(source: Source, ctx: ScanContext) -> Node
@@ -40,6 +42,15 @@ MODULE_NAMES = [
     "airlock.core.formats.python_code", "airlock.core.formats.notebook",
     "airlock.core.formats.chat_template",
     "airlock.core.formats.torchscript",
+    "airlock.core.formats.pt2",
+    "airlock.core.formats.tflite",
+    "airlock.core.formats.executorch",
+    "airlock.core.formats.skops",
+    "airlock.core.formats.msgpack_format",
+    "airlock.core.formats.saved_model",
+    "airlock.core.formats.openvino",
+    "airlock.core.formats.coreml",
+    "airlock.core.formats.catboost",
     "airlock.core.formats.torch_zip",
     "airlock.core.formats.torch_legacy",
     "airlock.core.formats.nemo",
@@ -48,6 +59,7 @@ MODULE_NAMES = [
     "airlock.core.formats.zip",
     "airlock.core.formats.not_inspected",
     "airlock.core.formats.inert",
+    "airlock.core.formats.gbdt",  # after inert: .txt keeps naming text in known_extensions()
 ]
 
 

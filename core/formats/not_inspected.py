@@ -1,11 +1,10 @@
 """Model formats Airlock recognises but does not inspect yet: named, never reported as clean.
 
-Each is detected by content where the format allows it (the `TFL3` and `ORTM` flatbuffer
-identifiers of TFLite and onnxruntime, the field layout of TF SavedModel and Core ML protobufs,
-OpenVINO's `<net>` XML, the members of torch.export `.pt2` zips, a TensorFlow checkpoint index's
-footer magic) and reported with a `medium` "not inspected" finding (fail closed: never clean).
-Containers are still opened: `.pt2` members go through the generic zip reader, so a pickle inside
-is judged like any other. NeMo `.nemo` tars have their own module (airlock.core.formats.nemo).
+Each is detected by content where the format allows it (the `ORTM` flatbuffer identifier of
+onnxruntime, the field layout of TF SavedModel and Core ML protobufs, OpenVINO's `<net>` XML, a
+TensorFlow checkpoint index's footer magic) and reported with a `medium` "not inspected" finding (fail
+closed: never clean). SavedModels, OpenVINO IR and Core ML are only detected here: their own modules
+(airlock.core.formats.saved_model, .openvino, .coreml) read them, as .nemo, .pt2 and TFLite are.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from airlock.core.context import ScanContext
 from airlock.core.findings import NotInspected
 from airlock.core.formats.contract import file_node
 from airlock.core.formats.onnx import read_varint
-from airlock.core.formats.zip import zipfile_names
 from airlock.core.source import Source
 from airlock.core.tree import Node
 
@@ -25,31 +23,34 @@ if TYPE_CHECKING:
     pass
 
 NAME = "not-inspected"
-EXTENSIONS = (".pt2", ".tflite", ".lite", ".mlmodel", ".pb", ".index", ".ort")
+EXTENSIONS = (".mlmodel", ".pb", ".index", ".ort")
 
-TFLITE = "TensorFlow Lite flatbuffer"
 ORT = "onnxruntime ORT flatbuffer"
 SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"
 COREML = "Core ML model"
 OPENVINO = "OpenVINO IR (network XML)"
-PT2 = "torch.export archive (.pt2)"
 TF_INDEX = "TensorFlow checkpoint index"
 
 _TF_TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 
 
 def detect(source: Source) -> tuple[str | None, int]:
-    """(what the content is, sniff score)."""
+    """(what the content is, sniff score). Cached per source: the SavedModel, Core ML and OpenVINO
+    readers ask too, and the TF index check reads the file's last bytes (a request when remote)."""
+    cached = source.cache.get("not_inspected.detect")
+    if cached is None:
+        cached = source.cache["not_inspected.detect"] = _detect(source)
+    result: tuple[str | None, int] = cached
+    return result
+
+
+def _detect(source: Source) -> tuple[str | None, int]:
     head = source.head(1024)
     name = os.path.basename(source.member or source.name).lower()
-    if len(head) >= 8 and head[4:8] == b"TFL3":
-        return TFLITE, 90
     if len(head) >= 8 and head[4:8] == b"ORTM":
         return ORT, 90
     if head.lstrip()[:5] == b"<?xml" and b"<net " in head and b"version=" in head:
         return OPENVINO, 80
-    if source.read(0, 4) == b"PK\x03\x04" and _is_pt2(source):
-        return PT2, 60
     kind = _protobuf_kind(head, source.size)
     if kind is not None:
         if kind == SAVED_MODEL:
@@ -61,7 +62,8 @@ def detect(source: Source) -> tuple[str | None, int]:
 
 
 def sniff_source(source: Source) -> int:
-    return detect(source)[1]
+    kind, score = detect(source)
+    return 0 if kind in (SAVED_MODEL, OPENVINO, COREML) else score  # read by their own modules now
 
 
 def sniff(head: bytes, size: int) -> int:
@@ -98,27 +100,11 @@ def _protobuf_kind(head: bytes, size: int) -> str | None:
     return SAVED_MODEL if set(numbers) == {1, 2} else None
 
 
-def _is_pt2(source: Source) -> bool:
-    names = zipfile_names(source)
-    if names is None:
-        return False
-    return any(n == "archive_format" or n.endswith("/archive_format") for n in names)
-
-
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = file_node(source, ctx)
     kind, _score = detect(source)
     what = kind or "unrecognised model format"
     root.attrs["detected"] = what
-    if kind == PT2:
-        _zip_members(source, ctx, root)
-    extra = " (its members were scanned; the format's own structure was not)" if kind == PT2 else ""
-    ctx.report(NotInspected, f"{what}: not inspected{extra}; Airlock does not read this format yet, so "
+    ctx.report(NotInspected, f"{what}: not inspected; Airlock does not read this format yet, so "
                "the file is not known to be safe", node=root, offset=0)
     return root
-
-
-def _zip_members(source: Source, ctx: ScanContext, root: Node) -> None:
-    from airlock.core.formats import zip as generic_zip
-
-    generic_zip.parse(source, ctx)

@@ -1,20 +1,17 @@
 """Formats Airlock does not read yet: named by content, reported "not inspected" (medium: fail closed),
-never clean; containers among them (.pt2 zips) still have their members scanned. NeMo archives have
-their own module now: tests/formats/test_nemo.py."""
+never clean. NeMo archives, torch.export .pt2 zips, TFLite and SavedModel have their own modules now:
+tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py."""
 
 
 import pytest
 from fixtures import onnx_files
 from fixtures.model_folder_files import (
     SYSTEM_PICKLE,
-    coreml,
     corpus,
-    openvino,
     ort,
     pt2,
     saved_model,
     tf_index,
-    tflite,
 )
 
 from airlock.core.findings import Severity
@@ -22,12 +19,7 @@ from airlock.core.formats import not_inspected as ni
 from airlock.core.scan import scan_bytes
 
 CASES = {
-    "saved_model.pb": (saved_model, ni.SAVED_MODEL),
-    "model.mlmodel": (coreml, ni.COREML),
-    "model.tflite": (tflite, ni.TFLITE),
     "model.ort": (ort, ni.ORT),
-    "model.xml": (openvino, ni.OPENVINO),
-    "model.pt2": (pt2, ni.PT2),
     "variables.index": (tf_index, ni.TF_INDEX),
 }
 
@@ -40,8 +32,7 @@ def test_detected_by_content_and_reported_not_inspected(name):
         assert result.format == "not-inspected", (shown, result.format)
         assert result.root.attrs["detected"] == kind
         assert result.severity == Severity.MEDIUM  # never clean: not inspected is medium
-        # Only recognised: nothing read ("none"), or a container whose members were ("partial").
-        assert result.inspected == ("partial" if kind == ni.PT2 else "none")
+        assert result.inspected == "none"  # only recognised: nothing read
         notes = [f for f in result.findings if f.rule == "AIR005"]
         assert notes and notes[-1].message.startswith(kind)
 
@@ -50,7 +41,7 @@ def test_onnx_is_not_mistaken_for_a_savedmodel_and_back():
     data = onnx_files.matmul().SerializeToString()
     assert ni.sniff_source(_source(data)) == 0
     assert scan_bytes(data, "saved_model.pb").format == "onnx"
-    assert scan_bytes(saved_model(), "model.onnx").format == "not-inspected"
+    assert scan_bytes(saved_model(), "model.onnx").format == "saved_model"  # read by its own module now
 
 
 def _source(data):
@@ -59,7 +50,7 @@ def _source(data):
     return Source.from_bytes(data, "x")
 
 
-def test_pt2_members_are_scanned():
+def test_pt2_members_are_scanned():  # .pt2 has its own module now (tests/formats/test_pt2.py)
     result = scan_bytes(pt2({"model/data/constants/c0.pt": SYSTEM_PICKLE}), "m.pt2")
     assert result.severity == Severity.CRITICAL
     assert any("os.system" in f.message for f in result.findings)
