@@ -16,10 +16,11 @@ import struct
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.flatbuf import FlatBuffer
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, FILE, GROUP, METADATA, ROLE, Node
+from airlock.core.tree import CONTENTS, GROUP, METADATA, ROLE, Node
 
 NAME = "catboost"
 EXTENSIONS = (".cbm",)
@@ -33,7 +34,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     try:
         _core(source, ctx, root)
     except FormatError as exc:

@@ -19,10 +19,11 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.protowire import LEN, fields, text
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, FILE, GROUP, LAYER, OPERATOR, ROLE, Node
+from airlock.core.tree import CONTENTS, GROUP, LAYER, OPERATOR, ROLE, Node
 
 NAME = "coreml"
 EXTENSIONS = (".mlmodel",)
@@ -83,7 +84,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     try:
         _model(source.view(), 0, source.size, ctx, root, source, 0)
     except FormatError as exc:

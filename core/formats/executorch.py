@@ -22,10 +22,11 @@ from typing import NamedTuple
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.flatbuf import FlatBuffer, Table
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, DATA, FILE, GROUP, OPERATOR, ROLE, Node
+from airlock.core.tree import CONTENTS, DATA, GROUP, OPERATOR, ROLE, Node
 
 NAME = "executorch"
 EXTENSIONS = (".pte",)
@@ -103,7 +104,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     try:
         header = _header(source, root)
         buf = FlatBuffer(source.view(), header.program_size or source.size)

@@ -19,12 +19,14 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import LimitExceeded, Malformed
+from airlock.core.formats.contract import file_node
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, FILE, GROUP, LAYER, ROLE, Node
+from airlock.core.tree import CONTENTS, GROUP, LAYER, ROLE, Node
 
 NAME = "gbdt"
 EXTENSIONS = (".ubj", ".xgb", ".lgb", ".model")
+OVERLAPS = ("torch_zip",)  # `.model` names XGBoost/LightGBM saves and some torch checkpoints: content decides
 ALSO_NAMED = (".json", ".txt")  # what both libraries' docs save to; not model names by themselves
 
 MAX_PROBLEMS = 20
@@ -51,7 +53,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     kind = _kind(source.head())
     root.attrs["model"] = kind or "?"
     if source.size > min(ctx.limits.max_header_bytes, MAX_MODEL_BYTES):

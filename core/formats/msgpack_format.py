@@ -24,10 +24,11 @@ from typing import Any
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.pickle import scan_pickle
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import FIELD, FILE, GROUP, TENSOR, Node
+from airlock.core.tree import FIELD, GROUP, TENSOR, Node
 
 NAME = "msgpack"
 EXTENSIONS = (".msgpack", ".flax", ".mpk")
@@ -287,7 +288,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     reader = Reader(source, ctx, root)
     try:
         end = reader.read(0, root, "", 0)

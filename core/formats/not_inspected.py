@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 NAME = "not-inspected"
 EXTENSIONS = (".mlmodel", ".pb", ".index", ".ort")
+# The fallback for those readers' extensions: a `.mlmodel` or `.pb` they cannot read (a frozen
+# GraphDef, a protobuf of another kind) is still "not inspected" here, never clean.
+OVERLAPS = ("coreml", "saved_model")
 
 ORT = "onnxruntime ORT flatbuffer"
 SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"

@@ -20,9 +20,10 @@ import xml.etree.ElementTree as ET  # a DOCTYPE is refused before parsing; expat
 
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded, Malformed, Rule, Severity
+from airlock.core.formats.contract import file_node
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, FILE, GROUP, LAYER, ROLE, Node
+from airlock.core.tree import CONTENTS, GROUP, LAYER, ROLE, Node
 
 NAME = "openvino"
 EXTENSIONS = ()
@@ -52,7 +53,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     if source.size > ctx.limits.max_header_bytes:
         ctx.report(
             LimitExceeded,

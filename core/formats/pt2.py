@@ -30,10 +30,11 @@ from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import zip as zipf
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.torchscript import STANDARD_NAMESPACES
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, FILE, GROUP, INTERNALS, OPERATOR, ROLE, TENSOR, Node
+from airlock.core.tree import CONTENTS, GROUP, INTERNALS, OPERATOR, ROLE, TENSOR, Node
 from airlock.core.zipread import ZipArchive, ZipMember, peek_names, read_member
 
 NAME = "pt2"
@@ -122,7 +123,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     archive = zipf.open_checked(source, ctx, root)
     fmt = next((m for m in archive.members if _FORMAT_RECORD.fullmatch(m.name)), None)
     prefix = fmt.name[: -len("archive_format")] if fmt is not None else ""

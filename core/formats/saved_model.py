@@ -27,10 +27,11 @@ from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import tf_ops
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.protowire import LEN, fields, text
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, FILE, GROUP, METADATA, OPERATOR, ROLE, Node
+from airlock.core.tree import CONTENTS, GROUP, METADATA, OPERATOR, ROLE, Node
 
 NAME = "saved_model"
 EXTENSIONS = (".pb",)
@@ -97,7 +98,7 @@ def _is_keras_metadata(source: Source) -> bool:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     view = source.view()
     if _is_keras_metadata(source):
         try:

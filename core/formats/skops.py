@@ -24,10 +24,11 @@ from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import zip as zipf
+from airlock.core.formats.contract import file_node
 from airlock.core.pickle.policy import DENIED, load_policy, read_policy_text
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, FILE, GLOBAL, GROUP, ROLE, Node
+from airlock.core.tree import CONTENTS, GLOBAL, GROUP, ROLE, Node
 from airlock.core.zipread import ZipMember, peek_names, read_member
 
 NAME = "skops"
@@ -101,7 +102,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     archive = zipf.open_checked(source, ctx, root)
     by_name = archive.by_name()
     schema = by_name.get(SCHEMA)

@@ -23,10 +23,11 @@ from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import tf_ops
+from airlock.core.formats.contract import file_node
 from airlock.core.formats.flatbuf import FlatBuffer, Table
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import CONTENTS, DATA, FILE, GROUP, METADATA, OPERATOR, ROLE, TENSOR, Node
+from airlock.core.tree import CONTENTS, DATA, GROUP, METADATA, OPERATOR, ROLE, TENSOR, Node
 
 NAME = "tflite"
 EXTENSIONS = (".tflite", ".lite")
@@ -102,7 +103,7 @@ def sniff(head: bytes, size: int) -> int:
 
 
 def parse(source: Source, ctx: ScanContext) -> Node:
-    root = ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+    root = file_node(source, ctx)
     buf = FlatBuffer(source.view(), source.size)
     try:
         model = buf.root()
