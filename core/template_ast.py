@@ -167,3 +167,46 @@ class BlockValue:
 
     def outputs(self, nodes: Any) -> list[Any]:
         return [d for d in descendants(self.node) if isinstance(d, nodes.Output)]
+
+
+# Parsing (shared by the scan and the maintainers-only catalogue builder in template_catalog.py)
+
+
+@functools.cache
+def _environment() -> Any:
+    """The environment transformers' `_compile_jinja_template` builds, minus its render globals."""
+    from jinja2 import nodes
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationTag(Extension):
+        # transformers marks assistant turns with {% generation %}…{% endgeneration %}.
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.Scope(body, lineno=lineno)
+
+    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                         extensions=[GenerationTag, loopcontrols])
+
+
+def parse_template(text: str, tick: Any = None) -> Any:
+    """jinja2's AST of `text` (never compiled). `tick` is called every token, so a huge hostile
+    template stops at the scan's deadline even while jinja2 is still lexing and parsing it. The
+    parser itself, not Environment.parse: on a syntax error that one rewrites the traceback by
+    compile()-ing a fake `raise` (jinja2.debug), and nothing in core may call compile."""
+    from jinja2.parser import Parser
+
+    parser = Parser(_environment(), text)
+    stream = parser.stream
+    if tick is not None and hasattr(stream, "_iter"):
+        stream._iter = _ticking(stream._iter, tick)
+    return parser.parse()
+
+
+def _ticking(tokens: Any, tick: Any) -> Any:
+    for token in tokens:
+        tick()
+        yield token

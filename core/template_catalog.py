@@ -251,8 +251,7 @@ def unified(old: list[str], new: list[str], old_keys: list[str], new_keys: list[
 
 
 def template_literals(text: str) -> set[str]:
-    from airlock.core.template_ast import descendants, nodes_module
-    from airlock.core.templates import parse_template
+    from airlock.core.template_ast import descendants, nodes_module, parse_template
 
     nodes = nodes_module()
     found: set[str] = set()

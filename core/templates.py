@@ -18,13 +18,12 @@ node's `marks` point the GUI at the spots.
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.errors import LimitExceeded
 from airlock.core.findings import Rule, Severity
-from airlock.core.template_ast import reads_messages, render_expr
+from airlock.core.template_ast import parse_template, reads_messages, render_expr
 from airlock.core.template_escapes import TemplateEscape, Walker
 from airlock.core.text import safe_text
 
@@ -96,46 +95,6 @@ class TemplateDrift(Rule):
 
 MAX_TEMPLATE_CHARS = 1024 * 1024  # real templates are a few KiB; the longest tool-use ones ~30 KiB
 MAX_PER_RULE = 20  # injection findings per rule and template; the rest are counted
-
-
-@functools.cache
-def _environment() -> Any:
-    """The environment transformers' `_compile_jinja_template` builds, minus its render globals."""
-    from jinja2 import nodes
-    from jinja2.ext import Extension, loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    class GenerationTag(Extension):
-        # transformers marks assistant turns with {% generation %}…{% endgeneration %}.
-        tags = {"generation"}
-
-        def parse(self, parser: Any) -> Any:
-            lineno = next(parser.stream).lineno
-            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-            return nodes.Scope(body, lineno=lineno)
-
-    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                         extensions=[GenerationTag, loopcontrols])
-
-
-def parse_template(text: str, tick: Any = None) -> Any:
-    """jinja2's AST of `text` (never compiled). `tick` is called every token, so a huge hostile
-    template stops at the scan's deadline even while jinja2 is still lexing and parsing it. The
-    parser itself, not Environment.parse: on a syntax error that one rewrites the traceback by
-    compile()-ing a fake `raise` (jinja2.debug), and nothing in core may call compile."""
-    from jinja2.parser import Parser
-
-    parser = Parser(_environment(), text)
-    stream = parser.stream
-    if tick is not None and hasattr(stream, "_iter"):
-        stream._iter = _ticking(stream._iter, tick)
-    return parser.parse()
-
-
-def _ticking(tokens: Any, tick: Any) -> Any:
-    for token in tokens:
-        tick()
-        yield token
 
 
 class _Progress:
