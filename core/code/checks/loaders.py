@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from airlock.core.code.callsite import FORWARDED, GIVEN, SPREAD, CallSite, strings, truths
-from airlock.core.code.checks import Issue, callee, check, issue, named
+from airlock.core.code.checks.registry import Issue, callee, check, issue, named
 from airlock.core.code.rules import (
     CouldNotTell,
     KerasLegacyLoad,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from airlock.core.code.callsite import GIVEN, SPREAD, CallSite, truths
-from airlock.core.code.checks import Issue, callee, check, issue
+from airlock.core.code.checks.registry import Issue, callee, check, issue
 from airlock.core.code.checks.sources import repo_ids
 from airlock.core.code.names import HUB_LOADERS
 from airlock.core.code.rules import (

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 
 from airlock.core.code.callsite import FORWARDED, GIVEN, SPREAD, CallSite, literal_values, strings
-from airlock.core.code.checks import Issue, callee, check, issue
+from airlock.core.code.checks.registry import Issue, callee, check, issue
 from airlock.core.code.evaluate import literal_prefix
 from airlock.core.code.rules import (
     CouldNotTell,
