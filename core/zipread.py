@@ -472,6 +472,14 @@ def peek_names(source: Source, limit: int = 4096) -> list[str] | None:
     return names
 
 
+def member_names(source: Source) -> list[str]:
+    """`peek_names`, read once per source (several sniffers ask: .pt2, skops); [] when not a zip."""
+    names: list[str] | None = source.cache.get("peek_names")
+    if names is None:
+        names = source.cache["peek_names"] = peek_names(source) or []
+    return names
+
+
 class PicklePrefix(Rule):
     id = "ZIP006"
     severity = Severity.CRITICAL

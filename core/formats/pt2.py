@@ -35,7 +35,7 @@ from airlock.core.formats.torchscript import STANDARD_NAMESPACES
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import CONTENTS, GROUP, INTERNALS, OPERATOR, ROLE, TENSOR, Node
-from airlock.core.zipread import ZipArchive, ZipMember, peek_names, read_member
+from airlock.core.zipread import ZipArchive, ZipMember, member_names, read_member
 
 NAME = "pt2"
 EXTENSIONS = (".pt2",)
@@ -101,14 +101,6 @@ class NativeCode(Rule):
     title = "Native code in a .pt2 archive"
     help = ("An AOTInductor package carries compiled shared libraries (or C++ it compiles when none is "
             "found); aoti_load_package loads them into the process: native code no scan can prove safe.")
-
-
-def member_names(source: Source) -> list[str]:
-    """The first members' names, read once per source (the .pt2 and skops sniffers both ask)."""
-    names: list[str] | None = source.cache.get("peek_names")
-    if names is None:
-        names = source.cache["peek_names"] = peek_names(source) or []
-    return names
 
 
 def sniff_source(source: Source) -> int:

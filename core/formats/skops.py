@@ -29,7 +29,7 @@ from airlock.core.pickle.policy import DENIED, load_policy, read_policy_text
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import CONTENTS, GLOBAL, GROUP, ROLE, Node
-from airlock.core.zipread import ZipMember, peek_names, read_member
+from airlock.core.zipread import ZipMember, member_names, read_member
 
 NAME = "skops"
 EXTENSIONS = (".skops",)
@@ -80,14 +80,6 @@ class TypeUse(NamedTuple):
 def trusted_types() -> dict[str, frozenset[str]]:
     data = json.loads(read_policy_text("skops_trusted.json"))
     return {loader: frozenset(names) for loader, names in data["loaders"].items()}
-
-
-def member_names(source: Source) -> list[str]:
-    """The first members' names, read once per source (the .pt2 and skops sniffers both ask)."""
-    names: list[str] | None = source.cache.get("peek_names")
-    if names is None:
-        names = source.cache["peek_names"] = peek_names(source) or []
-    return names
 
 
 def sniff_source(source: Source) -> int:
