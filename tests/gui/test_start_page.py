@@ -143,8 +143,13 @@ def test_window_geometry_and_splitters_are_remembered(qtbot, tmp_path):
     assert (second.width(), second.height()) == (960, 640)  # not the default 1280×800
     with qtbot.waitSignal(second.all_scans_finished, timeout=60_000):
         (again,) = second.open_paths([str(path)])
-    got = again.splitter.sizes()  # the same split; Qt rescales it to the pane's height in this window
-    assert abs(got[0] / sum(got) - wanted[0] / sum(wanted)) < 0.03, (got, wanted)
+    # The same split; Qt rescales it to the pane's height in this window. Waited for: a bar of the
+    # finished scan may still be shown for an event-loop turn (seen in CI: the pane 20 px shorter).
+    def same_split() -> bool:
+        got = again.splitter.sizes()
+        return abs(got[0] / sum(got) - wanted[0] / sum(wanted)) < 0.03
+
+    qtbot.waitUntil(same_split, timeout=10_000)
     assert all(isinstance(s, QSplitter) for s in session.splitters(again))
     second.close()
 
