@@ -57,6 +57,11 @@ CLAIMS = {
     ".nemo": Claim("NeMo", ("nemo",), "nemo"),
     ".npy": Claim("NumPy .npy", ("npy",), "npy"),
     ".npz": Claim("NumPy .npz", ("npz", "zip"), "npz"),
+    ".pt2": Claim("torch.export archive", ("pt2",), "pt2"),
+    ".tflite": Claim("TFLite", ("tflite",), "tflite"),
+    ".pte": Claim("ExecuTorch program", ("executorch",), "executorch"),
+    ".skops": Claim("skops", ("skops",), "skops"),
+    ".cbm": Claim("CatBoost", ("catboost",), "catboost"),
 }
 INERT_FORMATS = frozenset({"text", "image", "sentencepiece", "git-lfs-pointer"})
 _MULTI_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".pt.tar")

@@ -2,6 +2,7 @@
 
 import io
 
+import pytest
 import torch
 
 from airlock.core.scan import scan_bytes
@@ -17,3 +18,14 @@ def test_a_truncated_pth_is_called_a_pytorch_checkpoint_not_torchscript():
     assert not any("torchscript" in f.message for f in result.findings)
     named = [f.message for f in result.findings if f.rule == "FC001"]
     assert named and named[0].startswith("named .pth, but not valid PyTorch checkpoint")
+
+
+@pytest.mark.parametrize("ext", [".pt2", ".tflite", ".pte", ".skops", ".cbm"])
+def test_a_newer_model_name_over_text_is_high_never_info(ext):
+    # Regression: `TFL3junk` named x.tflite read "UTF-8 text", info, exit 0 once these formats had
+    # readers of their own: a name that claims a model format and fails it is high (fail closed).
+    result = scan_bytes(b"TFL3junk, not a model", f"x{ext}")
+    named = [f for f in result.findings if f.rule == "FC001"]
+    assert named and named[0].message.startswith(f"named {ext}, but not valid")
+    assert result.severity.label == "high"
+    result.close()
