@@ -15,15 +15,18 @@ Content decides the format; the name only adds checks, never lowers a verdict:
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from airlock.core import formats
-from airlock.core.context import ScanContext
 from airlock.core.errors import Cancelled, FormatError, LimitExceeded
 from airlock.core.findings import ExtensionMismatch, NamedButInvalid, Severity
 from airlock.core.formats.contract import FormatModule
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import FILE, Node
+
+if TYPE_CHECKING:  # the context calls back into the dispatcher, which calls us: a type only here
+    from airlock.core.context import ScanContext
 
 _PICKLES = ("pickle", "torch_zip", "torch_legacy", "torchscript", "joblib", "compressed")
 
@@ -132,10 +135,7 @@ def _forced_parse(module: FormatModule, source: Source, ctx: ScanContext) -> tup
     """Run the claimed format's parser on bytes its sniffer did not claim, in a scratch context (its
     findings are not the file's: the content was already judged as what it is). Returns the first
     problem it met, or None when it found none."""
-    scratch = ScanContext(ctx.limits, path=ctx.path)
-    # The same clock, cancel button and decompression budget as the scan it explains.
-    scratch._deadline, scratch._cancelled = ctx._deadline, ctx._cancelled
-    scratch.decompressed_bytes = ctx.decompressed_bytes
+    scratch = ctx.scratch()  # the same clock, cancel button and decompression budget as the scan it explains
     scratch.current = Node(FILE, source.name, offset=0, length=source.size, member=source.member)
     try:
         module.parse(source, scratch)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+from airlock.core import dispatch
 from airlock.core.errors import Cancelled, LimitExceeded
 from airlock.core.findings import Finding, Rule, Severity
 from airlock.core.limits import DEFAULT_LIMITS, Limits
@@ -105,6 +106,14 @@ class ScanContext:
                     raise LimitExceeded(message, exc.offset) from None
             yield item
 
+    def scratch(self) -> ScanContext:
+        """A context for a side check whose findings are not this file's (they go nowhere), on the
+        same clock, cancel button and decompression budget so far."""
+        other = ScanContext(self.limits, path=self.path)
+        other._deadline, other._cancelled = self._deadline, self._cancelled
+        other.decompressed_bytes = self.decompressed_bytes
+        return other
+
     def time_left(self) -> float:
         """Seconds left of this file's time budget (for a child process given a deadline)."""
         return max(self._deadline - time.monotonic(), 0.0)
@@ -128,9 +137,7 @@ class ScanContext:
 
     def parse_nested(self, source: Source, parent: Node, *, label: str | None = None) -> Node:
         """Sniff and parse bytes found inside another format (a zip member, trailing bytes...)."""
-        from airlock.core import scan  # scan imports the format registry, which imports us
-
-        return scan.parse_into(source, self, parent, label=label)
+        return dispatch.parse_into(source, self, parent, label=label)
 
     def read_as(self, source: Source, parent: Node, *, label: str) -> str:
         """Parse bytes no structure claims (trailing or unindexed data) under `parent`, and say in a

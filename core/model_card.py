@@ -14,11 +14,14 @@ the GUI's Text tab, with the hidden runs marked) and reports hidden text.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded
 from airlock.core.source import Source
 from airlock.core.tree import TEXT, Node
+
+if TYPE_CHECKING:  # the context calls back into the dispatcher, which calls us: a type only here
+    from airlock.core.context import ScanContext
 
 EXTENSIONS = (".md", ".markdown")
 TEXT_FORMATS = frozenset({"text", "yaml"})  # what a card's content reads as

@@ -39,7 +39,6 @@ from airlock.core.text import safe_text
 
 if TYPE_CHECKING:
     from airlock.core.context import ScanContext
-    from airlock.core.scan import ScanResult
     from airlock.core.tree import Node
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
@@ -440,33 +439,6 @@ class RemoteSource(Source):
     def close(self) -> None:
         self.reader.close()
         self._blocks.clear()
-
-
-def scan_url(url: str, display: str, ctx: ScanContext) -> ScanResult:
-    """Scan a remote file: open it (one range request), parse it as a local one, and add what the
-    reads met: a budget passed, a server that misbehaved. Never raises for the file's sake."""
-    from airlock.core import scan
-    from airlock.core.tree import FILE, Node
-
-    start = time.monotonic()
-    limits = ctx.limits
-    try:
-        opener = RemoteSource.open_url
-        if url[:5].lower() == "s3://":
-            from airlock.core.remote_s3 import S3Source
-
-            opener = S3Source.open_s3
-        source = opener(url, budget=limits.max_remote_bytes, timeout=limits.remote_timeout_s,
-                        time_budget=limits.time_budget_s, name=display)
-    except (LimitExceeded, ValueError) as exc:
-        root = Node(FILE, scan._label(display), attrs={"format": scan.UNKNOWN, "bytes_read": 0})
-        rule = RemoteBudget if isinstance(exc, BudgetExceeded) else RemoteReadFailed
-        message = exc.message if isinstance(exc, LimitExceeded) else str(exc)
-        ctx.report(rule, safe_text(message, 600), node=root, offset=0)
-        return scan.ScanResult(display, scan.UNKNOWN, root, ctx.findings, time.monotonic() - start, None)
-    result = scan.scan_source(source, display, ctx)
-    note(source, result.root, ctx)
-    return result
 
 
 def note(source: RemoteSource, root: Node, ctx: ScanContext) -> None:

@@ -7,28 +7,16 @@ import stat
 import time
 from collections.abc import Iterator
 
-from airlock.core import claims, formats, inspection, model_card
+from airlock.core import claims, inspection
 from airlock.core.context import CancelledFn, ProgressFn, ScanContext
-from airlock.core.errors import Cancelled, FormatError, LimitExceeded
-from airlock.core.findings import (
-    EmptyFile,
-    Finding,
-    Malformed,
-    NotInspected,
-    ParserCrash,
-    Severity,
-    Skipped,
-    Unreadable,
-)
+from airlock.core.dispatch import UNKNOWN, parse_into
+from airlock.core.errors import Cancelled, LimitExceeded
+from airlock.core.findings import Finding, ParserCrash, Severity, Skipped, Unreadable
 from airlock.core.findings import LimitExceeded as LimitRule
-from airlock.core.formats.contract import FormatModule
 from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.source import Source, is_url
 from airlock.core.text import safe_path, safe_text
 from airlock.core.tree import FILE, Node
-
-UNKNOWN = "unknown"
-EMPTY = "empty"
 
 
 class ScanResult:
@@ -59,124 +47,33 @@ class ScanResult:
         return inspection.derive(self.format, self.root, self.findings)
 
 
-def sniff(source: Source,
-          failures: list[str] | None = None) -> tuple[FormatModule | None, list[FormatModule]]:
-    """The best format for these bytes, and every other format that also claims them.
-
-    Modules sniff the head; one that needs more (a zip's central directory sits at the end)
-    defines `sniff_source(source) -> int`, which may read small pieces anywhere. A sniffer that
-    fails counts as "not mine"; its error goes to `failures` when given.
-    """
-    head = source.head()
-    size = source.size
-    scored = []
-    for module, sniff_source in formats.sniffers():
-        try:
-            score = sniff_source(source) if sniff_source is not None else module.sniff(head, size)
-        except Exception as exc:  # noqa: BLE001 - a sniffer bug must not take the whole scan down
-            if failures is not None:
-                failures.append(f"{module.NAME} sniffer failed: {type(exc).__name__}: {exc}")
-            continue
-        if score > 0:
-            scored.append((score, module))
-    if not scored:
-        return None, []
-    scored.sort(key=lambda pair: -pair[0])  # stable: registry order breaks ties
-    best = scored[0][1]
-    return best, [m for s, m in scored[1:] if s >= 50]
-
-
-def parse_into(source: Source, ctx: ScanContext, parent: Node | None, *, label: str | None = None) -> Node:
-    """Sniff and parse `source`; failures become findings on a partial tree. Returns its node."""
-    failures: list[str] = []
-    module, others = sniff(source, failures)
-    name = module.NAME if module is not None else UNKNOWN
-    if module is None:
-        node = Node(FILE, label or source.name, offset=0, length=source.size, member=source.member,
-                    attrs={"format": UNKNOWN if source.size else EMPTY, "size": source.size})
-        if parent is not None:
-            parent.add(node)
-        _report_sniff_failures(failures, ctx, node)
-        if source.size:
-            # Fail closed: bytes no format claims are not known to be safe (medium, never clean).
-            ctx.report(NotInspected, "unrecognised binary content: no format Airlock reads claims it, so it "
-                       "was not inspected", node=node, offset=0)
-        else:
-            ctx.report(EmptyFile, "empty (0 bytes): nothing to inspect", node=node, offset=0)
-        if parent is not None:
-            claims.check_name(source.member or source.name, node.attrs["format"], source, ctx, node,
-                              mismatch=False)
-        return node
-
-    outer = ctx.current
-    placeholder = Node(FILE, label or source.name, offset=0, length=source.size, member=source.member,
-                       attrs={"format": name, "size": source.size})
-    if parent is not None:
-        parent.add(placeholder)
-    ctx.current = placeholder
-    ctx.depth += 1
-    _report_sniff_failures(failures, ctx, placeholder)
-    try:
-        if ctx.depth > ctx.limits.max_nesting_depth:
-            raise LimitExceeded(f"nesting deeper than {ctx.limits.max_nesting_depth} containers")
-        node = module.parse(source, ctx)
-        if node is not placeholder:
-            _adopt(placeholder, node)
-        if placeholder.attrs.get("format") in model_card.TEXT_FORMATS:  # a README.md: hidden text
-            model_card.check(source, ctx, placeholder)
-        for other in others:
-            if other is not module and getattr(other, "POLYGLOT_CHECK", True):
-                placeholder.attrs.setdefault("also_valid_as", []).append(other.NAME)
-    except Cancelled:
-        raise
-    except FormatError as exc:
-        ctx.report(Malformed, f"malformed {name}: {exc.message}", node=placeholder,
-                   offset=exc.offset, member=exc.member or source.member)
-    except LimitExceeded as exc:
-        ctx.report(LimitRule, f"{name}: {exc.message}; the rest was not inspected", node=placeholder,
-                   offset=exc.offset)
-    except (MemoryError, RecursionError) as exc:
-        ctx.report(LimitRule, f"{name}: {type(exc).__name__} while parsing; the rest was not inspected",
-                   node=placeholder)
-    except Exception as exc:  # noqa: BLE001 - a parser bug must be a finding, never a dead scan
-        ctx.report(ParserCrash, f"{name} parser failed: {type(exc).__name__}: {exc}", node=placeholder)
-    finally:
-        ctx.depth -= 1
-        ctx.current = outer
-    if parent is not None:  # a container member: its name claims a format as a file's would
-        claims.check_name(source.member or source.name, placeholder.attrs.get("format", name), source, ctx,
-                          placeholder, mismatch=False)
-    return placeholder
-
-
-def _report_sniff_failures(failures: list[str], ctx: ScanContext, node: Node) -> None:
-    for failure in failures:
-        ctx.report(ParserCrash, safe_text(failure, 300), node=node, offset=0)
-
-
-def _adopt(placeholder: Node, node: Node) -> None:
-    """Move a parser's returned root into the placeholder that findings may already point at."""
-    placeholder.kind = node.kind
-    placeholder.attrs = {**placeholder.attrs, **node.attrs}
-    if node.is_lazy:
-        placeholder.adopt_lazy_children(node)
-    else:
-        for child in node.children():
-            placeholder.add(child)
-    for finding in node.findings:
-        placeholder.attach(finding)
-
-
 def scan_source(source: Source, display_path: str, ctx: ScanContext) -> ScanResult:
     start = time.monotonic()
     root = parse_into(source, ctx, None, label=_label(display_path))
     fmt = root.attrs.get("format", UNKNOWN)
     claims.check_name(display_path, fmt, source, ctx, root, mismatch=True)
     if display_path.endswith((".py", ".jinja")):  # loaders run these by name and folder, whatever they hold
-        from airlock.core.formats import model_folder_context
-
-        model_folder_context.check(source, display_path, ctx, root)
+        _checks_by_name(source, display_path, ctx, root)
     return ScanResult(display_path, fmt, root, ctx.findings, time.monotonic() - start, source.size, source)
+
+
+def _checks_by_name(source: Source, display_path: str, ctx: ScanContext, root: Node) -> None:
+    """What a file's name and folder make a loader do with it, on top of its content's verdict: a
+    `*.py` beside a model is imported, a `chat_template.jinja` rendered. Never raises on bad input."""
+    from airlock.core.formats import chat_template, model_folder_context
+
+    try:
+        if display_path.endswith(".py"):
+            model_folder_context.check_shipped_code(source, ctx, root)
+        else:
+            chat_template.check_by_name(source, ctx, root)
+    except Cancelled:
+        raise
+    except LimitExceeded as exc:
+        ctx.report(LimitRule, f"{exc.message}; the rest was not inspected", node=root)
+    except Exception as exc:  # noqa: BLE001 - a bug here must be a finding, never a dead scan
+        ctx.report(ParserCrash, f"model folder check failed: {type(exc).__name__}: "
+                   f"{safe_text(str(exc), 200)}", node=root)
 
 
 def scan_file(
@@ -194,9 +91,7 @@ def scan_file(
     display = display_path if display_path is not None else os.fspath(path)
     path = os.fspath(path)
     if is_url(path):  # read by range requests; never looked up as a local path
-        from airlock.core import remote
-
-        return remote.scan_url(path, display, ScanContext(limits, progress=progress, cancelled=cancelled))
+        return _scan_url(path, display, ScanContext(limits, progress=progress, cancelled=cancelled))
     ctx = ScanContext(limits, progress=progress, cancelled=cancelled, path=path)
     start = time.monotonic()
     try:
@@ -225,6 +120,32 @@ def scan_file(
     except OSError as exc:  # e.g. the file shrank under the map (SIGBUS is not catchable; EIO is)
         source.close()
         return _unreadable(display, ctx, exc, start)
+
+
+def _scan_url(url: str, display: str, ctx: ScanContext) -> ScanResult:
+    """Scan a remote file: open it (one range request), parse it as a local one, and add what the
+    reads met: a budget passed, a server that misbehaved. Never raises for the file's sake."""
+    from airlock.core import remote
+
+    start = time.monotonic()
+    limits = ctx.limits
+    try:
+        opener = remote.RemoteSource.open_url
+        if url[:5].lower() == "s3://":
+            from airlock.core.remote_s3 import S3Source
+
+            opener = S3Source.open_s3
+        source = opener(url, budget=limits.max_remote_bytes, timeout=limits.remote_timeout_s,
+                        time_budget=limits.time_budget_s, name=display)
+    except (LimitExceeded, ValueError) as exc:
+        root = Node(FILE, _label(display), attrs={"format": UNKNOWN, "bytes_read": 0})
+        rule = remote.RemoteBudget if isinstance(exc, remote.BudgetExceeded) else remote.RemoteReadFailed
+        message = exc.message if isinstance(exc, LimitExceeded) else str(exc)
+        ctx.report(rule, safe_text(message, 600), node=root, offset=0)
+        return ScanResult(display, UNKNOWN, root, ctx.findings, time.monotonic() - start, None)
+    result = scan_source(source, display, ctx)
+    remote.note(source, result.root, ctx)
+    return result
 
 
 def scan_bytes(data: bytes, name: str = "<bytes>", *, limits: Limits = DEFAULT_LIMITS) -> ScanResult:

@@ -9,7 +9,7 @@ from pathlib import Path
 import corpus
 import pytest
 
-from airlock.core import formats, scan
+from airlock.core import dispatch, formats
 from airlock.core.formats.contract import check_names
 from airlock.core.rule_catalog import all_rules
 from airlock.core.source import Source
@@ -35,7 +35,7 @@ def claimed() -> dict[str, list[str]]:
     """Format name → generated corpus files (the no-execution proof's inputs) the engine gives it."""
     found: dict[str, list[str]] = {}
     for name, data, _ in corpus.all_fixtures():
-        module, _ = scan.sniff(Source.from_bytes(data, name))
+        module, _ = dispatch.sniff(Source.from_bytes(data, name))
         if module is not None:
             found.setdefault(module.NAME, []).append(name)
     return found

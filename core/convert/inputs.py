@@ -45,8 +45,8 @@ _JSON_FORMATS = ("safetensors-index", "json", "yaml")  # a shard index is JSON
 
 
 def detect(path: str) -> str:
-    """Which reader converts `path`: decided by the engine's own sniffing (`scan.sniff`), by content."""
-    from airlock.core.scan import sniff
+    """Which reader converts `path`: decided by the engine's own sniffing (`dispatch.sniff`), by content."""
+    from airlock.core.dispatch import sniff
     from airlock.core.source import Source
 
     with Source.open(path) as source:

@@ -6,7 +6,7 @@ transformers saves a model's template as `chat_template.jinja` and renders it on
 internals there is the CVE-2024-34359 class. Recognised by content (Jinja markers and the words
 every chat template uses) and by name: transformers loads `chat_template.jinja` (and the `*.jinja`
 of a model folder) whatever it holds, so such a file is claimed when it is text, and analysed on
-top of its own format when another format claims it (model_folder_context). Parsed by
+top of its own format when another format claims it (`check_by_name`, called by the scan). Parsed by
 airlock.core.templates, never rendered.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 from airlock.core.context import ScanContext
 from airlock.core.findings import LimitExceeded
 from airlock.core.formats.contract import file_node
+from airlock.core.formats.model_folder_context import is_named_template
 from airlock.core.source import Source
 from airlock.core.tree import TEMPLATE, Node
 
@@ -44,11 +45,7 @@ def sniff_source(source: Source) -> int:
 
 def _by_name(source: Source) -> bool:
     name = source.member or source.name
-    if not name.endswith(".jinja"):
-        return False
-    from airlock.core.formats.model_folder_context import is_named_template
-
-    return is_named_template(source)
+    return name.endswith(".jinja") and is_named_template(source)
 
 
 def _is_jinja(text: bytes) -> bool:
@@ -71,12 +68,19 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     return root
 
 
-def analyze_source(source: Source, ctx: ScanContext, root: Node) -> None:
-    """Analyse a file loaded as a template by its name, whose content another format claimed."""
-    from airlock.core.formats.model_folder_context import template_node
+def check_by_name(source: Source, ctx: ScanContext, root: Node) -> None:
+    """Analyse a file that a loader renders by its name (`chat_template.jinja`, a model folder's
+    `*.jinja`) when its content sniffed as another format: a name adds checks, never replaces them."""
+    if root.attrs.get("format") != NAME and is_named_template(source) and _within_budget(source, ctx, root):
+        _analyze(source, ctx, _by_name_node(root, source))
 
-    if _within_budget(source, ctx, root):
-        _analyze(source, ctx, template_node(root, source))
+
+def _by_name_node(root: Node, source: Source) -> Node:
+    """Where a template found by name goes: under the file's root (a detached node when the root's
+    children are built lazily by its format; the findings still count for the file)."""
+    node = Node(TEMPLATE, "chat template (by name)", offset=0, length=source.size, member=source.member,
+                attrs={"size": source.size})
+    return node if root.is_lazy else root.add(node)
 
 
 def _within_budget(source: Source, ctx: ScanContext, root: Node) -> bool:

@@ -103,7 +103,7 @@ def check_sniff_ties(modules: Sequence[FormatModule], samples: Iterable[tuple[st
         for module, sniff_source in sniffers:
             try:
                 score = sniff_source(source) if sniff_source is not None else module.sniff(head, size)
-            except Exception:  # noqa: BLE001 - a failing sniffer claims nothing (as in scan.sniff)
+            except Exception:  # noqa: BLE001 - a failing sniffer claims nothing (as in dispatch.sniff)
                 continue
             if score > top:
                 top, best = score, [module]

@@ -273,7 +273,7 @@ def _delegates(
 
 def _nested(source: Source, ctx: ScanContext, node: Node, offset: int, size: int, i: int) -> None:
     """A blob another format claims (a zip, a pickle, a flatbuffer Airlock reads) is parsed as a file."""
-    from airlock.core.scan import sniff
+    from airlock.core.dispatch import sniff
 
     blob = source.slice(offset, size, name=f"delegate {i}", member=source.member)
     module, _others = sniff(blob)

@@ -1,7 +1,8 @@
 """Files a loader runs because of their name and the folder they sit in, whatever their content.
 
-Not a format (it is not in the registry): `scan.scan_source` calls `check()` after a file on disk
-was parsed by whatever format its content is, for names ending `.py` or `.jinja`.
+Not a format (it is not in the registry): `scan.scan_source` calls `check_shipped_code()` after a
+`*.py` file on disk was parsed by whatever format its content is, and `chat_template.check_by_name()`
+for a `*.jinja` (which asks `is_named_template()` here).
 
 - Python files shipped with a model. A folder is a model folder when it holds a `config.json`
   with `model_type` or `auto_map`, a `hubconf.py`, or weights at its top level. Every `*.py` in it
@@ -25,13 +26,11 @@ import os
 from typing import Any
 
 from airlock.core.context import ScanContext
-from airlock.core.errors import Cancelled, LimitExceeded
-from airlock.core.findings import LimitExceeded as LimitRule
-from airlock.core.findings import ParserCrash, Rule, Severity
+from airlock.core.findings import Rule, Severity
 from airlock.core.formats.model_folder import HF_CONFIG_NAMES, RemoteCode, code_references, module_file
 from airlock.core.source import Source
 from airlock.core.text import safe_text
-from airlock.core.tree import TEMPLATE, Node
+from airlock.core.tree import Node
 
 
 class ShippedCode(Rule):
@@ -65,24 +64,10 @@ class Folder:
         self.weights_only = weights_only
 
 
-def check(source: Source, display_path: str, ctx: ScanContext, root: Node) -> None:
-    """Add what a file's name and folder make a loader do. Never raises on bad input."""
-    try:
-        name = os.path.basename(display_path)
-        if name.endswith(".py") and source.path is not None and source.member is None:
-            _shipped_code(source.path, ctx, root)
-        elif (name.endswith(".jinja") and root.attrs.get("format") != "chat_template"
-              and is_named_template(source)):
-            from airlock.core.formats.chat_template import analyze_source
-
-            analyze_source(source, ctx, root)
-    except Cancelled:
-        raise
-    except LimitExceeded as exc:
-        ctx.report(LimitRule, f"{exc.message}; the rest was not inspected", node=root)
-    except Exception as exc:  # noqa: BLE001 - a bug here must be a finding, never a dead scan
-        ctx.report(ParserCrash, f"model folder check failed: {type(exc).__name__}: "
-                   f"{safe_text(str(exc), 200)}", node=root)
+def check_shipped_code(source: Source, ctx: ScanContext, root: Node) -> None:
+    """A *.py file on disk: whether a model folder at or above it makes a loader run it."""
+    if source.path is not None and source.member is None:
+        _shipped_code(source.path, ctx, root)
 
 
 def is_named_template(source: Source) -> bool:
@@ -191,11 +176,3 @@ def _read_json(path: str) -> Any:
         return json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
-
-
-def template_node(root: Node, source: Source) -> Node:
-    """Where a template found by name goes: under the file's root (a detached node when the root's
-    children are built lazily by its format; the findings still count for the file)."""
-    node = Node(TEMPLATE, "chat template (by name)", offset=0, length=source.size, member=source.member,
-                attrs={"size": source.size})
-    return node if root.is_lazy else root.add(node)

@@ -255,7 +255,7 @@ def scan_member(source: Source, ctx: ScanContext, node: Node, archive: ZipArchiv
             _report_open_error(opened, source, ctx, node, m)
             if force_pickle or starts_pickle(head) or is_whole_pickle(opened.source):
                 return scan_pickle_member(source, ctx, node, archive, m, opened, policy)
-        from airlock.core.scan import sniff
+        from airlock.core.dispatch import sniff
 
         label = safe_text(m.name.rsplit("/", 1)[-1])
         whole = head[:4] == LOCAL or m.size <= _SNIFF_WHOLE

@@ -231,7 +231,7 @@ def counts_as_extra(path: str) -> bool:
     if ext in CONFIG_EXTENSIONS:
         return True
     from airlock.core import formats
-    from airlock.core.scan import sniff
+    from airlock.core.dispatch import sniff
     from airlock.core.source import Source
 
     if ext in formats.known_extensions():

@@ -258,10 +258,10 @@ def test_gguf_dequantizes_block_by_block(tmp_path, monkeypatch):
 
 
 def test_the_converter_picks_its_reader_by_the_engines_sniffing(tmp_path):
-    # convert/inputs.py has no sniffer of its own: scan.sniff decides, by content, whatever the name.
+    # convert/inputs.py has no sniffer of its own: dispatch.sniff decides, by content, whatever the name.
     from safetensors.numpy import save_file
 
-    from airlock.core import scan
+    from airlock.core import dispatch
     from airlock.core.convert.inputs import detect
     from airlock.core.source import Source
 
@@ -274,7 +274,7 @@ def test_the_converter_picks_its_reader_by_the_engines_sniffing(tmp_path):
     assert (detect(str(npy)), detect(str(npz))) == ("npy", "npz")
     for path in (npy, npz):
         with Source.open(path) as source:
-            assert detect(str(path)) == scan.sniff(source)[0].NAME
+            assert detect(str(path)) == dispatch.sniff(source)[0].NAME
     with pytest.raises(ConvertError, match="already a SafeTensors file"):
         detect(str(st))
 
