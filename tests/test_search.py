@@ -1,18 +1,14 @@
 """Search over the core tree (airlock.core.search): lazy lists included, nothing kept, cancellable."""
 
-import sys
-from pathlib import Path
 
 import pytest
+from fixtures.gguf_files import F32, G, vocabulary
 
 from airlock.core.errors import Cancelled
 from airlock.core.findings import Severity
 from airlock.core.scan import scan_bytes
 from airlock.core.search import Search, matches, normalise
 from airlock.core.tree import FILE, GROUP, PAGE_SIZE, TEXT, Node
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixtures.gguf_files import F32, G, vocabulary
 
 VOCAB = 20_000
 

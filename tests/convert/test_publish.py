@@ -13,14 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import leases
 import pytest
 import torch
 from fixtures import convert_files as cf
 from safetensors.torch import load_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import leases
 
 from airlock.core.convert import ConvertError, convert
 from airlock.core.convert.publish import remove_stale_parts

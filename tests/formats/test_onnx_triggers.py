@@ -4,18 +4,13 @@ obfuscated triggers, Where / If / mask blends) are high with the trigger path.""
 
 import io
 import math
-import sys
 import warnings
-from pathlib import Path
 
 import onnx
 import pytest
 import torch
-from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fixtures import onnx_trigger_files as T
+from torch import nn
 
 from airlock.core.findings import Severity
 from airlock.core.formats import onnx_triggers

@@ -152,10 +152,6 @@ def test_a_complex_tensor_says_why_it_has_no_statistics(qtbot, tmp_path):
 
 
 def test_template_view_shows_the_injected_text_and_the_drift(qtbot):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from fixtures.template_backdoor_files import variants
 
     text = variants()["unconditional"][0]
@@ -200,16 +196,11 @@ def test_pane_shows_a_model_card_with_its_hidden_text_marked(qtbot):
 
 
 def test_tree_tints_the_operators_of_an_onnx_trigger(qtbot):
-    import sys
-    from pathlib import Path
-
+    from fixtures.onnx_trigger_files import backdoor, classifier
     from PySide6.QtCore import Qt
 
     from airlock.gui import theme
     from airlock.gui.tree_model import NodeTreeModel
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fixtures.onnx_trigger_files import backdoor, classifier
 
     result = scan_bytes(backdoor(classifier(), "where").SerializeToString(), "m.onnx")
     model = NodeTreeModel(result.root)

@@ -1,20 +1,16 @@
 """Search in the window: debounced, in a worker over the core tree, incremental, cancelled when stale,
 one filter per tab, and a filter bar that says what is shown ("showing 12 of 150,321")."""
 
-import sys
 import threading
-from pathlib import Path
 
 import pytest
+from fixtures.gguf_files import vocabulary
 from PySide6.QtCore import Qt
 
 from airlock.core.scan import scan_bytes
 from airlock.gui.demo import hostile_pickle_bytes, safetensors_bytes
 from airlock.gui.search import SHOWN_MAX, ResultsModel, SearchWorker
 from airlock.gui.tree_model import NODE_ROLE
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fixtures.gguf_files import vocabulary
 
 VOCAB = 150_000
 

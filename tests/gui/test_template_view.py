@@ -1,18 +1,14 @@
 """The template view marks only where a finding points, and wraps long lines. Templates are never rendered."""
 
-import sys
-from pathlib import Path
 
 from PySide6.QtWidgets import QPlainTextEdit
+from test_templates import BENIGN, DEEPSEEK  # real templates: Llama 3.1, Qwen, DeepSeek…
 
 from airlock.core.findings import Severity
 from airlock.core.scan import scan_bytes, scan_file
 from airlock.core.tree import TEMPLATE, Node
 from airlock.gui.demo import gguf_bytes
 from airlock.gui.details.template import TemplateView, template_marks
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_templates import BENIGN, DEEPSEEK  # real templates: Llama 3.1, Qwen, DeepSeek…
 
 
 def template_node(result):
