@@ -6,8 +6,8 @@ model type, pipelines' sub-models, neural-network layers (name and kind), ML Pro
 and the weight files they reference.
 
 What Core ML runs besides its own layers:
-- a custom layer (`CustomLayerParams.className`) or a custom model (`CustomModel.className`) is a class
-  compiled into the application: CML001, medium;
+- a custom layer (`CustomLayerParams.className`, also inside the networks of branch and loop layers) or
+  a custom model (`CustomModel.className`) is a class compiled into the application: CML001, medium;
 - an ML Program weight file (`BlobFileValue.fileName`) or a linked model (`LinkedModelFile`) whose path
   leaves the model package (absolute, `~`, `..`) makes Core ML read a file outside it: CML002, critical.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from airlock.core.context import ScanContext
-from airlock.core.errors import FormatError
+from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats.contract import file_node
 from airlock.core.formats.protowire import LEN, fields, text
@@ -152,37 +152,48 @@ def _pipeline(
             i += 1
 
 
+# Control-flow layers hold whole networks: BranchLayerParams (605) ifBranch (1) / elseBranch (2),
+# LoopLayerParams (615) conditionNetwork (3) / bodyNetwork (4). A custom layer inside one runs as any other.
+_NESTED_NETWORKS = {605: {1: "if", 2: "else"}, 615: {3: "condition", 4: "body"}}
+_CUSTOM_LAYER = 500
+
+
 def _network(view: Any, start: int, end: int, ctx: ScanContext, node: Node, source: Source) -> None:
-    layers: list[tuple[str, int, int]] = []  # name, layer field number, offset
-    for number, wire, value, at in fields(view, start, end):
-        ctx.tick(256)
-        if number != 1 or wire != LEN:
-            continue
-        name, kind = "", 0
-        for n2, w2, v2, a2 in fields(view, at, at + value):
-            if n2 == 1 and w2 == LEN:
-                name = text(view, a2, v2, 200)
-            elif n2 >= 100 and w2 == LEN:
-                kind = n2
-                if n2 == 500:  # CustomLayerParams: className (10)
-                    for n3, w3, v3, a3 in fields(view, a2, a2 + v2):
-                        if n3 == 10 and w3 == LEN:
-                            cls = safe_text(text(view, a3, v3, 200), 120)
-                            ctx.report(
-                                CustomCode,
-                                f"layer {safe_text(name, 80)} is a custom layer of class {cls}: "
-                                "the application's code runs it",
-                                node=node,
-                                offset=a3,
-                            )
-        layers.append((name, kind, at))
+    """NeuralNetwork.layers (1), control-flow layers' networks included, listed flat under their path."""
+    layers: list[tuple[str, int, int]] = []  # path/name, layer field number, offset
+    pending = [("", start, end, 0)]  # (path of the enclosing layers, network bytes, nesting)
+    while pending:
+        prefix, net_start, net_end, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise LimitExceeded(
+                f"control-flow networks nested deeper than {MAX_DEPTH} at {net_start:,}", net_start
+            )
+        for number, wire, value, at in fields(view, net_start, net_end):
+            ctx.tick(256)
+            if number != 1 or wire != LEN:
+                continue
+            name, kind, nested = _layer(view, at, at + value, ctx)
+            path = prefix + name
+            if kind == _CUSTOM_LAYER:
+                for cls, cls_at in nested:
+                    ctx.report(
+                        CustomCode,
+                        f"layer {safe_text(path, 160)} is a custom layer of class "
+                        f"{safe_text(cls, 120)}: the application's code runs it",
+                        node=node,
+                        offset=cls_at,
+                    )
+            else:
+                # Reversed onto the stack so that the walk lists if before else, condition before body.
+                pending.extend((f"{path}/{branch}/", a, b, depth + 1) for branch, a, b in reversed(nested))
+            layers.append((path, kind, at))
     group = node.child(GROUP, f"layers ({len(layers):,})", member=source.member)
 
     def page(lo: int, hi: int) -> list[Node]:
         return [
             Node(
                 LAYER,
-                f"{safe_text(name, 120)} ({'custom' if kind == 500 else f'layer type {kind}'})",
+                f"{safe_text(name, 200)} ({'custom' if kind == _CUSTOM_LAYER else f'layer type {kind}'})",
                 offset=at,
                 member=source.member,
             )
@@ -190,6 +201,33 @@ def _network(view: Any, start: int, end: int, ctx: ScanContext, node: Node, sour
         ]
 
     group.set_lazy_children(len(layers), page)
+
+
+def _layer(view: Any, start: int, end: int, ctx: ScanContext) -> tuple[str, int, list[Any]]:
+    """(name, layer kind, what it holds): a custom layer's (className, offset) pairs, a control-flow
+    layer's (branch, start, end) networks."""
+    name, kind = "", 0
+    held: list[Any] = []
+    for number, wire, value, at in fields(view, start, end):
+        ctx.tick(256)
+        if number == 1 and wire == LEN:
+            name = text(view, at, value, 200)
+        elif number >= 100 and wire == LEN:
+            kind = number
+            if number == _CUSTOM_LAYER:  # CustomLayerParams.className (10)
+                held.extend(
+                    (text(view, a2, v2, 200), a2)
+                    for n2, w2, v2, a2 in fields(view, at, at + value)
+                    if n2 == 10 and w2 == LEN
+                )
+            elif number in _NESTED_NETWORKS:
+                branches = _NESTED_NETWORKS[number]
+                held.extend(
+                    (branches[n2], a2, a2 + v2)
+                    for n2, w2, v2, a2 in fields(view, at, at + value)
+                    if n2 in branches and w2 == LEN
+                )
+    return name, kind, held
 
 
 def _program(view: Any, start: int, end: int, ctx: ScanContext, node: Node, source: Source) -> None:

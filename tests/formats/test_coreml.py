@@ -28,6 +28,24 @@ def test_custom_code_and_paths_outside(data, rule, words):
     assert words.encode()[:4] in data[hits[0].offset:hits[0].offset + 200]  # the offset points at the name
 
 
+def test_networks_inside_branches_and_loops_are_walked():
+    result = scan_bytes(f.control_flow("HiddenLayer", depth=3), "m.mlmodel")
+    hits = [x for x in result.findings if x.rule == "CML001"]
+    assert len(hits) == 1 and "branch2/else/loop1/body/branch0/else/mystery" in hits[0].message
+    assert f.control_flow("HiddenLayer", depth=3)[hits[0].offset:hits[0].offset + 11] == b"HiddenLayer"
+    labels = [n.label for n in result.root.walk(expand_lazy=True)]
+    assert "branch2/if/noop (layer type 130)" in labels and "branch2/else/loop1 (layer type 615)" in labels
+    assert scan_bytes(f.control_flow(None, depth=3), "m.mlmodel").severity == Severity.NONE
+
+
+def test_control_flow_nested_past_the_limit_is_not_fully_inspected():
+    from airlock.core.formats.coreml import MAX_DEPTH
+
+    result = scan_bytes(f.control_flow(None, depth=MAX_DEPTH + 2), "m.mlmodel")
+    assert result.inspected == "partial" and result.severity >= Severity.MEDIUM
+    assert any("nested deeper than" in x.message for x in result.findings)
+
+
 def test_weight_files_inside_the_package_are_fine():
     assert scan_bytes(f.program("@model_path/weights/weight.bin"), "m.mlmodel").severity == Severity.NONE
 
