@@ -20,6 +20,35 @@ def test_graph_functions_and_saver_are_listed_and_clean():
     assert "function __inference_serve_12: nodes (1)" in labels and "relu: Relu" in labels
 
 
+def test_an_op_tensorflow_does_not_ship_is_a_kernel_library():
+    extra = [f.node("warp", "Addons>ImageProjectiveTransformV2", ("x",)), f.node("again", "SentencepieceOp")]
+    result = scan_bytes(f.saved_model(extra), "saved_model.pb")
+    hits = [x for x in result.findings if x.rule == "TFSM004"]
+    assert [h.message.split(" (op ")[1].split(")")[0] for h in hits] == [
+        "Addons>ImageProjectiveTransformV2", "SentencepieceOp"]
+    assert result.severity == Severity.MEDIUM
+    assert f.saved_model(extra)[hits[0].offset:].startswith(b"Addons>")  # the offset points at the op name
+
+
+def test_a_node_may_call_a_function_of_the_library_by_name():
+    calls = [f.node("call", "__inference_serve_12", ("x",))]  # TF1 graphs call library functions as ops
+    assert scan_bytes(f.saved_model(calls), "saved_model.pb").severity == Severity.NONE
+    unknown = [f.node("call", "__inference_elsewhere_7", ("x",))]
+    assert {x.rule for x in scan_bytes(f.saved_model(unknown), "saved_model.pb").findings} == {"TFSM004"}
+
+
+def test_the_builtin_op_list_is_tensorflows():
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).resolve().parents[2] / "resources/policy/tf_builtin_ops.json").read_text())
+    assert "tf_builtin_ops_source.py" in data["about"] and data["tensorflow_version"].startswith("2.")
+    ops = saved_model.builtin_ops()
+    assert ops == frozenset(data["ops"]) and len(ops) > 1500
+    assert {"Const", "MatMul", "StatefulPartitionedCall", "SaveV2", "RestoreV2", "PyFunc", "_Arg"} <= ops
+    assert not {"SentencepieceOp", "Addons>ImageProjectiveTransformV2"} & ops
+
+
 @pytest.mark.parametrize(("extra", "rule", "severity", "words"), [
     ([f.node("cb", "PyFunc", ("x",))], "TFSM001", Severity.CRITICAL, "op PyFunc"),
     ([f.node("cb", "PyFuncStateless")], "TFSM001", Severity.CRITICAL, "PyFuncStateless"),
