@@ -279,7 +279,7 @@ def _judge(n: GraphNode, consts: dict[str, str], known: frozenset[str]) -> tuple
         return PythonOp, "calls a Python function registered in the loading process"
     if n.op not in tf_ops.FILE_OPS and n.op not in tf_ops.LIBRARY_OPS:
         if n.op and n.op not in known:
-            return CustomOp, "TensorFlow does not ship this op: a kernel library the application loads runs it"
+            return CustomOp, "not an op TensorFlow ships: a kernel library the application loads runs it"
         return None, ""
     path = None
     for name in n.inputs[:3]:
