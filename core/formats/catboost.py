@@ -3,15 +3,19 @@ the core as a FlatBuffer (catboost/libs/model/flatbuffers/model.fbs, root `TMode
 parts it names (CTR tables).
 
 Read with the bounded FlatBuffers walk of airlock.core.formats.flatbuf, never with CatBoost: the format
-version, the info map (training parameters, as text), the oblivious trees' sizes and leaf counts. The
-format holds no code; what can go wrong is in CatBoost's C++ loader, which indexes its arrays with the
-tree sizes. So the core must fit the file, the tree sizes must add up to the splits, and the leaf values
-must be as many as the trees' leaves times the approximation dimension: otherwise malformed (high).
+version, the info map (training parameters, as text), the trees' sizes and leaf counts. The format holds
+no code; what can go wrong is in CatBoost's C++ evaluator, which indexes its arrays with what the file
+says. So the core must fit the file and the tree sizes must add up to the splits; an oblivious model
+needs as many leaf values as its trees' leaves times the approximation dimension; in a non-symmetric
+(Depthwise, Lossguide) model every step of a node must stay inside its tree, and every terminal node's
+leaf index inside the leaf values. Otherwise malformed (high).
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
+from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
@@ -77,7 +81,8 @@ def _core(source: Source, ctx: ScanContext, root: Node) -> None:
                        attrs={ROLE: CONTENTS})
     if non_symmetric:
         group.attrs["non-symmetric"] = True
-        return  # leaf counts follow the step nodes, not the sizes
+        _non_symmetric(trees, sizes, splits, leaf_values, max(approx, 1), ctx, 8 + trees.pos)
+        return
     if any(s < 0 or s > MAX_DEPTH for s in sizes):
         raise FormatError(f"a tree has depth {max(sizes, key=abs)}: outside 0..{MAX_DEPTH}", 8 + trees.pos)
     if sum(sizes) != splits:
@@ -88,3 +93,33 @@ def _core(source: Source, ctx: ScanContext, root: Node) -> None:
         raise FormatError(f"{len(sizes):,} trees need {leaves:,} leaf values, the model has {leaf_values:,}",
                           8 + trees.pos)
     group.attrs["leaves"] = leaves
+
+
+def _non_symmetric(trees: Any, sizes: list[int], splits: int, leaf_values: int, approx: int, ctx: ScanContext,
+                   at: int) -> None:
+    """TObliviousTrees.NonSymmetricStepNodes (slot 10: uint16 left and right diffs per node) and
+    NonSymmetricNodeIdToLeafId (slot 11): the evaluator walks node += diff until a diff is 0, then reads
+    LeafValues[id ... id + approx dimension - 1], unchecked. (Real CatBoost 1.2 files, cross-checked: the
+    id is an index into LeafValues, 0, 3, 6… for 3 classes; 0xFFFFFFFF on nodes that are not terminal.)"""
+    steps_at, steps = trees.vector_bytes(10, 4, "non-symmetric step nodes")
+    _, leaf_ids = trees.vector_bytes(11, 4, "node leaf ids")
+    nodes = len(steps) // 4
+    if any(s < 0 for s in sizes) or sum(sizes) != splits or nodes != splits:
+        raise FormatError(f"{len(sizes):,} non-symmetric trees of {sum(sizes):,} nodes, {nodes:,} step nodes "
+                          f"and {splits:,} splits: they must agree", at)
+    if len(leaf_ids) != len(steps):
+        raise FormatError(f"{nodes:,} step nodes but {len(leaf_ids) // 4:,} node leaf ids", at)
+    if leaf_values % approx:
+        raise FormatError(f"{leaf_values:,} leaf values for an approximation dimension of {approx}", at)
+    walk = zip(struct.iter_unpack("<HH", steps), struct.iter_unpack("<I", leaf_ids), strict=True)
+    first = 0  # of the tree's nodes
+    for tree, size in enumerate(sizes):
+        for i, ((left, right), (leaf,)) in enumerate(itertools.islice(walk, size)):
+            ctx.tick(4096)
+            if i + max(left, right) >= size:
+                raise FormatError(f"node {i:,} of tree {tree:,} steps to node {i + max(left, right):,}, past "
+                                  f"the tree's {size:,} nodes", 8 + steps_at + 4 * (first + i))
+            if (left == 0 or right == 0) and leaf + approx > leaf_values:
+                raise FormatError(f"terminal node {i:,} of tree {tree:,} reads leaf values {leaf:,} to "
+                                  f"{leaf + approx - 1:,}, the model has {leaf_values:,}", at)
+        first += size

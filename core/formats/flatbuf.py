@@ -126,6 +126,11 @@ class Table:
                               f"only {max(self.buf.size - target - 4, 0):,} bytes follow", target)
         return target + 4, count
 
+    def vector_bytes(self, slot: int, elem_size: int, what: str) -> tuple[int, bytes]:
+        """(first element's offset, the elements' raw bytes) of a vector of scalars or structs."""
+        start, count = self.vector(slot, elem_size, what)
+        return start, self.buf._bytes(start, elem_size * count, what) if count else b""
+
     def ints(self, slot: int, what: str, limit: int = 1 << 16) -> list[int]:
         """A vector of int32, cut at `limit` elements."""
         start, count = self.vector(slot, 4, what)

@@ -20,11 +20,28 @@ def test_info_map_and_trees():
     (f.build(leaves=3), "leaf values"),
     (f.build(core_size_extra=1 << 20), "follow the header"),
     (f.build((40,), leaves=1), "depth 40"),
+    (f.build(steps=[[(1, 2), (0, 0), (0, 9)]]), "node 2 of tree 0 steps to node 11, past the tree's 3 nodes"),
+    (f.build(steps=[[(1, 2), (0, 0), (0, 0)], [(3, 1), (0, 0)]]), "node 0 of tree 1 steps to node 3"),
+    (f.build(steps=f.STEPS, approx=3, ids=[[f.NO_LEAF, 0, 3], [f.NO_LEAF, f.NO_LEAF, 6, 9, 13]]),
+     "terminal node 4 of tree 1 reads leaf values 13 to 15, the model has 15"),
+    (f.build(steps=f.STEPS, splits=4), "must agree"),
 ])
 def test_structure_breaks_are_malformed(data, words):
     result = scan_bytes(data, "m.cbm")
     assert any(x.rule == "AIR002" and words in x.message for x in result.findings), \
         [x.message for x in result.findings]
+
+
+def test_non_symmetric_trees_are_walked():
+    result = scan_bytes(f.build(steps=f.STEPS, approx=3), "m.cbm")
+    assert result.severity == Severity.NONE and result.inspected == "full", [x.message for x in result.findings]
+    assert result.root.attrs["trees"] == 2 and result.root.attrs["leaf_values"] == 5 * 3
+
+
+def test_a_step_past_the_tree_points_at_its_node():
+    data = f.build(steps=[[(1, 2), (0, 0), (0, 9)]])
+    hit = next(x for x in scan_bytes(data, "m.cbm").findings if x.rule == "AIR002")
+    assert data[hit.offset:hit.offset + 4] == b"\x00\x00\x09\x00"  # the third node's (0, 9) step
 
 
 def test_truncation_never_reads_clean():
