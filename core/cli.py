@@ -515,15 +515,20 @@ def _user_policy(args: argparse.Namespace) -> Any:
     when it cannot be used (the reason printed)."""
     if args.no_policy:
         return False
+    scanned = [str(p) for p in getattr(args, "paths", None) or ()]
     if args.policy is None:
-        from airlock.core.policy_file import find  # a small module: tomllib only when a file exists
+        from airlock.core.policy_file import brought_along, find  # small: tomllib only when a file exists
 
-        if find() is None:
+        for passed_over in brought_along(scanned):
+            print(f"airlock: warning: not using the policy file {passed_over}: it is inside a scanned folder "
+                  f"or beside a scanned file (a downloaded model must not bring its own policy); pass "
+                  f"--policy {passed_over} to use it", file=sys.stderr)
+        if find(scanned=scanned) is None:
             return False
     from airlock.core.policy_file import PolicyError, install, resolve
 
     try:
-        policy = resolve(args.policy)
+        policy = resolve(args.policy, scanned=scanned)
     except PolicyError as exc:
         print(f"airlock: {exc}", file=sys.stderr)
         return None

@@ -2,8 +2,9 @@
 
 Where it is looked up: `--policy FILE` when given (`--no-policy` for none); else the current folder
 and then each parent folder up to the root, the first `airlock.toml`, or `pyproject.toml` holding a
-`[tool.airlock]` table, wins. Never the scanned path's folder: a downloaded model must not bring a
-policy that waves itself through.
+`[tool.airlock]` table, wins. Never one inside a scanned folder or beside a scanned file, even when
+the scan runs from there (`cd model && airlock scan .`): a downloaded model must not bring a policy
+that waves itself through. Such a file is passed over with a warning and the lookup goes on upward.
 
 Every key is in `KEYS` (top level) or `TABLES` (arrays of tables): later features add theirs there.
 An unknown key or a bad value raises `PolicyError` naming the key, its table and its line (tomllib
@@ -161,23 +162,62 @@ class UserPolicy:
 EMPTY = UserPolicy(None, {}, {})
 
 
-def find(start: str | None = None) -> str | None:
-    """The policy file for a run started in `start` (default: the current folder), or None."""
+def find(start: str | None = None, scanned: Iterable[str] = ()) -> str | None:
+    """The policy file for a run started in `start` (default: the current folder) over the `scanned`
+    paths, or None. A policy file inside a scanned folder, or beside a scanned file, came with what is
+    being scanned: it is passed over (see `brought_along`) and the search goes on upward."""
+    inside = _scanned_folders(scanned)
+    return next((path for path in _candidates(start) if not _within(path, inside)), None)
+
+
+def brought_along(scanned: Iterable[str], start: str | None = None) -> list[str]:
+    """Policy files the lookup passed over because they sit in or under a scanned folder or beside a
+    scanned file: a downloaded model must not bring the policy that waves it through (`--policy FILE`
+    still uses one on purpose). For the warning that says so."""
+    inside = _scanned_folders(scanned)
+    found = []
+    for path in _candidates(start):
+        if not _within(path, inside):
+            break
+        found.append(path)
+    return found
+
+
+def _candidates(start: str | None) -> Iterable[str]:
+    """airlock.toml, or pyproject.toml with a [tool.airlock] table, in `start` and each folder above."""
     try:
         folder = os.path.abspath(start or os.getcwd())
     except OSError:  # the current folder was removed: there is nothing to look up from
-        return None
+        return
     while True:
         candidate = os.path.join(folder, FILE_NAME)
         if os.path.isfile(candidate):
-            return candidate
-        pyproject = os.path.join(folder, "pyproject.toml")
-        if os.path.isfile(pyproject) and _has_tool_table(pyproject):
-            return pyproject
+            yield candidate
+        else:
+            pyproject = os.path.join(folder, "pyproject.toml")
+            if os.path.isfile(pyproject) and _has_tool_table(pyproject):
+                yield pyproject
         parent = os.path.dirname(folder)
         if parent == folder:
-            return None
+            return
         folder = parent
+
+
+def _scanned_folders(scanned: Iterable[str]) -> list[str]:
+    """The folders whose policy files a scan of these paths must not take: each scanned folder, and
+    the folder of each scanned file (real paths: a symlink does not hide where a file sits)."""
+    folders = []
+    for path in scanned:
+        if "://" in path:  # a URL: nothing on this disk came with it
+            continue
+        real = os.path.realpath(path)
+        folders.append(real if os.path.isdir(real) else os.path.dirname(real))
+    return folders
+
+
+def _within(policy: str, folders: list[str]) -> bool:
+    where = os.path.dirname(os.path.realpath(policy))
+    return any(where == f or where.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
 def _has_tool_table(path: str) -> bool:
@@ -302,11 +342,12 @@ def _line_of(text: str, table: str, index: int | None, key: str | None) -> int:
     return fallback or 1
 
 
-def resolve(explicit: str | None, disabled: bool = False) -> UserPolicy:
-    """The policy for a run: the given file, else the one found from the current folder up."""
+def resolve(explicit: str | None, disabled: bool = False, scanned: Iterable[str] = ()) -> UserPolicy:
+    """The policy for a run: the given file, else the one found from the current folder up (never
+    one that came with the `scanned` paths)."""
     if disabled:
         return EMPTY
-    path = explicit if explicit is not None else find()
+    path = explicit if explicit is not None else find(scanned=scanned)
     if path is None:
         return EMPTY
     if explicit is not None and not os.path.exists(explicit):

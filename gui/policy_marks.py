@@ -12,6 +12,7 @@ A policy can never hide anything silently.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from airlock.core.findings import Finding, Severity
@@ -45,28 +46,24 @@ class PolicyMark:
 Marks = dict[int, list[PolicyMark]]  # id(Finding) → what the policy did to it
 
 
-def find_policy() -> str | None:
-    """The policy file in effect: found from the current folder upward, as `airlock scan` finds
-    it. Never from the opened file's folder: a downloaded model must not bring the policy that
-    suppresses its own findings."""
-    from airlock.core.policy_file import find
-
-    return find()
-
-
-def load_policy() -> tuple[Any, str]:
-    """(UserPolicy or None, a line for the view): the policy in effect, or why none is. A policy
-    file that does not load is not applied, and the view says so (a policy only lowers findings:
+def load_policy(opened: Sequence[str] = ()) -> tuple[Any, str]:
+    """(UserPolicy or None, a line for the view): the policy in effect, or why none is. Found from the
+    current folder upward, as `airlock scan` finds it, and never one inside an `opened` folder or beside
+    an opened file: a downloaded model must not bring the policy that suppresses its own findings. A
+    policy file that does not load is not applied, and the view says so (a policy only lowers findings:
     ignoring a broken one can hide nothing)."""
-    from airlock.core.policy_file import PolicyError, load
+    from airlock.core.policy_file import PolicyError, brought_along, find, load
 
-    found = find_policy()
+    passed_over = brought_along(opened)
+    skipped = (f"; policy {safe_text(passed_over[0], 200)} NOT applied: it came with the opened files"
+               if passed_over else "")
+    found = find(scanned=opened)
     if found is None:
-        return None, ""
+        return None, skipped.removeprefix("; ")
     try:
-        return load(found), f"policy {safe_text(found, 200)}"
+        return load(found), f"policy {safe_text(found, 200)}{skipped}"
     except (PolicyError, OSError, ValueError) as exc:
-        return None, f"policy {safe_text(found, 200)} NOT applied: {safe_text(str(exc), 300)}"
+        return None, f"policy {safe_text(found, 200)} NOT applied: {safe_text(str(exc), 300)}{skipped}"
 
 
 def carry_marks(entry: dict[str, Any], findings: list[Finding]) -> Marks:

@@ -105,7 +105,7 @@ class FolderScanWorker(WorkerBase):
         from airlock.core.api import scan_paths
         from airlock.gui.policy_marks import load_policy
 
-        policy, self.policy_note = load_policy()
+        policy, self.policy_note = load_policy([self.path] if self.files is None else self.files)
         count = 0
         for report in scan_paths([self.path] if self.files is None else self.files, policy=policy, jobs=1):
             if cancelled():

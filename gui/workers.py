@@ -159,7 +159,7 @@ class ScanWorker(WorkerBase):
         if self.policy is None:
             from airlock.gui.policy_marks import load_policy
 
-            self.policy, self.policy_note = load_policy()
+            self.policy, self.policy_note = load_policy([self.path])
         with GC_PAUSE:
             try:
                 report = scan_file(self.path, keep_tree=True, policy=self.policy, progress=progress,

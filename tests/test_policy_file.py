@@ -25,16 +25,26 @@ def custom_class_pickle():
 
 @pytest.fixture
 def work(tmp_path, monkeypatch):
+    """The policy's folder (the current one); the files scanned sit below it, in models/ (a policy in the
+    scanned folder itself came with the files and is never used)."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "evil.pkl").write_bytes(EVIL)
-    (tmp_path / "custom.pkl").write_bytes(custom_class_pickle())
-    (tmp_path / "ok.pkl").write_bytes(pickle.dumps([1, 2], protocol=4))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "evil.pkl").write_bytes(EVIL)
+    (models / "custom.pkl").write_bytes(custom_class_pickle())
+    (models / "ok.pkl").write_bytes(pickle.dumps([1, 2], protocol=4))
     return tmp_path
 
 
 def scan(capsys, *argv):
+    code, doc, _ = scan_err(capsys, *argv)
+    return code, doc
+
+
+def scan_err(capsys, *argv):
     code = main(["scan", "--format", "json", "--jobs", "1", *argv])
-    return code, json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    return code, json.loads(out.out), out.err
 
 
 def by_name(doc):
@@ -54,7 +64,7 @@ def by_name(doc):
 ])
 def test_bad_policy_exits_2_naming_key_table_and_line(work, capsys, text, expect):
     (work / "airlock.toml").write_text(text)
-    assert main(["scan", str(work / "ok.pkl")]) == 2
+    assert main(["scan", str(work / "models" / "ok.pkl")]) == 2
     err = capsys.readouterr().err
     assert "airlock.toml" in err and "Traceback" not in err
     for part in expect:
@@ -68,20 +78,52 @@ def test_pyproject_table_and_lookup_from_the_current_folder_upward(work, capsys)
     sub.mkdir(parents=True)
     os.chdir(sub)
     assert find() == str(work / "pyproject.toml")
-    assert main(["scan", str(work / "ok.pkl")]) == 2
+    assert main(["scan", str(work / "models" / "ok.pkl")]) == 2
     assert "[tool.airlock]" in capsys.readouterr().err
     (work / "pyproject.toml").write_text('[tool.airlock]\nfail-on = "info"\n')
-    assert main(["scan", str(work / "ok.pkl")]) == 1  # data-only is info: fails at info
-    assert main(["scan", "--no-policy", str(work / "ok.pkl")]) == 0
+    assert main(["scan", str(work / "models" / "ok.pkl")]) == 1  # data-only is info: fails at info
+    assert main(["scan", "--no-policy", str(work / "models" / "ok.pkl")]) == 0
     capsys.readouterr()
 
 
 def test_the_scanned_folder_never_brings_its_own_policy(work, capsys, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("cwd")
-    (work / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nreason = "trust me"\n')
+    (work / "models" / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nreason = "trust me"\n')
     os.chdir(elsewhere)
-    code, doc = scan(capsys, str(work))
+    code, doc = scan(capsys, str(work / "models"))
     assert code == 1 and by_name(doc)["evil.pkl"]["severity"] == "critical"
+
+
+@pytest.mark.parametrize("argument", [".", "evil.pkl", "./evil.pkl"])
+def test_scanning_from_inside_the_folder_does_not_take_its_policy_either(work, capsys, argument):
+    """Regression (new-user trial): `cd model && airlock scan .` used the model's own airlock.toml."""
+    models = work / "models"
+    (models / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nreason = "trust me"\n')
+    os.chdir(models)
+    code, doc, err = scan_err(capsys, argument)
+    assert code == 1 and by_name(doc)["evil.pkl"]["severity"] == "critical" and "policy" not in doc
+    assert f"not using the policy file {models / 'airlock.toml'}" in err and "--policy" in err
+    assert find(scanned=[argument]) is None and find() == str(models / "airlock.toml")
+
+
+def test_a_policy_passed_over_lets_the_one_above_it_apply(work, capsys):
+    models = work / "models"
+    (models / "pyproject.toml").write_text('[tool.airlock]\n[[tool.airlock.suppress]]\nrule = "PKL006"\n'
+                                           'reason = "trust me"\n')
+    (work / "airlock.toml").write_text('fail-on = "critical"\n')
+    os.chdir(models)
+    code, doc, err = scan_err(capsys, ".")
+    assert code == 1 and doc["policy"]["path"] == str(work / "airlock.toml")
+    assert "not using the policy file" in err
+
+
+def test_a_policy_named_on_the_command_line_is_used_wherever_it_is(work, capsys):
+    models = work / "models"
+    (models / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nreason = "ours"\n')
+    os.chdir(models)
+    code, doc, err = scan_err(capsys, "--policy", "airlock.toml", ".")
+    assert code == 0 and doc["policy"]["path"].endswith("airlock.toml")
+    assert "not using" not in err
 
 
 def test_suppression_stays_in_the_report_marked_and_does_not_count(work, capsys):
@@ -89,7 +131,7 @@ def test_suppression_stays_in_the_report_marked_and_does_not_count(work, capsys)
     (work / "airlock.toml").write_text(
         f'[[suppress]]\nrule = "PKL006"\nsha256 = "{sha}"\nreason = "reviewed in TICKET-1"\n'
         '[[suppress]]\nrule = "AIR010"\npath = "ok.*"\nreason = "data-only is fine"\n')
-    code, doc = scan(capsys, str(work))
+    code, doc = scan(capsys, str(work / "models"))
     assert code == 0
     evil = by_name(doc)["evil.pkl"]
     assert evil["sha256"] == sha  # a policy entry keyed by sha256 makes the scan hash
@@ -101,13 +143,13 @@ def test_suppression_stays_in_the_report_marked_and_does_not_count(work, capsys)
     assert doc["policy"]["path"] == str(work / "airlock.toml") and len(doc["policy"]["digest"]) == 64
     assert by_name(doc)["ok.pkl"]["findings"][0]["suppressed_by"]["where"] == "airlock.toml:5"
     # Another file with the same rule but other bytes is not covered by the sha256 baseline.
-    (work / "evil2.pkl").write_bytes(EVIL + b"\n")
-    code, doc = scan(capsys, str(work))
+    (work / "models" / "evil2.pkl").write_bytes(EVIL + b"\n")
+    code, doc = scan(capsys, str(work / "models"))
     assert code == 1 and by_name(doc)["evil2.pkl"]["severity"] == "critical"
     # Text and SARIF show it too.
-    assert main(["scan", "--color", "never", str(work / "evil.pkl")]) == 0
+    assert main(["scan", "--color", "never", str(work / "models" / "evil.pkl")]) == 0
     assert "SUPPRESSED by policy airlock.toml:1: reviewed in TICKET-1" in capsys.readouterr().out
-    assert main(["scan", "--format", "sarif", str(work / "evil.pkl")]) == 0
+    assert main(["scan", "--format", "sarif", str(work / "models" / "evil.pkl")]) == 0
     sarif = json.loads(capsys.readouterr().out)
     jsonschema.validate(sarif, SCHEMA)
     result = next(r for r in sarif["runs"][0]["results"] if r["ruleId"] == "PKL006")
@@ -118,7 +160,7 @@ def test_suppression_stays_in_the_report_marked_and_does_not_count(work, capsys)
 def test_override_says_what_it_was(work, capsys):
     (work / "airlock.toml").write_text('[[override]]\nrule = "PKL005"\nseverity = "low"\npath = "custom.pkl"\n'
                                        'reason = "our own class"\n')
-    code, doc = scan(capsys, str(work / "custom.pkl"))
+    code, doc = scan(capsys, str(work / "models" / "custom.pkl"))
     entry = by_name(doc)["custom.pkl"]
     changed = [f for f in entry["findings"] if "overridden_by" in f]
     assert changed and changed[0]["severity"] == "low" and changed[0]["overridden_by"]["was"] == "medium"
@@ -126,10 +168,10 @@ def test_override_says_what_it_was(work, capsys):
 
 
 def test_allowed_global_with_its_reason(work, capsys):
-    _, doc = scan(capsys, "--no-policy", str(work / "custom.pkl"))
+    _, doc = scan(capsys, "--no-policy", str(work / "models" / "custom.pkl"))
     assert by_name(doc)["custom.pkl"]["severity"] == "medium"
     (work / "airlock.toml").write_text('[[allow-global]]\nname = "mypkg.model.Config"\nreason = "our config"\n')
-    _, doc = scan(capsys, str(work / "custom.pkl"))
+    _, doc = scan(capsys, str(work / "models" / "custom.pkl"))
     assert by_name(doc)["custom.pkl"]["severity"] in ("none", "info")
     from airlock.core.pickle.policy import load_policy
 
@@ -143,10 +185,10 @@ def test_refused_format_budgets_and_fail_on(work, capsys):
     policy = load(str(work / "airlock.toml"))
     limits = policy.limits(DEFAULT_LIMITS)
     assert limits.max_decompressed_bytes == 2**20 and limits.time_budget_s == 5.0
-    code, doc = scan(capsys, str(work / "ok.pkl"))
+    code, doc = scan(capsys, str(work / "models" / "ok.pkl"))
     finding = next(f for f in by_name(doc)["ok.pkl"]["findings"] if f["rule"] == "PRV011")
     assert finding["severity"] == "high" and code == 0  # fail-on critical
-    assert main(["scan", "--fail-on", "high", str(work / "ok.pkl")]) == 1  # the command line wins
+    assert main(["scan", "--fail-on", "high", str(work / "models" / "ok.pkl")]) == 1  # the command line wins
     capsys.readouterr()
 
 

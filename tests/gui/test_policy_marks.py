@@ -20,9 +20,11 @@ CUSTOM = (b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x0bmypkg.model\x94\
 @pytest.fixture
 def work(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the policy is found from the current folder, as `airlock scan` finds it
-    (tmp_path / "evil.pkl").write_bytes(EVIL)
-    (tmp_path / "custom.pkl").write_bytes(CUSTOM)
-    (tmp_path / "ok.pkl").write_bytes(pickle.dumps([1, 2], protocol=4))
+    models = tmp_path / "models"  # below it: a policy beside the opened file came with it and is not used
+    models.mkdir()
+    (models / "evil.pkl").write_bytes(EVIL)
+    (models / "custom.pkl").write_bytes(CUSTOM)
+    (models / "ok.pkl").write_bytes(pickle.dumps([1, 2], protocol=4))
     return tmp_path
 
 
@@ -46,7 +48,7 @@ def test_suppressed_finding_is_struck_through_with_its_reason_and_not_counted(qt
     sha = hashlib.sha256(EVIL).hexdigest()
     (work / "airlock.toml").write_text(
         f'[[suppress]]\nrule = "PKL006"\nsha256 = "{sha}"\nreason = "reviewed in TICKET-1"\n')
-    view = open_view(qtbot, work / "evil.pkl")
+    view = open_view(qtbot, work / "models" / "evil.pkl")
     shown = rows(view)
     marked = [r for r in shown if r[0].rule == "PKL006"]
     assert marked, [r[0].rule for r in shown]
@@ -64,7 +66,7 @@ def test_suppressed_finding_is_struck_through_with_its_reason_and_not_counted(qt
 
 
 def test_unmarked_findings_keep_their_look(qtbot, work):
-    view = open_view(qtbot, work / "evil.pkl")  # no policy file
+    view = open_view(qtbot, work / "models" / "evil.pkl")  # no policy file
     assert all(font is None for _, _, font, _ in rows(view))
     assert view.banner.verdict.severity == Severity.CRITICAL
     assert "policy" not in view.info.text()
@@ -73,7 +75,7 @@ def test_unmarked_findings_keep_their_look(qtbot, work):
 def test_overridden_finding_says_what_it_was_and_why(qtbot, work):
     (work / "airlock.toml").write_text('[[override]]\nrule = "PKL005"\nseverity = "low"\npath = "custom.pkl"\n'
                                        'reason = "our own class"\n')
-    view = open_view(qtbot, work / "custom.pkl")
+    view = open_view(qtbot, work / "models" / "custom.pkl")
     marked = [r for r in rows(view) if r[0].rule == "PKL005"]
     assert marked
     finding, text, font, _ = marked[0]
@@ -92,17 +94,26 @@ def test_overridden_finding_says_what_it_was_and_why(qtbot, work):
 
 def test_a_broken_policy_is_not_applied_and_the_view_says_so(qtbot, work):
     (work / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nwhy = "no reason key"\n')
-    view = open_view(qtbot, work / "evil.pkl")
+    view = open_view(qtbot, work / "models" / "evil.pkl")
     assert "NOT applied" in view.info.text() and "line 3" in view.info.text()
     assert view.banner.verdict.severity == Severity.CRITICAL
 
 
 def test_the_opened_files_folder_never_brings_its_own_policy(qtbot, work, tmp_path_factory, monkeypatch):
-    (work / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nreason = "trust me"\n')
+    (work / "models" / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nreason = "trust me"\n')
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
-    view = open_view(qtbot, work / "evil.pkl")
+    view = open_view(qtbot, work / "models" / "evil.pkl")
     assert view.banner.verdict.severity == Severity.CRITICAL
     assert all(font is None for _, _, font, _ in rows(view))
+
+
+def test_launched_from_the_opened_files_folder_it_still_does_not_take_its_policy(qtbot, work, monkeypatch):
+    """Regression (new-user trial): the app started in a downloaded model's folder applied its airlock.toml."""
+    (work / "models" / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nreason = "trust me"\n')
+    monkeypatch.chdir(work / "models")
+    view = open_view(qtbot, "evil.pkl")
+    assert view.banner.verdict.severity == Severity.CRITICAL
+    assert "NOT applied: it came with the opened files" in view.info.text()
 
 
 def risk_cells(view, node):
@@ -120,7 +131,7 @@ def risk_cells(view, node):
 def test_the_tree_shows_the_overridden_severity_and_what_it_was(qtbot, work):
     (work / "airlock.toml").write_text('[[override]]\nrule = "PKL005"\nseverity = "low"\npath = "custom.pkl"\n'
                                        'reason = "our own class"\n')
-    view = open_view(qtbot, work / "custom.pkl")
+    view = open_view(qtbot, work / "models" / "custom.pkl")
     finding = next(f for f in view.result.findings if f.rule == "PKL005")
     assert finding.node is not None
     assert view.result.root.severity == Severity.LOW  # the tree counts as the verdict does
@@ -139,7 +150,7 @@ def test_the_tree_does_not_count_a_suppressed_finding(qtbot, work):
     sha = hashlib.sha256(EVIL).hexdigest()
     (work / "airlock.toml").write_text(
         f'[[suppress]]\nrule = "PKL006"\nsha256 = "{sha}"\nreason = "reviewed in TICKET-1"\n')
-    view = open_view(qtbot, work / "evil.pkl")
+    view = open_view(qtbot, work / "models" / "evil.pkl")
     finding = next(f for f in view.result.findings if f.rule == "PKL006")
     counted = [f.severity for f in view.result.findings if f is not finding and f.node is not None]
     assert view.result.root.severity == max([Severity.NONE, *counted])
@@ -147,6 +158,6 @@ def test_the_tree_does_not_count_a_suppressed_finding(qtbot, work):
 
 
 def test_without_a_policy_the_tree_keeps_its_severities(qtbot, work):
-    view = open_view(qtbot, work / "custom.pkl")
+    view = open_view(qtbot, work / "models" / "custom.pkl")
     finding = next(f for f in view.result.findings if f.rule == "PKL005")
     assert risk_cells(view, finding.node)[0] == "medium"

@@ -34,9 +34,13 @@ def env(**extra: str) -> dict[str, str]:
 # pre-commit
 
 @pytest.fixture
-def hook() -> dict:
-    (entry,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
-    return entry
+def hooks() -> dict[str, dict]:
+    return {entry["id"]: entry for entry in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+
+
+@pytest.fixture
+def hook(hooks) -> dict:
+    return hooks["airlock-scan"]
 
 
 def git_repo(path: Path, files: dict[str, bytes]) -> Path:
@@ -66,8 +70,31 @@ def test_hook_definition(hook):
     pattern = re.compile(hook["files"])
     for ext in model_extensions():  # every model format Airlock knows, by name
         assert pattern.search(f"dir/model{ext}") and pattern.search(f"MODEL{ext.upper()}"), ext
-    for other in ("README.md", "config.json", "train.py", "tokenizer.model.txt", "chat_template.jinja"):
+    for loaded_with_the_weights in ("config.json", "tokenizer_config.json", "chat_template.jinja",
+                                    "model_config.yaml", "hparams.yml", "templates/x.j2"):
+        assert pattern.search(loaded_with_the_weights), loaded_with_the_weights
+    for other in ("README.md", "train.py", "tokenizer.model.txt", "notebook.ipynb"):
         assert not pattern.search(other), other
+
+
+def test_the_code_hook_reads_python_and_notebooks(hooks, tmp_path):
+    code = hooks["airlock-scan-code"]
+    assert code["entry"].split()[:2] == ["airlock", "scan"] and code["types"] == ["file"]
+    pattern = re.compile(code["files"])
+    assert pattern.search("src/train.py") and pattern.search("eval.IPYNB") and not pattern.search("model.pt")
+    files = {"train.py": b"import torch\nm = torch.load('model.pt', weights_only=False)\n", "README.md": b"# x\n"}
+    proc, chosen = run_hook(code, git_repo(tmp_path / "code", files))
+    assert chosen == ["train.py"] and proc.returncode == 1 and "PY" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_hook_fails_on_a_poisoned_template_or_config(hook, tmp_path):
+    """Regression (new-user trial): the hook's pattern skipped the templates and configs loaders read."""
+    files = {"chat_template.jinja": b"{{ cycler.__init__.__globals__.os.popen('id').read() }}\n",
+             "model_config.yaml": b"model:\n  _target_: os.system\n  command: id\n",
+             "config.json": b'{"model_type": "llama"}\n'}
+    proc, chosen = run_hook(hook, git_repo(tmp_path / "configs", files))
+    assert sorted(chosen) == sorted(files)
+    assert proc.returncode == 1 and "chat_template.jinja" in proc.stdout and "model_config.yaml" in proc.stdout
 
 
 def test_hook_fails_on_a_hostile_file_and_passes_clean_ones(hook, tmp_path):
