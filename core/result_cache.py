@@ -1,7 +1,11 @@
 """A content-addressed cache of scan results (`airlock scan --cache DB`): a mirror rescans only what changed.
 
-A file's result is keyed by its content and by everything else a result depends on: Airlock's
-version, the policy digest (built-in allow/deny data plus the user's file) and the limits. The
+A file's result is keyed by its content and by everything else a result depends on: its name (a name
+claims a format, `model.safetensors` holding text is high where `notes.txt` is not, and sniffers weigh
+names), Airlock's version, the policy digest (built-in allow/deny data plus the user's file) and the
+limits. Results that depend on the files around one are never kept: formats that read sidecars or judge
+a file by its folder (configs, code, templates, ONNX external data, shards…, `READS_NEIGHBOURS`) and
+names that loaders run by their folder (`*.py`, `*.jinja`). The
 content key of a local file is its SHA-256 (read whole: the user asked for the cache); of a remote
 file, the registry's own hash when the server gives one (the hub's X-Linked-Etag on a `resolve`
 URL is the LFS object's SHA-256, so a local copy and the hub share a key), else the URL with its
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
 from collections import deque
@@ -140,6 +145,19 @@ def _remote_key(url: str, limits: Limits) -> str | None:
     return f"sha256:{etag}" if _SHA256.match(etag) else f"etag:{source.reader.url}:{etag}"
 
 
+# Formats whose result can depend on files beside the scanned one: a config's `auto_map` and the code next
+# to it, a template found by its folder, ONNX external data, shard indexes and checkpoint shards, OpenVINO's
+# .bin, joblib's companion .npy files, Keras and SavedModel sidecars. Scanned afresh every time.
+READS_NEIGHBOURS = frozenset({"json", "yaml", "python", "notebook", "chat_template", "onnx", "ort", "keras",
+                              "safetensors-index", "openvino", "joblib", "saved_model", "tf_checkpoint"})
+_RUN_BY_FOLDER = (".py", ".jinja")  # judged by the model folder around them, whatever their content
+
+
+def name_key(content: str, display: str) -> str:
+    """The cache key of a file: its content key and its name."""
+    return f"{content}|{os.path.basename(display.rstrip('/'))}"
+
+
 def through_cache(files: Iterable[tuple[str, str]], cache: ResultCache, limits: Limits,
                   scan: Callable[[Iterable[tuple[str, str]]], Iterator[Report]]) -> Iterator[Report]:
     """Reports of the listed (display, real) files: a cached file's entry without scanning it, the
@@ -152,7 +170,8 @@ def through_cache(files: Iterable[tuple[str, str]], cache: ResultCache, limits: 
 
     def misses() -> Iterator[tuple[str, str]]:
         for index, (display, real) in enumerate(files):
-            key = cache.content_key(real, limits)
+            content = None if display.endswith(_RUN_BY_FOLDER) else cache.content_key(real, limits)
+            key = None if content is None else name_key(content, display)
             entry = cache.get(key) if key is not None else None
             if entry is not None:
                 cache.hits += 1
@@ -195,7 +214,10 @@ def _renamed(entry: dict[str, Any], display: str) -> dict[str, Any]:
 
 def _cacheable(report: Report) -> bool:
     """A result that depends on this run only is not kept: a remote read that failed, a worker
-    that died, a file that could not be read (next time it may work)."""
+    that died, a file that could not be read (next time it may work); nor one that depends on the
+    files around it (READS_NEIGHBOURS)."""
+    if report.to_dict().get("format") in READS_NEIGHBOURS:
+        return False
     for finding in report.findings:
         if finding["rule"] in ("RMT001", "AIR007", "ISO001"):  # remote read, unreadable, isolation
             return False

@@ -36,7 +36,7 @@ def _mirror(folder: Path) -> None:
     (folder / "evil.pkl").write_bytes(EVIL)
     (folder / "ok.pkl").write_bytes(BENIGN)
     (folder / "sub").mkdir()
-    (folder / "sub" / "other.pkl").write_bytes(BENIGN)  # the same bytes as ok.pkl: one key
+    (folder / "sub" / "ok.pkl").write_bytes(BENIGN)  # the same bytes under the same name as ok.pkl: one key
 
 
 def test_second_run_scans_nothing_and_a_changed_file_is_rescanned(tmp_path: Path) -> None:
@@ -52,11 +52,52 @@ def test_second_run_scans_nothing_and_a_changed_file_is_rescanned(tmp_path: Path
     _, third = _scan("--cache", db, str(mirror))
     by_path = {Path(e["path"]).name: e for e in third}
     assert not by_path["ok.pkl"].get("cached") and by_path["ok.pkl"]["severity"] == "critical"
-    assert by_path["evil.pkl"]["cached"] and by_path["other.pkl"]["cached"]
-    # the same bytes under another name: the key is the content, the path is the new one's
-    (mirror / "copy.pkl").write_bytes(EVIL)
-    _, fourth = _scan("--cache", db, str(mirror / "copy.pkl"))
-    assert fourth[0]["cached"] and fourth[0]["path"] == str(mirror / "copy.pkl")
+    assert by_path["evil.pkl"]["cached"]
+    # the same bytes under the same name elsewhere: one key, the path is the new one's
+    (mirror / "copy").mkdir()
+    (mirror / "copy" / "evil.pkl").write_bytes(EVIL)
+    _, fourth = _scan("--cache", db, str(mirror / "copy" / "evil.pkl"))
+    assert fourth[0]["cached"] and fourth[0]["path"] == str(mirror / "copy" / "evil.pkl")
+
+
+@pytest.mark.parametrize(("first", "then", "want"), [
+    ("notes.txt", "model.safetensors", "high"),  # text named as SafeTensors: FC001, whatever was cached
+    ("empty.bin", "model.pt", "high"),  # a 0-byte .pt is not "empty, nothing to inspect"
+    ("model.pt", "empty.bin", "info"),  # ...and a 0-byte .bin (ambiguous name) does not inherit the .pt's
+])
+def test_the_name_is_part_of_the_key(tmp_path: Path, first: str, then: str, want: str) -> None:
+    """Regression (new-user trial): a result cached under one name was reused under a name that claims a
+    format, and a hostile-by-name file passed."""
+    db = str(tmp_path / "cache.sqlite3")
+    data = b"" if "empty" in (first + then) or first == "model.pt" else b"just some notes\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / first).write_bytes(data)
+    (tmp_path / "b" / then).write_bytes(data)
+    _, uncached = _scan(str(tmp_path / "b" / then))
+    _scan("--cache", db, str(tmp_path / "a" / first))
+    _, cached = _scan("--cache", db, str(tmp_path / "b" / then))
+    assert not cached[0].get("cached") and cached[0]["severity"] == uncached[0]["severity"] == want
+
+
+def test_results_that_depend_on_the_folder_are_not_kept(tmp_path: Path) -> None:
+    """Regression (new-user trial): a config naming code next to it (auto_map, MF001) read the cached
+    result of the same config scanned without the code beside it, and the gate passed."""
+    config = b'{"model_type": "x", "auto_map": {"AutoModel": "modeling_x.XModel"}}'
+    code = b"import os\nos.system('id')\n"
+    lone, repo, db = tmp_path / "lone", tmp_path / "repo", str(tmp_path / "cache.sqlite3")
+    for folder in (lone, repo):
+        folder.mkdir()
+        (folder / "config.json").write_bytes(config)
+    (lone / "other" ).mkdir()
+    (lone / "other" / "modeling_x.py").write_bytes(code)
+    (repo / "modeling_x.py").write_bytes(code)
+    _scan("--cache", db, str(lone))
+    code_uncached, uncached = _scan(str(repo))
+    code_cached, cached = _scan("--cache", db, str(repo))
+    assert code_cached == code_uncached == 1 and not any(e.get("cached") for e in cached)
+    strip = sorted(({k: v for k, v in e.items() if k != "cached"} for e in cached), key=lambda e: e["path"])
+    assert strip == sorted(uncached, key=lambda e: e["path"])
 
 
 def test_settings_change_the_key(tmp_path: Path) -> None:
@@ -74,7 +115,7 @@ def test_documents_and_workers_through_the_cache(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "airlock.core.cli", "scan", "--no-policy", "--format", "json",
                            "--jobs", "2", "--cache", db, str(mirror)], capture_output=True, timeout=300, check=False)
     doc = json.loads(proc.stdout)
-    assert proc.returncode == 1 and [Path(e["path"]).name for e in doc["files"]] == ["evil.pkl", "ok.pkl", "other.pkl"]
+    assert proc.returncode == 1 and [Path(e["path"]).name for e in doc["files"]] == ["evil.pkl", "ok.pkl", "ok.pkl"]
     assert all(e["cached"] for e in doc["files"])
 
 
@@ -101,7 +142,7 @@ def test_remote_files_keyed_by_the_hubs_lfs_hash(tmp_path: Path) -> None:
         _, second = _scan("--cache", db, "hf://org/name/evil.pkl", env=env)
         assert second[0]["cached"] and second[0]["path"] == "hf://org/name/evil.pkl"
         # a local copy of the same bytes: keyed by its SHA-256, the same key as the hub's LFS oid
-        local = tmp_path / "copy.pkl"
+        local = tmp_path / "evil.pkl"  # the same name: a file's name is part of its key
         local.write_bytes(EVIL)
         _, third = _scan("--cache", db, str(local), env=env)
         assert third[0]["cached"]
