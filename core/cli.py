@@ -76,7 +76,7 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True,
     scan.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
                       help="worker processes (default: the number of cores for 100 files or more, or "
                            "more than 64 MiB of them; else 1)")
-    scan.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    scan.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                       help=f"time budget per file (default: the policy's timeout, else "
                            f"{DEFAULT_LIMITS.time_budget_s:g})")
     scan.add_argument("--max-decompressed", type=_byte_size, default=None, metavar="SIZE",
@@ -161,10 +161,26 @@ def _add_convert(sub: Any) -> None:
 
 
 def _severity(text: str) -> Severity:
+    """A --fail-on level. Not "none": a file at no severity would then fail the run, whatever it holds."""
     try:
-        return Severity.parse(text)
+        level = Severity.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if level == Severity.NONE:
+        raise argparse.ArgumentTypeError("expected info, low, medium, high or critical (to never fail, "
+                                         "ignore the exit code)")
+    return level
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (NaN and infinity would be a budget never reached)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text}")
+    return value
 
 
 def _byte_size(text: str) -> int:
@@ -218,7 +234,8 @@ def run_scan(args: argparse.Namespace) -> int:
         limits = limits.replace(max_decompressed_bytes=args.max_decompressed)
     if args.max_remote_bytes is not None:
         limits = limits.replace(max_remote_bytes=args.max_remote_bytes)
-    fail_on = args.fail_on or (Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
+    fail_on = args.fail_on if args.fail_on is not None else (
+        Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
     from airlock.core import api, formats
     from airlock.core.progress import for_terminal
 

@@ -35,7 +35,7 @@ class PolicyError(AirlockError):
 # Value checkers: each returns the normalised value or raises ValueError saying what it expected.
 
 def _severity(value: Any) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or value.strip().lower() == "none":  # "none" would fail on every file
         raise ValueError("expected a severity name (critical, high, medium, low, info)")
     return Severity.parse(value).label
 
@@ -62,7 +62,8 @@ def _size(value: Any) -> int:
 
 
 def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    # `0 < value < inf` also refuses NaN, which compares false with everything (a budget never reached).
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
         raise ValueError("expected a positive number of seconds")
     return float(value)
 

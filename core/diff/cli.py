@@ -45,7 +45,7 @@ def run_diff(args: argparse.Namespace) -> int:
     from airlock.core.diff.compare import compare_paths
     from airlock.core.diff.render import document, render_json, render_text
 
-    fail_on = args.fail_on or Severity.HIGH
+    fail_on = args.fail_on if args.fail_on is not None else Severity.HIGH
     pairs = compare_paths(args.a, args.b, fail_on=fail_on)
     doc = document(args.a, args.b, pairs, fail_on.label)
     if args.format == "json":

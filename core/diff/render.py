@@ -36,7 +36,9 @@ def document(path_a: str, path_b: str, pairs: list[dict[str, Any]], fail_on: str
     for p in pairs:
         for t in p["tensors"]:
             counts[t["status"]] += 1
-    code = EXIT_ERROR if errors else EXIT_SECURITY if security else EXIT_SAME
+    # Something security-relevant in B wins over "unrelated" or "unreadable": a gate that reads 2 as a
+    # tool error must still see a hostile candidate.
+    code = EXIT_SECURITY if security else EXIT_ERROR if errors else EXIT_SAME
     return {"schema_version": 1, "airlock_version": __version__, "kind": "diff", "a": path_a, "b": path_b,
             "fail_on": fail_on, "hash": HASH_NAME, "pairs": pairs, "tensor_counts": counts,
             "security": security, "errors": errors, "exit_code": code}

@@ -282,7 +282,8 @@ def _emit(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) 
     else:
         sys.stdout.write(out)
         sys.stdout.flush()
-    fail_on = args.fail_on or (Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
+    fail_on = args.fail_on if args.fail_on is not None else (
+        Severity.parse(policy.get("fail-on", "high")) if policy else Severity.HIGH)
     worst = max((Severity.parse(e["severity"]) for e in entries), default=Severity.NONE)
     return EXIT_FINDINGS if worst >= fail_on else EXIT_CLEAN
 

@@ -76,6 +76,18 @@ def test_unrelated_and_missing_inputs_exit_2(tmp_path: Path, capsys: object) -> 
     assert code == 2
 
 
+def test_a_hostile_unrelated_candidate_exits_1_not_2(tmp_path: Path, capsys: object) -> None:
+    """Regression (new-user trial): B, A's checkpoint with its data.pkl replaced by an os.system pickle,
+    shares no tensors with A; the gate must see 1 (hostile), not 2 (a tool error)."""
+    a, _ = diff_files.torch_and_conversion(tmp_path)
+    b = tmp_path / "b.pkl"
+    b.write_bytes(b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.")
+    code, out = _run(capsys, "--format", "json", str(a), str(b))
+    doc = json.loads(out)
+    assert code == doc["exit_code"] == 1
+    assert any("share no tensors" in e for e in doc["errors"]) and any("system" in r for r in doc["security"])
+
+
 def test_fail_on(tmp_path: Path, capsys: object) -> None:
     a, b = diff_files.template_changed(tmp_path)
     _, out = _run(capsys, "--format", "json", "--fail-on", "critical", str(a), str(b))
