@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from airlock.core import interrupt
 from airlock.core.findings import Severity
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -129,7 +130,10 @@ def run_hash(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     code = EXIT_CLEAN
     try:
-        for result in hashing.hash_files(files, jobs=args.jobs, progress=progress):
+        # The hashing threads stop at their next chunk once a stop signal came: the pool's shutdown waits
+        # for them, and a large file would otherwise keep the process alive after "interrupted".
+        stopping = lambda: interrupt.pending() is not None  # noqa: E731
+        for result in hashing.hash_files(files, jobs=args.jobs, progress=progress, cancelled=stopping):
             if result.sha256 is None:
                 if progress is not None:
                     progress.close()
@@ -137,12 +141,17 @@ def run_hash(args: argparse.Namespace) -> int:
                 code = EXIT_FINDINGS  # as sha256sum: the other files are still hashed
                 continue
             out.write(manifest.format_line(result.sha256, os.fsencode(result.path), args.binary))
+        out.flush()
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `airlock hash … | head -1`: the reader left; nothing more to write
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python would report the closed pipe again at exit
+        os.close(devnull)
+        return 128 + 13  # as a shell reports a command ended by SIGPIPE
     finally:
         if progress is not None:
             progress.close()
-        out.flush()
     return code
 
 

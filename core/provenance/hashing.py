@@ -8,8 +8,11 @@ buffer larger than 2 KiB, so files hash in parallel on plain threads.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,7 +44,7 @@ def _digest(path: str, hasher: hashlib._Hash, prefix: Callable[[int], bytes] | N
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     total = 0
-    with open(path, "rb", buffering=0) as fh:
+    with _open_regular(path) as fh:
         if prefix is not None:
             hasher.update(prefix(os.fstat(fh.fileno()).st_size))
         while True:
@@ -55,6 +58,28 @@ def _digest(path: str, hasher: hashlib._Hash, prefix: Callable[[int], bytes] | N
             if progress is not None:
                 progress(n)
     return total
+
+
+def _open_regular(path: str) -> io.FileIO:
+    """The file, opened for reading, if it is a regular file. A FIFO would block the open (non-blocking
+    here) and every read; a device such as /dev/zero never ends: OSError, as for an unreadable file."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({_kind(mode)}): not read")
+        return io.FileIO(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                       (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def sha256_file(path: str, *, progress: ProgressFn | None = None,
