@@ -221,6 +221,13 @@ def run_scan(args: argparse.Namespace) -> int:
         for p in missing:
             print(f"airlock: no such file or directory: {p}", file=sys.stderr)
         return EXIT_USAGE
+    from airlock.core.report.output import overwrites_input
+
+    clobbered = overwrites_input(args.output, args.paths)
+    if clobbered is not None:
+        print(f"airlock: refusing to write the report over {clobbered}, a file being scanned",
+              file=sys.stderr)
+        return EXIT_USAGE
     policy = _user_policy(args)
     if policy is None:
         return EXIT_USAGE

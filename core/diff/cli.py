@@ -39,6 +39,13 @@ def run_diff(args: argparse.Namespace) -> int:
         if not os.path.exists(path):
             print(f"airlock: no such file or directory: {path}", file=sys.stderr)
             return EXIT_USAGE
+    from airlock.core.report.output import overwrites_input
+
+    clobbered = overwrites_input(args.output, [args.a, args.b])
+    if clobbered is not None:
+        print(f"airlock: refusing to write the report over {clobbered}, a file being compared",
+              file=sys.stderr)
+        return EXIT_USAGE
     if os.path.isdir(args.a) != os.path.isdir(args.b):
         print("airlock: compare two files or two folders (A and B are one of each)", file=sys.stderr)
         return EXIT_USAGE

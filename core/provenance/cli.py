@@ -311,6 +311,11 @@ def run_lock(args: argparse.Namespace) -> int:
     problem = _missing(args.paths)
     if problem is not None:
         return problem
+    from airlock.core.report.output import overwrites_input
+
+    clobbered = overwrites_input(args.output, args.paths)
+    if clobbered is not None:
+        return _fail(f"refusing to write the lock over {clobbered}, a file being locked")
     out = os.path.abspath(args.output)
     folder = os.path.dirname(out)
     files = [pair for p in args.paths for pair in iter_files(p)
