@@ -428,6 +428,12 @@ def apply(policy: UserPolicy, files: Iterable[dict[str, Any]]) -> None:
                                      "message": f"format {file['format']} is refused by the policy "
                                                 f"({os.path.basename(policy.path or '')})",
                                      "offset": None, "member": None, "node": None})
+        # A member is judged like a file: a refused pickle inside a zip, a tar or a .pkl.gz is refused too.
+        for inner in sorted(refused.intersection(file.get("member_formats", ())) - {file.get("format")}):
+            file["findings"].append({"rule": FormatRefused.id, "severity": FormatRefused.severity.label,
+                                     "message": f"holds a member of format {inner}, which the policy refuses "
+                                                f"({os.path.basename(policy.path or '')})",
+                                     "offset": None, "member": None, "node": None})
         for finding in file["findings"]:
             for entry in override:
                 if _matches(entry, finding["rule"], file, policy.folder):

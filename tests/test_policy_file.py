@@ -192,6 +192,33 @@ def test_refused_format_budgets_and_fail_on(work, capsys):
     capsys.readouterr()
 
 
+def test_a_refused_format_inside_a_container_is_refused_too(work, capsys):
+    """Regression (new-user trial): refuse-formats = ["pickle"] passed the same pickle inside a zip, a tar
+    and a .pkl.gz (members are judged like files)."""
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+
+    data = (work / "models" / "ok.pkl").read_bytes()
+    (work / "models" / "ok.pkl").unlink()
+    with zipfile.ZipFile(work / "models" / "in.zip", "w") as z:
+        z.writestr("inner/w.pkl", data)
+    with tarfile.open(work / "models" / "in.tar", "w") as t:
+        info = tarfile.TarInfo("w.pkl")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    (work / "models" / "w.pkl.gz").write_bytes(gzip.compress(data))
+    (work / "airlock.toml").write_text('refuse-formats = ["pickle"]\n')
+    code, doc = scan(capsys, str(work / "models"))
+    for name in ("in.zip", "in.tar", "w.pkl.gz"):
+        entry = by_name(doc)[name]
+        assert "pickle" in entry["member_formats"], name
+        refused = [f for f in entry["findings"] if f["rule"] == "PRV011"]
+        assert refused and "member of format pickle" in refused[0]["message"] and entry["severity"] == "high"
+    assert code == 1
+
+
 def test_policy_digest_is_canonical(work):
     a = work / "a.toml"
     b = work / "b.toml"

@@ -10,6 +10,7 @@ from airlock.core.findings import Finding
 from airlock.core.report.paths import clean_strings, path_fields
 from airlock.core.scan import ScanResult
 from airlock.core.text import safe_text
+from airlock.core.tree import FILE, MEMBER, Node
 
 SCHEMA_VERSION = 1
 
@@ -40,10 +41,27 @@ def file_dict(result: ScanResult) -> dict[str, Any]:
         "inspected": result.inspected,  # "full" | "partial" | "none" (airlock.core.inspection)
         "findings": [finding_dict(f) for f in result.findings],
     }
+    inside = member_formats(result.root)
+    if inside:  # what containers hold (a pickle in a zip): the policy's refuse-formats looks here too
+        entry["member_formats"] = inside
     bytes_read = result.root.attrs.get("bytes_read")
     if isinstance(bytes_read, int):  # a remote file (airlock.core.remote): what its range reads fetched
         entry["bytes_read"] = bytes_read
     return entry
+
+
+def member_formats(root: Node) -> list[str]:
+    """The formats of the files nested in this one (container members, blobs in configs), sorted: what
+    the engine sniffed below the file, and the pickle members a zip reads directly."""
+    found = set()
+    for node in root.walk():
+        if node is root:
+            continue
+        if node.kind == FILE and "format" in node.attrs:
+            found.add(str(node.attrs["format"]))
+        elif node.kind == MEMBER and node.attrs.get("pickle") is True:
+            found.add("pickle")
+    return sorted(found)
 
 
 def not_inspected_count(results: list[dict[str, Any]]) -> int:
