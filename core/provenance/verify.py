@@ -197,7 +197,13 @@ def check_manifest(path: str, scope: list[str], report: Report) -> None:
     present = [(real, sha) for real, sha in listed.values() if os.path.isfile(real)]
     for real, _ in listed.values():
         if not os.path.isfile(real):
-            report.add(real, FileMissing, f"listed in {os.path.basename(path)} but missing")
+            hint = ""
+            name = os.path.relpath(real, folder)
+            if not os.path.isabs(name) and os.path.isfile(name):  # present under the current folder instead
+                hint = (f" (names in a manifest are relative to its own folder, {folder}; {name} exists "
+                        "under the current folder: keep the manifest beside the files it lists, as "
+                        "`sha256sum -c` is run)")
+            report.add(real, FileMissing, f"listed in {os.path.basename(path)} but missing{hint}")
     for (real, sha), got in zip(present, hashing.hash_files([r for r, _ in present]), strict=True):
         entry = report.file(real)
         if got.sha256 is None:

@@ -137,6 +137,22 @@ def test_manifest_from_sha256sum(model, capsys):
                              ("new.safetensors", "PRV003", "high")}
 
 
+def test_a_manifest_kept_away_from_its_files_says_where_names_are_looked_up(model, capsys, tmp_path, monkeypatch):
+    """Regression (new-user trial): `airlock hash a b > /tmp/SUMS` then `verify --manifest /tmp/SUMS a b` said
+    "missing" with no word on why (names are relative to the manifest's folder, as sha256sum -c reads them)."""
+    monkeypatch.chdir(model)
+    elsewhere = tmp_path / "sums"
+    elsewhere.mkdir()
+    assert main(["hash", "config.json"]) == 0
+    (elsewhere / "SUMS").write_text(capsys.readouterr().out)
+    code, doc = verify_json(capsys, "--manifest", str(elsewhere / "SUMS"), "config.json")
+    missing = [f for e in doc["files"] for f in e["findings"] if f["rule"] == "PRV002" and "SUMS" in f["message"]]
+    assert code == 1 and missing and "relative to its own folder" in missing[0]["message"]
+    (model / "SUMS").write_text((elsewhere / "SUMS").read_text())  # kept beside the files: verified
+    code, doc = verify_json(capsys, "--manifest", "SUMS", "config.json")
+    assert code == 0, doc
+
+
 def test_manifest_line_that_does_not_parse_exits_2_naming_it(model, capsys):
     (model / "SHA256SUMS").write_text("a" * 64 + "  model.safetensors\ngarbage here\n")
     assert main(["verify", "--manifest", str(model / "SHA256SUMS")]) == 2
