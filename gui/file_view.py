@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtWidgets import QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QHeaderView, QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
 
 from airlock.core.findings import Finding, Severity
 from airlock.core.provenance.hf_cache import provenance_line
@@ -23,6 +23,8 @@ from airlock.gui.search import ResultsModel
 from airlock.gui.tab_filter import TabFilter
 from airlock.gui.tree_model import COL_NAME, NODE_ROLE, NodeModelBase, NodeTreeModel
 from airlock.gui.workers import ScanWorker, pool
+
+RESIZE_REFIT_PX = 40  # the tree's width change that fits the columns again
 
 
 class FileView(TabFilter, QWidget):
@@ -74,6 +76,13 @@ class FileView(TabFilter, QWidget):
         self._fit_timer.setSingleShot(True)
         self._fit_timer.setInterval(120)
         self._fit_timer.timeout.connect(self.fit_columns)
+        # The columns are fitted to the room the tree has; when that changes (the window is resized, the
+        # splitter settles after the first fit), they are fitted again, unless the user sized one.
+        self._fitting = False
+        self._user_sized = False
+        self._fitted_width = 0
+        self.tree.header().sectionResized.connect(self._section_resized)
+        self.tree.viewport().installEventFilter(self)
 
         tree_box = QWidget()
         tree_layout = QVBoxLayout(tree_box)
@@ -189,11 +198,15 @@ class FileView(TabFilter, QWidget):
     def _show_model(self, model: NodeModelBase | ResultsModel) -> None:
         """Show `model` in the tree (the whole tree, or a filter's results)."""
         old = self.tree.selectionModel()
-        self.tree.setModel(model)
+        self._fitting = True  # a new model resets the header's sections: not the user's doing
+        try:
+            self.tree.setModel(model)
+            columns.setup(self.tree.header())
+        finally:
+            self._fitting = False
         if old is not None and old is not self.tree.selectionModel():
             old.deleteLater()
         self.tree.selectionModel().currentChanged.connect(self._node_changed)
-        columns.setup(self.tree.header())
         self._fit_timer.start()
 
     def _open_on_what_matters(self) -> None:
@@ -251,8 +264,26 @@ class FileView(TabFilter, QWidget):
                 self._expand_risky(child, depth + 1)
 
     def fit_columns(self) -> None:
-        if isinstance(self.tree.model(), NodeModelBase | ResultsModel):
-            columns.fit(self.tree)
+        if isinstance(self.tree.model(), NodeModelBase | ResultsModel) and not self._user_sized:
+            self._fitting = True
+            try:
+                columns.fit(self.tree)
+            finally:
+                self._fitting = False
+            self._fitted_width = self.tree.viewport().width()
+
+    def _section_resized(self, column: int, _old: int, _new: int) -> None:
+        # Only fit() sizes the interactive columns in code (Name stretches by itself): any other change
+        # is the user's drag on the header, and the user's widths win from now on.
+        interactive = self.tree.header().sectionResizeMode(column) == QHeaderView.ResizeMode.Interactive
+        if interactive and not self._fitting:
+            self._user_sized = True
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (watched is self.tree.viewport() and event.type() == QEvent.Type.Resize and not self._user_sized
+                and abs(self.tree.viewport().width() - self._fitted_width) > RESIZE_REFIT_PX):
+            self._fit_timer.start()
+        return super().eventFilter(watched, event)
 
     def _rows_shown(self, _index: QModelIndex) -> None:
         self._fit_timer.start()  # a burst of expansions fits the columns once

@@ -76,6 +76,31 @@ def test_a_column_never_squeezes_name_out(qtbot, open_and_wait, window, tmp_path
     assert view.tree.header().sectionSize(COL_NAME) >= columns.NAME_MIN - 2
 
 
+def test_columns_are_fitted_again_when_the_tree_gets_narrower_or_wider(qtbot, open_and_wait, window, tmp_path):
+    """Regression (new-user trial): fitted while the tree still had the whole window, the columns kept
+    those widths once the splitter gave the details pane its share, and Name was left ~130 px."""
+    (view,) = open_and_wait(window, [torch_file(tmp_path, "m.pt")])
+    header = view.tree.header()
+    splitter = view.tree.parentWidget().parentWidget()
+    for tree_width in (300, 1100, 700):
+        total = sum(splitter.sizes())
+        splitter.setSizes([tree_width, total - tree_width])
+        qtbot.waitUntil(lambda: abs(view._fitted_width - view.tree.viewport().width()) <= 40, timeout=10_000)
+        if tree_width >= 700:  # narrower, the columns' headers alone take the room (fit never cuts those)
+            assert header.sectionSize(COL_NAME) >= columns.NAME_MIN - 2
+
+
+def test_a_column_the_user_sized_keeps_its_width(qtbot, open_and_wait, window, tmp_path):
+    (view,) = open_and_wait(window, [torch_file(tmp_path, "m.pt")])
+    header = view.tree.header()
+    header.resizeSection(COL_SHAPE, 333)  # as a drag on the header does
+    splitter = view.tree.parentWidget().parentWidget()
+    total = sum(splitter.sizes())
+    splitter.setSizes([total - 200, 200])
+    qtbot.wait(400)  # longer than the fit's debounce: a fit would have run by now
+    assert view._user_sized and header.sectionSize(COL_SHAPE) == 333
+
+
 def test_tooltips_hold_the_full_value(qtbot, open_and_wait, window, tmp_path):
     (view,) = open_and_wait(window, [torch_file(tmp_path, "m.pt")])
     model = view.model
