@@ -43,6 +43,15 @@ COULD_NOT_OPEN = "COULD NOT OPEN"
 
 BY_SEVERITY, NOT_FULLY_INSPECTED, FAILED = "severity", "not fully inspected", "could not open"
 
+# What a critical finding means, for the verdict's first words: most critical rules are code that runs on
+# load; these are not, and saying "runs code" for them would be wrong.
+_OUTSIDE = "loading this file reaches files outside the model: "
+CRITICAL_LEADS = {
+    "ONX003": _OUTSIDE, "CML002": _OUTSIDE, "TFSM003": _OUTSIDE,
+    "PRV001": "not the file that was recorded: ", "PRV007": "its signature does not verify: ",
+    "REV002": "rejected in review: ",
+}
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -88,7 +97,7 @@ def sentence(findings: Sequence[Finding], fmt: str) -> str:
     more = len([f for f in ordered if f.severity >= Severity.MEDIUM]) - 1
     tail = f"  (+{more} more)" if more > 0 else ""
     if worst.severity == Severity.CRITICAL:
-        lead = "loading this file runs code: "
+        lead = CRITICAL_LEADS.get(worst.rule, "loading this file runs code: ")
     elif worst.severity == Severity.HIGH:
         lead = "cannot be proven safe: "
     else:

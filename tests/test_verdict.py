@@ -26,6 +26,14 @@ def test_a_hostile_pickle_reads_critical_and_says_it_runs_code():
     assert not v.badge
 
 
+def test_a_critical_finding_that_runs_no_code_is_not_worded_as_code():
+    """Regression (new-user trial): ONNX external data at ../../../../etc/passwd read "runs code"."""
+    outside = verdict.sentence([Finding("ONX003", Severity.CRITICAL, "external data ../../etc/passwd")], "onnx")
+    assert outside.startswith("CRITICAL — loading this file reaches files outside the model: ")
+    changed = verdict.sentence([Finding("PRV001", Severity.CRITICAL, "content does not match")], "pickle")
+    assert changed.startswith("CRITICAL — not the file that was recorded: ")
+
+
 def test_unknown_content_is_not_fully_inspected_never_clean():
     v = verdict_of(bytes(range(256)) * 8, "weights.bin")
     assert v.state == verdict.NOT_FULLY_INSPECTED and v.inspected == inspection.NONE
