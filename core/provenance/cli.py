@@ -282,7 +282,7 @@ def _emit(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) 
     else:
         colour = args.color == "always" or (args.color == "auto" and args.output is None
                                             and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-        out = text.render(entries, colour=colour)
+        out = text.render(entries, colour=colour, verified=True)
     if args.output:
         tmp = f"{args.output}.tmp{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as fh:

@@ -15,7 +15,10 @@ _COLOURS = {"critical": "\033[1;97;41m", "high": "\033[1;31m", "medium": "\033[3
 _RESET = "\033[0m"
 
 
-def render(files: list[dict[str, Any]], *, colour: bool, interruption: Interruption | None = None) -> str:
+def render(files: list[dict[str, Any]], *, colour: bool, interruption: Interruption | None = None,
+           verified: bool = False) -> str:
+    """The text report of a scan, or with `verified` of `airlock verify`, whose entries are checks of
+    hashes and signatures, not inspections of content: no "not inspected" words there."""
     def paint(level: str, text: str) -> str:
         return f"{_COLOURS[level]}{text}{_RESET}" if colour else text
 
@@ -26,13 +29,17 @@ def render(files: list[dict[str, Any]], *, colour: bool, interruption: Interrupt
         verdict = entry["severity"]
         counts[verdict] = counts.get(verdict, 0) + 1
         state = entry.get("inspected", inspection.NONE)
-        shown = inspection.verdict_word(Severity.parse(verdict), state)
-        shown = shown if shown == "clean" else shown.upper()
         name = safe_text(entry_path_bytes(entry), 500)  # bytes that are not UTF-8 shown as \xNN
-        lines.append(f"{paint(verdict, f'[{shown}]')} {name}  ({entry['format']}; "
-                     f"{inspection.state_words(state)})")
-        if state != inspection.FULL:
-            not_full += 1
+        if verified:
+            shown = "ok" if verdict == Severity.NONE.label else verdict.upper()
+            lines.append(f"{paint(verdict, f'[{shown}]')} {name}  ({entry['format']})")
+        else:
+            shown = inspection.verdict_word(Severity.parse(verdict), state)
+            shown = shown if shown == "clean" else shown.upper()
+            lines.append(f"{paint(verdict, f'[{shown}]')} {name}  ({entry['format']}; "
+                         f"{inspection.state_words(state)})")
+            if state != inspection.FULL:
+                not_full += 1
         if entry.get("sha256"):
             lines.append(f"    sha256 {entry['sha256']}  {entry.get('size', '?'):,} bytes"
                          if isinstance(entry.get("size"), int) else f"    sha256 {entry['sha256']}")
@@ -46,7 +53,10 @@ def render(files: list[dict[str, Any]], *, colour: bool, interruption: Interrupt
             lines.extend(f"        | {line}" for line in f.get("detail", ()))
     summary = ", ".join(f"{n} {level}" for level, n in sorted(
         counts.items(), key=lambda kv: -Severity.parse(kv[0])))
-    lines.append(f"{len(files)} file(s) scanned: {summary}; {not_full} not fully inspected")
+    if verified:
+        lines.append(f"{len(files)} file(s) verified: {summary}")
+    else:
+        lines.append(f"{len(files)} file(s) scanned: {summary}; {not_full} not fully inspected")
     if interruption is not None:
         lines.append(paint("high", f"INTERRUPTED by {interruption.signal}: the files not listed above "
                                    "were not scanned; this report is incomplete"))

@@ -151,6 +151,10 @@ def test_a_manifest_kept_away_from_its_files_says_where_names_are_looked_up(mode
     (model / "SUMS").write_text((elsewhere / "SUMS").read_text())  # kept beside the files: verified
     code, doc = verify_json(capsys, "--manifest", "SUMS", "config.json")
     assert code == 0, doc
+    # The text report of a verification says what was checked, not "not inspected" (nothing is inspected).
+    assert main(["verify", "--no-policy", "--manifest", "SUMS", "config.json"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok] " in out and "file(s) verified" in out and "inspected" not in out.lower()
 
 
 def test_manifest_line_that_does_not_parse_exits_2_naming_it(model, capsys):
