@@ -5,6 +5,7 @@ SIGHUP stopped it (130, 143, 129; nothing is left behind, not even a temporary f
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from typing import Any
@@ -73,7 +74,11 @@ def run_convert(args: argparse.Namespace) -> int:
     from airlock.core import interrupt
     from airlock.core.convert import ConvertError, convert
     from airlock.core.errors import AirlockError
+    from airlock.core.source import is_url
 
+    if not is_url(args.input) and not os.path.lexists(args.input):  # as `scan`: nothing to start on is 2
+        print(f"airlock convert: no such file or directory: {args.input}", file=sys.stderr)
+        return 2
     try:
         report = convert(args.input, args.output, key=args.key, dedupe=args.dedupe,
                          dequantize=args.dequantize, max_shard_size=args.max_shard_size,

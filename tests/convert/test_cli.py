@@ -47,7 +47,7 @@ def test_errors_are_one_line_with_exit_1(tmp_path, capsys):
     assert err.strip().count("\n") == 0 and "already exists" in err and "--overwrite" in err
     assert run(capsys, "convert", str(src), "--overwrite")[0] == 0
     code, _, err = run(capsys, "convert", str(tmp_path / "missing.pt"))
-    assert code == 1 and "no such file" in err
+    assert code == 2 and "no such file" in err  # as `scan`: nothing to start on (new-user trial: was 1)
 
 
 def test_critical_needs_allow_critical(tmp_path, capsys):
