@@ -151,6 +151,8 @@ def verify(folder: str, *, key: str | None = None, certs: list[str] | None = Non
             config.verify(folder, path)
     except ValueError as exc:
         text = str(exc)
+        if isinstance(exc, json.JSONDecodeError):  # the library's raw parser message says nothing of what
+            text = f"{os.path.basename(path)} is not a signature bundle (not JSON: {text})"
         if not text.startswith("Signature mismatch"):
             return SignatureResult("invalid", path, message=text[:500])
         result = SignatureResult("mismatch", path, signer=signer, message=text[:500])

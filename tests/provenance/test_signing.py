@@ -94,6 +94,16 @@ def test_tampered_signature_file_is_critical(signed, capsys):
     assert code == 1 and doc["files"][0]["findings"][0]["rule"] == "PRV007"
 
 
+def test_a_signature_file_that_is_not_json_says_so(signed, capsys):
+    """Regression (new-user trial): garbage in model.sig read "signature does not verify: Expecting value:
+    line 1 column 1 (char 0)"."""
+    model, pub = signed
+    (model / "model.sig").write_bytes(b"\x00garbage")
+    code, doc, _ = verify_json(capsys, "--key", str(pub), str(model))
+    finding = doc["files"][0]["findings"][0]
+    assert code == 1 and finding["rule"] == "PRV007" and "model.sig is not a signature bundle" in finding["message"]
+
+
 @pytest.mark.parametrize("make", [lambda: ed25519.Ed25519PrivateKey.generate(),
                                   lambda: rsa.generate_private_key(65537, 2048)], ids=["ed25519", "rsa"])
 def test_keys_model_signing_cannot_use_exit_2_and_say_so(signed, capsys, tmp_path, make):
