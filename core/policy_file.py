@@ -273,7 +273,27 @@ def parse(data: dict[str, Any], path: str, text: str = "", prefix: str = "") -> 
             raise PolicyError(f"{path}, line {line}: bad value for {key!r} in {shown_table}: {exc}, "
                               f"found {value!r}") from None
     _check_allowed_globals(tables.get("allow-global", []), path)
+    _check_critical_waivers(tables, path)
     return UserPolicy(path, settings, tables)
+
+
+def _check_critical_waivers(tables: dict[str, list[dict[str, Any]]], path: str) -> None:
+    """A critical rule (a dangerous call, a template escape…) is waived only for the file reviewed: a
+    [[suppress]], or an [[override]] to a lower severity, of one must name it by sha256 or path. Without,
+    it would wave through every file, the next hostile one included."""
+    waivers = [(name, e) for name in ("suppress", "override") for e in tables.get(name, [])
+               if "sha256" not in e and "path" not in e
+               and (name == "suppress" or Severity.parse(e["severity"]) < Severity.CRITICAL)]
+    if not waivers:
+        return
+    from airlock.core.rule_catalog import all_rules
+
+    critical = {r.id for r in all_rules() if r.severity == Severity.CRITICAL}
+    for name, entry in waivers:
+        if entry["rule"] in critical:
+            raise PolicyError(f"{path}: [[{name}]] at {entry['where']} waives {entry['rule']}, a critical "
+                              "rule, for every file: name the file that was reviewed (sha256 = \"…\" or "
+                              "path = \"…\")")
 
 
 def _parse_table(name: str, value: Any, path: str, text: str, prefix: str) -> list[dict[str, Any]]:

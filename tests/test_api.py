@@ -77,7 +77,8 @@ def test_a_policy_file_is_applied_as_the_cli_applies_it(folder, capsys, tmp_path
     policy_file = tmp_path_factory.mktemp("policy") / "airlock.toml"
     evil = scan_file(folder / "evil.pkl")
     rule = evil.findings[0]["rule"]
-    policy_file.write_text(f'timeout = 7\n[[override]]\nrule = "{rule}"\nseverity = "low"\nreason = "tests"\n')
+    policy_file.write_text(f'timeout = 7\n[[override]]\nrule = "{rule}"\nseverity = "low"\npath = "evil.pkl"\n'
+                           'reason = "tests"\n')
     policy = api.load_policy(str(policy_file))
     expected = _cli_entries(capsys, "--jobs", "1", "--policy", str(policy_file), str(folder))
     by_path = {e["path"]: e for e in expected}

@@ -60,6 +60,9 @@ def by_name(doc):
     ('[[suppress]]\nrule = "PKL006"\nsha256 = "abc"\nreason = "x"\n', ["line 3", "'sha256'", "64 hex"]),
     ('refuse-formats = ["pickle", "exe"]\n', ["line 1", "unknown format 'exe'"]),
     ('[[allow-global]]\nname = "os.system"\nreason = "please"\n', ["denylist", "os.system"]),
+    # A critical rule is waived only for the file reviewed (new-user trial: this passed every file).
+    ('[[suppress]]\nrule = "PKL006"\nreason = "x"\n', ["airlock.toml:1", "PKL006, a critical rule", "sha256"]),
+    ('[[override]]\nrule = "TPL001"\nseverity = "low"\nreason = "x"\n', ["critical rule", "path = "]),
     ("not toml at all = = \n", ["not valid TOML"]),
 ])
 def test_bad_policy_exits_2_naming_key_table_and_line(work, capsys, text, expect):
@@ -119,7 +122,7 @@ def test_a_policy_passed_over_lets_the_one_above_it_apply(work, capsys):
 
 def test_a_policy_named_on_the_command_line_is_used_wherever_it_is(work, capsys):
     models = work / "models"
-    (models / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\nreason = "ours"\n')
+    (models / "airlock.toml").write_text('[[suppress]]\nrule = "PKL006"\npath = "evil.pkl"\nreason = "ours"\n')
     os.chdir(models)
     code, doc, err = scan_err(capsys, "--policy", "airlock.toml", ".")
     assert code == 0 and doc["policy"]["path"].endswith("airlock.toml")
