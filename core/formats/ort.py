@@ -1,0 +1,415 @@
+"""onnxruntime ORT models (`.ort`): a FlatBuffer with the `ORTM` identifier (onnxruntime's
+core/flatbuffers/schema/ort.fbs), the format mobile and minimal onnxruntime builds load.
+
+Read with the bounded FlatBuffers walk (airlock.core.formats.flatbuf), never with onnxruntime or onnx.
+An ORT file is an ONNX graph in another encoding: the reader turns it into the plain description the
+ONNX reader gets from its parser child, so the ONNX judgement runs unchanged (custom operator domains
+ONX002, onnxruntime-extensions Python operators ONX001, trigger logic ONX006 through
+`onnx_triggers.analyse`) and the graph view draws it (`OnnxGraphSource`). The tree mirrors the ONNX
+one: model fields, opset imports, metadata, the graph's inputs, outputs, operators (with their If/Loop/
+Scan bodies) and initializers with the offset and length of their bytes in the file.
+
+ORT-only (module ort_extras): operator ids in the kernel type string resolver and in saved runtime
+optimizations naming custom domains (ORT001), an `ort_version` newer than onnxruntime writes (ORT002),
+initializers whose bytes live outside the file (ORT003). Node indices past `max_node_index` or
+repeated, edges to nodes that do not exist, initializer bytes that disagree with dims × dtype and
+offsets outside the file are malformed (onnxruntime's loader refuses them; another reader may not).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from airlock.core.context import ScanContext
+from airlock.core.errors import FormatError
+from airlock.core.findings import LimitExceeded, Malformed
+from airlock.core.formats import onnx_checks, onnx_triggers, ort_extras
+from airlock.core.formats.contract import file_node
+from airlock.core.formats.flatbuf import FlatBuffer, Table
+from airlock.core.graph.onnx_graph import OnnxGraphSource
+from airlock.core.source import Source
+from airlock.core.text import safe_text
+from airlock.core.tree import FIELD, GROUP, INITIALIZER, METADATA, OPERATOR, Node
+
+NAME = "ort"
+EXTENSIONS = (".ort",)
+
+EAGER_LIMIT = 1000  # longer lists of operators or initializers are built page by page
+MAX_DEPTH = 16  # If/Loop/Scan bodies nested deeper are not read (and say so)
+MAX_LIST = 64  # dims, attribute values and names kept per entry
+_ATTR_TYPES = {1: "float", 2: "int", 3: "string", 4: "tensor", 5: "graph", 6: "floats", 7: "ints",
+               8: "strings", 9: "tensors", 10: "graphs", 11: "sparse_tensor", 12: "sparse_tensors"}
+_STRING = 8  # TensorDataType.STRING: its values are in string_data, not raw_data
+_SMALL = {1: "f", 2: "B", 3: "b", 4: "H", 5: "h", 6: "i", 7: "q", 9: "?", 10: "e", 11: "d", 12: "I", 13: "Q"}
+
+
+def sniff(head: bytes, size: int) -> int:
+    return 95 if len(head) >= 8 and head[4:8] == b"ORTM" else 0
+
+
+def parse(source: Source, ctx: ScanContext) -> Node:
+    root = file_node(source, ctx)
+    reader = _Reader(FlatBuffer(source.view(), source.size), ctx, root)
+    try:
+        session = reader.buf.root()
+        version = session.string(0, "ort_version") or ""
+        root.attrs["ort_version"] = safe_text(version, 40)
+        ort_extras.check_version(version, ctx, root)
+        model = session.table(1, "model")
+        if model is None:
+            ctx.report(Malformed, "malformed ORT file: the InferenceSession has no model; onnxruntime "
+                       "refuses it", node=root, offset=session.pos)
+            return root
+        desc = reader.model(model)
+        _build(desc, source, ctx, root)
+        resolver = session.table(3, "kernel type string resolver")
+        ops = {(op["domain"], op["op_type"]) for op in reader.all_nodes}
+        ort_extras.judge_op_ids(reader, resolver, desc.get("optimizations", []), ops, root)
+    except FormatError as exc:
+        ctx.report(Malformed, f"malformed ORT flatbuffer: {exc.message}; onnxruntime's verifier refuses "
+                   "the file", node=root, offset=exc.offset)
+    return root
+
+
+class _Reader:
+    """Walks the flatbuffer into plain data shaped like the ONNX parser child's description."""
+
+    def __init__(self, buf: FlatBuffer, ctx: ScanContext, root: Node) -> None:
+        self.buf = buf
+        self.ctx = ctx
+        self.root = root
+        self.all_nodes: list[dict[str, Any]] = []  # every graph's, subgraphs included
+
+    def malformed(self, message: str, offset: int) -> None:
+        self.ctx.report(Malformed, f"malformed ORT file: {message}; onnxruntime refuses it",
+                        node=self.root, offset=offset)
+
+    def model(self, m: Table) -> dict[str, Any]:
+        desc: dict[str, Any] = {
+            "ir_version": m.scalar(0, "q"), "producer_name": m.string(2, "producer_name") or "",
+            "producer_version": m.string(3, "producer_version") or "", "domain": m.string(4, "domain") or "",
+            "model_version": m.scalar(5, "q"), "doc_string": (m.string(6, "doc_string") or "")[:400],
+        }
+        start, count = m.tables(1, "opset imports")
+        opsets = []
+        for i in range(min(count, 1024)):
+            entry = m.element(start, i, "opset import")
+            opsets.append([entry.string(0, "opset domain") or "", entry.scalar(1, "q")])
+        desc["opset_import"] = opsets
+        start, count = m.tables(9, "metadata props")
+        props = []
+        for i in range(count):
+            self.ctx.tick(256)
+            entry = m.element(start, i, "metadata entry")
+            props.append([entry.string(0, "metadata key") or "", entry.string(1, "metadata value") or ""])
+        desc["metadata_props"] = props
+        graph = m.table(7, "graph")
+        if graph is None:
+            desc["graph"] = None
+        else:
+            desc["graph"] = self.graph(graph, 0)
+            desc["optimizations"] = desc["graph"].pop("optimizations")
+        return desc
+
+    def graph(self, g: Table, depth: int) -> dict[str, Any]:
+        types = self.node_args(g)
+        inputs = [types.get(n, {"name": n, "kind": "", "dtype": None, "shape": None})
+                  for n in g.strings(5, "graph inputs", 1 << 20)]
+        outputs = [types.get(n, {"name": n, "kind": "", "dtype": None, "shape": None})
+                   for n in g.strings(6, "graph outputs", 1 << 20)]
+        inits = [self.tensor(t) for t in self.each(g, 0, "initializers")]
+        sparse = []
+        for s in self.each(g, 7, "sparse initializers"):
+            values = s.table(0, "sparse values")
+            if values is None:
+                self.malformed("a sparse initializer has no values tensor", s.pos)
+                continue
+            tensor = self.tensor(values)
+            tensor.update(sparse=True, dims=s.longs(2, "sparse dims", MAX_LIST))
+            indices = s.table(1, "sparse indices")
+            if indices is not None:
+                tensor["indices"] = self.tensor(indices)
+            sparse.append(tensor)
+        nodes = [self.node(n, depth) for n in self.each(g, 2, "nodes")]
+        self.check_indices(g, nodes)
+        optimizations = []
+        opt = g.table(8, "runtime optimizations")
+        if opt is not None:
+            optimizations = ort_extras.read_optimizations(self, opt, {op["index"] for op in nodes})
+        return {"name": "", "inputs": inputs, "outputs": outputs, "nodes": nodes, "initializers": inits,
+                "sparse_initializers": sparse, "optimizations": optimizations}
+
+    def each(self, table: Table, slot: int, what: str) -> Any:
+        start, count = table.tables(slot, what)
+        for i in range(count):
+            self.ctx.tick(256)
+            yield table.element(start, i, what)
+
+    def node_args(self, g: Table) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for arg in self.each(g, 1, "node args"):
+            name = arg.string(0, "node arg name") or ""
+            info: dict[str, Any] = {"name": name, "kind": "", "dtype": None, "shape": None}
+            type_info = arg.table(2, "type info")
+            # TypeInfoValue union: slot 1 its type (1 tensor, 2 sequence, 3 map), slot 2 the value.
+            kind = type_info.scalar(1, "B") if type_info is not None else 0
+            if type_info is not None and kind == 1:
+                info["kind"] = "tensor_type"
+                tt = type_info.table(2, "tensor type")
+                if tt is not None:
+                    info["dtype"] = tt.scalar(0, "i")
+                    info["shape"] = self.shape(tt.table(1, "shape"))
+            elif kind:
+                info["kind"] = {2: "sequence_type", 3: "map_type"}.get(kind, f"type {kind}")
+            out[name] = info
+        return out
+
+    def shape(self, shape: Table | None) -> list[Any] | None:
+        if shape is None:
+            return None
+        dims: list[Any] = []
+        start, count = shape.tables(0, "shape dims")
+        for i in range(min(count, MAX_LIST)):
+            value = shape.element(start, i, "dimension").table(0, "dimension value")
+            if value is None or value.scalar(0, "b") != 1:
+                dims.append((value.string(2, "dim param") or "?")[:80] if value is not None else "?")
+            else:
+                dims.append(value.scalar(1, "q"))
+        return dims
+
+    def tensor(self, t: Table) -> dict[str, Any]:
+        dtype = t.scalar(3, "i")
+        dims = t.longs(2, "tensor dims", MAX_LIST)
+        data, raw = t.vector(4, 1, "raw_data")
+        strings = t.vector(5, 4, "string_data")[1]
+        external = t.scalar(6, "q", -1)
+        desc: dict[str, Any] = {"name": t.string(0, "tensor name") or "", "dtype": dtype, "dims": dims,
+                                "location": "default", "external": [], "raw": raw, "typed": strings,
+                                "values": None, "offset": data if raw else t.pos, "pos": t.pos}
+        if external >= 0:
+            desc["external_offset"] = external
+        bits = onnx_checks.DTYPES.get(dtype, ("", 0))[1]
+        if any(d < 0 for d in dims):
+            self.malformed(f"tensor {safe_text(desc['name'], 80)!r} has a negative dimension {dims}", t.pos)
+        elif dtype != _STRING and bits and external < 0:
+            count = 1
+            for d in dims:
+                count *= d
+            expected = (count * bits + 7) // 8
+            if raw != expected:
+                self.malformed(f"tensor {safe_text(desc['name'], 80)!r}: dims {dims} of "
+                               f"{onnx_checks.dtype_name(dtype)} need {expected:,} bytes, raw_data holds "
+                               f"{raw:,}", data or t.pos)
+            elif count <= onnx_triggers.MAX_VALUES and dtype in _SMALL:
+                desc["values"] = _small_values(self.buf.view[data:data + raw], _SMALL[dtype], count)
+        return desc
+
+    def node(self, n: Table, depth: int) -> dict[str, Any]:
+        op: dict[str, Any] = {
+            "name": n.string(0, "node name") or "", "domain": n.string(2, "node domain") or "",
+            "since_version": n.scalar(3, "i"), "index": n.scalar(4, "I"),
+            "op_type": n.string(5, "op_type") or "", "fused": n.scalar(6, "i") == 1,
+            "provider": n.string(7, "execution provider") or "",
+            "inputs": n.strings(8, "node inputs", 1 << 16), "outputs": n.strings(9, "node outputs", 1 << 16),
+            "pos": n.pos,
+        }
+        attrs = []
+        for a in self.each(n, 10, "attributes"):
+            attrs.append(self.attribute(a, op, depth))
+        op["attributes"] = attrs
+        self.all_nodes.append(op)
+        return op
+
+    def attribute(self, a: Table, op: dict[str, Any], depth: int) -> dict[str, Any]:
+        kind = a.scalar(2, "i")
+        out: dict[str, Any] = {"name": a.string(0, "attribute name") or "", "type": _ATTR_TYPES.get(kind, "undefined")}
+        if kind == 1:
+            out["value"] = struct.unpack("<f", struct.pack("<I", a.scalar(3, "I")))[0]
+        elif kind == 2:
+            out["value"] = a.scalar(4, "q")
+        elif kind == 3:
+            out["value"] = (a.string(5, "attribute string") or "")[:400]
+        elif kind in (6, 7):
+            values = a.ints(8, "floats", 16) if kind == 6 else a.longs(9, "ints", 16)
+            total = a.vector(8 if kind == 6 else 9, 4 if kind == 6 else 8, "values")[1]
+            if kind == 6:
+                values = [struct.unpack("<f", struct.pack("<i", v))[0] for v in values]
+            out["value"] = f"{values}{' …' if total > 16 else ''} ({total} values)"
+        elif kind == 8:
+            strings = a.strings(10, "strings", 8)
+            out["value"] = f"{[s[:60] for s in strings]} ({a.vector(10, 4, 'strings')[1]} strings)"
+        tensors = []
+        t = a.table(6, "attribute tensor")
+        if t is not None:
+            tensors.append(self.tensor(t))
+        tensors.extend(self.tensor(x) for x in self.each(a, 11, "attribute tensors"))
+        if tensors:
+            out["tensors"] = tensors
+            out.setdefault("value", f"{len(tensors)} tensor(s)")
+        graphs = [a.table(7, "subgraph")] + list(self.each(a, 12, "subgraphs"))
+        subs = [g for g in graphs if g is not None]
+        if subs and depth >= MAX_DEPTH:
+            self.ctx.report(LimitExceeded, f"subgraphs of {safe_text(op['op_type'], 60)} nested more than "
+                            f"{MAX_DEPTH} deep were not read: what they run was not inspected",
+                            node=self.root, offset=op["pos"])
+        elif subs:
+            out["graphs"] = [self.graph(g, depth + 1) for g in subs]
+            for sub in out["graphs"]:
+                sub.pop("optimizations")
+            out.setdefault("value", f"{len(subs)} graph(s)")
+        return out
+
+    def check_indices(self, g: Table, nodes: list[dict[str, Any]]) -> None:
+        limit = g.scalar(3, "I")
+        seen: set[int] = set()
+        for op in nodes:
+            if op["index"] in seen or (limit and op["index"] >= limit):
+                why = "repeats an earlier node's" if op["index"] in seen else f"is not below max_node_index {limit:,}"
+                self.malformed(f"node {safe_text(op['op_type'], 60)} has index {op['index']:,}, which {why}",
+                               op["pos"])
+                break
+            seen.add(op["index"])
+        for edge in self.each(g, 4, "node edges"):
+            ends = [edge.scalar(0, "I")]
+            for slot in (1, 2):
+                start, count = edge.vector(slot, 12, "edge ends")
+                ends.extend(self.buf.u32(start + 12 * i) for i in range(min(count, 1 << 16)))
+            missing = [e for e in ends if e not in seen]
+            if missing:
+                self.malformed(f"an edge names node {missing[0]:,}, but the graph has no node with that index",
+                               edge.pos)
+                return
+
+
+def _small_values(raw: bytes, fmt: str, count: int) -> list[Any] | None:
+    import math
+
+    if len(raw) != count * struct.calcsize(fmt):
+        return None
+    values = list(struct.unpack(f"<{count}{fmt}", raw))
+    return [v if not isinstance(v, float) or math.isfinite(v) else str(v) for v in values]
+
+
+# The tree, like the ONNX reader's: lists longer than EAGER_LIMIT are paged.
+
+
+def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node) -> None:
+    root.attrs.update({"ir_version": desc["ir_version"], "producer": safe_text(
+        f"{desc['producer_name']} {desc['producer_version']}".strip())})
+    header = root.child(GROUP, "model")
+    for key in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        if desc.get(key) not in (None, "", 0):
+            text = str(desc[key])
+            header.child(FIELD, f"{key}: {safe_text(text, 120)}", attrs={"value": safe_text(text)})
+    group = root.child(GROUP, f"opset imports ({len(desc['opset_import'])})")
+    for domain, version in desc["opset_import"]:
+        shown = safe_text(domain) or "ai.onnx"
+        group.child(FIELD, f"{shown} v{version}", attrs={"domain": shown})
+    props = desc["metadata_props"]
+    if props:
+        meta = root.child(GROUP, f"metadata ({len(props)})")
+        for key, value in props[:EAGER_LIMIT]:
+            meta.child(METADATA, f"{safe_text(key, 80)} = {safe_text(value, 120)}",
+                       attrs={"key": safe_text(key), "value": safe_text(value, 400)})
+    checker = onnx_checks.Checker(source, ctx, set())
+    if desc["graph"] is None:
+        ctx.report(Malformed, "malformed ORT file: the model has no graph; onnxruntime refuses it",
+                   node=root, offset=0)
+        return
+    marks = onnx_triggers.analyse(desc["graph"], ctx, root)  # ShadowLogic-style trigger logic
+    _add_graph(desc["graph"], root, checker, "graph", marks)
+    checker.finish(root)
+
+
+def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker, title: str,
+               marks: onnx_triggers.Marks | None = None) -> None:
+    member = checker.source.member
+    graph_source = OnnxGraphSource(title, graph, set())
+    node = parent.child(GROUP, title, attrs={"nodes": len(graph["nodes"]), "graph": graph_source,
+                                             "initializers": len(graph["initializers"])})
+    for key in ("inputs", "outputs"):
+        group = node.child(GROUP, f"{key} ({len(graph[key])})")
+        setattr(graph_source, key, group)
+        for vi in graph[key][:EAGER_LIMIT]:
+            group.child(FIELD, safe_text(vi["name"], 120), attrs=_value_attrs(vi))
+    graph_source.nodes = _add_nodes(graph["nodes"], node, checker, marks)
+    if marks is not None:
+        graph_source.roles = dict(marks.roles)
+    inits = graph["initializers"] + graph["sparse_initializers"]
+    group = node.child(GROUP, f"initializers ({len(inits)})")
+    graph_source.initializers = group
+    for tensor in checker.ctx.each(inits, "initializers"):
+        ort_extras.external_bytes(tensor, checker.ctx, group, member)
+    if len(inits) <= EAGER_LIMIT:
+        for tensor in inits:
+            group.add(_tensor_node(tensor, member))
+    else:
+        group.set_lazy_children(len(inits), lambda a, b: [_tensor_node(inits[i], member) for i in range(a, b)])
+
+
+def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.Checker,
+               marks: onnx_triggers.Marks | None) -> Node:
+    group = parent.child(GROUP, f"nodes ({len(nodes)})")
+    eager = len(nodes) <= EAGER_LIMIT
+    subgraphs: Node | None = None
+    member = checker.source.member
+    roles = marks.roles if marks is not None else {}
+    for i, op in enumerate(checker.ctx.each(nodes, "operators")):
+        node = group.add(_op_node(op, member, roles.get(i))) if eager else None
+        span = None if eager else (op["pos"], 4)
+        checker.operator(op, node or group, span)
+        if marks is not None and i in marks.messages:
+            marks.report(i, checker.ctx, node or group, (op["pos"], 4), member)
+        for attr in op["attributes"]:
+            for sub in attr.get("graphs", ()):
+                if node is None and subgraphs is None:
+                    subgraphs = parent.child(GROUP, "subgraphs")
+                _add_graph(sub, node or subgraphs or parent, checker,
+                           f"{safe_text(attr['name'], 40)} of {safe_text(op['op_type'], 60)}")
+    if not eager:
+        group.set_lazy_children(len(nodes), lambda a, b: [_op_node(nodes[i], member, roles.get(i))
+                                                          for i in range(a, b)])
+    return group
+
+
+def _op_node(op: dict[str, Any], member: str | None, role: str | None) -> Node:
+    domain = safe_text(op["domain"])
+    label = f"{domain + '.' if domain else ''}{safe_text(op['op_type'], 80)}"
+    if op["name"]:
+        label += f" {safe_text(op['name'], 80)}"
+    attrs: dict[str, Any] = {
+        "op_type": safe_text(op["op_type"]), "domain": domain or "ai.onnx", "since_version": op["since_version"],
+        "index": op["index"], "inputs": ", ".join(safe_text(x, 60) for x in op["inputs"][:16]),
+        "outputs": ", ".join(safe_text(x, 60) for x in op["outputs"][:16]),
+    }
+    if op["provider"]:
+        attrs["execution provider"] = safe_text(op["provider"], 80)
+    if op["fused"]:
+        attrs["fused"] = True
+    if role is not None:
+        attrs["trigger_path"] = role
+    node = Node(OPERATOR, label, offset=op["pos"], member=member, attrs=attrs)
+    for attr in op["attributes"]:
+        if not attr.get("graphs"):
+            node.child(FIELD, f"{safe_text(attr['name'], 60)} = {safe_text(str(attr.get('value', '')), 120)}",
+                       attrs={"type": attr.get("type", "")})
+    return node
+
+
+def _tensor_node(tensor: dict[str, Any], member: str | None) -> Node:
+    attrs = onnx_checks.tensor_attrs(tensor)
+    if "external_offset" in tensor:
+        attrs["external data offset"] = tensor["external_offset"]
+    length = tensor["raw"] or None
+    return Node(INITIALIZER, safe_text(tensor["name"], 120) or "(unnamed)", offset=tensor["offset"],
+                length=length, member=member, attrs=attrs)
+
+
+def _value_attrs(vi: dict[str, Any]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"type": vi.get("kind", "")}
+    if vi.get("dtype") is not None:
+        attrs["dtype"] = onnx_checks.dtype_name(vi["dtype"])
+    if vi.get("shape") is not None:
+        attrs["shape"] = tuple(safe_text(str(d), 40) if isinstance(d, str) else d for d in vi["shape"])
+    return attrs
