@@ -40,6 +40,7 @@ MAX_DEPTH = 16  # If/Loop/Scan bodies nested deeper are not read (and say so)
 MAX_LIST = 64  # dims, attribute values and names kept per entry
 _ATTR_TYPES = {1: "float", 2: "int", 3: "string", 4: "tensor", 5: "graph", 6: "floats", 7: "ints",
                8: "strings", 9: "tensors", 10: "graphs", 11: "sparse_tensor", 12: "sparse_tensors"}
+_NO_VERSION = (1 << 63) - 1  # what onnxruntime writes for a model without model_version
 _STRING = 8  # TensorDataType.STRING: its values are in string_data, not raw_data
 _SMALL = {1: "f", 2: "B", 3: "b", 4: "H", 5: "h", 6: "i", 7: "q", 9: "?", 10: "e", 11: "d", 12: "I", 13: "Q"}
 
@@ -299,7 +300,7 @@ def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node) -
         f"{desc['producer_name']} {desc['producer_version']}".strip())})
     header = root.child(GROUP, "model")
     for key in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
-        if desc.get(key) not in (None, "", 0):
+        if desc.get(key) not in (None, "", 0, _NO_VERSION):
             text = str(desc[key])
             header.child(FIELD, f"{key}: {safe_text(text, 120)}", attrs={"value": safe_text(text)})
     group = root.child(GROUP, f"opset imports ({len(desc['opset_import'])})")
@@ -358,7 +359,8 @@ def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.C
     for i, op in enumerate(checker.ctx.each(nodes, "operators")):
         node = group.add(_op_node(op, member, roles.get(i))) if eager else None
         span = None if eager else (op["pos"], 4)
-        checker.operator(op, node or group, span)
+        if op["domain"] not in ort_extras.ORT_DOMAINS:  # onnxruntime's own kernels are not custom
+            checker.operator(op, node or group, span)
         if marks is not None and i in marks.messages:
             marks.report(i, checker.ctx, node or group, (op["pos"], 4), member)
         for attr in op["attributes"]:

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from airlock.core.formats.flatbuf import Table
     from airlock.core.tree import Node
 
+# Domains of kernels onnxruntime itself ships (layout-optimised and experimental contrib ops its
+# optimizers write into saved models): not custom, though the ONNX reader's standard set omits them.
+ORT_DOMAINS = frozenset({"com.microsoft.nchwc", "com.microsoft.experimental", "com.ms.internal.nhwc",
+                         "ai.onnx.preview", "ai.onnx.training"})
 LATEST_VERSION = 6  # kOrtModelVersion in onnxruntime/core/flatbuffers/ort_format_version.h
 MAX_LISTED = 8
 
@@ -105,7 +109,7 @@ def _note(op_id: str, where: str, pos: int, graph_ops: set[tuple[str, str]],
           found: dict[tuple[str, str], tuple[str, int]]) -> None:
     rest, _sep, _since = op_id.rpartition(":")
     domain, _sep, op = rest.rpartition(":")
-    if domain in STANDARD_DOMAINS or (domain, op) in graph_ops:
+    if domain in STANDARD_DOMAINS or domain in ORT_DOMAINS or (domain, op) in graph_ops:
         return
     if domain == PYOP_DOMAIN or (domain, op) not in found:
         found.setdefault((domain, op), (where, pos))
