@@ -1,4 +1,5 @@
-"""A small, bounded FlatBuffers reader (for TFLite; ExecuTorch `.pte` and onnxruntime `.ort` use the same encoding).
+"""A small, bounded FlatBuffers reader (for TFLite; ExecuTorch `.pte` and onnxruntime `.ort` use the same
+encoding).
 
 Only what a schema walk needs: the root table, a table's fields through its vtable, scalars, strings,
 vectors of scalars and of tables. Every offset is checked against the buffer before it is followed,

@@ -2,9 +2,9 @@
 
 Each is detected by content where the format allows it (the field layout of TF SavedModel and Core
 ML protobufs, OpenVINO's `<net>` XML, a TensorFlow checkpoint index's footer magic) and reported with
-a `medium` "not inspected" finding (fail closed: never clean). SavedModels, OpenVINO IR and Core ML are only detected here: their own modules
-(airlock.core.formats.saved_model, .openvino, .coreml) read them, as .nemo, .pt2, TFLite and onnxruntime
-.ort (airlock.core.formats.ort) are.
+a `medium` "not inspected" finding (fail closed: never clean). SavedModels, OpenVINO IR and Core ML are
+only detected here: their own modules (airlock.core.formats.saved_model, .openvino, .coreml) read them,
+as .nemo, .pt2, TFLite and onnxruntime .ort (airlock.core.formats.ort) are.
 """
 
 from __future__ import annotations

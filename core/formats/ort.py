@@ -224,7 +224,8 @@ class _Reader:
 
     def attribute(self, a: Table, op: dict[str, Any], depth: int) -> dict[str, Any]:
         kind = a.scalar(2, "i")
-        out: dict[str, Any] = {"name": a.string(0, "attribute name") or "", "type": _ATTR_TYPES.get(kind, "undefined")}
+        out: dict[str, Any] = {"name": a.string(0, "attribute name") or "",
+                               "type": _ATTR_TYPES.get(kind, "undefined")}
         if kind == 1:
             out["value"] = struct.unpack("<f", struct.pack("<I", a.scalar(3, "I")))[0]
         elif kind == 2:
@@ -248,7 +249,7 @@ class _Reader:
         if tensors:
             out["tensors"] = tensors
             out.setdefault("value", f"{len(tensors)} tensor(s)")
-        graphs = [a.table(7, "subgraph")] + list(self.each(a, 12, "subgraphs"))
+        graphs = [a.table(7, "subgraph"), *self.each(a, 12, "subgraphs")]
         subs = [g for g in graphs if g is not None]
         if subs and depth >= MAX_DEPTH:
             self.ctx.report(LimitExceeded, f"subgraphs of {safe_text(op['op_type'], 60)} nested more than "
@@ -266,7 +267,8 @@ class _Reader:
         seen: set[int] = set()
         for op in nodes:
             if op["index"] in seen or (limit and op["index"] >= limit):
-                why = "repeats an earlier node's" if op["index"] in seen else f"is not below max_node_index {limit:,}"
+                why = ("repeats an earlier node's" if op["index"] in seen
+                       else f"is not below max_node_index {limit:,}")
                 self.malformed(f"node {safe_text(op['op_type'], 60)} has index {op['index']:,}, which {why}",
                                op["pos"])
                 break
@@ -278,7 +280,7 @@ class _Reader:
                 ends.extend(self.buf.u32(start + 12 * i) for i in range(min(count, 1 << 16)))
             missing = [e for e in ends if e not in seen]
             if missing:
-                self.malformed(f"an edge names node {missing[0]:,}, but the graph has no node with that index",
+                self.malformed(f"an edge names node {missing[0]:,}, but the graph has no node of that index",
                                edge.pos)
                 return
 
@@ -346,7 +348,8 @@ def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker
         for tensor in inits:
             group.add(_tensor_node(tensor, member))
     else:
-        group.set_lazy_children(len(inits), lambda a, b: [_tensor_node(inits[i], member) for i in range(a, b)])
+        group.set_lazy_children(len(inits), lambda a, b: [_tensor_node(inits[i], member)
+                                                          for i in range(a, b)])
 
 
 def _add_nodes(nodes: list[dict[str, Any]], parent: Node, checker: onnx_checks.Checker,
@@ -381,7 +384,8 @@ def _op_node(op: dict[str, Any], member: str | None, role: str | None) -> Node:
     if op["name"]:
         label += f" {safe_text(op['name'], 80)}"
     attrs: dict[str, Any] = {
-        "op_type": safe_text(op["op_type"]), "domain": domain or "ai.onnx", "since_version": op["since_version"],
+        "op_type": safe_text(op["op_type"]), "domain": domain or "ai.onnx",
+        "since_version": op["since_version"],
         "index": op["index"], "inputs": ", ".join(safe_text(x, 60) for x in op["inputs"][:16]),
         "outputs": ", ".join(safe_text(x, 60) for x in op["outputs"][:16]),
     }

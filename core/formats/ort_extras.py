@@ -39,7 +39,8 @@ class CustomOpId(Rule):
     severity = Severity.MEDIUM
     title = "ORT kernel or runtime optimization in a custom operator domain"
     help = ("The ORT file's kernel type string resolver or a saved runtime optimization names an operator "
-            "outside the standard ONNX and onnxruntime domains: loading needs a kernel from a native library.")
+            "outside the standard ONNX and onnxruntime domains: loading needs a kernel from a native "
+            "library.")
 
 
 class UnknownVersion(Rule):
@@ -64,9 +65,9 @@ def check_version(version: str, ctx: ScanContext, root: Node) -> None:
         ctx.report(Malformed, f"malformed ORT file: ort_version {shown!r} is not a version number; "
                    "onnxruntime refuses it", node=root, offset=0)
     elif int(version) > LATEST_VERSION:
-        ctx.report(UnknownVersion, f"ORT format version {shown}, newer than version {LATEST_VERSION} that the "
-                   "latest onnxruntime Airlock knows writes: fields added since were not read", node=root,
-                   offset=0)
+        ctx.report(UnknownVersion, f"ORT format version {shown}, newer than version {LATEST_VERSION} that "
+                   "the latest onnxruntime Airlock knows writes: fields added since were not read",
+                   node=root, offset=0)
 
 
 def read_optimizations(reader: Any, table: Table, indices: set[int]) -> list[tuple[str, str, int]]:
@@ -98,10 +99,11 @@ def judge_op_ids(reader: Any, resolver: Table | None, produced: list[tuple[str, 
     if not found:
         return
     items = list(found.items())
-    names = ", ".join(f"{safe_text(d, 60)}.{safe_text(o, 60)} ({w})" for (d, o), (w, _p) in items[:MAX_LISTED])
+    names = ", ".join(f"{safe_text(d, 60)}.{safe_text(o, 60)} ({w})"
+                      for (d, o), (w, _p) in items[:MAX_LISTED])
     more = f" and {len(items) - MAX_LISTED:,} more" if len(items) > MAX_LISTED else ""
-    reader.ctx.report(CustomOpId, f"{len(items):,} operator id(s) in custom domains that no node of the graph "
-                      f"uses: {names}{more}; loading needs kernels from a native library", node=root,
+    reader.ctx.report(CustomOpId, f"{len(items):,} operator id(s) in custom domains that no node of the "
+                      f"graph uses: {names}{more}; loading needs kernels from a native library", node=root,
                       offset=items[0][1][1])
 
 

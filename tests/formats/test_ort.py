@@ -31,7 +31,8 @@ print(json.dumps({
 def _reference(data, tmp_path):
     path = tmp_path / "m.ort"
     path.write_bytes(data)
-    out = subprocess.run([sys.executable, "-c", _REFERENCE, str(path)], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _REFERENCE, str(path)], check=True, capture_output=True,
+                         text=True)
     return json.loads(out.stdout)
 
 
@@ -52,7 +53,8 @@ def test_the_reader_lists_exactly_what_onnxruntime_wrote(name, tmp_path):
     assert result.inspected == "full"
     graph = next(n for n in result.root.children() if n.label == "graph")
     ops = next(n for n in graph.children() if n.label.startswith("nodes"))
-    assert [f"{o.attrs['domain'].replace('ai.onnx', '')}.{o.attrs['op_type']}" for o in ops.children()] == expected["ops"]
+    listed = [f"{o.attrs['domain'].replace('ai.onnx', '')}.{o.attrs['op_type']}" for o in ops.children()]
+    assert listed == expected["ops"]
     inits = next(n for n in graph.children() if n.label.startswith("initializers")).children()
     assert [n.label for n in inits] == [name for name, _dims, _raw in expected["inits"]]
     for node, (_name, dims, raw) in zip(inits, expected["inits"], strict=True):
@@ -130,7 +132,8 @@ def test_custom_ids_the_graph_uses_are_not_reported_twice():
 
 
 def test_many_operators_are_paged_and_still_judged():
-    ops = [("", "Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(1499)] + [("vendor.ops", "Late", ["t1499"], ["y"])]
+    ops = [("", "Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(1499)]
+    ops.append(("vendor.ops", "Late", ["t1499"], ["y"]))
     result = scan_bytes(f.build(ops), "m.ort")
     group = next(n for n in _nodes(result) if n.label == "nodes (1500)")
     assert group.child_count == 1500 and group.child_at(1499).attrs["op_type"] == "Late"
