@@ -23,6 +23,7 @@ from typing import Any
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
+from airlock.core.errors import LimitExceeded as LimitExceeded_
 from airlock.core.findings import LimitExceeded, Malformed
 from airlock.core.formats import onnx_checks, onnx_triggers, ort_extras
 from airlock.core.formats.contract import file_node
@@ -37,7 +38,10 @@ EXTENSIONS = (".ort",)
 
 EAGER_LIMIT = 1000  # longer lists of operators or initializers are built page by page
 MAX_DEPTH = 16  # If/Loop/Scan bodies nested deeper are not read (and say so)
-MAX_LIST = 64  # dims, attribute values and names kept per entry
+MAX_LIST = 64  # dims and attribute values kept per entry
+# Names (node inputs/outputs, graph inputs/outputs) read per file: vectors of string offsets can all
+# point at one string, so a small file could ask for billions of them. Real models stay far below.
+MAX_NAMES = 2_000_000
 _ATTR_TYPES = {1: "float", 2: "int", 3: "string", 4: "tensor", 5: "graph", 6: "floats", 7: "ints",
                8: "strings", 9: "tensors", 10: "graphs", 11: "sparse_tensor", 12: "sparse_tensors"}
 _NO_VERSION = (1 << 63) - 1  # what onnxruntime writes for a model without model_version
@@ -81,6 +85,17 @@ class _Reader:
         self.ctx = ctx
         self.root = root
         self.all_nodes: list[dict[str, Any]] = []  # every graph's, subgraphs included
+        self.names_read = 0
+
+    def names(self, table: Table, slot: int, what: str) -> list[str]:
+        start, count = table.vector(slot, 4, what)
+        self.names_read += count
+        if self.names_read > MAX_NAMES:
+            raise LimitExceeded_(f"{what}: more than the {MAX_NAMES:,} names Airlock reads per ORT file; the "
+                                 "rest of the file was not inspected", start)
+        if count > 256:
+            self.ctx.check()
+        return table.strings(slot, what, count)
 
     def malformed(self, message: str, offset: int) -> None:
         self.ctx.report(Malformed, f"malformed ORT file: {message}; onnxruntime refuses it",
@@ -116,9 +131,9 @@ class _Reader:
     def graph(self, g: Table, depth: int) -> dict[str, Any]:
         types = self.node_args(g)
         inputs = [types.get(n, {"name": n, "kind": "", "dtype": None, "shape": None})
-                  for n in g.strings(5, "graph inputs", 1 << 20)]
+                  for n in self.names(g, 5, "graph inputs")]
         outputs = [types.get(n, {"name": n, "kind": "", "dtype": None, "shape": None})
-                   for n in g.strings(6, "graph outputs", 1 << 20)]
+                   for n in self.names(g, 6, "graph outputs")]
         inits = [self.tensor(t) for t in self.each(g, 0, "initializers")]
         sparse = []
         for s in self.each(g, 7, "sparse initializers"):
@@ -193,7 +208,7 @@ class _Reader:
         bits = onnx_checks.DTYPES.get(dtype, ("", 0))[1]
         if any(d < 0 for d in dims):
             self.malformed(f"tensor {safe_text(desc['name'], 80)!r} has a negative dimension {dims}", t.pos)
-        elif dtype != _STRING and bits and external < 0:
+        elif dtype != _STRING and bits and external < 0 and t.vector(2, 8, "tensor dims")[1] <= MAX_LIST:
             count = 1
             for d in dims:
                 count *= d
@@ -212,7 +227,7 @@ class _Reader:
             "since_version": n.scalar(3, "i"), "index": n.scalar(4, "I"),
             "op_type": n.string(5, "op_type") or "", "fused": n.scalar(6, "i") == 1,
             "provider": n.string(7, "execution provider") or "",
-            "inputs": n.strings(8, "node inputs", 1 << 16), "outputs": n.strings(9, "node outputs", 1 << 16),
+            "inputs": self.names(n, 8, "node inputs"), "outputs": self.names(n, 9, "node outputs"),
             "pos": n.pos,
         }
         attrs = []

@@ -155,3 +155,14 @@ def test_a_name_claims_the_format():
 def test_onnxruntime_is_never_imported_by_the_reader():
     scan_bytes(f.real()["plain"], "m.ort")
     assert "onnxruntime" not in sys.modules
+
+
+def test_names_past_the_budget_stop_the_walk(monkeypatch):
+    from airlock.core.formats import ort
+
+    monkeypatch.setattr(ort, "MAX_NAMES", 100)  # the budget scaled down, not the file scaled up
+    ops = [("", "Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(200)]
+    result = scan_bytes(f.build(ops), "m.ort")
+    hits = [x for x in result.findings if x.rule == "AIR003"]
+    assert hits and "names Airlock reads per ORT file" in hits[0].message
+    assert result.inspected != "full" and result.severity >= Severity.HIGH
