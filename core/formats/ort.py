@@ -338,6 +338,13 @@ def _build(desc: dict[str, Any], source: Source, ctx: ScanContext, root: Node) -
     marks = onnx_triggers.analyse(desc["graph"], ctx, root)  # ShadowLogic-style trigger logic
     _add_graph(desc["graph"], root, checker, "graph", marks)
     checker.finish(root)
+    records = desc.get("optimizations") or []
+    if records:  # fusions the converter saved for the runtime to replay
+        group = root.child(GROUP, f"runtime optimizations ({len(records):,})")
+        for optimizer, op_id, pos in records[:EAGER_LIMIT]:
+            group.child(FIELD, f"{safe_text(optimizer, 60)} → {safe_text(op_id, 120)}", offset=pos,
+                        member=source.member,
+                        attrs={"optimizer": safe_text(optimizer), "produces": safe_text(op_id)})
 
 
 def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker, title: str,

@@ -44,7 +44,7 @@ def _rules(result):
     return {x.rule for x in result.findings}
 
 
-@pytest.mark.parametrize("name", ["plain", "backdoor", "contrib", "if"])
+@pytest.mark.parametrize("name", ["plain", "backdoor", "contrib", "if", "runtime"])
 def test_the_reader_lists_exactly_what_onnxruntime_wrote(name, tmp_path):
     data = f.real()[name]
     expected = _reference(data, tmp_path)
@@ -69,6 +69,14 @@ def test_a_plain_model_and_a_contrib_op_are_clean():
         assert result.severity == Severity.NONE, (name, [x.message for x in result.findings])
     root = scan_bytes(f.real()["plain"], "m.ort").root
     assert root.attrs["ort_version"].isdigit() and root.attrs["producer"].startswith("airlock-tests")
+
+
+def test_saved_runtime_optimizations_are_listed_and_clean():
+    result = scan_bytes(f.real()["runtime"], "conv.ort")
+    assert result.severity == Severity.NONE, [x.message for x in result.findings]
+    group = next(n for n in result.root.children() if n.label.startswith("runtime optimizations"))
+    produced = {n.attrs["produces"] for n in group.children()}
+    assert "com.microsoft:FusedConv:1" in produced
 
 
 def test_if_bodies_sit_under_their_operator():
@@ -141,8 +149,11 @@ def test_many_operators_are_paged_and_still_judged():
 
 
 def test_the_graph_view_gets_the_operators():
+    from airlock.core.graph import graph_sources
+
     root = scan_bytes(f.real()["backdoor"], "m.ort").root
     graph = next(n for n in root.children() if n.label == "graph").attrs["graph"]
+    assert graph_sources(root)[0] is graph  # what the GUI's Graph tab opens
     built = graph.build()
     assert len([b for b in built.nodes if b.kind == "op"]) == graph.operator_count > 0
 
