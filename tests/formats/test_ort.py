@@ -169,9 +169,9 @@ def test_onnxruntime_is_never_imported_by_the_reader():
 
 
 def test_names_past_the_budget_stop_the_walk(monkeypatch):
-    from airlock.core.formats import ort
+    from airlock.core.formats import ort_reader
 
-    monkeypatch.setattr(ort, "MAX_NAMES", 100)  # the budget scaled down, not the file scaled up
+    monkeypatch.setattr(ort_reader, "MAX_NAMES", 100)  # the budget scaled down, not the file scaled up
     ops = [("", "Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(200)]
     result = scan_bytes(f.build(ops), "m.ort")
     hits = [x for x in result.findings if x.rule == "AIR003"]
