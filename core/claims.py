@@ -63,6 +63,7 @@ CLAIMS = {
     ".pt2": Claim("torch.export archive", ("pt2",), "pt2"),
     ".tflite": Claim("TFLite", ("tflite",), "tflite"),
     ".pte": Claim("ExecuTorch program", ("executorch",), "executorch"),
+    ".ort": Claim("onnxruntime ORT", ("ort",), "ort"),
     ".skops": Claim("skops", ("skops",), "skops"),
     ".cbm": Claim("CatBoost", ("catboost",), "catboost"),
 }

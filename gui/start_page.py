@@ -45,6 +45,7 @@ FRIENDLY = {
     "pt2": "torch.export (.pt2)", "tflite": "TensorFlow Lite", "executorch": "ExecuTorch (.pte)",
     "saved_model": "TF SavedModel", "skops": "skops", "msgpack": "Flax / msgpack checkpoints",
     "gbdt": "XGBoost / LightGBM", "catboost": "CatBoost", "openvino": "OpenVINO IR", "coreml": "Core ML",
+    "ort": "onnxruntime .ort (with a graph view)",
 }
 HIDDEN_FORMATS = frozenset({"inert", "not-inspected"})  # names for what is not a model format
 

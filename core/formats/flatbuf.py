@@ -1,4 +1,5 @@
-"""A small, bounded FlatBuffers reader (for TFLite; ExecuTorch `.pte` uses the same encoding).
+"""A small, bounded FlatBuffers reader (for TFLite; ExecuTorch `.pte` and onnxruntime `.ort` use the same
+encoding).
 
 Only what a schema walk needs: the root table, a table's fields through its vtable, scalars, strings,
 vectors of scalars and of tables. Every offset is checked against the buffer before it is followed,
@@ -136,6 +137,24 @@ class Table:
         start, count = self.vector(slot, 4, what)
         n = min(count, limit)
         return list(struct.unpack(f"<{n}i", self.buf._bytes(start, 4 * n, what))) if n else []
+
+    def longs(self, slot: int, what: str, limit: int = 1 << 16) -> list[int]:
+        """A vector of int64, cut at `limit` elements."""
+        start, count = self.vector(slot, 8, what)
+        n = min(count, limit)
+        return list(struct.unpack(f"<{n}q", self.buf._bytes(start, 8 * n, what))) if n else []
+
+    def strings(self, slot: int, what: str, limit: int = 1 << 16) -> list[str]:
+        """A vector of strings, cut at `limit` elements (each string cut at MAX_STRING bytes)."""
+        start, count = self.vector(slot, 4, what)
+        out = []
+        for i in range(min(count, limit)):
+            at = start + 4 * i
+            target = at + self.buf.u32(at, what)
+            length = self.buf.u32(target, what)
+            self.buf._bytes(target + 4, length, what)
+            out.append(self.buf._bytes(target + 4, min(length, MAX_STRING), what).decode("utf-8", "replace"))
+        return out
 
     def tables(self, slot: int, what: str) -> tuple[int, int]:
         """(first element's offset, count) of a vector of tables: open element i with `element`."""

@@ -1,10 +1,10 @@
 """Model formats Airlock recognises but does not inspect yet: named, never reported as clean.
 
-Each is detected by content where the format allows it (the `ORTM` flatbuffer identifier of
-onnxruntime, the field layout of TF SavedModel and Core ML protobufs, OpenVINO's `<net>` XML, a
-TensorFlow checkpoint index's footer magic) and reported with a `medium` "not inspected" finding (fail
-closed: never clean). SavedModels, OpenVINO IR and Core ML are only detected here: their own modules
-(airlock.core.formats.saved_model, .openvino, .coreml) read them, as .nemo, .pt2 and TFLite are.
+Each is detected by content where the format allows it (the field layout of TF SavedModel and Core
+ML protobufs, OpenVINO's `<net>` XML, a TensorFlow checkpoint index's footer magic) and reported with
+a `medium` "not inspected" finding (fail closed: never clean). SavedModels, OpenVINO IR and Core ML are
+only detected here: their own modules (airlock.core.formats.saved_model, .openvino, .coreml) read them,
+as .nemo, .pt2, TFLite and onnxruntime .ort (airlock.core.formats.ort) are.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ if TYPE_CHECKING:
     pass
 
 NAME = "not-inspected"
-EXTENSIONS = (".mlmodel", ".pb", ".index", ".ort")
+EXTENSIONS = (".mlmodel", ".pb", ".index")
 # The fallback for those readers' extensions: a `.mlmodel` or `.pb` they cannot read (a frozen
 # GraphDef, a protobuf of another kind) is still "not inspected" here, never clean.
 OVERLAPS = ("coreml", "saved_model")
 
-ORT = "onnxruntime ORT flatbuffer"
 SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"
 COREML = "Core ML model"
 OPENVINO = "OpenVINO IR (network XML)"
@@ -50,8 +49,6 @@ def detect(source: Source) -> tuple[str | None, int]:
 def _detect(source: Source) -> tuple[str | None, int]:
     head = source.head(1024)
     name = os.path.basename(source.member or source.name).lower()
-    if len(head) >= 8 and head[4:8] == b"ORTM":
-        return ORT, 90
     if head.lstrip()[:5] == b"<?xml" and b"<net " in head and b"version=" in head:
         return OPENVINO, 80
     kind = _protobuf_kind(head, source.size)

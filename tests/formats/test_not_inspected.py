@@ -1,6 +1,6 @@
 """Formats Airlock does not read yet: named by content, reported "not inspected" (medium: fail closed),
-never clean. NeMo archives, torch.export .pt2 zips, TFLite and SavedModel have their own modules now:
-tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py."""
+never clean. NeMo archives, torch.export .pt2 zips, TFLite, SavedModel and onnxruntime .ort have their own
+modules now: tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py, test_ort.py."""
 
 
 import pytest
@@ -8,7 +8,6 @@ from fixtures import onnx_files
 from fixtures.model_folder_files import (
     SYSTEM_PICKLE,
     corpus,
-    ort,
     pt2,
     saved_model,
     tf_index,
@@ -19,7 +18,6 @@ from airlock.core.formats import not_inspected as ni
 from airlock.core.scan import scan_bytes
 
 CASES = {
-    "model.ort": (ort, ni.ORT),
     "variables.index": (tf_index, ni.TF_INDEX),
 }
 
