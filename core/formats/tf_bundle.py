@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
-from airlock.core.formats.protowire import I32, LEN, VARINT, fields
 from airlock.core.formats import tf_table
+from airlock.core.formats.protowire import I32, LEN, VARINT, fields
 from airlock.core.formats.tf_table import Issue, TableReader
 from airlock.core.source import Source
 from airlock.core.text import safe_text
@@ -109,8 +109,8 @@ def read_bundle(source: Source, ctx: ScanContext) -> Bundle:
         try:
             tensors.append(_entry(item.key, item.value, item.at, item.length))
         except FormatError as exc:
-            raise FormatError(f"entry {safe_text(item.key, 80)!r} at {item.at:,} does not decode: {exc.message}",
-                              item.at) from None
+            raise FormatError(f"entry {safe_text(item.key, 80)!r} at {item.at:,} does not decode: "
+                              f"{exc.message}", item.at) from None
     unread = any(i.kind == tf_table.COMPRESSED for i in table.issues)  # the header may sit in that block
     if header is None and header_problem is None and not unread:
         header_problem = ("no header entry (the empty key holding BundleHeaderProto)", 0)

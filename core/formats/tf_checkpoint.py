@@ -26,8 +26,10 @@ where a name plus a verified sibling decides. Without that it stays "not inspect
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+from collections.abc import Sequence
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
@@ -51,23 +53,24 @@ class KeyOrder(Rule):
     id = "TFC001"
     severity = Severity.HIGH
     title = "TF checkpoint index keys out of order or repeated"
-    help = ("TensorFlow finds a tensor by binary search over the index's sorted keys: an entry out of order or "
-            "repeated is seen by one reader and not by another (a parser differential).")
+    help = ("TensorFlow finds a tensor by binary search over the index's sorted keys: an entry out of order "
+            "or repeated is seen by one reader and not by another (a parser differential).")
 
 
 class BadHeader(Rule):
     id = "TFC002"
     severity = Severity.HIGH
     title = "TF checkpoint index header missing or invalid"
-    help = "The bundle header (the entry under the empty key) is missing, does not decode or is refused by TF."
+    help = ("The bundle header (the entry under the empty key) is missing, does not decode or is refused by "
+            "TensorFlow.")
 
 
 class BadEntry(Rule):
     id = "TFC003"
     severity = Severity.HIGH
     title = "TF checkpoint tensor entry inconsistent"
-    help = ("A tensor entry names a shard past num_shards, has a negative offset or size, an invalid dtype, or a "
-            "size that its dtype and shape do not need: TensorFlow refuses it or reads other bytes.")
+    help = ("A tensor entry names a shard past num_shards, has a negative offset or size, an invalid dtype, "
+            "or a size that its dtype and shape do not need: TensorFlow refuses it or reads other bytes.")
 
 
 class DataOutsideShard(Rule):
@@ -81,7 +84,8 @@ class OverlappingData(Rule):
     id = "TFC005"
     severity = Severity.MEDIUM
     title = "TF checkpoint tensors share bytes"
-    help = "Two tensors' byte ranges overlap in one shard: TensorFlow never writes that; the file was crafted."
+    help = ("Two tensors' byte ranges overlap in one shard: TensorFlow never writes that; the file was "
+            "crafted.")
 
 
 class BigEndian(Rule):
@@ -95,24 +99,26 @@ class StringTensors(Rule):
     id = "TFC007"
     severity = Severity.INFO
     title = "TF checkpoint holds string tensors"
-    help = ("DT_STRING tensors are bytes (TF2 checkpoints keep their object graph in one); TensorFlow reads them "
-            "as bytes and decodes nothing.")
+    help = ("DT_STRING tensors are bytes (TF2 checkpoints keep their object graph in one); TensorFlow reads "
+            "them as bytes and decodes nothing.")
 
 
 class VariantTensors(Rule):
     id = "TFC008"
     severity = Severity.LOW
     title = "TF checkpoint holds variant or resource tensors"
-    help = ("DT_VARIANT tensors are decoded on restore by the C++ decoder TensorFlow registered for the type name "
-            "stored in the data (tf.data iterator state rebuilds a dataset graph from it); their contents are not "
-            "inspected here. No Python is called, but more of TensorFlow acts on bytes from the file.")
+    help = ("DT_VARIANT tensors are decoded on restore by the C++ decoder TensorFlow registered for the type "
+            "name stored in the data (tf.data iterator state rebuilds a dataset graph from it); their "
+            "contents are not inspected here. No Python is called, but more of TensorFlow acts on bytes from "
+            "the file.")
 
 
 class CompressedBlock(Rule):
     id = "TFC009"
     severity = Severity.MEDIUM
     title = "TF checkpoint index block compressed"
-    help = "A table block is Snappy-compressed (TF writes bundle indexes uncompressed): its entries were not read."
+    help = ("A table block is Snappy-compressed (TF writes bundle indexes uncompressed): its entries were "
+            "not read.")
     incomplete = True
 
 
@@ -120,8 +126,8 @@ class ShardData(Rule):
     id = "TFC010"
     severity = Severity.INFO
     title = "TF checkpoint data shard covered by its index"
-    help = ("Raw tensor bytes with no structure of their own, claimed by the valid checkpoint index next to them "
-            "(same prefix): every tensor the index places in this shard lies inside the file.")
+    help = ("Raw tensor bytes with no structure of their own, claimed by the valid checkpoint index next to "
+            "them (same prefix): every tensor the index places in this shard lies inside the file.")
 
 
 def sniff_source(source: Source) -> int:
@@ -176,8 +182,8 @@ def _prefix(path: str) -> str:
 def _report_table(bundle: Bundle, ctx: ScanContext, root: Node) -> None:
     for issue in bundle.issues:
         if issue.kind == tf_table.CRC_MISMATCH:
-            ctx.report(Malformed, f"malformed TF checkpoint index: {issue.message}; TensorFlow refuses the file",
-                       node=root, offset=issue.offset)
+            ctx.report(Malformed, f"malformed TF checkpoint index: {issue.message}; TensorFlow refuses the "
+                       "file", node=root, offset=issue.offset)
         elif issue.kind == tf_table.COMPRESSED:
             ctx.report(CompressedBlock, issue.message, node=root, offset=issue.offset)
         else:
@@ -194,8 +200,8 @@ def _report_table(bundle: Bundle, ctx: ScanContext, root: Node) -> None:
             ctx.report(BadHeader, f"header at {h.at:,}: num_shards is {h.num_shards}, expected 1 or more",
                        node=root, offset=h.at)
         if h.min_consumer > 1:
-            ctx.report(BadHeader, f"header at {h.at:,}: min_consumer version {h.min_consumer}, expected at most 1 "
-                       "(TensorFlow's bundle version): TensorFlow refuses it", node=root, offset=h.at)
+            ctx.report(BadHeader, f"header at {h.at:,}: min_consumer version {h.min_consumer}, expected at "
+                       "most 1 (TensorFlow's bundle version): TensorFlow refuses it", node=root, offset=h.at)
         if h.endianness == tf_bundle.BIG:
             ctx.report(BigEndian, f"header at {h.at:,}: big-endian bundle", node=root, offset=h.at)
         elif h.endianness != tf_bundle.LITTLE:
@@ -203,7 +209,7 @@ def _report_table(bundle: Bundle, ctx: ScanContext, root: Node) -> None:
                        "(big)", node=root, offset=h.at)
 
 
-def _more(items: list[object], rule: type[Rule], what: str, ctx: ScanContext, root: Node) -> None:
+def _more(items: Sequence[object], rule: type[Rule], what: str, ctx: ScanContext, root: Node) -> None:
     if len(items) > MAX_REPORTED:
         ctx.report(rule, f"{len(items) - MAX_REPORTED:,} more {what} not listed", node=root, offset=0)
 
@@ -217,8 +223,8 @@ def _check_entries(bundle: Bundle, ctx: ScanContext, root: Node) -> None:
         ctx.tick()
         where = f"tensor {t.name!r} (entry at {t.at:,})"
         if t.dtype == 0 or t.dtype >= 100:
-            bad.append((f"{where}: dtype {t.dtype}, expected a DataType a bundle holds (1–99, not a reference)",
-                        t.at))
+            bad.append((f"{where}: dtype {t.dtype}, expected a DataType a bundle holds (1–99, not a "
+                        "reference)", t.at))
         elif t.dtype not in tf_bundle.DTYPES:
             variants.append(t)  # a DataType newer than this table: not checked, so not clean
         if not 0 <= t.shard < max(shards, 1):
@@ -227,8 +233,8 @@ def _check_entries(bundle: Bundle, ctx: ScanContext, root: Node) -> None:
             bad.append((f"{where}: offset {t.offset:,} and size {t.size:,}, expected neither negative", t.at))
         expected = t.expected_size()
         if expected is not None and expected != t.size:
-            bad.append((f"{where}: {t.dtype_name} of shape {list(t.shape or ())} needs {expected:,} bytes, the "
-                        f"entry says {t.size:,}", t.at))
+            bad.append((f"{where}: {t.dtype_name} of shape {list(t.shape or ())} needs {expected:,} bytes, "
+                        f"the entry says {t.size:,}", t.at))
         if t.dtype == tf_bundle.STRING:
             strings.append(t)
         elif t.dtype in (tf_bundle.VARIANT, tf_bundle.RESOURCE):
@@ -240,9 +246,9 @@ def _check_entries(bundle: Bundle, ctx: ScanContext, root: Node) -> None:
         ctx.report(StringTensors, f"{len(strings):,} DT_STRING tensor(s), e.g. {_names(strings)}: read by "
                    "TensorFlow as bytes", node=root, offset=strings[0].at)
     if variants:
-        ctx.report(VariantTensors, f"{len(variants):,} tensor(s) of type variant, resource or a DataType this reader "
-                   f"does not know, e.g. {_names(variants)}: TensorFlow decodes them with its registered decoders; "
-                   "their contents were not inspected", node=root, offset=variants[0].at)
+        ctx.report(VariantTensors, f"{len(variants):,} tensor(s) of type variant, resource or a DataType "
+                   f"this reader does not know, e.g. {_names(variants)}: TensorFlow decodes them with its "
+                   "registered decoders; their contents were not inspected", node=root, offset=variants[0].at)
     _check_overlaps(bundle.tensors, ctx, root)
 
 
@@ -253,16 +259,17 @@ def _names(tensors: list[Tensor]) -> str:
 def _check_overlaps(tensors: list[Tensor], ctx: ScanContext, root: Node) -> None:
     spans = sorted((t.shard, t.offset, t.offset + t.size, t) for t in tensors if t.size > 0 and t.offset >= 0)
     found = 0
-    for (shard, _start, end, t), (shard2, start2, _end2, t2) in zip(spans, spans[1:], strict=False):
+    for (shard, _start, end, t), (shard2, start2, _end2, t2) in itertools.pairwise(spans):
         ctx.tick()
         if shard == shard2 and start2 < end:
             found += 1
             if found <= MAX_REPORTED:
-                ctx.report(OverlappingData, f"tensor {t2.name!r} (entry at {t2.at:,}) starts at {start2:,} in shard "
-                           f"{shard}, inside {t.name!r} (bytes {t.offset:,}..{end:,})", node=root, offset=t2.at)
+                ctx.report(OverlappingData, f"tensor {t2.name!r} (entry at {t2.at:,}) starts at {start2:,} "
+                           f"in shard {shard}, inside {t.name!r} (bytes {t.offset:,}..{end:,})", node=root,
+                           offset=t2.at)
     if found > MAX_REPORTED:
-        ctx.report(OverlappingData, f"{found - MAX_REPORTED:,} more overlapping tensors not listed", node=root,
-                   offset=0)
+        ctx.report(OverlappingData, f"{found - MAX_REPORTED:,} more overlapping tensors not listed",
+                   node=root, offset=0)
 
 
 def shard_path(prefix: str, shard: int, count: int) -> str:
@@ -282,32 +289,36 @@ def _check_shards(bundle: Bundle, prefix: str, ctx: ScanContext, root: Node) -> 
         except OSError:
             missing.append(os.path.basename(shard_path(prefix, shard, count)))
     if missing:
-        root.attrs["shards not found"] = f"{len(missing):,} ({safe_text(missing[0], 80)}…): their ranges not checked"
+        first = safe_text(missing[0], 80)
+        root.attrs["shards not found"] = f"{len(missing):,} ({first}…): their ranges not checked"
     past = [t for t in bundle.tensors if t.shard in sizes and t.offset >= 0 and t.size >= 0
             and t.offset + t.size > sizes[t.shard]]
     for t in past[:MAX_REPORTED]:
-        ctx.report(DataOutsideShard, f"tensor {t.name!r} (entry at {t.at:,}): bytes {t.offset:,}..{t.offset + t.size:,} "
-                   f"of shard {t.shard}, whose file is {sizes[t.shard]:,} bytes", node=root, offset=t.at)
-    _more(list(past), DataOutsideShard, "tensors past their shard", ctx, root)
+        ctx.report(DataOutsideShard, f"tensor {t.name!r} (entry at {t.at:,}): bytes {t.offset:,}.."
+                   f"{t.offset + t.size:,} of shard {t.shard}, whose file is {sizes[t.shard]:,} bytes",
+                   node=root, offset=t.at)
+    _more(past, DataOutsideShard, "tensors past their shard", ctx, root)
 
 
 def _tree(bundle: Bundle, source: Source, root: Node) -> None:
     h = bundle.header
     if h is not None:
+        endian = "big" if h.endianness == tf_bundle.BIG else "little"
         root.child(HEADER, "bundle header", offset=h.at, length=h.length, member=source.member,
-                   attrs={"num_shards": h.num_shards, "endianness": "big" if h.endianness == tf_bundle.BIG else
-                          "little", "producer": h.producer, "min_consumer": h.min_consumer})
+                   attrs={"num_shards": h.num_shards, "endianness": endian, "producer": h.producer,
+                          "min_consumer": h.min_consumer})
     root.attrs["tensors"] = len(bundle.tensors)
     group = root.child(GROUP, f"tensors ({len(bundle.tensors):,})", attrs={ROLE: CONTENTS})
     tensors = bundle.tensors
     member = source.member
-    group.set_lazy_children(len(tensors), lambda start, stop: [_index_node(t, member) for t in tensors[start:stop]])
+    group.set_lazy_children(len(tensors),
+                            lambda start, stop: [_index_node(t, member) for t in tensors[start:stop]])
 
 
 def _index_node(t: Tensor, member: str | None) -> Node:
     """A tensor as the index lists it: the node spans its entry in the index; its data is in the shard."""
-    attrs: dict[str, object] = {"name": t.name, "dtype": t.dtype_name, "shard": t.shard, "shard offset": t.offset,
-                                "bytes": t.size}
+    attrs: dict[str, object] = {"name": t.name, "dtype": t.dtype_name, "shard": t.shard,
+                                "shard offset": t.offset, "bytes": t.size}
     if t.shape is not None:
         attrs["shape"] = list(t.shape)
     if t.slices:
@@ -319,8 +330,8 @@ def _parse_shard(source: Source, ctx: ScanContext, root: Node) -> Node:
     found = _sibling_index(source)
     why = _shard_problem(source, ctx, root, found)
     if why is not None:
-        ctx.report(NotInspected, f"TensorFlow checkpoint data shard (raw tensor bytes): {why}, so these bytes "
-                   "are not known to be tensor data", node=root, offset=0)
+        ctx.report(NotInspected, f"TensorFlow checkpoint data shard (raw tensor bytes): {why}, so these "
+                   "bytes are not known to be tensor data", node=root, offset=0)
     return root
 
 
@@ -344,13 +355,14 @@ def _shard_problem(source: Source, ctx: ScanContext, root: Node,
     mine = [t for t in bundle.tensors if t.shard == shard]
     if any(t.offset < 0 or t.size < 0 or t.offset + t.size > source.size for t in mine):
         return f"its index {label} places tensors outside this file's {source.size:,} bytes"
-    if any(t.dtype not in tf_bundle.DTYPES or t.dtype in (tf_bundle.VARIANT, tf_bundle.RESOURCE) for t in mine):
+    opaque = (tf_bundle.VARIANT, tf_bundle.RESOURCE)
+    if any(t.dtype not in tf_bundle.DTYPES or t.dtype in opaque for t in mine):
         return f"its index {label} places variant, resource or unknown tensors here, which were not inspected"
     spans = [t for t in mine if t.size]
     low = min((t.offset for t in spans), default=0)
     high = max((t.offset + t.size for t in spans), default=0)
-    ctx.report(ShardData, f"tensor data of checkpoint {label} ({len(mine):,} tensors, bytes {low:,}..{high:,} of "
-               f"{source.size:,})", node=root, offset=0)
+    ctx.report(ShardData, f"tensor data of checkpoint {label} ({len(mine):,} tensors, bytes "
+               f"{low:,}..{high:,} of {source.size:,})", node=root, offset=0)
     root.attrs["index"] = label
     group = root.child(GROUP, f"tensors ({len(mine):,})", attrs={ROLE: CONTENTS})
     big = bundle.header.endianness == tf_bundle.BIG

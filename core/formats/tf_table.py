@@ -81,7 +81,7 @@ class Issue(NamedTuple):
 
 
 def has_magic(source: Source) -> bool:
-    return source.size >= FOOTER and source.read(source.size - 8, 8) == MAGIC
+    return source.size >= FOOTER and bytes(source.read(source.size - 8, 8)) == MAGIC
 
 
 def footer(source: Source) -> tuple[Handle, Handle]:
@@ -97,12 +97,12 @@ def footer(source: Source) -> tuple[Handle, Handle]:
         offset = read_varint(raw, pos, 40)
         size = read_varint(raw, offset[1], 40) if offset is not None else None
         if offset is None or size is None:
-            raise FormatError(f"malformed footer: the {what} block handle does not decode (at {start + pos:,})",
-                              start + pos)
+            raise FormatError(f"malformed footer: the {what} block handle does not decode "
+                              f"(at {start + pos:,})", start + pos)
         handle = Handle(offset[0], size[0])
         if handle.offset + handle.size + TRAILER > start:
-            raise FormatError(f"the {what} block handle (offset {handle.offset:,}, {handle.size:,} bytes) runs "
-                              f"past the footer at {start:,}", start + pos)
+            raise FormatError(f"the {what} block handle (offset {handle.offset:,}, {handle.size:,} bytes) "
+                              f"runs past the footer at {start:,}", start + pos)
         handles.append(handle)
         pos = size[1]
     return handles[0], handles[1]
@@ -121,12 +121,12 @@ class TableReader:
     def block(self, handle: Handle, what: str) -> bytes | None:
         """The block's contents with its trailer checked; None for a compressed block (reported)."""
         if handle.size > MAX_BLOCK:
-            raise LimitExceeded(f"{what} block at {handle.offset:,} is {handle.size:,} bytes (cap {MAX_BLOCK:,})",
-                                handle.offset)
+            raise LimitExceeded(f"{what} block at {handle.offset:,} is {handle.size:,} bytes "
+                                f"(cap {MAX_BLOCK:,})", handle.offset)
         if handle.offset + handle.size + TRAILER > self.source.size - FOOTER:
-            raise FormatError(f"{what} block at {handle.offset:,} ({handle.size:,} bytes and its trailer) runs "
-                              f"past the footer at {self.source.size - FOOTER:,}", handle.offset)
-        raw = self.source.read(handle.offset, handle.size + TRAILER)
+            raise FormatError(f"{what} block at {handle.offset:,} ({handle.size:,} bytes and its trailer) "
+                              f"runs past the footer at {self.source.size - FOOTER:,}", handle.offset)
+        raw = bytes(self.source.read(handle.offset, handle.size + TRAILER))
         if len(raw) != handle.size + TRAILER:
             raise FormatError(f"truncated: {what} block at {handle.offset:,} cut off", handle.offset)
         kind = raw[handle.size]
@@ -136,15 +136,17 @@ class TableReader:
             stored = struct.unpack_from("<I", raw, handle.size + 1)[0]
             actual = masked_crc(raw[:handle.size + 1])
             if stored != actual:
-                self.issues.append(Issue(CRC_MISMATCH, f"{what} block at {handle.offset:,}: trailer CRC32C "
-                                         f"0x{stored:08x}, the bytes give 0x{actual:08x}", handle.offset + handle.size))
+                message = f"{what} block at {handle.offset:,}: trailer CRC32C 0x{stored:08x}, the bytes "\
+                    f"give 0x{actual:08x}"
+                self.issues.append(Issue(CRC_MISMATCH, message, handle.offset + handle.size))
         elif not any(i.kind == CRC_UNCHECKED for i in self.issues):
-            self.issues.append(Issue(CRC_UNCHECKED, f"block checksums past the first {CRC_CAP:,} bytes (from the "
-                                     f"{what} block at {handle.offset:,} on) were not verified", handle.offset))
+            message = f"block checksums past the first {CRC_CAP:,} bytes (from the {what} block at "\
+                f"{handle.offset:,} on) were not verified"
+            self.issues.append(Issue(CRC_UNCHECKED, message, handle.offset))
         if kind != NO_COMPRESSION:
             name = "Snappy" if kind == SNAPPY else f"type {kind}"
-            self.issues.append(Issue(COMPRESSED, f"{what} block at {handle.offset:,} is {name}-compressed: its "
-                                     "entries were not decoded", handle.offset))
+            message = f"{what} block at {handle.offset:,} is {name}-compressed: its entries were not decoded"
+            self.issues.append(Issue(COMPRESSED, message, handle.offset))
             return None
         return raw[:handle.size]
 
@@ -163,7 +165,8 @@ def _handle(entry: Item) -> Handle:
     offset = read_varint(entry.value, 0, len(entry.value))
     size = read_varint(entry.value, offset[1], len(entry.value)) if offset is not None else None
     if offset is None or size is None:
-        raise FormatError(f"malformed index entry at {entry.at:,}: its block handle does not decode", entry.at)
+        raise FormatError(f"malformed index entry at {entry.at:,}: its block handle does not decode",
+                          entry.at)
     return Handle(offset[0], size[0])
 
 
@@ -174,8 +177,8 @@ def block_items(data: bytes, base: int, ctx: ScanContext) -> Iterator[Item]:
     restarts = struct.unpack_from("<I", data, len(data) - 4)[0]
     limit = len(data) - 4 - 4 * restarts
     if restarts == 0 or limit < 0:
-        raise FormatError(f"block at {base:,}: {restarts:,} restart points do not fit its {len(data):,} bytes",
-                          base + len(data) - 4)
+        raise FormatError(f"block at {base:,}: {restarts:,} restart points do not fit its {len(data):,} "
+                          "bytes", base + len(data) - 4)
     for r in struct.unpack_from(f"<{restarts}I", data, limit):
         if r >= max(limit, 1):
             raise FormatError(f"block at {base:,}: restart point {r:,} is past its entries (which end at "
@@ -191,8 +194,8 @@ def block_items(data: bytes, base: int, ctx: ScanContext) -> Iterator[Item]:
             raise FormatError(f"truncated: entry at {base + at:,} cut off in its lengths", base + at)
         pos = length[1]
         if shared[0] > len(key) or pos + non_shared[0] + length[0] > limit:
-            raise FormatError(f"entry at {base + at:,} shares {shared[0]:,} key bytes of {len(key):,} or runs "
-                              f"past its block's entries (which end at {base + limit:,})", base + at)
+            raise FormatError(f"entry at {base + at:,} shares {shared[0]:,} key bytes of {len(key):,} or "
+                              f"runs past its block's entries (which end at {base + limit:,})", base + at)
         key = key[:shared[0]] + data[pos:pos + non_shared[0]]
         pos += non_shared[0]
         yield Item(key, data[pos:pos + length[0]], base + at, pos + length[0] - at)

@@ -1,6 +1,6 @@
 """Formats Airlock does not read yet: named by content, reported "not inspected" (medium: fail closed),
-never clean. NeMo archives, torch.export .pt2 zips, TFLite and SavedModel have their own modules now:
-tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py."""
+never clean. NeMo archives, torch.export .pt2 zips, TFLite, SavedModel and TF checkpoints have their own modules
+now: tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py, test_tf_checkpoint.py."""
 
 
 import pytest
@@ -11,7 +11,6 @@ from fixtures.model_folder_files import (
     ort,
     pt2,
     saved_model,
-    tf_index,
 )
 
 from airlock.core.findings import Severity
@@ -20,7 +19,6 @@ from airlock.core.scan import scan_bytes
 
 CASES = {
     "model.ort": (ort, ni.ORT),
-    "variables.index": (tf_index, ni.TF_INDEX),
 }
 
 

@@ -1,13 +1,16 @@
-"""TensorFlow checkpoints (airlock.core.formats.tf_checkpoint): the bundle index and its data shards, written by
-tests/fixtures/tf_checkpoint_files.py (an SSTable and bundle writer of its own).
+"""TensorFlow checkpoints (airlock.core.formats.tf_checkpoint): the bundle index and its data shards, written
+by tests/fixtures/tf_checkpoint_files.py (an SSTable and bundle writer of its own).
 
-Cross-checked once against the real library (TensorFlow 2.21, tensorflow-cpu in a scratch venv, never a project
-dependency; see the report of the tfckpt branch): checkpoints written by `tf.train.Checkpoint(...).write(prefix)`
-and `tf.saved_model.save` of a small tf.Module (float32/float64/int32/int64/bool/string variables) were read by
-this reader, which listed exactly the tensors, dtypes, shapes, offsets and sizes that
-`tf.train.list_variables` and the bundle reader report, clean; and `tf.train.load_checkpoint(prefix).get_tensor`
-read every tensor of this module's `valid()` checkpoint with the values written. `test_tensorflow_agrees` repeats
-that when TensorFlow is importable (it is not installed for the suite).
+Cross-checked once against the real library (TensorFlow 2.21.0, tensorflow-cpu in a scratch venv, never a
+project dependency): checkpoints written by `tf.train.Checkpoint(model=m, step=...).write(prefix)` and by
+`tf.saved_model.save(m, ...)` of a small tf.Module (float32, float64, float16, bfloat16, int32, int64, bool and
+string variables; 10 and 9 tensors) were scanned by this reader: it listed exactly the tensor names, dtypes and
+shapes of `tf.train.list_variables` / `CheckpointReader.get_variable_to_dtype_map`, each numeric tensor's size
+equals `len(get_tensor(name).tobytes())` and the shard bytes at its offset equal those bytes; both indexes are
+clean but for TFC007 (the `_CHECKPOINTABLE_OBJECT_GRAPH` string tensor), both data shards are covered (TFC010,
+fully inspected). And `tf.train.load_checkpoint(prefix).get_tensor(name)` read every tensor of this module's
+`valid()` checkpoint with the values written (`test_tensorflow_agrees`, which runs where TensorFlow is
+installed; it is not installed for the suite).
 """
 
 import importlib.util
@@ -46,11 +49,13 @@ def test_valid_index_lists_every_tensor_and_is_clean():
     index, shard = f.valid()
     result = scan_bytes(index, "renamed")  # content decides
     assert result.format == "tf_checkpoint"
-    assert result.severity == Severity.NONE and result.inspected == "full", [x.message for x in result.findings]
+    assert result.severity == Severity.NONE, [x.message for x in result.findings]
+    assert result.inspected == "full"
     tensors = [n for n in result.root.walk(expand_lazy=True) if n.kind == "tensor"]
     assert [n.label for n in tensors] == sorted(name for name, _, _ in f.TENSORS)
     kernel = next(n for n in tensors if n.label == "layer_03/kernel")
-    assert kernel.attrs["dtype"] == "float32" and kernel.attrs["shape"] == [2, 3] and kernel.attrs["bytes"] == 24
+    assert kernel.attrs["dtype"] == "float32" and kernel.attrs["shape"] == [2, 3]
+    assert kernel.attrs["bytes"] == 24
     ends = [n.attrs["shard offset"] + n.attrs["bytes"] for n in tensors]
     assert max(ends) == len(shard) and tensors[0].attrs["shard offset"] == 0
     header = next(n for n in result.root.walk() if n.kind == "header")
@@ -95,14 +100,16 @@ def test_data_past_the_end_of_the_shard_beside_the_index(tmp_path):
     assert all(f"whose file is {len(shard) - 10:,} bytes" in x.message for x in hits)
     # the shard itself is no longer covered by its index: fail closed
     shard_result = scan_file(tmp_path / "variables.data-00000-of-00001")
-    assert shard_result.severity == Severity.MEDIUM and "outside this file" in shard_result.findings[0].message
+    assert shard_result.severity == Severity.MEDIUM
+    assert "outside this file" in shard_result.findings[0].message
 
 
 def test_a_shard_is_covered_by_its_valid_index(tmp_path):
     _, shard_path = _write(tmp_path, prefix="ckpt-1")
     result = scan_file(shard_path)
     assert result.format == "tf_checkpoint"
-    assert result.severity == Severity.INFO and result.inspected == "full", [x.message for x in result.findings]
+    assert result.severity == Severity.INFO, [x.message for x in result.findings]
+    assert result.inspected == "full"
     assert _rules(result) == ["TFC010"]
     assert f"ckpt-1.index ({len(f.TENSORS)} tensors, bytes 0..{shard_path.stat().st_size:,}" in \
         result.findings[0].message
@@ -147,7 +154,8 @@ def test_savedmodel_folder_scans_clean_end_to_end(tmp_path, capsys):
     for name, entry in files.items():
         assert entry["inspected"] == "full", (name, entry)
         assert entry["severity"] in ("none", "info"), (name, entry["findings"])
-    assert files["variables.index"]["format"] == files["variables.data-00000-of-00001"]["format"] == "tf_checkpoint"
+    assert files["variables.index"]["format"] == "tf_checkpoint"
+    assert files["variables.data-00000-of-00001"]["format"] == "tf_checkpoint"
 
 
 def test_odd_input_never_raises():
@@ -163,7 +171,8 @@ def test_odd_input_never_raises():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
-                    reason="the cross-check with TensorFlow is opt-in: it runs where tensorflow-cpu is installed")
+                    reason="the cross-check with TensorFlow is opt-in: it runs where tensorflow-cpu is "
+                    "installed")
 def test_tensorflow_agrees(tmp_path):
     import tensorflow as tf
 
