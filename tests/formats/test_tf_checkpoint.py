@@ -145,12 +145,21 @@ def test_a_pickle_named_like_a_shard_is_read_as_a_pickle(tmp_path):
     assert result.format == "pickle" and result.severity == Severity.CRITICAL
 
 
+def fingerprint():
+    """fingerprint.pb as TF 2.12+ writes it: FingerprintDef, five uint64 hashes, VersionDef, a uuid string."""
+    sm = saved_model_files
+    hashes = b"".join(sm.vfield(n, 0xF000_0000_0000_0000 + n * 12345) for n in range(1, 6))
+    return hashes + sm.field(6, sm.vfield(1, 2)) + sm.field(7, "57597237733304381785")
+
+
 def test_savedmodel_folder_scans_clean_end_to_end(tmp_path, capsys):
     (tmp_path / "saved_model.pb").write_bytes(saved_model_files.saved_model())
+    (tmp_path / "fingerprint.pb").write_bytes(fingerprint())
     _write(tmp_path / "variables")
     assert main(["scan", "--format", "json", "--fail-on", "medium", str(tmp_path)]) == 0
     files = {x["path"].rsplit("/", 1)[-1]: x for x in json.loads(capsys.readouterr().out)["files"]}
-    assert set(files) == {"saved_model.pb", "variables.index", "variables.data-00000-of-00001"}
+    assert set(files) == {"saved_model.pb", "fingerprint.pb", "variables.index", "variables.data-00000-of-00001"}
+    assert files["fingerprint.pb"]["format"] == "saved_model"
     for name, entry in files.items():
         assert entry["inspected"] == "full", (name, entry)
         assert entry["severity"] in ("none", "info"), (name, entry["findings"])
@@ -184,3 +193,9 @@ def test_tensorflow_agrees(tmp_path):
     for seed, (name, dtype, shape) in enumerate(sorted(f.TENSORS)):
         assert tuple(shapes[name]) == shape
         assert reader.get_tensor(name).tobytes() == f.values(dtype, shape, seed)
+
+
+@pytest.mark.parametrize("data", [b"\x0a\x03abc", b"PK\x03\x04", b"\x08\x01" * 3000])
+def test_a_fingerprint_name_over_other_content_is_not_claimed(data):
+    result = scan_bytes(data, "fingerprint.pb")
+    assert result.format != "saved_model" and result.severity >= Severity.MEDIUM
