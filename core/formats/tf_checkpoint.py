@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import stat
 from collections.abc import Sequence
 
 from airlock.core.context import ScanContext
@@ -154,6 +155,8 @@ def _sibling_index(source: Source) -> tuple[str, int, int] | None:
         return None
     index = os.path.join(os.path.dirname(source.path), m["prefix"] + ".index")
     try:
+        if not stat.S_ISREG(os.stat(index).st_mode):  # a FIFO or device under that name would block a read
+            return None
         with Source.open(index) as idx:
             if not tf_table.has_magic(idx):
                 return None

@@ -256,3 +256,13 @@ def test_a_shard_read_with_its_sibling_index_runs_nothing(tmp_path):
     assert shards == {"valid": ("tf_checkpoint", "info"), "unordered": ("tf_checkpoint", "medium"),
                       "short": ("tf_checkpoint", "medium"), "pickle": ("pickle", "critical"),
                       "bad_crc": ("tf_checkpoint", "medium")}
+
+
+def test_a_fifo_named_like_the_index_is_not_opened(tmp_path):
+    import os
+
+    _, shard_path = _write(tmp_path)
+    (tmp_path / "variables.index").unlink()
+    os.mkfifo(tmp_path / "variables.index")  # opening it for reading would block the scan
+    result = scan_file(shard_path)
+    assert result.severity == Severity.MEDIUM and "AIR005" in _rules(result)
