@@ -266,3 +266,12 @@ def test_a_fifo_named_like_the_index_is_not_opened(tmp_path):
     os.mkfifo(tmp_path / "variables.index")  # opening it for reading would block the scan
     result = scan_file(shard_path)
     assert result.severity == Severity.MEDIUM and "AIR005" in _rules(result)
+
+
+def test_checksums_past_the_cap_are_noted_not_verified(monkeypatch):
+    monkeypatch.setattr(tf_table, "CRC_CAP", 64)  # scaled down (the real cap is 4 MiB): under one block
+    result = scan_bytes(f.bad_crc(), "variables.index")
+    assert "AIR002" not in _rules(result)
+    assert "were not verified" in result.root.attrs["checksums"]
+    monkeypatch.setattr(tf_table, "CRC_CAP", 4 << 20)
+    assert "AIR002" in _rules(scan_bytes(f.bad_crc(), "variables.index"))
