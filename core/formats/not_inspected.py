@@ -1,10 +1,10 @@
 """Model formats Airlock recognises but does not inspect yet: named, never reported as clean.
 
 Each is detected by content where the format allows it (the field layout of TF SavedModel and Core
-ML protobufs, OpenVINO's `<net>` XML, a TensorFlow checkpoint index's footer magic) and reported with
-a `medium` "not inspected" finding (fail closed: never clean). SavedModels, OpenVINO IR and Core ML are
-only detected here: their own modules (airlock.core.formats.saved_model, .openvino, .coreml) read them,
-as .nemo, .pt2, TFLite and onnxruntime .ort (airlock.core.formats.ort) are.
+ML protobufs, OpenVINO's `<net>` XML) and reported with a `medium` "not inspected" finding (fail closed:
+never clean). SavedModels, OpenVINO IR and Core ML are only detected here: their own modules
+(airlock.core.formats.saved_model, .openvino, .coreml) read them, as .nemo, .pt2, TFLite, onnxruntime
+.ort (airlock.core.formats.ort) and TF checkpoint indexes (airlock.core.formats.tf_checkpoint) are.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     pass
 
 NAME = "not-inspected"
-EXTENSIONS = (".mlmodel", ".pb", ".index")
+EXTENSIONS = (".mlmodel", ".pb")
 # The fallback for those readers' extensions: a `.mlmodel` or `.pb` they cannot read (a frozen
 # GraphDef, a protobuf of another kind) is still "not inspected" here, never clean.
 OVERLAPS = ("coreml", "saved_model")
@@ -31,14 +31,11 @@ OVERLAPS = ("coreml", "saved_model")
 SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"
 COREML = "Core ML model"
 OPENVINO = "OpenVINO IR (network XML)"
-TF_INDEX = "TensorFlow checkpoint index"
-
-_TF_TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 
 
 def detect(source: Source) -> tuple[str | None, int]:
     """(what the content is, sniff score). Cached per source: the SavedModel, Core ML and OpenVINO
-    readers ask too, and the TF index check reads the file's last bytes (a request when remote)."""
+    readers ask too."""
     cached = source.cache.get("not_inspected.detect")
     if cached is None:
         cached = source.cache["not_inspected.detect"] = _detect(source)
@@ -56,8 +53,6 @@ def _detect(source: Source) -> tuple[str | None, int]:
         if kind == SAVED_MODEL:
             return kind, 70 if name == "saved_model.pb" else 45
         return kind, 70 if name.endswith(".mlmodel") else 45
-    if source.size >= 48 and source.read(source.size - 8, 8) == _TF_TABLE_MAGIC:
-        return TF_INDEX, 60 if name.endswith(".index") else 40
     return None, 0
 
 

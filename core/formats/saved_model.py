@@ -18,7 +18,8 @@ What loading and calling the model runs besides tensor math (names in airlock.co
   (tensorflow-text, a custom `.so`): TFSM004, medium, as a custom ONNX domain is.
 Keras metadata (`SavedUserObject.metadata`, and the `keras_metadata.pb` file next to saved_model.pb)
 is JSON judged like any Keras config (airlock.core.formats.keras_config: Lambda layers, non-Keras
-modules, gadgets).
+modules, gadgets). `fingerprint.pb` (hashes TF 2.12+ writes beside saved_model.pb) is listed when it
+decodes as a FingerprintDef. The checkpoint in `variables/` is read by airlock.core.formats.tf_checkpoint.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from airlock.core.errors import FormatError
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import tf_ops
 from airlock.core.formats.contract import file_node
-from airlock.core.formats.protowire import LEN, fields, text
+from airlock.core.formats.protowire import LEN, VARINT, fields, text
 from airlock.core.pickle.policy import read_policy_text
 from airlock.core.source import Source
 from airlock.core.text import safe_text
@@ -42,6 +43,9 @@ NAME = "saved_model"
 EXTENSIONS = (".pb",)
 
 MAX_FINDINGS = 20  # per rule and graph
+FINGERPRINT_MAX = 4096
+FINGERPRINT_FIELDS = ("saved_model_checksum", "graph_def_program_hash", "signature_def_hash",
+                      "saved_object_graph_hash", "checkpoint_hash")
 ACCESS_OPS = frozenset({"ReadFile", "WriteFile", "MatchingFiles", "DeleteFile", "WholeFileReader",
                         "WholeFileReaderV2"}) | tf_ops.LIBRARY_OPS
 
@@ -99,7 +103,7 @@ def sniff_source(source: Source) -> int:
     kind, score = detect(source)
     if kind == SAVED_MODEL:
         return score + 10
-    if _is_keras_metadata(source):
+    if _is_keras_metadata(source) or _is_fingerprint(source):
         return 70
     # Named saved_model.pb and opening like one (schema version, then a MetaGraphDef), but not whole:
     # claimed, so that the break is reported as malformed rather than as unknown content.
@@ -118,9 +122,31 @@ def _is_keras_metadata(source: Source) -> bool:
     return name == "keras_metadata.pb" and source.head(1) == b"\x0a"
 
 
+def _is_fingerprint(source: Source) -> bool:
+    """`fingerprint.pb` next to saved_model.pb (TF 2.12+): a FingerprintDef, five uint64 hashes (fields 1-5),
+    the producer's VersionDef (6) and a uuid string (7), nothing else, a few dozen bytes. Claimed only when
+    all of it decodes so: anything else under that name stays unknown (not inspected)."""
+    name = (source.member or source.name).replace("\\", "/").rsplit("/", 1)[-1]
+    if name != "fingerprint.pb" or not 0 < source.size <= FINGERPRINT_MAX:
+        return False
+    data = source.read(0, source.size)
+    try:
+        return all((number <= 5 and wire == VARINT) or (number in (6, 7) and wire == LEN)
+                   for number, wire, _value, _at in fields(data, 0, len(data)))
+    except FormatError:
+        return False
+
+
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = file_node(source, ctx)
     view = source.view()
+    if _is_fingerprint(source):  # hashes of the other files: nothing a loader acts on
+        for number, wire, value, at in fields(view, 0, source.size):
+            if wire == VARINT:
+                root.attrs[FINGERPRINT_FIELDS[number - 1]] = f"{value:020d}"
+            elif number == 7:
+                root.attrs["uuid"] = safe_text(text(view, at, value, 100), 100)
+        return root
     if _is_keras_metadata(source):
         try:
             _keras_metadata(view, source, ctx, root)

@@ -1,6 +1,7 @@
 """Formats Airlock does not read yet: named by content, reported "not inspected" (medium: fail closed),
-never clean. NeMo archives, torch.export .pt2 zips, TFLite, SavedModel and onnxruntime .ort have their own
-modules now: tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py, test_ort.py."""
+never clean. NeMo archives, torch.export .pt2 zips, TFLite, SavedModel, onnxruntime .ort and TF checkpoints
+have their own modules now: tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py,
+test_ort.py, test_tf_checkpoint.py."""
 
 
 import pytest
@@ -10,30 +11,11 @@ from fixtures.model_folder_files import (
     corpus,
     pt2,
     saved_model,
-    tf_index,
 )
 
 from airlock.core.findings import Severity
 from airlock.core.formats import not_inspected as ni
 from airlock.core.scan import scan_bytes
-
-CASES = {
-    "variables.index": (tf_index, ni.TF_INDEX),
-}
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_detected_by_content_and_reported_not_inspected(name):
-    build, kind = CASES[name]
-    for shown in (name, "renamed"):  # the name does not decide
-        result = scan_bytes(build(), shown)
-        assert result.format == "not-inspected", (shown, result.format)
-        assert result.root.attrs["detected"] == kind
-        assert result.severity == Severity.MEDIUM  # never clean: not inspected is medium
-        assert result.inspected == "none"  # only recognised: nothing read
-        notes = [f for f in result.findings if f.rule == "AIR005"]
-        assert notes and notes[-1].message.startswith(kind)
-
 
 def test_onnx_is_not_mistaken_for_a_savedmodel_and_back():
     data = onnx_files.matmul().SerializeToString()
