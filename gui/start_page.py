@@ -47,7 +47,7 @@ FRIENDLY = {
     "gbdt": "XGBoost / LightGBM", "catboost": "CatBoost", "openvino": "OpenVINO IR", "coreml": "Core ML",
     "ort": "onnxruntime .ort (with a graph view)",
 }
-HIDDEN_FORMATS = frozenset({"inert", "not-inspected"})  # names for what is not a model format
+HIDDEN_FORMATS = frozenset({"inert"})  # names for what is not a model format
 
 
 def supported_formats() -> list[tuple[str, str]]:

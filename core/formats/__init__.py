@@ -59,7 +59,6 @@ MODULE_NAMES = [
     "airlock.core.formats.sevenz",
     "airlock.core.formats.tar",
     "airlock.core.formats.zip",
-    "airlock.core.formats.not_inspected",
     "airlock.core.formats.inert",
     "airlock.core.formats.gbdt",  # after inert: .txt keeps naming text in known_extensions()
 ]
@@ -80,7 +79,6 @@ if TYPE_CHECKING:  # mypy checks every registered module against the contract; n
         model_folder,
         msgpack_format,
         nemo,
-        not_inspected,
         notebook,
         numpy_npy,
         numpy_npz,
@@ -139,7 +137,6 @@ if TYPE_CHECKING:  # mypy checks every registered module against the contract; n
         sevenz,
         tar,
         zip,
-        not_inspected,
         inert,
         gbdt,
     )

@@ -73,7 +73,7 @@ class PathOutside(Rule):
 
 
 def sniff_source(source: Source) -> int:
-    from airlock.core.formats.not_inspected import COREML, detect
+    from airlock.core.formats.model_kinds import COREML, detect
 
     kind, score = detect(source)
     return score + 10 if kind == COREML else 0

@@ -277,5 +277,5 @@ def _nested(source: Source, ctx: ScanContext, node: Node, offset: int, size: int
 
     blob = source.slice(offset, size, name=f"delegate {i}", member=source.member)
     module, _others = sniff(blob)
-    if module is not None and module.NAME not in ("not-inspected", "inert"):
+    if module is not None and module.NAME != "inert":
         ctx.parse_nested(blob, node, label=f"delegate {i} blob")

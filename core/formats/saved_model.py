@@ -98,7 +98,7 @@ class GraphNode(NamedTuple):
 
 
 def sniff_source(source: Source) -> int:
-    from airlock.core.formats.not_inspected import SAVED_MODEL, detect
+    from airlock.core.formats.model_kinds import SAVED_MODEL, detect
 
     kind, score = detect(source)
     if kind == SAVED_MODEL:

@@ -247,7 +247,7 @@ def counts_as_extra(path: str) -> bool:
             module, _ = sniff(source)
     except OSError:
         return True
-    return module is not None and module.NAME not in ("not-inspected",)
+    return module is not None
 
 
 CONFIG_EXTENSIONS = (".json", ".yaml", ".yml", ".toml", ".py", ".jinja", ".model", ".tiktoken", ".cfg",

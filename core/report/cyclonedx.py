@@ -14,7 +14,7 @@ from airlock.core import __version__
 from airlock.core.text import safe_text
 
 # Formats that hold a model (weights or a graph); the rest are files around one.
-NOT_MODELS = frozenset({"unknown", "skipped", "not-inspected", "json", "chat_template", "safetensors-index"})
+NOT_MODELS = frozenset({"unknown", "skipped", "json", "chat_template", "safetensors-index"})
 MAX_FINDING_PROPERTIES = 50
 
 

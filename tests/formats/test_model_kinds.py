@@ -1,7 +1,6 @@
-"""Formats Airlock does not read yet: named by content, reported "not inspected" (medium: fail closed),
-never clean. NeMo archives, torch.export .pt2 zips, TFLite, SavedModel, onnxruntime .ort and TF checkpoints
-have their own modules now: tests/formats/test_nemo.py, test_pt2.py, test_tflite.py, test_saved_model.py,
-test_ort.py, test_tf_checkpoint.py."""
+"""Telling a SavedModel and a Core ML protobuf apart from ONNX, by content (airlock.core.formats.model_kinds),
+and the model-folder corpus of formats that once were only "not inspected" (NeMo, .pt2, TFLite, SavedModel,
+.ort, TF checkpoints: each read by its own module now, tested in its own test module)."""
 
 
 import pytest
@@ -14,12 +13,14 @@ from fixtures.model_folder_files import (
 )
 
 from airlock.core.findings import Severity
-from airlock.core.formats import not_inspected as ni
+from airlock.core.formats import model_kinds
 from airlock.core.scan import scan_bytes
+
 
 def test_onnx_is_not_mistaken_for_a_savedmodel_and_back():
     data = onnx_files.matmul().SerializeToString()
-    assert ni.sniff_source(_source(data)) == 0
+    assert model_kinds.detect(_source(data)) == (None, 0)
+    assert model_kinds.detect(_source(saved_model()))[0] == model_kinds.SAVED_MODEL
     assert scan_bytes(data, "saved_model.pb").format == "onnx"
     assert scan_bytes(saved_model(), "model.onnx").format == "saved_model"  # read by its own module now
 
@@ -39,8 +40,7 @@ def test_pt2_members_are_scanned():  # .pt2 has its own module now (tests/format
 @pytest.mark.parametrize("data", [b"", b"\x08", b"\x08\x01\x12\xff\xff\xff\xff\x0f", b"PK\x03\x04junk",
                                   b"\x00" * 300 + b"ustar" + b"\x00" * 300])
 def test_odd_input_never_raises(data):
-    ni.sniff(data, len(data))
-    ni.sniff_source(_source(data))
+    model_kinds.detect(_source(data))
     scan_bytes(data, "x.bin").close()
 
 
