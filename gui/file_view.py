@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHeaderView, QLabel, QProgressBar, QSplitter, QTreeView, QVBoxLayout, QWidget
 
 from airlock.core.findings import Finding, Severity
@@ -25,6 +26,17 @@ from airlock.gui.tree_model import COL_NAME, NODE_ROLE, NodeModelBase, NodeTreeM
 from airlock.gui.workers import ScanWorker, pool
 
 RESIZE_REFIT_PX = 40  # the tree's width change that fits the columns again
+
+
+class _Tree(QTreeView):
+    """The structure tree; says when its size changed (a signal, not an event filter: a Python filter on
+    a child widget is called during teardown after its owner is gone, which crashed the app at exit)."""
+
+    resized = Signal()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.resized.emit()
 
 
 class FileView(TabFilter, QWidget):
@@ -58,7 +70,7 @@ class FileView(TabFilter, QWidget):
         self.info.setTextFormat(Qt.TextFormat.PlainText)
         self.stale_bar = StaleBar()
         self.stale_bar.reload_clicked.connect(lambda: self.reload_requested.emit(self))
-        self.tree = QTreeView()
+        self.tree = _Tree()
         self.tree.setUniformRowHeights(True)  # keeps 100k-row lists fast
         self.tree.setAlternatingRowColors(True)
         self.tree.setAllColumnsShowFocus(True)
@@ -82,7 +94,7 @@ class FileView(TabFilter, QWidget):
         self._user_sized = False
         self._fitted_width = 0
         self.tree.header().sectionResized.connect(self._section_resized)
-        self.tree.viewport().installEventFilter(self)
+        self.tree.resized.connect(self._tree_resized)
 
         tree_box = QWidget()
         tree_layout = QVBoxLayout(tree_box)
@@ -279,11 +291,9 @@ class FileView(TabFilter, QWidget):
         if interactive and not self._fitting:
             self._user_sized = True
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if (watched is self.tree.viewport() and event.type() == QEvent.Type.Resize and not self._user_sized
-                and abs(self.tree.viewport().width() - self._fitted_width) > RESIZE_REFIT_PX):
+    def _tree_resized(self) -> None:
+        if not self._user_sized and abs(self.tree.viewport().width() - self._fitted_width) > RESIZE_REFIT_PX:
             self._fit_timer.start()
-        return super().eventFilter(watched, event)
 
     def _rows_shown(self, _index: QModelIndex) -> None:
         self._fit_timer.start()  # a burst of expansions fits the columns once
