@@ -20,16 +20,16 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from airlock.core.file_report import Report, ScanObserver
 from airlock.core.findings import Severity
 from airlock.core.limits import DEFAULT_LIMITS, Limits
+from airlock.core.scan_worker import WorkerScanner, file_size, scan_safely
 
 if TYPE_CHECKING:
     from airlock.core.context import CancelledFn, ProgressFn
-    from airlock.core.isolate import ParserSession
     from airlock.core.policy_file import UserPolicy
-    from airlock.core.scan import ScanResult
 
 __all__ = ["Limits", "Report", "ScanObserver", "Severity", "load_policy", "scan_file", "scan_paths"]
 
@@ -41,83 +41,6 @@ def load_policy(path: str | None = None) -> UserPolicy:
     from airlock.core.policy_file import resolve
 
     return resolve(path)
-
-
-class ScanObserver(Protocol):
-    """Told what `scan_paths` is doing, e.g. to draw a progress display. Every method is optional
-    in spirit: implement them all, doing nothing where nothing is wanted."""
-
-    def found(self, files: int, nbytes: int, complete: bool) -> None:
-        """The walk has found `files` files of `nbytes` bytes so far (`complete`: all of them)."""
-
-    def started(self, path: str, size: int) -> None:
-        """A file was handed to a scanner (this process or a worker)."""
-
-    def finished(self, report: Report, size: int) -> None:
-        """A file's report is ready (it is yielded next)."""
-
-
-class Report:
-    """What Airlock found in one file.
-
-    `to_dict()` is the file's entry in the JSON report (schema_version 1): path, format, severity
-    and findings (rule, severity, message, offset, member, node), plus whatever fields the report
-    format adds. `result` is the parsed tree (airlock.core.scan.ScanResult, with its file kept open)
-    when `scan_file(..., keep_tree=True)` was asked for it: call `close()` when done. A pickled
-    Report carries the entry only.
-    """
-
-    __slots__ = ("_entry", "index", "real_path", "result")
-
-    def __init__(self, entry: dict[str, Any], *, index: int | None = None, real_path: str | None = None,
-                 result: ScanResult | None = None) -> None:
-        self._entry = entry
-        self.index = index  # position in the walk of `scan_paths` (reports arrive as files finish)
-        self.real_path = entry["path"] if real_path is None else real_path  # the file opened
-        self.result = result
-
-    @property
-    def path(self) -> str:
-        return str(self._entry["path"])
-
-    @property
-    def format(self) -> str:
-        return str(self._entry["format"])
-
-    @property
-    def severity(self) -> Severity:
-        return Severity.parse(str(self._entry["severity"]))
-
-    @property
-    def findings(self) -> list[dict[str, Any]]:
-        return [dict(f) for f in self._entry["findings"]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON report's entry for this file (a copy: changing it changes nothing here)."""
-        return {k: ([dict(f) for f in v] if k == "findings" else v) for k, v in self._entry.items()}
-
-    def close(self) -> None:
-        if self.result is not None:
-            self.result.close()
-            self.result = None
-
-    def __enter__(self) -> Report:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # The tree and its open file stay in this process.
-        return {"entry": self._entry, "index": self.index, "real_path": self.real_path}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._entry, self.index, self.real_path = state["entry"], state["index"], state["real_path"]
-        self.result = None
-
-    def __repr__(self) -> str:
-        return f"Report(path={self.path!r}, format={self.format!r}, severity={self.severity.label!r}, " \
-               f"findings={len(self._entry['findings'])})"
 
 
 def scan_file(path: str | os.PathLike[str], *, policy: UserPolicy | None = None, limits: Limits | None = None,
@@ -228,7 +151,7 @@ def iter_listed(files: Iterable[tuple[str, str]], *, limits: Limits, jobs: int |
             if observer is not None:
                 observer.started(display, size)
             with session.scanning():
-                entry = _scan_safely(display, real, limits)
+                entry = scan_safely(display, real, limits)
             yield _report(entry, index, real, size, observer)
 
 
@@ -237,29 +160,6 @@ def _report(entry: dict[str, Any], index: int, real: str, size: int, observer: S
     if observer is not None:
         observer.finished(report, size)
     return report
-
-
-def _scan_entry(display: str, real: str, limits: Limits) -> dict[str, Any]:
-    """One file's report entry. Runs in worker processes too."""
-    from airlock.core.report.json_report import file_dict
-    from airlock.core.scan import scan_file as scan_one
-
-    result = scan_one(real, display, limits=limits)
-    try:
-        return file_dict(result)
-    finally:
-        result.close()
-
-
-def _scan_safely(display: str, real: str, limits: Limits) -> dict[str, Any]:
-    from airlock.core.parallel import crash_entry
-
-    try:
-        return _scan_entry(display, real, limits)
-    except MemoryError:
-        return crash_entry(display, "memory budget exceeded")
-    except Exception as exc:  # noqa: BLE001 - a bug on one file is a finding, never a lost scan
-        return crash_entry(display, f"{type(exc).__name__}: {exc}")
 
 
 class _Walk:
@@ -281,7 +181,7 @@ class _Walk:
             if pair is None:
                 self.complete = True
                 break
-            size = _size(pair[1])
+            size = file_size(pair[1])
             self._ahead.append((self.found, pair[0], pair[1], size))
             self.found += 1
             self.found_bytes += size
@@ -309,17 +209,6 @@ def _files_below(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str,
         yield from iter_files(os.fspath(path))
 
 
-def _size(path: str) -> int:
-    from airlock.core.source import is_url
-
-    if is_url(path):  # read by airlock.core.remote: never looked up on disk
-        return 0
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
 def _default_jobs(walk: _Walk) -> int:
     cores = os.cpu_count() or 1
     if cores == 1:
@@ -328,33 +217,6 @@ def _default_jobs(walk: _Walk) -> int:
     if walk.found >= PARALLEL_MIN_FILES or walk.found_bytes >= PARALLEL_MIN_BYTES:
         return cores
     return 1
-
-
-class _WorkerScanner:
-    """What a worker process runs per file, with a parser session of its own (opened in the worker,
-    after the fork: a session is never shared between processes)."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.session: ParserSession | None = None
-
-    def __call__(self, display: str, real: str) -> dict[str, Any]:
-        from airlock.core.isolate import ParserSession
-
-        if self.session is None or self.session.owner != os.getpid():
-            self.session = ParserSession()
-        with self.session.scanning():
-            return _scan_entry(display, real, self.limits)
-
-    def close(self) -> None:
-        if self.session is not None and self.session.owner == os.getpid():
-            self.session.close()
-        self.session = None
-
-    def forget_parent(self) -> None:
-        if self.session is not None:
-            self.session.abandon()  # the parent's child: its pipes closed here, the parent keeps it
-            self.session = None
 
 
 def _scan_parallel(walk: _Walk, jobs: int, limits: Limits, observer: ScanObserver | None) -> Iterator[Report]:
@@ -375,7 +237,7 @@ def _scan_parallel(walk: _Walk, jobs: int, limits: Limits, observer: ScanObserve
             real, size = handed.pop(index, (entry["path"], 0))
             yield _report(entry, index, real, size, observer)
         return
-    scanner = _WorkerScanner(limits)
+    scanner = WorkerScanner(limits)
     try:
         for index, entry in parallel.scan_stream(tasks(), jobs, scanner, limits.memory_budget_bytes, started):
             real, size = handed.pop(index, (entry["path"], 0))

@@ -15,6 +15,19 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from airlock.core import __version__, interrupt
+from airlock.core.cli_common import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_USAGE,
+    add_sarif_options,
+    byte_size,
+    policy_note,
+    positive_int,
+    print_report,
+    seconds,
+    severity_arg,
+    user_policy,
+)
 from airlock.core.errors import AirlockError, PolicyMissing
 from airlock.core.findings import Severity
 from airlock.core.limits import DEFAULT_LIMITS
@@ -22,8 +35,6 @@ from airlock.core.limits import DEFAULT_LIMITS
 if TYPE_CHECKING:
     from airlock.core.api import Report
     from airlock.core.progress import TerminalProgress
-
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -69,21 +80,21 @@ def build_parser(with_convert: bool = True, with_provenance: bool = True,
                       default="text",
                       help="jsonl: one JSON line per file as each finishes (a files[] entry of json); html: "
                            "one self-contained page, the review record")
-    scan.add_argument("--fail-on", default=None, metavar="LEVEL", type=_severity,
+    scan.add_argument("--fail-on", default=None, metavar="LEVEL", type=severity_arg,
                       help="exit 1 when a file reaches this severity (default: the policy's fail-on, "
                            "else high)")
     scan.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
-    scan.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+    scan.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                       help="worker processes (default: the number of cores for 100 files or more, or "
                            "more than 64 MiB of them; else 1)")
-    scan.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+    scan.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                       help=f"time budget per file (default: the policy's timeout, else "
                            f"{DEFAULT_LIMITS.time_budget_s:g})")
-    scan.add_argument("--max-decompressed", type=_byte_size, default=None, metavar="SIZE",
+    scan.add_argument("--max-decompressed", type=byte_size, default=None, metavar="SIZE",
                       help="bytes each file may decompress, all nested containers together (e.g. "
                            "512MiB, 4GiB; default: the policy's max-decompressed, else 1GiB); past it, a "
                            "high finding")
-    scan.add_argument("--max-remote-bytes", type=_byte_size, default=None, metavar="SIZE",
+    scan.add_argument("--max-remote-bytes", type=byte_size, default=None, metavar="SIZE",
                       help="bytes fetched per remote file (http(s)://, hf://org/name[@rev]/path, s3://) by "
                            "range requests (default 64MiB); past it, a high 'not fully inspected' finding")
     scan.add_argument("--dask", metavar="ADDRESS",
@@ -137,15 +148,6 @@ def _add_review_scan_options(scan: argparse.ArgumentParser) -> None:
     add_sarif_options(scan)
 
 
-def add_sarif_options(parser: argparse.ArgumentParser) -> None:
-    """Code-scanning options of --format sarif (airlock.core.report.sarif.options_from reads them)."""
-    parser.add_argument("--sarif-root", metavar="DIR",
-                        help="SARIF URIs are relative to this folder (default: the nearest folder above the "
-                             "current one that holds .git, else the current folder)")
-    parser.add_argument("--include-info", action="store_true",
-                        help="keep info-level findings in SARIF (left out by default)")
-
-
 def _add_provenance(sub: Any) -> None:
     from airlock.core.provenance import cli as provenance_cli
 
@@ -158,52 +160,6 @@ def _add_convert(sub: Any) -> None:
     except ImportError:
         return
     convert_cli.add_parser(sub)
-
-
-def _severity(text: str) -> Severity:
-    """A --fail-on level. Not "none": a file at no severity would then fail the run, whatever it holds."""
-    try:
-        level = Severity.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if level == Severity.NONE:
-        raise argparse.ArgumentTypeError("expected info, low, medium, high or critical (to never fail, "
-                                         "ignore the exit code)")
-    return level
-
-
-def _seconds(text: str) -> float:
-    """A positive, finite number of seconds (NaN and infinity would be a budget never reached)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text}")
-    return value
-
-
-def _byte_size(text: str) -> int:
-    """A size as a policy file spells it: bytes, or 500MB, 4GiB (MB = 10^6 bytes, MiB = 2^20)."""
-    from airlock.core.policy_file import SIZE_UNITS
-
-    number, unit = text.strip(), ""
-    while number and not number[-1].isdigit():
-        number, unit = number[:-1], number[-1] + unit
-    try:
-        value = int(float(number) * SIZE_UNITS[unit.strip().upper()])
-    except (KeyError, ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 512MiB, 4GiB, 2GB)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1 byte")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def run_scan(args: argparse.Namespace) -> int:
@@ -228,7 +184,7 @@ def run_scan(args: argparse.Namespace) -> int:
         print(f"airlock: refusing to write the report over {clobbered}, a file being scanned",
               file=sys.stderr)
         return EXIT_USAGE
-    policy = _user_policy(args)
+    policy = user_policy(args)
     if policy is None:
         return EXIT_USAGE
     review = _review_gate(args, policy)  # opened before anything is scanned
@@ -468,13 +424,13 @@ def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, pol
     interruption = None if stopped is None else json_report.Interruption(
         interrupt.signal_name(stopped.signum))
     if args.format == "json":
-        out = json_report.render(entries, _policy_note(policy), interruption)
+        out = json_report.render(entries, policy_note(policy), interruption)
     elif args.format == "sarif":
         out = sarif.render(entries, interruption, **sarif.options_from(args))
     elif args.format == "html":
         from airlock.core.report import html
 
-        out = html.render(entries, _policy_note(policy))
+        out = html.render(entries, policy_note(policy))
     elif args.format == "cyclonedx":
         from airlock.core.report import cyclonedx
 
@@ -498,26 +454,8 @@ def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, pol
             _remove(tmp)
             raise
     else:
-        _print(out)
+        print_report(out)
     return None
-
-
-def _print(out: str) -> None:
-    try:
-        sys.stdout.write(out)
-    except UnicodeEncodeError:  # a terminal whose encoding cannot show some name: escape, never crash
-        encoding = sys.stdout.encoding or "ascii"
-        sys.stdout.write(out.encode(encoding, "backslashreplace").decode(encoding))
-    sys.stdout.flush()
-
-
-def _policy_note(policy: Any) -> dict[str, Any] | None:
-    """The policy file in effect, for the JSON report (which findings it changed says itself)."""
-    if not policy:
-        return None
-    from airlock.core.policy_file import digest
-
-    return {"policy": {"path": policy.path, "digest": digest(policy)}}
 
 
 def _review_gate(args: argparse.Namespace, policy: Any) -> Any:
@@ -532,32 +470,6 @@ def _review_gate(args: argparse.Namespace, policy: Any) -> Any:
 def _maybe_hf(path: str) -> bool:
     # As airlock.core.provenance.annotate.might_be_hf, without importing it for every scan.
     return "--" in path and ("snapshots" in path or "blobs" in path)
-
-
-def _user_policy(args: argparse.Namespace) -> Any:
-    """The policy file's settings (installed into this process), False when there is none, None
-    when it cannot be used (the reason printed)."""
-    if args.no_policy:
-        return False
-    scanned = [str(p) for p in getattr(args, "paths", None) or ()]
-    if args.policy is None:
-        from airlock.core.policy_file import brought_along, find  # small: tomllib only when a file exists
-
-        for passed_over in brought_along(scanned):
-            print(f"airlock: warning: not using the policy file {passed_over}: it is inside a scanned folder "
-                  f"or beside a scanned file (a downloaded model must not bring its own policy); pass "
-                  f"--policy {passed_over} to use it", file=sys.stderr)
-        if find(scanned=scanned) is None:
-            return False
-    from airlock.core.policy_file import PolicyError, install, resolve
-
-    try:
-        policy = resolve(args.policy, scanned=scanned)
-    except PolicyError as exc:
-        print(f"airlock: {exc}", file=sys.stderr)
-        return None
-    install(policy)
-    return policy
 
 
 def main(argv: list[str] | None = None) -> int:

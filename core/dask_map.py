@@ -3,8 +3,8 @@
 
 Files go in batches (up to BATCH_FILES files or BATCH_BYTES bytes per task; a URL alone; smaller
 batches near the end of the listing), since a task costs a few milliseconds of scheduling, more than
-the scan of a small pickle. Each task runs the same scan as `--jobs` (airlock.core.api's entry of one
-file), with a parser session per worker process. Reports stream back as each batch finishes
+the scan of a small pickle. Each task runs the same scan as `--jobs` (airlock.core.scan_worker's entry
+of one file), with a parser session per worker process. Reports stream back as each batch finishes
 (`as_completed`), with at most BATCHES_PER_THREAD batches in flight per worker thread, so a listing
 of millions of files is walked while it is scanned, never held whole.
 
@@ -29,8 +29,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from airlock.core.file_report import Report
+from airlock.core.scan_worker import WorkerScanner, file_size, scan_safely
+
 if TYPE_CHECKING:
-    from airlock.core.api import Report, ScanObserver, _WorkerScanner
+    from airlock.core.file_report import ScanObserver
     from airlock.core.limits import Limits
 
 BATCH_FILES = 32  # files per task at most (a task costs a few ms of scheduling: small files go together)
@@ -38,7 +41,7 @@ BATCH_BYTES = 64 * 1024 * 1024  # a batch closes once it holds this much (a big 
 BATCHES_PER_THREAD = 2  # in flight per worker thread: one running, one waiting
 LOOKAHEAD_BATCHES = 4  # of the listing walked ahead, per worker thread, to size the last batches
 INSTALL_HINT = "pip install 'model-airlock[dask]'"
-_SCANNER: _WorkerScanner | None = None  # this worker process's scanner (its own parser session)
+_SCANNER: WorkerScanner | None = None  # this worker process's scanner (its own parser session)
 
 
 def available() -> bool:
@@ -71,7 +74,6 @@ def scan_task(display: str, real: str, limits: Limits) -> dict[str, Any]:
     scanned under the worker's guard (airlock.core.worker_guard); what the guard refused during the
     scan is a high finding on the file."""
     from airlock.core import worker_guard
-    from airlock.core.api import _scan_safely, _WorkerScanner
     from airlock.core.findings import Severity
     from airlock.core.parallel import crash_entry
 
@@ -80,14 +82,14 @@ def scan_task(display: str, real: str, limits: Limits) -> dict[str, Any]:
         worker_guard.install()
         worker_guard.limit_memory(limits.memory_budget_bytes)
     if _SCANNER is None:  # its parser session is opened (again, after a fork) by the scanner itself
-        _SCANNER = _WorkerScanner(limits)
+        _SCANNER = WorkerScanner(limits)
     _SCANNER.limits = limits
     try:
         entry, refused = worker_guard.guarded_scan(_SCANNER, display, real)
     except MemoryError:
         return dict(crash_entry(display, "memory budget exceeded"))
     except Exception:  # noqa: BLE001 - a bug on one file is a finding, never a lost scan
-        entry, refused = worker_guard.guarded_scan(lambda d, r: _scan_safely(d, r, limits), display, real)
+        entry, refused = worker_guard.guarded_scan(lambda d, r: scan_safely(d, r, limits), display, real)
     entry = dict(entry)
     if refused:  # fail closed: what the guard stopped was not inspected
         severity = max(Severity.parse(str(entry.get("severity", "info"))), Severity.HIGH)
@@ -128,7 +130,6 @@ class _Batcher:
         self.exhausted = False
 
     def next(self) -> list[tuple[int, str, str, int]]:
-        from airlock.core.api import _size
         from airlock.core.source import is_url
 
         while not self.exhausted and len(self.queue) < LOOKAHEAD_BATCHES * BATCH_FILES * self.threads:
@@ -137,7 +138,7 @@ class _Batcher:
                 self.exhausted = True
             else:
                 index, (display, real) = item
-                self.queue.append((index, display, real, -1 if is_url(real) else _size(real)))
+                self.queue.append((index, display, real, -1 if is_url(real) else file_size(real)))
         size = BATCH_FILES
         if self.exhausted:
             size = max(1, min(BATCH_FILES, -(-len(self.queue) // (2 * self.threads))))
@@ -160,7 +161,6 @@ def scan_on_cluster(files: Iterable[tuple[str, str]], client: Any, limits: Limit
     file per task, so that the file that kills workers is named and no other file is lost."""
     import distributed
 
-    from airlock.core.api import Report
     from airlock.core.parallel import crash_entry
 
     guard_cluster(client, limits.memory_budget_bytes)

@@ -74,11 +74,11 @@ def _scan_alone(display: str, real: str, limits: Limits) -> dict[str, Any]:
 
 def _scan_batch(batch: list[tuple[int, str, str]], limits: Limits) -> list[tuple[int, dict[str, Any]]]:
     """Runs in a pool worker: one parser session for the batch."""
-    from airlock.core import api
+    from airlock.core import scan_worker
     from airlock.core.isolate import ParserSession
 
     with ParserSession() as session, session.scanning():
-        return [(index, api._scan_safely(display, real, limits)) for index, display, real in batch]
+        return [(index, scan_worker.scan_safely(display, real, limits)) for index, display, real in batch]
 
 
 def _worker_init(memory_budget: int) -> None:

@@ -48,16 +48,16 @@ class DiesOnMarkedFiles(distributed.WorkerPlugin):
     """Makes each worker process die (os._exit) when it scans a file whose name says so."""
 
     def setup(self, worker: Any) -> None:
-        from airlock.core import api as worker_api
+        from airlock.core import scan_worker as worker_scan
 
-        real = worker_api._scan_entry
+        real = worker_scan.scan_entry
 
         def dying(display: str, path: str, limits: Any) -> Any:
             if "KILLS_WORKER" in path:
                 os._exit(3)
             return real(display, path, limits)
 
-        worker_api._scan_entry = dying
+        worker_scan.scan_entry = dying
 
 
 def test_a_worker_that_dies_is_retried_and_its_file_reported(tmp_path: Path) -> None:

@@ -102,16 +102,16 @@ class TriesToRunSomething(distributed.WorkerPlugin):
     """A stand-in for a parser bug: scanning a file whose name says so calls os.system."""
 
     def setup(self, worker: Any) -> None:
-        from airlock.core import api as worker_api
+        from airlock.core import scan_worker as worker_scan
 
-        real = worker_api._scan_entry
+        real = worker_scan.scan_entry
 
         def scan(display: str, path: str, limits: Any) -> Any:
             if "RUNS_SOMETHING" in path:
                 os.system("echo AIRLOCK_CANARY")
             return real(display, path, limits)
 
-        worker_api._scan_entry = scan
+        worker_scan.scan_entry = scan
 
 
 def test_a_refusal_during_a_scan_is_a_high_finding_on_that_file(guarded: Any, tmp_path: Path) -> None:

@@ -260,7 +260,7 @@ def test_hashes_of_an_interrupted_scan_belong_to_their_files(folder):
 
 DRIVER = r"""
 import json, sys
-from airlock.core import api, formats, interrupt, parallel
+from airlock.core import formats, interrupt, parallel, scan_worker
 from airlock.core.limits import DEFAULT_LIMITS
 formats.load_all_modules()
 paths = sys.argv[1:]
@@ -268,7 +268,7 @@ tasks = ((i, p, p, 0) for i, p in enumerate(paths))
 got = []
 with interrupt.handle_signals():
     # One worker: the files it finished before the held one are exactly those before it.
-    for index, entry in parallel.scan_stream(tasks, 1, api._WorkerScanner(DEFAULT_LIMITS),
+    for index, entry in parallel.scan_stream(tasks, 1, scan_worker.WorkerScanner(DEFAULT_LIMITS),
                                              DEFAULT_LIMITS.memory_budget_bytes):
         got.append((index, entry["format"]))
     print(json.dumps({"got": sorted(got), "pending": interrupt.pending()}))

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from airlock.core import api, cli, parallel, scan
+from airlock.core import api, cli, parallel, scan, scan_worker
 
 pytestmark = pytest.mark.skipif(not parallel.can_fork(), reason="the fork runner exists only where os.fork does")
 
@@ -39,7 +39,7 @@ def test_workers_report_every_file_once_in_order(folder, capsys):
 def test_a_dying_worker_loses_no_file(folder, capsys, monkeypatch, death):
     """The worker dies on one file (a parser crash, the OOM killer): that file is a finding and
     every other file, including those the dead worker had not reached, is still scanned."""
-    real = api._scan_entry
+    real = scan_worker.scan_entry
 
     def dies_on_state_07(display, path, limits):
         if display.endswith("state_07.pkl"):
@@ -48,7 +48,7 @@ def test_a_dying_worker_loses_no_file(folder, capsys, monkeypatch, death):
             os._exit(3)
         return real(display, path, limits)
 
-    monkeypatch.setattr(api, "_scan_entry", dies_on_state_07)
+    monkeypatch.setattr(scan_worker, "scan_entry", dies_on_state_07)
     code, files = scan_cli(capsys, "--jobs", "2", str(folder))
     by_name = {os.path.basename(f["path"]): f for f in files}
     assert sorted(by_name) == sorted(p.name for p in folder.iterdir())
@@ -61,14 +61,14 @@ def test_a_dying_worker_loses_no_file(folder, capsys, monkeypatch, death):
 
 
 def test_an_exception_in_a_worker_is_a_finding_for_that_file(folder, capsys, monkeypatch):
-    real = api._scan_entry
+    real = scan_worker.scan_entry
 
     def raises_on_state_03(display, path, limits):
         if display.endswith("state_03.pkl"):
             raise RuntimeError("parser bug")
         return real(display, path, limits)
 
-    monkeypatch.setattr(api, "_scan_entry", raises_on_state_03)
+    monkeypatch.setattr(scan_worker, "scan_entry", raises_on_state_03)
     for jobs in ("1", "2"):
         _, files = scan_cli(capsys, "--jobs", jobs, str(folder))
         by_name = {os.path.basename(f["path"]): f for f in files}
@@ -78,12 +78,12 @@ def test_an_exception_in_a_worker_is_a_finding_for_that_file(folder, capsys, mon
 
 
 def _with_pid(monkeypatch):
-    real = api._scan_entry
+    real = scan_worker.scan_entry
 
     def scan_and_say_who(display, path, limits):
         return {**real(display, path, limits), "pid": os.getpid()}
 
-    monkeypatch.setattr(api, "_scan_entry", scan_and_say_who)
+    monkeypatch.setattr(scan_worker, "scan_entry", scan_and_say_who)
 
 
 def test_the_last_files_are_spread_over_every_worker(folder, monkeypatch):

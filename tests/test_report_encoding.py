@@ -112,16 +112,16 @@ def test_text_shows_escaped_names(folder):
 
 
 def test_a_dead_worker_on_such_a_name_is_still_valid(folder, capsys, monkeypatch):
-    from airlock.core import api
+    from airlock.core import scan_worker
 
-    real = api._scan_entry
+    real = scan_worker.scan_entry
 
     def dies_on_bad(display, path, limits):
         if os.fsencode(display).endswith(BAD):
             os._exit(3)
         return real(display, path, limits)
 
-    monkeypatch.setattr(api, "_scan_entry", dies_on_bad)
+    monkeypatch.setattr(scan_worker, "scan_entry", dies_on_bad)
     assert main(["scan", "--format", "json", "--jobs", "2", str(folder)]) == 1
     doc = strict_json(capsys.readouterr().out.encode("ascii"))
     crashed = [f for f in doc["files"] if "path_bytes_b64" in f]

@@ -13,14 +13,11 @@ import os
 import sys
 from typing import Any
 
+from airlock.core.cli_common import EXIT_USAGE, print_report, severity_arg
 from airlock.core.findings import Severity
-
-EXIT_USAGE = 2
 
 
 def add_parser(sub: Any) -> None:
-    from airlock.core.cli import _severity
-
     d = sub.add_parser("diff", help="what changed between a reviewed model (A) and a candidate (B)",
                        description="Compare two model files or folders, across formats: metadata, tensors "
                                    "(identical by hash, else the numeric change), chat templates, pickle "
@@ -28,7 +25,7 @@ def add_parser(sub: Any) -> None:
     d.add_argument("a", metavar="A", help="the reference (the model that was reviewed): a file or folder")
     d.add_argument("b", metavar="B", help="the candidate: a file or folder")
     d.add_argument("--format", choices=("text", "json", "html"), default="text")
-    d.add_argument("--fail-on", default=None, metavar="LEVEL", type=_severity,
+    d.add_argument("--fail-on", default=None, metavar="LEVEL", type=severity_arg,
                    help="exit 1 when B has a finding at this severity or above (default: high)")
     d.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of stdout")
     d.set_defaults(handler=run_diff)
@@ -71,7 +68,5 @@ def run_diff(args: argparse.Namespace) -> int:
             print(f"airlock: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE
     else:
-        from airlock.core.cli import _print
-
-        _print(out)
+        print_report(out)
     return int(doc["exit_code"])

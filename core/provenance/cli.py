@@ -14,19 +14,27 @@ import sys
 from typing import Any
 
 from airlock.core import interrupt
+from airlock.core.cli_common import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_USAGE,
+    add_sarif_options,
+    policy_note,
+    positive_int,
+    severity_arg,
+    user_policy,
+)
 from airlock.core.findings import Severity
+from airlock.core.provenance.digest_scan import scan_with_digest
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_BYTES = 256 * 1024 * 1024
 
 
 def add_parsers(sub: Any) -> None:
-    from airlock.core.cli import _positive_int, _severity
-
     h = sub.add_parser("hash", help="print sha256sum-compatible SHA-256 lines (sha256sum -c accepts them)",
                        description="SHA-256 of files, hashed in parallel, as `sha256sum` prints them.")
     h.add_argument("paths", nargs="+", metavar="PATH")
-    h.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+    h.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                    help="files hashed at once (default: the number of cores, at most 8)")
     h.add_argument("--binary", "-b", action="store_true", help="mark lines as binary (' *name')")
     h.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
@@ -45,7 +53,7 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("--cert", metavar="CERT", action="append",
                    help="certificate chain (PEM) to verify the signature with; repeat for several files")
     v.add_argument("--signature", metavar="FILE", help="the signature (default: PATH/model.sig)")
-    _report_options(v, _severity)
+    _report_options(v, severity_arg)
     v.add_argument("--no-rescan", action="store_true",
                    help="with --lock: do not rescan files to compare their findings digests")
     v.set_defaults(handler=run_verify)
@@ -55,7 +63,7 @@ def add_parsers(sub: Any) -> None:
                                     "verify --lock`.")
     lk.add_argument("paths", nargs="+", metavar="PATH")
     lk.add_argument("--output", "-o", metavar="FILE", default="airlock.lock", help="default: ./airlock.lock")
-    lk.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N")
+    lk.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N")
     lk.add_argument("--policy", metavar="FILE")
     lk.add_argument("--no-policy", action="store_true")
     lk.set_defaults(handler=run_lock)
@@ -69,8 +77,6 @@ def _report_options(p: argparse.ArgumentParser, severity: Any) -> None:
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("--policy", metavar="FILE")
     p.add_argument("--no-policy", action="store_true")
-    from airlock.core.cli import add_sarif_options
-
     add_sarif_options(p)  # --sarif-root, --include-info
 
 
@@ -242,31 +248,11 @@ def _snapshot_of(path: str) -> str | None:
 
 
 def _rescan(files: list[tuple[str, str]], policy: Any) -> list[dict[str, Any]]:
-    return _scan(files, None, policy or None)
-
-
-def _scan(files: list[tuple[str, str]], jobs: int | None, policy: Any,
-          hashes: bool = False) -> list[dict[str, Any]]:
-    """Report entries of these files, as `airlock scan` makes them, with `findings_digest` (over
-    the scanner's own findings, before any policy)."""
-    from airlock.core import api, formats
-    from airlock.core.limits import DEFAULT_LIMITS
-    from airlock.core.provenance.annotate import annotate, findings_digest
-
-    limits = policy.limits(DEFAULT_LIMITS) if policy else DEFAULT_LIMITS
-    formats.load_all_modules()
-    entries = []
-    for report in sorted(api.iter_listed(files, limits=limits, jobs=jobs), key=lambda r: r.index or 0):
-        entry = report.to_dict()
-        entry["findings_digest"] = findings_digest(entry["findings"])
-        entries.append(entry)
-    return list(annotate(entries, files, hashes=hashes, policy=policy, jobs=jobs))
+    return scan_with_digest(files, None, policy or None)
 
 
 def _policy(args: argparse.Namespace) -> Any:
-    from airlock.core.cli import _user_policy
-
-    return _user_policy(args)
+    return user_policy(args)
 
 
 def _emit(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) -> int:
@@ -274,9 +260,7 @@ def _emit(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) 
     from airlock.core.report import json_report, sarif, text
 
     if args.format == "json":
-        from airlock.core.cli import _policy_note
-
-        out = json_report.render(entries, _policy_note(policy))
+        out = json_report.render(entries, policy_note(policy))
     elif args.format == "sarif":
         out = sarif.render(entries, **sarif.options_from(args))
     else:
@@ -320,7 +304,7 @@ def run_lock(args: argparse.Namespace) -> int:
     folder = os.path.dirname(out)
     files = [pair for p in args.paths for pair in iter_files(p)
              if os.path.abspath(pair[1]) != out and os.path.basename(pair[1]) != "model.sig"]
-    entries = _scan(files, args.jobs, policy or None, hashes=True)
+    entries = scan_with_digest(files, args.jobs, policy or None, hashes=True)
     records = []
     for (_, real), entry in zip(files, entries, strict=True):
         if "sha256" not in entry:

@@ -67,7 +67,7 @@ TODO = {
 }
 
 
-# Options of the command line (scan and verify add them with airlock.core.cli.add_sarif_options)
+# Options of the command line (scan and verify add them with airlock.core.cli_common.add_sarif_options)
 
 def options_from(args: Any) -> dict[str, Any]:
     return {"root": getattr(args, "sarif_root", None),

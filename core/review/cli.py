@@ -16,15 +16,15 @@ import re
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_NO_RECORD, EXIT_USAGE = 0, 1, 2
+from airlock.core.cli_common import EXIT_USAGE, positive_int, user_policy
+
+EXIT_OK, EXIT_NO_RECORD = 0, 1
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 DB_HELP = ("approvals database: a file path, sqlite:///FILE or postgresql://USER@HOST/DB (default: "
            "$AIRLOCK_DB, else approvals.sqlite3 in the user data folder)")
 
 
 def add_parsers(sub: Any) -> None:
-    from airlock.core.cli import _positive_int
-
     for name, verb in (("approve", "approve"), ("reject", "reject")):
         p = sub.add_parser(name, help=f"record that you {verb} these exact files (by sha256), with a note",
                            description=f"Scan and hash each file, and record that you {verb} its exact "
@@ -40,7 +40,7 @@ def add_parsers(sub: Any) -> None:
             p.add_argument("--accept-critical", action="store_true",
                            help="approve even files with critical findings (the record says so)")
         p.add_argument("--db", metavar="URL", help=DB_HELP)
-        p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N")
+        p.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N")
         p.add_argument("--policy", metavar="FILE", help="policy file (default: looked up from the "
                                                         "current folder)")
         p.add_argument("--no-policy", action="store_true")
@@ -88,7 +88,6 @@ def _open(url: str | None, write: bool) -> Any:
 
 
 def run_decide(args: argparse.Namespace) -> int:
-    from airlock.core.cli import _user_policy
     from airlock.core.review.db import ReviewDbError
     from airlock.core.review.decisions import DecisionRefused, decide
     from airlock.core.text import safe_text
@@ -98,7 +97,7 @@ def run_decide(args: argparse.Namespace) -> int:
             return _fail(f"no such file or directory: {path}")
     if not args.note.strip():
         return _fail("--note must say why")
-    policy = _user_policy(args)
+    policy = user_policy(args)
     if policy is None:
         return EXIT_USAGE
     try:

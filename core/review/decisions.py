@@ -1,6 +1,6 @@
 """A decision about files, from their scan: what `airlock approve|reject` and the GUI record.
 
-The files are scanned and hashed the way `airlock lock` does it (provenance.cli._scan: the same
+The files are scanned and hashed the way `airlock lock` does it (provenance.digest_scan: the same
 findings digest, over the scanner's own findings before any policy) and the record keeps the sha256,
 size, name, format, verdict (after the policy), that digest, the policy digest, the reviewer and the
 time. Approving a file whose verdict is critical needs `accept_critical`, and the record says so.
@@ -51,9 +51,9 @@ def default_reviewer() -> str:
 def scan_files(files: list[tuple[str, str]], policy: UserPolicy | None,
                jobs: int | None = None) -> list[dict[str, Any]]:
     """Report entries (with sha256, size and findings_digest) of these (display, real) files."""
-    from airlock.core.provenance.cli import _scan
+    from airlock.core.provenance.digest_scan import scan_with_digest
 
-    return _scan(files, jobs, policy, hashes=True)
+    return scan_with_digest(files, jobs, policy, hashes=True)
 
 
 def _kept_findings(entry: dict[str, Any]) -> list[dict[str, Any]]:
