@@ -26,6 +26,7 @@ from airlock.core.cli_common import (
     print_report,
     seconds,
     severity_arg,
+    stdout_gone,
     user_policy,
 )
 from airlock.core.errors import AirlockError, PolicyMissing
@@ -401,19 +402,13 @@ def _remove(path: str) -> None:
         pass
 
 
-EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command ended by SIGPIPE
-
-
 def _reader_gone(reports: Iterator[Report]) -> int:
     """`airlock scan --format jsonl … | head`: the reader left. Stop scanning (workers killed),
     and let nothing more reach the closed pipe (Python would print an error at exit)."""
     close = getattr(reports, "close", None)
     if close is not None:
         close()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return EXIT_BROKEN_PIPE
+    return stdout_gone()
 
 
 def _write_document(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any,

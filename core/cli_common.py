@@ -9,12 +9,23 @@ Loaded on every `airlock` start: only argparse and the severity scale here, the 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from airlock.core.findings import Severity
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command ended by SIGPIPE
+
+
+def stdout_gone() -> int:
+    """`airlock … | head`: the reader left. Let nothing more reach the closed pipe (Python would report it
+    again at exit); returns the exit code for it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def severity_arg(text: str) -> Severity:

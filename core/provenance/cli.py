@@ -22,6 +22,7 @@ from airlock.core.cli_common import (
     policy_note,
     positive_int,
     severity_arg,
+    stdout_gone,
     user_policy,
 )
 from airlock.core.findings import Severity
@@ -151,10 +152,7 @@ def run_hash(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `airlock hash … | head -1`: the reader left; nothing more to write
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python would report the closed pipe again at exit
-        os.close(devnull)
-        return 128 + 13  # as a shell reports a command ended by SIGPIPE
+        return stdout_gone()
     finally:
         if progress is not None:
             progress.close()
