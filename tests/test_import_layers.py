@@ -75,7 +75,6 @@ REMAINING_CYCLES = [
     {"formats.onnx", "formats.onnx_checks", "formats.onnx_wire", "graph.onnx_graph"},
     {"formats.torch_checkpoint", "formats.torch_legacy", "formats.torch_zip", "formats.torchscript",
      "graph.torchscript_graph"},
-    {"formats.gguf", "formats.gguf_tensors"},
 ]
 
 
