@@ -72,7 +72,6 @@ REMAINING_CYCLES = [
     {"api", "dask_map", "pool"},  # the pool and the cluster map reuse api's worker scanner
     {"cli", "diff.cli", "provenance.cli", "review.cli", "review.decisions"},  # shared option helpers
     # A format split in halves that import each other (rule classes in one, their checks in the other).
-    {"formats.onnx", "formats.onnx_checks", "formats.onnx_wire", "graph.onnx_graph"},
     {"formats.torch_checkpoint", "formats.torch_legacy", "formats.torch_zip", "formats.torchscript",
      "graph.torchscript_graph"},
 ]

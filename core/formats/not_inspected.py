@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from airlock.core.context import ScanContext
 from airlock.core.findings import NotInspected
 from airlock.core.formats.contract import file_node
-from airlock.core.formats.onnx import read_varint
+from airlock.core.formats.protowire import read_varint
 from airlock.core.source import Source
 from airlock.core.tree import Node
 
