@@ -71,9 +71,6 @@ def test_a_violation_breaks_a_contract(tmp_path, where, line, contract):
 REMAINING_CYCLES = [
     {"api", "dask_map", "pool"},  # the pool and the cluster map reuse api's worker scanner
     {"cli", "diff.cli", "provenance.cli", "review.cli", "review.decisions"},  # shared option helpers
-    # A format split in halves that import each other (rule classes in one, their checks in the other).
-    {"formats.torch_checkpoint", "formats.torch_legacy", "formats.torch_zip", "formats.torchscript",
-     "graph.torchscript_graph"},
 ]
 
 
