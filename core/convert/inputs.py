@@ -1,7 +1,7 @@
 """Turn an input path into a Plan: which kind of file it is (by content), its tensors, and the
 worst finding of its scan (the caller refuses critical files unless the user confirms).
 
-PyTorch checkpoints are described by `formats.torch_checkpoint.read_checkpoint`, which reads
+PyTorch checkpoints are described by `convert.torch_input.read_checkpoint`, which reads
 the pickle symbolically and replaces every tensor with a TensorSpec. Nothing is executed.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from airlock.core.convert.model import ConvertError, Plan
 from airlock.core.convert.select import plan_from_value
+from airlock.core.convert.torch_input import read_checkpoint
 from airlock.core.findings import Severity
 from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.text import safe_text
@@ -75,7 +76,7 @@ def _load_plan(path: str, *, key: str | None, dequantize: bool, limits: Limits) 
         return _plan_sharded(path, key=key, limits=limits)
     if kind == "torch":
         plan = Plan("torch")
-        _plan_torch(path, plan, key=key, limits=limits)
+        plan_torch(path, plan, key=key, limits=limits)
         return plan
     plan = Plan(kind)
     _scan(path, plan, limits)
@@ -120,9 +121,10 @@ def _note_severity(path: str, plan: Plan, severity: Any, findings: list[Any]) ->
             plan.critical.append(f"{os.path.basename(path)}: {f.message}")
 
 
-def _plan_torch(path: str, plan: Plan, *, key: str | None, limits: Limits, prefix: str = "") -> None:
+def plan_torch(path: str, plan: Plan, *, key: str | None, limits: Limits, prefix: str = "") -> None:
+    """Add one torch checkpoint's tensors to `plan` (provenance uses it to list a shard's tensor
+    names); ConvertError if the file is not a checkpoint torch can load."""
     from airlock.core.errors import AirlockError
-    from airlock.core.formats.torch_checkpoint import read_checkpoint
 
     try:
         checkpoint = read_checkpoint(path, limits=limits)
@@ -158,7 +160,7 @@ def _plan_sharded(index_path: str, *, key: str | None, limits: Limits) -> Plan:
             raise ConvertError(f"shard {safe_text(name)} listed in the index is missing")
         before = len(plan.tensors)
         sub = Plan("torch")
-        _plan_torch(shard, sub, key=key, limits=limits)
+        plan_torch(shard, sub, key=key, limits=limits)
         plan.tensors += sub.tensors
         plan.skipped += [(f"{name}: {k}", why) for k, why in sub.skipped]
         plan.metadata.update(sub.metadata)

@@ -23,7 +23,7 @@ T_DIMS, T_TYPE, T_NAME, T_RAW, T_EXTERNAL, T_LOCATION = 1, 2, 8, 9, 13, 14
 
 def _fields(buf: Any, start: int, end: int) -> list[tuple[int, int, int, int]]:
     """(number, wire type, value or length, payload offset) of one message's fields."""
-    from airlock.core.formats.onnx import read_varint
+    from airlock.core.formats.protowire import read_varint
 
     out = []
     pos = start
@@ -125,7 +125,7 @@ def _initializer(buf: Any, start: int, end: int, path: str, plan: Plan) -> None:
 
 
 def _packed(buf: Any, start: int, end: int) -> list[tuple[int, int]]:
-    from airlock.core.formats.onnx import read_varint
+    from airlock.core.formats.protowire import read_varint
 
     out = []
     pos = start

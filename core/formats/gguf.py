@@ -9,7 +9,8 @@ and build element nodes when expanded. The checks mirror what ggml's `gguf_init_
 refuses, so a file llama.cpp would reject, or read differently from another tool, is a finding.
 
 The value reader (byte reader, gguf-py's constants, typed values and their lazy pages) is in
-`gguf_values`; the tensor infos, their checks and the tensor data are in `gguf_tensors`.
+`gguf_values`; the tensor infos, their checks and the tensor data are in `gguf_tensors`; the rules
+both stages report are in `gguf_rules`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import struct
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
-from airlock.core.findings import LimitExceeded, Rule, Severity
+from airlock.core.findings import LimitExceeded
 from airlock.core.formats.contract import file_node
+from airlock.core.formats.gguf_rules import DuplicateKey, MalformedHeader, SpecViolation, Truncated
+from airlock.core.formats.gguf_tensors import check_tensors, read_infos
 from airlock.core.formats.gguf_values import (
     KV,
     REFUSED,
@@ -44,71 +47,9 @@ MAX_KEY_BYTES = 65535  # the spec's limit on a key; llama.cpp takes keys up to 1
 MAX_TEMPLATE_CHARS = 4 * 1024**2  # of a template rebuilt from an array (real templates: KiBs)
 MAX_SPEC_FINDINGS = 20  # low spec-violation findings per file; the rest are counted in one more
 _KEY = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
-# Real files have tens of KV pairs and at most tens of thousands of tensors; a hostile count with a
-# file full of tiny records would otherwise cost a record per entry (memory, not just time).
+# Real files have tens of KV pairs; a hostile count with a file full of tiny records would
+# otherwise cost a record per entry (memory, not just time). Tensor infos: gguf_tensors.MAX_TENSORS.
 MAX_KV_PAIRS = 100_000
-MAX_TENSORS = 1_000_000
-
-
-class Truncated(Rule):
-    id = "GG001"
-    severity = Severity.HIGH
-    title = "GGUF file truncated"
-    help = "The file ends before what its header declares (a partial download, or a count/length that lies)."
-
-
-class MalformedHeader(Rule):
-    id = "GG002"
-    severity = Severity.HIGH
-    title = "Malformed GGUF header"
-    help = ("An unknown version or value type, a bad alignment or a key of the wrong type: llama.cpp "
-            "refuses it.")
-
-
-class SpecViolation(Rule):
-    id = "GG008"
-    severity = Severity.LOW
-    title = "GGUF header breaks the specification"
-    help = ("A key that is not ASCII lower_snake_case segments joined by dots (or longer than 65,535 "
-            "bytes), a string value that is not UTF-8, a boolean byte other than 0 or 1: the spec calls "
-            "these invalid, but llama.cpp reads them. A conforming writer never produces them.")
-
-
-class DuplicateKey(Rule):
-    id = "GG003"
-    severity = Severity.HIGH
-    title = "Duplicate GGUF key"
-    help = "Two values under one key: readers disagree on which one counts (llama.cpp refuses the file)."
-
-
-class DuplicateTensor(Rule):
-    id = "GG004"
-    severity = Severity.HIGH
-    title = "Duplicate tensor name"
-    help = "Two tensors share a name: readers disagree on which one loads (llama.cpp refuses the file)."
-
-
-class UnknownTensorType(Rule):
-    id = "GG005"
-    severity = Severity.HIGH
-    title = "Unknown tensor type"
-    help = "A tensor's type is not a known ggml type: its size, and the layout after it, cannot be checked."
-
-
-class BadShape(Rule):
-    id = "GG006"
-    severity = Severity.HIGH
-    title = "Invalid tensor shape"
-    help = ("More than 4 dimensions, a dimension that is negative as int64, a product that overflows int64, "
-            "a first dimension that is not a multiple of the type's block size, or a name too long.")
-
-
-class BadLayout(Rule):
-    id = "GG007"
-    severity = Severity.HIGH
-    title = "Tensor data layout differs from llama.cpp's"
-    help = ("llama.cpp requires each tensor at the aligned end of the previous one; holes, overlaps and "
-            "reordering are refused and let two readers see different data.")
 
 
 def sniff(head: bytes, size: int) -> int:
@@ -170,10 +111,6 @@ class Parser:
             return
         alignment = self.alignment()
         root.attrs["alignment"] = alignment
-        # Imported on use: gguf_tensors imports this module (its rules and limits), and a file that
-        # stops before its tensor infos never needs it.
-        from airlock.core.formats.gguf_tensors import check_tensors, read_infos
-
         infos, end = read_infos(self, kvs_end)
         header.length = end
         check_tensors(self, infos, end, alignment, complete=len(infos) == self.n_tensors)

@@ -5,25 +5,22 @@ because it is the second, self-contained stage of a GGUF file: once the KV pairs
 alignment, the tensor infos are read, checked against ggml's limits (names, dimensions, types,
 block sizes), placed where llama.cpp's loader expects their data, and any bytes after the last
 tensor are sniffed. The functions take the format's `Parser` for its reader, constants and
-context. The rules they report stay in `gguf` with the other GGUF rules: `gguf` imports this
-module only when a file gets as far as its tensor infos, so importing them back here at the top
-makes no cycle at load time (and a scan that never sees a GGUF file never loads this module).
+context (a type only: `gguf` imports this module, never the other way). The rules they report
+are in `gguf_rules` with the other GGUF rules.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock.core.errors import FormatError
 from airlock.core.findings import Rule, TrailingData
-from airlock.core.formats.gguf import (
-    MAX_TENSORS,
+from airlock.core.formats.gguf_rules import (
     BadLayout,
     BadShape,
     DuplicateTensor,
     MalformedHeader,
-    Parser,
     Truncated,
     UnknownTensorType,
 )
@@ -32,6 +29,12 @@ from airlock.core.source import Source
 from airlock.core.text import human_size, safe_text
 from airlock.core.tree import DATA, GROUP, TENSOR, Node
 
+if TYPE_CHECKING:
+    from airlock.core.formats.gguf import Parser
+
+# Real files have at most tens of thousands of tensors; a hostile count with a file full of tiny
+# records would otherwise cost a record per entry (memory, not just time).
+MAX_TENSORS = 1_000_000
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_NAME = 64  # GGML_MAX_NAME: names of 64 bytes or more are refused
 INT64_MAX = 2**63 - 1

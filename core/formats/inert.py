@@ -20,7 +20,7 @@ import struct
 from airlock.core.context import ScanContext
 from airlock.core.findings import InertContent, NotInspected, TrailingData
 from airlock.core.formats.contract import file_node
-from airlock.core.formats.onnx import read_varint
+from airlock.core.formats.protowire import read_varint
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import DATA, Node

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from airlock.core.formats.onnx import read_varint
+from airlock.core.formats.protowire import read_varint
 from airlock.core.source import Source
 
 SAVED_MODEL = "TensorFlow SavedModel (saved_model.pb)"

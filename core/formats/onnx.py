@@ -5,7 +5,8 @@ process never imports onnx or protobuf, so a crash in the native parser is a fin
 of other formats pays nothing for them. External data is never loaded: only its locations are
 checked against the model's folder, the way onnx's checker and onnxruntime resolve them.
 Operators and initializers carry their own bytes' offset and length, found by a wire walk in
-this process (onnx_wire.py) and matched to the child's description by index.
+this process (onnx_wire.py) and matched to the child's description by index. The checks are in
+onnx_checks.py, the rules they report in onnx_rules.py.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError
 from airlock.core.errors import LimitExceeded as LimitExceeded_
-from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule, Severity
+from airlock.core.findings import LimitExceeded, Malformed, ParserCrash, Rule
 from airlock.core.formats import onnx_checks, onnx_triggers
 from airlock.core.formats.contract import file_node
+from airlock.core.formats.protowire import read_varint
 from airlock.core.graph.onnx_graph import OnnxGraphSource
 from airlock.core.isolate import (
     MALFORMED,
@@ -35,10 +37,10 @@ from airlock.core.tree import FIELD, GROUP, INITIALIZER, METADATA, OPERATOR, Nod
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from airlock.core.formats.onnx_wire import GraphSpans, ModelSpans, Span
+    from airlock.core.formats.onnx_wire import Field, GraphSpans, ModelSpans, Span
 
 NAME = "onnx"
-EXTENSIONS = (".onnx",)  # .ort is onnxruntime's flatbuffer format: see not_inspected
+EXTENSIONS = (".onnx",)  # .ort is onnxruntime's flatbuffer format: airlock.core.formats.ort
 
 # ModelProto field number -> protobuf wire type (0 varint, 2 length-delimited).
 _MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
@@ -49,59 +51,7 @@ _TEXT_FIELDS = (2, 3, 4)
 EAGER_LIMIT = 1000  # longer lists of operators or initializers are built page by page
 
 
-class PythonOperator(Rule):
-    id = "ONX001"
-    severity = Severity.HIGH
-    title = "onnxruntime-extensions Python operator"
-    help = "PyOp nodes run a Python function registered by the loading process; what runs is not in the file."
-
-
-class CustomOperatorDomain(Rule):
-    id = "ONX002"
-    severity = Severity.MEDIUM
-    title = "Custom operator domain"
-    help = "The model uses operators outside the standard ONNX domains: loading needs a native library."
-
-
-class ExternalDataOutside(Rule):
-    id = "ONX003"
-    severity = Severity.CRITICAL
-    title = "External data outside the model's folder"
-    help = "A tensor's external data location is absolute or escapes the model's folder: loading reads "\
-        "any file the loader can reach."
-
-
-class ExternalDataMissing(Rule):
-    id = "ONX004"
-    severity = Severity.HIGH
-    title = "External data missing or out of bounds"
-    help = "A loader fails on this model, or reads bytes that were never inspected."
-
-
-class ExternalDataUnchecked(Rule):
-    id = "ONX005"
-    severity = Severity.INFO
-    title = "External data not checked"
-    help = "The model sits inside a container, so its external data files could not be looked up."
-
-
 # Sniffing: a few top-level ModelProto fields read from the head, never the whole message.
-
-
-def read_varint(data: bytes | Any, pos: int, end: int) -> tuple[int, int] | None:
-    """A protobuf varint at pos: (value, next position), or None if cut off or over 10 bytes."""
-    value = shift = 0
-    while pos < end and shift < 70:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    return None
-
-
-Field = tuple[int, int, int, int]
 
 
 def top_fields(data: bytes | Any, size: int, limit: int) -> tuple[list[Field], str | None]:

@@ -15,6 +15,13 @@ from typing import TYPE_CHECKING, Any
 from airlock.core import dtypes
 from airlock.core.context import ScanContext
 from airlock.core.findings import Rule
+from airlock.core.formats.onnx_rules import (
+    CustomOperatorDomain,
+    ExternalDataMissing,
+    ExternalDataOutside,
+    ExternalDataUnchecked,
+    PythonOperator,
+)
 from airlock.core.formats.onnx_triggers import small_values
 from airlock.core.source import Source
 from airlock.core.text import safe_text
@@ -111,8 +118,6 @@ class Checker:
             seen.names.append(op["name"])
 
     def finish(self, root: Node) -> None:
-        from airlock.core.formats.onnx import CustomOperatorDomain, PythonOperator
-
         for op_type, seen in self.pyops.items():
             self.ctx.report(PythonOperator, f"{seen.count} node(s) of {PYOP_DOMAIN}.{safe_text(op_type, 80)}"
                             f"{_names(seen)}: an onnxruntime-extensions Python operator runs Python code "
@@ -136,8 +141,6 @@ class Checker:
             self.tensor(tensor["indices"], target, span)
         if tensor["location"] != "external":
             return
-        from airlock.core.formats.onnx import ExternalDataMissing, ExternalDataUnchecked
-
         name = safe_text(tensor["name"], 120)
         pairs = tensor["external"]
         locations = [value for key, value in pairs if key == "location"]
@@ -178,8 +181,6 @@ class Checker:
     def _location(self, location: str, target: Node, name: str) -> str | None:
         if location in self.locations:
             return self.locations[location]
-        from airlock.core.formats.onnx import ExternalDataMissing, ExternalDataOutside
-
         shown = safe_text(location, 200)
         problem = outside_reason(location)
         if problem is not None:
@@ -196,8 +197,6 @@ class Checker:
 
     def _on_disk(self, location: str, target: Node, name: str, shown: str) -> str | None:
         from pathlib import Path
-
-        from airlock.core.formats.onnx import ExternalDataMissing, ExternalDataOutside
 
         assert self.base is not None and self.source.path is not None
         candidate = self.base.joinpath(*_parts(location))
@@ -225,8 +224,6 @@ class Checker:
 
     def _bounds(self, location: str, numbers: dict[str, int], tensor: dict[str, Any], target: Node,
                 name: str) -> None:
-        from airlock.core.formats.onnx import ExternalDataMissing
-
         assert self.base is not None
         size = self.base.joinpath(*_parts(location)).stat().st_size
         offset = numbers.get("offset", 0)

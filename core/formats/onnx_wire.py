@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from airlock.core.formats.onnx import Field, read_varint
+from airlock.core.formats.protowire import read_varint
 
+Field = tuple[int, int, int, int]  # a top-level ModelProto field: (number, offset, value or length, payload)
 Span = tuple[int, int]
 Range = tuple[int, int]  # (start, end) of a message's payload
 

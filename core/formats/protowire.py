@@ -1,6 +1,7 @@
 """A bounded protobuf wire-format walk (no generated classes, no protobuf runtime): for formats whose
 schema Airlock reads field by field (TF SavedModel). Every length is checked against the enclosing
-message before it is followed; a break raises FormatError with the offset.
+message before it is followed; a break raises FormatError with the offset. `read_varint` is the one
+varint reader: ONNX's sniffer and wire walk, the not-inspected sniffers and the converter use it too.
 """
 
 from __future__ import annotations
@@ -9,9 +10,21 @@ from collections.abc import Iterator
 from typing import Any
 
 from airlock.core.errors import FormatError
-from airlock.core.formats.onnx import read_varint
 
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
+
+
+def read_varint(data: bytes | Any, pos: int, end: int) -> tuple[int, int] | None:
+    """A protobuf varint at pos: (value, next position), or None if cut off or over 10 bytes."""
+    value = shift = 0
+    while pos < end and shift < 70:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return None
 
 
 def fields(view: Any, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:

@@ -31,7 +31,7 @@ from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
 from airlock.core.formats import zip as zipf
 from airlock.core.formats.contract import file_node
-from airlock.core.formats.torchscript import STANDARD_NAMESPACES
+from airlock.core.formats.torch_rules import STANDARD_NAMESPACES
 from airlock.core.source import Source
 from airlock.core.text import safe_text
 from airlock.core.tree import CONTENTS, GROUP, INTERNALS, OPERATOR, ROLE, TENSOR, Node

@@ -1,4 +1,4 @@
-"""Tensors of a PyTorch checkpoint, described from its pickle without loading it; the converter's API.
+"""Tensors of a PyTorch checkpoint, described from its pickle without loading it.
 
 torch.save writes every tensor as a call to one of torch's rebuild helpers:
 `_rebuild_tensor_v2(PersistentRef(('storage', StorageType, key, location, numel)), storage_offset,
@@ -6,19 +6,17 @@ size, stride, requires_grad, hooks)`, `_rebuild_tensor_v3(...)` with an explicit
 newer dtypes (fp8, uint16/32/64) over an UntypedStorage, wrapped in `_rebuild_parameter` for
 `nn.Parameter` and in `torch._tensor._rebuild_from_type_v2` for tensors with Python attributes.
 The symbolic machine records exactly those calls; here they become `TensorSpec`s. Each container
-(zip, legacy, tar) says where a storage's bytes are through a `lookup` function.
+(zip, legacy, tar) says where a storage's bytes are through a `lookup` function. The containers
+(`torch_zip`, `torch_legacy`) build on this module; the converter's `read_checkpoint` is in
+`convert/torch_input.py`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from airlock.core import dtypes
-from airlock.core.errors import FormatError
-from airlock.core.findings import Finding, Severity
-from airlock.core.limits import DEFAULT_LIMITS, Limits
 from airlock.core.pickle.values import Call, Global, PDict, PersistentRef, PList, PTuple
 from airlock.core.tensor_spec import StorageRef, TensorSpec, constructor_pairs
 
@@ -273,42 +271,6 @@ def _children(node: Any) -> Iterator[tuple[list[Any], int, str | None, Any]]:
 def _set(holder: list[Any], index: int, spec: TensorSpec) -> None:
     item = holder[index]
     holder[index] = (item[0], spec) if isinstance(item, tuple) else spec
-
-
-# The converter's API.
-
-
-class Checkpoint:
-    __slots__ = ("findings", "format", "root", "severity")
-
-    def __init__(self, format: str, root: Any, findings: list[Finding], severity: Severity) -> None:
-        self.format = format  # "torch_zip" | "torch_legacy" | "torch_tar"
-        self.root = root  # the main pickle's symbolic value, every tensor replaced by a TensorSpec
-        self.findings = findings
-        self.severity = severity  # worst finding of a full scan of the file
-
-
-def read_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
-    """Scan a torch checkpoint and describe its tensors. FormatError for anything else."""
-    from airlock.core.formats import torch_legacy, torch_zip
-    from airlock.core.scan import scan_file
-    from airlock.core.source import Source
-
-    result = scan_file(path, limits=limits)
-    try:
-        findings, severity = list(result.findings), result.severity
-        fmt = result.format
-        if fmt not in (torch_zip.NAME, torch_legacy.NAME):
-            raise FormatError(f"{os.fspath(path)} is not a PyTorch checkpoint (content is {fmt})", 0)
-    finally:
-        result.close()
-    with Source.open(path) as source:
-        if fmt == torch_zip.NAME:
-            root = torch_zip.load_structure(source, limits)
-            kind = "torch_zip"
-        else:
-            root, kind = torch_legacy.load_structure(source, limits)
-    return Checkpoint(kind, root, findings, severity)
 
 
 def persistent_refs(value: Any, limit: int = 10_000_000) -> Iterator[PersistentRef]:

@@ -22,6 +22,7 @@ from airlock.core.findings import Malformed, Severity
 from airlock.core.formats.contract import file_node
 from airlock.core.formats.torch_checkpoint import STORAGE_DTYPES, TensorInfo, persistent_refs, walk
 from airlock.core.formats.torch_rules import LegacyTrailing, weights_only_refusal
+from airlock.core.formats.torch_zip import add_tensors, claim_weights_only
 from airlock.core.limits import Limits
 from airlock.core.pickle.analyze import add_run, scan_pickle
 from airlock.core.pickle.machine import Machine, PickleRun
@@ -133,8 +134,6 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         # for a dtype it lacks: torch.load fails. A broken file, not an attack.
         ctx.report(Malformed, "torch's legacy loader cannot load untyped storages (the fp8 and uint16/32/64 "
                    "dtypes): torch.load fails on this file", node=root, offset=untyped, severity=Severity.LOW)
-    from airlock.core.formats.torch_zip import add_tensors
-
     add_tensors(source, ctx, root, main, layout.lookup, source.member)
     group = root.child(GROUP, f"storages ({len(layout.refs):,})", offset=keys.end, member=source.member)
     refs = list(layout.refs.values())
@@ -148,8 +147,6 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     if layout.end is not None and layout.end <= source.size:
         refusal = next((f"{name}: {why}" for name, run in zip(_PICKLES, runs, strict=True)
                         if (why := weights_only_refusal(source.view(), run.start, run.end))), None)
-        from airlock.core.formats.torch_zip import claim_weights_only
-
         claim_weights_only(ctx, root, refusal)
     return root
 
@@ -249,7 +246,7 @@ def _text(value: Any) -> str | None:
     return None
 
 
-# For the converter (torch_checkpoint.read_checkpoint).
+# For the converter (convert.torch_input.read_checkpoint).
 
 
 def load_structure(source: Source, limits: Limits) -> tuple[Any, str]:
@@ -407,8 +404,6 @@ class TarTables:
 
 
 def parse_tar(source: Source, ctx: ScanContext, root: Node) -> None:
-    from airlock.core.formats.torch_zip import add_tensors
-
     root.attrs["container"] = "tar"
     members = _tar_members(source)
     nodes = {name: root.child(MEMBER, safe_text(name), offset=m.offset, length=m.size + 512,

@@ -45,6 +45,15 @@ class CustomOperator(Rule):
         "a native library that registers those operators."
 
 
+# Operator namespaces registered by torch itself (TS001 rates any other; the graph view flags it).
+STANDARD_NAMESPACES = frozenset({
+    "aten", "prim", "prims", "quantized", "_quantized", "_caffe2", "profiler", "cuda", "mkldnn",
+    "onnx", "sparse", "quantized_decomposed", "rngprims", "higher_order", "c10d", "_c10d_functional",
+    "c10d_functional", "_dtensor", "debugprims", "_nested_tensor", "xnnpack", "mkl", "_prims",
+    "_higher_order_ops", "inductor", "_inductor", "attr", "_test", "vulkan", "metal", "_quant",
+})
+
+
 class _WeightsOnlyPolicy:
     __slots__ = ("allowed", "blocked", "import_mapping", "name_mapping", "opcodes")
 

@@ -18,6 +18,7 @@ from airlock.core.formats import zip as zipf
 from airlock.core.formats.contract import file_node
 from airlock.core.formats.torch_checkpoint import ITEMSIZES, Lookup, PersistentTensor, TensorInfo, walk
 from airlock.core.formats.torch_rules import WeightsOnly, weights_only_refusal
+from airlock.core.formats.torchscript_code import scan_code, torchscript_policy
 from airlock.core.limits import Limits
 from airlock.core.pickle import PickleRun
 from airlock.core.pickle.machine import Machine
@@ -93,8 +94,6 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
     storage_members = {id(m) for m in layout.storages.values()}
     policy = None
     if torchscript and layout.record("constants.pkl") is not None:
-        from airlock.core.formats.torchscript import torchscript_policy
-
         policy = torchscript_policy()
     nodes: dict[int, Node] = {}
     main_runs: list[PickleRun] | None = None
@@ -129,8 +128,6 @@ def parse_archive(source: Source, ctx: ScanContext, root: Node, *, torchscript: 
     _add_storages(source, ctx, root, archive, layout, referenced)
     zipf.report_issues(archive, ctx, root, nodes, source)
     if code_members:
-        from airlock.core.formats.torchscript import scan_code
-
         scan_code(source, ctx, archive, code_members)
     if not torchscript and archive.start == 0 and main_runs and layout.main is not None:
         main = zipf.opened_member(source, layout.main)
@@ -226,7 +223,7 @@ def tensor_node(info: TensorInfo, source: Source) -> Node:
                 member=source.member, attrs=attrs)
 
 
-# For the converter (torch_checkpoint.read_checkpoint).
+# For the converter (convert.torch_input.read_checkpoint).
 
 
 def load_structure(source: Source, limits: Limits) -> object:

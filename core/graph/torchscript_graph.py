@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from airlock.core.errors import Cancelled
 from airlock.core.findings import Severity
+from airlock.core.formats.torch_rules import STANDARD_NAMESPACES
 from airlock.core.graph.model import CUSTOM, INPUT, OP, OUTPUT, Graph, GraphNode, category_of, search_text
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
@@ -205,8 +206,6 @@ class _Walker:
         return index
 
     def judge(self, box: GraphNode, title: str, line: int) -> None:
-        from airlock.core.formats.torchscript import STANDARD_NAMESPACES
-
         parts = title.split(".")
         if "ops" in parts[:-2]:
             namespace = parts[parts.index("ops") + 1]

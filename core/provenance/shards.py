@@ -103,12 +103,12 @@ def tensor_names(path: str) -> set[str] | str:
 
 
 def _torch_names(path: str) -> set[str] | str:
-    from airlock.core.convert.inputs import _plan_torch
+    from airlock.core.convert.inputs import plan_torch
     from airlock.core.convert.model import ConvertError, Plan
 
     plan = Plan("torch")
     try:
-        _plan_torch(path, plan, key=None, limits=_limits())
+        plan_torch(path, plan, key=None, limits=_limits())
     except ConvertError as exc:
         return str(exc)
     return {t.name for t in plan.tensors}

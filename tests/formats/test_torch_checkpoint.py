@@ -21,9 +21,9 @@ from fixtures.torch_files import (
     zip_members,
 )
 
+from airlock.core.convert.torch_input import read_checkpoint
 from airlock.core.errors import FormatError
 from airlock.core.findings import Severity
-from airlock.core.formats.torch_checkpoint import read_checkpoint
 from airlock.core.pickle.values import Call
 from airlock.core.tensor_spec import DEFLATED, TensorSpec, as_mapping
 

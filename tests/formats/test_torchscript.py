@@ -9,9 +9,9 @@ import pytest
 import torch
 from fixtures.torch_files import EVIL_P2, Member, build_zip, rules, scan, tensors, zip_members
 
+from airlock.core.convert.torch_input import read_checkpoint
 from airlock.core.errors import FormatError
 from airlock.core.findings import Severity
-from airlock.core.formats.torch_checkpoint import read_checkpoint
 
 
 class Net(torch.nn.Module):

@@ -19,7 +19,7 @@ MAX_LINE = 20_000  # a report line or JSON string: a message with a few previews
 MAX_NODES = 20_000
 # (node kind, attribute) shown verbatim in a plain-text view: a template's raw text and its drift diff,
 # Python code and notebook cells, TorchScript code (each line escaped, joined by newlines:
-# core/formats/torchscript.py), and a model card's text.
+# core/formats/torchscript_code.py), and a model card's text.
 RAW_ATTRS = {("template", "text"), ("template", "drift"), ("code", "text"), ("cell", "text"), ("text", "text")}
 MAX_RAW = 10 * 1024**2
 
