@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
-from airlock.core.formats.onnx import read_varint
+from airlock.core.formats.protowire import read_varint
 from airlock.core.source import Source
 
 MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
