@@ -42,10 +42,11 @@ class DecompressingReader(io.RawIOBase):
     def readinto(self, target: Any) -> int:
         n = len(target)
         out = b""
+        errors: tuple[type[Exception], ...] = (*stream_errors(self._kind), ValueError)
         while not out and not self._done and n:
             try:
                 out = self._step(n)
-            except (*stream_errors(self._kind), ValueError) as exc:
+            except errors as exc:
                 raise OSError(f"corrupt {self._kind} stream after {self.produced:,} bytes: {exc}") from None
         if out:
             self._ctx.charge_decompressed(len(out), f"{self._kind}-compressed tar")
