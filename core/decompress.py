@@ -177,7 +177,8 @@ def kind_of(head: bytes) -> str | None:
     return None
 
 
-def _decompressor(kind: str) -> Any:
+def decompressor(kind: str) -> Any:
+    """A fresh decompressor object for one stream (member) of `kind`."""
     if kind == "gzip":
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if kind == "zlib":
@@ -205,7 +206,8 @@ _ZLIB_KINDS = frozenset({"gzip", "zlib", "deflate"})
 MULTI_MEMBER = frozenset({"gzip", "bz2", "xz", "lz4"})
 
 
-def _errors(kind: str) -> tuple[type[Exception], ...]:
+def stream_errors(kind: str) -> tuple[type[Exception], ...]:
+    """What a decompressor of `kind` raises on a corrupt stream."""
     if kind in ("xz", "lzma"):
         import lzma
 
@@ -229,10 +231,10 @@ class Inflater:
 
     def __iter__(self) -> Iterator[bytes]:
         raw, kind = self.raw, self.kind
-        errors = _errors(kind)
+        errors = stream_errors(kind)
         pos = produced = 0
         while True:
-            dec = _decompressor(kind)
+            dec = decompressor(kind)
             try:
                 while not getattr(dec, "eof", False):
                     if kind in _ZLIB_KINDS:

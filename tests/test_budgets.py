@@ -21,6 +21,7 @@ import zipfile
 
 import pytest
 from fixtures.bomb_files import BOMBS, SUFFIX, hdf5_vlen_config, pickle_bomb, pickle_of_zeros, torch_zip_bomb
+from fixtures.protobuf_writer import varint
 
 from airlock.core import decompress
 from airlock.core.cli import main
@@ -281,21 +282,12 @@ def test_an_onnx_model_still_loading_at_the_deadline_says_so():
     node = helper.make_node("Relu", ["x"], ["y"]).SerializeToString()
     nodes = (b"\x0a" + bytes([len(node)]) + node) * 200_000  # GraphProto.node, repeated
     opset = helper.make_opsetid("", 17).SerializeToString()
-    model = b"\x08\x08" + b"\x42" + bytes([len(opset)]) + opset + b"\x3a" + _varint(len(nodes)) + nodes
+    model = b"\x08\x08" + b"\x42" + bytes([len(opset)]) + opset + b"\x3a" + varint(len(nodes)) + nodes
     result = scan_bytes(model, "big.onnx", limits=DEFAULT_LIMITS.replace(time_budget_s=0.05))
     found = [f for f in result.findings if f.rule == "AIR003"]
     assert found and "time budget" in found[0].message, [f.message for f in result.findings]
     assert "while the parser process was still loading" in found[0].message or "after describing" in found[0].message
     assert result.severity == Severity.HIGH
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
 
 
 # Memory: the single-process scan runs under the same limit as a worker.

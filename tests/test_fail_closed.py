@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fixtures import archive_files as af
+from fixtures.protobuf_writer import field
 
 from airlock.core import inspection
 from airlock.core.cli import main
@@ -110,9 +111,6 @@ def _jpeg():
 def _sentencepiece():
     """A SentencePiece ModelProto as sentencepiece writes it: pieces (field 1: piece, score, type),
     then trainer (2) and normalizer (3) specs."""
-    def field(number, payload):
-        return bytes([number << 3 | 2, len(payload)]) + payload
-
     pieces = b"".join(field(1, field(1, p.encode()) + b"\x15" + struct.pack("<f", -i) + b"\x18\x01")
                       for i, p in enumerate(["<unk>", "<s>", "</s>", "\u2581the", "\u2581a"]))
     return pieces + field(2, b"\x0a\x03bpe") + field(3, b"\x0a\x04nmt_")

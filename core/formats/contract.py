@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from airlock.core.errors import AirlockError
+from airlock.core.findings import LimitExceeded  # the rule, not the exception
 from airlock.core.tree import FILE, Node
 
 if TYPE_CHECKING:
@@ -57,6 +58,16 @@ def file_node(source: Source, ctx: ScanContext) -> Node:
     """The node a parser fills: the scan's placeholder for this file, or a fresh FILE node when the
     parser is called on its own (tests, the converter)."""
     return ctx.current or Node(FILE, source.name, offset=0, length=source.size, member=source.member)
+
+
+def over_size_budget(source: Source, ctx: ScanContext, root: Node, what: str, cap: int) -> bool:
+    """A file larger than its format reads (`cap` bytes) gets a finding instead of a parse: True
+    when it did. For formats whose reader holds the whole file (Python source, a notebook)."""
+    if source.size <= cap:
+        return False
+    ctx.report(LimitExceeded, f"{what} of {source.size:,} bytes is over the {cap:,}-byte budget: "
+               "not analysed", node=root, offset=0)
+    return True
 
 
 def overlaps(module: object) -> tuple[str, ...]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from airlock.core.code import rules  # noqa: F401 - rules register their ids
 from airlock.core.context import ScanContext
-from airlock.core.findings import LimitExceeded
-from airlock.core.formats.contract import file_node
+from airlock.core.formats.contract import file_node, over_size_budget
 from airlock.core.source import Source
 from airlock.core.tree import Node
 
@@ -34,9 +33,7 @@ def sniff(head: bytes, size: int) -> int:
 
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = file_node(source, ctx)
-    if source.size > MAX_NOTEBOOK_BYTES:
-        ctx.report(LimitExceeded, f"notebook of {source.size:,} bytes is over the {MAX_NOTEBOOK_BYTES:,}-"
-                   "byte budget: not analysed", node=root, offset=0)
+    if over_size_budget(source, ctx, root, "notebook", MAX_NOTEBOOK_BYTES):
         return root
     from airlock.core.code.notebooks import read_cells  # the code checks only when code is read
 

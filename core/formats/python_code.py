@@ -13,8 +13,7 @@ import re
 
 from airlock.core.code import MAX_SOURCE_BYTES, rules  # noqa: F401 - rules register their ids
 from airlock.core.context import ScanContext
-from airlock.core.findings import LimitExceeded
-from airlock.core.formats.contract import file_node
+from airlock.core.formats.contract import file_node, over_size_budget
 from airlock.core.source import Source
 from airlock.core.tree import Node
 
@@ -68,9 +67,7 @@ def _score(head: bytes) -> int:
 
 def parse(source: Source, ctx: ScanContext) -> Node:
     root = file_node(source, ctx)
-    if source.size > MAX_SOURCE_BYTES:
-        ctx.report(LimitExceeded, f"Python source of {source.size:,} bytes is over the {MAX_SOURCE_BYTES:,}-"
-                   "byte budget: not analysed", node=root, offset=0)
+    if over_size_budget(source, ctx, root, "Python source", MAX_SOURCE_BYTES):
         return root
     from airlock.core.code.files import read_python  # the code checks only when code is read
 

@@ -22,11 +22,12 @@ import posixpath
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
+from airlock.core.decompress import decompressor
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, NotInspected, Rule, Severity, TrailingData
 from airlock.core.formats.contract import file_node
-from airlock.core.formats.tar_stream import DecompressingReader, compression, decompressor
+from airlock.core.formats.tar_stream import DecompressingReader, compression
 from airlock.core.limits import DEFAULT_LIMITS
 from airlock.core.source import Source, SourceFile
 from airlock.core.text import safe_text

@@ -4,36 +4,20 @@ byte produced charged to the scan's decompression budget (airlock.core.formats.t
 from __future__ import annotations
 
 import io
-import zlib
 from typing import Any
 
 from airlock.core.context import ScanContext
+from airlock.core.decompress import decompressor, kind_of, stream_errors
 from airlock.core.source import Source
 
 _CHUNK = 1 << 20
+TAR_COMPRESSIONS = frozenset({"gzip", "bz2", "xz"})  # what tarfile opens itself ("r:gz", "r:bz2", "r:xz")
 
 
 def compression(head: bytes) -> str | None:
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:3] == b"BZh" and head[3:4].isdigit():
-        return "bz2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    return None
-
-
-
-def decompressor(kind: str) -> Any:
-    if kind == "gzip":
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if kind == "bz2":
-        import bz2
-
-        return bz2.BZ2Decompressor()
-    import lzma
-
-    return lzma.LZMADecompressor(lzma.FORMAT_XZ)
+    """The compression of a tar that tarfile would open, by core/decompress.py's magic bytes."""
+    kind = kind_of(head)
+    return kind if kind in TAR_COMPRESSIONS else None
 
 
 class DecompressingReader(io.RawIOBase):
@@ -58,10 +42,11 @@ class DecompressingReader(io.RawIOBase):
     def readinto(self, target: Any) -> int:
         n = len(target)
         out = b""
+        errors: tuple[type[Exception], ...] = (*stream_errors(self._kind), ValueError)
         while not out and not self._done and n:
             try:
                 out = self._step(n)
-            except (zlib.error, OSError, EOFError, ValueError, _lzma_error(self._kind)) as exc:
+            except errors as exc:
                 raise OSError(f"corrupt {self._kind} stream after {self.produced:,} bytes: {exc}") from None
         if out:
             self._ctx.charge_decompressed(len(out), f"{self._kind}-compressed tar")
@@ -107,11 +92,3 @@ class DecompressingReader(io.RawIOBase):
             return
         self._dec = decompressor(self._kind)
         self._carry = rest
-
-
-def _lzma_error(kind: str) -> type[Exception]:
-    if kind != "xz":
-        return OSError
-    import lzma
-
-    return lzma.LZMAError

@@ -4,6 +4,7 @@ import struct
 
 import numpy as np
 import pytest
+from fixtures.protobuf_writer import field
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
@@ -201,22 +202,13 @@ def test_onnx_graph_repeated_on_the_wire_is_merged_like_onnx_load_does(tmp_path)
     graph_b = helper.make_graph([], "g", [], [], initializer=[numpy_helper.from_array(second, "second")])
     model = helper.make_model(graph_a)
     extra = graph_b.SerializeToString()
-    data = model.SerializeToString() + bytes([7 << 3 | 2]) + _varint(len(extra)) + extra
+    data = model.SerializeToString() + field(7, extra)
     src = tmp_path / "merged.onnx"
     src.write_bytes(data)
     assert [t.name for t in onnx.load(str(src)).graph.initializer] == ["first", "second"]
     out = load_file(convert(src).outputs[0])
     np.testing.assert_array_equal(out["first"], first)
     np.testing.assert_array_equal(out["second"], second)
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
 
 
 def test_onnx_without_initializers_says_where_its_weights_are_not_read(tmp_path):

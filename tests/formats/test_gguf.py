@@ -9,6 +9,7 @@ import time
 import pytest
 from fixtures import gguf_files as GF
 from fixtures.gguf_files import G, hostile_files, small, system_pickle, vocabulary, writer_files
+from helpers import assert_flagged, rules
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,21 +26,13 @@ N_TOKENS = 151_936
 
 
 def scan(data, name="model.gguf"):
-    result = scan_bytes(data, name)
-    return result
-
-
-def rules(result):
-    return {f.rule for f in result.findings}
+    return scan_bytes(data, name)  # left open: tests expand lazy nodes afterwards
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_file_is_flagged_by_its_rule(name):
     data, rule, severity = HOSTILE[name]
-    result = scan(data)
-    assert rule in rules(result), [(f.rule, f.message) for f in result.findings]
-    assert result.severity >= severity
-    assert "AIR001" not in rules(result)
+    assert_flagged(scan(data), rule, severity)
 
 
 @pytest.mark.parametrize("name", [*sorted(WRITTEN), "handmade", "v1", "v2_big_endian"])
@@ -156,9 +149,9 @@ def vocab_file(tmp_path_factory):
 
 
 def test_large_vocabulary_opens_lazily(vocab_file):
-    start = time.perf_counter()
+    # Lazily: the tree holds a few hundred nodes, not one per token (the speed of a 150k-token scan
+    # is the "gguf" row of benchmarks/run.py, beside gguf-py's GGUFReader).
     result = scan_file(vocab_file)
-    elapsed = time.perf_counter() - start
     assert result.findings == []
     assert sum(1 for _ in result.root.walk()) < 1000
     tokens = next(n for n in result.root.walk() if n.attrs.get("key") == "tokenizer.ggml.tokens")
@@ -167,25 +160,21 @@ def test_large_vocabulary_opens_lazily(vocab_file):
     assert tokens.child_at(70_000).label == "[70,000] Ġtok70000"
     types = next(n for n in result.root.walk() if n.attrs.get("key") == "tokenizer.ggml.token_type")
     assert [c.attrs["value"] for c in types.children(0, 3)] == [1, 1, 1]
-    assert elapsed < 5  # generous: the whole-process number is measured in the next test
     result.close()
 
 
 def test_whole_process_scan_of_a_large_vocabulary(vocab_file):
-    code = ("import sys, time; t = time.perf_counter(); from airlock.core.cli import main; "
+    code = ("import sys; from airlock.core.cli import main; "
             "rc = main(['scan', '--format', 'json', sys.argv[1]]); "
-            "print(time.perf_counter() - t, 'numpy' in sys.modules, 'gguf' in sys.modules, file=sys.stderr); "
+            "print('numpy' in sys.modules, 'gguf' in sys.modules, file=sys.stderr); "
             "sys.exit(rc)")
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, str(vocab_file)], capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    proc = subprocess.run([sys.executable, "-c", code, str(vocab_file)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["files"][0]["format"] == "gguf" and report["files"][0]["findings"] == []
-    _, numpy_loaded, gguf_loaded = proc.stderr.split()
+    numpy_loaded, gguf_loaded = proc.stderr.split()
     # Only gguf's constants module is needed, not the package (which pulls numpy, ~0.3 s).
     assert (numpy_loaded, gguf_loaded) == ("False", "False")
-    print(f"whole-process scan of a {N_TOKENS:,}-token GGUF: {wall:.2f} s")
 
 
 def test_gguf_and_jinja2_are_not_imported_for_other_formats():

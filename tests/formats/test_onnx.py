@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from fixtures import onnx_files as F
+from helpers import assert_corpus_verdict
 
 from airlock.core.findings import Severity
 from airlock.core.formats import onnx as onnx_format
@@ -43,10 +44,7 @@ def test_corpus_entry(entry):
     name, data, want = entry
     result = scan_bytes(data, name)
     assert result.format == "onnx"
-    if want >= Severity.HIGH:
-        assert result.severity >= want, result.findings
-    else:
-        assert result.severity == want, [f.message for f in result.findings]
+    assert_corpus_verdict(result, want)
 
 
 @pytest.mark.parametrize("name", sorted(F.hostile()))

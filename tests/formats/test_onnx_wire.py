@@ -7,6 +7,7 @@ onnx.helper it equals the entry's own `SerializeToString()`, which is what these
 
 import pytest
 from fixtures import onnx_files as F
+from fixtures.protobuf_writer import field, varint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,20 +20,6 @@ def _helper():
     from onnx import helper
 
     return helper
-
-
-def _ld(number, payload):
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(n):
-    out = b""
-    while True:
-        low, n = n & 0x7F, n >> 7
-        if not n:
-            return out + bytes([low])
-        out += bytes([low | 0x80])
 
 
 def _mixed_model():
@@ -170,7 +157,7 @@ def test_a_graph_repeated_on_the_wire_is_merged_like_protobuf_does():
     first = F.custom_domain_model()
     extra = helper.make_graph([helper.make_node("Second", ["y"], ["z"], name="second", domain="vendor.ops")],
                               "g2", [], [])
-    data = first.SerializeToString() + _ld(7, extra.SerializeToString())
+    data = first.SerializeToString() + field(7, extra.SerializeToString())
     merged = onnx.ModelProto()
     merged.ParseFromString(data)
     result = scan_bytes(data, "m.onnx")
@@ -184,10 +171,10 @@ def test_unknown_fields_and_groups_are_stepped_over():
     """upb keeps unknown fields, groups included, and a known field number with the wrong wire type."""
     m = F.pyop_model()
     graph = m.graph.SerializeToString()
-    prefix, suffix = m.SerializeToString().split(_ld(7, graph))
+    prefix, suffix = m.SerializeToString().split(field(7, graph))
     group = b"\x9b\x06" + b"\x08\x01\x12\x02ab" + b"\x9c\x06"  # field 99 start, two fields, end
     wrong_wire = b"\x08\x05" + b"\x7d\x01\x02\x03\x04"  # node (1) as a varint, sparse_initializer (15) as fixed32
-    data = prefix + _ld(7, group + wrong_wire + graph + group) + suffix
+    data = prefix + field(7, group + wrong_wire + graph + group) + suffix
     result = scan_bytes(data, "m.onnx")
     (op,) = _kind(result.root, "operator")
     assert _span(data, op) == m.graph.node[0].SerializeToString()
@@ -233,8 +220,8 @@ def test_the_walk_never_touches_tensor_payloads():
 
 
 def test_a_node_length_past_its_graph_gives_no_offsets():
-    graph = b"\x0a" + _varint(1 << 62) + b"\x22\x04Relu"  # node (1) declaring 2**62 bytes
-    data = b"\x08\x09" + _ld(7, graph)
+    graph = b"\x0a" + varint(1 << 62) + b"\x22\x04Relu"  # node (1) declaring 2**62 bytes
+    data = b"\x08\x09" + field(7, graph)
     fields, problem = onnx_format.top_fields(data, len(data), len(data))
     assert problem is None
     assert onnx_wire.model_spans(data, len(data), fields, lambda: None) is None

@@ -18,6 +18,7 @@ from fixtures.torch_files import (
     torch_save,
     torch_save_legacy,
 )
+from helpers import mutated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -173,8 +174,5 @@ _SEED = torch_save_legacy({"w": torch.ones(2, 2), "b": torch.zeros(2, dtype=torc
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8))
 def test_mutated_legacy_files_never_crash_the_parser(edits):
-    data = bytearray(_SEED)
-    for pos, value in edits:
-        data[pos % len(data)] = value
-    result = scan_bytes(bytes(data), "model.pt")
+    result = scan_bytes(mutated(_SEED, edits), "model.pt")
     assert not own_crashes(result), [f.message for f in result.findings]

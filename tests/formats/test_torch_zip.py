@@ -23,6 +23,7 @@ from fixtures.torch_files import (
     torch_save,
     zip_members,
 )
+from helpers import mutated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -287,10 +288,7 @@ def test_truncated_archives_give_findings(cut):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8))
 def test_mutated_archives_never_crash_the_parser(edits):
-    data = bytearray(_SEED)
-    for pos, value in edits:
-        data[pos % len(data)] = value
-    result = scan_bytes(bytes(data), "model.pt")
+    result = scan_bytes(mutated(_SEED, edits), "model.pt")
     assert not own_crashes(result), [f.message for f in result.findings]
     result.close()
 

@@ -8,10 +8,10 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 
 import pytest
+from PySide6.QtNetwork import QLocalSocket
 
 from airlock.gui import single_instance
 from airlock.gui.app import open_forwarded
@@ -69,11 +69,27 @@ def test_message_round_trip_and_rejects():
             decode(bad)
 
 
-def test_nobody_listening_means_this_process_serves(qtbot, name):
-    start = time.monotonic()
-    assert send_paths(["/x"], name) is False
-    assert time.monotonic() - start < 2.0  # a first launch does not wait for a window that is not there
-    server = claim(["/x"], name)
+def test_nobody_listening_means_this_process_serves(qtbot, name, monkeypatch):
+    # A first launch does not wait for a window that is not there: its one attempt to connect ends
+    # because no server exists, not because the connect timeout ran out, and it is not retried.
+    connects = []
+
+    class RecordingSocket(QLocalSocket):
+        def waitForConnected(self, msecs=30_000):
+            connected = super().waitForConnected(msecs)
+            connects.append((connected, self.error()))
+            return connected
+
+    monkeypatch.setattr(single_instance, "QLocalSocket", RecordingSocket)
+    sends = []
+
+    def send(paths, socket_name):
+        sends.append(socket_name)
+        return send_paths(paths, socket_name)
+
+    server = claim(["/x"], name, send=send)
+    assert sends == [name]
+    assert connects == [(False, QLocalSocket.LocalSocketError.ServerNotFoundError)]
     try:
         assert isinstance(server, InstanceServer)
         assert server.server.isListening()

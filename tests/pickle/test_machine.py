@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import gc
 import pickle
-import time
+import sys
+from collections.abc import Callable
 
 import pytest
 from fixtures.pickle_files import (
@@ -166,15 +167,35 @@ def test_build_hook_is_called_after_each_build_on_a_call() -> None:
     assert seen == [("argparse.Namespace", len(raw) - 1)]
 
 
+def _python_calls(work: Callable[[], object]) -> int:
+    """How many Python functions `work()` calls: a count of the work done, whatever the machine's load."""
+    calls = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
 def test_self_referencing_arguments_do_not_explode() -> None:
-    # A list holding itself 200 times, passed to a class: a naive recursive walk is 200^depth.
-    body = [EMPTY_LIST, BINPUT(0)] + [BINGET(0), APPEND] * 200
-    raw = asm(PROTO(2), GLOBAL("somepkg", "Thing"), *body, TUPLE1, REDUCE, STOP)
-    start = time.monotonic()
-    result = scan_bytes(raw, "x.pkl")
-    assert time.monotonic() - start < 5
-    assert result.severity == Severity.MEDIUM
-    result.close()
+    # A list holding itself n times, passed to a class: a naive recursive walk is n^depth. The work
+    # must grow like the input: 1,000 more repeats cost about twice what 500 more did, not 4 times.
+    def scan_self_list(n: int) -> None:
+        body = [EMPTY_LIST, BINPUT(0)] + [BINGET(0), APPEND] * n
+        result = scan_bytes(asm(PROTO(2), GLOBAL("somepkg", "Thing"), *body, TUPLE1, REDUCE, STOP), "x.pkl")
+        assert result.severity == Severity.MEDIUM
+        result.close()
+
+    scan_self_list(1)  # imports and caches are not the work being measured
+    calls = {n: _python_calls(lambda n=n: scan_self_list(n)) for n in (500, 1000, 2000)}
+    assert calls[2000] - calls[1000] < 3 * (calls[1000] - calls[500]), calls
 
 
 @pytest.mark.parametrize("proto", [4, 5])

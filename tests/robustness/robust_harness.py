@@ -26,7 +26,10 @@ import corpus  # noqa: E402 - needs the path above
 
 MEMORY_CAP = 1536 * 1024**2  # RLIMIT_DATA of the scanning subprocess
 TIME_BUDGET_S = 5.0  # Airlock's own per-file budget inside the worker
-TIME_CAP_S = 10.0  # what the test tolerates per input (budget plus reporting)
+# CPU seconds a scan may use: its wall-clock budget plus reporting. CPU, not wall time: a loaded
+# machine slows a scan down without adding to its CPU time, while a loop that ignores the budget does.
+CPU_CAP_S = 10.0
+HANG_GUARD_S = 60.0  # no answer by then: the worker hangs (a failure, not a speed measure)
 
 # Counts for the terminal summary (tests/robustness/conftest.py prints them, even under -q).
 STATS: collections.Counter[str] = collections.Counter()
@@ -66,11 +69,11 @@ class ScanWorker:
         except BrokenPipeError:
             self.close()
             raise WorkerDied("the scanning worker died before reading the input") from None
-        ready, _, _ = select.select([proc.stdout], [], [], TIME_CAP_S * 3)
+        ready, _, _ = select.select([proc.stdout], [], [], HANG_GUARD_S)
         line = proc.stdout.readline() if ready else b""
         if not line:
             self.close()
-            raise WorkerDied(f"no answer within {TIME_CAP_S * 3:g} s, or the worker died "
+            raise WorkerDied(f"no answer within {HANG_GUARD_S:g} s, or the worker died "
                              f"(memory cap {MEMORY_CAP:,} bytes)")
         STATS["inputs scanned"] += 1
         reply: dict[str, Any] = json.loads(line)
@@ -94,7 +97,7 @@ def check_reply(reply: dict[str, Any], data: bytes, how: str = "") -> None:
     """The properties every input must satisfy, whatever its bytes. `how` names the recipe."""
     recipe = f"{how} ({len(data)} bytes, head {data[:64]!r})"
     assert "error" not in reply, f"{reply['error']} on {recipe}\n{reply.get('traceback', '')}"
-    assert reply["elapsed_s"] < TIME_CAP_S, f"took {reply['elapsed_s']:.1f} s on {recipe}"
+    assert reply["cpu_s"] < CPU_CAP_S, f"used {reply['cpu_s']:.1f} CPU s on {recipe}"
     assert not reply.get("task_errors"), f"isolated parser task failed on {recipe}: {reply['task_errors']}"
     assert not reply.get("text"), f"unescaped or unbounded text on {recipe}: {reply['text']}"
     crashes = [f for f in reply["findings"] if f[0] == "AIR001" and not _known(f[2])]
