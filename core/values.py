@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airlock.core import dtypes, tensors
 from airlock.core.errors import FormatError
+from airlock.core.formats.protowire import read_varint
 from airlock.core.tensors import Read, TensorData
 from airlock.core.text import safe_text
 from airlock.core.tree import INITIALIZER, Node
@@ -303,12 +304,7 @@ def _value_field(data: bytes, total: int) -> tuple[int, int, int] | None:
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(data) and shift < 70:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise FormatError("a varint is cut off", pos)
+    found = read_varint(data, pos, len(data))
+    if found is None:
+        raise FormatError("a varint is cut off", pos)
+    return found

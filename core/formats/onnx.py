@@ -219,7 +219,7 @@ def _add_graph(graph: dict[str, Any], parent: Node, checker: onnx_checks.Checker
         group = node.child(GROUP, f"{key} ({len(items)})")
         setattr(graph_source, key, group)
         for vi in items[:EAGER_LIMIT]:
-            group.child(FIELD, safe_text(vi["name"], 120), attrs=_value_attrs(vi))
+            group.child(FIELD, safe_text(vi["name"], 120), attrs=onnx_checks.value_attrs(vi))
     graph_source.nodes = _add_nodes(graph["nodes"], node, checker, spans, marks)
     if marks is not None:
         graph_source.roles = dict(marks.roles)  # the graph view highlights the trigger path
@@ -299,15 +299,6 @@ def _tensor_node(tensor: dict[str, Any], span: Span | None, member: str | None) 
     offset, length = span or (None, None)
     return Node(INITIALIZER, safe_text(tensor["name"], 120) or "(unnamed)", offset=offset, length=length,
                 member=member, attrs=attrs)
-
-
-def _value_attrs(vi: dict[str, Any]) -> dict[str, Any]:
-    attrs: dict[str, Any] = {"type": vi.get("kind", "")}
-    if vi.get("dtype") is not None:
-        attrs["dtype"] = onnx_checks.dtype_name(vi["dtype"])
-    if vi.get("shape") is not None:
-        attrs["shape"] = tuple(safe_text(str(d), 40) if isinstance(d, str) else d for d in vi["shape"])
-    return attrs
 
 
 # The child side: runs in core/isolate.py's child process, the only place onnx is imported.

@@ -416,3 +416,13 @@ def _attribute(a: Any) -> dict[str, Any]:
         out["graphs"] = graphs
         out.setdefault("value", f"{len(graphs)} graph(s)")
     return out
+
+
+def value_attrs(vi: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a graph input or output node (ONNX and ORT alike)."""
+    attrs: dict[str, Any] = {"type": vi.get("kind", "")}
+    if vi.get("dtype") is not None:
+        attrs["dtype"] = dtype_name(vi["dtype"])
+    if vi.get("shape") is not None:
+        attrs["shape"] = tuple(safe_text(str(d), 40) if isinstance(d, str) else d for d in vi["shape"])
+    return attrs
