@@ -60,6 +60,7 @@ class DiesOnMarkedFiles(distributed.WorkerPlugin):
         worker_scan.scan_entry = dying
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_retried_and_its_file_reported(tmp_path: Path) -> None:
     import cloudpickle
 
@@ -87,6 +88,7 @@ def test_cli_dask_streams_jsonl_with_a_clean_stderr(cluster: Any, tmp_path: Path
     assert proc.stderr.decode().strip() == ""
 
 
+@pytest.mark.slow
 def test_cli_dask_without_a_scheduler_is_exit_2(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "airlock.core.cli", "scan", "--dask", "tcp://127.0.0.1:1",
                            str(tmp_path)], capture_output=True, timeout=120, check=False)

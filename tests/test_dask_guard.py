@@ -149,6 +149,7 @@ def _memory() -> dict[str, int]:
     return fields
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_DATA and /proc: Linux")
 def test_the_memory_limit_holds_in_the_worker(tmp_path: Path) -> None:
     """The budget scaled down to 192 MiB: an allocation past it is a MemoryError in the worker, which

@@ -58,6 +58,7 @@ def _safe(name: str) -> str:
 
 # Equal verdicts
 
+@pytest.mark.slow
 def test_verdicts_equal_local_scans_over_the_corpus(server: RangeServer, tmp_path: Path) -> None:
     """Every corpus file, each alone in its folder locally (a remote file has no folder to look at),
     scanned from disk and through hf:// URLs: the same format, severity, inspected state and rules."""

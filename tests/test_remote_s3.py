@@ -58,6 +58,7 @@ def _verdict(entry: dict[str, Any]) -> tuple[str, str, str, list[str]]:
     return entry["format"], entry["severity"], entry["inspected"], sorted({f["rule"] for f in entry["findings"]})
 
 
+@pytest.mark.slow
 def test_verdicts_equal_local_scans_over_the_corpus(s3: Any, tmp_path: Path) -> None:
     """Every hostile corpus file (and a share of the benign ones) from disk and through s3:// URLs.
     Folder-context formats are left out: a remote file has no folder (see tests/test_remote.py)."""

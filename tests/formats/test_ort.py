@@ -44,6 +44,7 @@ def _rules(result):
     return {x.rule for x in result.findings}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["plain", "backdoor", "contrib", "if", "runtime"])
 def test_the_reader_lists_exactly_what_onnxruntime_wrote(name, tmp_path):
     data = f.real()[name]

@@ -102,6 +102,7 @@ def test_deep_nesting_is_not_a_crash():
     assert result.format == "skops" and result.severity == Severity.HIGH
 
 
+@pytest.mark.slow
 def test_trusted_list_is_what_the_generator_writes_from_installed_skops():
     proc = subprocess.run([sys.executable, str(ROOT / "tests/formats/skops_trusted_source.py")],
                           capture_output=True, text=True, check=True, timeout=300)

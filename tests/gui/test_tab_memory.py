@@ -4,6 +4,7 @@ import gc
 import io
 import weakref
 
+import pytest
 import torch
 from PySide6.QtCore import QCoreApplication, QEvent
 from safetensors.torch import save_file
@@ -46,6 +47,7 @@ def live(kind, paths=None):
     return found
 
 
+@pytest.mark.slow
 def test_closing_20_tabs_frees_their_trees_models_and_figures(qtbot, tmp_path):
     window = MainWindow()
     qtbot.addWidget(window)

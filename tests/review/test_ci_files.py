@@ -184,6 +184,7 @@ def test_action_definition(action):
         assert "${{" not in step.get("run", ""), "inputs reach scripts through env, never pasted in"
 
 
+@pytest.mark.slow
 def test_action_scans_uploads_and_gates(action, workspace, tmp_path):
     outputs, results = run_action(action, workspace, tmp_path, paths="models")
     assert [name for name, _ in results] == ["Install Airlock", "Scan", "Gate"]
@@ -203,6 +204,7 @@ def test_action_scans_uploads_and_gates(action, workspace, tmp_path):
     assert "PKL006" in (workspace / "out" / "a.sarif").read_text()
 
 
+@pytest.mark.slow
 def test_action_gate_requires_approvals(action, workspace, tmp_path):
     db = str(tmp_path / "approvals.sqlite3")
     subprocess.run([os.path.join(BIN, "airlock"), "approve", "models/config.json", "--note", "creates the db",

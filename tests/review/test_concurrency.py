@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from airlock.core.cli import main
 from airlock.core.review.queries import open_store
 
@@ -31,6 +33,7 @@ def count_rows(url: str) -> int:
             return int(conn.execute(select(func.count()).select_from(decisions)).scalar_one())
 
 
+@pytest.mark.slow
 def test_eight_cli_processes_approving_at_once_lose_nothing(db_url, tmp_path):
     files = []
     for worker in range(PROCESSES):
@@ -58,6 +61,7 @@ def test_eight_cli_processes_approving_at_once_lose_nothing(db_url, tmp_path):
                 assert record["path"] == path
 
 
+@pytest.mark.slow
 def test_eight_writers_in_tight_loops_lose_no_transaction(db_url):
     open_store(db_url).close()  # the schema exists before the race (its creation is raced below)
     count = 25
@@ -69,6 +73,7 @@ def test_eight_writers_in_tight_loops_lose_no_transaction(db_url):
     assert count_rows(db_url) == PROCESSES * count
 
 
+@pytest.mark.slow
 def test_eight_processes_creating_a_new_database_at_once_migrate_it_once(db_url):
     start_at = time.time() + 3.0
     procs = [subprocess.Popen([sys.executable, str(CHILD), "loop", db_url, str(start_at), str(w), "2"],
