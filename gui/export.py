@@ -125,8 +125,10 @@ class ConvertFlow(QObject):
         dialog.setAutoClose(False)
         dialog.setAutoReset(False)
         dialog.setValue(0)
+        # A quantized GGUF has no SafeTensors dtype for its weights: the only complete export is F32.
+        extra = {"dequantize": True} if str(result.format) == "gguf" else {}
         worker = FunctionWorker(self.convert_fn, self.view.path, output, allow_critical=critical,
-                                overwrite=True)
+                                overwrite=True, **extra)
         worker.signals.progress.connect(self._progress)
         worker.signals.returned.connect(self._returned)
         worker.signals.errored.connect(self._errored)

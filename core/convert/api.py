@@ -39,6 +39,7 @@ def convert(
     key: str | None = None,
     dedupe: bool = False,
     dequantize: bool = False,
+    skip_quantized: bool = False,
     max_shard_size: int = 5 * 10**9,
     overwrite: bool = False,
     allow_critical: bool = False,
@@ -68,7 +69,7 @@ def convert(
     if progress is not None:
         progress(0.0, "reading the checkpoint")
     resolved = resolve_input(src)
-    plan = load_plan(resolved, key=key, dequantize=dequantize, limits=limits)
+    plan = load_plan(resolved, key=key, dequantize=dequantize, skip_quantized=skip_quantized, limits=limits)
     if plan.critical and not allow_critical:
         raise RefusedCritical(f"refused: {safe_text(plan.critical[0], 200)} (critical; nothing was "
                               "executed). Convert anyway with --allow-critical.")

@@ -53,6 +53,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--dedupe", action="store_true",
                    help="write tied weights once and record the aliases in __metadata__")
     p.add_argument("--dequantize", action="store_true", help="dequantize quantized GGUF tensors to F32")
+    p.add_argument("--skip-quantized", action="store_true",
+                   help="leave quantized GGUF tensors out (without this or --dequantize a quantized GGUF "
+                        "is refused: the output would lack the model's weights)")
     p.add_argument("--max-shard-size", type=parse_size, default=5 * 10**9, metavar="SIZE",
                    help="split into shards of at most this size (default: 5GB)")
     p.add_argument("--overwrite", action="store_true",
@@ -81,7 +84,8 @@ def run_convert(args: argparse.Namespace) -> int:
         return 2
     try:
         report = convert(args.input, args.output, key=args.key, dedupe=args.dedupe,
-                         dequantize=args.dequantize, max_shard_size=args.max_shard_size,
+                         dequantize=args.dequantize, skip_quantized=args.skip_quantized,
+                         max_shard_size=args.max_shard_size,
                          overwrite=args.overwrite, allow_critical=args.allow_critical, verify=args.verify,
                          max_expansion=None if args.allow_expansion else args.max_expansion)
     except interrupt.Interrupted as exc:
@@ -116,9 +120,10 @@ def render(report: Any) -> str:
         lines.append(f"  wrote {safe_path(out)}")
     if report.index_path:
         lines.append(f"  index {safe_path(report.index_path)}")
-    rate = report.bytes / report.seconds / 1e6 if report.seconds > 0 else 0.0
-    lines.append(f"  {report.tensors} tensors, {report.bytes:,} bytes in {report.seconds:.2f} s "
-                 f"({rate:.0f} MB/s)")
+    # A rate is only worth printing when the copy, not the scan around it, dominates the time.
+    rate = (f" ({report.bytes / report.seconds / 1e6:.0f} MB/s)"
+            if report.bytes >= 64 << 20 and report.seconds > 0 else "")
+    lines.append(f"  {report.tensors} tensors, {report.bytes:,} bytes in {report.seconds:.2f} s{rate}")
     lines.append(f"  verification: {'passed: ' if report.verified else ''}{report.verification}")
     if report.aliases:
         lines.append(f"  aliases ({len(report.aliases)}): " + ", ".join(

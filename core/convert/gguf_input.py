@@ -1,5 +1,8 @@
 """GGUF input: tensors whose type is a plain SafeTensors dtype are copied; quantized ones are
-dequantized with the `gguf` package only when asked, else listed as skipped.
+dequantized with the `gguf` package when asked. A quantized GGUF converted without
+`dequantize` is refused unless `skip_quantized` says a file without those tensors is wanted: the
+quantized tensors are usually the model's weights, and a SafeTensors file holding only the
+norms and embeddings must never look like a finished conversion.
 
 The header is read here with explicit bounds checks rather than with gguf-py's `GGUFReader`,
 which builds numpy views of every field eagerly and trusts counts from the file. GGUF lists
@@ -82,7 +85,7 @@ class _ArrayInfo:
         self.count = count
 
 
-def plan_gguf(path: str, plan: Plan, *, dequantize: bool) -> None:
+def plan_gguf(path: str, plan: Plan, *, dequantize: bool, skip_quantized: bool = False) -> None:
     with open(path, "rb") as fh:
         size = fh.seek(0, io.SEEK_END)
         fh.seek(0)
@@ -117,12 +120,23 @@ def plan_gguf(path: str, plan: Plan, *, dequantize: bool) -> None:
             dims = tuple(r.unpack("<Q") for _ in range(n_dims))
             infos.append((name, dims, r.unpack("<I"), r.unpack("<Q")))
         data_start = -(-fh.tell() // alignment) * alignment
+    quantized: dict[str, int] = {}
     for name, dims, ttype, offset in infos:
-        _add_tensor(path, plan, name, tuple(reversed(dims)), ttype, data_start + offset, size, dequantize)
+        qtype = _add_tensor(path, plan, name, tuple(reversed(dims)), ttype, data_start + offset, size,
+                            dequantize)
+        if qtype is not None:
+            quantized[qtype] = quantized.get(qtype, 0) + 1
+    if quantized and not skip_quantized:
+        kinds = ", ".join(f"{n} {q}" for q, n in sorted(quantized.items(), key=lambda kv: -kv[1]))
+        raise ConvertError(
+            f"{sum(quantized.values())} of {len(infos)} tensors are quantized ({kinds}) and SafeTensors "
+            "has no quantized dtypes: pass --dequantize to write them as F32 (about 4-8x the size), or "
+            "--skip-quantized to write only the other tensors")
 
 
 def _add_tensor(path: str, plan: Plan, name: str, shape: tuple[int, ...], ttype: int, offset: int,
-                size: int, dequantize: bool) -> None:
+                size: int, dequantize: bool) -> str | None:
+    """Add one tensor to the plan; the name of its quantization type when it was left out."""
     numel = 1
     for d in shape:
         numel *= d
@@ -134,7 +148,7 @@ def _add_tensor(path: str, plan: Plan, name: str, shape: tuple[int, ...], ttype:
         ref = StorageRef(name, dtype, numel * DTYPE_SIZES[dtype], offset)
         plan.tensors.append(OutTensor(name, dtype, shape, TensorSpec(dtype, shape, contiguous_strides(shape),
                                                                      0, ref), path=path))
-        return
+        return None
     import gguf
 
     try:
@@ -142,18 +156,19 @@ def _add_tensor(path: str, plan: Plan, name: str, shape: tuple[int, ...], ttype:
         block, type_size = gguf.GGML_QUANT_SIZES[qtype]
     except (ValueError, KeyError):
         plan.skipped.append((label, f"unknown GGML type {ttype}"))
-        return
+        return None
     if not shape or shape[-1] % block:
         plan.skipped.append((label, f"{qtype.name}: innermost dimension is not a multiple of {block}"))
-        return
+        return None
     nbytes = numel // block * type_size
     if offset + nbytes > size:
         raise ConvertError(f"GGUF tensor {label!r} at offset {offset} runs past the end of the file")
     if not dequantize:
-        plan.skipped.append((label, f"quantized {qtype.name}: not converted (use --dequantize)"))
-        return
+        plan.skipped.append((label, f"quantized {qtype.name}: not converted (--skip-quantized)"))
+        return str(qtype.name)
     producer = _dequantizer(path, offset, nbytes // type_size, block, type_size, qtype)
     plan.tensors.append(OutTensor(name, "F32", shape, producer=producer))
+    return None
 
 
 DEQUANTIZE_OUT = 8 * 1024 * 1024  # F32 bytes produced at once, whatever the tensor's size

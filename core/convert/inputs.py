@@ -60,16 +60,17 @@ def detect(path: str) -> str:
     return _READERS.get(fmt or "", "torch")
 
 
-def load_plan(path: str, *, key: str | None = None, dequantize: bool = False,
+def load_plan(path: str, *, key: str | None = None, dequantize: bool = False, skip_quantized: bool = False,
               limits: Limits = DEFAULT_LIMITS) -> Plan:
     try:
-        return _load_plan(path, key=key, dequantize=dequantize, limits=limits)
+        return _load_plan(path, key=key, dequantize=dequantize, skip_quantized=skip_quantized, limits=limits)
     except (OSError, ValueError, EOFError, NotImplementedError, struct.error, zlib.error) as exc:
         # Hostile bytes reaching a library (zipfile, json) must still give one clear line.
         raise ConvertError(f"cannot read {os.path.basename(path)}: {type(exc).__name__}: {exc}") from None
 
 
-def _load_plan(path: str, *, key: str | None, dequantize: bool, limits: Limits) -> Plan:
+def _load_plan(path: str, *, key: str | None, dequantize: bool, skip_quantized: bool,
+               limits: Limits) -> Plan:
     path = resolve_input(path)
     kind = detect(path)
     if kind == "sharded":
@@ -85,7 +86,7 @@ def _load_plan(path: str, *, key: str | None, dequantize: bool, limits: Limits) 
     if kind == "gguf":
         from airlock.core.convert.gguf_input import plan_gguf
 
-        plan_gguf(path, plan, dequantize=dequantize)
+        plan_gguf(path, plan, dequantize=dequantize, skip_quantized=skip_quantized)
     elif kind == "onnx":
         from airlock.core.convert.onnx_input import plan_onnx
 

@@ -99,14 +99,14 @@ def _gguf(path, quantized=True):
 def test_gguf_plain_tensors_copied_with_dims_reversed(tmp_path):
     src = tmp_path / "tiny.gguf"
     data, _ = _gguf(src)
-    report = convert(src)
+    report = convert(src, skip_quantized=True)
     out = load_file(report.outputs[0])
     assert sorted(out) == sorted(data)
     for k, v in data.items():
         assert out[k].shape == v.shape
         np.testing.assert_array_equal(out[k], v)
     skipped = dict(report.skipped)
-    assert "quantized Q8_0" in skipped["q8"] and "--dequantize" in skipped["q8"]
+    assert "quantized Q8_0" in skipped["q8"]
     assert "array of 3" in skipped["tokenizer.ggml.tokens"]
     assert report.metadata["general.name"] == "tiny" and report.metadata["llama.block_count"] == "2"
 
@@ -277,3 +277,22 @@ def test_a_bad_npy_header_is_refused_with_the_engines_reason(tmp_path):
     src.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 8)
     with pytest.raises(ConvertError, match="numpy expects exactly descr, fortran_order, shape"):
         convert(src)
+
+
+def test_quantized_gguf_is_refused_without_a_choice(tmp_path):
+    """A SafeTensors file holding only a GGUF's norms must never look like a finished conversion."""
+    src = tmp_path / "tiny.gguf"
+    _gguf(src)
+    with pytest.raises(ConvertError, match=r"1 of \d+ tensors are quantized \(1 Q8_0\).*--dequantize.*"
+                                           r"--skip-quantized"):
+        convert(src)
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+def test_quantized_gguf_without_its_quantized_tensors_on_request(tmp_path):
+    src = tmp_path / "tiny.gguf"
+    data, _ = _gguf(src)
+    report = convert(src, skip_quantized=True)
+    out = load_file(report.outputs[0])
+    assert sorted(out) == sorted(data) and "q8" not in out
+    assert "--skip-quantized" in dict(report.skipped)["q8"]

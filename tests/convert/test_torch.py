@@ -83,6 +83,33 @@ def test_module_state_dict_with_parameters_and_buffers(tmp_path):
     assert_same(load_file(report.outputs[0]), torch.load(src, weights_only=True))
 
 
+class _Block(torch.nn.Module):
+    """A module whose class the converter cannot import (defined in the test): nothing of it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 3)
+        self.norm = torch.nn.BatchNorm1d(3)
+        self.shared = self.proj  # one submodule under two names: state_dict() lists it under the first
+        self.head = torch.nn.Linear(3, 2, bias=False)  # bias None: absent from state_dict()
+        self.register_buffer("scale", torch.arange(3.0))
+        self.register_buffer("cache", torch.zeros(5), persistent=False)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("wrapped", [False, True], ids=["module", "in-a-dict"])
+def test_a_pickled_module_converts_to_its_state_dict(tmp_path, legacy, wrapped):
+    model = _Block()
+    src = tmp_path / "model.pt"
+    torch.save({"model": model, "epoch": 3} if wrapped else model, src,
+               _use_new_zipfile_serialization=not legacy)
+    report = convert(src)
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith("shared.")}
+    assert_same(load_file(report.outputs[0]), expected)
+    assert "cache" not in load_file(report.outputs[0])
+    assert report.selected == ("model" if wrapped else "")
+
+
 def test_lightning_checkpoint_picks_the_state_dict(tmp_path):
     state = {"model.layer.weight": torch.randn(3, 3), "model.layer.bias": torch.randn(3)}
     src = cf.save(cf.lightning(state), tmp_path / "last.ckpt")  # 2 weights, 3 Adam tensors per param
@@ -236,3 +263,12 @@ def test_python2_ordered_dict_of_pairs(tmp_path):
     finally:
         result.close()
     assert any(label.startswith("lin0.weight") for label in labels), labels
+
+
+def test_a_quantized_torch_tensor_is_named_as_such_when_left_out(tmp_path):
+    quantized = torch.quantize_per_tensor(torch.linspace(-1, 1, 16), 0.1, 0, torch.qint8)
+    src = tmp_path / "q.pt"
+    torch.save({"q": quantized, "w": torch.ones(2)}, src)
+    report = convert(src)
+    assert sorted(load_file(report.outputs[0])) == ["w"]
+    assert dict(report.skipped)["q"] == "a quantized torch tensor: SafeTensors has no quantized dtypes"

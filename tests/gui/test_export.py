@@ -125,3 +125,33 @@ def test_real_converter_on_the_demo_checkpoint(qtbot, tmp_path):
     for key, tensor in expected.items():
         assert torch.equal(loaded[key], tensor)
     assert blocker.args[1].verified is True
+
+
+def test_a_quantized_gguf_exports_dequantized(qtbot, window_with, tmp_path):
+    """The only complete SafeTensors form of a quantized GGUF is F32: the app never writes the norms alone."""
+    import gguf
+    import numpy as np
+
+    src = tmp_path / "q.gguf"
+    writer = gguf.GGUFWriter(str(src), "llama")
+    norm = np.linspace(-1, 1, 32, dtype=np.float32)
+    weights = np.linspace(-2, 2, 4 * 64, dtype=np.float32).reshape(4, 64)
+    quantized = gguf.quants.quantize(weights, gguf.GGMLQuantizationType.Q8_0)
+    writer.add_tensor("norm", norm)
+    writer.add_tensor("w", quantized, raw_shape=quantized.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    win, view = window_with(src.read_bytes(), "model.gguf")
+    assert can_convert(view)
+    out = tmp_path / "out.safetensors"
+    flow = ConvertFlow(win, view, quiet=True, ask_output=lambda s: str(out))
+    with qtbot.waitSignal(flow.done, timeout=60_000) as blocker:
+        flow.start()
+    assert blocker.args[0] == "ok", blocker.args[1]
+    from safetensors.numpy import load_file
+
+    loaded = load_file(str(out))
+    assert sorted(loaded) == ["norm", "w"]
+    np.testing.assert_array_equal(loaded["w"], gguf.quants.dequantize(quantized, gguf.GGMLQuantizationType.Q8_0))
