@@ -265,6 +265,7 @@ def test_python2_ordered_dict_of_pairs(tmp_path):
     assert any(label.startswith("lin0.weight") for label in labels), labels
 
 
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # deprecated, still written
 def test_a_quantized_torch_tensor_is_named_as_such_when_left_out(tmp_path):
     quantized = torch.quantize_per_tensor(torch.linspace(-1, 1, 16), 0.1, 0, torch.qint8)
     src = tmp_path / "q.pt"
