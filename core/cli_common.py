@@ -72,9 +72,7 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        # The words argparse printed when this was airlock.core.cli._positive_int: kept, since scripts
-        # and users may know them.
-        raise argparse.ArgumentTypeError(f"invalid _positive_int value: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value

@@ -20,7 +20,7 @@ def usage_error(capsys, *argv):
 ])
 def test_jobs_is_a_positive_whole_number_on_every_command(capsys, command):
     assert usage_error(capsys, *command, "--jobs", "abc") == (
-        "airlock: error: argument --jobs/-j: invalid _positive_int value: 'abc'")  # as before the move
+        "airlock: error: argument --jobs/-j: expected a whole number of at least 1, not 'abc'")
     assert usage_error(capsys, *command, "--jobs", "0") == "airlock: error: argument --jobs/-j: must be at least 1"
 
 

@@ -6,26 +6,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import Any
 
+from airlock.core.cli_common import byte_size
 from airlock.core.text import safe_path, safe_text
-
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
-    unit = match.group(2).upper() if match else ""
-    if match is None or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 5GB, 500MB, 2GiB)")
-    value = int(float(match.group(1)) * _UNITS[unit])
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the size must be positive")
-    return value
-
 
 def parse_factor(text: str) -> float:
     try:
@@ -56,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--skip-quantized", action="store_true",
                    help="leave quantized GGUF tensors out (without this or --dequantize a quantized GGUF "
                         "is refused: the output would lack the model's weights)")
-    p.add_argument("--max-shard-size", type=parse_size, default=5 * 10**9, metavar="SIZE",
+    p.add_argument("--max-shard-size", type=byte_size, default=5 * 10**9, metavar="SIZE",
                    help="split into shards of at most this size (default: 5GB)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output (it keeps its mode); without it an existing output "

@@ -7,7 +7,7 @@ from fixtures import convert_files as cf
 from safetensors.torch import load_file
 
 from airlock.core.cli import main
-from airlock.core.convert.cli import parse_size
+from airlock.core.cli_common import byte_size
 
 
 def run(capsys, *argv):
@@ -68,4 +68,4 @@ def test_bad_arguments_exit_2(capsys):
 @pytest.mark.parametrize("text, value", [("5GB", 5 * 10**9), ("500MB", 500 * 10**6), ("2GiB", 2 * 2**30),
                                          ("1.5GB", 1_500_000_000), ("4096", 4096), ("10kib", 10240)])
 def test_sizes(text, value):
-    assert parse_size(text) == value
+    assert byte_size(text) == value
