@@ -12,6 +12,7 @@ from typing import Any
 from airlock.core.cli_common import byte_size
 from airlock.core.text import safe_path, safe_text
 
+
 def parse_factor(text: str) -> float:
     try:
         value = float(text)
