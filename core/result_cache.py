@@ -50,16 +50,19 @@ if TYPE_CHECKING:
 
 TABLE = "scan_results_v1"
 MEMO_TABLE = "file_sha256_v1"
+# Bumped whenever a stored entry gains a field a later check reads (2: `member_formats`, which
+# `refuse-formats` needs): entries without it are never reused, even within one version.
+ENTRY_SHAPE = 2
 MEMO_SETTLE_NS = 2_000_000_000  # younger files are not memoized: a write may still share their times
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def settings_key(policy: UserPolicy | None, limits: Limits) -> str:
-    """What a result depends on besides the content: version, policy digest, limits."""
+    """What a result depends on besides the content: version, entry shape, policy digest, limits."""
     from airlock.core.policy_file import EMPTY, digest
 
     budgets = ",".join(f"{name}={getattr(limits, name)!r}" for name in limits.__slots__)
-    text = f"{__version__}|{digest(policy or EMPTY)}|{budgets}"
+    text = f"{__version__}|{ENTRY_SHAPE}|{digest(policy or EMPTY)}|{budgets}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -209,3 +209,13 @@ def test_a_file_written_just_now_is_not_memoized(tmp_path: Path) -> None:
         cache.content_key(str(path), DEFAULT_LIMITS)
     assert cache.hashed == 2
     cache.close()
+
+
+def test_entries_of_an_older_shape_are_not_reused(monkeypatch: Any) -> None:
+    """An entry stored before a field existed (member_formats, which refuse-formats reads) must miss."""
+    from airlock.core import result_cache
+    from airlock.core.limits import DEFAULT_LIMITS
+
+    now = result_cache.settings_key(None, DEFAULT_LIMITS)
+    monkeypatch.setattr(result_cache, "ENTRY_SHAPE", result_cache.ENTRY_SHAPE - 1)
+    assert result_cache.settings_key(None, DEFAULT_LIMITS) != now
