@@ -42,10 +42,13 @@ class Report:
         self.entries: dict[str, dict[str, Any]] = {}
 
     def file(self, path: str, kind: str = "file") -> dict[str, Any]:
-        entry = self.entries.get(path)
+        # One entry per file however a check spells its path (a lock's records are absolute, the
+        # cache check uses the path given): shown as first seen.
+        key = os.path.normpath(os.path.abspath(path))
+        entry = self.entries.get(key)
         if entry is None:
             entry = {"path": path, "format": kind, "severity": "none", "findings": []}
-            self.entries[path] = entry
+            self.entries[key] = entry
         return entry
 
     def add(self, path: str, rule: type[Rule], message: str, severity: Severity | None = None,
@@ -218,9 +221,18 @@ def check_manifest(path: str, scope: list[str], report: Report) -> None:
     _extras(scope, set(listed) | ignore, report, f"not listed in {os.path.basename(path)}")
 
 
+def model_files(path: str) -> list[str]:
+    """The files a scan or `airlock lock` of `path` lists: in a Hugging Face cache each revision's
+    files under their snapshot paths and only the blobs no snapshot links to (a linked blob is the
+    snapshot file itself, not an extra one); `.git`, `.locks`, `.no_exist` and `refs/` left out."""
+    from airlock.core.scan import iter_files
+
+    return [shown for shown, _ in iter_files(path)]
+
+
 def _extras(scope: list[str], known: set[str], report: Report, why: str) -> None:
     for root in scope:
-        for file in walk(root):
+        for file in model_files(root):
             full = os.path.normpath(os.path.abspath(file))
             if full in known or os.path.basename(file) in NEVER_EXTRA or not counts_as_extra(file):
                 continue

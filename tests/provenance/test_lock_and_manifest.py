@@ -120,6 +120,35 @@ def test_hugging_face_pins(tmp_path, capsys):
     assert ("model.safetensors", "PRV001", "critical") in findings(doc)
 
 
+def test_readme_flow_lock_and_verify_a_whole_repository_folder(tmp_path, capsys):
+    """Regression (new-user trial of the README flow): `airlock lock models--org--model` then `airlock
+    verify --lock airlock.lock models--org--model` reported every blob a snapshot links to as "extra" and
+    listed each file twice. A linked blob is its snapshot file: one entry per file, exit 0."""
+    from provenance.hf_fake import add_file
+
+    paths = build(tmp_path / "hub")
+    repo = str(paths["storage"])
+    lock = tmp_path / "ci" / "airlock.lock"
+    lock.parent.mkdir()
+    assert main(["lock", "--no-policy", "-o", str(lock), repo]) == 0
+    capsys.readouterr()
+    code, doc = verify_json(capsys, "--lock", str(lock), repo)
+    assert code == 0, doc
+    assert not [f for e in doc["files"] for f in e["findings"] if f["rule"] == "PRV003"]
+    shown = [os.path.normpath(os.path.abspath(e["path"])) for e in doc["files"] if e["format"] != "folder"]
+    assert len(shown) == len(set(shown)) == 7  # 5 snapshot files, the orphan blob, the unfinished download
+    # A new revision downloaded into the cache: its file is extra under its snapshot path, not its blob.
+    add_file(tmp_path / "hub", "org/model", "3" * 40, "model.safetensors", safetensors_bytes(2), lfs=True)
+    tamper(paths["weights1"], b"other")
+    code, doc = verify_json(capsys, "--lock", str(lock), repo)
+    assert code == 1
+    got = {(os.path.relpath(e["path"], repo), f["rule"]) for e in doc["files"] for f in e["findings"]
+           if f["rule"] in ("PRV001", "PRV003")}
+    new = os.path.join("snapshots", "3" * 40, "model.safetensors")
+    weights1 = os.path.relpath(paths["weights1"], repo)
+    assert got == {(new, "PRV003"), (weights1, "PRV001")}, got
+
+
 def test_manifest_from_sha256sum(model, capsys):
     sums = subprocess.run(["sha256sum", "model.safetensors", "config.json"], cwd=model, capture_output=True,
                           check=True).stdout
