@@ -142,6 +142,18 @@ def test_sarif_root_option_and_the_current_folder_without_git(capsys, repo, tmp_
         assert run["originalUriBaseIds"]["SRCROOT"]["uri"] == plain.as_uri() + "/"
 
 
+@pytest.mark.parametrize("command", ["scan", "verify"])
+def test_a_sarif_root_that_is_not_a_folder_exits_2_naming_it(capsys, repo, tmp_path, command):
+    """Regression: `--sarif-root /nonexistent` was accepted and every URI silently became absolute."""
+    (tmp_path / "a-file").write_text("x")
+    for bad, words in ((str(tmp_path / "nonexistent"), "no such folder"), (str(tmp_path / "a-file"), "not a folder")):
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--format", "sarif", "--sarif-root", bad, "evil.pkl"])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert "--sarif-root" in err and words in err and bad in err and "Traceback" not in err
+
+
 def test_info_results_are_left_out_unless_include_info(capsys, repo):
     run = sarif_doc(capsys, "sub", expect=0)
     assert run["results"] == [] and len(run["artifacts"]) == 1  # the file is still listed
