@@ -142,8 +142,8 @@ def test_without_a_key_signed_and_unsigned_are_info_or_high_by_policy(signed, ca
         assert finding["rule"] == rule and finding["severity"] == "high"
 
 
-def test_certificate_chain(tmp_path, capsys):
-    """Signed with a leaf certificate issued by a CA made here; verified against the CA."""
+def sign_with_certificate(tmp_path, model, sig):
+    """Sign `model` into `sig` with a leaf certificate issued by a CA made here; returns the CA's PEM."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Airlock test CA")])
@@ -164,13 +164,20 @@ def test_certificate_chain(tmp_path, capsys):
     (tmp_path / "leaf.key").write_bytes(_pem_private(leaf_key))
     (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    hashing = model_signing.hashing.Config().set_ignored_paths(paths=[sig])
+    model_signing.signing.Config().use_certificate_signer(
+        private_key=tmp_path / "leaf.key", signing_certificate=tmp_path / "leaf.pem",
+        certificate_chain=[tmp_path / "ca.pem"]).set_hashing_config(hashing).sign(model, sig)
+    return tmp_path / "ca.pem"
+
+
+def test_certificate_chain(tmp_path, capsys):
+    """Signed with a leaf certificate issued by a CA made here; verified against the CA."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "weights.bin").write_bytes(b"weights")
     sig = tmp_path / "detached.sig"
-    model_signing.signing.Config().use_certificate_signer(
-        private_key=tmp_path / "leaf.key", signing_certificate=tmp_path / "leaf.pem",
-        certificate_chain=[tmp_path / "ca.pem"]).sign(model, sig)
+    sign_with_certificate(tmp_path, model, sig)
     code, doc, _ = verify_json(capsys, "--cert", str(tmp_path / "ca.pem"), "--signature", str(sig), str(model))
     assert code == 0, doc
     (model / "weights.bin").write_bytes(b"other weights")
