@@ -111,15 +111,19 @@ class _Progress:
     def __call__(self, n: int) -> None:
         with self.lock:
             self.done += n
-            percent = int(100 * self.done / self.total) if self.total else 100
+            percent = min(100, int(100 * self.done / self.total)) if self.total else 100
             if percent != self.shown:
                 self.shown = percent
-                sys.stderr.write(f"\rhashing: {percent:3d}% of {self.total / 2**30:.2f} GiB")
+                filled = percent * self.WIDTH // 100
+                bar = "#" * filled + "-" * (self.WIDTH - filled)
+                sys.stderr.write(f"\rhashing: [{bar}] {percent:3d}% of {self.total / 2**30:.2f} GiB")
                 sys.stderr.flush()
+
+    WIDTH = 30
 
     def close(self) -> None:
         if self.shown >= 0:
-            sys.stderr.write("\r" + " " * 40 + "\r")
+            sys.stderr.write("\r" + " " * (self.WIDTH + 40) + "\r")
             sys.stderr.flush()
 
 
