@@ -315,8 +315,13 @@ def check_lock(lock: Any, scope: list[str], report: Report,
     from airlock.core.provenance.rules import Rescan
 
     listed: dict[str, dict[str, Any]] = {}
+    in_caches = _cache_files(scope)
     for record in lock.files:
-        listed[os.path.normpath(os.path.abspath(lockfile.record_path(record, lock.folder)))] = record
+        path = lockfile.record_path(record, lock.folder)
+        # A Hugging Face cache lies elsewhere on each machine (~/.cache/huggingface/hub): a file of one is
+        # found by its repository, revision and name in the cache being verified, wherever that is.
+        path = in_caches.get(_cache_key(path) or ("",), path)
+        listed[os.path.normpath(os.path.abspath(path))] = record
     present = [(p, r) for p, r in listed.items() if os.path.isfile(p)]
     for path in listed:
         if not os.path.isfile(path):
@@ -342,6 +347,27 @@ def check_lock(lock: Any, scope: list[str], report: Report,
     known = set(listed) | {os.path.normpath(os.path.abspath(lock.path))}
     _extras(scope, known, report, f"not pinned in {os.path.basename(lock.path)}")
     _check_pins(lock, scope, report)
+
+
+def _cache_key(path: str) -> tuple[str, ...] | None:
+    """(repository folder name, 'snapshots' | 'blobs', the path inside) of a Hugging Face cache file."""
+    where = hf_cache.split(path)
+    if where is None or not where[2]:
+        return None
+    return (os.path.basename(where[0]), where[1], *where[2])
+
+
+def _cache_files(scope: list[str]) -> dict[tuple[str, ...], str]:
+    found: dict[tuple[str, ...], str] = {}
+    for root in scope:
+        if not os.path.isdir(root):
+            continue
+        for repo in repo_folders(root):
+            for shown, _ in hf_cache.iter_repo(repo):
+                key = _cache_key(shown)
+                if key is not None:
+                    found.setdefault(key, shown)
+    return found
 
 
 def _check_pins(lock: Any, scope: list[str], report: Report) -> None:

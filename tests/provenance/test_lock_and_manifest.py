@@ -149,6 +149,37 @@ def test_readme_flow_lock_and_verify_a_whole_repository_folder(tmp_path, capsys)
     assert got == {(new, "PRV003"), (weights1, "PRV001")}, got
 
 
+def test_a_lock_of_a_cache_verifies_the_same_cache_elsewhere(tmp_path, capsys):
+    """The README's CI flow: the lock is made on a laptop and committed; CI downloads the same revision into
+    its own cache, at another path. Cache files are found by repository, revision and name, not by the
+    laptop's relative path; a file the CI cache lacks is still missing, a changed one still critical."""
+    import shutil
+
+    paths = build(tmp_path / "laptop" / "hub")
+    project = tmp_path / "laptop" / "project"
+    project.mkdir()
+    lock = project / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(paths["storage"])]) == 0
+    ci_cache = tmp_path / "ci-home" / ".cache" / "huggingface" / "hub"
+    shutil.copytree(tmp_path / "laptop" / "hub", ci_cache, symlinks=True)
+    ci_repo = ci_cache / paths["storage"].name
+    ci_lock = tmp_path / "ci-work" / "project" / "airlock.lock"
+    ci_lock.parent.mkdir(parents=True)
+    shutil.copy(lock, ci_lock)
+    shutil.rmtree(tmp_path / "laptop")
+    capsys.readouterr()
+    code, doc = verify_json(capsys, "--lock", str(ci_lock), str(ci_repo))
+    assert code == 0, doc
+    assert not findings(doc) - {(os.path.basename(str(paths["orphan"])), "PRV004", "info"),
+                                (os.path.basename(str(paths["incomplete"])), "PRV004", "info")}
+    os.remove(ci_repo / "snapshots" / COMMIT_2 / "config.json")
+    tamper(ci_repo / "snapshots" / COMMIT_2 / "model.safetensors", b"other")
+    code, doc = verify_json(capsys, "--lock", str(ci_lock), str(ci_repo))
+    assert code == 1
+    got = findings(doc)
+    assert ("config.json", "PRV002", "high") in got and ("model.safetensors", "PRV001", "critical") in got
+
+
 def test_manifest_from_sha256sum(model, capsys):
     sums = subprocess.run(["sha256sum", "model.safetensors", "config.json"], cwd=model, capture_output=True,
                           check=True).stdout
