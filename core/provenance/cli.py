@@ -50,9 +50,11 @@ def add_parsers(sub: Any) -> None:
                    help="files or folders (default: the folder of --lock or --manifest)")
     v.add_argument("--manifest", metavar="FILE", help="a SHA256SUMS file (sha256sum output)")
     v.add_argument("--lock", metavar="FILE", help="an airlock.lock written by `airlock lock`")
-    v.add_argument("--key", metavar="PUBKEY", help="PEM elliptic-curve public key the model was signed with")
-    v.add_argument("--cert", metavar="CERT", action="append",
-                   help="certificate chain (PEM) to verify the signature with; repeat for several files")
+    signer = v.add_mutually_exclusive_group()  # one way to verify: a key, or a certificate chain
+    signer.add_argument("--key", metavar="PUBKEY",
+                        help="PEM elliptic-curve public key the model was signed with")
+    signer.add_argument("--cert", metavar="CERT", action="append",
+                        help="certificate chain (PEM) to verify the signature with; repeat for several files")
     v.add_argument("--signature", metavar="FILE", help="the signature (default: PATH/model.sig)")
     _report_options(v, severity_arg)
     v.add_argument("--no-rescan", action="store_true",

@@ -115,6 +115,14 @@ def test_keys_model_signing_cannot_use_exit_2_and_say_so(signed, capsys, tmp_pat
     assert "elliptic-curve" in err and "Traceback" not in err
 
 
+def test_key_and_cert_together_exit_2(signed, capsys):
+    """`[--key PUBKEY | --cert CERT]`: one or the other; given both, one was silently ignored."""
+    model, public_key = signed
+    with pytest.raises(SystemExit) as stop:
+        main(["verify", "--key", str(public_key), "--cert", str(public_key), str(model)])
+    assert stop.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
 def test_not_a_key_exits_2(signed, capsys, tmp_path):
     model, _ = signed
     (tmp_path / "junk.pem").write_text("hello")
