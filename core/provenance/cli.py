@@ -290,7 +290,7 @@ def _emit(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) 
 def run_lock(args: argparse.Namespace) -> int:
     from airlock.core import __version__
     from airlock.core.policy_file import EMPTY, digest
-    from airlock.core.provenance import lockfile
+    from airlock.core.provenance import lockfile, verify
     from airlock.core.scan import iter_files
 
     policy = _policy(args)
@@ -306,8 +306,11 @@ def run_lock(args: argparse.Namespace) -> int:
         return _fail(f"refusing to write the lock over {clobbered}, a file being locked")
     out = os.path.abspath(args.output)
     folder = os.path.dirname(out)
+    # A Hugging Face cache's blobs outside every snapshot (orphans, unfinished downloads) belong to no
+    # revision: pinned, they would be "missing" from every other cache the same revision is downloaded to.
     files = [pair for p in args.paths for pair in iter_files(p)
-             if os.path.abspath(pair[1]) != out and os.path.basename(pair[1]) != "model.sig"]
+             if os.path.abspath(pair[1]) != out and os.path.basename(pair[1]) != "model.sig"
+             and not verify.outside_snapshots(pair[0])]
     entries = scan_with_digest(files, args.jobs, policy or None, hashes=True)
     records = []
     for (_, real), entry in zip(files, entries, strict=True):

@@ -230,11 +230,20 @@ def model_files(path: str) -> list[str]:
     return [shown for shown, _ in iter_files(path)]
 
 
+def outside_snapshots(path: str) -> bool:
+    """A blob of a Hugging Face cache that no snapshot links to (an orphan, an unfinished download): no
+    revision holds it and nothing loads it through the cache. Never pinned, never "extra"; the cache
+    check reports it (info, "not in any snapshot")."""
+    where = hf_cache.split(path)
+    return where is not None and where[1] == "blobs"
+
+
 def _extras(scope: list[str], known: set[str], report: Report, why: str) -> None:
     for root in scope:
         for file in model_files(root):
             full = os.path.normpath(os.path.abspath(file))
-            if full in known or os.path.basename(file) in NEVER_EXTRA or not counts_as_extra(file):
+            if (full in known or os.path.basename(file) in NEVER_EXTRA or outside_snapshots(file)
+                    or not counts_as_extra(file)):
                 continue
             report.add(file, ExtraFile, why)
 
