@@ -249,8 +249,10 @@ def _extras(scope: list[str], known: set[str], report: Report, why: str) -> None
 
 
 def counts_as_extra(path: str) -> bool:
-    """Model and configuration files count; READMEs, licences and other text do not. Judged by
-    content (a sniffed model format) or by a model or config extension."""
+    """Model and configuration files count; READMEs, licences, other text and images do not. Judged by
+    a model or config extension, else by content: a sniffed model format, or content no format
+    recognises (fail closed: nothing shows it harmless); known-inert content (text, images) and empty
+    files under other names do not count."""
     ext = os.path.splitext(path)[1].lower()
     name = os.path.basename(path).upper()
     if ext in (".md", ".txt", ".rst") or name.startswith(("LICENSE", "LICENCE", "README")):
@@ -261,14 +263,19 @@ def counts_as_extra(path: str) -> bool:
     from airlock.core.dispatch import sniff
     from airlock.core.source import Source
 
-    if ext in formats.known_extensions():
+    if formats.known_extensions().get(ext, INERT) != INERT:  # a model format's extension
         return True
     try:
         with Source.open(path) as source:
+            if source.size == 0:
+                return False  # nothing a loader could load; an empty model-named file was counted above
             module, _ = sniff(source)
     except OSError:
         return True
-    return module is not None
+    return module is None or module.NAME != INERT
+
+
+INERT = "inert"  # the format module of known-inert content (text, images, SentencePiece, LFS pointers)
 
 
 CONFIG_EXTENSIONS = (".json", ".yaml", ".yml", ".toml", ".py", ".jinja", ".model", ".tiktoken", ".cfg",

@@ -68,6 +68,25 @@ def test_changed_missing_and_extra_files(model, capsys):
     assert "expected sha256" in message and "found" in message
 
 
+def test_extra_means_a_model_config_or_unrecognised_file(model, capsys):
+    """"Extra" = a model or config file the lock does not list. Regression: bytes no format recognises, added
+    under a name no format claims, passed unnoticed (fail open), while a picture or a .gitattributes added
+    beside the model failed the check."""
+    import random
+
+    from test_fail_closed import _png
+
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    (model / "payload.dat").write_bytes(b"\xfe\xed" + random.Random(5).randbytes(500))
+    (model / "diagram.png").write_bytes(_png())
+    (model / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    (model / "download.lock").write_bytes(b"")
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 1
+    assert findings(doc) == {("payload.dat", "PRV003", "high")}
+
+
 def test_different_findings_digest_is_info_rescan(model, capsys):
     lock = model / "airlock.lock"
     assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
