@@ -299,8 +299,13 @@ def check_signature(folder: str, report: Report, *, key: str | None, certs: list
     shown = result.signature or signing.signature_path(folder, signature)
     raise_to = Severity.HIGH if require else None
     if result.state == "unsigned":
-        report.add(folder, Unsigned, "no model signature (model.sig): unsigned", severity=raise_to,
-                   kind="folder")
+        if key or certs:  # asked to verify a signature that is not there: never a pass
+            given = "key" if key else "certificate chain"
+            report.add(folder, Unsigned, f"no model signature ({os.path.basename(shown)}): unsigned, so the "
+                       f"{given} given verifies nothing", severity=Severity.HIGH, kind="folder")
+        else:
+            report.add(folder, Unsigned, "no model signature (model.sig): unsigned", severity=raise_to,
+                       kind="folder")
     elif result.state == "not-verified":
         report.add(shown, SignedNotVerified, "signed, not verified: give --key or --cert to verify the "
                                              "signature",

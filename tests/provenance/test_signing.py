@@ -123,6 +123,22 @@ def test_key_and_cert_together_exit_2(signed, capsys):
     assert stop.value.code == 2 and "not allowed with" in capsys.readouterr().err
 
 
+def test_a_key_or_chain_given_for_an_unsigned_folder_is_high(signed, capsys, tmp_path):
+    """Regression: `verify --key K folder` passed (exit 0, info "unsigned") when the folder had no signature,
+    so a CI step meant to enforce signatures let an unsigned model through."""
+    model, public_key = signed
+    os.remove(model / "model.sig")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"w")
+    ca = sign_with_certificate(tmp_path, other, other / "model.sig")  # a real chain, for another folder
+    for option, value in (("--key", public_key), ("--cert", ca)):
+        code, doc, _ = verify_json(capsys, option, str(value), str(model))
+        [finding] = [f for e in doc["files"] for f in e["findings"]]
+        assert code == 1 and finding["rule"] == "PRV005" and finding["severity"] == "high", doc
+        assert "verifies nothing" in finding["message"]
+
+
 def test_not_a_key_exits_2(signed, capsys, tmp_path):
     model, _ = signed
     (tmp_path / "junk.pem").write_text("hello")
