@@ -238,11 +238,25 @@ def outside_snapshots(path: str) -> bool:
     return where is not None and where[1] == "blobs"
 
 
+def not_pinned(path: str) -> bool:
+    """Files a lock never pins and never counts as extra: blobs outside every snapshot, and the download
+    bookkeeping huggingface_hub keeps in a `--local-dir` folder (`.cache/huggingface/download/*.lock` and
+    `*.metadata`, rewritten by each download: pinned, a re-download would read as tampering)."""
+    if outside_snapshots(path):
+        return True
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    return any(parts[i:i + 2] == [".cache", "huggingface"] and parts[i + 2] in LOCAL_DIR_BOOKKEEPING
+               for i in range(len(parts) - 2))
+
+
+LOCAL_DIR_BOOKKEEPING = ("download", "upload", ".gitignore")
+
+
 def _extras(scope: list[str], known: set[str], report: Report, why: str) -> None:
     for root in scope:
         for file in model_files(root):
             full = os.path.normpath(os.path.abspath(file))
-            if (full in known or os.path.basename(file) in NEVER_EXTRA or outside_snapshots(file)
+            if (full in known or os.path.basename(file) in NEVER_EXTRA or not_pinned(file)
                     or not counts_as_extra(file)):
                 continue
             report.add(file, ExtraFile, why)

@@ -87,6 +87,28 @@ def test_extra_means_a_model_config_or_unrecognised_file(model, capsys):
     assert findings(doc) == {("payload.dat", "PRV003", "high")}
 
 
+def test_a_local_dir_downloads_bookkeeping_is_not_pinned(model, capsys):
+    """`huggingface-cli download --local-dir model/` keeps `.cache/huggingface/download/<file>.lock` and
+    `.metadata` (commit, etag, time) beside the files, rewritten by each download: pinned, CI's fresh download
+    failed as "changed since it was locked". They are not part of the model: not pinned, never extra."""
+    bookkeeping = model / ".cache" / "huggingface"
+    (bookkeeping / "download").mkdir(parents=True)
+    (bookkeeping / ".gitignore").write_text("*\n")
+    (bookkeeping / "download" / "model.safetensors.lock").write_bytes(b"")
+    meta = bookkeeping / "download" / "model.safetensors.metadata"
+    meta.write_text(f"{'1' * 40}\n{'a' * 64}\n1733389000.1\n")
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    assert not [f for f in tomllib.loads(lock.read_text())["file"] if ".cache" in f["path"]]
+    meta.write_text(f"{'1' * 40}\n{'a' * 64}\n1733399999.9\n")  # downloaded again
+    (bookkeeping / "download" / "config.json.metadata").write_text(f"{'1' * 40}\n{'b' * 40}\n1733399999.9\n")
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 0 and not findings(doc), doc
+    (model / "config.json").write_bytes(b'{"model_type": "evil"}')  # the model's own files still count
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 1 and findings(doc) == {("config.json", "PRV001", "critical")}
+
+
 def test_different_findings_digest_is_info_rescan(model, capsys):
     lock = model / "airlock.lock"
     assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
