@@ -88,6 +88,31 @@ def test_help_uri_points_at_the_rules_page_when_documentation_is_set():
     assert all(f'<a id="{r["id"]}"></a>' in page for r in rules)
 
 
+def test_documentation_url_is_read_from_the_package_metadata(monkeypatch, capsys, repo):
+    """`[project.urls] Documentation` reaches the metadata as `Project-URL: Documentation, <url>`: a package
+    built with one gets helpUri on every rule of `airlock scan --format sarif`, one without gets none."""
+    import email.message
+    import importlib.metadata
+
+    def metadata_with(urls):
+        message = email.message.Message()
+        for url in urls:
+            message["Project-URL"] = url
+        return lambda name: message
+
+    try:
+        monkeypatch.setattr(importlib.metadata, "metadata", metadata_with(
+            ["Source, https://example.org/src", "documentation , https://docs.example.org/airlock/"]))
+        sarif.documentation_url.cache_clear()
+        rules = sarif_doc(capsys, ".", expect=1)["tool"]["driver"]["rules"]
+        assert all(r["helpUri"] == f"https://docs.example.org/airlock/rules.md#{r['id']}" for r in rules)
+        monkeypatch.setattr(importlib.metadata, "metadata", metadata_with(["Source, https://example.org/src"]))
+        sarif.documentation_url.cache_clear()
+        assert not [r for r in sarif_doc(capsys, ".", expect=1)["tool"]["driver"]["rules"] if "helpUri" in r]
+    finally:
+        sarif.documentation_url.cache_clear()
+
+
 def test_results_carry_stable_partial_fingerprints_and_the_run_an_automation_id(capsys, repo):
     first = sarif_doc(capsys, ".", expect=1)
     second = sarif_doc(capsys, ".", expect=1)
