@@ -1,8 +1,8 @@
 """SHA-256 (and git's blob SHA-1) of whole files: large preads into one reused buffer, no mmap.
 
 Why no mmap: pages touched through a mapping count as the process's resident memory (see
-core/source.py), so hashing a 4 GiB file through a map would weigh 4 GiB. `readinto` a 4 MiB
-bytearray keeps a hash at one buffer per thread. hashlib releases the GIL while it digests a
+core/source.py), so hashing a 4 GiB file through a map would weigh 4 GiB. Reading (`os.preadv`) into
+one 4 MiB bytearray keeps a hash at one buffer per thread. hashlib releases the GIL while it digests a
 buffer larger than 2 KiB, so files hash in parallel on plain threads.
 """
 
