@@ -308,10 +308,11 @@ def run_lock(args: argparse.Namespace) -> int:
     folder = os.path.dirname(out)
     # A Hugging Face cache's blobs outside every snapshot (orphans, unfinished downloads) belong to no
     # revision: pinned, they would be "missing" from every other cache the same revision is downloaded to;
-    # a --local-dir download's own bookkeeping changes with every download (verify.not_pinned).
+    # a --local-dir download's own bookkeeping changes with every download (verify.not_pinned). A file
+    # named on the command line is pinned all the same.
     files = [pair for p in args.paths for pair in iter_files(p)
              if os.path.abspath(pair[1]) != out and os.path.basename(pair[1]) != "model.sig"
-             and not verify.not_pinned(pair[0])]
+             and not (pair[0] != p and verify.not_pinned(pair[0]))]
     entries = scan_with_digest(files, args.jobs, policy or None, hashes=True)
     records = []
     for (_, real), entry in zip(files, entries, strict=True):

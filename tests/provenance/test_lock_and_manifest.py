@@ -107,6 +107,10 @@ def test_a_local_dir_downloads_bookkeeping_is_not_pinned(model, capsys):
     (model / "config.json").write_bytes(b'{"model_type": "evil"}')  # the model's own files still count
     code, doc = verify_json(capsys, "--lock", str(lock), str(model))
     assert code == 1 and findings(doc) == {("config.json", "PRV001", "critical")}
+    # Named on the command line, such a file is pinned all the same.
+    assert main(["lock", "--no-policy", "-o", str(lock), str(meta)]) == 0
+    assert [f["path"] for f in tomllib.loads(lock.read_text())["file"]] == [
+        ".cache/huggingface/download/model.safetensors.metadata"]
 
 
 def test_different_findings_digest_is_info_rescan(model, capsys):
