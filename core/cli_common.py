@@ -78,9 +78,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def existing_folder(text: str) -> str:
+    """--sarif-root DIR: a folder that exists (a typo would make every URI absolute without a word)."""
+    if not os.path.isdir(text):
+        what = "not a folder" if os.path.exists(text) else "no such folder"
+        raise argparse.ArgumentTypeError(f"{what}: {text}")
+    return text
+
+
 def add_sarif_options(parser: argparse.ArgumentParser) -> None:
     """Code-scanning options of --format sarif (airlock.core.report.sarif.options_from reads them)."""
-    parser.add_argument("--sarif-root", metavar="DIR",
+    parser.add_argument("--sarif-root", metavar="DIR", type=existing_folder,
                         help="SARIF URIs are relative to this folder (default: the nearest folder above the "
                              "current one that holds .git, else the current folder)")
     parser.add_argument("--include-info", action="store_true",

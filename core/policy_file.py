@@ -386,6 +386,13 @@ def install(policy: UserPolicy) -> None:
                           for e in policy.tables["allow-global"]})
 
 
+# Every file of resources/policy/ (tests/test_policy_file.py keeps this list equal to the folder): each one
+# decides verdicts (pickle globals, torch's weights-only set, Hydra targets, skops' trusted types, TF ops),
+# so a change to any of them is a different policy for the locks and approvals that record the digest.
+BUILTIN_DATA = ("allowlist.json", "denylist.json", "hydra_targets.json", "skops_trusted.json",
+                "tf_builtin_ops.json", "torch_weights_only.json")
+
+
 def digest(policy: UserPolicy) -> str:
     """SHA-256 of the canonical JSON of the effective policy: Airlock's built-in allow/deny data
     merged with the user's file. Locks, approvals and caches record it."""
@@ -394,8 +401,7 @@ def digest(policy: UserPolicy) -> str:
 
     from airlock.core.pickle.policy import read_policy_text
 
-    builtin = {name: json.loads(read_policy_text(name))
-               for name in ("allowlist.json", "denylist.json", "torch_weights_only.json")}
+    builtin = {name: json.loads(read_policy_text(name)) for name in BUILTIN_DATA}
     effective = {"builtin": builtin, "user": policy.canonical()}
     canonical = json.dumps(effective, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()

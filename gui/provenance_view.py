@@ -150,6 +150,10 @@ class FolderView(QWidget):
         self.verify_button.setToolTip("Verify model.sig with a PEM elliptic-curve public key "
                                       "(model-signing), offline")
         self.verify_button.clicked.connect(self.choose_key)
+        self.cert_button = QPushButton("Verify with Certificate…")
+        self.cert_button.setToolTip("Verify model.sig against a certificate chain (PEM files: the CA and any "
+                                    "intermediates), offline")
+        self.cert_button.clicked.connect(self.choose_certificates)
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Name", "Verdict", "Format", "Findings"])
         self.tree.setAccessibleName("Folder files")
@@ -160,6 +164,7 @@ class FolderView(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.signature, 1)
         row.addWidget(self.verify_button)
+        row.addWidget(self.cert_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.title)
@@ -241,6 +246,11 @@ class FolderView(QWidget):
         key, _ = QFileDialog.getOpenFileName(self, "Public key (PEM) to verify model.sig with")
         if key:
             self.check_signature(key=key)
+
+    def choose_certificates(self) -> None:
+        certs, _ = QFileDialog.getOpenFileNames(self, "Certificate chain (PEM) to verify model.sig with")
+        if certs:
+            self.check_signature(certs=list(certs))
 
     def cancel(self) -> None:
         for worker in (self.worker, self.sig_worker):

@@ -88,9 +88,11 @@ def _provenance_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list
     signed = root / "signed"
     for name, data in hostile[:40]:
         _write(signed, name, data)
-    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    private = ec.generate_private_key(ec.SECP256R1())
+    key = private.public_key()
     (root / "key.pem").write_bytes(key.public_bytes(serialization.Encoding.PEM,
                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    (root / "ca.pem").write_bytes(_self_signed_ca(private).public_bytes(serialization.Encoding.PEM))
     (signed / "model.sig").write_text(json.dumps({
         "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
         "verificationMaterial": {"publicKey": {"hint": "00"}, "tlogEntries": []},
@@ -105,8 +107,26 @@ def _provenance_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list
             ["verify", "--format", "json", "--no-policy", "--manifest", str(signed / "SHA256SUMS")],
             ["lock", "--no-policy", "-o", str(lock), str(root / "hub"), str(signed)],
             ["verify", "--format", "json", "--no-policy", "--lock", str(lock)],
-            ["scan", "--format", "cyclonedx", "--hash", "--no-policy", "--jobs", "2", str(root / "hub")]]
+            ["scan", "--format", "cyclonedx", "--hash", "--no-policy", "--jobs", "2", str(root / "hub")],
+            ["verify", "--format", "json", "--no-policy", "--cert", str(root / "ca.pem"), str(signed)]]
     return runs, [str(lock)]
+
+
+def _self_signed_ca(private: Any) -> Any:
+    """A CA certificate for `verify --cert` (the certificate verifier's own code path)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "no-execution proof CA")])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(private, hashes.SHA256()))
 
 
 def _review_runs(root: Path, hostile: list[tuple[str, bytes]]) -> tuple[list[list[str]], list[str]]:
@@ -245,12 +265,13 @@ def test_cli_scanned_every_file_with_workers(proof: dict[str, Any]) -> None:
 
 def test_hash_verify_and_lock_ran_under_the_hook(proof: dict[str, Any]) -> None:
     codes = proof["provenance"]
-    assert len(codes) == 7
+    assert len(codes) == 8
     assert codes[0] == 0  # hash
     assert codes[1] == codes[2] == codes[3] == 1  # a tampered cache, a forged signature, a wrong manifest
     assert codes[4] == 0, codes  # lock
     assert codes[5] == 1, codes  # verify against it: the tampered cache blob still fails its blob name
     assert codes[6] == 1  # the ML-BOM of hostile files: exit 1 like any scan
+    assert codes[7] == 1, codes  # the forged signature against a certificate chain: does not verify
 
 
 def test_remote_scans_ran_under_the_hook(proof: dict[str, Any]) -> None:

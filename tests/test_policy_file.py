@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -231,3 +232,24 @@ def test_policy_digest_is_canonical(work):
     assert digest(load(str(a))) != digest(EMPTY)
     with pytest.raises(PolicyError):
         load(str(work / "missing.toml"))
+
+
+def test_policy_digest_covers_every_file_of_the_builtin_policy_data(work, monkeypatch):
+    """Regression: the digest read only the pickle allow/deny lists and torch's weights-only set, so a
+    changed Hydra, skops or TensorFlow list (which change verdicts) left locks and approvals matching."""
+    import airlock.resources
+    from airlock.core import policy_file
+    from airlock.core.pickle import policy as builtin_policy
+
+    folder = Path(airlock.resources.__file__).parent / "policy"
+    assert sorted(policy_file.BUILTIN_DATA) == sorted(p.name for p in folder.iterdir() if p.suffix == ".json")
+    before = digest(EMPTY)
+    real = builtin_policy.read_policy_text
+    for name in policy_file.BUILTIN_DATA:
+        def changed(wanted, name=name):
+            text = real(wanted)
+            return text.replace("{", '{"_changed": 1, ', 1) if wanted == name else text
+        monkeypatch.setattr(builtin_policy, "read_policy_text", changed)
+        assert digest(EMPTY) != before, name
+    monkeypatch.setattr(builtin_policy, "read_policy_text", real)
+    assert digest(EMPTY) == before

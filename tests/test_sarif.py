@@ -88,6 +88,31 @@ def test_help_uri_points_at_the_rules_page_when_documentation_is_set():
     assert all(f'<a id="{r["id"]}"></a>' in page for r in rules)
 
 
+def test_documentation_url_is_read_from_the_package_metadata(monkeypatch, capsys, repo):
+    """`[project.urls] Documentation` reaches the metadata as `Project-URL: Documentation, <url>`: a package
+    built with one gets helpUri on every rule of `airlock scan --format sarif`, one without gets none."""
+    import email.message
+    import importlib.metadata
+
+    def metadata_with(urls):
+        message = email.message.Message()
+        for url in urls:
+            message["Project-URL"] = url
+        return lambda name: message
+
+    try:
+        monkeypatch.setattr(importlib.metadata, "metadata", metadata_with(
+            ["Source, https://example.org/src", "documentation , https://docs.example.org/airlock/"]))
+        sarif.documentation_url.cache_clear()
+        rules = sarif_doc(capsys, ".", expect=1)["tool"]["driver"]["rules"]
+        assert all(r["helpUri"] == f"https://docs.example.org/airlock/rules.md#{r['id']}" for r in rules)
+        monkeypatch.setattr(importlib.metadata, "metadata", metadata_with(["Source, https://example.org/src"]))
+        sarif.documentation_url.cache_clear()
+        assert not [r for r in sarif_doc(capsys, ".", expect=1)["tool"]["driver"]["rules"] if "helpUri" in r]
+    finally:
+        sarif.documentation_url.cache_clear()
+
+
 def test_results_carry_stable_partial_fingerprints_and_the_run_an_automation_id(capsys, repo):
     first = sarif_doc(capsys, ".", expect=1)
     second = sarif_doc(capsys, ".", expect=1)
@@ -140,6 +165,18 @@ def test_sarif_root_option_and_the_current_folder_without_git(capsys, repo, tmp_
         run = sarif_doc(capsys, "a.pkl")
         assert run["artifacts"][0]["location"] == {"uri": "a.pkl", "uriBaseId": "SRCROOT"}
         assert run["originalUriBaseIds"]["SRCROOT"]["uri"] == plain.as_uri() + "/"
+
+
+@pytest.mark.parametrize("command", ["scan", "verify"])
+def test_a_sarif_root_that_is_not_a_folder_exits_2_naming_it(capsys, repo, tmp_path, command):
+    """Regression: `--sarif-root /nonexistent` was accepted and every URI silently became absolute."""
+    (tmp_path / "a-file").write_text("x")
+    for bad, words in ((str(tmp_path / "nonexistent"), "no such folder"), (str(tmp_path / "a-file"), "not a folder")):
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--format", "sarif", "--sarif-root", bad, "evil.pkl"])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert "--sarif-root" in err and words in err and bad in err and "Traceback" not in err
 
 
 def test_info_results_are_left_out_unless_include_info(capsys, repo):

@@ -50,9 +50,11 @@ def add_parsers(sub: Any) -> None:
                    help="files or folders (default: the folder of --lock or --manifest)")
     v.add_argument("--manifest", metavar="FILE", help="a SHA256SUMS file (sha256sum output)")
     v.add_argument("--lock", metavar="FILE", help="an airlock.lock written by `airlock lock`")
-    v.add_argument("--key", metavar="PUBKEY", help="PEM elliptic-curve public key the model was signed with")
-    v.add_argument("--cert", metavar="CERT", action="append",
-                   help="certificate chain (PEM) to verify the signature with; repeat for several files")
+    signer = v.add_mutually_exclusive_group()  # one way to verify: a key, or a certificate chain
+    signer.add_argument("--key", metavar="PUBKEY",
+                        help="PEM elliptic-curve public key the model was signed with")
+    signer.add_argument("--cert", metavar="CERT", action="append",
+                        help="certificate chain (PEM) to verify the signature with; repeat for several files")
     v.add_argument("--signature", metavar="FILE", help="the signature (default: PATH/model.sig)")
     _report_options(v, severity_arg)
     v.add_argument("--no-rescan", action="store_true",
@@ -111,15 +113,19 @@ class _Progress:
     def __call__(self, n: int) -> None:
         with self.lock:
             self.done += n
-            percent = int(100 * self.done / self.total) if self.total else 100
+            percent = min(100, int(100 * self.done / self.total)) if self.total else 100
             if percent != self.shown:
                 self.shown = percent
-                sys.stderr.write(f"\rhashing: {percent:3d}% of {self.total / 2**30:.2f} GiB")
+                filled = percent * self.WIDTH // 100
+                bar = "#" * filled + "-" * (self.WIDTH - filled)
+                sys.stderr.write(f"\rhashing: [{bar}] {percent:3d}% of {self.total / 2**30:.2f} GiB")
                 sys.stderr.flush()
+
+    WIDTH = 30
 
     def close(self) -> None:
         if self.shown >= 0:
-            sys.stderr.write("\r" + " " * 40 + "\r")
+            sys.stderr.write("\r" + " " * (self.WIDTH + 40) + "\r")
             sys.stderr.flush()
 
 
@@ -284,7 +290,7 @@ def _emit(entries: list[dict[str, Any]], args: argparse.Namespace, policy: Any) 
 def run_lock(args: argparse.Namespace) -> int:
     from airlock.core import __version__
     from airlock.core.policy_file import EMPTY, digest
-    from airlock.core.provenance import lockfile
+    from airlock.core.provenance import lockfile, verify
     from airlock.core.scan import iter_files
 
     policy = _policy(args)
@@ -300,8 +306,13 @@ def run_lock(args: argparse.Namespace) -> int:
         return _fail(f"refusing to write the lock over {clobbered}, a file being locked")
     out = os.path.abspath(args.output)
     folder = os.path.dirname(out)
+    # A Hugging Face cache's blobs outside every snapshot (orphans, unfinished downloads) belong to no
+    # revision: pinned, they would be "missing" from every other cache the same revision is downloaded to;
+    # a --local-dir download's own bookkeeping changes with every download (verify.not_pinned). A file
+    # named on the command line is pinned all the same.
     files = [pair for p in args.paths for pair in iter_files(p)
-             if os.path.abspath(pair[1]) != out and os.path.basename(pair[1]) != "model.sig"]
+             if os.path.abspath(pair[1]) != out and os.path.basename(pair[1]) != "model.sig"
+             and not (pair[0] != p and verify.not_pinned(pair[0]))]
     entries = scan_with_digest(files, args.jobs, policy or None, hashes=True)
     records = []
     for (_, real), entry in zip(files, entries, strict=True):

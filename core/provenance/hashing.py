@@ -1,8 +1,8 @@
-"""SHA-256 (and git's blob SHA-1) of whole files: large reads into one reused buffer, no mmap.
+"""SHA-256 (and git's blob SHA-1) of whole files: large preads into one reused buffer, no mmap.
 
 Why no mmap: pages touched through a mapping count as the process's resident memory (see
-core/source.py), so hashing a 4 GiB file through a map would weigh 4 GiB. `readinto` a 4 MiB
-bytearray keeps a hash at one buffer per thread. hashlib releases the GIL while it digests a
+core/source.py), so hashing a 4 GiB file through a map would weigh 4 GiB. Reading (`os.preadv`) into
+one 4 MiB bytearray keeps a hash at one buffer per thread. hashlib releases the GIL while it digests a
 buffer larger than 2 KiB, so files hash in parallel on plain threads.
 """
 
@@ -44,13 +44,14 @@ def _digest(path: str, hasher: hashlib._Hash, prefix: Callable[[int], bytes] | N
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     total = 0
+    pread = getattr(os, "preadv", None)  # pread into the buffer (POSIX); elsewhere a plain read into it
     with _open_regular(path) as fh:
         if prefix is not None:
             hasher.update(prefix(os.fstat(fh.fileno()).st_size))
         while True:
             if cancelled is not None and cancelled():
                 raise Cancelled("cancelled")
-            n = fh.readinto(view)
+            n = pread(fh.fileno(), [view], total) if pread is not None else fh.readinto(view)
             if not n:
                 break
             hasher.update(view[:n])

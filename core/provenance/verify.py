@@ -42,10 +42,13 @@ class Report:
         self.entries: dict[str, dict[str, Any]] = {}
 
     def file(self, path: str, kind: str = "file") -> dict[str, Any]:
-        entry = self.entries.get(path)
+        # One entry per file however a check spells its path (a lock's records are absolute, the
+        # cache check uses the path given): shown as first seen.
+        key = os.path.normpath(os.path.abspath(path))
+        entry = self.entries.get(key)
         if entry is None:
             entry = {"path": path, "format": kind, "severity": "none", "findings": []}
-            self.entries[path] = entry
+            self.entries[key] = entry
         return entry
 
     def add(self, path: str, rule: type[Rule], message: str, severity: Severity | None = None,
@@ -218,18 +221,52 @@ def check_manifest(path: str, scope: list[str], report: Report) -> None:
     _extras(scope, set(listed) | ignore, report, f"not listed in {os.path.basename(path)}")
 
 
+def model_files(path: str) -> list[str]:
+    """The files a scan or `airlock lock` of `path` lists: in a Hugging Face cache each revision's
+    files under their snapshot paths and only the blobs no snapshot links to (a linked blob is the
+    snapshot file itself, not an extra one); `.git`, `.locks`, `.no_exist` and `refs/` left out."""
+    from airlock.core.scan import iter_files
+
+    return [shown for shown, _ in iter_files(path)]
+
+
+def outside_snapshots(path: str) -> bool:
+    """A blob of a Hugging Face cache that no snapshot links to (an orphan, an unfinished download): no
+    revision holds it and nothing loads it through the cache. Never pinned, never "extra"; the cache
+    check reports it (info, "not in any snapshot")."""
+    where = hf_cache.split(path)
+    return where is not None and where[1] == "blobs"
+
+
+def not_pinned(path: str) -> bool:
+    """Files a lock never pins and never counts as extra: blobs outside every snapshot, and the download
+    bookkeeping huggingface_hub keeps in a `--local-dir` folder (`.cache/huggingface/download/*.lock` and
+    `*.metadata`, rewritten by each download: pinned, a re-download would read as tampering)."""
+    if outside_snapshots(path):
+        return True
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    return any(parts[i:i + 2] == [".cache", "huggingface"] and parts[i + 2] in LOCAL_DIR_BOOKKEEPING
+               for i in range(len(parts) - 2))
+
+
+LOCAL_DIR_BOOKKEEPING = ("download", "upload", ".gitignore")
+
+
 def _extras(scope: list[str], known: set[str], report: Report, why: str) -> None:
     for root in scope:
-        for file in walk(root):
+        for file in model_files(root):
             full = os.path.normpath(os.path.abspath(file))
-            if full in known or os.path.basename(file) in NEVER_EXTRA or not counts_as_extra(file):
+            if (full in known or os.path.basename(file) in NEVER_EXTRA or not_pinned(file)
+                    or not counts_as_extra(file)):
                 continue
             report.add(file, ExtraFile, why)
 
 
 def counts_as_extra(path: str) -> bool:
-    """Model and configuration files count; READMEs, licences and other text do not. Judged by
-    content (a sniffed model format) or by a model or config extension."""
+    """Model and configuration files count; READMEs, licences, other text and images do not. Judged by
+    a model or config extension, else by content: a sniffed model format, or content no format
+    recognises (fail closed: nothing shows it harmless); known-inert content (text, images) and empty
+    files under other names do not count."""
     ext = os.path.splitext(path)[1].lower()
     name = os.path.basename(path).upper()
     if ext in (".md", ".txt", ".rst") or name.startswith(("LICENSE", "LICENCE", "README")):
@@ -240,14 +277,19 @@ def counts_as_extra(path: str) -> bool:
     from airlock.core.dispatch import sniff
     from airlock.core.source import Source
 
-    if ext in formats.known_extensions():
+    if formats.known_extensions().get(ext, INERT) != INERT:  # a model format's extension
         return True
     try:
         with Source.open(path) as source:
+            if source.size == 0:
+                return False  # nothing a loader could load; an empty model-named file was counted above
             module, _ = sniff(source)
     except OSError:
         return True
-    return module is not None
+    return module is None or module.NAME != INERT
+
+
+INERT = "inert"  # the format module of known-inert content (text, images, SentencePiece, LFS pointers)
 
 
 CONFIG_EXTENSIONS = (".json", ".yaml", ".yml", ".toml", ".py", ".jinja", ".model", ".tiktoken", ".cfg",
@@ -271,8 +313,13 @@ def check_signature(folder: str, report: Report, *, key: str | None, certs: list
     shown = result.signature or signing.signature_path(folder, signature)
     raise_to = Severity.HIGH if require else None
     if result.state == "unsigned":
-        report.add(folder, Unsigned, "no model signature (model.sig): unsigned", severity=raise_to,
-                   kind="folder")
+        if key or certs:  # asked to verify a signature that is not there: never a pass
+            given = "key" if key else "certificate chain"
+            report.add(folder, Unsigned, f"no model signature ({os.path.basename(shown)}): unsigned, so the "
+                       f"{given} given verifies nothing", severity=Severity.HIGH, kind="folder")
+        else:
+            report.add(folder, Unsigned, "no model signature (model.sig): unsigned", severity=raise_to,
+                       kind="folder")
     elif result.state == "not-verified":
         report.add(shown, SignedNotVerified, "signed, not verified: give --key or --cert to verify the "
                                              "signature",
@@ -303,8 +350,13 @@ def check_lock(lock: Any, scope: list[str], report: Report,
     from airlock.core.provenance.rules import Rescan
 
     listed: dict[str, dict[str, Any]] = {}
+    in_caches = _cache_files(scope)
     for record in lock.files:
-        listed[os.path.normpath(os.path.abspath(lockfile.record_path(record, lock.folder)))] = record
+        path = lockfile.record_path(record, lock.folder)
+        # A Hugging Face cache lies elsewhere on each machine (~/.cache/huggingface/hub): a file of one is
+        # found by its repository, revision and name in the cache being verified, wherever that is.
+        path = in_caches.get(_cache_key(path) or ("",), path)
+        listed[os.path.normpath(os.path.abspath(path))] = record
     present = [(p, r) for p, r in listed.items() if os.path.isfile(p)]
     for path in listed:
         if not os.path.isfile(path):
@@ -330,6 +382,27 @@ def check_lock(lock: Any, scope: list[str], report: Report,
     known = set(listed) | {os.path.normpath(os.path.abspath(lock.path))}
     _extras(scope, known, report, f"not pinned in {os.path.basename(lock.path)}")
     _check_pins(lock, scope, report)
+
+
+def _cache_key(path: str) -> tuple[str, ...] | None:
+    """(repository folder name, 'snapshots' | 'blobs', the path inside) of a Hugging Face cache file."""
+    where = hf_cache.split(path)
+    if where is None or not where[2]:
+        return None
+    return (os.path.basename(where[0]), where[1], *where[2])
+
+
+def _cache_files(scope: list[str]) -> dict[tuple[str, ...], str]:
+    found: dict[tuple[str, ...], str] = {}
+    for root in scope:
+        if not os.path.isdir(root):
+            continue
+        for repo in repo_folders(root):
+            for shown, _ in hf_cache.iter_repo(repo):
+                key = _cache_key(shown)
+                if key is not None:
+                    found.setdefault(key, shown)
+    return found
 
 
 def _check_pins(lock: Any, scope: list[str], report: Report) -> None:

@@ -43,6 +43,11 @@ def render(files: list[dict[str, Any]], *, colour: bool, interruption: Interrupt
         if entry.get("sha256"):
             lines.append(f"    sha256 {entry['sha256']}  {entry.get('size', '?'):,} bytes"
                          if isinstance(entry.get("size"), int) else f"    sha256 {entry['sha256']}")
+        hf = entry.get("huggingface")
+        if hf and hf.get("revision"):  # a Hugging Face cache file: where it comes from, as JSON says
+            refs = ", ".join(str(r) for r in hf.get("refs") or ()) or "no ref points at it"
+            lines.append(f"    Hugging Face {safe_text(str(hf['repo_id']), 200)} @ "
+                         f"{safe_text(str(hf['revision']), 100)} ({safe_text(refs, 200)})")
         ordered = sorted(entry["findings"], key=lambda f: -Severity.parse(f["severity"]))
         for f in ordered:
             where = f"@{f['offset']}" if f["offset"] is not None else ""

@@ -15,17 +15,20 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airlock.core.claims import INERT_FORMATS
 from airlock.core.review.rules import NotApproved, Rejected
 
 if TYPE_CHECKING:
     from airlock.core.policy_file import UserPolicy
     from airlock.core.review.queries import ApprovalStore, Decision
 
-# Formats that are not models: configs, indexes, templates, text, code, skipped files. A format not
-# listed here (including any added later) counts as a model, so that the gate fails closed.
+# Formats that are not models: configs, indexes, templates, code, skipped files, and the content the
+# scan knows to be inert (text, images, SentencePiece tokenizers, Git LFS pointers: claims.INERT_FORMATS).
+# A format not listed here (including any added later) counts as a model, so that the gate fails closed.
 NOT_MODELS = frozenset({"skipped", "json", "chat_template", "safetensors-index", "yaml", "inert",
-                        "model_card", "python", "notebook", "text"})
+                        "model_card", "python", "notebook", "text", *INERT_FORMATS})
 UNKNOWN = "unknown"
+EMPTY = "empty"  # 0 bytes: a model only under a model's name (an empty model.safetensors), as unknown content
 
 
 def model_extensions() -> frozenset[str]:
@@ -40,9 +43,9 @@ def is_model(entry: dict[str, Any], extensions: frozenset[str] | None = None) ->
     fmt = str(entry.get("format"))
     if fmt in NOT_MODELS:
         return False
-    if fmt != UNKNOWN:
+    if fmt not in (UNKNOWN, EMPTY):
         return True
-    # Content Airlock did not recognise: a model when its name says so (a loader would try it).
+    # Content Airlock did not recognise (or none): a model when its name says so (a loader would try it).
     name = os.path.basename(str(entry["path"])).lower()
     return any(name.endswith(ext) for ext in (extensions if extensions is not None else model_extensions()))
 

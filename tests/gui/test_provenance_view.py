@@ -1,11 +1,13 @@
 """Provenance in the desktop app: a Hugging Face cache opens as one tab (repository, revision, refs,
 signature state, each file with its verdict); a folder's tab says whether it is signed, and by whom
-once verified with a key; a cache file opened alone still names its repository and revision."""
+once verified with a key or a certificate chain; a cache file opened alone still names its repository and revision."""
 
 import os
 
 from provenance.hf_fake import COMMIT_1, COMMIT_2, build
-from provenance.test_signing import signed  # noqa: F401 - the signed-folder fixture, reused
+from provenance.test_signing import sign_with_certificate, signed  # noqa: F401 - the signed-folder fixture, reused
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
 
 from airlock.gui.provenance_view import COL_NAME, COL_VERDICT, FolderView, folder_views, is_hf_folder
 
@@ -114,3 +116,23 @@ def test_a_key_that_cannot_be_used_says_why(qtbot, tmp_path, signed):  # noqa: F
     with qtbot.waitSignal(view.scan_finished, timeout=120_000):
         view.check_signature(key=str(bad))
     assert "cannot verify" in view.signature.text() and "not a PEM public key" in view.signature.text()
+
+
+def test_verify_with_a_certificate_chain_from_the_folder_tab(qtbot, tmp_path, monkeypatch):
+    """The tab verifies a certificate-signed folder as `airlock verify --cert` does: the button asks for
+    the chain's PEM files, then "signed by …", or "does not match" naming the changed file."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"weights")
+    ca = sign_with_certificate(tmp_path, model, model / "model.sig")
+    view = folder_view(qtbot, model)
+    assert view.signature.text() == "Signature: signed, not verified (no key or certificate given)"
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(ca)], ""))
+    with qtbot.waitSignal(view.scan_finished, timeout=120_000):
+        qtbot.mouseClick(view.cert_button, Qt.MouseButton.LeftButton)
+    assert view.signature.text().startswith("Signature: signed by "), view.signature.text()
+    (model / "weights.bin").write_bytes(b"other weights")
+    with qtbot.waitSignal(view.scan_finished, timeout=120_000):
+        qtbot.mouseClick(view.cert_button, Qt.MouseButton.LeftButton)
+    text = view.signature.text()
+    assert text.startswith("Signature: signature does not match:") and "changed weights.bin" in text, text

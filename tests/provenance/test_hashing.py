@@ -86,6 +86,7 @@ def test_progress_on_request_goes_to_stderr(tmp_path, capsysbinary):
     assert main(["hash", "--progress", "always", str(tmp_path / "a")]) == 0
     captured = capsysbinary.readouterr()
     assert b"hashing:" in captured.err and b"hashing" not in captured.out
+    assert b"[" + b"#" * 30 + b"] 100%" in captured.err  # a bar, filled at the end
 
 
 def test_manifest_reader_takes_text_binary_bsd_and_escaped_lines():

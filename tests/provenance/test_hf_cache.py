@@ -65,6 +65,24 @@ def test_cache_root_every_file_once_under_its_snapshot(cache, capsys):
                             if f["rule"] == "PRV004")["message"]
 
 
+def test_the_text_report_names_each_files_repository_revision_and_refs(cache, capsys):
+    """The README's step 2 (`airlock scan …/models--org--model`, text): every snapshot file says where it
+    comes from, as JSON's `huggingface` does; blobs outside the snapshots say they are outside."""
+    _, paths = cache
+    main(["scan", "--no-policy", "--color", "never", str(paths["storage"])])
+    lines = capsys.readouterr().out.splitlines()
+
+    def block(path):
+        start = next(i for i, line in enumerate(lines) if f"] {path}  (" in line)
+        end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("    ")), len(lines))
+        return lines[start + 1:end]
+
+    assert f"    Hugging Face org/model @ {COMMIT_2} (main)" in block(paths["weights2"])
+    assert f"    Hugging Face org/model @ {COMMIT_1} (v1.0)" in block(paths["config1"])
+    orphan = block(paths["orphan"])
+    assert not [line for line in orphan if "Hugging Face" in line] and any("PRV004" in line for line in orphan)
+
+
 def test_parent_of_the_cache_repo_folder_and_snapshot(cache, capsys):
     root, paths = cache
     whole = sorted(p for p, _ in iter_files(str(root.parent)))

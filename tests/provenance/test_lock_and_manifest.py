@@ -68,6 +68,51 @@ def test_changed_missing_and_extra_files(model, capsys):
     assert "expected sha256" in message and "found" in message
 
 
+def test_extra_means_a_model_config_or_unrecognised_file(model, capsys):
+    """"Extra" = a model or config file the lock does not list. Regression: bytes no format recognises, added
+    under a name no format claims, passed unnoticed (fail open), while a picture or a .gitattributes added
+    beside the model failed the check."""
+    import random
+
+    from test_fail_closed import _png
+
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    (model / "payload.dat").write_bytes(b"\xfe\xed" + random.Random(5).randbytes(500))
+    (model / "diagram.png").write_bytes(_png())
+    (model / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    (model / "download.lock").write_bytes(b"")
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 1
+    assert findings(doc) == {("payload.dat", "PRV003", "high")}
+
+
+def test_a_local_dir_downloads_bookkeeping_is_not_pinned(model, capsys):
+    """`huggingface-cli download --local-dir model/` keeps `.cache/huggingface/download/<file>.lock` and
+    `.metadata` (commit, etag, time) beside the files, rewritten by each download: pinned, CI's fresh download
+    failed as "changed since it was locked". They are not part of the model: not pinned, never extra."""
+    bookkeeping = model / ".cache" / "huggingface"
+    (bookkeeping / "download").mkdir(parents=True)
+    (bookkeeping / ".gitignore").write_text("*\n")
+    (bookkeeping / "download" / "model.safetensors.lock").write_bytes(b"")
+    meta = bookkeeping / "download" / "model.safetensors.metadata"
+    meta.write_text(f"{'1' * 40}\n{'a' * 64}\n1733389000.1\n")
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    assert not [f for f in tomllib.loads(lock.read_text())["file"] if ".cache" in f["path"]]
+    meta.write_text(f"{'1' * 40}\n{'a' * 64}\n1733399999.9\n")  # downloaded again
+    (bookkeeping / "download" / "config.json.metadata").write_text(f"{'1' * 40}\n{'b' * 40}\n1733399999.9\n")
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 0 and not findings(doc), doc
+    (model / "config.json").write_bytes(b'{"model_type": "evil"}')  # the model's own files still count
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 1 and findings(doc) == {("config.json", "PRV001", "critical")}
+    # Named on the command line, such a file is pinned all the same.
+    assert main(["lock", "--no-policy", "-o", str(lock), str(meta)]) == 0
+    assert [f["path"] for f in tomllib.loads(lock.read_text())["file"]] == [
+        ".cache/huggingface/download/model.safetensors.metadata"]
+
+
 def test_different_findings_digest_is_info_rescan(model, capsys):
     lock = model / "airlock.lock"
     assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
@@ -118,6 +163,69 @@ def test_hugging_face_pins(tmp_path, capsys):
     tamper(paths["weights2"], b"other")
     code, doc = verify_json(capsys, "--lock", str(lock), snapshot)
     assert ("model.safetensors", "PRV001", "critical") in findings(doc)
+
+
+def test_readme_flow_lock_and_verify_a_whole_repository_folder(tmp_path, capsys):
+    """Regression (new-user trial of the README flow): `airlock lock models--org--model` then `airlock
+    verify --lock airlock.lock models--org--model` reported every blob a snapshot links to as "extra" and
+    listed each file twice. A linked blob is its snapshot file: one entry per file, exit 0."""
+    from provenance.hf_fake import add_file
+
+    paths = build(tmp_path / "hub")
+    repo = str(paths["storage"])
+    lock = tmp_path / "ci" / "airlock.lock"
+    lock.parent.mkdir()
+    assert main(["lock", "--no-policy", "-o", str(lock), repo]) == 0
+    capsys.readouterr()
+    pinned = [f["path"] for f in tomllib.loads(lock.read_text())["file"]]
+    assert len(pinned) == 5 and all("/snapshots/" in p for p in pinned)  # no revision holds the other blobs
+    code, doc = verify_json(capsys, "--lock", str(lock), repo)
+    assert code == 0, doc
+    assert not [f for e in doc["files"] for f in e["findings"] if f["rule"] == "PRV003"]
+    shown = [os.path.normpath(os.path.abspath(e["path"])) for e in doc["files"] if e["format"] != "folder"]
+    assert len(shown) == len(set(shown)) == 7  # 5 snapshot files, the orphan blob, the unfinished download
+    # A new revision downloaded into the cache: its file is extra under its snapshot path, not its blob.
+    add_file(tmp_path / "hub", "org/model", "3" * 40, "model.safetensors", safetensors_bytes(2), lfs=True)
+    tamper(paths["weights1"], b"other")
+    code, doc = verify_json(capsys, "--lock", str(lock), repo)
+    assert code == 1
+    got = {(os.path.relpath(e["path"], repo), f["rule"]) for e in doc["files"] for f in e["findings"]
+           if f["rule"] in ("PRV001", "PRV003")}
+    new = os.path.join("snapshots", "3" * 40, "model.safetensors")
+    weights1 = os.path.relpath(paths["weights1"], repo)
+    assert got == {(new, "PRV003"), (weights1, "PRV001")}, got
+
+
+def test_a_lock_of_a_cache_verifies_the_same_cache_elsewhere(tmp_path, capsys):
+    """The README's CI flow: the lock is made on a laptop and committed; CI downloads the same revision into
+    its own cache, at another path. Cache files are found by repository, revision and name, not by the
+    laptop's relative path; a file the CI cache lacks is still missing, a changed one still critical."""
+    import shutil
+
+    paths = build(tmp_path / "laptop" / "hub")
+    project = tmp_path / "laptop" / "project"
+    project.mkdir()
+    lock = project / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(paths["storage"])]) == 0
+    ci_cache = tmp_path / "ci-home" / ".cache" / "huggingface" / "hub"
+    shutil.copytree(tmp_path / "laptop" / "hub", ci_cache, symlinks=True)
+    ci_repo = ci_cache / paths["storage"].name
+    for leftover in (paths["orphan"], paths["incomplete"]):  # the laptop's leftovers are not in CI's download
+        os.remove(ci_repo / "blobs" / leftover.name)
+    ci_lock = tmp_path / "ci-work" / "project" / "airlock.lock"
+    ci_lock.parent.mkdir(parents=True)
+    shutil.copy(lock, ci_lock)
+    shutil.rmtree(tmp_path / "laptop")
+    capsys.readouterr()
+    code, doc = verify_json(capsys, "--lock", str(ci_lock), str(ci_repo))
+    assert code == 0, doc
+    assert not findings(doc)
+    os.remove(ci_repo / "snapshots" / COMMIT_2 / "config.json")
+    tamper(ci_repo / "snapshots" / COMMIT_2 / "model.safetensors", b"other")
+    code, doc = verify_json(capsys, "--lock", str(ci_lock), str(ci_repo))
+    assert code == 1
+    got = findings(doc)
+    assert ("config.json", "PRV002", "high") in got and ("model.safetensors", "PRV001", "critical") in got
 
 
 def test_manifest_from_sha256sum(model, capsys):

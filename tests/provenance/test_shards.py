@@ -63,3 +63,15 @@ def test_shard_name_with_a_path_is_reported(tmp_path):
     index["weight_map"]["a.weight"] = os.path.join("..", "elsewhere.safetensors")
     index_path.write_text(json.dumps(index))
     assert "ST105" in {r.id for r, _ in shards.check(str(index_path))}
+
+
+def test_a_tensor_in_two_shards_is_named(tmp_path):
+    """Every tensor in exactly one shard: a second copy in another shard (which one a loader keeps depends
+    on the order it reads them) is reported with both shards."""
+    index_path, _ = _safetensors_model(tmp_path / "m")
+    save_file({"b.weight": np.ones(3, np.float32), "a.weight": np.full(4, 7, np.float32)},
+              str(tmp_path / "m" / "model-00002-of-00002.safetensors"))
+    problems = [(rule.id, message) for rule, message in shards.check(str(index_path))]
+    assert len(problems) == 1 and problems[0][0] == "ST103", problems
+    assert "more than one shard" in problems[0][1] and "'a.weight (in model-00001-of-00002.safetensors, " \
+        "model-00002-of-00002.safetensors)'" in problems[0][1]

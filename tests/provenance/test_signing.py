@@ -115,6 +115,30 @@ def test_keys_model_signing_cannot_use_exit_2_and_say_so(signed, capsys, tmp_pat
     assert "elliptic-curve" in err and "Traceback" not in err
 
 
+def test_key_and_cert_together_exit_2(signed, capsys):
+    """`[--key PUBKEY | --cert CERT]`: one or the other; given both, one was silently ignored."""
+    model, public_key = signed
+    with pytest.raises(SystemExit) as stop:
+        main(["verify", "--key", str(public_key), "--cert", str(public_key), str(model)])
+    assert stop.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_a_key_or_chain_given_for_an_unsigned_folder_is_high(signed, capsys, tmp_path):
+    """Regression: `verify --key K folder` passed (exit 0, info "unsigned") when the folder had no signature,
+    so a CI step meant to enforce signatures let an unsigned model through."""
+    model, public_key = signed
+    os.remove(model / "model.sig")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"w")
+    ca = sign_with_certificate(tmp_path, other, other / "model.sig")  # a real chain, for another folder
+    for option, value in (("--key", public_key), ("--cert", ca)):
+        code, doc, _ = verify_json(capsys, option, str(value), str(model))
+        [finding] = [f for e in doc["files"] for f in e["findings"]]
+        assert code == 1 and finding["rule"] == "PRV005" and finding["severity"] == "high", doc
+        assert "verifies nothing" in finding["message"]
+
+
 def test_not_a_key_exits_2(signed, capsys, tmp_path):
     model, _ = signed
     (tmp_path / "junk.pem").write_text("hello")
@@ -142,8 +166,8 @@ def test_without_a_key_signed_and_unsigned_are_info_or_high_by_policy(signed, ca
         assert finding["rule"] == rule and finding["severity"] == "high"
 
 
-def test_certificate_chain(tmp_path, capsys):
-    """Signed with a leaf certificate issued by a CA made here; verified against the CA."""
+def sign_with_certificate(tmp_path, model, sig):
+    """Sign `model` into `sig` with a leaf certificate issued by a CA made here; returns the CA's PEM."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Airlock test CA")])
@@ -164,13 +188,20 @@ def test_certificate_chain(tmp_path, capsys):
     (tmp_path / "leaf.key").write_bytes(_pem_private(leaf_key))
     (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    hashing = model_signing.hashing.Config().set_ignored_paths(paths=[sig])
+    model_signing.signing.Config().use_certificate_signer(
+        private_key=tmp_path / "leaf.key", signing_certificate=tmp_path / "leaf.pem",
+        certificate_chain=[tmp_path / "ca.pem"]).set_hashing_config(hashing).sign(model, sig)
+    return tmp_path / "ca.pem"
+
+
+def test_certificate_chain(tmp_path, capsys):
+    """Signed with a leaf certificate issued by a CA made here; verified against the CA."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "weights.bin").write_bytes(b"weights")
     sig = tmp_path / "detached.sig"
-    model_signing.signing.Config().use_certificate_signer(
-        private_key=tmp_path / "leaf.key", signing_certificate=tmp_path / "leaf.pem",
-        certificate_chain=[tmp_path / "ca.pem"]).sign(model, sig)
+    sign_with_certificate(tmp_path, model, sig)
     code, doc, _ = verify_json(capsys, "--cert", str(tmp_path / "ca.pem"), "--signature", str(sig), str(model))
     assert code == 0, doc
     (model / "weights.bin").write_bytes(b"other weights")

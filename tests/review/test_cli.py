@@ -213,6 +213,41 @@ def test_unknown_content_with_a_model_name_is_gated(files, db_url, capsys):
     assert "REV001" in rules["weights.bin"] and "REV001" not in rules["notes.txt"]
 
 
+def test_inert_and_empty_files_of_a_download_are_not_gated(db_url, capsys, tmp_path):
+    """Regression (the README flow, `huggingface-cli download --local-dir model/`): the gate held the
+    download's empty `.cache/huggingface/download/*.lock` files, a picture of the model card, a Git LFS
+    pointer and the SentencePiece `tokenizer.model` as unapproved models. Inert content is not a model;
+    an empty file is one only under a model's name."""
+    from test_fail_closed import _png, _sentencepiece
+
+    init(db_url)
+    model = tmp_path / "model"
+    cache = model / ".cache" / "huggingface" / "download"
+    cache.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(safetensors_bytes(8))
+    (model / "tokenizer.model").write_bytes(_sentencepiece())
+    (model / "diagram.png").write_bytes(_png())
+    (model / "extra.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64
+                                              + b"\nsize 89\n")
+    (cache / "model.safetensors.lock").write_bytes(b"")
+    (cache / "model.safetensors.metadata").write_text(f"{'1' * 40}\n{'a' * 64}\n1733389000.1\n")
+    (model / "empty.safetensors").write_bytes(b"")
+    assert run(capsys, "approve", str(model / "model.safetensors"), "--note", "ok", "--db", db_url,
+               "--no-policy")[0] == 0
+    _, out, _ = run(capsys, "scan", "--require-approved", "--db", db_url, "--no-policy", "--format", "json",
+                    str(model))
+    entries = {os.path.relpath(e["path"], model): e for e in json.loads(out)["files"]}
+    gated = {name for name, e in entries.items() if any(f["rule"] == "REV001" for f in e["findings"])}
+    assert gated == {"empty.safetensors"}, gated  # an empty file under a model's name: gated by its name
+    # An LFS pointer where a model should be is not a model, but the scan itself says the name lies (high).
+    assert entries["extra.safetensors"]["severity"] == "high"
+    assert "FC001" in {f["rule"] for f in entries["extra.safetensors"]["findings"]}
+    os.remove(model / "extra.safetensors")
+    os.remove(model / "empty.safetensors")
+    code, out, _ = run(capsys, "scan", "--require-approved", "--db", db_url, "--no-policy", str(model))
+    assert code == 0, out
+
+
 def test_policy_key_require_approved_turns_the_gate_on(files, db_url, capsys, tmp_path, monkeypatch):
     init(db_url)
     policy = tmp_path / "airlock.toml"
