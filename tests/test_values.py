@@ -276,3 +276,57 @@ def test_fortran_ordered_npy_is_exported_as_stored(tmp_path):
     write_npy(read, t, str(tmp_path / "out.npy"))
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy", allow_pickle=False), array)
     result.close()
+
+
+def _check_cells(read, t, page, whole):
+    """Every non-blank cell: its flat index holds the value shown, and its byte span decodes to it."""
+    from airlock.core.tensors import decode
+
+    flat_whole = whole.ravel()
+    seen = 0
+    for row in range(page.rows):
+        for col in range(len(page.column_labels)):
+            flat = V.cell_flat_index(page, row, col)
+            if flat is None:
+                continue
+            seen += 1
+            assert page.values[row, col] == flat_whole[flat], (row, col, flat)
+            assert whole[V.value_index(t, flat)] == flat_whole[flat]
+            offset, length = V.value_span(t, flat)
+            unit = decode(read(offset, length), t)
+            stored = np.ravel_multi_index(np.unravel_index(flat, t.shape), t.shape, order="F") if t.fortran else flat
+            assert unit[stored % t.unit_elems] == flat_whole[flat]
+    return seen
+
+
+def test_each_cell_leads_to_its_index_and_bytes(tmp_path, quantised):
+    from safetensors.numpy import save_file
+
+    array = RNG.normal(0, 1, (5, 7, 3)).astype(np.float32)
+    vector = np.arange(40, dtype=np.int16)
+    save_file({"cube": array, "vector": vector}, str(tmp_path / "m.safetensors"))
+    np.save(tmp_path / "f.npy", np.asfortranarray(array[0]))
+    result, read = _open(tmp_path / "m.safetensors")
+    nodes = _tensor_nodes(result)
+    cube, vec = V.describe(nodes["cube"], read), V.describe(nodes["vector"], read)
+    assert _check_cells(read, cube, V.first_page(read, cube, 4), array) == (35 - 4) * 3
+    assert _check_cells(read, cube, V.sample_page(read, cube, 9), array) == 9
+    cut = V.slice_page(read, cube, "1:3, -1, 1:")
+    assert _check_cells(read, cube, cut, array) == 4 and V.cell_flat_index(cut, 0, 0) == 1 * 21 + 6 * 3 + 1
+    assert _check_cells(read, cube, V.slice_page(read, cube, "4, 2, 0"), array) == 1
+    assert _check_cells(read, vec, V.first_page(read, vec), vector) == 40
+    page = V.first_page(read, vec, 2)  # the last row: 8 values, then blank cells
+    assert V.cell_flat_index(page, 0, 7) == 39 and V.cell_flat_index(page, 0, 8) is None
+    assert V.value_span(vec, 39) == (vec.offset + 78, 2)
+    result.close()
+    fortran, read_f = _open(tmp_path / "f.npy")
+    t = V.describe(next(iter(_tensor_nodes(fortran).values())), read_f)
+    assert t.fortran and _check_cells(read_f, t, V.first_page(read_f, t), array[0]) == 21
+    assert V.value_span(t, 1) == (t.offset + 7 * 4, 4)  # [0, 1] is stored after the whole first column
+    fortran.close()
+    path, expected = quantised
+    gguf_result, read_q = _open(path)
+    q8 = V.describe(_tensor_nodes(gguf_result)["w.Q8_0"], read_q)
+    assert _check_cells(read_q, q8, V.first_page(read_q, q8), expected["w.Q8_0"]) == 8 * 256
+    assert V.value_span(q8, 33) == (q8.offset + 34, 34)  # the second 32-value block of 34 bytes
+    gguf_result.close()

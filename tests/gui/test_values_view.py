@@ -187,3 +187,92 @@ def test_a_hostile_shape_pages_without_overflowing_the_row_box(qtbot, window, tm
     assert "the file ends before this tensor does" in values.status.text()
     values.next_button.click()
     qtbot.waitUntil(lambda: values.worker is None and values.page.start_row > 0, timeout=30_000)
+
+
+def test_a_cells_menu_copies_its_value_index_and_offset_and_shows_its_bytes(qtbot, window, every_dtype):
+    from PySide6.QtCore import QItemSelectionModel
+    from PySide6.QtGui import QGuiApplication
+
+    from airlock.gui.details.pane import TAB_HEX
+
+    folder, arrays = every_dtype
+    view = open_file(qtbot, window, folder / "numpy.safetensors")
+    node = tensor_node(view, "u16")
+    values = show_values(qtbot, view, node)
+    t = values.tensor
+    menu = values.build_cell_menu(2, 3)
+    labels = [a.text() for a in menu.actions() if a.text()]
+    assert labels == ["Copy Value", "Copy Index", "Copy Offset", "Show in Hex", "Export This Tensor as .npy…"]
+    copied = {}
+    for action in menu.actions():
+        if action.text().startswith("Copy"):
+            action.trigger()
+            copied[action.text()] = QGuiApplication.clipboard().text()
+    assert copied == {"Copy Value": str(arrays["u16"][2, 3]), "Copy Index": "[2, 3]",
+                      "Copy Offset": str(t.offset + (2 * 4 + 3) * 2)}
+    next(a for a in menu.actions() if a.text() == "Show in Hex").trigger()
+    assert view.details.tabs.currentIndex() == TAB_HEX
+    assert view.details.hex.marked == (t.offset + 22, 2)
+    # Several cells: Ctrl+C (and the menu's first entry) copy them as tab-separated rows.
+    view.details.show_values()
+    selection = values.table.selectionModel()
+    for row, col in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        selection.select(values.model.index(row, col), QItemSelectionModel.SelectionFlag.Select)
+    assert values.build_cell_menu(0, 0).actions()[0].text() == "Copy 4 Selected Values"
+    want = "\n".join("\t".join(str(v) for v in arrays["u16"][r, :2]) for r in range(2))
+    assert values.copy_selection() == want and QGuiApplication.clipboard().text() == want
+
+
+def test_a_quantised_cell_points_at_its_block(qtbot, window, tmp_path):
+    from gguf import GGMLQuantizationType as Q
+    from gguf import GGUFWriter, quants
+
+    blocks = quants.quantize(RNG.normal(0, 0.1, (2, 64)).astype(np.float32), Q.Q8_0)
+    path = tmp_path / "q.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_tensor("w", blocks, raw_shape=blocks.shape, raw_dtype=Q.Q8_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    view = open_file(qtbot, window, path)
+    values = show_values(qtbot, view, tensor_node(view, "w"))
+    items = dict(values.cell_items(1, 40))  # row 1, column 40: value 104, in the fourth block
+    assert items["Copy Index"] == "[1, 40]"
+    assert items["Copy Offset"] == f"{values.tensor.offset + 3 * 34} (the 34-byte block of 32 values that holds it)"
+    assert values.show_in_hex(1, 40) and view.details.hex.marked == (values.tensor.offset + 102, 34)
+
+
+def test_the_tree_menu_copies_name_shape_value_offset_and_path(qtbot, window, tmp_path):
+    from gguf import GGUFWriter
+    from PySide6.QtGui import QGuiApplication
+
+    from airlock.core.tree import METADATA
+    from airlock.gui import node_menu
+
+    path = tmp_path / "m.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_name("menu-demo")
+    writer.add_tensor("blk.0.w", np.ones((3, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    view = open_file(qtbot, window, path)
+
+    def copied(node):
+        out = {}
+        for action in node_menu.build_menu(view, node, view.tree).actions():
+            if action.text().startswith("Copy"):
+                action.trigger()
+                out[action.text()] = QGuiApplication.clipboard().text()
+        return out
+
+    tensor = tensor_node(view, "blk.0.w")
+    assert copied(tensor) == {"Copy Name": tensor.label, "Copy Shape": "8 × 3",
+                              "Copy Offset": str(tensor.offset), "Copy Path": tensor.path()}
+    name = next(n for n in view.result.root.walk(expand_lazy=True)
+                if n.kind == METADATA and n.attrs.get("key") == "general.name")
+    got = copied(name)
+    assert got["Copy Value"] == "menu-demo" and got["Copy Offset"] == str(name.offset)
+    assert got["Copy Path"] == name.path()
