@@ -101,6 +101,12 @@ def unsupported(dtype: DType) -> str | None:
     if dtype.numpy is not None or dtype.code == "BF16" or dtype.code == "F8_E5M2" or dtype.code in _F8_TABLES:
         return None
     if dtype.kind == QUANT and dtype.ggml is not None:
+        from airlock.core.ggml_blocks import DEQUANTISE, NOT_DECODED
+
+        if dtype.ggml in DEQUANTISE:
+            return None
+        if dtype.ggml in NOT_DECODED:
+            return NOT_DECODED[dtype.ggml]
         try:
             import gguf.quants
         except ImportError:
@@ -206,7 +212,11 @@ def decode(raw: bytes, t: TensorData) -> np.ndarray:
     if t.dtype.kind == QUANT and t.dtype.ggml is not None:
         import gguf
 
+        from airlock.core.ggml_blocks import DEQUANTISE, dequantise
+
         blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, t.unit_bytes)
+        if t.dtype.ggml in DEQUANTISE:
+            return dequantise(blocks, t.dtype.ggml)
         with np.errstate(all="ignore"):  # a file's scales may be Inf or NaN: values, not warnings
             values = gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType(t.dtype.ggml))
         return np.ascontiguousarray(values, dtype=np.float32).ravel()

@@ -330,3 +330,54 @@ def test_each_cell_leads_to_its_index_and_bytes(tmp_path, quantised):
     assert _check_cells(read_q, q8, V.first_page(read_q, q8), expected["w.Q8_0"]) == 8 * 256
     assert V.value_span(q8, 33) == (q8.offset + 34, 34)  # the second 32-value block of 34 bytes
     gguf_result.close()
+
+
+def test_block_types_gguf_py_cannot_dequantise_are_decoded_from_ggmls_layout(tmp_path):
+    """Q1_0 (sign bits and an fp16 scale) and Q8_K (a float32 scale and int8 quants), written as raw
+    blocks; the expected values are worked out here value by value from ggml's block layout."""
+    import struct
+
+    from gguf import GGMLQuantizationType as Q
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(3)
+    q1 = bytearray()
+    want_q1 = []
+    for scale in (0.5, -1.25, 3.0, 0.0078125):  # 4 blocks of 128 values: a 4 × 128 tensor
+        bits = rng.integers(0, 256, 16, dtype=np.uint8)
+        q1 += struct.pack("<e", scale) + bits.tobytes()
+        want_q1 += [scale if (int(bits[j // 8]) >> (j % 8)) & 1 else -scale for j in range(128)]
+    q8k = bytearray()
+    want_q8k = []
+    for scale in (0.01, -2.0):  # 2 blocks of 256 values: a 2 × 256 tensor
+        quants = rng.integers(-128, 128, 256, dtype=np.int8)
+        q8k += struct.pack("<f", scale) + quants.tobytes() + bytes(32)
+        want_q8k += [np.float32(scale) * np.float32(q) for q in quants]
+    path = tmp_path / "blocks.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_tensor("w.q1", np.frombuffer(bytes(q1), np.uint8).reshape(4, 18), raw_shape=(4, 18),
+                      raw_dtype=Q.Q1_0)
+    writer.add_tensor("w.q8k", np.frombuffer(bytes(q8k), np.uint8).reshape(2, 292), raw_shape=(2, 292),
+                      raw_dtype=Q.Q8_K)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    result, read = _open(path)
+    nodes = _tensor_nodes(result)
+    for name, shape, want in (("w.q1", (4, 128), want_q1), ("w.q8k", (2, 256), want_q8k)):
+        t = V.describe(nodes[name], read)
+        assert not isinstance(t, str), (name, t)
+        assert t.shape == shape
+        np.testing.assert_array_equal(V.first_page(read, t).values.ravel(), np.array(want, np.float32))
+        np.testing.assert_array_equal(V.slice_page(read, t, "1, 100:103").values.ravel()[:3],
+                                      np.array(want[shape[1] + 100:shape[1] + 103], np.float32))
+    result.close()
+
+
+def test_q8_1_says_why_it_is_not_decoded():
+    from airlock.core import dtypes
+    from airlock.core.tensors import unsupported
+
+    q8_1, _ = dtypes.parse("Q8_1")
+    assert "intermediate type for dot products" in unsupported(q8_1)
