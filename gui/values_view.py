@@ -227,6 +227,7 @@ class ValuesView(QWidget):
         self.worker = None
         self.page = page
         self.model.set_page(page)
+        self._fit_columns()
         lines = [self._describe(self.tensor)]
         if self.mode.currentData() == "first":
             last = page.start_row + page.rows - 1
@@ -242,6 +243,24 @@ class ValuesView(QWidget):
         self.row_box.setValue(min(page.start_row, SPIN_MAX))
         self.row_box.blockSignals(False)
         self._update_controls()
+
+    def _fit_columns(self) -> None:
+        """Every column as wide as the page's longest value (the font is monospaced, so the longest
+        text is the widest): no value is cut, and short integers leave room for more columns."""
+        page = self.page
+        if page is None or not page.rows:
+            return
+        from airlock.core.values import format_value
+
+        cols = len(page.column_labels)
+        shown = page.values.ravel()[:page.valid] if page.valid >= 0 else page.values.ravel()
+        longest = max((len(format_value(v)) for v in shown), default=1)
+        label = max((len(c) for c in page.column_labels), default=1)
+        metrics = self.table.fontMetrics()
+        width = metrics.horizontalAdvance("0" * max(longest, label)) + 16  # the cell's margins
+        header = self.table.horizontalHeader()
+        for col in range(cols):
+            header.resizeSection(col, width)
 
     def _failed(self, token: int, message: str) -> None:
         if token != self._token:

@@ -276,3 +276,18 @@ def test_the_tree_menu_copies_name_shape_value_offset_and_path(qtbot, window, tm
     got = copied(name)
     assert got["Copy Value"] == "menu-demo" and got["Copy Offset"] == str(name.offset)
     assert got["Copy Path"] == name.path()
+
+
+def test_every_column_is_as_wide_as_its_longest_value(qtbot, window, every_dtype):
+    folder, _arrays = every_dtype
+    view = open_file(qtbot, window, folder / "numpy.safetensors")
+    values = show_values(qtbot, view, tensor_node(view, "f64"))
+    metrics = values.table.fontMetrics()
+    header = values.table.horizontalHeader()
+    rows = table(values)
+    for col in range(len(rows[0])):
+        widest = max(metrics.horizontalAdvance(row[col]) for row in rows)
+        assert header.sectionSize(col) >= widest + 8, (col, header.sectionSize(col), widest)
+    wide = header.sectionSize(0)
+    values = show_values(qtbot, view, tensor_node(view, "flags"))  # "false" is shorter than a float
+    assert values.table.horizontalHeader().sectionSize(0) < wide
