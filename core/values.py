@@ -161,8 +161,6 @@ def slice_page(read: Read, t: TensorData, text: str) -> Page:
 def cell_flat_index(page: Page, row: int, col: int) -> int | None:
     """The flat index (C order, in the whole tensor) of the value in a cell of the page, or None for a
     blank cell (past the tensor's end, or the file's)."""
-    import numpy as np
-
     cols = len(page.column_labels)
     if not (0 <= row < page.rows and 0 <= col < cols) or 0 <= page.valid <= row * cols + col:
         return None
@@ -173,27 +171,23 @@ def cell_flat_index(page: Page, row: int, col: int) -> int | None:
         return int(page.origin[1][row])
     if kind == "slice":
         starts, picked = page.origin[1], page.origin[2]
-        inner = list(np.unravel_index(row * cols + col, picked)) if picked else []
-        index = [start if fixed else start + int(inner.pop(0)) for fixed, start in starts]
-        return int(np.ravel_multi_index(index, page.origin[3])) if index else 0
+        inner = list(_unravel(row * cols + col, picked))
+        index = [start if fixed else start + inner.pop(0) for fixed, start in starts]
+        return _ravel(index, page.origin[3])
     return None
 
 
 def value_index(t: TensorData, flat: int) -> tuple[int, ...]:
     """The index of the value at `flat` (C order), one integer per dimension."""
-    import numpy as np
-
-    return tuple(int(i) for i in np.unravel_index(flat, t.shape)) if t.shape else ()
+    return _unravel(flat, t.shape)
 
 
 def value_span(t: TensorData, flat: int) -> tuple[int, int]:
     """(file offset, length) of the bytes that hold the value at `flat`: the element itself, or the
-    GGML block (or packed byte) it is decoded from."""
-    import numpy as np
-
+    GGML block it is decoded from."""
     stored = flat
     if t.fortran and t.shape:  # the file stores the first index fastest
-        stored = int(np.ravel_multi_index(np.unravel_index(flat, t.shape), t.shape, order="F"))
+        stored = _ravel(_unravel(flat, t.shape)[::-1], t.shape[::-1])
     return t.offset + (stored // t.unit_elems) * t.unit_bytes, t.unit_bytes
 
 
@@ -257,6 +251,22 @@ def _pad(values: np.ndarray, size: int) -> np.ndarray:
         return values[:size]
     filler = np.zeros(size - values.size, dtype=values.dtype)
     return np.concatenate([values, filler])
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """numpy's unravel_index in Python integers: a hostile shape may hold more values than an intp."""
+    out = []
+    for dim in reversed(shape):
+        out.append(flat % dim if dim else 0)
+        flat = flat // dim if dim else 0
+    return tuple(reversed(out))
+
+
+def _ravel(index: list[int] | tuple[int, ...], shape: tuple[int, ...]) -> int:
+    flat = 0
+    for i, dim in zip(index, shape, strict=True):
+        flat = flat * dim + i
+    return flat
 
 
 def _starts(index: list[int | slice], shape: tuple[int, ...]) -> tuple[tuple[bool, int], ...]:

@@ -185,6 +185,10 @@ def test_a_hostile_shape_pages_without_overflowing_the_row_box(qtbot, window, tm
     values = show_values(qtbot, view, tensor_node(view, "w"))
     assert values.page.total_rows > 2**31 and values.row_box.maximum() == 2**31 - 1
     assert "the file ends before this tensor does" in values.status.text()
+    # A cell's menu too: the tensor holds more values than numpy's intp counts.
+    items = dict(values.cell_items(0, 1))
+    assert items["Copy Index"].count(",") == len(values.tensor.shape) - 1
+    assert items["Copy Offset"] == str(values.tensor.offset + values.tensor.unit_bytes)
     values.next_button.click()
     qtbot.waitUntil(lambda: values.worker is None and values.page.start_row > 0, timeout=30_000)
 
