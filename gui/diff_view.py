@@ -337,6 +337,9 @@ class DiffView(QWidget):
         self.detail_finished.emit()
 
     def _plot(self, detail: dict[str, Any]) -> None:
+        from airlock.gui.workers import import_plotting
+
+        import_plotting()  # not beside the warm-up's import of it (workers.py)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
