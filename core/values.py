@@ -124,7 +124,9 @@ def sample_page(read: Read, t: TensorData, count: int = SAMPLE_COUNT, *,
     available = t.numel if file_size is None else t.available(file_size)
     count = max(0, min(count, available))
     indices = [0] if count == 1 else [i * (available - 1) // (count - 1) for i in range(count)]
-    values = np.array([tensors.window(read, t, i, 1)[0] for i in indices], dtype=tensors.value_dtype(t))
+    # `indices` are C-order positions; a Fortran-ordered tensor stores them elsewhere.
+    values = np.array([tensors.window(read, t, _stored(t, i), 1)[0] for i in indices],
+                      dtype=tensors.value_dtype(t))
     shape = t.shape or (1,)
     labels = [f"{i:,}  {_index_label(np.unravel_index(i, shape))}" for i in indices]
     note = "" if available == t.numel else f"sampled over the {available:,} values the file holds"
@@ -185,9 +187,7 @@ def value_index(t: TensorData, flat: int) -> tuple[int, ...]:
 def value_span(t: TensorData, flat: int) -> tuple[int, int]:
     """(file offset, length) of the bytes that hold the value at `flat`: the element itself, or the
     GGML block it is decoded from."""
-    stored = flat
-    if t.fortran and t.shape:  # the file stores the first index fastest
-        stored = _ravel(_unravel(flat, t.shape)[::-1], t.shape[::-1])
+    stored = _stored(t, flat)
     return t.offset + (stored // t.unit_elems) * t.unit_bytes, t.unit_bytes
 
 
@@ -251,6 +251,14 @@ def _pad(values: np.ndarray, size: int) -> np.ndarray:
         return values[:size]
     filler = np.zeros(size - values.size, dtype=values.dtype)
     return np.concatenate([values, filler])
+
+
+def _stored(t: TensorData, flat: int) -> int:
+    """Where the value at C-order position `flat` is stored: the same place, unless the tensor is in
+    Fortran order (first index fastest)."""
+    if not t.fortran or not t.shape:
+        return flat
+    return _ravel(_unravel(flat, t.shape)[::-1], t.shape[::-1])
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:

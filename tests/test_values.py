@@ -322,6 +322,7 @@ def test_each_cell_leads_to_its_index_and_bytes(tmp_path, quantised):
     fortran, read_f = _open(tmp_path / "f.npy")
     t = V.describe(next(iter(_tensor_nodes(fortran).values())), read_f)
     assert t.fortran and _check_cells(read_f, t, V.first_page(read_f, t), array[0]) == 21
+    assert _check_cells(read_f, t, V.sample_page(read_f, t, 21), array[0]) == 21  # every value, in C order
     assert V.value_span(t, 1) == (t.offset + 7 * 4, 4)  # [0, 1] is stored after the whole first column
     fortran.close()
     path, expected = quantised
