@@ -295,3 +295,36 @@ def test_every_column_is_as_wide_as_its_longest_value(qtbot, window, every_dtype
     wide = header.sectionSize(0)
     values = show_values(qtbot, view, tensor_node(view, "flags"))  # "false" is shorter than a float
     assert values.table.horizontalHeader().sectionSize(0) < wide
+
+
+def test_every_dtype_the_converter_writes_is_shown_in_the_window(qtbot, window, tmp_path):
+    """One SafeTensors file written by safetensors.torch with a tensor of every dtype the converter
+    writes (airlock.core.dtypes: `writable`), each shown in the Values tab as torch reads it."""
+    from safetensors.torch import save_file
+
+    from airlock.core import dtypes
+
+    rng = np.random.default_rng(5)
+    tensors, expected = {}, {}
+    for d in (d for d in dtypes.TABLE if d.writable):
+        kind = getattr(torch, d.torch)
+        if d.code == "BOOL":
+            t = torch.from_numpy(rng.integers(0, 2, (3, 5)).astype(bool))
+        elif d.code.startswith(("I", "U")):
+            t = torch.from_numpy(rng.integers(0, 100, (3, 5)).astype(d.numpy))
+        elif d.code == "C64":
+            t = torch.from_numpy((rng.normal(size=(3, 5)) + 1j * rng.normal(size=(3, 5))).astype(np.complex64))
+        else:  # floats; E8M0 holds powers of two only, so positive values
+            t = torch.from_numpy(np.abs(rng.normal(0, 2, (3, 5))).astype(np.float32) + 0.1).to(kind)
+        tensors[f"t_{d.code}"] = t
+        expected[f"t_{d.code}"] = t.numpy() if d.code == "C64" or d.numpy else t.float().numpy()
+    path = tmp_path / "every.safetensors"
+    save_file(tensors, str(path))
+    view = open_file(qtbot, window, path)
+    seen = set()
+    for name, want in expected.items():
+        values = show_values(qtbot, view, tensor_node(view, name))
+        assert table(values) == [[format_value(v) for v in row] for row in want], name
+        seen.add(values.tensor.dtype.code)
+    assert seen == {d.code for d in dtypes.TABLE if d.writable}
+    assert {"F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0", "C64", "U64", "BF16"} <= seen
