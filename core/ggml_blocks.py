@@ -31,7 +31,8 @@ def _q8_k(blocks: np.ndarray) -> np.ndarray:
     import numpy as np
 
     d = blocks[:, :4].copy().view("<f4")  # (n, 1)
-    return blocks[:, 4:260].view(np.int8).astype(np.float32) * d
+    values: np.ndarray = blocks[:, 4:260].view(np.int8).astype(np.float32) * d
+    return values
 
 
 # GGML type number → (elements per block, bytes per block, dequantiser of (n, bytes) uint8 blocks).
