@@ -122,6 +122,7 @@ def unsupported(dtype: DType) -> str | None:
 def describe(node: Node) -> TensorData | str:
     """Where a tensor node's bytes are, or why they cannot be read from the file."""
     from airlock.core.locate import resolve
+    from airlock.core.tensor_spec import fortran_strides
 
     attrs = node.attrs
     dtype_text = attrs.get("st_dtype") or attrs.get("dtype")  # torch nodes carry both spellings
@@ -136,16 +137,21 @@ def describe(node: Node) -> TensorData | str:
     offset = attrs.get("data_offset")
     spec = attrs.get("spec")
     member = node.member
+    transposed = False  # a torch view whose strides are Fortran order's (a matrix's .t())
     if not isinstance(offset, int) and spec is not None and hasattr(spec, "storage"):
         if getattr(spec.storage, "compression", 0) not in (0, None):
             return "the tensor's storage is compressed in the archive"
-        if not spec.is_contiguous:
+        transposed = not spec.is_contiguous and len(dims) > 1 and fortran_strides(dims, spec.strides)
+        if not spec.is_contiguous and not transposed:
             return "the tensor is a non-contiguous view of its storage"
         offset = int(spec.storage.file_offset) + int(spec.storage_offset) * int(spec.storage.itemsize)
         member = None
     if not isinstance(offset, int) and isinstance(node.offset, int) and attrs.get("contiguous") is not False \
             and isinstance(node.length, int) and node.length == attrs.get("size") and node.length > 0:
         offset = node.offset  # the node's byte span is exactly the tensor's data (torch zip, npy)
+    if not isinstance(offset, int) and attrs.get("contiguous") is False and isinstance(node.offset, int) \
+            and len(dims) > 1 and fortran_strides(dims, attrs.get("strides")):
+        offset, transposed = node.offset, True  # the reader's offset is the view's first element
     if not isinstance(offset, int) and attrs.get("contiguous") is False:
         return "the tensor is a non-contiguous view of its storage"
     if not isinstance(offset, int):
@@ -164,7 +170,8 @@ def describe(node: Node) -> TensorData | str:
         return why
     name = attrs.get("name")
     return TensorData(safe_text(name if isinstance(name, str) else node.label, 200), dtype, dims, offset, big,
-                      fortran=attrs.get("fortran_order") is True and len(dims) > 1)
+                      fortran=(attrs.get("fortran_order") is True or transposed) and len(dims) > 1)
+
 
 
 def from_spec(name: str, spec: Any) -> TensorData | str:

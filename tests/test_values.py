@@ -382,3 +382,18 @@ def test_q8_1_says_why_it_is_not_decoded():
 
     q8_1, _ = dtypes.parse("Q8_1")
     assert "intermediate type for dot products" in unsupported(q8_1)
+
+
+def test_a_transposed_torch_view_shows_its_values_as_torch_does(tmp_path):
+    """A `.t()` view saved by torch.save is stored in Fortran order: the table, the sample, a slice
+    and each cell's bytes follow the view's own indices."""
+    matrix = torch.arange(35, dtype=torch.float32).reshape(5, 7)
+    torch.save({"wt": matrix.t()}, tmp_path / "t.pt")
+    result, read = _open(tmp_path / "t.pt")
+    t = V.describe(_tensor_nodes(result)["wt"], read)
+    assert not isinstance(t, str) and t.fortran and t.shape == (7, 5)
+    want = matrix.t().numpy()
+    assert _check_cells(read, t, V.first_page(read, t), want) == 35
+    assert _check_cells(read, t, V.sample_page(read, t, 35), want) == 35
+    np.testing.assert_array_equal(V.slice_page(read, t, "2:4, 1:3").values, want[2:4, 1:3])
+    result.close()
