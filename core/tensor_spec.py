@@ -89,6 +89,19 @@ class TensorSpec:
         return True
 
 
+def fortran_strides(shape: tuple[int, ...], strides: object) -> bool:
+    """Whether a view with these strides (in elements) is stored in Fortran order: the first index
+    fastest, with no gaps (a matrix's `.t()`)."""
+    if not isinstance(strides, tuple | list) or len(strides) != len(shape):
+        return False
+    expected = 1
+    for dim, stride in zip(shape, strides, strict=True):
+        if dim != 1 and stride != expected:
+            return False
+        expected *= dim
+    return True
+
+
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     strides = []
     step = 1

@@ -101,6 +101,12 @@ def unsupported(dtype: DType) -> str | None:
     if dtype.numpy is not None or dtype.code == "BF16" or dtype.code == "F8_E5M2" or dtype.code in _F8_TABLES:
         return None
     if dtype.kind == QUANT and dtype.ggml is not None:
+        from airlock.core.ggml_blocks import DEQUANTISE, NOT_DECODED
+
+        if dtype.ggml in DEQUANTISE:
+            return None
+        if dtype.ggml in NOT_DECODED:
+            return NOT_DECODED[dtype.ggml]
         try:
             import gguf.quants
         except ImportError:
@@ -116,6 +122,7 @@ def unsupported(dtype: DType) -> str | None:
 def describe(node: Node) -> TensorData | str:
     """Where a tensor node's bytes are, or why they cannot be read from the file."""
     from airlock.core.locate import resolve
+    from airlock.core.tensor_spec import fortran_strides
 
     attrs = node.attrs
     dtype_text = attrs.get("st_dtype") or attrs.get("dtype")  # torch nodes carry both spellings
@@ -130,16 +137,21 @@ def describe(node: Node) -> TensorData | str:
     offset = attrs.get("data_offset")
     spec = attrs.get("spec")
     member = node.member
+    transposed = False  # a torch view whose strides are Fortran order's (a matrix's .t())
     if not isinstance(offset, int) and spec is not None and hasattr(spec, "storage"):
         if getattr(spec.storage, "compression", 0) not in (0, None):
             return "the tensor's storage is compressed in the archive"
-        if not spec.is_contiguous:
+        transposed = not spec.is_contiguous and len(dims) > 1 and fortran_strides(dims, spec.strides)
+        if not spec.is_contiguous and not transposed:
             return "the tensor is a non-contiguous view of its storage"
         offset = int(spec.storage.file_offset) + int(spec.storage_offset) * int(spec.storage.itemsize)
         member = None
     if not isinstance(offset, int) and isinstance(node.offset, int) and attrs.get("contiguous") is not False \
             and isinstance(node.length, int) and node.length == attrs.get("size") and node.length > 0:
         offset = node.offset  # the node's byte span is exactly the tensor's data (torch zip, npy)
+    if not isinstance(offset, int) and attrs.get("contiguous") is False and isinstance(node.offset, int) \
+            and len(dims) > 1 and fortran_strides(dims, attrs.get("strides")):
+        offset, transposed = node.offset, True  # the reader's offset is the view's first element
     if not isinstance(offset, int) and attrs.get("contiguous") is False:
         return "the tensor is a non-contiguous view of its storage"
     if not isinstance(offset, int):
@@ -158,7 +170,8 @@ def describe(node: Node) -> TensorData | str:
         return why
     name = attrs.get("name")
     return TensorData(safe_text(name if isinstance(name, str) else node.label, 200), dtype, dims, offset, big,
-                      fortran=attrs.get("fortran_order") is True and len(dims) > 1)
+                      fortran=(attrs.get("fortran_order") is True or transposed) and len(dims) > 1)
+
 
 
 def from_spec(name: str, spec: Any) -> TensorData | str:
@@ -206,7 +219,11 @@ def decode(raw: bytes, t: TensorData) -> np.ndarray:
     if t.dtype.kind == QUANT and t.dtype.ggml is not None:
         import gguf
 
+        from airlock.core.ggml_blocks import DEQUANTISE, dequantise
+
         blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, t.unit_bytes)
+        if t.dtype.ggml in DEQUANTISE:
+            return dequantise(blocks, t.dtype.ggml)
         with np.errstate(all="ignore"):  # a file's scales may be Inf or NaN: values, not warnings
             values = gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType(t.dtype.ggml))
         return np.ascontiguousarray(values, dtype=np.float32).ravel()

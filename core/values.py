@@ -50,6 +50,9 @@ class Page:
     total_rows: int  # rows of the whole table
     note: str = ""  # what the page leaves out (a truncated file, a capped slice)
     valid: int = -1  # values that exist, row by row (the rest of the last row is blank); -1: all
+    # Where the cells come from in the tensor (see cell_flat_index): ("rows", columns) for the first
+    # values, ("flat", indices) for a sample, ("slice", starts, picked shape, tensor shape) for a slice.
+    origin: tuple[Any, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -97,7 +100,7 @@ def first_page(read: Read, t: TensorData, start_row: int = 0, *, file_size: int 
         padded = _pad(values, count * cols)
         labels = [f"[{(start_row + r) * cols:,}]" for r in range(count)]
         return Page(padded.reshape(count, cols), labels, [f"+{c}" for c in range(cols)], start_row,
-                    total_rows, note, valid=values.size)
+                    total_rows, note, valid=values.size, origin=("rows", cols))
     if t.fortran:  # a table row is strided in the file: whole rows only
         last_row = min(start_row + count, available // cols)
         values = tensors.rows(read, t, start_row, max(0, last_row - start_row)).ravel()
@@ -109,7 +112,8 @@ def first_page(read: Read, t: TensorData, start_row: int = 0, *, file_size: int 
     values = _pad(values, count * cols).reshape(count, cols)  # the file may end inside this page
     leading = t.shape[:-1]
     labels = [_index_label(np.unravel_index(r, leading)) for r in range(start_row, start_row + count)]
-    return Page(values, labels, [str(c) for c in range(cols)], start_row, total_rows, note, valid=valid)
+    return Page(values, labels, [str(c) for c in range(cols)], start_row, total_rows, note, valid=valid,
+                origin=("rows", cols))
 
 
 def sample_page(read: Read, t: TensorData, count: int = SAMPLE_COUNT, *,
@@ -120,11 +124,14 @@ def sample_page(read: Read, t: TensorData, count: int = SAMPLE_COUNT, *,
     available = t.numel if file_size is None else t.available(file_size)
     count = max(0, min(count, available))
     indices = [0] if count == 1 else [i * (available - 1) // (count - 1) for i in range(count)]
-    values = np.array([tensors.window(read, t, i, 1)[0] for i in indices], dtype=tensors.value_dtype(t))
+    # `indices` are C-order positions; a Fortran-ordered tensor stores them elsewhere.
+    values = np.array([tensors.window(read, t, _stored(t, i), 1)[0] for i in indices],
+                      dtype=tensors.value_dtype(t))
     shape = t.shape or (1,)
     labels = [f"{i:,}  {_index_label(np.unravel_index(i, shape))}" for i in indices]
     note = "" if available == t.numel else f"sampled over the {available:,} values the file holds"
-    return Page(values.reshape(-1, 1), labels, ["value"], 0, len(indices), note)
+    return Page(values.reshape(-1, 1), labels, ["value"], 0, len(indices), note,
+                origin=("flat", tuple(indices)))
 
 
 def slice_page(read: Read, t: TensorData, text: str) -> Page:
@@ -137,19 +144,51 @@ def slice_page(read: Read, t: TensorData, text: str) -> Page:
         raise ValueError(f"the slice holds {size:,} values; the table shows at most {MAX_SLICE_VALUES:,} "
                          "at once (narrow it, or page through the first values)")
     picked = _select(read, t, index)
+    origin = ("slice", _starts(index, t.shape), tuple(picked.shape), t.shape)
     if picked.ndim == 0:
         return Page(picked.reshape(1, 1), [_index_label(tuple(i for i in index if isinstance(i, int)))],
-                    ["value"], 0, 1)
+                    ["value"], 0, 1, origin=origin)
     if picked.ndim == 1:
         cols = FLAT_COLUMNS
         padded = _pad(picked, -(-picked.size // cols) * cols)
         return Page(padded.reshape(-1, cols), [f"[{r * cols:,}]" for r in range(padded.size // cols)],
-                    [f"+{c}" for c in range(cols)], 0, padded.size // cols, valid=picked.size)
+                    [f"+{c}" for c in range(cols)], 0, padded.size // cols, valid=picked.size, origin=origin)
     leading = picked.shape[:-1]
     table = picked.reshape(-1, picked.shape[-1])
     labels = [_index_label(np.unravel_index(r, leading)) for r in range(table.shape[0])]
     return Page(table, labels, [str(c) for c in range(table.shape[1])], 0, table.shape[0],
-                "indices are relative to the slice")
+                "indices are relative to the slice", origin=origin)
+
+
+def cell_flat_index(page: Page, row: int, col: int) -> int | None:
+    """The flat index (C order, in the whole tensor) of the value in a cell of the page, or None for a
+    blank cell (past the tensor's end, or the file's)."""
+    cols = len(page.column_labels)
+    if not (0 <= row < page.rows and 0 <= col < cols) or 0 <= page.valid <= row * cols + col:
+        return None
+    kind = page.origin[0] if page.origin else None
+    if kind == "rows":
+        return (page.start_row + row) * cols + col
+    if kind == "flat":
+        return int(page.origin[1][row])
+    if kind == "slice":
+        starts, picked = page.origin[1], page.origin[2]
+        inner = list(_unravel(row * cols + col, picked))
+        index = [start if fixed else start + inner.pop(0) for fixed, start in starts]
+        return _ravel(index, page.origin[3])
+    return None
+
+
+def value_index(t: TensorData, flat: int) -> tuple[int, ...]:
+    """The index of the value at `flat` (C order), one integer per dimension."""
+    return _unravel(flat, t.shape)
+
+
+def value_span(t: TensorData, flat: int) -> tuple[int, int]:
+    """(file offset, length) of the bytes that hold the value at `flat`: the element itself, or the
+    GGML block it is decoded from."""
+    stored = _stored(t, flat)
+    return t.offset + (stored // t.unit_elems) * t.unit_bytes, t.unit_bytes
 
 
 def parse_index(text: str, shape: tuple[int, ...]) -> list[int | slice]:
@@ -212,6 +251,39 @@ def _pad(values: np.ndarray, size: int) -> np.ndarray:
         return values[:size]
     filler = np.zeros(size - values.size, dtype=values.dtype)
     return np.concatenate([values, filler])
+
+
+def _stored(t: TensorData, flat: int) -> int:
+    """Where the value at C-order position `flat` is stored: the same place, unless the tensor is in
+    Fortran order (first index fastest)."""
+    if not t.fortran or not t.shape:
+        return flat
+    return _ravel(_unravel(flat, t.shape)[::-1], t.shape[::-1])
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """numpy's unravel_index in Python integers: a hostile shape may hold more values than an intp."""
+    out = []
+    for dim in reversed(shape):
+        out.append(flat % dim if dim else 0)
+        flat = flat // dim if dim else 0
+    return tuple(reversed(out))
+
+
+def _ravel(index: list[int] | tuple[int, ...], shape: tuple[int, ...]) -> int:
+    flat = 0
+    for i, dim in zip(index, shape, strict=True):
+        flat = flat * dim + i
+    return flat
+
+
+def _starts(index: list[int | slice], shape: tuple[int, ...]) -> tuple[tuple[bool, int], ...]:
+    """Per dimension: (True, i) for a fixed index, (False, first) for a slice that starts at `first`."""
+    out = []
+    for k, dim in enumerate(shape):
+        ix = index[k] if k < len(index) else slice(None)
+        out.append((False, ix.indices(dim)[0]) if isinstance(ix, slice) else (True, ix % dim))
+    return tuple(out)
 
 
 def _index_label(index: tuple[Any, ...]) -> str:

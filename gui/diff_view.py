@@ -8,6 +8,7 @@ security-relevant, and the selected tensor's details with both histograms drawn 
 
 from __future__ import annotations
 
+import os
 from itertools import pairwise
 from typing import Any
 
@@ -336,6 +337,9 @@ class DiffView(QWidget):
         self.detail_finished.emit()
 
     def _plot(self, detail: dict[str, Any]) -> None:
+        from airlock.gui.workers import import_plotting
+
+        import_plotting()  # not beside the warm-up's import of it (workers.py)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
@@ -362,18 +366,26 @@ class DiffView(QWidget):
 
 
 def compare_with(window: Any, path_b: str | None = None, path_a: str | None = None) -> DiffView | None:
-    """File ▸ Compare with…: the open file (or one asked for) is A, the chosen file B."""
+    """File ▸ Compare with…: the open file or folder (or one asked for) is A, the chosen one B (a file
+    for a file, a folder for a folder, as `airlock diff` compares them)."""
     if path_a is None:
-        view = window.current_view()
-        path_a = view.path if view is not None else None
+        path_a = _open_path(window)
     if path_a is None:
         path_a, _ = QFileDialog.getOpenFileName(window, "Compare: the reviewed model (A)")
         if not path_a:
             return None
     if path_b is None:
-        path_b, _ = QFileDialog.getOpenFileName(window, f"Compare {safe_path(path_a, 60)} with… (B)")
+        title = f"Compare {safe_path(path_a, 60)} with… (B)"
+        if os.path.isdir(path_a):
+            path_b = QFileDialog.getExistingDirectory(window, title)
+        else:
+            path_b, _ = QFileDialog.getOpenFileName(window, title)
         if not path_b:
             return None
+    if os.path.isdir(path_a) != os.path.isdir(path_b):
+        window.notify("Compare with…", "Compare two files or two folders: "
+                      f"{safe_path(path_a, 200)} and {safe_path(path_b, 200)} are one of each.")
+        return None
     diff = DiffView(path_a, path_b)
     index = window.tabs.addTab(diff, window.windowIcon(), diff.name)
     window.tabs.setTabToolTip(index, f"{safe_path(path_a, 200)} ↔ {safe_path(path_b, 200)}")
@@ -381,6 +393,17 @@ def compare_with(window: Any, path_b: str | None = None, path_a: str | None = No
     window.tabs.setCurrentWidget(diff)
     diff.start()
     return diff
+
+
+def _open_path(window: Any) -> str | None:
+    """The path of the current tab: a file's, or a folder tab's folder."""
+    view = window.current_view()
+    if view is not None:
+        return str(view.path)
+    from airlock.gui.provenance_view import FolderView
+
+    widget = window.tabs.currentWidget()
+    return str(widget.path) if isinstance(widget, FolderView) else None
 
 
 def install(window: Any) -> None:

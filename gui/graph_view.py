@@ -89,9 +89,11 @@ class GraphView(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.canvas)
         split.addWidget(self.props)
-        split.setStretchFactor(0, 4)
+        # The panel gets a third: a highlighted box's reasons, inputs and outputs show without
+        # scrolling in a 1280×800 window (at a fifth, its rows were cut in the middle).
+        split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 1)
-        split.setSizes([480, 130])
+        split.setSizes([400, 200])
         self.splitter = split
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 0)

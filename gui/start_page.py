@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QSize, Qt
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -15,9 +15,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QPushButton,
     QScrollArea,
     QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -45,7 +48,7 @@ FRIENDLY = {
     "pt2": "torch.export (.pt2)", "tflite": "TensorFlow Lite", "executorch": "ExecuTorch (.pte)",
     "saved_model": "TF SavedModel", "skops": "skops", "msgpack": "Flax / msgpack checkpoints",
     "gbdt": "XGBoost / LightGBM", "catboost": "CatBoost", "openvino": "OpenVINO IR", "coreml": "Core ML",
-    "ort": "onnxruntime .ort (with a graph view)",
+    "ort": "onnxruntime .ort (with a graph view)", "tf_checkpoint": "TensorFlow checkpoints",
 }
 HIDDEN_FORMATS = frozenset({"inert"})  # names for what is not a model format
 
@@ -57,8 +60,30 @@ def supported_formats() -> list[tuple[str, str]]:
     order = list(FRIENDLY)
     modules = [m for m in load_all_modules() if m.NAME not in HIDDEN_FORMATS]
     modules.sort(key=lambda m: order.index(m.NAME) if m.NAME in order else len(order))
-    return [(FRIENDLY.get(m.NAME, m.NAME), " ".join(dict.fromkeys(getattr(m, "EXTENSIONS", ()))))
+    # ALSO_NAMED: names a format is often saved under though they say nothing by themselves (.xml).
+    return [(FRIENDLY.get(m.NAME, m.NAME),
+             " ".join(dict.fromkeys((*getattr(m, "EXTENSIONS", ()), *getattr(m, "ALSO_NAMED", ())))))
             for m in modules]
+
+
+class _WrappingDelegate(QStyledItemDelegate):
+    """Row heights for text wrapped in its column's width: QTreeView's own size hint measures the
+    text on one line, so wrapped extensions would be cut to their first line."""
+
+    MARGIN = 12  # the style's text margins on both sides, and a little room
+
+    def __init__(self, tree: QTreeWidget) -> None:
+        super().__init__(tree)
+        self.tree = tree
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        base = super().sizeHint(option, index)
+        if index.column() == 0:  # the names: their column is sized to them
+            return base
+        width = max(self.tree.columnWidth(index.column()) - self.MARGIN, 20)
+        text = str(index.data() or "")
+        needed = option.fontMetrics.boundingRect(0, 0, width, 1 << 20, int(Qt.TextFlag.TextWordWrap), text)
+        return QSize(base.width(), max(base.height(), needed.height() + 2))
 
 
 class DropFrame(QFrame):
@@ -131,8 +156,13 @@ class StartPage(QScrollArea):
 
         self.recent = QListWidget()
         self.recent.setAccessibleName("Recent files and folders")
+        # A long folder is shortened in its middle (its name and its end stay); the tooltip has it all.
+        self.recent.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.recent.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.recent.itemActivated.connect(self._recent_activated)
         self.recent.itemClicked.connect(self._recent_activated)
+        self.recent.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.recent.customContextMenuRequested.connect(self._recent_menu)
         self.clear_recent = QPushButton("Clear")
         self.clear_recent.setFlat(True)
         self.clear_recent.clicked.connect(self._clear_recent)
@@ -145,6 +175,13 @@ class StartPage(QScrollArea):
         self.formats.setRootIsDecorated(False)
         self.formats.setSelectionMode(QTreeWidget.SelectionMode.NoSelection)
         self.formats.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # Extensions wrap onto more lines rather than end in "…": every one is readable at any width.
+        self.formats.setWordWrap(True)
+        self.formats.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.formats.setItemDelegate(_WrappingDelegate(self.formats))
+        self.formats.header().setStretchLastSection(True)
+        # Row heights follow the column's width (a wider window: fewer wrapped lines).
+        self.formats.header().sectionResized.connect(lambda *_: self.formats.scheduleDelayedItemsLayout())
         for name, extensions in supported_formats():
             item = QTreeWidgetItem(self.formats, [name, extensions])
             item.setToolTip(1, extensions)
@@ -154,8 +191,8 @@ class StartPage(QScrollArea):
         columns.addWidget(_heading("Formats Airlock reads (by content, whatever the name)"), 0, 1)
         columns.addWidget(self.recent, 1, 0)
         columns.addWidget(self.formats, 1, 1)
-        columns.setColumnStretch(0, 3)
-        columns.setColumnStretch(1, 2)
+        columns.setColumnStretch(0, 1)
+        columns.setColumnStretch(1, 1)
         columns.setRowStretch(1, 1)
 
         self.drop = DropFrame()
@@ -205,6 +242,23 @@ class StartPage(QScrollArea):
         path = item.data(PATH_ROLE)
         if isinstance(path, str) and os.path.exists(path):
             self.window_.open_paths([path])
+
+    def recent_menu(self, item: QListWidgetItem) -> QMenu | None:
+        """Right-click on a recent entry: open it, or copy its path."""
+        path = item.data(PATH_ROLE)
+        if not isinstance(path, str):
+            return None
+        menu = QMenu(self.recent)
+        opened = menu.addAction("Open", lambda: self._recent_activated(item))
+        opened.setEnabled(os.path.exists(path))
+        menu.addAction("Copy Path", lambda: QGuiApplication.clipboard().setText(path))
+        return menu
+
+    def _recent_menu(self, pos: QPoint) -> None:
+        item = self.recent.itemAt(pos)
+        menu = self.recent_menu(item) if item is not None else None
+        if menu is not None:
+            menu.exec(self.recent.viewport().mapToGlobal(pos))
 
     def _clear_recent(self) -> None:
         self.window_.clear_recent()

@@ -12,7 +12,8 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QPoint, Qt
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QMessageBox,
     QPushButton,
     QSpinBox,
@@ -148,6 +150,11 @@ class ValuesView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setDefaultSectionSize(96)
         self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._cell_menu)
+        copy = QShortcut(QKeySequence.StandardKey.Copy, self.table)
+        copy.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        copy.activated.connect(self.copy_selection)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
@@ -220,6 +227,7 @@ class ValuesView(QWidget):
         self.worker = None
         self.page = page
         self.model.set_page(page)
+        self._fit_columns()
         lines = [self._describe(self.tensor)]
         if self.mode.currentData() == "first":
             last = page.start_row + page.rows - 1
@@ -235,6 +243,24 @@ class ValuesView(QWidget):
         self.row_box.setValue(min(page.start_row, SPIN_MAX))
         self.row_box.blockSignals(False)
         self._update_controls()
+
+    def _fit_columns(self) -> None:
+        """Every column as wide as the page's longest value (the font is monospaced, so the longest
+        text is the widest): no value is cut, and short integers leave room for more columns."""
+        page = self.page
+        if page is None or not page.rows:
+            return
+        from airlock.core.values import format_value
+
+        cols = len(page.column_labels)
+        shown = page.values.ravel()[:page.valid] if page.valid >= 0 else page.values.ravel()
+        longest = max((len(format_value(v)) for v in shown), default=1)
+        label = max((len(c) for c in page.column_labels), default=1)
+        metrics = self.table.fontMetrics()
+        width = metrics.horizontalAdvance("0" * max(longest, label)) + 16  # the cell's margins
+        header = self.table.horizontalHeader()
+        for col in range(cols):
+            header.resizeSection(col, width)
 
     def _failed(self, token: int, message: str) -> None:
         if token != self._token:
@@ -274,6 +300,71 @@ class ValuesView(QWidget):
         self.next_button.setEnabled(paging and start + (self.page.rows if self.page else 0) < total)
         self.row_box.setEnabled(paging)
         self.export_button.setEnabled(self.tensor is not None)
+
+    # A cell's right-click menu: its value, index and bytes
+
+    def cell_items(self, row: int, col: int) -> list[tuple[str, str]]:
+        """(menu label, text to copy) for one cell: its value, index in the tensor and file offset."""
+        from airlock.core import values
+
+        t, page = self.tensor, self.page
+        flat = values.cell_flat_index(page, row, col) if page is not None else None
+        if t is None or page is None or flat is None:
+            return []
+        offset, length = values.value_span(t, flat)
+        where = f"{offset}" if t.unit_elems == 1 else \
+            f"{offset} (the {length}-byte block of {t.unit_elems} values that holds it)"
+        index = "[" + ", ".join(map(str, values.value_index(t, flat))) + "]"
+        return [("Copy Value", str(self.model.data(self.model.index(row, col)))),
+                ("Copy Index", index), ("Copy Offset", where)]
+
+    def copy_selection(self) -> str:
+        """Copy the selected cells as text (tab between columns, a line per row); returns it."""
+        cells = sorted((i.row(), i.column()) for i in self.table.selectionModel().selectedIndexes()) \
+            if self.table.selectionModel() is not None else []
+        lines: dict[int, list[str]] = {}
+        for row, col in cells:
+            lines.setdefault(row, []).append(str(self.model.data(self.model.index(row, col))))
+        text = "\n".join("\t".join(line) for line in lines.values())
+        if text:
+            QGuiApplication.clipboard().setText(text)
+        return text
+
+    def build_cell_menu(self, row: int, col: int) -> QMenu:
+        import functools
+
+        menu = QMenu(self.table)
+        items = self.cell_items(row, col)
+        selected = self.table.selectionModel().selectedIndexes() if self.table.selectionModel() else []
+        if len(selected) > 1:
+            menu.addAction(f"Copy {len(selected):,} Selected Values", self.copy_selection)
+        for label, text in items:
+            menu.addAction(label, functools.partial(QGuiApplication.clipboard().setText, text))
+        menu.addSeparator()
+        show_hex = menu.addAction("Show in Hex", lambda: self.show_in_hex(row, col))
+        show_hex.setEnabled(bool(items) and self.view is not None)
+        export = menu.addAction("Export This Tensor as .npy…", self.export_dialog)
+        export.setEnabled(self.tensor is not None)
+        return menu
+
+    def show_in_hex(self, row: int, col: int) -> bool:
+        """Show the bytes of one cell's value (or of its GGML block) marked in the Hex tab."""
+        from airlock.core import values
+        from airlock.gui.details.pane import TAB_HEX
+
+        t, page, view = self.tensor, self.page, self.view
+        flat = values.cell_flat_index(page, row, col) if page is not None else None
+        if t is None or flat is None or view is None:
+            return False
+        offset, length = values.value_span(t, flat)
+        view.details.hex.show_at(offset, length)
+        view.details.tabs.setCurrentIndex(TAB_HEX)
+        return True
+
+    def _cell_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if index.isValid():
+            self.build_cell_menu(index.row(), index.column()).exec(self.table.viewport().mapToGlobal(pos))
 
     # Export
 

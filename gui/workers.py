@@ -180,11 +180,23 @@ class ScanWorker(WorkerBase):
 WARMED_UP_IN: list[int] = []  # the thread that ran warm_up_plotting (tests: never the GUI's)
 
 
+# matplotlib imported by two threads at once (the warm-up below, and the GUI thread's first histogram)
+# can fail: Python hands the second thread a half-initialised module ("cannot import name 'Transform'
+# from partially initialized module 'matplotlib.transforms'"). Both import it under this lock.
+_PLOTTING_IMPORT = threading.Lock()
+
+
+def import_plotting() -> None:
+    """Import matplotlib's Qt canvas, waiting for the warm-up if it is importing it right now."""
+    with _PLOTTING_IMPORT:
+        import matplotlib.backends.backend_qtagg  # noqa: F401 - the import is the point
+
+
 def warm_up_plotting() -> None:
     """Import matplotlib's Qt canvas and draw one throw-away figure off screen (fonts, Agg), so the first
     histogram does not stall the window for a second. Runs in a pool thread."""
+    import_plotting()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg  # noqa: F401 - the import is the point
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(2, 1))

@@ -119,6 +119,9 @@ def show_values(views):
             app.processEvents()
             if view.details.values.page is not None:
                 view.details.values.table.grab()
+                # A cell's right-click menu: its value, index and offset, and its bytes in Hex.
+                view.details.values.build_cell_menu(0, 0)
+                view.details.values.show_in_hex(0, 0)
                 shown += 1
     return shown
 

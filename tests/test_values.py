@@ -276,3 +276,124 @@ def test_fortran_ordered_npy_is_exported_as_stored(tmp_path):
     write_npy(read, t, str(tmp_path / "out.npy"))
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy", allow_pickle=False), array)
     result.close()
+
+
+def _check_cells(read, t, page, whole):
+    """Every non-blank cell: its flat index holds the value shown, and its byte span decodes to it."""
+    from airlock.core.tensors import decode
+
+    flat_whole = whole.ravel()
+    seen = 0
+    for row in range(page.rows):
+        for col in range(len(page.column_labels)):
+            flat = V.cell_flat_index(page, row, col)
+            if flat is None:
+                continue
+            seen += 1
+            assert page.values[row, col] == flat_whole[flat], (row, col, flat)
+            assert whole[V.value_index(t, flat)] == flat_whole[flat]
+            offset, length = V.value_span(t, flat)
+            unit = decode(read(offset, length), t)
+            stored = np.ravel_multi_index(np.unravel_index(flat, t.shape), t.shape, order="F") if t.fortran else flat
+            assert unit[stored % t.unit_elems] == flat_whole[flat]
+    return seen
+
+
+def test_each_cell_leads_to_its_index_and_bytes(tmp_path, quantised):
+    from safetensors.numpy import save_file
+
+    array = RNG.normal(0, 1, (5, 7, 3)).astype(np.float32)
+    vector = np.arange(40, dtype=np.int16)
+    save_file({"cube": array, "vector": vector}, str(tmp_path / "m.safetensors"))
+    np.save(tmp_path / "f.npy", np.asfortranarray(array[0]))
+    result, read = _open(tmp_path / "m.safetensors")
+    nodes = _tensor_nodes(result)
+    cube, vec = V.describe(nodes["cube"], read), V.describe(nodes["vector"], read)
+    assert _check_cells(read, cube, V.first_page(read, cube, 4), array) == (35 - 4) * 3
+    assert _check_cells(read, cube, V.sample_page(read, cube, 9), array) == 9
+    cut = V.slice_page(read, cube, "1:3, -1, 1:")
+    assert _check_cells(read, cube, cut, array) == 4 and V.cell_flat_index(cut, 0, 0) == 1 * 21 + 6 * 3 + 1
+    assert _check_cells(read, cube, V.slice_page(read, cube, "4, 2, 0"), array) == 1
+    assert _check_cells(read, vec, V.first_page(read, vec), vector) == 40
+    page = V.first_page(read, vec, 2)  # the last row: 8 values, then blank cells
+    assert V.cell_flat_index(page, 0, 7) == 39 and V.cell_flat_index(page, 0, 8) is None
+    assert V.value_span(vec, 39) == (vec.offset + 78, 2)
+    result.close()
+    fortran, read_f = _open(tmp_path / "f.npy")
+    t = V.describe(next(iter(_tensor_nodes(fortran).values())), read_f)
+    assert t.fortran and _check_cells(read_f, t, V.first_page(read_f, t), array[0]) == 21
+    assert _check_cells(read_f, t, V.sample_page(read_f, t, 21), array[0]) == 21  # every value, in C order
+    assert V.value_span(t, 1) == (t.offset + 7 * 4, 4)  # [0, 1] is stored after the whole first column
+    fortran.close()
+    path, expected = quantised
+    gguf_result, read_q = _open(path)
+    q8 = V.describe(_tensor_nodes(gguf_result)["w.Q8_0"], read_q)
+    assert _check_cells(read_q, q8, V.first_page(read_q, q8), expected["w.Q8_0"]) == 8 * 256
+    assert V.value_span(q8, 33) == (q8.offset + 34, 34)  # the second 32-value block of 34 bytes
+    gguf_result.close()
+
+
+def test_block_types_gguf_py_cannot_dequantise_are_decoded_from_ggmls_layout(tmp_path):
+    """Q1_0 (sign bits and an fp16 scale) and Q8_K (a float32 scale and int8 quants), written as raw
+    blocks; the expected values are worked out here value by value from ggml's block layout."""
+    import struct
+
+    from gguf import GGMLQuantizationType as Q
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(3)
+    q1 = bytearray()
+    want_q1 = []
+    for scale in (0.5, -1.25, 3.0, 0.0078125):  # 4 blocks of 128 values: a 4 × 128 tensor
+        bits = rng.integers(0, 256, 16, dtype=np.uint8)
+        q1 += struct.pack("<e", scale) + bits.tobytes()
+        want_q1 += [scale if (int(bits[j // 8]) >> (j % 8)) & 1 else -scale for j in range(128)]
+    q8k = bytearray()
+    want_q8k = []
+    for scale in (0.01, -2.0):  # 2 blocks of 256 values: a 2 × 256 tensor
+        quants = rng.integers(-128, 128, 256, dtype=np.int8)
+        q8k += struct.pack("<f", scale) + quants.tobytes() + bytes(32)
+        want_q8k += [np.float32(scale) * np.float32(q) for q in quants]
+    path = tmp_path / "blocks.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_tensor("w.q1", np.frombuffer(bytes(q1), np.uint8).reshape(4, 18), raw_shape=(4, 18),
+                      raw_dtype=Q.Q1_0)
+    writer.add_tensor("w.q8k", np.frombuffer(bytes(q8k), np.uint8).reshape(2, 292), raw_shape=(2, 292),
+                      raw_dtype=Q.Q8_K)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    result, read = _open(path)
+    nodes = _tensor_nodes(result)
+    for name, shape, want in (("w.q1", (4, 128), want_q1), ("w.q8k", (2, 256), want_q8k)):
+        t = V.describe(nodes[name], read)
+        assert not isinstance(t, str), (name, t)
+        assert t.shape == shape
+        np.testing.assert_array_equal(V.first_page(read, t).values.ravel(), np.array(want, np.float32))
+        np.testing.assert_array_equal(V.slice_page(read, t, "1, 100:103").values.ravel()[:3],
+                                      np.array(want[shape[1] + 100:shape[1] + 103], np.float32))
+    result.close()
+
+
+def test_q8_1_says_why_it_is_not_decoded():
+    from airlock.core import dtypes
+    from airlock.core.tensors import unsupported
+
+    q8_1, _ = dtypes.parse("Q8_1")
+    assert "intermediate type for dot products" in unsupported(q8_1)
+
+
+def test_a_transposed_torch_view_shows_its_values_as_torch_does(tmp_path):
+    """A `.t()` view saved by torch.save is stored in Fortran order: the table, the sample, a slice
+    and each cell's bytes follow the view's own indices."""
+    matrix = torch.arange(35, dtype=torch.float32).reshape(5, 7)
+    torch.save({"wt": matrix.t()}, tmp_path / "t.pt")
+    result, read = _open(tmp_path / "t.pt")
+    t = V.describe(_tensor_nodes(result)["wt"], read)
+    assert not isinstance(t, str) and t.fortran and t.shape == (7, 5)
+    want = matrix.t().numpy()
+    assert _check_cells(read, t, V.first_page(read, t), want) == 35
+    assert _check_cells(read, t, V.sample_page(read, t, 35), want) == 35
+    np.testing.assert_array_equal(V.slice_page(read, t, "2:4, 1:3").values, want[2:4, 1:3])
+    result.close()

@@ -88,6 +88,9 @@ def _compare_tensor(ta: Tensor, tb: Tensor, a: Side, b: Side, ha: _Hasher, hb: _
     entry["status"] = CHANGED if same_dtype else DTYPE_CHANGED
     if not same_dtype and QUANT in (ta.data.dtype.kind, tb.data.dtype.kind):
         entry["note"] = "dequantised to float32 block by block"
+    elif stats["changed"] == 0 and same_dtype and ta.data.fortran != tb.data.fortran:
+        entry["status"] = IDENTICAL  # the same values, laid out differently: a view saved transposed
+        entry["note"] = f"every value equal; {'A' if ta.data.fortran else 'B'} stores the matrix transposed"
     elif stats["changed"] == 0:
         entry["note"] = ("every value equal" if not same_dtype
                          else "the bytes differ but every value is equal (signed zeros or NaN payloads)")

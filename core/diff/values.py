@@ -13,11 +13,12 @@ only running sums, so its memory is a chunk per side whatever the tensors' size.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
-from airlock.core.errors import Cancelled
-from airlock.core.tensors import Read, TensorData, paired_chunks
+from airlock.core.errors import Cancelled, FormatError
+from airlock.core.tensors import Chunk, Read, TensorData, paired_chunks, window
 
 HASH_NAME = "xxh3-128"
 READ_CHUNK = 8 * 1024 * 1024  # bytes per read while hashing (one buffer, reused)
@@ -61,7 +62,7 @@ def compare_values(read_a: Read, a: TensorData, read_b: Read, b: TensorData, *,
     changed = nan_mismatch = 0
     total = a.numel
     done = 0
-    for ca, cb in paired_chunks(read_a, a, read_b, b, chunk=chunk):
+    for ca, cb in _paired(read_a, a, read_b, b, chunk):
         if cancelled is not None and cancelled():
             raise Cancelled("cancelled")
         va, vb = ca.values, cb.values
@@ -108,3 +109,36 @@ def compare_values(read_a: Read, a: TensorData, read_b: Read, b: TensorData, *,
         "cosine": cosine,
         "non_finite_changed": nan_mismatch,  # elements where one side is NaN/Inf and they differ
     }
+
+
+def _paired(read_a: Read, a: TensorData, read_b: Read, b: TensorData,
+            chunk: int) -> Iterator[tuple[Chunk, Chunk]]:
+    """Both tensors in step, in C order. A matrix stored transposed on one side only (a torch `.t()`
+    view in a checkpoint, against its contiguous conversion) is read band by band: `rows` rows of the
+    C-ordered side, and the same rows of the other, which are a short run in each of its stored rows."""
+    if a.fortran == b.fortran or len(a.shape) != 2 or a.shape != b.shape:
+        yield from paired_chunks(read_a, a, read_b, b, chunk=chunk)
+        return
+    import numpy as np
+
+    m, n = a.shape
+    rows = max(1, chunk // max(n, 1))
+    for start in range(0, m, rows):
+        count = min(rows, m - start)
+        pair = [_band(read, t, start, count) for read, t in ((read_a, a), (read_b, b))]
+        for values in pair:
+            if values.size != count * n:  # the file ends inside the tensor
+                raise FormatError(f"tensor {a.name}: the file ends before its values do", a.offset)
+        yield Chunk(start * n, pair[0]), Chunk(start * n, np.asarray(pair[1]))
+
+
+def _band(read: Read, t: TensorData, start: int, count: int) -> Any:
+    """Rows start..start+count-1 of a matrix, flattened in C order."""
+    import numpy as np
+
+    m, n = t.shape
+    if not t.fortran:
+        return window(read, t, start * n, count * n)
+    stored = replace(t, shape=(n, m), fortran=False)  # the file holds the transpose, row by row
+    columns = [window(read, stored, j * m + start, count) for j in range(n)]
+    return np.stack(columns).T.ravel() if columns else np.zeros(0, dtype=np.float64)

@@ -99,6 +99,9 @@ class TensorStatsView(QWidget):
         self._plot(stats)
 
     def _plot(self, stats: tensor_stats.Stats) -> None:
+        from airlock.gui.workers import import_plotting
+
+        import_plotting()  # not beside the warm-up's import of it (workers.py)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 

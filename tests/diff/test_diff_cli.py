@@ -131,3 +131,19 @@ def test_html_page_carries_the_same_escaped(tmp_path: Path, capsys: object) -> N
     assert "exit 1" in page and "chat template chat_template changed" in page
     # the template's text is escaped, never markup: its '<|im_start|>' shows as text
     assert "&lt;|im_start|&gt;" in page and "<|im_start|>" not in page
+
+
+def test_the_readme_shows_this_review_of_a_fine_tune_word_for_word(tmp_path: Path, capsys: object,
+                                                                    monkeypatch: object) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    intro = readme.index("The review of a fine-tune (two attention projections changed by a merged LoRA)")
+    block = readme[readme.index("```\n", intro) + 4:]
+    block = block[:block.index("```\n")]
+    command, shown = block.split("\n", 1)
+    assert command == "$ airlock diff base/ finetune/"
+    diff_files.fine_tune(tmp_path)
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
+    code, out = _run(capsys, "base/", "finetune/")
+    assert code == 0
+    assert out == shown
+    assert "tensors: 4 identical, 2 changed" in out

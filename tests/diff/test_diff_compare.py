@@ -309,3 +309,47 @@ def test_pairing_folders_can_be_cancelled_while_it_hashes(tmp_path: Path) -> Non
     with pytest.raises(Cancelled):
         list(pair_folders(str(tmp_path / "A"), str(tmp_path / "B"), cancelled=lambda: True))
     assert [how for *_, how in pair_folders(str(tmp_path / "A"), str(tmp_path / "B"))] == ["content"]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_checkpoints_transposed_views_against_their_contiguous_conversion(tmp_path: Path, legacy: bool) -> None:
+    """torch.save keeps a `.t()` view as a strided view of its storage (Fortran order); its conversion
+    holds the same values in C order. Compared value by value in bands, in bounded memory: identical,
+    and a changed value is found where it is. A view that is neither order (a slice) is not compared."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(3)
+    weight, ids = torch.randn(40, 24, generator=g), torch.arange(12).view(3, 4)
+    sd = {"w": weight.t(), "ids": ids.t(), "plain": torch.randn(5, 5, generator=g)}
+    a = tmp_path / "model.bin"
+    torch.save(sd, a, _use_new_zipfile_serialization=not legacy)
+    b = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(b))
+    entry = compare_files(str(a), str(b))
+    tensors = _by_name(entry)
+    assert {t["status"] for t in tensors.values()} == {"identical"}, tensors
+    assert tensors["w"]["note"] == "every value equal; A stores the matrix transposed"
+    assert entry["errors"] == []
+    changed = {k: v.contiguous().clone() for k, v in sd.items()}
+    changed["w"][7, 31] += 2.0
+    save_file(changed, str(b))
+    w = _by_name(compare_files(str(a), str(b)))["w"]
+    assert w["status"] == "changed" and w["stats"]["changed"] == 1 and w["stats"]["max_abs_diff"] == pytest.approx(2.0)
+    # Band by band: a chunk of 50 values is two of the 24-wide rows at a time.
+    from airlock.core.diff.values import _paired
+    from airlock.core.scan import scan_file
+    from airlock.core.tensors import describe
+    from airlock.core.tree import TENSOR
+
+    ra, rb = scan_file(str(a)), scan_file(str(b))
+    ta, tb = ({n.label: describe(n) for n in r.root.walk(expand_lazy=True) if n.kind == TENSOR}["w"] for r in (ra, rb))
+    assert ta.fortran and not tb.fortran
+    got = np.concatenate([ca.values for ca, _ in _paired(ra.source.read, ta, rb.source.read, tb, 50)])
+    np.testing.assert_array_equal(got, weight.t().contiguous().numpy().ravel())
+    ra.close()
+    rb.close()
+    torch.save({"w": weight[:, :10]}, a)  # a slice: strided in neither order
+    save_file({"w": weight[:, :10].contiguous()}, str(b))
+    entry = compare_files(str(a), str(b))
+    assert _by_name(entry)["w"]["status"] == "not compared" and entry["errors"]

@@ -123,3 +123,43 @@ def test_a_cancelled_diff_says_so_neutrally(qtbot, tmp_path: Path) -> None:
     assert "fail" not in view.banner.text().lower()
     assert view.doc is None and view.model.rowCount() == 0  # nothing shown as compared
     assert not view.bar.isVisible() and not view.cancel_button.isVisible()
+
+
+def test_compare_with_on_a_folder_tab_asks_for_a_folder_and_diffs_the_two(qtbot, window, tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    from airlock.gui.provenance_view import FolderView
+
+    a, b = diff_files.one_value_changed(tmp_path / "pair")
+    base, ft = tmp_path / "base", tmp_path / "ft"
+    base.mkdir()
+    ft.mkdir()
+    (base / "model.safetensors").write_bytes(a.read_bytes())
+    (ft / "model.safetensors").write_bytes(b.read_bytes())
+    with qtbot.waitSignal(window.all_scans_finished, timeout=60_000):
+        window.open_paths([str(base)])
+    window.tabs.setCurrentWidget(next(w for w in (window.tabs.widget(i) for i in range(window.tabs.count()))
+                                      if isinstance(w, FolderView)))
+    asked = []
+
+    def pick_folder(parent, title, *args):
+        asked.append(title)
+        return str(ft)
+
+    def no_file(*args):
+        raise AssertionError("a folder is compared with a folder, not a file")
+
+    monkeypatch.setattr(diff_view.QFileDialog, "getExistingDirectory", pick_folder)
+    monkeypatch.setattr(diff_view.QFileDialog, "getOpenFileName", no_file)
+    with qtbot.waitSignal(window.tabs.currentChanged, timeout=10_000):
+        window.compare_action.trigger()
+    view = window.tabs.currentWidget()
+    assert isinstance(view, DiffView) and (view.path_a, view.path_b) == (str(base), str(ft))
+    assert asked and "(B)" in asked[0]
+    if view.doc is None:
+        with qtbot.waitSignal(view.diff_finished, timeout=60_000):
+            pass
+    assert view.doc["exit_code"] == 0 and "Tensors: 6 identical, 1 changed." in view.banner.text()
+    # A file against a folder is refused with a message, as `airlock diff` refuses it.
+    tabs = window.tabs.count()
+    assert diff_view.compare_with(window, str(b), path_a=str(base)) is None
+    assert window.tabs.count() == tabs and "one of each" in window.notice.text()

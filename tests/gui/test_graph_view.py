@@ -189,3 +189,37 @@ def test_a_wider_window_widens_the_graph_pane_as_it_does_the_tree(qtbot, window,
     after = top.sizes()
     grown = [a - b for a, b in zip(after, before, strict=True)]
     assert grown[0] > grown[1] > 0, (before, after)  # 3:2, the tree (now with its Graph tab) first
+
+
+def test_a_trigger_path_and_external_data_are_highlighted_in_the_window(qtbot, window, tmp_path):
+    """The backdoor analysis's trigger path (probe → comparison → override) and an initializer whose
+    bytes live outside the model's folder: highlighted boxes (and the path's edges), reached with
+    Next risky, with the reason in the panel and the tooltip."""
+    from fixtures import onnx_trigger_files as T
+
+    from airlock.core.graph.model import EXTERNAL, TRIGGER
+
+    _view, graph = open_graph(qtbot, window, write(tmp_path, T.backdoor(T.classifier(), "where"), "trig.onnx"))
+    nodes = graph.current.graph.nodes
+    on_path = {nodes[i].title for i in range(len(nodes)) if TRIGGER in nodes[i].marks}
+    assert {"Slice", "Greater", "Where"} <= on_path and "Gemm" not in on_path
+    assert sum(graph.current.graph.edge_marks) >= 2
+    seen = set()
+    for _ in range(len(graph.current.graph.risky())):
+        index = graph.next_risky()
+        seen.add(nodes[index].title)
+        if nodes[index].title == "Where":
+            why = graph.props.findItems("Highlighted", Qt.MatchFlag.MatchExactly)[0]
+            assert why.child(0).text(0) == "HIGH" and why.child(0).text(1) == "on a trigger path: output override"
+            assert "on a trigger path" in graph.canvas.tooltip(index)
+    assert {"Slice", "Greater", "Where"} <= seen
+    assert not graph.canvas.grab().isNull()
+
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    _view, graph = open_graph(qtbot, window, write(folder, F.external_model("../../etc/passwd"), "ext.onnx"))
+    index = graph.next_risky()
+    box = graph.current.graph.nodes[index]
+    assert EXTERNAL in box.marks and box.severity == Severity.CRITICAL
+    why = graph.props.findItems("Highlighted", Qt.MatchFlag.MatchExactly)[0]
+    assert why.child(0).text(0) == "CRITICAL" and "'../../etc/passwd'" in why.child(0).text(1)

@@ -161,3 +161,44 @@ def test_bad_saved_layout_is_ignored(qtbot):
     win = MainWindow()
     qtbot.addWidget(win)
     assert session.restore_window(win) is False
+
+
+def test_every_formats_extensions_are_shown_whole_at_both_window_sizes(qtbot, window):
+    """Extensions wrap onto more lines, never end in "…": in a narrow window, at 1280×800 and at 2560×1440 each row
+    is tall enough for its extensions wrapped in the width of their column."""
+    from PySide6.QtGui import QFontMetrics
+
+    table = window.welcome.formats
+    assert table.wordWrap() and table.textElideMode() == Qt.TextElideMode.ElideNone
+    wrapped = {}
+    for size in ((600, 600), (1280, 800), (2560, 1440)):  # 600: as narrow as the window goes
+        window.resize(*size)
+        qtbot.waitUntil(lambda s=size: window.width() == max(s[0], window.minimumWidth()))
+        qtbot.wait(50)  # the rows are laid out again once the columns have their new widths
+        metrics = QFontMetrics(table.font())
+        width = table.columnWidth(1)
+        wrapped_rows = 0
+        for i in range(table.topLevelItemCount()):
+            item = table.topLevelItem(i)
+            rect = table.visualItemRect(item)
+            needed = metrics.boundingRect(0, 0, width - 8, 10_000, int(Qt.TextFlag.TextWordWrap), item.text(1))
+            assert rect.height() >= needed.height(), (size, item.text(0), rect.height(), needed.height())
+            wrapped_rows += needed.height() > metrics.height()
+        wrapped[size] = wrapped_rows
+        assert width > 100
+    assert wrapped[(600, 600)] >= 1  # a narrow window: some extensions need two lines, and got them
+
+
+def test_a_recent_entrys_menu_opens_it_or_copies_its_path(qtbot, open_and_wait, window, tmp_path):
+    from PySide6.QtGui import QGuiApplication
+
+    path = tmp_path / "r.pkl"
+    path.write_bytes(pickle.dumps({"r": 1}))
+    open_and_wait(window, [path])
+    page = StartPage(window)
+    qtbot.addWidget(page)
+    item = page.recent.item(0)
+    menu = page.recent_menu(item)
+    assert [a.text() for a in menu.actions()] == ["Open", "Copy Path"]
+    menu.actions()[1].trigger()
+    assert QGuiApplication.clipboard().text() == str(path)

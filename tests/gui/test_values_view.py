@@ -185,5 +185,146 @@ def test_a_hostile_shape_pages_without_overflowing_the_row_box(qtbot, window, tm
     values = show_values(qtbot, view, tensor_node(view, "w"))
     assert values.page.total_rows > 2**31 and values.row_box.maximum() == 2**31 - 1
     assert "the file ends before this tensor does" in values.status.text()
+    # A cell's menu too: the tensor holds more values than numpy's intp counts.
+    items = dict(values.cell_items(0, 1))
+    assert items["Copy Index"].count(",") == len(values.tensor.shape) - 1
+    assert items["Copy Offset"] == str(values.tensor.offset + values.tensor.unit_bytes)
     values.next_button.click()
     qtbot.waitUntil(lambda: values.worker is None and values.page.start_row > 0, timeout=30_000)
+
+
+def test_a_cells_menu_copies_its_value_index_and_offset_and_shows_its_bytes(qtbot, window, every_dtype):
+    from PySide6.QtCore import QItemSelectionModel
+    from PySide6.QtGui import QGuiApplication
+
+    from airlock.gui.details.pane import TAB_HEX
+
+    folder, arrays = every_dtype
+    view = open_file(qtbot, window, folder / "numpy.safetensors")
+    node = tensor_node(view, "u16")
+    values = show_values(qtbot, view, node)
+    t = values.tensor
+    menu = values.build_cell_menu(2, 3)
+    labels = [a.text() for a in menu.actions() if a.text()]
+    assert labels == ["Copy Value", "Copy Index", "Copy Offset", "Show in Hex", "Export This Tensor as .npy…"]
+    copied = {}
+    for action in menu.actions():
+        if action.text().startswith("Copy"):
+            action.trigger()
+            copied[action.text()] = QGuiApplication.clipboard().text()
+    assert copied == {"Copy Value": str(arrays["u16"][2, 3]), "Copy Index": "[2, 3]",
+                      "Copy Offset": str(t.offset + (2 * 4 + 3) * 2)}
+    next(a for a in menu.actions() if a.text() == "Show in Hex").trigger()
+    assert view.details.tabs.currentIndex() == TAB_HEX
+    assert view.details.hex.marked == (t.offset + 22, 2)
+    # Several cells: Ctrl+C (and the menu's first entry) copy them as tab-separated rows.
+    view.details.show_values()
+    selection = values.table.selectionModel()
+    for row, col in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        selection.select(values.model.index(row, col), QItemSelectionModel.SelectionFlag.Select)
+    assert values.build_cell_menu(0, 0).actions()[0].text() == "Copy 4 Selected Values"
+    want = "\n".join("\t".join(str(v) for v in arrays["u16"][r, :2]) for r in range(2))
+    assert values.copy_selection() == want and QGuiApplication.clipboard().text() == want
+
+
+def test_a_quantised_cell_points_at_its_block(qtbot, window, tmp_path):
+    from gguf import GGMLQuantizationType as Q
+    from gguf import GGUFWriter, quants
+
+    blocks = quants.quantize(RNG.normal(0, 0.1, (2, 64)).astype(np.float32), Q.Q8_0)
+    path = tmp_path / "q.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_tensor("w", blocks, raw_shape=blocks.shape, raw_dtype=Q.Q8_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    view = open_file(qtbot, window, path)
+    values = show_values(qtbot, view, tensor_node(view, "w"))
+    items = dict(values.cell_items(1, 40))  # row 1, column 40: value 104, in the fourth block
+    assert items["Copy Index"] == "[1, 40]"
+    assert items["Copy Offset"] == f"{values.tensor.offset + 3 * 34} (the 34-byte block of 32 values that holds it)"
+    assert values.show_in_hex(1, 40) and view.details.hex.marked == (values.tensor.offset + 102, 34)
+
+
+def test_the_tree_menu_copies_name_shape_value_offset_and_path(qtbot, window, tmp_path):
+    from gguf import GGUFWriter
+    from PySide6.QtGui import QGuiApplication
+
+    from airlock.core.tree import METADATA
+    from airlock.gui import node_menu
+
+    path = tmp_path / "m.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_name("menu-demo")
+    writer.add_tensor("blk.0.w", np.ones((3, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    view = open_file(qtbot, window, path)
+
+    def copied(node):
+        out = {}
+        for action in node_menu.build_menu(view, node, view.tree).actions():
+            if action.text().startswith("Copy"):
+                action.trigger()
+                out[action.text()] = QGuiApplication.clipboard().text()
+        return out
+
+    tensor = tensor_node(view, "blk.0.w")
+    assert copied(tensor) == {"Copy Name": tensor.label, "Copy Shape": "8 × 3",
+                              "Copy Offset": str(tensor.offset), "Copy Path": tensor.path()}
+    name = next(n for n in view.result.root.walk(expand_lazy=True)
+                if n.kind == METADATA and n.attrs.get("key") == "general.name")
+    got = copied(name)
+    assert got["Copy Value"] == "menu-demo" and got["Copy Offset"] == str(name.offset)
+    assert got["Copy Path"] == name.path()
+
+
+def test_every_column_is_as_wide_as_its_longest_value(qtbot, window, every_dtype):
+    folder, _arrays = every_dtype
+    view = open_file(qtbot, window, folder / "numpy.safetensors")
+    values = show_values(qtbot, view, tensor_node(view, "f64"))
+    metrics = values.table.fontMetrics()
+    header = values.table.horizontalHeader()
+    rows = table(values)
+    for col in range(len(rows[0])):
+        widest = max(metrics.horizontalAdvance(row[col]) for row in rows)
+        assert header.sectionSize(col) >= widest + 8, (col, header.sectionSize(col), widest)
+    wide = header.sectionSize(0)
+    values = show_values(qtbot, view, tensor_node(view, "flags"))  # "false" is shorter than a float
+    assert values.table.horizontalHeader().sectionSize(0) < wide
+
+
+def test_every_dtype_the_converter_writes_is_shown_in_the_window(qtbot, window, tmp_path):
+    """One SafeTensors file written by safetensors.torch with a tensor of every dtype the converter
+    writes (airlock.core.dtypes: `writable`), each shown in the Values tab as torch reads it."""
+    from safetensors.torch import save_file
+
+    from airlock.core import dtypes
+
+    rng = np.random.default_rng(5)
+    tensors, expected = {}, {}
+    for d in (d for d in dtypes.TABLE if d.writable):
+        kind = getattr(torch, d.torch)
+        if d.code == "BOOL":
+            t = torch.from_numpy(rng.integers(0, 2, (3, 5)).astype(bool))
+        elif d.code.startswith(("I", "U")):
+            t = torch.from_numpy(rng.integers(0, 100, (3, 5)).astype(d.numpy))
+        elif d.code == "C64":
+            t = torch.from_numpy((rng.normal(size=(3, 5)) + 1j * rng.normal(size=(3, 5))).astype(np.complex64))
+        else:  # floats; E8M0 holds powers of two only, so positive values
+            t = torch.from_numpy(np.abs(rng.normal(0, 2, (3, 5))).astype(np.float32) + 0.1).to(kind)
+        tensors[f"t_{d.code}"] = t
+        expected[f"t_{d.code}"] = t.numpy() if d.code == "C64" or d.numpy else t.float().numpy()
+    path = tmp_path / "every.safetensors"
+    save_file(tensors, str(path))
+    view = open_file(qtbot, window, path)
+    seen = set()
+    for name, want in expected.items():
+        values = show_values(qtbot, view, tensor_node(view, name))
+        assert table(values) == [[format_value(v) for v in row] for row in want], name
+        seen.add(values.tensor.dtype.code)
+    assert seen == {d.code for d in dtypes.TABLE if d.writable}
+    assert {"F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0", "C64", "U64", "BF16"} <= seen
