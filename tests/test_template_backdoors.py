@@ -132,6 +132,21 @@ def test_drift_from_the_closest_family_is_in_the_finding_detail_and_the_reports(
     assert template.attrs["closest_template"] == "Qwen 2.5" and "evilpkg" in template.attrs["drift"]
 
 
+def test_a_drift_with_no_injection_is_still_in_the_reports_as_info():
+    """A copy of Qwen 2.5 that only changes its generation prompt: no injection, but the reports
+    show how it differs (info, so CI does not fail on it) and the template view gets the same diff."""
+    text = qwen().replace("{%- if add_generation_prompt %}",
+                          "{%- if add_generation_prompt and messages[-1].role != 'assistant' %}", 1)
+    assert text != qwen()
+    result = scan_bytes(text.encode(), "chat_template.jinja")
+    assert [(f.rule, f.severity) for f in result.findings] == [("TPL010", Severity.INFO)]
+    assert result.severity == Severity.INFO
+    detail = "\n".join(file_dict(result)["findings"][0]["detail"])
+    assert "+{%- if add_generation_prompt and messages[-1].role != 'assistant' %}" in detail
+    (template,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
+    assert template.attrs["drift"].splitlines() == detail.splitlines()
+
+
 def test_drift_against_a_skeleton_when_the_licence_keeps_the_text_out():
     """Llama 3.1's text is not in the catalogue (licence): the diff runs on its skeleton and shows
     the scanned template's own lines where they differ."""

@@ -40,7 +40,7 @@ def test_a_sandbox_escape_is_marked_where_its_finding_points(qtbot, tmp_path):
 def test_clean_real_templates_get_no_marks(qtbot):
     for name, text in BENIGN.items():
         node = template_node(scan_bytes(text.encode(), "chat_template.jinja"))
-        assert not node.findings, name
+        assert all(f.rule == "TPL010" for f in node.findings), name  # at most the drift note
         view = shown(qtbot, node)
         assert view.text.marks == [], name  # no fallback pattern marks `'system'` or `.format`
         assert "No finding points into it" in view.status.text()
