@@ -5,7 +5,7 @@ with its text and line, the walkers are linear and stop at the scan's deadline (
 import json
 
 import pytest
-from fixtures.template_backdoor_files import qwen, variants
+from fixtures.template_backdoor_files import containers, qwen, variants
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import LimitExceeded
@@ -106,6 +106,29 @@ def test_poisoned_variant_is_caught_with_its_text_and_line(name):
     if not rule.startswith("HID"):
         line = next(f for f in hits if quote in f.message).message
         assert line.startswith("chat template line ")
+
+
+@pytest.mark.parametrize("container", sorted(containers()))
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_poisoned_variant_is_caught_in_every_file_a_template_ships_in(name, container):
+    """The same variants as real files: a chat_template.jinja, a tokenizer_config.json, and a GGUF
+    written by gguf-py's GGUFWriter; each is caught by content with the same rule and quote."""
+    text, rule, severity, quote = VARIANTS[name]
+    filename, make = containers()[container]
+    result = scan_bytes(make(text), filename)
+    hits = [f for f in result.findings if f.rule == rule]
+    assert hits and any(quote in f.message for f in hits), [f"{f.rule}: {f.message}" for f in result.findings]
+    assert result.severity >= severity and max(f.severity for f in hits) >= severity
+    (template,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
+    assert template.attrs.get("marks")  # the GUI's template view marks it
+
+
+@pytest.mark.parametrize("container", sorted(containers()))
+def test_the_real_template_reads_clean_in_every_file_it_ships_in(container):
+    filename, make = containers()[container]
+    result = scan_bytes(make(qwen()), filename)
+    assert result.severity <= Severity.INFO, [f.message for f in result.findings]
+    assert any(f.rule == "TPL009" and "Qwen 2.5" in f.message for f in result.findings)
 
 
 def test_trigger_finding_names_the_test_and_its_line():
