@@ -69,3 +69,18 @@ def test_long_lines_wrap(qtbot):
     node = Node(TEMPLATE, "t", attrs={"text": "{{ message['content'] }} " * 200})
     view = shown(qtbot, node)
     assert view.text.lineWrapMode() == QPlainTextEdit.LineWrapMode.WidgetWidth
+
+
+def test_torchscript_trigger_lines_are_marked_in_the_code_text(qtbot):
+    """TS003: the code file's Text tab marks the probe, the comparison and the override."""
+    from fixtures.torchscript_trigger_files import backdoored
+
+    result = scan_bytes(backdoored()["cnn_where_traced.pt"], "model.pt")
+    (hit,) = [f for f in result.findings if f.rule == "TS003"]
+    view = shown(qtbot, hit.node)
+    text = view.text.toPlainText()
+    marked = [text[s:e] for s, e in view.text.marks]
+    assert any("torch.eq(" in m and "31337" in m for m in marked), marked
+    assert any(m.startswith("return torch.where(") for m in marked), marked
+    assert not any("(net).forward(" in m for m in marked)  # the model's own layers are not on the path
+    assert "marked" in view.status.text()
