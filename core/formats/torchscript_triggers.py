@@ -53,6 +53,16 @@ class CodeTrigger(Rule):
             "the input, the probe, the constants and the lines; the code view marks them.")
 
 
+class CodeNotAnalysed(Rule):
+    id = "TS004"
+    severity = Severity.MEDIUM
+    title = "TorchScript code not analysed for trigger logic"
+    help = ("A code file of the archive could not be read as a syntax tree (not Python, or nested too "
+            "deeply), so it was not checked for trigger logic; torch.jit.load compiles it with its own "
+            "parser.")
+    incomplete = True
+
+
 def _forwards(module: ast.Module) -> list[tuple[str, ast.FunctionDef]]:
     out = []
     for cls in module.body:
@@ -72,14 +82,20 @@ def analyse(text: str, ctx: ScanContext, node: Node, member: str | None) -> None
 
     try:
         module = parse_python(text[:MAX_CODE_CHARS])
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return  # not Python: torch.jit.load cannot compile it either (TS002 and the graph view say so)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        why = "nested too deeply" if isinstance(exc, (RecursionError, MemoryError)) else "not Python"
+        ctx.report(CodeNotAnalysed, f"TorchScript code not analysed for trigger logic: {why} "
+                   f"({safe_text(type(exc).__name__, 40)})", node=node, member=member)
+        return
     marks: list[int] = []
     roles: dict[int, str] = {}
     for cls, fn in _forwards(module):
         try:
             found = find_triggers(fn, lambda: ctx.tick(256))
-        except RecursionError:
+        except (RecursionError, MemoryError):
+            ctx.report(CodeNotAnalysed, f"TorchScript code line {fn.lineno}: {safe_text(cls, 80)}.forward "
+                       "not analysed for trigger logic: its expressions are nested too deeply", node=node,
+                       member=member)
             continue
         for t in found:
             compared = "; ".join(f"line {c.line}: {c.op} {safe_text(c.constant, 60)}"

@@ -75,3 +75,30 @@ def test_reports_carry_the_finding():
     result = scan("m.pt", backdoored()["gpt_blend_traced.pt"])
     (entry,) = [f for f in file_dict(result)["findings"] if f["rule"] == "TS003"]
     assert entry["severity"] == "high" and "compared line" in entry["message"]
+
+
+def _edited(data: bytes, edit) -> bytes:
+    """The archive with its top module's code file rewritten (the way an attacker edits one)."""
+    import io
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if "/code/" in info.filename and info.filename.endswith(".py") and b"WhereTrigger" in body:
+                body = edit(body.decode()).encode()
+            dst.writestr(info.filename, body)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("edit", "why"), [
+    (lambda t: t.replace("def forward(", "def forward((", 1), "not Python"),
+    (lambda t: t.replace("return torch.where(", "return " + "x + " * 60_000 + "torch.where(", 1), "nested"),
+])
+def test_code_that_cannot_be_analysed_is_said_not_analysed(edit, why):
+    result = scan("m.pt", _edited(backdoored()["cnn_where_traced.pt"], edit))
+    notes = [f for f in result.findings if f.rule == "TS004"]
+    assert notes and why in notes[0].message and notes[0].severity == Severity.MEDIUM
+    assert result.inspected != "full"  # never reads as fully inspected
