@@ -27,15 +27,15 @@ flow is followed both ways where undecided and loops once, so this is an approxi
 
 from __future__ import annotations
 
-import ast
 import re
 from typing import TYPE_CHECKING
 
 from airlock.core.findings import Rule, Severity
-from airlock.core.formats.torchscript_trigger_code import find_triggers
 from airlock.core.text import safe_text
 
 if TYPE_CHECKING:
+    import ast
+
     from airlock.core.context import ScanContext
     from airlock.core.tree import Node
 
@@ -64,6 +64,8 @@ class CodeNotAnalysed(Rule):
 
 
 def _forwards(module: ast.Module) -> list[tuple[str, ast.FunctionDef]]:
+    import ast
+
     out = []
     for cls in module.body:
         if isinstance(cls, ast.ClassDef):
@@ -78,7 +80,9 @@ def analyse(text: str, ctx: ScanContext, node: Node, member: str | None) -> None
     in the node's text for the GUI's code view."""
     if "forward" not in text:
         return
+    # Imported here: scanning a file with no TorchScript code pays nothing for ast (a test checks).
     from airlock.core.code.reader import parse_python
+    from airlock.core.formats.torchscript_trigger_code import find_triggers
 
     try:
         module = parse_python(text[:MAX_CODE_CHARS])
