@@ -84,15 +84,16 @@ def _merge(a: _V | None, b: _V | None) -> _V | None:
 
 
 class Comparison:
-    __slots__ = ("constant", "line", "op", "probes", "subject")
+    __slots__ = ("constant", "line", "op", "point", "probes", "subject")
 
     def __init__(self, line: int, op: str, constant: str, probes: frozenset[int],
-                 subject: frozenset[int]) -> None:
+                 subject: frozenset[int], point: bool) -> None:
         self.line = line
         self.op = op
         self.constant = constant
         self.probes = probes
         self.subject = subject  # lines the compared data flows from
+        self.point = point  # the probe picks single elements (a token, a pixel), not a range
 
 
 class Found:
@@ -143,6 +144,12 @@ def _narrow_index(index: ast.expr) -> bool:
     return False
 
 
+def _point_index(index: ast.expr) -> bool:
+    """`x[0]`, `x[:, -1]`: picks single elements along some axis (an integer index)."""
+    parts = index.elts if isinstance(index, ast.Tuple) else [index]
+    return any(not isinstance(p, ast.Slice) and _number(p) is not None for p in parts)
+
+
 def _narrow_call(name: str, args: list[ast.expr]) -> bool:
     """torch.select always picks; torch.slice only with a bounded end; narrow/gather/index_select pick."""
     if name == "slice":
@@ -165,6 +172,7 @@ class _Interpreter:
         self.comparisons: dict[int, Comparison] = {}
         self.assumed: dict[int, bool] | None = None
         self.kept: dict[int, frozenset[int]] = {}  # override line → lines of the data it switched off
+        self.points: set[int] = set()  # lines that pick single elements of an input (x[0], select)
         self._env: dict[str, _V] = {}
 
     def run(self) -> _V | None:
@@ -275,6 +283,8 @@ class _Interpreter:
             value = _join([base, index], line, base.kind)
             if base.kind == DATA and _narrow_index(node.slice):
                 value.probes = value.probes | {line}
+                if _point_index(node.slice):
+                    self.points.add(line)
             return value
         if isinstance(node, ast.Compare) and len(node.ops) == 1:
             op = {ast.Eq: "==", ast.NotEq: "!=", ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}.get(
@@ -358,6 +368,8 @@ class _Interpreter:
                 out.via = first.via
             if first.kind == DATA and _narrow_call(name, argv):
                 out.probes = out.probes | {line}
+                if name in ("select", "index_select", "gather", "take"):
+                    self.points.add(line)
             return out
         return _join(values, line)
 
@@ -370,7 +382,8 @@ class _Interpreter:
             key = id(node)
             if key not in self.comparisons:
                 constant = ast.unparse(b_node) if len(ast.unparse(b_node)) < 80 else "a constant"
-                self.comparisons[key] = Comparison(line, op, constant, a.probes, a.lines)
+                point = bool(a.probes & self.points)
+                self.comparisons[key] = Comparison(line, op, constant, a.probes, a.lines, point)
             if self.assumed is not None and key in self.assumed:
                 return _V(CONST, 1.0 if self.assumed[key] else 0.0, lines=a.lines | {line}, probes=a.probes,
                           cmps=frozenset({key}), decided=a.decided)
@@ -461,8 +474,10 @@ def find_triggers(fn: ast.FunctionDef, tick: Callable[[], None]) -> list[Found]:
         if not used:
             continue
         kept = run.kept.get(out.via, frozenset())
-        if not out.decided and any(c.subject & kept for c in used):
-            continue  # an elementwise choice on the data it keeps (a ReLU), not one decision
+        if not out.decided and (any(c.subject & kept for c in used) or not any(c.point for c in used)):
+            # Elementwise, not one decision: a choice on the very data it keeps (a ReLU), or a mask
+            # over a range of the input (padding, ignored labels) rather than a token or a pixel.
+            continue
         probes = sorted(set().union(*(c.probes for c in used)))
         return [Found(out.via, used, probes, sorted(out.lines), label)]
     return []

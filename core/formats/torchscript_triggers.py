@@ -113,11 +113,14 @@ def analyse(text: str, ctx: ScanContext, node: Node, member: str | None) -> None
                        f"with constants (hypothesis \"{t.hypothesis}\"); input {inputs}; probed on {probes}; "
                        f"compared {compared}; lines on the path: {path}", node=node, member=member)
             marks += t.lines
+            parts: dict[int, list[str]] = {}
+            for role, lines in (("input probe", t.probes), ("comparison with constants",
+                                                            [c.line for c in t.comparisons]),
+                                ("output override", [t.override])):
+                for n in lines:
+                    parts.setdefault(n, []).append(role)  # one line may hold several (traced code)
             roles.update({n: "trigger path" for n in t.lines})
-            roles.update({p: "input probe" for p in t.probes})
-            roles.update({c.line: "comparison with constants" for c in t.comparisons})
-            roles[t.override] = ("comparison with constants; output override" if t.override in roles
-                                 and roles[t.override].startswith("comparison") else "output override")
+            roles.update({n: "; ".join(r) for n, r in parts.items()})
     if roles:
         node.attrs["trigger_lines"] = dict(sorted(roles.items()))
         # Recorded marks replace the view's own from finding messages: keep the other findings' lines.
