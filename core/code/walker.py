@@ -270,9 +270,9 @@ class Walker(CallFinder):
                 extra[kw.arg] = _literal(kw.value, value)
         if args.kwarg is not None:
             inner.names[args.kwarg.arg] = DictValue(extra, spread)
-        for param, value in list(inner.names.items()):  # not passed here: the default is what it holds
-            if isinstance(value, Param) and value.kind == "arg" and value.default is not None:
-                inner.names[param] = value.default
+        for bound, held in list(inner.names.items()):  # not passed here: the default is what it holds
+            if isinstance(held, Param) and held.kind == "arg" and held.default is not None:
+                inner.names[bound] = held.default
         return inner
 
     def class_(self, s: ast.ClassDef, scope: Scope, cond: int) -> None:
