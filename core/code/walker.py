@@ -98,6 +98,7 @@ class Walker(CallFinder):
         self.full = False  # work out every assignment's value (the code has exec/import sinks)
         self.inside_caller_walk = False
         self.caller_walks = 0
+        self.named_calls = 0  # calls handed to a check that looks for that function or method
 
     def run(self, units: list[Unit]) -> list[Issue]:
         module = Scope("module", None)
@@ -190,11 +191,14 @@ class Walker(CallFinder):
             return  # nothing in the body can matter: its names are its own
         inner = self.parameters(s, scope)
         outer_events, self.events = self.events, []
-        start = len(self.issues)
+        start, named = len(self.issues), self.named_calls
         self.block(s.body, inner, 0)
         self.close_events()
         self.events = outer_events
-        if not self.inside_caller_walk and self.lines is not None and (args.args or args.kwarg is not None):
+        # Only a function that calls something a check looks for can hide a risky option from its
+        # body (each name kept costs a scan of the text, so plain functions are not kept).
+        if (not self.inside_caller_walk and self.lines is not None and self.named_calls > named
+                and (args.args or args.kwarg is not None)):
             local.body = Wrapper(s, scope, self.lines, self.unit, {_key(i) for i in self.issues[start:]})
             self.lines.add_word(s.name)  # its calls are searched, to be judged with their arguments
 
@@ -215,6 +219,12 @@ class Walker(CallFinder):
         return inner
 
     # Judging a call to a function of this file with the caller's arguments
+
+    def dispatch(self, site: CallSite) -> None:
+        if (site.name is not None and site.name in checks.BY_NAME) or (
+                site.method is not None and site.method in checks.BY_METHOD):
+            self.named_calls += 1
+        super().dispatch(site)
 
     def call(self, node: ast.Call, scope: Scope) -> None:
         super().call(node, scope)
