@@ -304,13 +304,11 @@ def _judge_catalogue(text: str, report: _Reporter) -> None:
         return
     node.attrs["closest_template"] = found.entry.family
     node.attrs["drift"] = found.diff
-    # In reports the drift goes with the findings it explains; a template that only drifts
-    # (re-indented, reordered, a fixed typo) shows it in the template view, not as noise in CI.
-    if any(report.counts.get(rule.id) for rule in _INJECTIONS) or report.hidden:
-        report.add(TemplateDrift, 0, f"differs from the closest known template, {found.entry.family} "
-                   f"({safe_text(found.entry.model, 80)}, {found.similarity:.0%} of its lines shared): "
-                   f"{found.added} line(s) added, {found.removed} removed (the detail shows the diff)",
-                   detail=found.diff)
+    # Every drift is in the reports (info: it does not fail CI by itself), so a reviewer reading the
+    # report sees what changed against the family, not only when an injection rule fired.
+    report.add(TemplateDrift, 0, f"differs from the closest known template, {found.entry.family} "
+               f"({safe_text(found.entry.model, 80)}, {found.similarity:.0%} of its lines shared): "
+               f"{found.added} line(s) added, {found.removed} removed (the detail shows the diff)",
+               detail=found.diff)
 
 
-_INJECTIONS = (TemplateTrigger, TemplatePayload, TemplateRewritesContent, TemplateInjectsText)

@@ -5,7 +5,7 @@ with its text and line, the walkers are linear and stop at the scan's deadline (
 import json
 
 import pytest
-from fixtures.template_backdoor_files import qwen, variants
+from fixtures.template_backdoor_files import containers, qwen, variants
 
 from airlock.core.context import ScanContext
 from airlock.core.errors import LimitExceeded
@@ -108,6 +108,29 @@ def test_poisoned_variant_is_caught_with_its_text_and_line(name):
         assert line.startswith("chat template line ")
 
 
+@pytest.mark.parametrize("container", sorted(containers()))
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_poisoned_variant_is_caught_in_every_file_a_template_ships_in(name, container):
+    """The same variants as real files: a chat_template.jinja, a tokenizer_config.json, and a GGUF
+    written by gguf-py's GGUFWriter; each is caught by content with the same rule and quote."""
+    text, rule, severity, quote = VARIANTS[name]
+    filename, make = containers()[container]
+    result = scan_bytes(make(text), filename)
+    hits = [f for f in result.findings if f.rule == rule]
+    assert hits and any(quote in f.message for f in hits), [f"{f.rule}: {f.message}" for f in result.findings]
+    assert result.severity >= severity and max(f.severity for f in hits) >= severity
+    (template,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
+    assert template.attrs.get("marks")  # the GUI's template view marks it
+
+
+@pytest.mark.parametrize("container", sorted(containers()))
+def test_the_real_template_reads_clean_in_every_file_it_ships_in(container):
+    filename, make = containers()[container]
+    result = scan_bytes(make(qwen()), filename)
+    assert result.severity <= Severity.INFO, [f.message for f in result.findings]
+    assert any(f.rule == "TPL009" and "Qwen 2.5" in f.message for f in result.findings)
+
+
 def test_trigger_finding_names_the_test_and_its_line():
     text, *_ = VARIANTS["trigger_in"]
     ctx, node = analyze(text)
@@ -130,6 +153,21 @@ def test_drift_from_the_closest_family_is_in_the_finding_detail_and_the_reports(
     assert "evilpkg" in detail and json.loads(json.dumps(report))  # valid JSON
     (template,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
     assert template.attrs["closest_template"] == "Qwen 2.5" and "evilpkg" in template.attrs["drift"]
+
+
+def test_a_drift_with_no_injection_is_still_in_the_reports_as_info():
+    """A copy of Qwen 2.5 that only changes its generation prompt: no injection, but the reports
+    show how it differs (info, so CI does not fail on it) and the template view gets the same diff."""
+    text = qwen().replace("{%- if add_generation_prompt %}",
+                          "{%- if add_generation_prompt and messages[-1].role != 'assistant' %}", 1)
+    assert text != qwen()
+    result = scan_bytes(text.encode(), "chat_template.jinja")
+    assert [(f.rule, f.severity) for f in result.findings] == [("TPL010", Severity.INFO)]
+    assert result.severity == Severity.INFO
+    detail = "\n".join(file_dict(result)["findings"][0]["detail"])
+    assert "+{%- if add_generation_prompt and messages[-1].role != 'assistant' %}" in detail
+    (template,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
+    assert template.attrs["drift"].splitlines() == detail.splitlines()
 
 
 def test_drift_against_a_skeleton_when_the_licence_keeps_the_text_out():

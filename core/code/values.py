@@ -88,11 +88,12 @@ class DictValue(Value):
 
 
 class Local(Value):
-    __slots__ = ("bases", "name")
+    __slots__ = ("bases", "body", "name")
 
     def __init__(self, name: str, bases: list[Value] | None = None) -> None:
         self.name = name
         self.bases = bases or []  # a class's base classes, as far as they are known
+        self.body: object = None  # a function whose calls are judged at its callers (walker.Wrapper)
 
 
 UNKNOWN = Obj(None)

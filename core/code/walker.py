@@ -24,8 +24,9 @@ from airlock.core.code.checks.sources import ca_bundle_cleared
 from airlock.core.code.evaluate import value_of
 from airlock.core.code.hotlines import ALIASED_MODULES, HotLines, has_sink
 from airlock.core.code.names import canonical
-from airlock.core.code.rules import DeserializerImport, TlsVerifyOff
-from airlock.core.code.values import UNKNOWN, DictValue, Local, Obj, Param, Ref, Scope, Value
+from airlock.core.code.rules import CouldNotTell, DeserializerImport, TlsVerifyOff
+from airlock.core.code.values import UNKNOWN, Const, DictValue, Local, Obj, Param, Ref, Scope, Value
+from airlock.core.findings import Severity
 
 DESERIALIZER_MODULES = frozenset({"pickle", "dill", "cloudpickle", "shelve", "marshal", "jsonpickle",
                                   "torch.package"})
@@ -45,6 +46,40 @@ def _worth_evaluating(expr: ast.expr) -> bool:
     return name in EVALUATED_CALLS
 
 
+MAX_CALLER_WALKS = 256  # function bodies walked again with a caller's arguments, per module
+
+
+class Wrapper:
+    """A function this file defines, kept so that a call to it can be judged with the caller's
+    arguments: `def load(path, **kw): return torch.load(path, **kw)` then `load(p, weights_only=False)`,
+    or `def fetch(repo): return AutoModel.from_pretrained(repo)` then `fetch("org/name")`."""
+
+    __slots__ = ("defn", "home", "lines", "seen", "unit")
+
+    def __init__(self, defn: ast.FunctionDef | ast.AsyncFunctionDef, home: Scope, lines: HotLines, unit: int,
+                 seen: set[tuple[str, int, int]]) -> None:
+        self.defn = defn
+        self.home = home  # the scope the function was defined in
+        self.lines = lines  # the hot lines of its unit (a notebook cell may define it)
+        self.unit = unit
+        self.seen = seen  # what its own walk already reported (rule, line, column)
+
+
+def _key(issue: Issue) -> tuple[str, int, int]:
+    return issue.rule.id, getattr(issue.node, "lineno", 0), getattr(issue.node, "col_offset", 0)
+
+
+def _literal(expr: ast.expr, value: Value) -> ast.expr:
+    """A caller's keyword value, as an expression the callee's scope evaluates the same way: its literal
+    when the caller's code fixes one, else a name nothing binds (Airlock then cannot tell)."""
+    fixed = isinstance(value, Const) and len(value.values) == 1
+    if fixed and isinstance(value, Const) and isinstance(value.values[0], bool | int | float | str):
+        literal: ast.expr = ast.Constant(value.values[0])
+    else:
+        literal = ast.Name("<the caller's value>", ast.Load())
+    return ast.copy_location(literal, expr)
+
+
 class Unit:
     """One parsed piece of code: a module, or a notebook cell (cells form one module, in order)."""
 
@@ -61,6 +96,9 @@ class Walker(CallFinder):
         super().__init__(tick)
         self.lines: HotLines | None = None
         self.full = False  # work out every assignment's value (the code has exec/import sinks)
+        self.inside_caller_walk = False
+        self.caller_walks = 0
+        self.named_calls = 0  # calls handed to a check that looks for that function or method
 
     def run(self, units: list[Unit]) -> list[Issue]:
         module = Scope("module", None)
@@ -147,9 +185,26 @@ class Walker(CallFinder):
         args = s.args
         kw_defaults = [d for d in args.kw_defaults if d is not None]
         self.search([*s.decorator_list, *args.defaults, *kw_defaults], scope)
-        scope.bind(s.name, Local(s.name), cond > 0)
+        local = Local(s.name)
+        scope.bind(s.name, local, cond > 0)
         if not self.hot(s):
             return  # nothing in the body can matter: its names are its own
+        inner = self.parameters(s, scope)
+        outer_events, self.events = self.events, []
+        start, named = len(self.issues), self.named_calls
+        self.block(s.body, inner, 0)
+        self.close_events()
+        self.events = outer_events
+        # Only a function that calls something a check looks for can hide a risky option from its
+        # body (each name kept costs a scan of the text, so plain functions are not kept).
+        if (not self.inside_caller_walk and self.lines is not None and self.named_calls > named
+                and (args.args or args.kwarg is not None)):
+            local.body = Wrapper(s, scope, self.lines, self.unit, {_key(i) for i in self.issues[start:]})
+            self.lines.add_word(s.name)  # its calls are searched, to be judged with their arguments
+
+    def parameters(self, s: ast.FunctionDef | ast.AsyncFunctionDef, scope: Scope) -> Scope:
+        """The function's scope with its parameters bound (each holds its default unless a caller says)."""
+        args = s.args
         inner = Scope("function", scope)
         positional = [*args.posonlyargs, *args.args]
         defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
@@ -161,10 +216,74 @@ class Walker(CallFinder):
             inner.names[args.vararg.arg] = Param(args.vararg.arg, None, "vararg")
         if args.kwarg is not None:
             inner.names[args.kwarg.arg] = Param(args.kwarg.arg, None, "kwarg")
-        outer_events, self.events = self.events, []
-        self.block(s.body, inner, 0)
-        self.close_events()
-        self.events = outer_events
+        return inner
+
+    # Judging a call to a function of this file with the caller's arguments
+
+    def dispatch(self, site: CallSite) -> None:
+        if (site.name is not None and site.name in checks.BY_NAME) or (
+                site.method is not None and site.method in checks.BY_METHOD):
+            self.named_calls += 1
+        super().dispatch(site)
+
+    def call(self, node: ast.Call, scope: Scope) -> None:
+        super().call(node, scope)
+        func = value_of(node.func, scope)
+        if (isinstance(func, Local) and isinstance(func.body, Wrapper) and (node.args or node.keywords)
+                and not self.inside_caller_walk and self.caller_walks < MAX_CALLER_WALKS):
+            self.caller_walks += 1
+            self.judge_at_caller(func.name, func.body, node, scope)
+
+    def judge_at_caller(self, name: str, w: Wrapper, node: ast.Call, scope: Scope) -> None:
+        """Walk the function's body again with this call's arguments bound to its parameters; what
+        becomes risky only now (weights_only=False through **kwargs, a repository id the caller names)
+        is reported here, at the call, with the line inside the function."""
+        inner = self.bind_arguments(w, node, scope)
+        if inner is None:
+            return
+        saved = (self.issues, self.events, self.lines, self.unit)
+        self.issues, self.events, self.lines, self.unit = [], [], w.lines, w.unit
+        self.inside_caller_walk = True
+        try:
+            self.block(w.defn.body, inner, 0)
+            found = self.issues
+        finally:
+            self.issues, self.events, self.lines, self.unit = saved
+            self.inside_caller_walk = False
+        done = {i.rule.id for i in self.issues if i.node is node}  # the call itself was judged already
+        for issue in found:
+            key = _key(issue)
+            if key in w.seen or key[0] in done or issue.level <= Severity.INFO or issue.rule is CouldNotTell:
+                continue  # "could not tell" at the call adds nothing to what the function's own walk says
+            done.add(key[0])
+            message = f"{name}(…) makes its line {key[1]} risky with the arguments given: {issue.message}"
+            self.issues.append(Issue(issue.rule, message, node, self.unit, issue.severity))
+
+    def bind_arguments(self, w: Wrapper, node: ast.Call, scope: Scope) -> Scope | None:
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            return None  # *args: which parameter gets what is not known
+        args = w.defn.args
+        inner = self.parameters(w.defn, w.home)
+        positional = [*args.posonlyargs, *args.args]
+        for param, expr in zip(positional, node.args, strict=False):
+            inner.names[param.arg] = value_of(expr, scope)
+        named = {a.arg for a in [*positional, *args.kwonlyargs]}
+        extra: dict[str, ast.expr] = {}
+        spread: list[ast.expr | Value] = []
+        for kw in node.keywords:
+            value = value_of(kw.value, scope)
+            if kw.arg is None:
+                spread.append(value)
+            elif kw.arg in named:
+                inner.names[kw.arg] = value
+            else:
+                extra[kw.arg] = _literal(kw.value, value)
+        if args.kwarg is not None:
+            inner.names[args.kwarg.arg] = DictValue(extra, spread)
+        for bound, held in list(inner.names.items()):  # not passed here: the default is what it holds
+            if isinstance(held, Param) and held.kind == "arg" and held.default is not None:
+                inner.names[bound] = held.default
+        return inner
 
     def class_(self, s: ast.ClassDef, scope: Scope, cond: int) -> None:
         self.search([*s.decorator_list, *s.bases, *(k.value for k in s.keywords)], scope)

@@ -21,6 +21,7 @@ import re
 from airlock.core.context import ScanContext
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import Malformed, Rule, Severity
+from airlock.core.formats import torchscript_triggers
 from airlock.core.formats import zip as zipf
 from airlock.core.formats.torch_rules import STANDARD_NAMESPACES, CustomOperator
 from airlock.core.pickle.policy import SAFE, Policy, Verdict, load_policy
@@ -105,6 +106,7 @@ def scan_code(source: Source, ctx: ScanContext, archive: ZipArchive,
             if ns not in STANDARD_NAMESPACES and ns not in custom:
                 custom[ns] = (node, match.start(), zipf.member_source(source, m, b"").member or m.name)
         _judge_calls(text, ctx, node, zipf.member_source(source, m, b"").member or m.name)
+        torchscript_triggers.analyse(text, ctx, node, zipf.member_source(source, m, b"").member or m.name)
     from airlock.core.graph.torchscript_graph import attach  # the graph view's source, built on demand
 
     attach([node for _m, node in members if "text" in node.attrs])

@@ -19,7 +19,17 @@ from collections.abc import Callable
 from airlock.core.errors import Cancelled
 from airlock.core.findings import Severity
 from airlock.core.formats.torch_rules import STANDARD_NAMESPACES
-from airlock.core.graph.model import CUSTOM, INPUT, OP, OUTPUT, Graph, GraphNode, category_of, search_text
+from airlock.core.graph.model import (
+    CUSTOM,
+    INPUT,
+    OP,
+    OUTPUT,
+    TRIGGER,
+    Graph,
+    GraphNode,
+    category_of,
+    search_text,
+)
 from airlock.core.text import safe_text
 from airlock.core.tree import Node
 
@@ -65,7 +75,10 @@ class TorchScriptGraphSource:
             return graph
         risky_lines = {int(m.group(1)): f.message for f in self.node.findings
                        if (m := _FINDING_LINE.search(f.message)) is not None}
-        _Walker(graph, fields, risky_lines, cancelled).run(forward)
+        walker = _Walker(graph, fields, risky_lines, cancelled)
+        roles = self.node.attrs.get("trigger_lines") or {}  # torchscript_triggers.py (str keys after JSON)
+        walker.trigger_lines = {int(k): str(v) for k, v in roles.items()}
+        walker.run(forward)
         graph.finish()
         return graph
 
@@ -115,6 +128,7 @@ class _Walker:
         self.graph = graph
         self.fields = fields  # submodule attribute -> its class name
         self.risky_lines = risky_lines
+        self.trigger_lines: dict[int, str] = {}  # line -> its part in a trigger (TS003)
         self.cancelled = cancelled
         self.values: dict[str, Source] = {}  # name -> boxes its value comes from
         self.modules: dict[str, str] = {}  # local name -> submodule attribute (`conv = self.conv`)
@@ -215,6 +229,9 @@ class _Walker:
         message = self.risky_lines.get(line)
         if message is not None:
             box.flag(Severity.HIGH, None, safe_text(message, 300))
+        role = self.trigger_lines.get(line)
+        if role is not None:
+            box.flag(Severity.HIGH, TRIGGER, f"on a trigger path: {safe_text(role, 200)}")
 
     def output(self, sources: Source) -> None:
         box = GraphNode(OUTPUT, "return", category="output")

@@ -87,6 +87,38 @@ def test_kwargs_forwarded_spread_or_spelled_out() -> None:
                  "model_kwargs={'trust_remote_code': True})\n") == ["PY201"]
 
 
+def test_a_function_of_the_file_is_judged_at_its_callers_with_their_arguments() -> None:
+    """A wrapper hides the decisive option from its own body; each call passes it."""
+    torch = "import torch\ndef load(path, **kw):\n    return torch.load(path, **kw)\n"
+    assert findings(torch) == [("PY306", 3)]  # on its own: could not tell
+    assert findings(torch + "load('a.pt', weights_only=False)\n") == [("PY306", 3), ("PY101", 4)]
+    assert findings(torch + "load('a.pt', weights_only=True)\n") == [("PY306", 3)]
+    assert findings(torch + "WO = False\nload('a.pt', weights_only=WO)\n") == [("PY306", 3), ("PY101", 5)]
+    (message,) = [f.message for f in scan_bytes((torch + "load('a.pt', weights_only=False)\n").encode(),
+                                                "m.py").findings if f.rule == "PY101"]
+    assert message.startswith("line 4, column 1: load(…) makes its line 3 risky") and "weights_only=False" in message
+    # a repository id the caller names, floating or pinned
+    hub = "from transformers import AutoModel\ndef fetch(repo, rev=None):\n" \
+          "    return AutoModel.from_pretrained(repo, revision=rev)\n"
+    assert findings(hub) == []  # plumbing: the repository and revision are the caller's
+    assert findings(hub + "fetch('org/model')\n") == [("PY301", 4)]
+    assert findings(hub + "fetch('org/model', rev='main')\n") == [("PY301", 4)]
+    assert findings(hub + f"fetch('org/model', '{COMMIT}')\n") == []
+    # already judged at the call itself (trust_remote_code=True in any call): said once
+    rtc = "from transformers import AutoModel\ndef f(name, **kw):\n" \
+          f"    return AutoModel.from_pretrained(name, revision='{COMMIT}', **kw)\n"
+    assert findings(rtc + "f('org/x', trust_remote_code=True)\n") == [("PY201", 4)]
+    # a named parameter with a safe default: a caller that overrides it, and one that passes its own
+    # parameter on (its callers decide, as for the function itself: no "could not tell" here)
+    safe = "import torch\ndef load(path, weights_only=True):\n    return torch.load(path, weights_only=weights_only)\n"
+    assert findings(safe + "load('a.pt', weights_only=False)\n") == [("PY101", 4)]
+    assert findings(safe + "def outer(p, wo):\n    return load(p, weights_only=wo)\n") == []
+    # a recursive function is walked once more, not forever; *args at the call cannot be mapped
+    assert findings("import torch\ndef f(p, **kw):\n    f(p, **kw)\n    return torch.load(p, weights_only=True)\n"
+                    "f('a', x=1)\n") == []
+    assert findings(torch + "load(*paths)\n") == [("PY306", 3)]
+
+
 def test_functools_partial_is_judged_as_the_call_it_prepares() -> None:
     assert rules("import functools, torch\nload = functools.partial(torch.load, weights_only=True)\n") == []
     assert rules("import functools, torch\nload = functools.partial(torch.load, map_location='cpu')\n") == ["PY101"]

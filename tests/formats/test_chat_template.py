@@ -18,7 +18,10 @@ def scan(text: str, name: str = "chat_template.jinja"):
 def test_real_templates_are_read_and_stay_clean(name):
     result = scan(BENIGN[name])
     assert result.format == "chat_template"
-    assert result.findings == [], [f.message for f in result.findings]
+    # Clean: nothing above info. A real template that is not the catalogued copy of its family
+    # (another version, the tool-use variant) says how it drifts, as an info note with the diff.
+    assert all(f.rule == "TPL010" and f.severity == Severity.INFO and f.detail for f in result.findings), \
+        [f.message for f in result.findings]
     (template,) = [n for n in result.root.walk() if n.kind == TEMPLATE]
     assert template.attrs["text"] == BENIGN[name] and template.length == len(BENIGN[name].encode())
 

@@ -41,7 +41,9 @@ def test_hostile_file_is_flagged_by_its_rule(name):
 def test_real_writer_output_is_clean(name):
     result = scan(BENIGN[name], name)
     assert result.format == "safetensors"
-    assert result.findings == [], [f.message for f in result.findings]
+    # a chat template in the metadata that is not a catalogued one says how it drifts (info), no more
+    assert all(f.rule == "TPL010" and f.severity == Severity.INFO for f in result.findings), \
+        [f.message for f in result.findings]
 
 
 def _tensor_nodes(root):

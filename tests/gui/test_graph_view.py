@@ -223,3 +223,29 @@ def test_a_trigger_path_and_external_data_are_highlighted_in_the_window(qtbot, w
     assert EXTERNAL in box.marks and box.severity == Severity.CRITICAL
     why = graph.props.findItems("Highlighted", Qt.MatchFlag.MatchExactly)[0]
     assert why.child(0).text(0) == "CRITICAL" and "'../../etc/passwd'" in why.child(0).text(1)
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torchscript"])
+def test_a_trigger_path_is_highlighted_in_the_graph(qtbot, window, tmp_path, kind):
+    """Issue 21: the backdoor analysis's trigger path (ONX006 / TS003) is drawn highlighted, edges
+    included, and "Next risky" walks it; the tooltip says each box's part in the trigger."""
+    from airlock.core.graph.model import TRIGGER
+
+    if kind == "onnx":
+        from fixtures.onnx_trigger_files import backdoor, classifier
+
+        path = write(tmp_path, backdoor(classifier(), "where"))
+    else:
+        from fixtures.torchscript_trigger_files import backdoored
+
+        path = tmp_path / "model.pt"
+        path.write_bytes(backdoored()["cnn_where_traced.pt"])
+    _view, graph = open_graph(qtbot, window, path)
+    laid = graph.current
+    on_path = [i for i, n in enumerate(laid.graph.nodes) if TRIGGER in n.marks]
+    assert len(on_path) >= 3 and any(laid.graph.edge_marks)
+    assert "highlighted" in graph.status.text()
+    first = graph.next_risky()
+    assert first in on_path and laid.graph.nodes[first].severity == Severity.HIGH
+    tips = "\n".join(graph.canvas.tooltip(i) for i in on_path)
+    assert "on a trigger path: comparison with constants" in tips and "output override" in tips

@@ -40,7 +40,7 @@ def test_a_sandbox_escape_is_marked_where_its_finding_points(qtbot, tmp_path):
 def test_clean_real_templates_get_no_marks(qtbot):
     for name, text in BENIGN.items():
         node = template_node(scan_bytes(text.encode(), "chat_template.jinja"))
-        assert not node.findings, name
+        assert all(f.rule == "TPL010" for f in node.findings), name  # at most the drift note
         view = shown(qtbot, node)
         assert view.text.marks == [], name  # no fallback pattern marks `'system'` or `.format`
         assert "No finding points into it" in view.status.text()
@@ -69,3 +69,18 @@ def test_long_lines_wrap(qtbot):
     node = Node(TEMPLATE, "t", attrs={"text": "{{ message['content'] }} " * 200})
     view = shown(qtbot, node)
     assert view.text.lineWrapMode() == QPlainTextEdit.LineWrapMode.WidgetWidth
+
+
+def test_torchscript_trigger_lines_are_marked_in_the_code_text(qtbot):
+    """TS003: the code file's Text tab marks the probe, the comparison and the override."""
+    from fixtures.torchscript_trigger_files import backdoored
+
+    result = scan_bytes(backdoored()["cnn_where_traced.pt"], "model.pt")
+    (hit,) = [f for f in result.findings if f.rule == "TS003"]
+    view = shown(qtbot, hit.node)
+    text = view.text.toPlainText()
+    marked = [text[s:e] for s, e in view.text.marks]
+    assert any("torch.eq(" in m and "31337" in m for m in marked), marked
+    assert any(m.startswith("return torch.where(") for m in marked), marked
+    assert not any("(net).forward(" in m for m in marked)  # the model's own layers are not on the path
+    assert "marked" in view.status.text()

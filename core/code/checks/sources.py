@@ -128,7 +128,14 @@ def floating_revision(site: CallSite) -> Iterator[Issue]:
     if not repos:
         return
     revision = site.arg("revision")
-    if revision.how == GIVEN:
+    if revision.how == GIVEN and isinstance(revision.value, Const) and None in revision.value.values:
+        yield issue(  # revision=None is what leaving it out means: the default branch
+            site,
+            FloatingRevision,
+            f"{fn} of {_names(repos)} with revision=None: fetches whatever the default branch holds when it "
+            "runs (pin a 40-hex commit)",
+        )
+    elif revision.how == GIVEN:
         found, what = strings(revision.value)
         if found is None or all(COMMIT.fullmatch(r) for r in found):
             return  # pinned, or a value the caller chooses
