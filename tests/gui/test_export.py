@@ -5,6 +5,7 @@ import time
 
 import pytest
 import torch
+from fixtures import gguf_files
 
 from airlock.gui.demo import CLEAN_CHECKPOINT, hostile_pickle_bytes, write_demo_files
 from airlock.gui.export import ConvertFlow, can_convert, summary_text
@@ -132,17 +133,10 @@ def test_a_quantized_gguf_exports_dequantized(qtbot, window_with, tmp_path):
     import gguf
     import numpy as np
 
-    src = tmp_path / "q.gguf"
-    writer = gguf.GGUFWriter(str(src), "llama")
-    norm = np.linspace(-1, 1, 32, dtype=np.float32)
     weights = np.linspace(-2, 2, 4 * 64, dtype=np.float32).reshape(4, 64)
+    src = gguf_files.write_tensors(tmp_path / "q.gguf", {"norm": np.linspace(-1, 1, 32, dtype=np.float32),
+                                                         "w": weights}, {"w": "Q8_0"})
     quantized = gguf.quants.quantize(weights, gguf.GGMLQuantizationType.Q8_0)
-    writer.add_tensor("norm", norm)
-    writer.add_tensor("w", quantized, raw_shape=quantized.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
     win, view = window_with(src.read_bytes(), "model.gguf")
     assert can_convert(view)
     out = tmp_path / "out.safetensors"

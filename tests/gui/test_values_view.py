@@ -5,6 +5,7 @@ blocks included), shown in the details pane, and the .npy export from the window
 import numpy as np
 import pytest
 import torch
+from fixtures import gguf_files
 from fixtures import graph_files as G
 
 from airlock.core.tree import INITIALIZER, TENSOR
@@ -113,17 +114,11 @@ def test_sample_and_typed_slices(qtbot, window, every_dtype):
 
 def test_quantised_gguf_values_are_dequantised(qtbot, window, tmp_path):
     from gguf import GGMLQuantizationType as Q
-    from gguf import GGUFWriter, quants
+    from gguf import quants
 
     weights = RNG.normal(0, 0.1, (4, 64)).astype(np.float32)
     blocks = quants.quantize(weights, Q.Q4_0)
-    path = tmp_path / "q.gguf"
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_tensor("w", blocks, raw_shape=blocks.shape, raw_dtype=Q.Q4_0)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    path = gguf_files.write_tensors(tmp_path / "q.gguf", {"w": weights}, {"w": "Q4_0"})
     view = open_file(qtbot, window, path)
     values = show_values(qtbot, view, tensor_node(view, "w"))
     want = quants.dequantize(blocks, Q.Q4_0).reshape(4, 64)
@@ -228,17 +223,8 @@ def test_a_cells_menu_copies_its_value_index_and_offset_and_shows_its_bytes(qtbo
 
 
 def test_a_quantised_cell_points_at_its_block(qtbot, window, tmp_path):
-    from gguf import GGMLQuantizationType as Q
-    from gguf import GGUFWriter, quants
-
-    blocks = quants.quantize(RNG.normal(0, 0.1, (2, 64)).astype(np.float32), Q.Q8_0)
-    path = tmp_path / "q.gguf"
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_tensor("w", blocks, raw_shape=blocks.shape, raw_dtype=Q.Q8_0)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    weights = RNG.normal(0, 0.1, (2, 64)).astype(np.float32)
+    path = gguf_files.write_tensors(tmp_path / "q.gguf", {"w": weights}, {"w": "Q8_0"})
     view = open_file(qtbot, window, path)
     values = show_values(qtbot, view, tensor_node(view, "w"))
     items = dict(values.cell_items(1, 40))  # row 1, column 40: value 104, in the fourth block
