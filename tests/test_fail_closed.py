@@ -194,6 +194,33 @@ def test_inspected_states():
     assert inspection.verdict_word(Severity.NONE, "partial") != "clean"
 
 
+def _gguf(kvs: bytes, n_kv: int) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, n_kv) + kvs
+
+
+def _gguf_key(name: bytes) -> bytes:
+    return struct.pack("<Q", len(name)) + name
+
+
+@pytest.mark.parametrize("name,data,rule", [
+    # a header that ends early: what it declares past the end was never read
+    ("model.gguf", _gguf(_gguf_key(b"general.name"), 3), "GG001"),
+    # an unknown value type (llama.cpp refuses it): the reader stops, later KV pairs are not read
+    ("model.gguf", _gguf(_gguf_key(b"general.name") + struct.pack("<I", 99) + b"xxxx" + _gguf_key(b"a.b")
+                         + struct.pack("<II", 4, 1), 2), "GG002"),
+    # a SafeTensors header that is not JSON: no tensor table was read
+    ("model.safetensors", struct.pack("<Q", 12) + b'{"a": [1, 2' + b" " + bytes(16), "ST001"),
+], ids=["gguf-truncated", "gguf-unknown-type", "safetensors-not-json"])
+def test_a_truncated_or_malformed_structure_is_not_fully_inspected(name, data, rule):
+    """README: "a member or coder Airlock cannot read, a limit hit, a malformed structure: its finding,
+    and the file is not fully inspected" — a parser that stopped early never reports "full"."""
+    result = scan(data, name)
+    assert rule in rules(result), [(f.rule, f.message) for f in result.findings]
+    assert result.severity >= Severity.HIGH
+    assert result.inspected == "partial"
+    assert inspection.reasons(result.findings)
+
+
 @pytest.fixture
 def folder(tmp_path):
     (tmp_path / "README.md").write_bytes(b"# model\n")
