@@ -280,6 +280,7 @@ class _Members:
         names = [e.name for e in entries]
         # torch checkpoints saved as a folder: `<prefix>/data.pkl`, storages in `<prefix>/data/`.
         self.torch_prefixes = {normalise(n)[: -len("data.pkl")] for n in names if n.endswith("/data.pkl")}
+        self.code: list[tuple[str, Node]] = []  # *.py members: code shipped inside the archive
 
     def scan(self) -> None:
         with_streams = [e for e in self.entries if e.has_stream and not e.is_anti]
@@ -294,6 +295,9 @@ class _Members:
         for index, sizes in enumerate(self.streams.substreams):
             members = [(entry, size, crc) for (size, crc), entry in zip(sizes, queue, strict=False)]
             self._folder(index, members)
+        from airlock.core.formats.model_folder_context import check_archive_code
+
+        check_archive_code(self.ctx, self.code, [normalise(e.name) for e in self.entries])
 
     def _node(self, entry: h.Entry, size: int) -> Node:
         node = self.root.child(MEMBER, safe_text(entry.name, 200), member=self.source.member,
@@ -376,3 +380,5 @@ class _Members:
             return
         label = safe_text(posixpath.basename(entry.name) or entry.name, 120)
         self.ctx.parse_nested(data, node, label=label)
+        if entry.name.endswith(".py"):
+            self.code.append((normalise(entry.name), node))

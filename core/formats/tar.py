@@ -191,6 +191,9 @@ def walk(source: Source, ctx: ScanContext, root: Node) -> list[str]:
                 break
             state.member(archive, info)
         end = archive.offset
+    from airlock.core.formats.model_folder_context import check_archive_code
+
+    check_archive_code(ctx, state.code, [normalise(n) for n in state.names])
     root.attrs["members"] = len(state.names)
     if kind is None:
         if end >= source.size and state.names:
@@ -221,6 +224,7 @@ class _Walk:
         self.seen: set[str] = set()
         self.symlinks: set[str] = set()
         self.torch_prefixes: set[str] = set()  # folders of torch checkpoints: `<prefix>/data.pkl`
+        self.code: list[tuple[str, Node]] = []  # *.py members: code shipped inside the archive
 
     def member(self, archive: tarfile.TarFile, info: tarfile.TarInfo) -> None:
         name = info.name
@@ -234,6 +238,8 @@ class _Walk:
         self._hazards(info, node)
         if info.isfile():
             self._scan(archive, info, node)
+            if name.endswith(".py"):
+                self.code.append((normalise(name), node))
 
     def _hazards(self, info: tarfile.TarInfo, node: Node) -> None:
         name = info.name
