@@ -407,6 +407,44 @@ def bomb_rows(work: Path, runs: int, peers: dict, row) -> None:
                and mine.seconds < BOMB_TARGET_S and mine.peak_mb < BOMB_TARGET_MB)
         row(f"bomb: {kind} ({path.stat().st_size / 1e6:.2f} MB file) -> {verdict}, exit {check.returncode}"
             f"{'' if met else ', TARGET MISSED'}", mine, both)
+    sevenz_rows(work, runs, row)
+
+
+# 7z (issue 13): py7zr 1.1.4 hands its writer chunks of up to 128 MB (422 MB resident for a 156 KB archive
+# of 1 GiB of zeros). Airlock decodes members itself, keeping a member's head and tail only.
+SEVENZ_ZEROS = 1_000_000_000  # under the default 1 GiB budget: every byte is decoded, then the pickle after it
+PY7ZR_TEST = """
+import py7zr, sys
+with py7zr.SevenZipFile(sys.argv[1]) as archive:
+    archive.testzip()  # decodes every member and checks its CRC, writing nothing
+"""
+
+
+def sevenz_rows(work: Path, runs: int, row) -> None:
+    """A 7z archive of 1 GB of zeros followed by a pickle that calls os.system: Airlock decodes it all
+    within the default budget (verdict critical) against py7zr decoding it (testzip)."""
+    import py7zr
+
+    path = work / "zeros-then-payload.7z"
+    if not path.exists():
+        zeros = work / "zeros.bin"
+        with open(zeros, "wb") as fh:
+            fh.truncate(SEVENZ_ZEROS)  # sparse: nothing written
+        try:
+            with py7zr.SevenZipFile(path, "w") as archive:
+                archive.write(zeros, "zeros.bin")
+                archive.writestr(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x00\x85R.", "payload.pkl")
+        finally:
+            zeros.unlink()
+    check = subprocess.run(airlock_cmd("scan", "--format", "json", str(path)), capture_output=True, text=True)
+    try:
+        verdict = json.loads(check.stdout)["files"][0]["severity"]
+    except (ValueError, KeyError, IndexError):
+        verdict = "no report"
+    both = measure_together({"airlock": Cmd(airlock_cmd("scan", "--format", "json", str(path))),
+                             "py7zr testzip": Cmd([sys.executable, "-c", PY7ZR_TEST, str(path)])}, runs)
+    row(f"7z: 1 GB of zeros, then a pickle ({path.stat().st_size / 1e3:.0f} KB file) -> {verdict}",
+        both.pop("airlock"), both)
 
 
 # The desktop app (issue 19): the longest event-loop stall while typing in the search box.
