@@ -99,11 +99,16 @@ def check_archive_code(ctx: ScanContext, code: list[tuple[str, Node]], names: li
 
 
 def is_named_template(source: Source) -> bool:
-    """A file transformers renders by its name: chat_template.jinja anywhere, *.jinja next to a model."""
+    """A file transformers renders by its name: chat_template.jinja anywhere, *.jinja next to a model or
+    inside a model archive (extracted beside the model: `additional_chat_templates/*.jinja`)."""
     name = os.path.basename(source.member or source.name)
     if name == TEMPLATE_NAME:
         return True
-    if not name.endswith(".jinja") or source.path is None or source.member is not None:
+    if not name.endswith(".jinja"):
+        return False
+    if source.member is not None:
+        return True
+    if source.path is None:
         return False
     return model_root(os.path.dirname(os.path.abspath(source.path))) is not None
 

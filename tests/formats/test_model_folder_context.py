@@ -226,3 +226,18 @@ def test_the_code_of_an_archive_member_is_still_judged_by_the_code_rules():
         assert result.severity == Severity.HIGH
     finally:
         result.close()
+
+
+def test_any_jinja_inside_an_archive_is_analysed_past_the_first_64_kib():
+    """transformers renders additional_chat_templates/*.jinja by name; inside a model archive they are
+    extracted beside the model, so the template is analysed whatever its first 64 KiB hold."""
+    from fixtures import archive_files as af
+
+    data = af.tar({"model/config.json": b'{"model_type": "llama"}',
+                   "model/additional_chat_templates/tool_use.jinja": (F.FILLER + F.ESCAPE).encode()}, "w:gz")
+    result = scan_bytes(data, "model.tar.gz")
+    try:
+        assert any(f.rule == "TPL001" and f.severity == Severity.CRITICAL for f in result.findings), \
+            [(f.rule, f.message) for f in result.findings]
+    finally:
+        result.close()
