@@ -314,8 +314,8 @@ class _Walk:
             reader = first.pop() if first else None
             if reader is not None:
                 return _read_chunks(reader, size)
-            if kind is None:  # a sparse member of a plain archive: tarfile reads it in place again
-                return _read_chunks(archive.extractfile(info), size)
+            if kind is None:  # a sparse member of a plain archive: a fresh tarfile reads it in place again
+                return _sparse_again(source, info)  # (the walk's archive may be closed by then)
             return skip_then(Inflater(source, kind), at, size)
 
         return opener
@@ -328,6 +328,13 @@ class _Walk:
             self.torch_prefixes.add(normalise(info.name)[: -len("data.pkl")])
         label = safe_text(posixpath.basename(info.name.rstrip("/")) or info.name, 120)
         self.ctx.parse_nested(data, node, label=label)
+
+
+def _sparse_again(source: Source, info: tarfile.TarInfo) -> Iterator[bytes]:
+    import tarfile
+
+    with tarfile.open(fileobj=SourceFile(source), mode="r:") as again:
+        yield from _read_chunks(again.extractfile(info), info.size)
 
 
 def _read_chunks(reader: Any, size: int) -> Iterator[bytes]:

@@ -3,6 +3,7 @@ hazards flagged, budgets held; torch's legacy tar keeps its own reader."""
 
 import gzip
 import io
+import shutil
 import tarfile
 
 import pytest
@@ -164,6 +165,33 @@ def test_a_long_compressed_member_is_streamed_not_kept(mode, monkeypatch):
         assert peak < (10 << 20 if mode == "w:gz" else 26 << 20), \
             f"{peak:,} bytes allocated for a {len(stream):,}-byte member"
         assert result.inspected == "full"
+    finally:
+        result.close()
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar writes sparse members; tarfile cannot")
+def test_a_long_sparse_member_of_a_plain_archive_is_read_through_tarfile(tmp_path, monkeypatch):
+    """GNU sparse members hold holes, not bytes in place: read through tarfile (its holes are zeros), and
+    again through a fresh tarfile when a parser goes past the kept head."""
+    import subprocess
+
+    from airlock.core import decompress
+
+    monkeypatch.setattr(decompress, "IN_MEMORY_BYTES", 1 << 20)
+    n = 3_000_000
+    with open(tmp_path / "holey.pkl", "wb") as fh:  # 3 MB of hole, the call, 2 MB of hole: past head and tail
+        fh.write(b"\x80\x04\x8e" + n.to_bytes(8, "little"))  # BINBYTES8 of n zero bytes
+        fh.seek(11 + n)
+        fh.write(b"0" + af.SYSTEM_PICKLE[2:-1] + b"\x8e" + (2 * n // 3).to_bytes(8, "little"))  # POP, call
+        fh.seek(2 * n // 3, 1)
+        fh.write(b"0.")  # POP, STOP
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-cf", "sparse.tar", "holey.pkl"], cwd=tmp_path,
+                   check=True, timeout=60)
+    data = (tmp_path / "sparse.tar").read_bytes()
+    assert len(data) < n  # the hole is not stored
+    result = scan_bytes(data, "sparse.tar")
+    try:
+        assert any(f.rule == "PKL006" and f.member == "holey.pkl" for f in result.findings), result.findings
     finally:
         result.close()
 
