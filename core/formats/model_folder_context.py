@@ -38,8 +38,8 @@ class ShippedCode(Rule):
     severity = Severity.MEDIUM
     title = "Python code shipped with a model"
     help = ("A *.py file in a model folder, or inside a model archive (tar, NeMo, 7z, zip), runs under some "
-            "loader (transformers with trust_remote_code=True, torch.hub.load for hubconf.py, custom inference "
-            "handlers): review it as part of the model.")
+            "loader (transformers with trust_remote_code=True, torch.hub.load for hubconf.py, custom "
+            "inference handlers): review it as part of the model.")
 
 
 WEIGHT_EXTENSIONS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".keras",
