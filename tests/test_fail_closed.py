@@ -323,3 +323,17 @@ def test_a_readme_in_a_model_folder_stays_info(tmp_path, capsys):
     entries = {Path(f["path"]).name: f for f in json.loads(capsys.readouterr().out)["files"]}
     assert entries["README.md"]["severity"] in ("info", "none") and entries["README.md"]["inspected"] == "full"
     assert entries["model.pt"]["severity"] in ("info", "none")
+
+
+def test_a_real_safetensors_file_with_an_absurd_header_length_is_malformed_safetensors_not_unknown():
+    """The issue's example: a .safetensors (written by the safetensors library) whose 8-byte header length
+    is absurd reads as malformed SafeTensors (high, not fully inspected), not as an unknown file."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    data = bytearray(save({"w": np.zeros(4, dtype=np.float32)}))
+    data[:8] = struct.pack("<Q", 1 << 62)
+    result = scan(bytes(data), "model.safetensors")
+    assert result.format == "safetensors"
+    assert "ST001" in rules(result) and "AIR005" not in rules(result)
+    assert result.severity == Severity.HIGH and result.inspected == "partial"
