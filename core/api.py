@@ -116,12 +116,7 @@ def scan_paths(paths: Iterable[str | os.PathLike[str]], *, policy: UserPolicy | 
     `distributed.Client`, scans on that Dask cluster instead (airlock.core.dask_map; `jobs` unused).
     """
     limits = _limits(limits, policy)
-    if client is not None:
-        from airlock.core.dask_map import scan_on_cluster
-
-        reports = scan_on_cluster(_files_below(paths), client, limits, observer)
-    else:
-        reports = iter_reports(paths, limits=limits, jobs=jobs, observer=observer)
+    reports = iter_listed(_files_below(paths), limits=limits, jobs=jobs, observer=observer, client=client)
     for report in reports:
         entry = _finish(report.to_dict(), report.real_path, policy)
         yield Report(entry, index=report.index, real_path=report.real_path)
@@ -135,8 +130,14 @@ def iter_reports(paths: Iterable[str | os.PathLike[str]], *, limits: Limits, job
 
 
 def iter_listed(files: Iterable[tuple[str, str]], *, limits: Limits, jobs: int | None = 1,
-                observer: ScanObserver | None = None) -> Iterator[Report]:
-    """Internal: reports of files already listed as (path shown, path opened), e.g. a lock file's."""
+                observer: ScanObserver | None = None, client: Any = None) -> Iterator[Report]:
+    """Internal: reports of files already listed as (path shown, path opened), e.g. a lock file's; on a
+    Dask cluster when `client` is given (the one way in for `scan_paths` and `airlock scan --dask`)."""
+    if client is not None:
+        from airlock.core.dask_map import scan_on_cluster
+
+        yield from scan_on_cluster(files, client, limits, observer)
+        return
     walk = _Walk(files, observer)
     if jobs is None:
         jobs = _default_jobs(walk)

@@ -222,11 +222,7 @@ def run_scan(args: argparse.Namespace) -> int:
     progress = for_terminal(sys.stderr, quiet=args.quiet)
 
     def scan_listed(files: Any) -> Iterator[Report]:
-        if client is not None:
-            from airlock.core.dask_map import scan_on_cluster
-
-            return scan_on_cluster(files, client, limits, progress)
-        return api.iter_listed(files, limits=limits, jobs=args.jobs, observer=progress)
+        return api.iter_listed(files, limits=limits, jobs=args.jobs, observer=progress, client=client)
 
     if cache is None:
         reports = scan_listed(api.files_below(args.paths))

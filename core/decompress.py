@@ -105,6 +105,45 @@ def decompress(opener: Opener, ctx: Any, *, name: str, member: str | None, path:
     return Decompressed(source, end, error, checksum if crc else None, total)
 
 
+class ChargedBelow:
+    """The scan context `decompress` gets for chunks a decoder below it has already charged to the
+    budget (a compressed tar's stream, a 7z folder): the same limits, clock and running total, no
+    second charge for the same bytes."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+
+    @property
+    def limits(self) -> Any:
+        return self._ctx.limits
+
+    @property
+    def decompressed_bytes(self) -> int:
+        return int(self._ctx.decompressed_bytes)
+
+    def charge_decompressed(self, nbytes: int, what: str = "") -> None:
+        """Charged by the decoder that produced them."""
+
+    def check(self) -> None:
+        self._ctx.check()
+
+
+def skip_then(chunks: Iterable[bytes], skip: int, size: int) -> Iterator[bytes]:
+    """The `size` bytes after the first `skip` of a chunked stream (a member read again from the
+    start of its container's stream); fewer if the stream ends first."""
+    left = size
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        piece = chunk[skip : skip + left]
+        skip = 0
+        left -= len(piece)
+        yield piece
+        if left <= 0:
+            return
+
+
 class StreamSource(Source):
     """A decompressed stream too long to keep: its head and tail are held, every other read
     decompresses forward from the last read, or again from the start for a read behind it."""

@@ -74,11 +74,14 @@ class TerminalProgress:
         from tqdm import tqdm  # only here: a scan whose stderr is not a terminal never imports it
 
         try:
-            columns = os.get_terminal_size(self._stream.fileno()).columns
+            columns, lines = os.get_terminal_size(self._stream.fileno())
         except (OSError, ValueError):
-            columns = 0
-        # Follow the terminal's width; a terminal that reports none (0 columns) would draw nothing.
-        width: dict[str, Any] = {"dynamic_ncols": True} if columns > 0 else {"ncols": 100}
+            columns = lines = 0
+        # Follow the terminal's size. A terminal that reports none (0x0: a pty nobody sized, as `docker
+        # run -t` and CI runners often give) would draw nothing, even with a width: tqdm reads 0 rows as
+        # "no room for this bar". Then a fixed size.
+        width: dict[str, Any] = ({"dynamic_ncols": True} if columns > 0 and lines > 0 else
+                                 {"ncols": columns or 100, "nrows": lines or 24})
         desc, name = self._texts()
         self._bar = tqdm(total=self.total_bytes or None, unit="B", unit_scale=True, unit_divisor=1024,
                          desc=desc, postfix=name, file=self._stream, leave=False, mininterval=0.1, **width,

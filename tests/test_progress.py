@@ -26,12 +26,19 @@ def folder(tmp_path):
     return tmp_path
 
 
-def run_with_terminal_stderr(*argv):
-    """`airlock scan …` with stderr on a pseudo-terminal and stdout on a pipe."""
+def run_with_terminal_stderr(*argv, sized=True):
+    """`airlock scan …` with stderr on a pseudo-terminal and stdout on a pipe. `sized=False`: a terminal
+    nobody gave a size (0x0, as `docker run -t` and some CI runners make)."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # as a terminal window sets it
+    env = dict(os.environ)
+    if sized:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # as a terminal window sets it
+        env["COLUMNS"] = "120"
+    else:
+        env.pop("COLUMNS", None)
+        env.pop("LINES", None)
     proc = subprocess.Popen([sys.executable, "-m", "airlock.core.cli", "scan", *argv],
-                            stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "COLUMNS": "120"})
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
     os.close(slave)
     terminal = bytearray()
     while True:
@@ -57,6 +64,13 @@ def test_progress_on_a_terminal(folder):
     assert code == 0
     assert len(json.loads(out)["files"]) == 6  # stdout stays one clean document
     assert "/6 files" in terminal and "B" in terminal  # files done/total and bytes
+
+
+def test_progress_on_a_terminal_that_reports_no_size(folder):
+    """A 0x0 pty drew nothing: tqdm takes 0 rows for no room. It gets a fixed size instead."""
+    code, out, terminal = run_with_terminal_stderr("--format", "json", "--jobs", "1", str(folder), sized=False)
+    assert code == 0 and len(json.loads(out)["files"]) == 6
+    assert "/6 files" in terminal and "B" in terminal
 
 
 def test_quiet_means_nothing_on_the_terminal(folder):

@@ -15,6 +15,7 @@ class Truncated(Rule):
     severity = Severity.HIGH
     title = "GGUF file truncated"
     help = "The file ends before what its header declares (a partial download, or a count/length that lies)."
+    incomplete = True  # what the header declares past the end was never read
 
 
 class MalformedHeader(Rule):
@@ -23,6 +24,7 @@ class MalformedHeader(Rule):
     title = "Malformed GGUF header"
     help = ("An unknown version or value type, a bad alignment or a key of the wrong type: llama.cpp "
             "refuses it.")
+    incomplete = True  # the reader stops at an unknown type; a file llama.cpp refuses is not vouched for
 
 
 class SpecViolation(Rule):

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from airlock.core.context import ScanContext
-from airlock.core.findings import LimitExceeded, Malformed, NotInspected, Rule, Severity
+from airlock.core.findings import InertContent, LimitExceeded, Malformed, NotInspected, Rule, Severity
 from airlock.core.formats.contract import file_node
 from airlock.core.hidden_text import report_hidden_in_json
 from airlock.core.source import Source
@@ -78,7 +78,9 @@ def parse(source: Source, ctx: ScanContext) -> Node:
                        "not inspected", node=root, offset=0, severity=Severity.INFO)
         return root
     if not isinstance(data, dict):
+        _inert(data, ctx, root)
         return root
+    before = len(ctx.findings)
     _add_keys(root, data, source)
     for key in ("model_type", "architectures", "tokenizer_class"):
         if key in data:
@@ -89,7 +91,17 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     _check_templates(data, ctx, root)
     if name in HF_CONFIG_NAMES:  # invisible or look-alike text (tokenizer.json's vocabulary is exempt)
         report_hidden_in_json(data, ctx, root, what=name, skip_keys=frozenset({"chat_template"}))
+    if not refs and "chat_template" not in data and len(ctx.findings) == before:
+        _inert(data, ctx, root)
     return root
+
+
+def _inert(data: Any, ctx: ScanContext, root: Node) -> None:
+    """JSON without templates or code references: data a loader reads, nothing it runs (issue 13's
+    known-inert content, info like text and images), said so rather than left without a word."""
+    what = f"{len(data):,} key(s)" if isinstance(data, dict) else type(data).__name__
+    ctx.report(InertContent, f"JSON data ({what}) without templates or code references: loaders read it "
+               "as data, nothing in it runs", node=root, offset=0)
 
 
 def _add_keys(root: Node, data: dict[str, Any], source: Source) -> None:

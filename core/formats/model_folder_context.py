@@ -37,8 +37,9 @@ class ShippedCode(Rule):
     id = "MF003"
     severity = Severity.MEDIUM
     title = "Python code shipped with a model"
-    help = ("A *.py file in a model folder runs under some loader (transformers with trust_remote_code=True, "
-            "torch.hub.load for hubconf.py, custom inference handlers): review it as part of the model.")
+    help = ("A *.py file in a model folder, or inside a model archive (tar, NeMo, 7z, zip), runs under some "
+            "loader (transformers with trust_remote_code=True, torch.hub.load for hubconf.py, custom "
+            "inference handlers): review it as part of the model.")
 
 
 WEIGHT_EXTENSIONS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".keras",
@@ -70,12 +71,44 @@ def check_shipped_code(source: Source, ctx: ScanContext, root: Node) -> None:
         _shipped_code(source.path, ctx, root)
 
 
+def check_archive_code(ctx: ScanContext, code: list[tuple[str, Node]], names: list[str]) -> None:
+    """`*.py` members of an archive (tar, NeMo, 7z, zip): never the user's own code, but code shipped inside
+    a model artifact, which whatever extracts and loads it may import (a TorchServe or Inference Endpoints
+    handler, hubconf.py, the modules trust_remote_code imports). Medium (MF003), naming the model files
+    beside it; the code itself was judged by the Python-source format."""
+    if not code:
+        return
+    all_models = [n for n in names if n.lower().endswith(WEIGHT_EXTENSIONS) or
+                  os.path.basename(n) in ("config.json", "hubconf.py")]
+    for name, node in code:
+        models = [n for n in all_models if n != name]
+        beside = (f" beside {safe_text(models[0], 80)}" + (f" and {len(models) - 1:,} more model file(s)"
+                                                           if len(models) > 1 else "")) if models else ""
+        base = os.path.basename(name)
+        if base == "hubconf.py":
+            runner = _runner(base)
+        elif base == "handler.py":
+            runner = ("serving frameworks (TorchServe, Hugging Face Inference Endpoints) run it as the "
+                      "model's handler")
+        else:
+            runner = ("whatever extracts the archive and imports it runs it (a serving handler, the modules "
+                      "trust_remote_code imports, a hub loader)")
+        member = f"{node.member}!{name}" if node.member else name  # where the finding points: the member
+        ctx.report(ShippedCode, f"{safe_text(name, 120)} is Python code shipped inside this archive{beside}: "
+                   f"{runner}", node=node, member=member, offset=0)
+
+
 def is_named_template(source: Source) -> bool:
-    """A file transformers renders by its name: chat_template.jinja anywhere, *.jinja next to a model."""
+    """A file transformers renders by its name: chat_template.jinja anywhere, *.jinja next to a model or
+    inside a model archive (extracted beside the model: `additional_chat_templates/*.jinja`)."""
     name = os.path.basename(source.member or source.name)
     if name == TEMPLATE_NAME:
         return True
-    if not name.endswith(".jinja") or source.path is None or source.member is not None:
+    if not name.endswith(".jinja"):
+        return False
+    if source.member is not None:
+        return True
+    if source.path is None:
         return False
     return model_root(os.path.dirname(os.path.abspath(source.path))) is not None
 

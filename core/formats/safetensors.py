@@ -43,6 +43,7 @@ class HeaderInvalid(Rule):
     title = "SafeTensors header invalid"
     help = ("The header length, encoding or JSON is invalid (beyond the file, over the size cap, not "
             "UTF-8, not a JSON object): loaders refuse the file or read it differently.")
+    incomplete = True  # no tensor table was read
 
 
 class DuplicateKey(Rule):

@@ -8,10 +8,11 @@ charged to the file's decompression budget. (py7zr is not used: 1.1.4 hands its 
 128 MB, measured at 422 MB resident for a 156 KB archive of 1 GiB of zeros.) The LZMA dictionary is
 capped at what the folder can produce, so a header cannot make the decoder allocate gigabytes.
 
-Members are kept in memory one at a time while they fit the budget, checked against their CRC (7-Zip
-refuses a mismatch), and scanned like files; in a torch "folder" (`archive/data.pkl` + `archive/data/N`)
-storages are tensor bytes, not content. A coder Airlock does not decode (AES encryption, PPMd, BCJ2,
-Zstandard...) leaves its members "not inspected": medium, never clean.
+Members are read one at a time through airlock.core.decompress (up to 64 MiB kept, past that the head and
+tail, the rest decoded again from the folder's start when a parser reads there), checked against their CRC
+(7-Zip refuses a mismatch), and scanned like files; in a torch "folder" (`archive/data.pkl` +
+`archive/data/N`) storages are tensor bytes, not content. A coder Airlock does not decode (AES
+encryption, PPMd, BCJ2, Zstandard...) leaves its members "not inspected": medium, never clean.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from __future__ import annotations
 import posixpath
 import stat
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from airlock.core.context import ScanContext
+from airlock.core.decompress import ChargedBelow, decompress, skip_then
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, Rule, Severity
@@ -190,7 +193,8 @@ def _lzma_filter(coder: h.Coder, size: int, names: str) -> dict[str, Any]:
 class FolderDecoder:
     """The output of one folder, produced in bounded steps and charged to the decompression budget."""
 
-    def __init__(self, source: Source, streams: h.Streams, index: int, ctx: ScanContext) -> None:
+    def __init__(self, source: Source, streams: h.Streams, index: int, ctx: ScanContext, *,
+                 charge: bool = True) -> None:
         folder = streams.folders[index]
         self.kind, filters = _chain(folder)
         first = sum(len(f.packed) for f in streams.folders[:index])
@@ -201,7 +205,7 @@ class FolderDecoder:
         if self.end > source.size:
             raise FormatError(f"truncated 7z: packed data ends at {self.end:,}, past the end of the file",
                               source.size)
-        self.source, self.ctx = source, ctx
+        self.source, self.ctx, self.charge = source, ctx, charge  # charge=False: a read again, already paid
         self.dec: Any = None
         import lzma
 
@@ -225,7 +229,8 @@ class FolderDecoder:
                 raise FormatError(f"corrupt 7z data ({type(exc).__name__}: {exc})", self.pos) from None
             if not piece:
                 break
-            self.ctx.charge_decompressed(len(piece), "7z data")
+            if self.charge:
+                self.ctx.charge_decompressed(len(piece), "7z data")
             chunks.append(piece)
             got += len(piece)
         return b"".join(chunks)
@@ -234,6 +239,16 @@ class FolderDecoder:
         data = self.source.read(self.pos, min(_CHUNK, self.end - self.pos))
         self.pos += len(data)
         return data
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The next `size` bytes in bounded pieces; fewer if the folder ends first."""
+        got = 0
+        while got < size:
+            piece = self.read(min(_CHUNK, size - got))
+            if not piece:
+                return
+            got += len(piece)
+            yield piece
 
     def _step(self, n: int) -> bytes:
         dec = self.dec
@@ -265,6 +280,7 @@ class _Members:
         names = [e.name for e in entries]
         # torch checkpoints saved as a folder: `<prefix>/data.pkl`, storages in `<prefix>/data/`.
         self.torch_prefixes = {normalise(n)[: -len("data.pkl")] for n in names if n.endswith("/data.pkl")}
+        self.code: list[tuple[str, Node]] = []  # *.py members: code shipped inside the archive
 
     def scan(self) -> None:
         with_streams = [e for e in self.entries if e.has_stream and not e.is_anti]
@@ -279,6 +295,9 @@ class _Members:
         for index, sizes in enumerate(self.streams.substreams):
             members = [(entry, size, crc) for (size, crc), entry in zip(sizes, queue, strict=False)]
             self._folder(index, members)
+        from airlock.core.formats.model_folder_context import check_archive_code
+
+        check_archive_code(self.ctx, self.code, [normalise(e.name) for e in self.entries])
 
     def _node(self, entry: h.Entry, size: int) -> Node:
         node = self.root.child(MEMBER, safe_text(entry.name, 200), member=self.source.member,
@@ -298,38 +317,68 @@ class _Members:
                             f"({', '.join(safe_text(e.name, 60) for e, _, _ in members[:3])}"
                             f"{'...' if len(members) > 3 else ''})", node=nodes[0] if nodes else self.root)
             return
+        start = 0  # the member's offset in its folder's output
         for (entry, size, crc), node in zip(members, nodes, strict=False):
+            name = safe_text(entry.name, 160)
             left = self.ctx.limits.max_decompressed_bytes - self.ctx.decompressed_bytes
             if size > left:
                 rest = len(members) - nodes.index(node)
-                self.ctx.report(LimitRule, f"member {safe_text(entry.name, 160)!r} unpacks to {size:,} "
+                self.ctx.report(LimitRule, f"member {name!r} unpacks to {size:,} "
                                 f"bytes, more than the {max(left, 0):,} bytes left of the per-file budget: "
                                 f"it and the {rest - 1:,} member(s) after it in its folder were not "
                                 "inspected further", node=node)
                 return
-            data = decoder.read(size)
-            if len(data) < size:
-                self.ctx.report(Malformed, f"truncated 7z: member {safe_text(entry.name, 160)!r} declares "
-                                f"{size:,} bytes but its folder ends after {len(data):,}", node=node)
-                return
-            if crc is not None and zlib.crc32(data) != crc:
-                self.ctx.report(Malformed, f"member {safe_text(entry.name, 160)!r}: CRC mismatch (7-Zip and "
-                                "py7zr refuse to extract it); scanned anyway", node=node)
-            self._member(entry, data, node)
+            member = f"{self.source.member}!{entry.name}" if self.source.member else entry.name
+            out = decompress(self._opener(decoder, index, start, size), ChargedBelow(self.ctx), name=member,
+                             member=member, path=self.source.path, what=f"7z member {name}", declared=size,
+                             crc=crc is not None)
+            start += size
+            try:
+                if out.total < size:
+                    self.ctx.report(Malformed, f"truncated 7z: member {name!r} declares {size:,} bytes but "
+                                    f"its folder ends after {out.total:,}", node=node)
+                elif out.error is not None:
+                    self.ctx.report(LimitRule if isinstance(out.error, LimitExceeded) else Malformed,
+                                    f"7z member {name!r}: {safe_text(out.error.message, 200)}", node=node)
+                elif crc is not None and out.crc != crc:
+                    self.ctx.report(Malformed, f"member {name!r}: CRC mismatch (7-Zip and py7zr refuse to "
+                                    "extract it); scanned anyway", node=node)
+                self._member(entry, out.source, node)
+            finally:
+                out.done()
+            if out.error is not None:
+                return  # the folder's decoder broke or the budget is spent: nothing after it can be read
 
-    def _member(self, entry: h.Entry, data: bytes, node: Node) -> None:
+    def _opener(self, decoder: FolderDecoder, index: int, start: int,
+                size: int) -> Callable[[], Iterable[bytes]]:
+        """A member's bytes: the first time from the folder's decoder, which goes on to the next member;
+        again (a member over 64 MiB that a parser reads past its head) from a fresh decoder of the folder,
+        skipping what comes before it, not charged twice."""
+        first = [decoder]
+        source, streams, ctx = self.source, self.streams, self.ctx
+        assert streams is not None
+
+        def opener() -> Iterable[bytes]:
+            if first:
+                return first.pop().chunks(size)
+            again = FolderDecoder(source, streams, index, ctx, charge=False)
+            return skip_then(again.chunks(start + size), start, size)
+
+        return opener
+
+    def _member(self, entry: h.Entry, data: Source, node: Node) -> None:
         attrs = entry.attributes or 0
         if attrs & 0x8000 and stat.S_ISLNK(attrs >> 16):  # a POSIX symlink: its data is the target
-            target = data.decode("utf-8", "replace")
+            target = data.read(0, 4096).decode("utf-8", "replace")
             node.attrs["type"] = f"symbolic link to {safe_text(target, 120)}"
             if escapes(posixpath.join(posixpath.dirname(normalise(entry.name)), target)):
                 self.ctx.report(EscapingMember, f"symbolic link {safe_text(entry.name, 160)!r} points "
                                 f"outside the archive, to {safe_text(target, 160)!r}", node=node)
             return
-        if is_torch_storage(normalise(entry.name), self.torch_prefixes, data):
+        if is_torch_storage(normalise(entry.name), self.torch_prefixes, data.read(0, 4096)):
             node.attrs["storage"] = True  # tensor bytes of a torch checkpoint: data, not content
             return
-        member = f"{self.source.member}!{entry.name}" if self.source.member else entry.name
         label = safe_text(posixpath.basename(entry.name) or entry.name, 120)
-        inner = Source.from_bytes(data, name=member, member=member, path=self.source.path)
-        self.ctx.parse_nested(inner, node, label=label)
+        self.ctx.parse_nested(data, node, label=label)
+        if entry.name.endswith(".py"):
+            self.code.append((normalise(entry.name), node))

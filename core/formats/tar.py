@@ -4,8 +4,10 @@ Read with the stdlib `tarfile` — the reader `tarfile.extractall`, ONNX's model
 NeMo use — so members are what those loaders see. Plain archives are read in place (headers by offset,
 members through `Source.read`); compressed ones are streamed (`mode="r|"`) from a decompressor that
 charges every byte it produces to the file's decompression budget, so nothing is ever expanded whole.
-Every member is scanned like a file (nested to the depth limit); each member kept in memory for that is
-counted against the same budget, and one that does not fit is a `high` "not inspected further".
+Every member is scanned like a file (nested to the depth limit): in place in a plain archive, whatever its
+size; from a compressed one through airlock.core.decompress (its first 64 MiB and last 1 MiB kept, the rest
+decompressed again from the archive's start when a parser reads there), each byte counted against the same
+budget, and one that does not fit is a `high` "not inspected further".
 
 Extraction hazards are findings: a member whose name is absolute or climbs out with `..`, a link whose
 target lies outside the archive, a member written through an earlier symbolic link (all `high`: on
@@ -19,10 +21,11 @@ A tar whose first members are torch's legacy `sys_info`/`storages`/`tensors`/`pi
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.context import ScanContext
-from airlock.core.decompress import decompressor
+from airlock.core.decompress import ChargedBelow, Inflater, decompress, decompressor, skip_then
 from airlock.core.errors import FormatError, LimitExceeded
 from airlock.core.findings import LimitExceeded as LimitRule
 from airlock.core.findings import Malformed, NotInspected, Rule, Severity, TrailingData
@@ -188,6 +191,9 @@ def walk(source: Source, ctx: ScanContext, root: Node) -> list[str]:
                 break
             state.member(archive, info)
         end = archive.offset
+    from airlock.core.formats.model_folder_context import check_archive_code
+
+    check_archive_code(ctx, state.code, [normalise(n) for n in state.names])
     root.attrs["members"] = len(state.names)
     if kind is None:
         if end >= source.size and state.names:
@@ -218,6 +224,7 @@ class _Walk:
         self.seen: set[str] = set()
         self.symlinks: set[str] = set()
         self.torch_prefixes: set[str] = set()  # folders of torch checkpoints: `<prefix>/data.pkl`
+        self.code: list[tuple[str, Node]] = []  # *.py members: code shipped inside the archive
 
     def member(self, archive: tarfile.TarFile, info: tarfile.TarInfo) -> None:
         name = info.name
@@ -231,6 +238,8 @@ class _Walk:
         self._hazards(info, node)
         if info.isfile():
             self._scan(archive, info, node)
+            if name.endswith(".py"):
+                self.code.append((normalise(name), node))
 
     def _hazards(self, info: tarfile.TarInfo, node: Node) -> None:
         name = info.name
@@ -262,47 +271,89 @@ class _Walk:
         self.seen.add(norm)
 
     def _scan(self, archive: tarfile.TarFile, info: tarfile.TarInfo, node: Node) -> None:
-        ctx, size = self.ctx, info.size
+        ctx, size, name = self.ctx, info.size, safe_text(info.name, 160)
+        member = f"{self.source.member}!{info.name}" if self.source.member else info.name
+        if self.kind is None and not info.issparse():
+            # A plain archive holds the member's bytes as they are: scanned in place, whatever their size
+            # (a model zoo's .tar of a 2 GB checkpoint), never copied into memory.
+            have = max(min(size, self.source.size - info.offset_data), 0)
+            if have < size:
+                ctx.report(Malformed, f"truncated tar: member {name!r} declares {size:,} bytes but only "
+                           f"{have:,} remain", node=node)
+            data = self.source.slice(info.offset_data, have, name=member, member=member)
+            self._judge(info, node, data, member)
+            return
         left = ctx.limits.max_decompressed_bytes - ctx.decompressed_bytes
         if size > left:
-            ctx.report(LimitRule, f"member {safe_text(info.name, 160)!r} has {size:,} bytes, more than the "
-                       f"{max(left, 0):,} bytes left of the per-file budget to keep in memory: not inspected "
-                       "further", node=node)
+            ctx.report(LimitRule, f"member {name!r} has {size:,} bytes, more than the {max(left, 0):,} bytes "
+                       "left of the per-file decompression budget: not inspected further", node=node)
             return
-        import tarfile
+        out = decompress(self._opener(archive, info), ctx if self.kind is None else ChargedBelow(ctx),
+                         name=member, member=member, path=self.source.path, what=f"tar member {name}",
+                         declared=size)
+        if out.error is not None:
+            if out.total < size and not isinstance(out.error, LimitExceeded):
+                ctx.report(Malformed, f"truncated tar: member {name!r} declares {size:,} bytes but only "
+                           f"{out.total:,} remain ({safe_text(out.error.message, 120)})", node=node)
+            else:
+                ctx.report(LimitRule if isinstance(out.error, LimitExceeded) else Malformed,
+                           f"tar member {name!r}: {safe_text(out.error.message, 200)}", node=node)
+        try:
+            self._judge(info, node, out.source, member)
+        finally:
+            out.done()
 
-        reader = archive.extractfile(info)
-        if reader is None:
-            return
-        chunks, got = [], 0
-        while got < size:
-            ctx.check()
-            try:
-                chunk = reader.read(min(_CHUNK, size - got))
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                ctx.report(Malformed, f"malformed tar: member {safe_text(info.name, 160)!r} breaks off after "
-                           f"{got:,} of {size:,} bytes ({safe_text(str(exc), 120)})", node=node)
-                chunk = b""
-            if not chunk:
-                break
-            if self.kind is None:  # a compressed stream charged these bytes as it produced them
-                ctx.charge_decompressed(len(chunk), f"tar member {safe_text(info.name, 120)}")
-            chunks.append(chunk)
-            got += len(chunk)
-        if got < size:
-            ctx.report(Malformed, f"truncated tar: member {safe_text(info.name, 160)!r} declares {size:,} "
-                       f"bytes but only {got:,} remain", node=node)
-        data = b"".join(chunks)
-        del chunks
-        if is_torch_storage(normalise(info.name), self.torch_prefixes, data):
+    def _opener(self, archive: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[], Iterable[bytes]]:
+        """The member's bytes, in bounded chunks: the first time from tarfile's reader (a compressed
+        archive is read as a stream, once); again, for a member too long to keep (over 64 MiB, see
+        airlock.core.decompress), by decompressing the archive from its start up to the member."""
+        size, first = info.size, [archive.extractfile(info)]
+        source, kind, at = self.source, self.kind, info.offset_data
+
+        def opener() -> Iterable[bytes]:
+            reader = first.pop() if first else None
+            if reader is not None:
+                return _read_chunks(reader, size)
+            if kind is None:  # a sparse member of a plain archive: a fresh tarfile reads it in place again
+                return _sparse_again(source, info)  # (the walk's archive may be closed by then)
+            return skip_then(Inflater(source, kind), at, size)
+
+        return opener
+
+    def _judge(self, info: tarfile.TarInfo, node: Node, data: Source, member: str) -> None:
+        if is_torch_storage(normalise(info.name), self.torch_prefixes, data.read(0, 4096)):
             node.attrs["storage"] = True  # tensor bytes of a torch checkpoint: data, not content
             return
         if info.name.endswith("/data.pkl"):
             self.torch_prefixes.add(normalise(info.name)[: -len("data.pkl")])
-        member = f"{self.source.member}!{info.name}" if self.source.member else info.name
         label = safe_text(posixpath.basename(info.name.rstrip("/")) or info.name, 120)
-        ctx.parse_nested(Source.from_bytes(data, name=member, member=member, path=self.source.path), node,
-                         label=label)
+        self.ctx.parse_nested(data, node, label=label)
+
+
+def _sparse_again(source: Source, info: tarfile.TarInfo) -> Iterator[bytes]:
+    import tarfile
+
+    with tarfile.open(fileobj=SourceFile(source), mode="r:") as again:
+        yield from _read_chunks(again.extractfile(info), info.size)
+
+
+def _read_chunks(reader: Any, size: int) -> Iterator[bytes]:
+    """A tarfile member reader's bytes in bounded chunks; a break in the archive is a FormatError."""
+    import tarfile
+
+    if reader is None:
+        return
+    got = 0
+    while got < size:
+        try:
+            chunk = reader.read(min(_CHUNK, size - got))
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise FormatError(f"the archive breaks off after {got:,} of the member's {size:,} bytes "
+                              f"({safe_text(str(exc), 120)})", None) from None
+        if not chunk:
+            return
+        got += len(chunk)
+        yield chunk
 
 
 def is_torch_storage(name: str, prefixes: set[str], data: bytes) -> bool:

@@ -27,6 +27,8 @@ from airlock.core.tree import Node
 NAME = "yaml"
 EXTENSIONS = (".yaml", ".yml", ".json")  # after the JSON module in the registry: .json stays "json"
 OVERLAPS = ("json", "safetensors-index")  # JSON is YAML: .json stays json by registry order
+# A Hugging Face model card (README.md) opens with YAML front matter: read as YAML, but no mismatch.
+ALSO_NAMED = (".md",)
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # Hydra/NeMo configs are kilobytes; the pure-Python composer is slow
 _C_COMPOSER_DEPTH = 64  # deeper (estimated) documents go through the pure-Python composer

@@ -129,6 +129,10 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         ctx.report(NotInspected, f"{hidden:,} more members were not inspected", node=root,
                    offset=archive.central_offset)
     report_issues(archive, ctx, root, nodes, source)
+    from airlock.core.formats.model_folder_context import check_archive_code
+
+    code = [(m.name, nodes[m.index]) for m in archive.members if m.index in nodes and m.name.endswith(".py")]
+    check_archive_code(ctx, code, [m.name for m in archive.members[:MAX_MEMBER_NODES]])
     return root
 
 

@@ -83,11 +83,14 @@ def test_config_inside_a_container_cannot_see_the_folder():
     assert _rules(result) == ["MF002"] and "container" in result.findings[0].message
 
 
-def test_plain_configs_are_clean(tmp_path):
+def test_plain_configs_are_known_inert_info(tmp_path):
+    """Issue 13: JSON without templates or code references is known-inert content, info (FC002)."""
     _write(tmp_path, "config.json", {"model_type": "llama", "hidden_size": 4096, "architectures": ["LlamaForCausalLM"]})
     (tmp_path / "utils.py").write_text("\n")  # a .py file alone does not make a config run code
     result = _scan(tmp_path / "config.json")
-    assert result.findings == [] and result.root.child_count == 3
+    assert [f.rule for f in result.findings] == ["FC002"] and result.root.child_count == 3
+    assert result.severity == Severity.INFO and result.inspected == "full"
+    assert "without templates or code references" in result.findings[0].message
 
 
 def test_chat_templates_in_tokenizer_config(tmp_path):

@@ -174,3 +174,70 @@ def test_template_by_name_inside_an_archive():
         zf.writestr("model/chat_template.jinja", F.FILLER + F.ESCAPE)
     result = scan_bytes(buf.getvalue(), "bundle.zip")
     assert any(f.rule == "TPL001" and f.severity == Severity.CRITICAL for f in result.findings)
+
+
+# Python code inside archives (issue 13: every container a loader opens, members judged like files). A *.py
+# member is never the user's own code: modelaudit flags a handler.py running os.system inside a generic tar
+# ("Python Archive Member Security"); Airlock read it clean.
+
+HANDLER = b"import os\nos.system('echo hidden')\n"
+
+
+def _archives():
+    from fixtures import archive_files as af
+
+    mar = io.BytesIO()  # a TorchServe .mar: a zip with its manifest, the handler and the weights
+    with zipfile.ZipFile(mar, "w") as zf:
+        zf.writestr("MAR-INF/MANIFEST.json", '{"model": {"handler": "handler.py", "serializedFile": "model.pt"}}')
+        zf.writestr("handler.py", HANDLER)
+        zf.writestr("model.pt", af.torch_zip_bytes())
+    return {
+        "bundle.tar": af.tar({"model/model.safetensors": b"", "model/handler.py": HANDLER}),
+        "bundle.tar.gz": af.tar({"model/config.json": b'{"model_type": "bert"}', "model/modeling_x.py": HANDLER},
+                                "w:gz"),
+        "model.mar": mar.getvalue(),
+        "hub.7z": af.sevenz({"hubconf.py": b"dependencies = []\n", "model.pt": af.torch_zip_bytes()}),
+        "only_code.tar": af.tar({"handler.py": HANDLER}),
+    }
+
+
+@pytest.mark.parametrize("name", ["bundle.tar", "bundle.tar.gz", "model.mar", "hub.7z", "only_code.tar"])
+def test_python_members_of_an_archive_are_shipped_code_never_clean(name):
+    result = scan_bytes(_archives()[name], name)
+    try:
+        shipped = [f for f in result.findings if f.rule == "MF003"]
+        assert len(shipped) == 1, [(f.rule, f.message) for f in result.findings]
+        assert shipped[0].severity == Severity.MEDIUM and shipped[0].member.endswith(".py")
+        assert "shipped inside this archive" in shipped[0].message
+        if name != "only_code.tar":
+            assert " beside " in shipped[0].message  # names the model file it ships with
+        assert result.severity >= Severity.MEDIUM
+    finally:
+        result.close()
+
+
+def test_the_code_of_an_archive_member_is_still_judged_by_the_code_rules():
+    from fixtures import archive_files as af
+
+    loader = b"import torch\nstate = torch.load('weights.bin')\n"
+    result = scan_bytes(af.tar({"model/handler.py": loader, "model/weights.bin": af.torch_zip_bytes()}), "b.tar")
+    try:
+        assert {"MF003", "PY101"} <= {f.rule for f in result.findings}
+        assert result.severity == Severity.HIGH
+    finally:
+        result.close()
+
+
+def test_any_jinja_inside_an_archive_is_analysed_past_the_first_64_kib():
+    """transformers renders additional_chat_templates/*.jinja by name; inside a model archive they are
+    extracted beside the model, so the template is analysed whatever its first 64 KiB hold."""
+    from fixtures import archive_files as af
+
+    data = af.tar({"model/config.json": b'{"model_type": "llama"}',
+                   "model/additional_chat_templates/tool_use.jinja": (F.FILLER + F.ESCAPE).encode()}, "w:gz")
+    result = scan_bytes(data, "model.tar.gz")
+    try:
+        assert any(f.rule == "TPL001" and f.severity == Severity.CRITICAL for f in result.findings), \
+            [(f.rule, f.message) for f in result.findings]
+    finally:
+        result.close()

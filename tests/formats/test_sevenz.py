@@ -86,6 +86,48 @@ def test_bomb_stops_at_the_budget():
         result.close()
 
 
+def test_a_long_member_is_streamed_not_kept(monkeypatch):
+    """py7zr hands out 128 MB chunks, and Airlock once kept each member whole (a 1 GiB member of zeros:
+    2.1 GB resident). Past IN_MEMORY_BYTES a member keeps its head and tail; the parsers still read it
+    all (the call at its end), the members after it in the same folder too, CRCs still checked."""
+    import tracemalloc
+
+    from airlock.core import decompress
+
+    monkeypatch.setattr(decompress, "IN_MEMORY_BYTES", 1 << 20)
+    piece = b"\x8e" + (256 * 1024).to_bytes(8, "little") + bytes(256 * 1024) + b"0"  # BINBYTES8, POP
+    stream = b"\x80\x04" + piece * 128 + af.SYSTEM_PICKLE[2:]  # 32 MiB of data, then os.system
+    import lzma
+
+    # LZMA2 with a 1 MiB dictionary: the decoders' own memory is their dictionary (two of them, the first
+    # pass and the read past the head), which 7-Zip's presets make 16-64 MiB.
+    data = af.sevenz({"a/long.pkl": stream, "b/payload.pkl": af.SYSTEM_PICKLE},
+                     [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}])
+    tracemalloc.start()
+    try:
+        result = scan_bytes(data, "long.7z")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        calls = [f for f in result.findings if f.rule == "PKL006"]
+        assert {f.member for f in calls} == {"a/long.pkl", "b/payload.pkl"}, result.findings
+        assert not [f for f in result.findings if f.rule == "AIR002"]  # CRCs agree
+        # Held: the head, the tail, a chunk or two and the decoders' dictionaries; never the member.
+        assert peak < 16 << 20, f"{peak:,} bytes allocated for a {len(stream):,}-byte member"
+        assert result.inspected == "full"
+    finally:
+        result.close()
+
+    broken = bytearray(data)
+    broken[len(broken) // 3] ^= 0xFF  # inside the packed stream: corrupt LZMA data or a CRC mismatch
+    result = scan_bytes(bytes(broken), "long.7z")
+    try:
+        assert result.severity >= Severity.HIGH and result.inspected == "partial"
+    finally:
+        result.close()
+
+
 def test_lzma_dictionary_is_capped_by_what_the_folder_holds():
     from airlock.core.formats import sevenz_header as h
 

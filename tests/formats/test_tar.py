@@ -3,6 +3,7 @@ hazards flagged, budgets held; torch's legacy tar keeps its own reader."""
 
 import gzip
 import io
+import shutil
 import tarfile
 
 import pytest
@@ -112,12 +113,87 @@ def _source(data):
 
 
 def test_member_over_the_budget_is_not_inspected_further_and_the_rest_are_scanned():
-    data = af.tar({"big.bin": b"\0" * 300_000, "payload.pkl": af.SYSTEM_PICKLE})
+    data = af.tar({"big.bin": bytes(range(256)) * 1200, "payload.pkl": af.SYSTEM_PICKLE}, "w:gz")
     result = scan(data, max_decompressed_bytes=200_000)
     limit = [f for f in result.findings if f.rule == "AIR003"]
     assert limit and "big.bin" in limit[0].message and "not inspected further" in limit[0].message
-    assert result.severity == Severity.CRITICAL  # the member after it was still scanned
+    # Reaching the next member means decompressing past this one: the budget ends the walk there.
+    assert result.severity >= Severity.HIGH
     assert result.inspected == "partial"
+
+
+def test_a_plain_archive_is_scanned_in_place_whatever_the_size_of_its_members():
+    """A plain tar's members are bytes of the file, not decompressed: a model zoo's .tar of a checkpoint
+    larger than the decompression budget is still read, in place, and nothing is charged for it."""
+    from airlock.core.context import ScanContext
+    from airlock.core.source import Source
+
+    big = b"\x80\x04" + (b"\x8e" + (300_000).to_bytes(8, "little") + bytes(300_000) + b"0") + af.SYSTEM_PICKLE[2:]
+    data = af.tar({"model/big.pkl": big, "model/payload.pkl": af.SYSTEM_PICKLE})
+    ctx = ScanContext(DEFAULT_LIMITS.replace(max_decompressed_bytes=10_000))
+    root = tar_format.parse(Source.from_bytes(data, "zoo.tar"), ctx)
+    assert not [f for f in ctx.findings if f.rule == "AIR003"]
+    assert sum(f.rule == "PKL006" for f in ctx.findings) == 2  # the call at the end of the big member too
+    assert ctx.decompressed_bytes == 0
+    member = next(n for n in root.walk() if n.label == "model/big.pkl")
+    assert member.attrs["size"] == len(big)
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w:xz"])
+def test_a_long_compressed_member_is_streamed_not_kept(mode, monkeypatch):
+    """Past IN_MEMORY_BYTES a member of a compressed tar keeps its head and tail only (py7zr-style whole
+    members once took twice their size in memory); the parsers still read all of it."""
+    import tracemalloc
+
+    from airlock.core import decompress
+
+    monkeypatch.setattr(decompress, "IN_MEMORY_BYTES", 1 << 20)
+    piece = b"\x8e" + (256 * 1024).to_bytes(8, "little") + bytes(256 * 1024) + b"0"  # BINBYTES8, POP
+    stream = b"\x80\x04" + piece * 128 + af.SYSTEM_PICKLE[2:]  # 32 MiB of data, then os.system
+    data = af.tar({"a/long.pkl": stream, "b/payload.pkl": af.SYSTEM_PICKLE}, mode)
+    tracemalloc.start()
+    try:
+        result = scan_bytes(data, "long.tar")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        calls = [f for f in result.findings if f.rule == "PKL006"]
+        assert {f.member for f in calls} == {"a/long.pkl", "b/payload.pkl"}, result.findings
+        # Held: the head, the tail, a chunk or two, and the decoders' own state (xz's 8 MiB dictionary,
+        # once for the first pass and once for the read that goes on past the head); never the member.
+        assert peak < (10 << 20 if mode == "w:gz" else 26 << 20), \
+            f"{peak:,} bytes allocated for a {len(stream):,}-byte member"
+        assert result.inspected == "full"
+    finally:
+        result.close()
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar writes sparse members; tarfile cannot")
+def test_a_long_sparse_member_of_a_plain_archive_is_read_through_tarfile(tmp_path, monkeypatch):
+    """GNU sparse members hold holes, not bytes in place: read through tarfile (its holes are zeros), and
+    again through a fresh tarfile when a parser goes past the kept head."""
+    import subprocess
+
+    from airlock.core import decompress
+
+    monkeypatch.setattr(decompress, "IN_MEMORY_BYTES", 1 << 20)
+    n = 3_000_000
+    with open(tmp_path / "holey.pkl", "wb") as fh:  # 3 MB of hole, the call, 2 MB of hole: past head and tail
+        fh.write(b"\x80\x04\x8e" + n.to_bytes(8, "little"))  # BINBYTES8 of n zero bytes
+        fh.seek(11 + n)
+        fh.write(b"0" + af.SYSTEM_PICKLE[2:-1] + b"\x8e" + (2 * n // 3).to_bytes(8, "little"))  # POP, call
+        fh.seek(2 * n // 3, 1)
+        fh.write(b"0.")  # POP, STOP
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-cf", "sparse.tar", "holey.pkl"], cwd=tmp_path,
+                   check=True, timeout=60)
+    data = (tmp_path / "sparse.tar").read_bytes()
+    assert len(data) < n  # the hole is not stored
+    result = scan_bytes(data, "sparse.tar")
+    try:
+        assert any(f.rule == "PKL006" and f.member == "holey.pkl" for f in result.findings), result.findings
+    finally:
+        result.close()
 
 
 @pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz"])
