@@ -182,8 +182,8 @@ class InertContent(Rule):
     id = "FC002"
     severity = Severity.INFO
     title = "Known-inert content"
-    help = "Text, images, tokenizer data, and JSON without templates or code references: loaders read them "\
-        "as data, no model loader runs them."
+    help = "Text, images, tokenizer data, JSON without templates or code references, and YAML without Hydra "\
+        "targets: loaders read them as data, no model loader runs them."
 
 
 class EmptyFile(Rule):

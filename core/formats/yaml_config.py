@@ -85,11 +85,17 @@ def parse(source: Source, ctx: ScanContext) -> Node:
     raw = source.read(0, source.size)
     name = os.path.basename(source.member or source.name).lower()
     checker = hydra.Checker(ctx, root, nemo=name == "model_config.yaml")
+    before = len(ctx.findings)
     if raw.removeprefix(_BOM).lstrip()[:1] == b"{":
         _parse_json(raw, root, ctx, checker)
     else:
         _parse_yaml(raw, root, ctx, checker)
     root.attrs["targets"] = checker.targets
+    if not checker.targets and len(ctx.findings) == before:
+        # Known-inert content (a model card's front matter, a plain hparams file) is info, said so,
+        # like JSON data and text: never a file without a word.
+        ctx.report(InertContent, "YAML data without Hydra _target_ entries: loaders read it as data, nothing "
+                   "in it runs", node=root, offset=0)
     return root
 
 

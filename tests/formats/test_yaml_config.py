@@ -84,7 +84,8 @@ def test_python_tags_are_tags_never_objects():
 def test_nemo_target_key_only_in_model_config():
     data = b"target: mypkg.models.Evil\nname: x\n"
     assert any(f.rule == "HYD003" for f in scan(data, "model_config.yaml").findings)
-    assert scan(data, "other.yaml").severity == Severity.NONE  # `target` is a plain key elsewhere
+    # `target` is a plain key elsewhere: known-inert data
+    assert [(f.rule, f.severity) for f in scan(data, "other.yaml").findings] == [("FC002", Severity.INFO)]
 
 
 def test_json_config_with_targets():
@@ -133,3 +134,10 @@ def test_malformed_yaml_after_a_document_is_reported():
     result = scan(data)
     rules = by_rule(result)
     assert "HYD001" in rules and "AIR005" in rules
+
+
+def test_a_model_card_front_matter_is_known_inert_info():
+    """A README.md with YAML front matter (every Hugging Face model card) is said inert, never silent."""
+    card = b"---\nlicense: apache-2.0\ntags:\n- text-generation\n---\n# My model\n"
+    result = scan(card, "README.md")
+    assert [(f.rule, f.severity) for f in result.findings] == [("FC002", Severity.INFO)]
