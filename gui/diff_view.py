@@ -66,8 +66,10 @@ def _shape(side: dict[str, Any] | None) -> str:
 def _change(t: dict[str, Any]) -> str:
     stats = t.get("stats")
     if stats:
+        bad = stats.get("non_finite_changed") or 0  # left out of max |Δ| and L2: say so
         return (f"max |Δ| {stats['max_abs_diff']:.4g}, rel L2 {stats['rel_l2']:.3g}, "
-                f"{stats['changed']:,} of {stats['elements']:,} changed")
+                f"{stats['changed']:,} of {stats['elements']:,} changed"
+                + (f", {bad:,} to or from NaN/Inf" if bad else ""))
     if t["status"] == "renamed":
         return f"was {safe_text(t['from'], 120)}"
     return safe_text(t.get("note") or "", 160)

@@ -81,8 +81,19 @@ def stats_line(stats: dict[str, Any]) -> str:
     cosine = stats["cosine"]
     cos = "n/a" if cosine is None else f"{cosine:.9f}".rstrip("0").rstrip(".")
     share = 100.0 * stats["changed_share"]
-    return (f"max |Δ| {stats['max_abs_diff']:.6g}, relative L2 {stats['rel_l2']:.6g}, cosine {cos}, "
+    line = (f"max |Δ| {stats['max_abs_diff']:.6g}, relative L2 {stats['rel_l2']:.6g}, cosine {cos}, "
             f"{stats['changed']:,} of {stats['elements']:,} values changed ({share:.3g}%)")
+    return line + non_finite_note(stats)
+
+
+def non_finite_note(stats: dict[str, Any]) -> str:
+    """A value that became NaN or Inf is left out of max |Δ|, L2 and cosine (they would all read NaN):
+    say so, or a poisoned value would read as "max |Δ| 0, cosine 1"."""
+    count = stats.get("non_finite_changed") or 0
+    if not count:
+        return ""
+    return (f"; {count:,} of them NaN or ±Inf on one side only (max |Δ|, relative L2 and cosine count "
+            "only the values finite on both sides)")
 
 
 def tensor_line(t: dict[str, Any]) -> str:

@@ -36,6 +36,25 @@ def test_one_changed_tensor_is_named_with_its_statistics(tmp_path: Path, capsys:
     assert "summary: 6 identical, 1 changed" in out
 
 
+def test_a_value_turned_nan_or_inf_is_not_read_as_no_numeric_change(tmp_path: Path, capsys: object) -> None:
+    """Statistics over finite values alone read "max |Δ| 0, cosine 1" for a weight poisoned with NaN or
+    Inf: the line must say that values became non-finite."""
+    import torch
+
+    sd = diff_files.state_dict()
+    a = diff_files.write_safetensors(tmp_path / "a.safetensors", sd)
+    for bad in (float("nan"), float("inf")):
+        poisoned = {k: v.clone() for k, v in sd.items()}
+        poisoned["embed.weight"][1, 1] = bad
+        b = tmp_path / "b.bin"
+        torch.save(poisoned, b)
+        code, out = _run(capsys, str(a), str(b))
+        assert code == 0  # a numeric change, not a new import, template or operator
+        (line,) = [x for x in out.splitlines() if x.strip().startswith("changed")]
+        assert "embed.weight" in line and "1 of 128 values changed" in line
+        assert "1 of them NaN or ±Inf on one side only" in line, line
+
+
 def test_json_carries_the_same(tmp_path: Path, capsys: object) -> None:
     a, b = diff_files.renamed(tmp_path)
     code, out = _run(capsys, "--format", "json", str(a), str(b))
