@@ -298,6 +298,7 @@ def _add_metadata(meta: Any, ctx: ScanContext, root: Node, member: str | None, h
                    "strings: safetensors refuses the file", node=hnode)
         return
     group = root.child(GROUP, f"metadata ({len(meta):,})", offset=8, member=member)
+    from airlock.core.hidden_text import report_hidden
     from airlock.core.templates import analyze_template  # jinja2 is imported only for templates
 
     for key, value in meta.items():
@@ -311,6 +312,10 @@ def _add_metadata(meta: Any, ctx: ScanContext, root: Node, member: str | None, h
                        f"{type(value).__name__}, not a string: safetensors refuses the file", node=node)
         elif is_template:
             analyze_template(value, ctx, node)
+        else:  # invisible or look-alike text, as in GGUF string metadata
+            for text, what in ((key, "key"), (value, "value")):
+                if not text.isascii():
+                    report_hidden(text, ctx, node, what=f"safetensors metadata {what} {safe_text(key, 80)!r}")
 
 
 def _add_tensors(header: Header, source: Source, ctx: ScanContext, root: Node) -> None:
