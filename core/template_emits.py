@@ -99,6 +99,7 @@ class _Analyser:
         self._taint: dict[int, bool] = {}
         self._conditions: dict[int, Condition] = {}
         self._emitted: set[tuple[str, bool]] = set()  # (variable, unguarded) already output
+        self._inner_chains: set[int] = set()  # `~`/`+` links folded as part of a longer chain
         self.budget = MAX_PIECES
 
     # Pass 1: statements, with the tests that guard them
@@ -116,6 +117,8 @@ class _Analyser:
         found: dict[tuple[str, int], Emission] = {}
         for output, frames in self.outputs:
             guard = self._first_test(frames)
+            for literal in self._folded(output):
+                found.setdefault((literal, output.lineno), Emission(literal, output.lineno, guard))
             for item in output.nodes:
                 for literal, line, trigger in self._pieces(item, item.lineno, guard):
                     known = found.get((literal, line))
@@ -308,6 +311,9 @@ class _Analyser:
         while stack and self.budget > 0:
             node, trigger = stack.pop()
             self.tick()
+            for folded in self._folded(node):
+                self.budget -= 1
+                out.append((folded, getattr(node, "lineno", None) or line, trigger))
             if isinstance(node, n.TemplateData):
                 self.budget -= 1
                 out.append((node.data, node.lineno or line, trigger))
@@ -350,6 +356,63 @@ class _Analyser:
                 stack.extend((c, trigger) for c in reversed(children))
         return out
 
+    def _folded(self, node: Any) -> list[str]:
+        """Text that only appears when constants are put together: a `~`/`+` chain, a list through
+        `|join` or `sep.join(...)`, adjacent outputs. Spelled a word or a letter per constant, each
+        piece alone reads as structure; the joined run is judged when no piece is text by itself."""
+        from airlock.core.template_literals import TEXT, classify
+
+        n = self.nodes
+        sep = ""
+        if isinstance(node, n.Output):
+            operands = list(node.nodes)
+        elif isinstance(node, n.Concat | n.Add):
+            if id(node) in self._inner_chains:
+                return []  # part of a chain already folded from its top
+            operands = self._chain(node)
+        elif isinstance(node, n.Filter) and node.name == "join" and isinstance(node.node, n.List | n.Tuple):
+            operands = list(node.node.items)
+            if node.args and isinstance(node.args[0], n.Const) and isinstance(node.args[0].value, str):
+                sep = node.args[0].value
+        elif isinstance(node, n.Call) and isinstance(node.node, n.Getattr) and node.node.attr == "join" \
+                and isinstance(node.node.node, n.Const) and isinstance(node.node.node.value, str) \
+                and node.args and isinstance(node.args[0], n.List | n.Tuple):
+            operands, sep = list(node.args[0].items), node.node.node.value
+        else:
+            return []
+        found: list[str] = []
+        run: list[str] = []
+        for operand in [*operands, None]:
+            text = operand.data if isinstance(operand, n.TemplateData) else (
+                operand.value if isinstance(operand, n.Const) and isinstance(operand.value, str) else None)
+            if text is not None:
+                run.append(text)
+                continue
+            if len(run) >= 2 and all(classify(piece) != TEXT for piece in run):
+                joined = sep.join(run)
+                if classify(" ".join(joined.split())) == TEXT:
+                    found.append(joined)
+            run = []
+        return found
+
+    def _chain(self, node: Any) -> list[Any]:
+        """The operands of a `~`/`+` chain, left to right; its inner links are marked as seen."""
+        n = self.nodes
+        operands: list[Any] = []
+        stack = [node]
+        while stack:
+            item = stack.pop()
+            self.tick()
+            if isinstance(item, n.Concat | n.Add) and item is not node:
+                self._inner_chains.add(id(item))
+            if isinstance(item, n.Concat):
+                stack.extend(reversed(item.nodes))
+            elif isinstance(item, n.Add):
+                stack.extend((item.right, item.left))
+            else:
+                operands.append(item)
+        return operands
+
     def _call_pieces(self, node: Any, trigger: Condition | None) -> list[tuple[Any, Condition | None]]:
         n = self.nodes
         callee = node.node
@@ -374,6 +437,7 @@ class _Analyser:
             guard = self._first_test(frames)
             if isinstance(value, BlockValue):
                 for output in value.outputs(self.nodes):
+                    found.extend((lit, output.lineno, guard) for lit in self._folded(output))
                     for item in output.nodes:
                         found.extend((lit, ln, guard or t) for lit, ln, t in self._pieces(item, item.lineno))
             elif isinstance(value, LoopElement):
