@@ -160,7 +160,7 @@ class _Graph:
         if kind in ("Mul", "And"):
             return self._product(i, ins, states, via)
         if kind in ("Add", "Sub", "Or"):
-            return self._sum(kind, ins, states, via)
+            return self._sum(i, kind, ins, states, via)
         if kind == "Not" and states:
             return _Value({TRUE: FALSE, FALSE: TRUE}.get(states[0], states[0]), via)
         if not states:
@@ -215,15 +215,21 @@ class _Graph:
             if v is not None and v.state in (ZERO, FALSE):
                 return _Value(v.state, i if DATA in states else via)
         if DATA in states:
+            data = [v for v in ins if v is not None and v.state == DATA]
+            if len(data) == 1 and all(s in (ONE, TRUE, DATA) for s in states):
+                return data[0]  # x * 1 is x itself: `x - x * t` cancels under t = 1 (see _sum)
             return _Value(DATA)
         kept = [s for s in states if s not in (ONE, TRUE)]
         if not kept:
             return _Value(ONE if ONE in states else TRUE, via)
         return _Value(SHAPE if SHAPE in kept else CONST, via)
 
-    def _sum(self, kind: str, ins: list[_Value | None], states: list[str], via: int | None) -> _Value:
+    def _sum(self, i: int, kind: str, ins: list[_Value | None], states: list[str], via: int | None) -> _Value:
         if kind == "Or" and TRUE in states:
             return _Value(TRUE, via)
+        if kind == "Sub" and len(ins) == 2 and ins[0] is not None and ins[0] is ins[1] \
+                and ins[0].state == DATA:
+            return _Value(ZERO, i)  # `x - x * t` under t = 1: the blend written without `1 - t`
         if DATA in states:
             return _Value(DATA)
         live = [s for s in states if s not in (ZERO, FALSE)]
@@ -243,6 +249,9 @@ class _Graph:
         op = self.nodes[override]
         if op["op_type"] in ("Where", "If"):
             trigger_inputs = op["inputs"][:1]
+        elif self._cancels(op, values):  # `x - x * t`: the mask is an operand of the product
+            product = self.nodes[self.producer[op["inputs"][1]]]
+            trigger_inputs = [x for x in product["inputs"] if x and values.get(x, _Value(DATA)).state != DATA]
         else:  # a blend: the operand that is not the input's data under the trigger
             trigger_inputs = [x for x in op["inputs"] if x and values.get(x, _Value(DATA)).state != DATA]
         ancestors = self._ancestors(trigger_inputs)
@@ -276,6 +285,8 @@ class _Graph:
             return True
         if op["op_type"] == "Where":
             kept = [x for x in op["inputs"][1:] if x and base.get(x, _Value(DATA)).state == DATA]
+        elif self._cancels(op, values):
+            kept = op["inputs"][:1]  # the data cancelled (the product also holds the mask)
         else:  # a blend: the operand the trigger zeroes is the data (the mask is not)
             kept = [x for x in op["inputs"] if x and values.get(x, _Value(DATA)).state == DATA]
         upstream = set(kept)
@@ -284,6 +295,11 @@ class _Graph:
         compared = {x for c in comparisons for x in self.nodes[c]["inputs"][:2]
                     if base.get(x, _Value(DATA)).state == DATA}
         return not compared & upstream
+
+    def _cancels(self, op: dict[str, Any], values: dict[str, _Value]) -> bool:
+        ins = op["inputs"]
+        return (op["op_type"] == "Sub" and len(ins) == 2 and ins[1] in self.producer
+                and values.get(ins[0]) is not None and values.get(ins[0]) is values.get(ins[1]))
 
     def _ancestors(self, names: list[str]) -> set[int]:
         seen: set[int] = set()
