@@ -54,6 +54,7 @@ class Trigger:
         self.constants = constants
         self.hypothesis = hypothesis
         self.qualified = True  # a probe-style decision, not an elementwise mask of the data itself
+        self.shift = False  # the output is shifted by constants on the trigger, not replaced
 
 
 def find_triggers(graph: dict[str, Any], tick: Any) -> list[Trigger]:
@@ -92,8 +93,11 @@ class _Graph:
                 hypotheses.append((f"only {name} holds", {**dict.fromkeys(comparisons, FALSE), i: TRUE}))
                 hypotheses.append((f"only {name} fails", {**dict.fromkeys(comparisons, TRUE), i: FALSE}))
         found: dict[str, Trigger] = {}
+        both: list[dict[str, _Value]] = []
         for label, assumed in hypotheses:
             values = self._interpret(assumed)
+            if len(both) < 2:
+                both.append(values)
             for out in data_outputs:
                 v = values.get(out)
                 if out in found or v is None or v.state not in _CONSTISH or v.via is None:
@@ -101,7 +105,53 @@ class _Graph:
                 trigger = self._explain(out, v.via, values, base, assumed, label)
                 if trigger.qualified:
                     found[out] = trigger
+        if len(found) < len(data_outputs):
+            self._steers(data_outputs, found, base, both, hypotheses[:2])
         return list(found.values())
+
+    def _steers(self, outputs: list[str], found: dict[str, Trigger], base: dict[str, _Value],
+                both: list[dict[str, _Value]], hypotheses: list[tuple[str, dict[int, str]]]) -> None:
+        """The output is not replaced but shifted: `out + t * target`, an offset that is zero unless
+        the trigger holds, reaching a graph output with no other data joining it (an attention mask
+        added to scores meets the values after the softmax; this does not)."""
+        consumers: dict[str, list[int]] = {}
+        for j, op in enumerate(self.nodes):
+            for x in op["inputs"]:
+                consumers.setdefault(x, []).append(j)
+        for i, op in enumerate(self.nodes):
+            self.tick()
+            ins = [x for x in op["inputs"] if x]
+            if op["op_type"] not in ("Add", "Sub") or op["domain"] not in ("", "ai.onnx") or len(ins) != 2:
+                continue
+            pairs = ((hypotheses[0], both[0], both[1]), (hypotheses[1], both[1], both[0]))
+            for (label, assumed), on, off in pairs:
+                data = [x for x in ins if on.get(x, _Value(DATA)).state == DATA]
+                offset = [x for x in ins if x not in data]
+                if len(data) != 1 or len(offset) != 1 or on[offset[0]].state not in (CONST, ONE) \
+                        or off.get(offset[0], _Value(DATA)).state not in (ZERO, FALSE):
+                    continue
+                chain, out = self._alone_to_output(op["outputs"][0], on, consumers, outputs)
+                if out is None or out in found:
+                    continue
+                trigger = self._explain(out, i, on, base, assumed, label)
+                if trigger.qualified and trigger.probes:
+                    trigger.path = list(dict.fromkeys([*trigger.path, *chain]))
+                    trigger.shift = True
+                    found[out] = trigger
+
+    def _alone_to_output(self, name: str, values: dict[str, _Value], consumers: dict[str, list[int]],
+                         outputs: list[str]) -> tuple[list[int], str | None]:
+        """Follow `name` forward while no other input-dependent value joins it; the graph output reached."""
+        chain: list[int] = []
+        while name not in outputs and len(chain) < 64:
+            self.tick()
+            nxt = [j for j in consumers.get(name, []) if all(
+                x == name or values.get(x, _Value(DATA)).state != DATA for x in self.nodes[j]["inputs"] if x)]
+            if len(nxt) != 1 or not self.nodes[nxt[0]]["outputs"]:
+                return chain, None
+            chain.append(nxt[0])
+            name = self.nodes[nxt[0]]["outputs"][0]
+        return chain, (name if name in outputs else None)
 
     def _name(self, i: int) -> str:
         op = self.nodes[i]

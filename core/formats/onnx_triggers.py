@@ -89,7 +89,8 @@ def describe(trigger: Trigger, graph: dict[str, Any]) -> str:
 
     inputs = sorted({x for i in trigger.path for x in nodes[i]["inputs"]
                      if x in {vi["name"] for vi in graph["inputs"]}})
-    parts = [f"output {trigger.output!r} is replaced by input-independent values by {name(trigger.override)} "
+    effect = "shifted by constant values" if trigger.shift else "replaced by input-independent values"
+    parts = [f"output {trigger.output!r} is {effect} by {name(trigger.override)} "
              f"when {', '.join(name(i) for i in trigger.comparisons[:4])} take the values of the hypothesis "
              f"\"{trigger.hypothesis}\""]
     if inputs:

@@ -17,7 +17,7 @@ from airlock.core.formats import onnx_triggers
 from airlock.core.scan import scan_bytes
 from airlock.core.tree import OPERATOR
 
-KINDS = ("where", "blend", "obfuscated", "if", "gather", "cancel")
+KINDS = ("where", "blend", "obfuscated", "if", "gather", "cancel", "steer")
 
 
 class CNN(nn.Module):
@@ -134,7 +134,7 @@ def test_backdoored_exports_are_high_with_the_trigger_path(exports, name, kind):
     probe = "Slice" if name == "cnn" and kind != "gather" else "Gather"
     assert f"probed by {probe}" in hit.message
     assert "31337" in hit.message or "0.99" in hit.message  # the constants compared
-    override = {"where": "Where", "gather": "Where", "if": "If", "cancel": "Sub"}.get(kind, "Mul")
+    override = {"where": "Where", "gather": "Where", "if": "If", "cancel": "Sub", "steer": "Add"}.get(kind, "Mul")
     assert f"by {override} " in hit.message
     assert hit.offset is not None and hit.node.kind == OPERATOR  # the operator's bytes in the file
 
