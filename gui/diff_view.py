@@ -329,8 +329,10 @@ class DiffView(QWidget):
         for key in ("a", "b"):
             s = detail.get(key)
             if s:
+                odd = "".join(f"  {label} {s[k]:,}" for k, label in (("nan", "NaN"), ("posinf", "+Inf"),
+                                                                     ("neginf", "−Inf")) if s.get(k))
                 lines.append(f"{key.upper()}: min {s['min']:.6g}  max {s['max']:.6g}  mean {s['mean']:.6g}  "
-                             f"std {s['std']:.6g}" + ("  (sampled)" if s["sampled"] else ""))
+                             f"std {s['std']:.6g}" + odd + ("  (sampled)" if s["sampled"] else ""))
         if detail.get("diff"):
             lines.append("B − A: " + stats_line(detail["diff"]))
         self.info.setText("\n".join(lines))

@@ -73,6 +73,26 @@ def test_compare_with_opens_a_diff_tab_and_a_changed_tensor_shows_histograms(qtb
     assert window.tabs.indexOf(view) == -1
 
 
+def test_a_value_turned_inf_is_named_in_the_statistics_of_b(qtbot, tmp_path: Path) -> None:
+    """min/max/mean over the finite values alone hide a weight poisoned with Inf: the detail says so."""
+    sd = diff_files.state_dict()
+    a = diff_files.write_safetensors(tmp_path / "a.safetensors", sd)
+    poisoned = {k: v.clone() for k, v in sd.items()}
+    poisoned["embed.weight"][1, 1] = float("inf")
+    b = diff_files.write_safetensors(tmp_path / "b.safetensors", poisoned)
+    view = DiffView(str(a), str(b))
+    qtbot.addWidget(view)
+    with qtbot.waitSignal(view.diff_finished, timeout=60_000):
+        view.start()
+    row = next(i for i in _rows(view.model) if i.data() == "weight" and i.parent().data() == "embed")
+    with qtbot.waitSignal(view.detail_finished, timeout=60_000):
+        view.tree.setCurrentIndex(row)
+    text = view.info.text()
+    (line_b,) = [x for x in text.splitlines() if x.startswith("B: ")]
+    assert "+Inf 1" in line_b, text
+    assert "NaN or ±Inf on one side only" in text
+
+
 def test_a_changed_template_shows_its_diff_as_plain_text(qtbot, tmp_path: Path) -> None:
     a, b = diff_files.template_changed(tmp_path)
     view = DiffView(str(a), str(b))
