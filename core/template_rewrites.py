@@ -124,7 +124,46 @@ def _drops(a: Any, loop: Any) -> str | None:
                for d in descendants(loop.iter, a.tick))
     if by_role and _body_emits_content(a, loop):
         return "drops messages by role (a filter on the loop) and emits the others' content"
+    if a._is_messages(loop.iter):
+        return _drops_in_body(a, loop)
     return None
+
+
+def _drops_in_body(a: Any, loop: Any) -> str | None:
+    """The loop filter written as an `if` around the emission: `{% if 'x' not in message.content %}`
+    emits the message, and nothing else in the loop emits content when the test fails."""
+    n = a.nodes
+    for node in descendants(loop, a.tick):
+        if not isinstance(node, n.If) or not a._is_content_test(node.test) or _emptiness_test(a, node.test):
+            continue
+        branches = [node.body, *[e.body for e in node.elif_], node.else_]
+        emits = [_emits_content(a, stmts) for stmts in branches]
+        inside = {id(d) for d in descendants(node, a.tick)}
+        elsewhere = any(isinstance(d, n.Output) and id(d) not in inside and _output_has_content(a, d)
+                        for d in descendants(loop, a.tick))
+        if any(emits) and not all(emits) and not elsewhere:
+            return (f"emits a message's content only when `{render_expr(node.test)}` decides so "
+                    "and drops the other messages")
+    return None
+
+
+def _emptiness_test(a: Any, test: Any) -> bool:
+    """`content | length > 0`, `content != ''`: skipping an empty message drops nothing."""
+    n = a.nodes
+    compares = [d for d in descendants(test, a.tick) if isinstance(d, n.Compare)]
+    return bool(compares) and all(
+        any(isinstance(x, n.Const) and x.value in ("", 0, None) for x in (c.expr, *[op.expr for op in c.ops]))
+        for c in compares)
+
+
+def _emits_content(a: Any, stmts: list[Any]) -> bool:
+    n = a.nodes
+    return any(isinstance(d, n.Output) and _output_has_content(a, d)
+               for stmt in stmts for d in descendants(stmt, a.tick))
+
+
+def _output_has_content(a: Any, output: Any) -> bool:
+    return any(a._tainted(i) for i in output.nodes if not isinstance(i, a.nodes.TemplateData))
 
 def _body_emits_content(a: Any, loop: Any) -> bool:
     n = a.nodes

@@ -84,6 +84,18 @@ def test_a_role_or_type_test_is_not_a_trigger():
     assert [f.rule for f in ctx.findings if f.rule == "TPL005"] == []
 
 
+def test_an_if_on_content_that_emits_it_either_way_or_skips_empty_messages_drops_nothing():
+    both_ways = ("{%- for message in messages %}{%- if '</think>' in message.content %}{{- '<|im_start|>' + "
+                 "message.role + '\\n' + message.content.split('</think>')[-1] + '<|im_end|>\\n' }}{%- else %}"
+                 "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}"
+                 "{%- endfor %}")
+    empty = ("{%- for message in messages %}{%- if message.content | length > 0 %}{{- '<|im_start|>' + "
+             "message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}")
+    for text in (both_ways, empty):
+        ctx, _ = analyze(text)
+        assert [f.message for f in ctx.findings if f.rule == "TPL007"] == []
+
+
 def test_a_template_that_does_not_read_messages_is_not_judged_for_injections():
     ctx, _ = analyze("Never write {{ 'visit https://example.org' }} here")
     assert ctx.findings == []
