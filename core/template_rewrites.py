@@ -86,6 +86,10 @@ def _rewrite(a: Any, d: Any) -> str | None:
     if isinstance(d, n.Filter) and d.node is not None and d.name in _REWRITE_FILTERS \
             and a._tainted(d.node):
         return f"applies |{d.name} to message content"
+    if isinstance(d, n.Filter) and d.name == "map" and d.node is not None and d.args \
+            and isinstance(d.args[0], n.Const) and d.args[0].value in _REWRITE_FILTERS \
+            and (a._tainted(d.node) or _maps_content(a, d.node)):
+        return f"applies |{d.args[0].value} to message content (through |map)"
     if isinstance(d, n.Getitem) and isinstance(d.arg, n.Slice) and a._tainted(d.node) \
             and not a._is_messages(d.node) and not _list_of_parts(d.node):
         return "slices message content"
@@ -103,6 +107,14 @@ def _rewrite(a: Any, d: Any) -> str | None:
         if not (isinstance(sep, n.Const) and isinstance(sep.value, str) and _marker(sep.value)):
             return "keeps only a piece of message content split on a non-marker separator"
     return None
+
+def _maps_content(a: Any, expr: Any) -> bool:
+    """`messages | map(attribute='content')`: the list of every message's content."""
+    n = a.nodes
+    return any(isinstance(d, n.Filter) and d.name == "map" and any(
+        kw.key == "attribute" and isinstance(kw.value, n.Const) and kw.value.value == "content"
+        for kw in d.kwargs) for d in descendants(expr, a.tick))
+
 
 def _list_of_parts(expr: Any) -> bool:
     # `message['content'][1:]` on multimodal content lists is rare but structural; slicing a
