@@ -32,6 +32,12 @@ STATUSES = (IDENTICAL, CHANGED, DTYPE_CHANGED, SHAPE_CHANGED, RENAMED, ADDED, RE
 def document(path_a: str, path_b: str, pairs: list[dict[str, Any]], fail_on: str) -> dict[str, Any]:
     security = [f"{_pair_name(p)}: {r}" for p in pairs for r in p["security"]]
     errors = [f"{_pair_name(p)}: {e}" for p in pairs for e in p["errors"]]
+    if not any(p.get("a") is not None and p.get("b") is not None for p in pairs):
+        # Two folders with no file of one paired to a file of the other (one empty, a wrong path, an
+        # unrelated model): nothing was compared, which must not read as "nothing new".
+        errors.append(f"A and B share no files: {len(pairs):,} file(s) only in one of them, nothing was "
+                      "compared (check the two paths)" if pairs
+                      else "A and B hold no files: nothing was compared")
     counts = dict.fromkeys(STATUSES, 0)
     for p in pairs:
         for t in p["tensors"]:

@@ -55,6 +55,21 @@ def test_a_value_turned_nan_or_inf_is_not_read_as_no_numeric_change(tmp_path: Pa
         assert "1 of them NaN or ±Inf on one side only" in line, line
 
 
+def test_folders_with_no_file_in_common_are_not_read_as_nothing_new(tmp_path: Path, capsys: object) -> None:
+    """An empty or wrong reference folder compares nothing: exit 2, never "nothing new in B"."""
+    base, tuned = diff_files.fine_tune(tmp_path)
+    empty, other_empty = tmp_path / "empty", tmp_path / "also-empty"
+    empty.mkdir()
+    other_empty.mkdir()
+    for a, b, says in ((empty, tuned, "A and B share no files"), (base, empty, "A and B share no files"),
+                       (empty, other_empty, "A and B hold no files")):
+        code, out = _run(capsys, str(a), str(b))
+        assert code == 2 and says in out, out
+        assert "exit 0" not in out
+    code, _ = _run(capsys, str(base), str(tuned))  # related folders still compare as before
+    assert code == 0
+
+
 def test_json_carries_the_same(tmp_path: Path, capsys: object) -> None:
     a, b = diff_files.renamed(tmp_path)
     code, out = _run(capsys, "--format", "json", str(a), str(b))
