@@ -40,7 +40,7 @@ _FULL_SLICE = 9223372036854775807  # what tracing writes for an open end
 class _V:
     """One abstract value, and where it came from."""
 
-    __slots__ = ("cmps", "decided", "kind", "lines", "num", "probes", "via")
+    __slots__ = ("alias", "cmps", "decided", "kind", "lines", "num", "probes", "via")
 
     def __init__(self, kind: str, num: float | None = None, *, lines: frozenset[int] = frozenset(),
                  probes: frozenset[int] = frozenset(), cmps: frozenset[int] = frozenset(),
@@ -52,6 +52,7 @@ class _V:
         self.cmps = cmps  # comparisons (by id) it depends on
         self.via = via  # line of the where/if/blend that made it constant under the hypothesis
         self.decided = decided  # reduced to one decision (all/any/bool/if), not an elementwise mask
+        self.alias: _V | None = None  # `x * t` under t = 1 is x itself: `x - x * t` cancels (the blend)
 
     def but(self, **changes: object) -> _V:
         new = _V(self.kind, self.num, lines=self.lines, probes=self.probes, cmps=self.cmps, via=self.via,
@@ -436,7 +437,12 @@ class _Interpreter:
                     return zero.but(lines=lines, via=via, cmps=a.cmps | b.cmps, probes=a.probes | b.probes)
             for one, other in ((a, b), (b, a)):
                 if one.kind == CONST and one.num == 1.0 and one.cmps:
-                    return other.but(lines=lines | other.lines, cmps=other.cmps | one.cmps)
+                    return other.but(lines=lines | other.lines, cmps=other.cmps | one.cmps,
+                                     alias=other.alias or other, decided=other.decided or one.decided)
+        if op == "Sub" and a.kind == DATA and b.alias is not None and b.alias is (a.alias or a):
+            self.kept[line] = a.lines  # `x - x * t`: the data the trigger switches off
+            return _V(CONST, 0.0, lines=lines, probes=a.probes | b.probes, cmps=a.cmps | b.cmps, via=line,
+                      decided=a.decided or b.decided)
         if op in ("Add", "Sub"):  # `x + 0`: the blend's switched-off half adds nothing
             for zero, other in ((b, a), (a, b)) if op == "Add" else ((b, a),):
                 if zero.kind == CONST and zero.num == 0.0:
