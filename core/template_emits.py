@@ -260,6 +260,8 @@ class _Analyser:
             key = self._key(d)
             if key is not None and key in self.controlled:
                 return True
+            if self._messages_content(d):
+                return True
             if isinstance(d, n.Compare):
                 if self._tainted(d.expr) or any(self._tainted(op.expr) for op in d.ops):
                     return True
@@ -273,6 +275,24 @@ class _Analyser:
             elif isinstance(d, n.Filter) and d.node is not None and self._tainted(d.node):
                 return True
         return False
+
+    def _messages_content(self, d: Any) -> bool:
+        """The conversation's content read whole: `messages | map(attribute='content')`,
+        `messages | selectattr('content', …)`, `messages | tojson` or `| string`."""
+        n = self.nodes
+        if not isinstance(d, n.Filter) or d.node is None:
+            return False
+        base = d.node
+        while isinstance(base, n.Filter) and base.node is not None:
+            base = base.node
+        if not self._is_messages(base):
+            return False
+        if d.name in ("tojson", "string", "pprint"):
+            return True
+        named = [a.value for a in d.args[:1] if isinstance(a, n.Const)]
+        named += [kw.value.value for kw in d.kwargs
+                  if kw.key == "attribute" and isinstance(kw.value, n.Const)]
+        return d.name in ("map", "selectattr", "rejectattr") and any(x in CONTENT_FIELDS for x in named)
 
     def _is_messages(self, expr: Any) -> bool:
         # `for m in messages` walks the conversation; `for part in message.content` walks content.
