@@ -111,7 +111,10 @@ class CallFinder:
         for fn in found:
             for issue in fn(site):
                 self.issues.append(issue)
-                if issue.rule.id in LOADER_RULES:
+                # A call given nothing to load (keras.config.enable_unsafe_deserialization()) is a
+                # switch, not the load of a downloaded file.
+                bare = isinstance(site.node, ast.Call) and not site.node.args and not site.node.keywords
+                if issue.rule.id in LOADER_RULES and not bare:
                     self.events.append(("load", issue))
 
     def partial(self, node: ast.Call, scope: Scope) -> None:

@@ -152,6 +152,17 @@ def test_imports_from_a_downloaded_folder() -> None:
     assert rules("import sys\nsys.path.insert(0, 'vendor')\n") == []
 
 
+def test_a_switch_after_a_download_is_not_a_load_of_it() -> None:
+    """keras.config.enable_unsafe_deserialization() takes no file: it is PY107, not the load of the
+    download before it; a load after it still is."""
+    found = findings("import urllib.request, keras\nurllib.request.urlretrieve(URL, 'm.keras')\n"
+                     "keras.config.enable_unsafe_deserialization()\n")
+    assert found == [("PY107", 3)]
+    found = findings("import urllib.request, keras, torch\nurllib.request.urlretrieve(URL, 'm.pt')\n"
+                     "keras.config.enable_unsafe_deserialization()\ntorch.load('m.pt')\n")
+    assert sorted(found) == [("PY101", 4), ("PY107", 3), ("PY305", 2)]
+
+
 def test_download_then_load_without_a_hash_check() -> None:
     found = findings("import urllib.request, torch\ndef get():\n    urllib.request.urlretrieve(URL, 'm.pt')\n"
                      "    return torch.load('m.pt')\n")
