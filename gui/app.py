@@ -62,7 +62,10 @@ class Screenshot(QObject):
 
     def _poll(self) -> None:
         late = time.monotonic() > self.deadline
-        if pool().busy and not late:
+        # Showing the worst finding expands rows, which schedules a fit of the columns: saved before it,
+        # the tree keeps Qt's default widths and Name is squeezed.
+        settling = any(view.columns_pending() for view in self.window.views())
+        if (pool().busy or settling) and not late:
             return
         if self._stage == "scans":
             self._show_worst()

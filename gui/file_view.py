@@ -275,6 +275,10 @@ class FileView(TabFilter, QWidget):
                 self.tree.expand(child)
                 self._expand_risky(child, depth + 1)
 
+    def columns_pending(self) -> bool:
+        """A fit of the columns is scheduled (rows were just shown or the tree resized)."""
+        return self._fit_timer.isActive()
+
     def fit_columns(self) -> None:
         if isinstance(self.tree.model(), NodeModelBase | ResultsModel) and not self._user_sized:
             self._fitting = True

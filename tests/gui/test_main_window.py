@@ -206,6 +206,40 @@ def test_screenshot_object_selects_the_worst_finding_and_saves(qtbot, open_and_w
     assert image.width() >= 1280 and image.height() >= 800
 
 
+def test_the_screenshot_waits_for_the_columns_to_be_fitted(qtbot, open_and_wait, window, hostile, tmp_path,
+                                                          monkeypatch):
+    """Showing the worst finding expands rows and schedules a column fit: the picture is taken after it
+    (taken before, Name kept Qt's default widths around it and was squeezed to a few letters)."""
+    import airlock.gui.app as app_module
+    from airlock.gui import columns
+    from airlock.gui.workers import pool
+
+    exits = []  # _poll ends the command's event loop once saved; here that would end the next test's wait
+
+    class App:
+        @staticmethod
+        def exit(code=0):
+            exits.append(code)
+
+    monkeypatch.setattr(app_module, "QCoreApplication", App)
+
+    open_and_wait(window, [hostile])
+    view = window.current_view()
+    shot = Screenshot(window, str(tmp_path / "shot.png"), timeout_s=30)
+    shot._show_worst()
+    qtbot.waitUntil(lambda: not pool().busy and not view.columns_pending(), timeout=30_000)
+    view.tree.collapseAll()
+    view.tree.expand(view.tree.model().index(0, 0))  # rows shown: a fit is scheduled
+    assert view.columns_pending()
+    shot._stage = "details"
+    shot._poll()
+    assert shot.saved is None  # not yet: the columns are still to be fitted
+    qtbot.waitUntil(lambda: not view.columns_pending(), timeout=10_000)
+    shot._poll()
+    assert shot.saved is True and exits == [0]
+    assert view.tree.header().sectionSize(0) >= columns.NAME_MIN
+
+
 def test_screenshot_command_line(tmp_path, hostile):
     out = tmp_path / "cli.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config")}
