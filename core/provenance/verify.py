@@ -97,6 +97,7 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
     """Every snapshot file against its blob's name; orphan blobs against their own names."""
     blobs = os.path.realpath(os.path.join(repo, "blobs"))
     jobs: list[tuple[str, str, str, str]] = []  # (shown path, real file, algorithm, expected)
+    links = _links_to_blobs(repo)
     for revision in hf_cache.snapshots(repo):
         if only_snapshot is not None and revision != only_snapshot:
             continue
@@ -107,8 +108,16 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
             shown = os.path.join(snap, rel.replace("/", os.sep))
             report.file(shown)
             if not os.path.islink(shown):
-                report.add(shown, Unverifiable, "a copy, not a link to a blob: no blob name to check it "
-                                                "against")
+                if links:
+                    # huggingface_hub links every file where the file system allows it (else it copies
+                    # them all): one plain file among links was replaced after the download (an edit,
+                    # `sed -i`, a swap), and nothing can check it.
+                    report.add(shown, CacheLayout, "a plain file where this repository's other snapshot "
+                                                   "files link to their blobs: replaced after the download, "
+                                                   "and no blob name can check it")
+                else:
+                    report.add(shown, Unverifiable, "a copy, not a link to a blob: no blob name to check it "
+                                                    "against")
                 continue
             target = os.path.realpath(shown)
             if os.path.dirname(target) != blobs:
@@ -129,6 +138,17 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
     _run_hash_jobs(jobs, report)
 
 
+def _links_to_blobs(repo: str) -> bool:
+    """Whether huggingface_hub linked this repository's snapshot files to blobs (it copies only where
+    the file system has no symbolic links, and then it copies every file)."""
+    for revision in hf_cache.snapshots(repo):
+        snap = os.path.join(repo, "snapshots", revision)
+        if any(os.path.islink(os.path.join(snap, rel.replace("/", os.sep)))
+               for rel in hf_cache.snapshot_files(snap)):
+            return True
+    return False
+
+
 def check_hf_file(path: str, report: Report) -> bool:
     """One file given on its own: checked against its blob name when it lies in a cache snapshot."""
     where = hf_cache.split(path)
@@ -137,7 +157,11 @@ def check_hf_file(path: str, report: Report) -> bool:
     blobs = os.path.realpath(os.path.join(where[0], "blobs"))
     report.file(path)
     target = os.path.realpath(path)
-    if not os.path.islink(path):
+    if not os.path.islink(path) and _links_to_blobs(where[0]):
+        report.add(path, CacheLayout, "a plain file where this repository's other snapshot files link to "
+                                      "their blobs: replaced after the download, and no blob name can "
+                                      "check it")
+    elif not os.path.islink(path):
         report.add(path, Unverifiable, "a copy, not a link to a blob: no blob name to check it against")
     elif os.path.dirname(target) != blobs:
         report.add(path, CacheLayout, f"links outside its repository's blobs/: to {target}")
