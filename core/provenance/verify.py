@@ -108,7 +108,7 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
             shown = os.path.join(snap, rel.replace("/", os.sep))
             report.file(shown)
             if not os.path.islink(shown):
-                if links:
+                if links and not _confirmed(report, shown):
                     # huggingface_hub links every file where the file system allows it (else it copies
                     # them all): one plain file among links was replaced after the download (an edit,
                     # `sed -i`, a swap), and nothing can check it.
@@ -138,6 +138,13 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
     _run_hash_jobs(jobs, report)
 
 
+def _confirmed(report: Report, path: str) -> bool:
+    """Whether a lock or manifest checked earlier found this file's content as recorded."""
+    entry = report.entries.get(os.path.normpath(os.path.abspath(path)))
+    return (entry is not None and "sha256" in entry
+            and not any(f["rule"] == ContentMismatch.id for f in entry["findings"]))
+
+
 def _links_to_blobs(repo: str) -> bool:
     """Whether huggingface_hub linked this repository's snapshot files to blobs (it copies only where
     the file system has no symbolic links, and then it copies every file)."""
@@ -157,7 +164,7 @@ def check_hf_file(path: str, report: Report) -> bool:
     blobs = os.path.realpath(os.path.join(where[0], "blobs"))
     report.file(path)
     target = os.path.realpath(path)
-    if not os.path.islink(path) and _links_to_blobs(where[0]):
+    if not os.path.islink(path) and _links_to_blobs(where[0]) and not _confirmed(report, path):
         report.add(path, CacheLayout, "a plain file where this repository's other snapshot files link to "
                                       "their blobs: replaced after the download, and no blob name can "
                                       "check it")

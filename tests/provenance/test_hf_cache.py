@@ -179,6 +179,22 @@ def test_a_plain_file_among_linked_snapshot_files_is_high(cache, capsys):
     assert [f["rule"] for e in doc["files"] for f in e["findings"]] == ["PRV012"]
 
 
+def test_a_plain_copy_that_matches_the_lock_is_not_a_failure(cache, capsys, tmp_path):
+    # The lock checked its content: the broken link alone is no reason to fail CI.
+    _, paths = cache
+    lock = tmp_path / "airlock.lock"
+    assert main(["lock", "--no-policy", str(paths["storage"]), "-o", str(lock)]) == 0
+    capsys.readouterr()
+    weights = paths["weights2"]
+    data = weights.read_bytes()
+    weights.unlink()
+    weights.write_bytes(data)
+    code = main(["verify", "--format", "json", "--no-policy", "--lock", str(lock), str(paths["storage"])])
+    doc = json.loads(capsys.readouterr().out)
+    rules = {os.path.realpath(e["path"]): [f["rule"] for f in e["findings"]] for e in doc["files"]}
+    assert rules[os.path.realpath(weights)] == ["PRV013"] and code == 0
+
+
 def test_a_cache_made_of_copies_only_stays_info(tmp_path, capsys):
     # Where the file system has no links huggingface_hub copies every file: nothing to check, not tampered.
     paths = build(tmp_path / "hub")
