@@ -300,15 +300,14 @@ def counts_as_extra(path: str) -> bool:
     files under other names do not count."""
     ext = os.path.splitext(path)[1].lower()
     name = os.path.basename(path).upper()
-    if ext in (".md", ".txt", ".rst") or name.startswith(("LICENSE", "LICENCE", "README")):
-        return False
-    if ext in CONFIG_EXTENSIONS:
+    text_name = ext in (".md", ".txt", ".rst") or name.startswith(("LICENSE", "LICENCE", "README"))
+    if ext in CONFIG_EXTENSIONS and not text_name:
         return True
     from airlock.core import formats
     from airlock.core.dispatch import sniff
     from airlock.core.source import Source
 
-    if formats.known_extensions().get(ext, INERT) != INERT:  # a model format's extension
+    if not text_name and formats.known_extensions().get(ext, INERT) != INERT:  # a model format's extension
         return True
     try:
         with Source.open(path) as source:
@@ -317,6 +316,12 @@ def counts_as_extra(path: str) -> bool:
             module, _ = sniff(source)
     except OSError:
         return True
+    if text_name:
+        # A name never lowers a verdict: a README or notes.txt holding a pickle is a model file added
+        # after the lock; one holding text, a model card's front matter or anything unrecognised is not.
+        from airlock.core.review.gate import NOT_MODELS
+
+        return module is not None and module.NAME not in NOT_MODELS and module.NAME != INERT
     return module is None or module.NAME != INERT
 
 

@@ -87,6 +87,21 @@ def test_extra_means_a_model_config_or_unrecognised_file(model, capsys):
     assert findings(doc) == {("payload.dat", "PRV003", "high")}
 
 
+def test_a_model_under_a_readme_or_text_name_is_extra(model, capsys):
+    """A name never lowers a verdict. New-user trial: a pickle added as notes.txt or LICENSE after the lock
+    passed `verify --lock`; a model card with front matter and plain notes still do not count."""
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    payload = pickle.dumps({"lr": 0.2}, protocol=2)
+    (model / "notes.txt").write_bytes(payload)
+    (model / "LICENSE").write_bytes(payload)
+    (model / "USAGE.md").write_text("---\nlicense: mit\ntags: [bert]\n---\n# Usage\n\nLoad it.\n")
+    (model / "CHANGES.txt").write_text("v2: retrained\n")
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 1
+    assert findings(doc) == {("notes.txt", "PRV003", "high"), ("LICENSE", "PRV003", "high")}
+
+
 def test_a_local_dir_downloads_bookkeeping_is_not_pinned(model, capsys):
     """`huggingface-cli download --local-dir model/` keeps `.cache/huggingface/download/<file>.lock` and
     `.metadata` (commit, etag, time) beside the files, rewritten by each download: pinned, CI's fresh download
