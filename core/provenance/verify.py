@@ -224,10 +224,19 @@ def check_manifest(path: str, scope: list[str], report: Report) -> None:
     entries = manifest.parse(data, path)
     folder = os.path.dirname(os.path.abspath(path))
     listed: dict[str, tuple[str, str]] = {}
+    lines: dict[str, int] = {}
     for e in entries:
         name = os.fsdecode(e.name)
         real = name if os.path.isabs(name) else os.path.join(folder, name)
-        listed[os.path.normpath(os.path.abspath(real))] = (real, e.sha256)
+        key = os.path.normpath(os.path.abspath(real))
+        if key in listed and listed[key][1] != e.sha256:
+            # `sha256sum -c` checks both lines and one fails; keeping either would pass what the
+            # other line says was reviewed.
+            raise manifest.ManifestError(f"{path}, line {e.line}: {safe_text(name, 200)} is listed again "
+                                         f"with another sha256 (line {lines[key]}): a manifest gives one "
+                                         f"hash per file")
+        listed[key] = (real, e.sha256)
+        lines.setdefault(key, e.line)
     present = [(real, sha) for real, sha in listed.values() if os.path.isfile(real)]
     for real, _ in listed.values():
         if not os.path.isfile(real):

@@ -287,6 +287,24 @@ def test_manifest_line_that_does_not_parse_exits_2_naming_it(model, capsys):
     assert "line 2" in err and "SHA256SUMS" in err
 
 
+def test_a_file_listed_twice_with_different_hashes_exits_2(model, capsys):
+    # New-user trial: the last line won, so a wrong hash on line 1 followed by the right one passed (and
+    # the other order failed); `sha256sum -c` checks both. The same hash twice is fine.
+    import hashlib
+
+    right = hashlib.sha256((model / "optimizer.pkl").read_bytes()).hexdigest()
+    listing = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+                      for p in sorted(model.iterdir()) if p.is_file())
+    sums = model / "SHA256SUMS"
+    sums.write_text(f"{'0' * 64}  optimizer.pkl\n" + listing)
+    assert main(["verify", "--no-policy", "--manifest", str(sums), str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.pkl" in err and "line 1" in err and "line 5" in err, err
+    sums.write_text(f"{right}  optimizer.pkl\n" + listing)
+    assert main(["verify", "--no-policy", "--manifest", str(sums), str(model)]) == 0
+    capsys.readouterr()
+
+
 def test_verify_without_anything_to_check_against_exits_2(capsys):
     assert main(["verify"]) == 2
     assert "PATH" in capsys.readouterr().err
