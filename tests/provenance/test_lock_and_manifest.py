@@ -305,6 +305,21 @@ def test_a_file_listed_twice_with_different_hashes_exits_2(model, capsys):
     capsys.readouterr()
 
 
+def test_a_lock_pinning_one_file_twice_with_different_hashes_exits_2(model, capsys):
+    # Same trap as the manifest's: the last [[file]] record won.
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    capsys.readouterr()
+    text = lock.read_text()
+    record = text[text.index("[[file]]"):]
+    record = record[:record.index("\n\n") + 1] if "\n\n" in record else record
+    first = record.split('sha256 = "')[1][:64]
+    lock.write_text(text.replace(record, record.replace(first, "0" * 64) + "\n" + record, 1))
+    assert main(["verify", "--no-policy", "--lock", str(lock), str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "[[file]] number 2" in err and "[[file]] number 1" in err, err
+
+
 def test_verify_without_anything_to_check_against_exits_2(capsys):
     assert main(["verify"]) == 2
     assert "PATH" in capsys.readouterr().err
