@@ -260,7 +260,8 @@ def run_scan(args: argparse.Namespace) -> int:
         print(f"airlock: {stopped}: the report lists the files finished before it and is marked "
               "incomplete", file=sys.stderr)
         return stopped.exit_code
-    return EXIT_FINDINGS if worst >= fail_on else EXIT_CLEAN
+    refused = getattr(review, "refused", 0)  # --require-approved fails on unapproved files at any --fail-on
+    return EXIT_FINDINGS if worst >= fail_on or refused else EXIT_CLEAN
 
 
 def _result_cache(args: argparse.Namespace, policy: Any, limits: Any) -> Any:

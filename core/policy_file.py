@@ -61,6 +61,19 @@ def _size(value: Any) -> int:
     return number
 
 
+MIN_MEMORY_BUDGET = 64 * 1024**2
+
+
+def _memory(value: Any) -> int:
+    # The budget is the scanning process's whole data limit (RLIMIT_DATA), its own interpreter and
+    # parsers included: below this, Airlock itself fails (a traceback), not the file it scans.
+    number = _size(value)
+    if number < MIN_MEMORY_BUDGET:
+        raise ValueError(f"expected at least 64MiB (the scanning process itself needs that), "
+                         f"found {number:,} bytes")
+    return number
+
+
 def _seconds(value: Any) -> float:
     # `0 < value < inf` also refuses NaN, which compares false with everything (a budget never reached).
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
@@ -117,7 +130,7 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "refuse-formats": (_formats, "files of these formats get a high finding"),
     "max-decompressed": (_size, "decompressed bytes per scanned file (Limits.max_decompressed_bytes)"),
     "max-header": (_size, "SafeTensors/GGUF/ONNX header bytes read into memory"),
-    "memory-budget": (_size, "resident memory per scanning worker"),
+    "memory-budget": (_memory, "resident memory per scanning worker"),
     "timeout": (_seconds, "time budget per file, in seconds (the command line's --timeout wins)"),
 }
 TABLES: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {

@@ -73,6 +73,10 @@ class ResultCache:
         self.hits = 0
         self.stored = 0
         self.hashed = 0  # local files read whole for their hash in this run (the memo spared the others)
+        # The cache's own files (SQLite's WAL, shared memory and journal beside it): never scanned when
+        # the cache lies under a scanned folder, or `--fail-on medium` fails on Airlock's own database.
+        self.own_files = frozenset(os.path.realpath(path + suffix)
+                                   for suffix in ("", "-wal", "-shm", "-journal"))
         self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (content TEXT NOT NULL, "
@@ -167,6 +171,8 @@ def through_cache(files: Iterable[tuple[str, str]], cache: ResultCache, limits: 
     others scanned by `scan` and stored. Each report's `index` is its place in `files`."""
     from airlock.core.api import Report
 
+    files = ((display, real) for display, real in files
+             if is_url(real) or os.path.realpath(real) not in cache.own_files)
     ready: deque[Report] = deque()
     positions: list[int] = []  # index in `files` of each file handed to the scan
     keys: list[str | None] = []

@@ -126,3 +126,11 @@ def test_jsonl_to_an_output_file(tree, capsys, tmp_path_factory):
     assert lines == json.loads(document)["files"] and code == (1 if any(
         f["severity"] in ("high", "critical") for f in lines) else 0)
     assert [p.name for p in folder.iterdir()] == ["report.jsonl"]  # no temporary file left
+
+
+def test_an_empty_folder_says_nothing_was_inspected(tmp_path, capsys):
+    # New-user trial: the summary read "0 file(s) scanned: ; 0 not fully inspected".
+    (tmp_path / "models").mkdir()
+    assert main(["scan", "--no-policy", str(tmp_path / "models")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("0 file(s) scanned: no file found under the paths given"), last

@@ -79,6 +79,17 @@ def test_unknown_binary_content_is_medium_not_inspected():
     assert note.severity == Severity.MEDIUM and "not inspected" in note.message
 
 
+@pytest.mark.parametrize("data", [b'{"a": 1}\n' + RANDOM, b'{"a": 1' + RANDOM])
+def test_binary_after_a_json_looking_start_is_medium_not_inspected(data):
+    # New-user trial: '{"a": 1}' followed by binary was info "starts like JSON but does not parse", so
+    # `--fail-on medium` passed content nothing had read; JSON-looking text that does not parse stays info.
+    result = scan(data, "weights.bin")
+    assert result.severity == Severity.MEDIUM and "AIR005" in rules(result)
+    assert result.inspected != "full"
+    text = scan(b'{"a": 1}\n{"b": 2}\n', "records.jsonl")
+    assert text.severity == Severity.INFO
+
+
 @pytest.mark.parametrize("name", ["model.pt", "model.safetensors", "model.gguf", "weights.npy"])
 def test_an_empty_model_file_is_never_no_findings(name):
     result = scan(b"", name)

@@ -65,6 +65,8 @@ def by_name(doc):
     ('[[suppress]]\nrule = "PKL006"\nreason = "x"\n', ["airlock.toml:1", "PKL006, a critical rule", "sha256"]),
     ('[[override]]\nrule = "TPL001"\nseverity = "low"\nreason = "x"\n', ["critical rule", "path = "]),
     ("not toml at all = = \n", ["not valid TOML"]),
+    # New-user trial: a budget below what the scanning process itself uses was a MemoryError traceback.
+    ('memory-budget = "1KiB"\n', ["line 1", "'memory-budget'", "at least 64MiB"]),
 ])
 def test_bad_policy_exits_2_naming_key_table_and_line(work, capsys, text, expect):
     (work / "airlock.toml").write_text(text)

@@ -60,6 +60,19 @@ def test_second_run_scans_nothing_and_a_changed_file_is_rescanned(tmp_path: Path
     assert fourth[0]["cached"] and fourth[0]["path"] == str(mirror / "copy" / "evil.pkl")
 
 
+def test_a_cache_inside_the_scanned_folder_is_not_scanned(tmp_path: Path) -> None:
+    # New-user trial: `airlock scan --cache c.db --fail-on medium .` listed c.db, c.db-wal and c.db-shm as
+    # unrecognised binary content (medium), so the cache made a clean folder fail, on every run.
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "ok.pkl").write_bytes(BENIGN)
+    (mirror / "notes.db").write_bytes(b"SQLite format 3\x00" + bytes(200))  # not the cache: still scanned
+    db = str(mirror / "c.db")
+    for _ in range(2):
+        _, entries = _scan("--cache", db, str(mirror))
+        assert sorted(Path(e["path"]).name for e in entries) == ["notes.db", "ok.pkl"]
+
+
 @pytest.mark.parametrize(("first", "then", "want"), [
     ("notes.txt", "model.safetensors", "high"),  # text named as SafeTensors: FC001, whatever was cached
     ("empty.bin", "model.pt", "high"),  # a 0-byte .pt is not "empty, nothing to inspect"

@@ -72,6 +72,11 @@ def parse(source: Source, ctx: ScanContext) -> Node:
         if name in HF_CONFIG_NAMES:  # transformers fails on it
             ctx.report(Malformed, f"malformed {name}: not JSON ({safe_text(str(exc), 160)})", node=root,
                        offset=0)
+        elif isinstance(exc, UnicodeDecodeError):
+            # Not text either (binary after a JSON-looking start): unknown content, medium like any other
+            # (fail-closed policy), never the info of inert text.
+            ctx.report(NotInspected, f"starts like JSON but is not UTF-8 text ({safe_text(str(exc), 160)}): "
+                       "not inspected", node=root, offset=0)
         else:
             # Not a config any loader reads; text is inert (fail-closed policy), so info, not medium.
             ctx.report(NotInspected, f"starts like JSON but does not parse ({safe_text(str(exc), 160)}): "

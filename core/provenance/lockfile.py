@@ -143,11 +143,18 @@ def read(path: str) -> Lock:
     repos = data.get("repository", [])
     if not isinstance(files, list) or not isinstance(repos, list):
         raise LockError(f"{path}: `file` and `repository` must be arrays of tables")
+    seen: dict[str, tuple[int, str]] = {}
     for i, record in enumerate(files, start=1):
         if not isinstance(record, dict) or not isinstance(record.get("path"), str):
             raise LockError(f"{path}: [[file]] number {i} has no path")
         if not isinstance(record.get("sha256"), str) or not SHA256.fullmatch(record["sha256"]):
             raise LockError(f"{path}: [[file]] number {i} ({record['path']}) has no valid sha256")
+        # One pin per file: with two, whichever was kept would pass what the other says was locked.
+        key = str(record.get("path_b64") or record["path"])
+        first = seen.setdefault(key, (i, record["sha256"]))
+        if first[1] != record["sha256"]:
+            raise LockError(f"{path}: [[file]] number {i} ({record['path']}) pins another sha256 than "
+                            f"[[file]] number {first[0]} for the same file")
     for i, record in enumerate(repos, start=1):
         if not isinstance(record, dict) or not all(isinstance(record.get(k), str)
                                                    for k in ("repo_id", "revision")):

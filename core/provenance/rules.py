@@ -91,7 +91,8 @@ class CacheLayout(Rule):
     id = "PRV012"
     severity = Severity.HIGH
     title = "Hugging Face cache entry is not what the layout promises"
-    help = ("A snapshot file links outside its repository's blobs/, or a snapshot is not named by a commit: "
+    help = ("A snapshot file links outside its repository's blobs/, is a plain file where the repository's "
+            "other snapshot files link to their blobs, or a snapshot is not named by a commit: "
             "the cache was altered by something other than huggingface_hub.")
 
 

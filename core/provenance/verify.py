@@ -97,6 +97,7 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
     """Every snapshot file against its blob's name; orphan blobs against their own names."""
     blobs = os.path.realpath(os.path.join(repo, "blobs"))
     jobs: list[tuple[str, str, str, str]] = []  # (shown path, real file, algorithm, expected)
+    links = _links_to_blobs(repo)
     for revision in hf_cache.snapshots(repo):
         if only_snapshot is not None and revision != only_snapshot:
             continue
@@ -107,8 +108,16 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
             shown = os.path.join(snap, rel.replace("/", os.sep))
             report.file(shown)
             if not os.path.islink(shown):
-                report.add(shown, Unverifiable, "a copy, not a link to a blob: no blob name to check it "
-                                                "against")
+                if links and not _confirmed(report, shown):
+                    # huggingface_hub links every file where the file system allows it (else it copies
+                    # them all): one plain file among links was replaced after the download (an edit,
+                    # `sed -i`, a swap), and nothing can check it.
+                    report.add(shown, CacheLayout, "a plain file where this repository's other snapshot "
+                                                   "files link to their blobs: replaced after the download, "
+                                                   "and no blob name can check it")
+                else:
+                    report.add(shown, Unverifiable, "a copy, not a link to a blob: no blob name to check it "
+                                                    "against")
                 continue
             target = os.path.realpath(shown)
             if os.path.dirname(target) != blobs:
@@ -129,6 +138,24 @@ def check_hf_repo(repo: str, report: Report, only_snapshot: str | None = None) -
     _run_hash_jobs(jobs, report)
 
 
+def _confirmed(report: Report, path: str) -> bool:
+    """Whether a lock or manifest checked earlier found this file's content as recorded."""
+    entry = report.entries.get(os.path.normpath(os.path.abspath(path)))
+    return (entry is not None and "sha256" in entry
+            and not any(f["rule"] == ContentMismatch.id for f in entry["findings"]))
+
+
+def _links_to_blobs(repo: str) -> bool:
+    """Whether huggingface_hub linked this repository's snapshot files to blobs (it copies only where
+    the file system has no symbolic links, and then it copies every file)."""
+    for revision in hf_cache.snapshots(repo):
+        snap = os.path.join(repo, "snapshots", revision)
+        if any(os.path.islink(os.path.join(snap, rel.replace("/", os.sep)))
+               for rel in hf_cache.snapshot_files(snap)):
+            return True
+    return False
+
+
 def check_hf_file(path: str, report: Report) -> bool:
     """One file given on its own: checked against its blob name when it lies in a cache snapshot."""
     where = hf_cache.split(path)
@@ -137,7 +164,11 @@ def check_hf_file(path: str, report: Report) -> bool:
     blobs = os.path.realpath(os.path.join(where[0], "blobs"))
     report.file(path)
     target = os.path.realpath(path)
-    if not os.path.islink(path):
+    if not os.path.islink(path) and _links_to_blobs(where[0]) and not _confirmed(report, path):
+        report.add(path, CacheLayout, "a plain file where this repository's other snapshot files link to "
+                                      "their blobs: replaced after the download, and no blob name can "
+                                      "check it")
+    elif not os.path.islink(path):
         report.add(path, Unverifiable, "a copy, not a link to a blob: no blob name to check it against")
     elif os.path.dirname(target) != blobs:
         report.add(path, CacheLayout, f"links outside its repository's blobs/: to {target}")
@@ -193,10 +224,19 @@ def check_manifest(path: str, scope: list[str], report: Report) -> None:
     entries = manifest.parse(data, path)
     folder = os.path.dirname(os.path.abspath(path))
     listed: dict[str, tuple[str, str]] = {}
+    lines: dict[str, int] = {}
     for e in entries:
         name = os.fsdecode(e.name)
         real = name if os.path.isabs(name) else os.path.join(folder, name)
-        listed[os.path.normpath(os.path.abspath(real))] = (real, e.sha256)
+        key = os.path.normpath(os.path.abspath(real))
+        if key in listed and listed[key][1] != e.sha256:
+            # `sha256sum -c` checks both lines and one fails; keeping either would pass what the
+            # other line says was reviewed.
+            raise manifest.ManifestError(f"{path}, line {e.line}: {safe_text(name, 200)} is listed again "
+                                         f"with another sha256 (line {lines[key]}): a manifest gives one "
+                                         f"hash per file")
+        listed[key] = (real, e.sha256)
+        lines.setdefault(key, e.line)
     present = [(real, sha) for real, sha in listed.values() if os.path.isfile(real)]
     for real, _ in listed.values():
         if not os.path.isfile(real):
@@ -269,15 +309,14 @@ def counts_as_extra(path: str) -> bool:
     files under other names do not count."""
     ext = os.path.splitext(path)[1].lower()
     name = os.path.basename(path).upper()
-    if ext in (".md", ".txt", ".rst") or name.startswith(("LICENSE", "LICENCE", "README")):
-        return False
-    if ext in CONFIG_EXTENSIONS:
+    text_name = ext in (".md", ".txt", ".rst") or name.startswith(("LICENSE", "LICENCE", "README"))
+    if ext in CONFIG_EXTENSIONS and not text_name:
         return True
     from airlock.core import formats
     from airlock.core.dispatch import sniff
     from airlock.core.source import Source
 
-    if formats.known_extensions().get(ext, INERT) != INERT:  # a model format's extension
+    if not text_name and formats.known_extensions().get(ext, INERT) != INERT:  # a model format's extension
         return True
     try:
         with Source.open(path) as source:
@@ -286,6 +325,12 @@ def counts_as_extra(path: str) -> bool:
             module, _ = sniff(source)
     except OSError:
         return True
+    if text_name:
+        # A name never lowers a verdict: a README or notes.txt holding a pickle is a model file added
+        # after the lock; one holding text, a model card's front matter or anything unrecognised is not.
+        from airlock.core.review.gate import NOT_MODELS
+
+        return module is not None and module.NAME not in NOT_MODELS and module.NAME != INERT
     return module is None or module.NAME != INERT
 
 

@@ -13,8 +13,6 @@ from typing import Any
 from airlock.core import __version__
 from airlock.core.text import safe_text
 
-# Formats that hold a model (weights or a graph); the rest are files around one.
-NOT_MODELS = frozenset({"unknown", "skipped", "json", "chat_template", "safetensors-index"})
 MAX_FINDING_PROPERTIES = 50
 
 
@@ -46,14 +44,18 @@ def build(files: list[dict[str, Any]]) -> Any:
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.model.tool import Tool
 
+    from airlock.core.review.gate import is_model, model_extensions
+
+    extensions = model_extensions()
     bom = Bom()
     bom.metadata.tools.tools.add(Tool(vendor="Airlock", name="airlock", version=__version__))
     for index, entry in enumerate(files):
-        is_model = entry["format"] not in NOT_MODELS
+        # The same test as the approvals gate, so a README, a YAML config or code is never a "model".
+        model = is_model(entry, extensions)
         hf = entry.get("huggingface") or {}
         component = Component(
             name=safe_text(str(entry["path"]), 1000),
-            type=ComponentType.MACHINE_LEARNING_MODEL if is_model else ComponentType.FILE,
+            type=ComponentType.MACHINE_LEARNING_MODEL if model else ComponentType.FILE,
             bom_ref=f"airlock-file-{index}",
             version=hf.get("revision") or None,
             group=hf.get("repo_id") or None,

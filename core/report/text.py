@@ -61,6 +61,8 @@ def render(files: list[dict[str, Any]], *, colour: bool, interruption: Interrupt
     if verified:
         lines.append(f"{len(files)} file(s) verified: {summary}")
     else:
+        # Nothing scanned (an empty folder, only .git/): say so, never an empty list that reads as a pass.
+        summary = summary or "no file found under the paths given, nothing was inspected"
         lines.append(f"{len(files)} file(s) scanned: {summary}; {not_full} not fully inspected")
     if interruption is not None:
         lines.append(paint("high", f"INTERRUPTED by {interruption.signal}: the files not listed above "

@@ -220,9 +220,19 @@ class GateStep:
     def __init__(self, store: Any, step: Any) -> None:
         self.store = store
         self.step = step
+        # Files the gate refuses (REV001/REV002 as the gate made them, not suppressed or re-rated by the
+        # policy): they fail the scan whatever --fail-on says, or `--fail-on critical` would let
+        # unapproved models through a gate the user asked for.
+        self.refused = 0
 
     def __call__(self, entries: list[dict[str, Any]], files: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        from airlock.core.review.rules import NotApproved, Rejected
+
         result: list[dict[str, Any]] = self.step(entries, files)
+        gate_rules = {NotApproved.id, Rejected.id}
+        self.refused += sum(1 for entry in result if any(
+            f["rule"] in gate_rules and "suppressed_by" not in f and "overridden_by" not in f
+            for f in entry["findings"]))
         return result
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from huggingface_hub import scan_cache_dir
 from airlock.core.cli import main
 from airlock.core.provenance import hf_cache
 from airlock.core.scan import iter_files
-from provenance.hf_fake import COMMIT_1, COMMIT_2, build, tamper
+from provenance.hf_fake import COMMIT_1, COMMIT_2, EVIL, build, tamper
 
 
 @pytest.fixture
@@ -160,3 +160,50 @@ def test_verify_one_snapshot_file_and_a_plain_file(cache, capsys, tmp_path):
     assert main(["verify", "--format", "json", "--no-policy", str(plain)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["files"][0]["findings"][0]["rule"] == "PRV013"  # never an empty, clean-looking report
+
+
+def test_a_plain_file_among_linked_snapshot_files_is_high(cache, capsys):
+    # New-user trial: a snapshot file replaced by a plain copy (`sed -i` breaks the link, or a swap) was
+    # info "a copy" and `verify` passed; huggingface_hub links every file or copies every file.
+    _, paths = cache
+    weights = paths["weights2"]
+    weights.unlink()
+    weights.write_bytes(EVIL)
+    code = main(["verify", "--format", "json", "--no-policy", str(paths["storage"])])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1
+    rules = {e["path"]: [f["rule"] for f in e["findings"]] for e in doc["files"]}
+    assert rules[str(weights)] == ["PRV012"]
+    assert main(["verify", "--format", "json", "--no-policy", str(weights)]) == 1  # the file on its own
+    doc = json.loads(capsys.readouterr().out)
+    assert [f["rule"] for e in doc["files"] for f in e["findings"]] == ["PRV012"]
+
+
+def test_a_plain_copy_that_matches_the_lock_is_not_a_failure(cache, capsys, tmp_path):
+    # The lock checked its content: the broken link alone is no reason to fail CI.
+    _, paths = cache
+    lock = tmp_path / "airlock.lock"
+    assert main(["lock", "--no-policy", str(paths["storage"]), "-o", str(lock)]) == 0
+    capsys.readouterr()
+    weights = paths["weights2"]
+    data = weights.read_bytes()
+    weights.unlink()
+    weights.write_bytes(data)
+    code = main(["verify", "--format", "json", "--no-policy", "--lock", str(lock), str(paths["storage"])])
+    doc = json.loads(capsys.readouterr().out)
+    rules = {os.path.realpath(e["path"]): [f["rule"] for f in e["findings"]] for e in doc["files"]}
+    assert rules[os.path.realpath(weights)] == ["PRV013"] and code == 0
+
+
+def test_a_cache_made_of_copies_only_stays_info(tmp_path, capsys):
+    # Where the file system has no links huggingface_hub copies every file: nothing to check, not tampered.
+    paths = build(tmp_path / "hub")
+    for f in list((paths["storage"] / "snapshots").rglob("*")):
+        if f.is_symlink():
+            data = f.read_bytes()
+            f.unlink()
+            f.write_bytes(data)
+    assert main(["verify", "--format", "json", "--no-policy", str(paths["storage"])]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    copies = [f["rule"] for e in doc["files"] if "/snapshots/" in e["path"] for f in e["findings"]]
+    assert "PRV013" in copies and "PRV012" not in copies

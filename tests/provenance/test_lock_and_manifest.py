@@ -87,6 +87,21 @@ def test_extra_means_a_model_config_or_unrecognised_file(model, capsys):
     assert findings(doc) == {("payload.dat", "PRV003", "high")}
 
 
+def test_a_model_under_a_readme_or_text_name_is_extra(model, capsys):
+    """A name never lowers a verdict. New-user trial: a pickle added as notes.txt or LICENSE after the lock
+    passed `verify --lock`; a model card with front matter and plain notes still do not count."""
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    payload = pickle.dumps({"lr": 0.2}, protocol=2)
+    (model / "notes.txt").write_bytes(payload)
+    (model / "LICENSE").write_bytes(payload)
+    (model / "USAGE.md").write_text("---\nlicense: mit\ntags: [bert]\n---\n# Usage\n\nLoad it.\n")
+    (model / "CHANGES.txt").write_text("v2: retrained\n")
+    code, doc = verify_json(capsys, "--lock", str(lock), str(model))
+    assert code == 1
+    assert findings(doc) == {("notes.txt", "PRV003", "high"), ("LICENSE", "PRV003", "high")}
+
+
 def test_a_local_dir_downloads_bookkeeping_is_not_pinned(model, capsys):
     """`huggingface-cli download --local-dir model/` keeps `.cache/huggingface/download/<file>.lock` and
     `.metadata` (commit, etag, time) beside the files, rewritten by each download: pinned, CI's fresh download
@@ -270,6 +285,39 @@ def test_manifest_line_that_does_not_parse_exits_2_naming_it(model, capsys):
     assert main(["verify", "--manifest", str(model / "SHA256SUMS")]) == 2
     err = capsys.readouterr().err
     assert "line 2" in err and "SHA256SUMS" in err
+
+
+def test_a_file_listed_twice_with_different_hashes_exits_2(model, capsys):
+    # New-user trial: the last line won, so a wrong hash on line 1 followed by the right one passed (and
+    # the other order failed); `sha256sum -c` checks both. The same hash twice is fine.
+    import hashlib
+
+    right = hashlib.sha256((model / "optimizer.pkl").read_bytes()).hexdigest()
+    listing = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+                      for p in sorted(model.iterdir()) if p.is_file())
+    sums = model / "SHA256SUMS"
+    sums.write_text(f"{'0' * 64}  optimizer.pkl\n" + listing)
+    assert main(["verify", "--no-policy", "--manifest", str(sums), str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer.pkl" in err and "line 1" in err and "line 5" in err, err
+    sums.write_text(f"{right}  optimizer.pkl\n" + listing)
+    assert main(["verify", "--no-policy", "--manifest", str(sums), str(model)]) == 0
+    capsys.readouterr()
+
+
+def test_a_lock_pinning_one_file_twice_with_different_hashes_exits_2(model, capsys):
+    # Same trap as the manifest's: the last [[file]] record won.
+    lock = model / "airlock.lock"
+    assert main(["lock", "--no-policy", "-o", str(lock), str(model)]) == 0
+    capsys.readouterr()
+    text = lock.read_text()
+    record = text[text.index("[[file]]"):]
+    record = record[:record.index("\n\n") + 1] if "\n\n" in record else record
+    first = record.split('sha256 = "')[1][:64]
+    lock.write_text(text.replace(record, record.replace(first, "0" * 64) + "\n" + record, 1))
+    assert main(["verify", "--no-policy", "--lock", str(lock), str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "[[file]] number 2" in err and "[[file]] number 1" in err, err
 
 
 def test_verify_without_anything_to_check_against_exits_2(capsys):

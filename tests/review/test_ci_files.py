@@ -195,10 +195,16 @@ def test_action_scans_uploads_and_gates(action, workspace, tmp_path):
     jsonschema.validate(sarif, SCHEMA)
     assert {a["location"]["uri"] for a in sarif["runs"][0]["artifacts"]} == {"models/model.safetensors",
                                                                                "models/config.json"}
+    # upload-sarif ignores its `category` when the run has an id: the category is put into the id.
+    assert re.fullmatch(r"airlock/[^/]+", sarif["runs"][0]["automationDetails"]["id"])
 
     (workspace / "models" / "evil.pkl").write_bytes(EVIL)
-    outputs, results = run_action(action, workspace, tmp_path, paths="models", **{"sarif-file": "out/a.sarif"})
+    outputs, results = run_action(action, workspace, tmp_path, paths="models", category="models-a",
+                                  **{"sarif-file": "out/a.sarif"})
     assert outputs["exit-code"] == "1"
+    sarif = json.loads((workspace / "out" / "a.sarif").read_text())
+    jsonschema.validate(sarif, SCHEMA)
+    assert re.fullmatch(r"models-a/[^/]+", sarif["runs"][0]["automationDetails"]["id"])
     name, gate = results[-1]
     assert name == "Gate" and gate.returncode == 1 and "::error::" in gate.stdout
     assert "PKL006" in (workspace / "out" / "a.sarif").read_text()

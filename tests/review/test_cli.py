@@ -202,6 +202,22 @@ def test_require_approved_gates_models_only(files, db_url, capsys):
     assert code == 0
 
 
+@pytest.mark.parametrize("fmt", ["text", "jsonl"])
+def test_the_gate_fails_whatever_fail_on_says(files, db_url, capsys, fmt):
+    # New-user trial: `--require-approved --fail-on critical` exited 0 with an unapproved model (REV001 is
+    # high): the gate the user asked for was open.
+    init(db_url)
+    model = str(files / "model.safetensors")
+    argv = ["scan", "--require-approved", "--fail-on", "critical", "--db", db_url, "--no-policy", "--format", fmt]
+    code, out, _ = run(capsys, *argv, model)
+    assert code == 1 and "REV001" in out
+    assert run(capsys, "approve", model, "--note", "ok", "--db", db_url, "--no-policy")[0] == 0
+    assert run(capsys, *argv, model)[0] == 0
+    # Without the gate, --fail-on is as before: --db alone adds no finding and fails nothing.
+    assert run(capsys, "scan", "--fail-on", "critical", "--db", db_url, "--no-policy",
+               str(files / "optimizer.pkl"))[0] == 0
+
+
 def test_unknown_content_with_a_model_name_is_gated(files, db_url, capsys):
     init(db_url)
     noise = random.Random(17).randbytes
