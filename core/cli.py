@@ -230,15 +230,22 @@ def run_scan(args: argparse.Namespace) -> int:
         from airlock.core.result_cache import through_cache
 
         reports = through_cache(api.files_below(args.paths), cache, limits, scan_listed)
+    scanned = [0]
+
+    def counted(items: Iterator[Report]) -> Iterator[Report]:
+        for report in items:
+            scanned[0] += 1
+            yield report
+
     try:
         if args.format == "jsonl":
             try:
-                worst, stopped = _write_jsonl(_annotated(reports, args, policy, review), args.output,
+                worst, stopped = _write_jsonl(_annotated(counted(reports), args, policy, review), args.output,
                                               progress)
             except BrokenPipeError:
                 return _reader_gone(reports)
         else:
-            worst, entries, stopped = _collect(reports, args, policy, review)
+            worst, entries, stopped = _collect(counted(reports), args, policy, review)
             if progress is not None:
                 progress.close()  # its line erased before the report is written
             failed = _write_document(entries, args, policy, stopped)
@@ -260,6 +267,9 @@ def run_scan(args: argparse.Namespace) -> int:
         print(f"airlock: {stopped}: the report lists the files finished before it and is marked "
               "incomplete", file=sys.stderr)
         return stopped.exit_code
+    if not scanned[0]:  # a gate pointed at an empty download or a wrong folder must not pass
+        print("airlock: no file found under the paths given: nothing was inspected", file=sys.stderr)
+        return EXIT_USAGE
     refused = getattr(review, "refused", 0)  # --require-approved fails on unapproved files at any --fail-on
     return EXIT_FINDINGS if worst >= fail_on or refused else EXIT_CLEAN
 

@@ -130,7 +130,13 @@ def test_jsonl_to_an_output_file(tree, capsys, tmp_path_factory):
 
 def test_an_empty_folder_says_nothing_was_inspected(tmp_path, capsys):
     # New-user trial: the summary read "0 file(s) scanned: ; 0 not fully inspected".
-    (tmp_path / "models").mkdir()
-    assert main(["scan", "--no-policy", str(tmp_path / "models")]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    # And exit 2: a CI gate pointed at an empty download or a wrong folder must not pass.
+    (tmp_path / "models" / ".git").mkdir(parents=True)
+    (tmp_path / "models" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert main(["scan", "--no-policy", str(tmp_path / "models")]) == 2
+    out, err = capsys.readouterr()
+    last = out.strip().splitlines()[-1]
     assert last.startswith("0 file(s) scanned: no file found under the paths given"), last
+    assert "nothing was inspected" in err
+    for fmt in ("json", "jsonl", "sarif"):
+        assert main(["scan", "--no-policy", "--format", fmt, str(tmp_path / "models")]) == 2, fmt
