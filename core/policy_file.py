@@ -90,6 +90,10 @@ def _text(value: Any) -> str:
 def _rule_id(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{2,4}\d{3}", value):
         raise ValueError("expected a rule id such as PKL005 or AIR004")
+    from airlock.core.rule_catalog import all_rules
+
+    if value not in {rule.id for rule in all_rules()}:  # a typo would change nothing, silently
+        raise ValueError(f"no rule is called {value} (docs/rules.md lists them)")
     return value
 
 

@@ -67,6 +67,8 @@ def by_name(doc):
     ("not toml at all = = \n", ["not valid TOML"]),
     # New-user trial: a budget below what the scanning process itself uses was a MemoryError traceback.
     ('memory-budget = "1KiB"\n', ["line 1", "'memory-budget'", "at least 64MiB"]),
+    # A typo in a rule id would silently change nothing.
+    ('[[override]]\nrule = "NOPE999"\nseverity = "low"\nreason = "x"\n', ["line 2", "no rule is called NOPE999"]),
 ])
 def test_bad_policy_exits_2_naming_key_table_and_line(work, capsys, text, expect):
     (work / "airlock.toml").write_text(text)
