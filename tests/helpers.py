@@ -34,6 +34,28 @@ def assert_corpus_verdict(result: Any, want: Severity) -> None:
         assert result.severity == want, findings_text(result)
 
 
+def long_pickle_member(system_pickle: bytes) -> bytes:
+    """A 32 MiB pickle whose os.system call comes at its very end: a member a streamed archive reader
+    must read all of, without keeping it whole."""
+    piece = b"\x8e" + (256 * 1024).to_bytes(8, "little") + bytes(256 * 1024) + b"0"  # BINBYTES8, POP
+    return b"\x80\x04" + piece * 128 + system_pickle[2:]
+
+
+def scan_with_peak(data: bytes, name: str) -> tuple[Any, int]:
+    """Scan bytes and measure the most memory Python allocated meanwhile (tracemalloc's peak)."""
+    import tracemalloc
+
+    from airlock.core.scan import scan_bytes
+
+    tracemalloc.start()
+    try:
+        result = scan_bytes(data, name)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
 def mutated(seed: bytes, edits: Iterable[tuple[int, int]]) -> bytes:
     """`seed` with each (position, byte) edit applied, positions wrapped to its length."""
     data = bytearray(seed)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 from fixtures import archive_files as af
-from helpers import assert_corpus_verdict, rules
+from helpers import assert_corpus_verdict, long_pickle_member, rules, scan_with_peak
 
 from airlock.core.findings import Severity
 from airlock.core.formats import sevenz
@@ -90,25 +90,18 @@ def test_a_long_member_is_streamed_not_kept(monkeypatch):
     """py7zr hands out 128 MB chunks, and Airlock once kept each member whole (a 1 GiB member of zeros:
     2.1 GB resident). Past IN_MEMORY_BYTES a member keeps its head and tail; the parsers still read it
     all (the call at its end), the members after it in the same folder too, CRCs still checked."""
-    import tracemalloc
+    import lzma
 
     from airlock.core import decompress
 
     monkeypatch.setattr(decompress, "IN_MEMORY_BYTES", 1 << 20)
-    piece = b"\x8e" + (256 * 1024).to_bytes(8, "little") + bytes(256 * 1024) + b"0"  # BINBYTES8, POP
-    stream = b"\x80\x04" + piece * 128 + af.SYSTEM_PICKLE[2:]  # 32 MiB of data, then os.system
-    import lzma
+    stream = long_pickle_member(af.SYSTEM_PICKLE)
 
     # LZMA2 with a 1 MiB dictionary: the decoders' own memory is their dictionary (two of them, the first
     # pass and the read past the head), which 7-Zip's presets make 16-64 MiB.
     data = af.sevenz({"a/long.pkl": stream, "b/payload.pkl": af.SYSTEM_PICKLE},
                      [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}])
-    tracemalloc.start()
-    try:
-        result = scan_bytes(data, "long.7z")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    result, peak = scan_with_peak(data, "long.7z")
     try:
         calls = [f for f in result.findings if f.rule == "PKL006"]
         assert {f.member for f in calls} == {"a/long.pkl", "b/payload.pkl"}, result.findings

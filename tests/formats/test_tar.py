@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 from fixtures import archive_files as af
-from helpers import assert_corpus_verdict, rules
+from helpers import assert_corpus_verdict, long_pickle_member, rules, scan_with_peak
 
 from airlock.core.findings import Severity
 from airlock.core.formats import tar as tar_format
@@ -143,20 +143,12 @@ def test_a_plain_archive_is_scanned_in_place_whatever_the_size_of_its_members():
 def test_a_long_compressed_member_is_streamed_not_kept(mode, monkeypatch):
     """Past IN_MEMORY_BYTES a member of a compressed tar keeps its head and tail only (py7zr-style whole
     members once took twice their size in memory); the parsers still read all of it."""
-    import tracemalloc
-
     from airlock.core import decompress
 
     monkeypatch.setattr(decompress, "IN_MEMORY_BYTES", 1 << 20)
-    piece = b"\x8e" + (256 * 1024).to_bytes(8, "little") + bytes(256 * 1024) + b"0"  # BINBYTES8, POP
-    stream = b"\x80\x04" + piece * 128 + af.SYSTEM_PICKLE[2:]  # 32 MiB of data, then os.system
+    stream = long_pickle_member(af.SYSTEM_PICKLE)
     data = af.tar({"a/long.pkl": stream, "b/payload.pkl": af.SYSTEM_PICKLE}, mode)
-    tracemalloc.start()
-    try:
-        result = scan_bytes(data, "long.tar")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    result, peak = scan_with_peak(data, "long.tar")
     try:
         calls = [f for f in result.findings if f.rule == "PKL006"]
         assert {f.member for f in calls} == {"a/long.pkl", "b/payload.pkl"}, result.findings

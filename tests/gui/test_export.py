@@ -104,6 +104,15 @@ def test_critical_file_needs_confirmation(qtbot, window_with, tmp_path):
     assert calls == []
 
 
+def export_with_the_real_converter(qtbot, win, view, out):
+    """Run the window's Export to SafeTensors flow into `out`; its `done` signal's blocker once it is ok."""
+    flow = ConvertFlow(win, view, quiet=True, ask_output=lambda s: str(out))
+    with qtbot.waitSignal(flow.done, timeout=60_000) as blocker:
+        flow.start()
+    assert blocker.args[0] == "ok", blocker.args[1]
+    return blocker
+
+
 def test_real_converter_on_the_demo_checkpoint(qtbot, tmp_path):
     paths = write_demo_files(str(tmp_path))
     ckpt = next(p for p in paths if p.endswith(CLEAN_CHECKPOINT))
@@ -114,10 +123,7 @@ def test_real_converter_on_the_demo_checkpoint(qtbot, tmp_path):
     assert can_convert(view), view.result.format
     assert win.export_st_action.isEnabled()
     out = tmp_path / "out.safetensors"
-    flow = ConvertFlow(win, view, quiet=True, ask_output=lambda s: str(out))
-    with qtbot.waitSignal(flow.done, timeout=60_000) as blocker:
-        flow.start()
-    assert blocker.args[0] == "ok", blocker.args[1]
+    blocker = export_with_the_real_converter(qtbot, win, view, out)
     from safetensors.torch import load_file
 
     loaded = load_file(str(out))
@@ -140,10 +146,7 @@ def test_a_quantized_gguf_exports_dequantized(qtbot, window_with, tmp_path):
     win, view = window_with(src.read_bytes(), "model.gguf")
     assert can_convert(view)
     out = tmp_path / "out.safetensors"
-    flow = ConvertFlow(win, view, quiet=True, ask_output=lambda s: str(out))
-    with qtbot.waitSignal(flow.done, timeout=60_000) as blocker:
-        flow.start()
-    assert blocker.args[0] == "ok", blocker.args[1]
+    export_with_the_real_converter(qtbot, win, view, out)
     from safetensors.numpy import load_file
 
     loaded = load_file(str(out))
